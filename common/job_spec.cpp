@@ -1,0 +1,166 @@
+#include "common/job_spec.h"
+
+#include <cctype>
+
+namespace kiln {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr int kFashionMnistFeatures = 28 * 28;
+constexpr int kFashionMnistClasses = 10;
+
+bool IsValidJobName(const std::string& name) {
+  if (name.empty() || name.size() > 64) return false;
+  for (char c : name) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.')) {
+      return false;
+    }
+  }
+  return true;
+}
+
+void ReadResources(JsonFieldReader r, ResourceSpec* out) {
+  if (!r.valid()) return;
+  r.RejectUnknown({"ranks", "gpus_per_rank", "threads_per_rank"});
+  r.Int("ranks", &out->ranks, true, 1, 4096);
+  r.Int("gpus_per_rank", &out->gpus_per_rank, false, 0, 16);
+  r.Int("threads_per_rank", &out->threads_per_rank, false, 1, 256);
+}
+
+void ReadModel(JsonFieldReader r, ModelSpec* out) {
+  if (!r.valid()) return;
+  r.RejectUnknown({"type", "hidden", "activation", "output_units", "output_activation"});
+  r.Enum("type", &out->type, true, {"mlp"});
+  r.IntList("hidden", &out->hidden, false, 1, 1 << 16);
+  r.Enum("activation", &out->activation, false, {"relu", "tanh", "sigmoid", "gelu"});
+  r.Int("output_units", &out->output_units, false, 1, 1 << 16);
+  r.Enum("output_activation", &out->output_activation, false, {"none", "sigmoid"});
+}
+
+void ReadData(JsonFieldReader r, DataSpec* out) {
+  if (!r.valid()) return;
+  r.Enum("type", &out->type, true, {"fashion-mnist", "synthetic"});
+  if (out->type == "fashion-mnist") {
+    r.RejectUnknown({"type", "path"});
+    r.String("path", &out->path, false);
+    if (out->path.empty()) r.AddError(r.PathOf("path"), "must name the folder of the IDX .gz files");
+    out->features = kFashionMnistFeatures;
+    out->classes = kFashionMnistClasses;
+  } else if (out->type == "synthetic") {
+    r.RejectUnknown({"type", "samples", "test_samples", "features", "classes", "seed"});
+    r.Int("samples", &out->samples, false, 1, 100'000'000);
+    r.Int("test_samples", &out->test_samples, false, 1, 100'000'000);
+    r.Int("features", &out->features, false, 1, 1 << 20);
+    r.Int("classes", &out->classes, false, 2, 1 << 16);
+    r.UInt("seed", &out->seed, false);
+  }
+}
+
+void ReadOptimizer(JsonFieldReader r, OptimizerSpec* out) {
+  if (!r.valid()) return;
+  r.RejectUnknown({"type", "lr", "momentum", "weight_decay"});
+  r.Enum("type", &out->type, true, {"adam", "sgd"});
+  r.Double("lr", &out->lr, true, 0.0, 100.0);
+  if (r.Has("momentum") && out->type != "sgd") {
+    r.AddError(r.PathOf("momentum"), "applies only to \"sgd\"; remove it for \"" + out->type + "\"");
+  }
+  r.Double("momentum", &out->momentum, false, -1e-300, 1.0);
+  r.Double("weight_decay", &out->weight_decay, false, -1e-300, 10.0);
+}
+
+void ReadTrain(JsonFieldReader r, TrainSpec* out) {
+  if (!r.valid()) return;
+  r.RejectUnknown({"epochs", "batch_size", "loss", "optimizer", "seed", "max_steps"});
+  r.Int("epochs", &out->epochs, true, 1, 100'000);
+  r.Int("batch_size", &out->batch_size, true, 1, 1 << 20);
+  r.Enum("loss", &out->loss, true, {"cross_entropy", "binary_cross_entropy"});
+  ReadOptimizer(r.Object("optimizer", true), &out->optimizer);
+  r.UInt("seed", &out->seed, false);
+  r.Int("max_steps", &out->max_steps, false, 0, INT64_MAX);
+}
+
+void ReadCheckpoint(JsonFieldReader r, CheckpointSpec* out) {
+  if (!r.valid()) return;
+  r.RejectUnknown({"every_steps", "keep_last"});
+  r.Int("every_steps", &out->every_steps, false, 0, INT64_MAX);
+  r.Int("keep_last", &out->keep_last, false, 1, 1000);
+}
+
+// Rules that relate fields to each other; run only when each field parsed on its own.
+void CheckConsistency(const JobSpec& s, std::vector<SpecError>* errors) {
+  if (s.train.loss == "binary_cross_entropy") {
+    if (s.data.classes != 2) {
+      errors->push_back({"train.loss", "\"binary_cross_entropy\" needs 2 classes, data has " +
+                                           std::to_string(s.data.classes) +
+                                           "; use \"cross_entropy\""});
+    }
+    if (s.model.output_units != 0 && s.model.output_units != 1) {
+      errors->push_back({"model.output_units", "must be 1 with \"binary_cross_entropy\", got " +
+                                                   std::to_string(s.model.output_units)});
+    }
+  } else if (s.train.loss == "cross_entropy") {
+    if (s.model.output_activation != "none") {
+      errors->push_back({"model.output_activation",
+                         "must be \"none\" with \"cross_entropy\" (it applies softmax itself)"});
+    }
+    if (s.model.output_units != 0 && s.model.output_units != s.data.classes) {
+      errors->push_back({"model.output_units", "must equal the number of classes (" +
+                                                   std::to_string(s.data.classes) + "), got " +
+                                                   std::to_string(s.model.output_units)});
+    }
+  }
+}
+
+}  // namespace
+
+int JobSpec::InputFeatures() const { return data.features; }
+int JobSpec::NumClasses() const { return data.classes; }
+int JobSpec::OutputUnits() const {
+  if (model.output_units > 0) return model.output_units;
+  return train.loss == "binary_cross_entropy" ? 1 : data.classes;
+}
+
+SpecParseResult ParseJobSpec(const json& document) {
+  SpecParseResult result;
+  if (!document.is_object()) {
+    result.errors.push_back({"(document)", "must be a JSON object, got " + JsonTypeName(document)});
+    return result;
+  }
+  JobSpec& s = result.spec;
+  JsonFieldReader root(document, "", &result.errors);
+  root.RejectUnknown({"name", "resources", "model", "data", "train", "checkpoint", "max_retries"});
+  root.String("name", &s.name, true);
+  if (root.Has("name") && document["name"].is_string() && !IsValidJobName(s.name)) {
+    result.errors.push_back({"name", "must be 1-64 characters of letters, digits, '-', '_' or '.', "
+                                     "got \"" + s.name + "\""});
+  }
+  ReadResources(root.Object("resources", true), &s.resources);
+  ReadModel(root.Object("model", true), &s.model);
+  ReadData(root.Object("data", true), &s.data);
+  ReadTrain(root.Object("train", true), &s.train);
+  ReadCheckpoint(root.Object("checkpoint", false), &s.checkpoint);
+  root.Int("max_retries", &s.max_retries, false, 0, 100);
+  if (result.errors.empty()) CheckConsistency(s, &result.errors);
+  return result;
+}
+
+SpecParseResult ParseJobSpecText(const std::string& text) {
+  json document = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (document.is_discarded()) {
+    SpecParseResult result;
+    result.errors.push_back({"(document)", "is not valid JSON"});
+    return result;
+  }
+  return ParseJobSpec(document);
+}
+
+std::vector<std::string> SpecErrorStrings(const std::vector<SpecError>& errors) {
+  std::vector<std::string> out;
+  out.reserve(errors.size());
+  for (const auto& e : errors) out.push_back(e.ToString());
+  return out;
+}
+
+}  // namespace kiln

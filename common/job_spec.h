@@ -1,0 +1,91 @@
+// The job spec: what a user submits (JSON, see docs/job-spec.md) and what kiln-train runs.
+// Parsing and validation are one pure step: ParseJobSpec reads every field, checks it, and returns
+// either the typed spec or every error found, each naming the field path, what was wrong and what
+// is allowed ("resources.ranks: must be >= 1, got 0"). Unknown fields are errors.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/json_fields.h"
+
+namespace kiln {
+
+struct ResourceSpec {
+  int ranks = 1;
+  int gpus_per_rank = 0;
+  int threads_per_rank = 1;  // intra-op threads of each rank (LibTorch and BLAS)
+};
+
+struct ModelSpec {
+  std::string type = "mlp";
+  std::vector<int> hidden;
+  std::string activation = "relu";         // relu | tanh | sigmoid | gelu
+  int output_units = 0;                    // 0: derived from data and loss
+  std::string output_activation = "none";  // none | sigmoid
+};
+
+struct DataSpec {
+  std::string type;  // fashion-mnist | synthetic
+  std::string path = "/usr/share/datasets/fashion-mnist";
+  int64_t samples = 4096;       // synthetic: training samples
+  int64_t test_samples = 1024;  // synthetic: test samples
+  int features = 100;           // synthetic: input features (fashion-mnist: 784, fixed)
+  int classes = 2;              // synthetic: classes (fashion-mnist: 10, fixed)
+  uint64_t seed = 7;            // synthetic: generator seed
+};
+
+struct OptimizerSpec {
+  std::string type = "adam";  // adam | sgd
+  double lr = 0.001;
+  double momentum = 0.0;      // sgd only
+  double weight_decay = 0.0;
+};
+
+struct TrainSpec {
+  int epochs = 1;
+  int batch_size = 32;  // per rank; the global batch is batch_size * ranks
+  std::string loss;     // cross_entropy | binary_cross_entropy
+  OptimizerSpec optimizer;
+  uint64_t seed = 0;
+  int64_t max_steps = 0;  // 0: no limit beyond epochs
+};
+
+struct CheckpointSpec {
+  int64_t every_steps = 0;  // 0: only at the end
+  int keep_last = 3;
+};
+
+struct JobSpec {
+  std::string name;
+  ResourceSpec resources;
+  ModelSpec model;
+  DataSpec data;
+  TrainSpec train;
+  CheckpointSpec checkpoint;
+  int max_retries = 0;
+
+  // Derived from data (and loss, for the output layer).
+  int InputFeatures() const;
+  int NumClasses() const;
+  int OutputUnits() const;
+};
+
+using SpecError = FieldError;
+
+struct SpecParseResult {
+  JobSpec spec;                  // meaningful only when errors is empty
+  std::vector<SpecError> errors;
+  bool ok() const { return errors.empty(); }
+};
+
+SpecParseResult ParseJobSpec(const nlohmann::json& document);
+// Parses JSON text first; a syntax error is reported as one error on field "(document)".
+SpecParseResult ParseJobSpecText(const std::string& text);
+
+std::vector<std::string> SpecErrorStrings(const std::vector<SpecError>& errors);
+
+}  // namespace kiln

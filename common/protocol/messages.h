@@ -1,0 +1,260 @@
+// Every message kiln processes exchange, as plain structs. Each declares its wire type name
+// (kType) and its fields once (Fields), which gives it its JSON codec (see codec.h).
+//
+// Who sends what:
+//   CLI -> scheduler      submit, queue, show, cancel, logs, nodes, ckpt_ls
+//   scheduler -> CLI      submit_reply, cancel_reply, data (read views), error
+//   worker -> scheduler   register, heartbeat, job_started, log, progress, checkpoint(+bytes),
+//                         job_exited
+//   scheduler -> worker   register_ack, heartbeat, reregister, launch(+checkpoint bytes), kill,
+//                         exit_ack
+//   kiln-train -> worker  train_progress, train_checkpoint (over the run dir's ipc:// socket)
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace kiln::protocol {
+
+using nlohmann::json;
+
+// ---- CLI <-> scheduler ---------------------------------------------------------------------
+
+struct SubmitRequest {
+  static constexpr const char* kType = "submit";
+  std::string request_id;  // client-made; a retried submit with the same id returns the same job
+  json spec;
+  template <class V> void Fields(V& v) { v("request_id", request_id); v("spec", spec); }
+};
+
+struct SubmitReply {
+  static constexpr const char* kType = "submit_reply";
+  int64_t job_id = 0;
+  bool duplicate = false;  // true when request_id had been seen: the existing job is returned
+  template <class V> void Fields(V& v) { v("job_id", job_id); v("duplicate", duplicate); }
+};
+
+struct QueueRequest {
+  static constexpr const char* kType = "queue";
+  bool all = false;  // include finished jobs
+  template <class V> void Fields(V& v) { v("all", all); }
+};
+
+struct ShowRequest {
+  static constexpr const char* kType = "show";
+  int64_t job_id = 0;
+  template <class V> void Fields(V& v) { v("job_id", job_id); }
+};
+
+struct CancelRequest {
+  static constexpr const char* kType = "cancel";
+  int64_t job_id = 0;
+  template <class V> void Fields(V& v) { v("job_id", job_id); }
+};
+
+struct CancelReply {
+  static constexpr const char* kType = "cancel_reply";
+  int64_t job_id = 0;
+  std::string state;  // the job's state after the request
+  template <class V> void Fields(V& v) { v("job_id", job_id); v("state", state); }
+};
+
+struct LogsRequest {
+  static constexpr const char* kType = "logs";
+  int64_t job_id = 0;
+  int64_t after_seq = 0;  // return lines with seq > after_seq
+  int64_t limit = 1000;
+  template <class V> void Fields(V& v) {
+    v("job_id", job_id); v("after_seq", after_seq); v("limit", limit);
+  }
+};
+
+struct NodesRequest {
+  static constexpr const char* kType = "nodes";
+  template <class V> void Fields(V&) {}
+};
+
+struct CheckpointsRequest {
+  static constexpr const char* kType = "ckpt_ls";
+  int64_t job_id = 0;
+  template <class V> void Fields(V& v) { v("job_id", job_id); }
+};
+
+// Reply to the read requests (queue, show, logs, nodes, ckpt_ls): a JSON view.
+struct DataReply {
+  static constexpr const char* kType = "data";
+  json data;
+  template <class V> void Fields(V& v) { v("data", data); }
+};
+
+struct ErrorReply {
+  static constexpr const char* kType = "error";
+  std::string code;                 // StatusCodeName
+  std::string message;
+  std::vector<std::string> errors;  // one per field, for validation failures
+  template <class V> void Fields(V& v) { v("code", code); v("message", message); v("errors", errors); }
+};
+
+// ---- worker <-> scheduler ------------------------------------------------------------------
+
+struct RunningAttempt {
+  int64_t job_id = 0;
+  int64_t attempt = 0;
+  template <class V> void Fields(V& v) { v("job_id", job_id); v("attempt", attempt); }
+  bool operator==(const RunningAttempt& o) const { return job_id == o.job_id && attempt == o.attempt; }
+};
+
+struct RegisterWorker {
+  static constexpr const char* kType = "register";
+  std::string name;
+  int64_t slots = 0;
+  int64_t memory_bytes = 0;
+  int64_t gpus = 0;
+  std::vector<RunningAttempt> running;  // attempts this agent is still supervising
+  template <class V> void Fields(V& v) {
+    v("name", name); v("slots", slots); v("memory_bytes", memory_bytes); v("gpus", gpus);
+    v("running", running);
+  }
+};
+
+struct RegisterAck {
+  static constexpr const char* kType = "register_ack";
+  std::string name;
+  int64_t heartbeat_interval_ms = 0;
+  template <class V> void Fields(V& v) { v("name", name); v("heartbeat_interval_ms", heartbeat_interval_ms); }
+};
+
+// Sent both ways. From a worker it carries the attempts it runs; from the scheduler `running` is empty.
+struct Heartbeat {
+  static constexpr const char* kType = "heartbeat";
+  std::string name;
+  std::vector<RunningAttempt> running;
+  template <class V> void Fields(V& v) { v("name", name); v("running", running); }
+};
+
+// The scheduler does not know this worker (it restarted, or declared the worker DOWN).
+struct Reregister {
+  static constexpr const char* kType = "reregister";
+  std::string reason;
+  template <class V> void Fields(V& v) { v("reason", reason); }
+};
+
+// Start an attempt. When resume_step >= 0, frame 1 holds the checkpoint bytes to resume from.
+struct LaunchJob {
+  static constexpr const char* kType = "launch";
+  int64_t job_id = 0;
+  int64_t attempt = 0;
+  json spec;
+  int64_t ranks = 0;
+  int64_t resume_step = -1;
+  template <class V> void Fields(V& v) {
+    v("job_id", job_id); v("attempt", attempt); v("spec", spec); v("ranks", ranks);
+    v("resume_step", resume_step);
+  }
+};
+
+struct KillJob {
+  static constexpr const char* kType = "kill";
+  int64_t job_id = 0;
+  int64_t attempt = 0;
+  std::string reason;
+  template <class V> void Fields(V& v) { v("job_id", job_id); v("attempt", attempt); v("reason", reason); }
+};
+
+struct JobStarted {
+  static constexpr const char* kType = "job_started";
+  int64_t job_id = 0;
+  int64_t attempt = 0;
+  int64_t pid = 0;
+  template <class V> void Fields(V& v) { v("job_id", job_id); v("attempt", attempt); v("pid", pid); }
+};
+
+struct LogBatch {
+  static constexpr const char* kType = "log";
+  int64_t job_id = 0;
+  int64_t attempt = 0;
+  std::vector<std::string> lines;
+  template <class V> void Fields(V& v) { v("job_id", job_id); v("attempt", attempt); v("lines", lines); }
+};
+
+// Rank 0's progress: {"step", "epoch", "total_steps", "loss", "samples_per_s", "test_accuracy", ...}
+struct ProgressReport {
+  static constexpr const char* kType = "progress";
+  int64_t job_id = 0;
+  int64_t attempt = 0;
+  json report;
+  template <class V> void Fields(V& v) { v("job_id", job_id); v("attempt", attempt); v("report", report); }
+};
+
+// A checkpoint written by rank 0; frame 1 holds its bytes (sha256 is of those bytes).
+struct CheckpointReport {
+  static constexpr const char* kType = "checkpoint";
+  int64_t job_id = 0;
+  int64_t attempt = 0;
+  int64_t step = 0;
+  int64_t epoch = 0;
+  json metrics;
+  int64_t bytes = 0;
+  std::string sha256;
+  template <class V> void Fields(V& v) {
+    v("job_id", job_id); v("attempt", attempt); v("step", step); v("epoch", epoch);
+    v("metrics", metrics); v("bytes", bytes); v("sha256", sha256);
+  }
+};
+
+// The attempt's process group ended. exit_code is the status of mpirun (-1 if killed by signal).
+// The worker repeats it until the scheduler acknowledges with exit_ack.
+struct JobExited {
+  static constexpr const char* kType = "job_exited";
+  int64_t job_id = 0;
+  int64_t attempt = 0;
+  int64_t exit_code = 0;
+  int64_t signal = 0;
+  std::string reason;
+  template <class V> void Fields(V& v) {
+    v("job_id", job_id); v("attempt", attempt); v("exit_code", exit_code); v("signal", signal);
+    v("reason", reason);
+  }
+};
+
+struct ExitAck {
+  static constexpr const char* kType = "exit_ack";
+  int64_t job_id = 0;
+  int64_t attempt = 0;
+  template <class V> void Fields(V& v) { v("job_id", job_id); v("attempt", attempt); }
+};
+
+// ---- kiln-train -> worker ------------------------------------------------------------------
+
+struct TrainProgress {
+  static constexpr const char* kType = "train_progress";
+  json report;
+  template <class V> void Fields(V& v) { v("report", report); }
+};
+
+struct TrainCheckpoint {
+  static constexpr const char* kType = "train_checkpoint";
+  int64_t step = 0;
+  int64_t epoch = 0;
+  json metrics;
+  std::string path;  // absolute path of the checkpoint file in the run dir
+  int64_t bytes = 0;
+  std::string sha256;
+  template <class V> void Fields(V& v) {
+    v("step", step); v("epoch", epoch); v("metrics", metrics); v("path", path); v("bytes", bytes);
+    v("sha256", sha256);
+  }
+};
+
+// Every message type, for the codec's known-type check and the round-trip tests.
+#define KILN_FOR_EACH_MESSAGE(X)                                                              \
+  X(SubmitRequest) X(SubmitReply) X(QueueRequest) X(ShowRequest) X(CancelRequest)             \
+  X(CancelReply) X(LogsRequest) X(NodesRequest) X(CheckpointsRequest) X(DataReply)            \
+  X(ErrorReply) X(RegisterWorker) X(RegisterAck) X(Heartbeat) X(Reregister) X(LaunchJob)      \
+  X(KillJob) X(JobStarted) X(LogBatch) X(ProgressReport) X(CheckpointReport) X(JobExited)     \
+  X(ExitAck) X(TrainProgress) X(TrainCheckpoint)
+
+}  // namespace kiln::protocol

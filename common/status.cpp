@@ -1,0 +1,32 @@
+#include "common/status.h"
+
+#include <cstdio>
+#include <cstdlib>
+
+namespace kiln {
+
+const char* StatusCodeName(StatusCode code) {
+  switch (code) {
+    case StatusCode::kOk: return "OK";
+    case StatusCode::kInvalidArgument: return "INVALID_ARGUMENT";
+    case StatusCode::kNotFound: return "NOT_FOUND";
+    case StatusCode::kAlreadyExists: return "ALREADY_EXISTS";
+    case StatusCode::kUnavailable: return "UNAVAILABLE";
+    case StatusCode::kIoError: return "IO_ERROR";
+    case StatusCode::kFailedPrecondition: return "FAILED_PRECONDITION";
+    case StatusCode::kInternal: return "INTERNAL";
+  }
+  return "UNKNOWN";
+}
+
+std::string Status::ToString() const {
+  if (ok()) return "OK";
+  return std::string(StatusCodeName(code_)) + ": " + message_;
+}
+
+void AbortWithMessage(const std::string& message) {
+  std::fprintf(stderr, "kiln: fatal: %s\n", message.c_str());
+  std::abort();
+}
+
+}  // namespace kiln

@@ -1,0 +1,48 @@
+// The kiln CLI's subcommands. Each returns the process exit code: 0 success, 1 the operation
+// failed (job failed, not found, refused), 2 bad usage or input, 3 scheduler unreachable.
+#pragma once
+
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+namespace kiln::cli {
+
+struct GlobalOptions {
+  std::string scheduler;  // empty: $KILN_SCHEDULER or the default
+  double timeout_s = 5.0;
+};
+
+// Adds every subcommand to `app`; after parsing, RunSelected runs the chosen one.
+class Commands {
+ public:
+  explicit Commands(CLI::App& app);
+  int RunSelected();
+
+ private:
+  int Submit();
+  int Queue();
+  int Show();
+  int Cancel();
+  int Logs();
+  int Nodes();
+  int CheckpointsList();
+  int Follow(int64_t job_id);
+
+  CLI::App& app_;
+  GlobalOptions global_;
+  std::string file_;
+  int64_t job_id_ = 0;
+  bool follow_ = false;
+  bool json_ = false;
+  bool all_ = false;
+  CLI::App* submit_;
+  CLI::App* queue_;
+  CLI::App* show_;
+  CLI::App* cancel_;
+  CLI::App* logs_;
+  CLI::App* nodes_;
+  CLI::App* ckpt_ls_;
+};
+
+}  // namespace kiln::cli

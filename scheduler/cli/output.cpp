@@ -1,0 +1,151 @@
+#include "scheduler/cli/output.h"
+
+#include <ctime>
+#include <iomanip>
+#include <sstream>
+#include <vector>
+
+namespace kiln::cli {
+
+using nlohmann::json;
+
+namespace {
+
+std::string Str(const json& j, const char* key) {
+  if (!j.contains(key)) return "";
+  const json& v = j[key];
+  if (v.is_string()) return v.get<std::string>();
+  return v.dump();
+}
+
+std::string Num(const json& j, const char* key, int precision) {
+  if (!j.contains(key) || !j[key].is_number()) return "-";
+  std::ostringstream out;
+  out << std::fixed << std::setprecision(precision) << j[key].get<double>();
+  return out.str();
+}
+
+std::string Table(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> widths;
+  for (const auto& row : rows) {
+    for (size_t i = 0; i < row.size(); ++i) {
+      if (widths.size() <= i) widths.push_back(0);
+      widths[i] = std::max(widths[i], row[i].size());
+    }
+  }
+  std::ostringstream out;
+  for (const auto& row : rows) {
+    for (size_t i = 0; i < row.size(); ++i) {
+      out << row[i];
+      if (i + 1 < row.size()) out << std::string(widths[i] - row[i].size() + 2, ' ');
+    }
+    out << "\n";
+  }
+  return out.str();
+}
+
+}  // namespace
+
+std::string FormatBytes(int64_t bytes) {
+  std::ostringstream out;
+  out << std::fixed << std::setprecision(1);
+  if (bytes >= 1'000'000'000) out << bytes / 1e9 << " GB";
+  else if (bytes >= 1'000'000) out << bytes / 1e6 << " MB";
+  else if (bytes >= 1'000) out << bytes / 1e3 << " kB";
+  else return std::to_string(bytes) + " B";
+  return out.str();
+}
+
+std::string FormatTime(int64_t unix_ms) {
+  if (unix_ms <= 0) return "-";
+  std::time_t t = static_cast<std::time_t>(unix_ms / 1000);
+  std::tm tm{};
+  localtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
+  return buf;
+}
+
+std::string FormatProgress(const json& job) {
+  const json& m = job.contains("metrics") ? job["metrics"] : json::object();
+  std::ostringstream out;
+  out << "job " << Str(job, "id") << " " << Str(job, "state");
+  if (m.contains("epoch")) out << "  epoch " << Str(m, "epoch") << "/" << Str(m, "epochs");
+  if (m.contains("step")) out << "  step " << Str(m, "step") << "/" << Str(m, "total_steps");
+  if (m.contains("loss")) out << "  loss " << Num(m, "loss", 4);
+  if (m.contains("test_accuracy")) out << "  test_acc " << Num(m, "test_accuracy", 4);
+  if (m.contains("samples_per_s")) out << "  " << Num(m, "samples_per_s", 0) << " samples/s";
+  return out.str();
+}
+
+std::string FormatQueue(const json& jobs) {
+  std::vector<std::vector<std::string>> rows = {
+      {"ID", "NAME", "STATE", "ATTEMPT", "RANKS", "NODE", "PROGRESS", "REASON"}};
+  for (const auto& j : jobs) {
+    const json& m = j.contains("metrics") ? j["metrics"] : json::object();
+    std::string progress = m.contains("step") ? Str(m, "step") + "/" + Str(m, "total_steps") : "-";
+    rows.push_back({Str(j, "id"), Str(j, "name"), Str(j, "state"), Str(j, "attempt"),
+                    Str(j, "ranks"), Str(j, "node").empty() ? "-" : Str(j, "node"), progress,
+                    Str(j, "reason")});
+  }
+  return Table(rows);
+}
+
+std::string FormatJob(const json& j) {
+  std::ostringstream out;
+  out << "Job " << Str(j, "id") << " (" << Str(j, "name") << ")\n"
+      << "  state      " << Str(j, "state") << "\n"
+      << "  reason     " << Str(j, "reason") << "\n"
+      << "  attempt    " << Str(j, "attempt") << " (max retries " << Str(j, "max_retries") << ")\n"
+      << "  ranks      " << Str(j, "ranks") << " on " << (Str(j, "node").empty() ? "-" : Str(j, "node"))
+      << "\n"
+      << "  submitted  " << FormatTime(j.value("submitted_at", int64_t{0})) << "\n"
+      << "  started    " << FormatTime(j.value("started_at", int64_t{0})) << "\n"
+      << "  finished   " << FormatTime(j.value("finished_at", int64_t{0})) << "\n";
+  if (j.contains("metrics") && !j["metrics"].empty()) {
+    out << "  metrics\n";
+    for (auto it = j["metrics"].begin(); it != j["metrics"].end(); ++it) {
+      out << "    " << std::left << std::setw(18) << it.key() << " "
+          << (it->is_number_float() ? Num(j["metrics"], it.key().c_str(), 4) : it->dump()) << "\n";
+    }
+  }
+  if (j.contains("events")) {
+    out << "  events\n";
+    for (const auto& e : j["events"]) {
+      out << "    " << FormatTime(e.value("time", int64_t{0})) << "  "
+          << (Str(e, "from").empty() ? "-" : Str(e, "from")) << " -> " << Str(e, "to") << "  "
+          << Str(e, "reason") << "\n";
+    }
+  }
+  if (j.contains("checkpoints") && !j["checkpoints"].empty()) {
+    out << "  checkpoints\n";
+    std::istringstream table(FormatCheckpoints(j["checkpoints"]));
+    for (std::string line; std::getline(table, line);) out << "    " << line << "\n";
+  }
+  return out.str();
+}
+
+std::string FormatNodes(const json& nodes) {
+  std::vector<std::vector<std::string>> rows = {
+      {"NAME", "STATE", "SLOTS", "USED", "GPUS", "MEMORY", "LAST SEEN"}};
+  for (const auto& n : nodes) {
+    rows.push_back({Str(n, "name"), Str(n, "state"), Str(n, "slots"), Str(n, "used_slots"),
+                    Str(n, "gpus"), FormatBytes(n.value("memory_bytes", int64_t{0})),
+                    FormatTime(n.value("last_seen_at", int64_t{0}))});
+  }
+  return Table(rows);
+}
+
+std::string FormatCheckpoints(const json& checkpoints) {
+  std::vector<std::vector<std::string>> rows = {
+      {"STEP", "EPOCH", "ATTEMPT", "TEST_ACC", "LOSS", "SIZE", "SHA256"}};
+  for (const auto& c : checkpoints) {
+    const json& m = c.contains("metrics") ? c["metrics"] : json::object();
+    rows.push_back({Str(c, "step"), Str(c, "epoch"), Str(c, "attempt"),
+                    Num(m, "test_accuracy", 4), Num(m, "loss", 4),
+                    FormatBytes(c.value("bytes", int64_t{0})), Str(c, "sha256").substr(0, 16)});
+  }
+  return Table(rows);
+}
+
+}  // namespace kiln::cli

@@ -1,0 +1,32 @@
+// The job state machine. Pure: no I/O, no clock.
+//
+//   PENDING --placed--> RUNNING --succeeded--> COMPLETED
+//      ^                   |
+//      +--attempt failed---+  (while retries remain; otherwise --> FAILED)
+//   PENDING | RUNNING --cancel--> CANCELLED
+//
+// COMPLETED, FAILED and CANCELLED are terminal.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "common/status.h"
+
+namespace kiln::core {
+
+enum class JobState { kPending, kRunning, kCompleted, kFailed, kCancelled };
+enum class JobEvent { kPlaced, kSucceeded, kAttemptFailed, kCancel };
+
+const char* JobStateName(JobState state);
+std::optional<JobState> ParseJobState(const std::string& name);
+const char* JobEventName(JobEvent event);
+bool IsTerminal(JobState state);
+
+// `attempt` is the number of the attempt that just ran (1 for the first); a failed attempt is
+// retried while attempt <= max_retries. Returns FailedPrecondition for an event the state does not
+// accept (e.g. cancel of a COMPLETED job).
+Result<JobState> NextState(JobState from, JobEvent event, int64_t attempt, int64_t max_retries);
+
+}  // namespace kiln::core

@@ -1,0 +1,51 @@
+#include "scheduler/service/job_views.h"
+
+namespace kiln::service {
+
+using nlohmann::json;
+
+json JobSummaryView(const JobRecord& j) {
+  return {{"id", j.id},
+          {"name", j.name},
+          {"state", core::JobStateName(j.state)},
+          {"reason", j.reason},
+          {"attempt", j.attempt},
+          {"max_retries", j.max_retries},
+          {"ranks", j.ranks},
+          {"node", j.node},
+          {"submitted_at", j.submitted_at},
+          {"started_at", j.started_at},
+          {"finished_at", j.finished_at},
+          {"exit_code", j.exit_code},
+          {"metrics", j.progress}};
+}
+
+json CheckpointView(const CheckpointRecord& c) {
+  return {{"step", c.step},       {"epoch", c.epoch},   {"attempt", c.attempt},
+          {"metrics", c.metrics}, {"bytes", c.bytes},   {"sha256", c.sha256},
+          {"created_at", c.created_at}};
+}
+
+json JobDetailView(const JobRecord& job, const std::vector<JobEventRecord>& events,
+                   const std::vector<CheckpointRecord>& checkpoints) {
+  json view = JobSummaryView(job);
+  json ev = json::array();
+  for (const auto& e : events) {
+    ev.push_back({{"time", e.time}, {"from", e.from_state}, {"to", e.to_state},
+                  {"reason", e.reason}});
+  }
+  json ck = json::array();
+  for (const auto& c : checkpoints) ck.push_back(CheckpointView(c));
+  view["events"] = std::move(ev);
+  view["checkpoints"] = std::move(ck);
+  view["spec"] = job.spec;
+  return view;
+}
+
+json NodeView(const NodeRecord& n, int64_t used_slots) {
+  return {{"name", n.name},          {"state", n.state}, {"slots", n.slots},
+          {"used_slots", used_slots}, {"gpus", n.gpus},   {"memory_bytes", n.memory_bytes},
+          {"registered_at", n.registered_at}, {"last_seen_at", n.last_seen_at}};
+}
+
+}  // namespace kiln::service

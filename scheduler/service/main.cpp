@@ -1,0 +1,49 @@
+// kiln-scheduler: parses flags and runs the SchedulerService until SIGTERM/SIGINT.
+#include <csignal>
+
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include "common/clock.h"
+#include "common/config.h"
+#include "common/logging.h"
+#include "scheduler/service/scheduler_service.h"
+
+namespace {
+std::atomic<bool> g_stop{false};
+void OnSignal(int) { g_stop = true; }
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"kiln-scheduler: queues training jobs durably and places them on workers"};
+  kiln::service::SchedulerOptions options;
+  std::string log_level = "info";
+  double worker_timeout_s = kiln::kDefaultWorkerTimeoutMs / 1000.0;
+  app.add_option("--listen", options.listen, "ZeroMQ endpoint to bind, e.g. tcp://0.0.0.0:7070 "
+                                             "(tcp://127.0.0.1:* picks a free port)")
+      ->capture_default_str();
+  app.add_option("--state-dir", options.state_dir, "directory for the SQLite state and checkpoints")
+      ->required();
+  app.add_option("--worker-timeout", worker_timeout_s,
+                 "seconds of silence after which a worker is DOWN")
+      ->capture_default_str()
+      ->check(CLI::Range(0.5, 3600.0));
+  app.add_option("--log-level", log_level, "trace|debug|info|warn|error")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  options.worker_timeout_ms = static_cast<kiln::Millis>(worker_timeout_s * 1000);
+
+  kiln::InitLogging("scheduler", log_level);
+  std::signal(SIGTERM, OnSignal);
+  std::signal(SIGINT, OnSignal);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  kiln::SystemClock clock;
+  kiln::transport::Context context;
+  auto service = kiln::service::SchedulerService::Create(options, clock, context);
+  if (!service.ok()) {
+    spdlog::error("cannot start: {}", service.status().ToString());
+    return 1;
+  }
+  (*service)->Run(g_stop);
+  return 0;
+}

@@ -1,0 +1,170 @@
+#include "scheduler/service/scheduler_service.h"
+
+#include <spdlog/spdlog.h>
+
+#include "common/config.h"
+#include "common/file_util.h"
+
+namespace kiln::service {
+
+using protocol::Envelope;
+
+namespace {
+constexpr int kMaxMessagesPerTurn = 2000;
+constexpr Millis kLivenessCheckEveryMs = 250;
+constexpr Millis kPassEveryMs = 1000;
+}  // namespace
+
+Result<std::unique_ptr<SchedulerService>> SchedulerService::Create(const SchedulerOptions& options,
+                                                                   const Clock& clock,
+                                                                   transport::Context& context) {
+  if (options.state_dir.empty()) return Status::InvalidArgument("--state-dir is required");
+  KILN_RETURN_IF_ERROR(MakeDirs(options.state_dir));
+  auto store = Store::Open(options.state_dir + "/kiln.db");
+  if (!store.ok()) return store.status();
+  auto socket = std::make_unique<transport::Socket>(context, transport::SocketKind::kRouter);
+  auto endpoint = socket->Bind(options.listen);
+  if (!endpoint.ok()) return endpoint.status();
+  KILN_RETURN_IF_ERROR(WriteFileAtomic(options.state_dir + "/endpoint", *endpoint + "\n"));
+  std::unique_ptr<SchedulerService> service(new SchedulerService(
+      options, clock, std::move(store).value(), std::move(socket), *endpoint));
+  KILN_RETURN_IF_ERROR(service->checkpoints_.Init());
+  KILN_RETURN_IF_ERROR(service->Recover());
+  return service;
+}
+
+SchedulerService::SchedulerService(SchedulerOptions options, const Clock& clock,
+                                   std::unique_ptr<Store> store,
+                                   std::unique_ptr<transport::Socket> socket, std::string endpoint)
+    : options_(std::move(options)),
+      clock_(clock),
+      store_(std::move(store)),
+      checkpoints_(options_.state_dir + "/checkpoints"),
+      socket_(std::move(socket)),
+      endpoint_(std::move(endpoint)),
+      monitor_(options_.worker_timeout_ms) {}
+
+SchedulerService::~SchedulerService() = default;
+
+// After a restart: every node that was UP gets one timeout to register again, and the attempts
+// the database says are running keep their slots until their worker reports otherwise.
+Status SchedulerService::Recover() {
+  auto nodes = store_->ListNodes();
+  if (!nodes.ok()) return nodes.status();
+  const Millis now = clock_.MonotonicMs();
+  for (const auto& n : *nodes) {
+    if (n.state != "UP") continue;
+    Worker& w = workers_[n.name];
+    w.record = n;
+    w.up = false;  // until it registers again; its peer identity is unknown
+    monitor_.Heard(n.name, now);
+  }
+  auto jobs = store_->ListJobs(false);
+  if (!jobs.ok()) return jobs.status();
+  int running = 0;
+  for (const auto& j : *jobs) {
+    if (j.state != core::JobState::kRunning) continue;
+    live_[j.node][{j.id, j.attempt}] = {j.ranks, j.ranks * j.gpus_per_rank};
+    ++running;
+  }
+  spdlog::info("recovered {} unfinished jobs ({} running) and {} nodes", jobs->size(), running,
+               nodes->size());
+  return Status::Ok();
+}
+
+void SchedulerService::Run(const std::atomic<bool>& stop) {
+  spdlog::info("listening on {}, state in {}", endpoint_, options_.state_dir);
+  while (!stop.load()) Turn(100);
+  spdlog::info("shutting down");
+}
+
+void SchedulerService::Turn(int wait_ms) {
+  transport::Poller poller;
+  poller.AddSocket(*socket_);
+  Status waited = poller.Wait(wait_ms);
+  if (!waited.ok()) spdlog::warn("{}", waited.ToString());
+
+  Status begun = store_->Begin();
+  if (!begun.ok()) {
+    spdlog::error("cannot open transaction: {}", begun.ToString());
+    return;
+  }
+  for (int i = 0; i < kMaxMessagesPerTurn; ++i) {
+    auto frames = socket_->Receive();
+    if (!frames) break;
+    HandleFrames(*frames);
+  }
+  const Millis now = clock_.MonotonicMs();
+  if (now >= next_liveness_check_at_) {
+    next_liveness_check_at_ = now + kLivenessCheckEveryMs;
+    CheckSilentWorkers();
+  }
+  if (now >= next_heartbeat_at_) {
+    next_heartbeat_at_ = now + kHeartbeatIntervalMs;
+    HeartbeatWorkers();
+  }
+  if (dirty_ || now >= next_pass_at_) {
+    dirty_ = false;
+    next_pass_at_ = now + kPassEveryMs;
+    SchedulingPass();
+  }
+  Status committed = store_->Commit();
+  if (!committed.ok()) {
+    // Nothing of this turn is durable, so nothing of it may be acknowledged.
+    spdlog::error("commit failed, dropping {} replies: {}", outbox_.size(), committed.ToString());
+    (void)store_->Rollback();
+    outbox_.clear();
+    return;
+  }
+  for (auto& [peer, frames] : outbox_) {
+    frames.insert(frames.begin(), peer);
+    Status sent = socket_->Send(frames);
+    if (!sent.ok()) spdlog::debug("reply dropped: {}", sent.ToString());
+  }
+  outbox_.clear();
+}
+
+void SchedulerService::HandleFrames(const transport::Frames& frames) {
+  // ROUTER frames: [peer identity][envelope][binary...]
+  if (frames.size() < 2) return;
+  const std::string& peer = frames[0];
+  auto envelope = protocol::DecodeEnvelope(frames[1]);
+  if (!envelope.ok()) {
+    spdlog::warn("rejected malformed message: {}", envelope.status().message());
+    ReplyError(peer, "", envelope.status());
+    return;
+  }
+  const Envelope& e = *envelope;
+  const std::string& t = e.type;
+  transport::Frames payload(frames.begin() + 1, frames.end());
+  if (t == protocol::SubmitRequest::kType) return OnSubmit(peer, e);
+  if (t == protocol::QueueRequest::kType) return OnQueue(peer, e);
+  if (t == protocol::ShowRequest::kType) return OnShow(peer, e);
+  if (t == protocol::CancelRequest::kType) return OnCancel(peer, e);
+  if (t == protocol::LogsRequest::kType) return OnLogs(peer, e);
+  if (t == protocol::NodesRequest::kType) return OnNodes(peer, e);
+  if (t == protocol::CheckpointsRequest::kType) return OnCheckpoints(peer, e);
+  if (t == protocol::RegisterWorker::kType) return OnRegister(peer, e);
+  if (t == protocol::Heartbeat::kType) return OnHeartbeat(peer, e);
+  if (t == protocol::JobStarted::kType) return OnJobStarted(peer, e);
+  if (t == protocol::LogBatch::kType) return OnLog(peer, e);
+  if (t == protocol::ProgressReport::kType) return OnProgress(peer, e);
+  if (t == protocol::CheckpointReport::kType) return OnCheckpoint(peer, e, payload);
+  if (t == protocol::JobExited::kType) return OnJobExited(peer, e);
+  ReplyError(peer, e.id, Status::InvalidArgument("message type \"" + t +
+                                                 "\" is not accepted by the scheduler"));
+}
+
+void SchedulerService::Reply(const std::string& peer, const std::string& id,
+                             transport::Frames frames) {
+  (void)id;
+  outbox_.push_back({peer, std::move(frames)});
+}
+
+void SchedulerService::ReplyError(const std::string& peer, const std::string& id,
+                                  const Status& status, std::vector<std::string> errors) {
+  protocol::ErrorReply reply{StatusCodeName(status.code()), status.message(), std::move(errors)};
+  Send(peer, reply, id);
+}
+
+}  // namespace kiln::service

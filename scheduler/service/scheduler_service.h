@@ -1,0 +1,133 @@
+// The scheduler daemon's core: one thread runs Run(), which owns every piece of state below.
+//
+// One loop turn:
+//   1. wait for messages on the ROUTER socket (at most until the next timer);
+//   2. open one transaction, handle every waiting message (handlers queue replies in the outbox),
+//      run due timers (silent-worker detection, heartbeats to workers), run a scheduling pass if
+//      anything changed;
+//   3. commit, then send the outbox. Nothing is acknowledged before it is durable (group commit).
+//
+// Worker protocol (Paranoid Pirate style):
+//   1. worker -> register{name, slots, memory, gpus, running attempts}; scheduler reconciles the
+//      attempts it believes run there, replies register_ack;
+//   2. both sides heartbeat every second; a worker silent for the timeout is DOWN and its running
+//      attempts fail; a worker that hears nothing reconnects and registers again;
+//   3. scheduler -> launch / kill; worker -> job_started, log, progress, checkpoint, job_exited
+//      (repeated until exit_ack).
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+
+#include "common/clock.h"
+#include "common/protocol/codec.h"
+#include "common/transport/socket.h"
+#include "scheduler/core/heartbeat_monitor.h"
+#include "scheduler/core/placement_policy.h"
+#include "scheduler/service/checkpoint_store.h"
+#include "scheduler/service/store.h"
+
+namespace kiln::service {
+
+struct SchedulerOptions {
+  std::string listen = "tcp://127.0.0.1:7070";
+  std::string state_dir;
+  Millis worker_timeout_ms = 5000;
+};
+
+class SchedulerService {
+ public:
+  // Opens the state dir (database, checkpoint blobs) and binds the socket. The bound endpoint is
+  // also written to <state_dir>/endpoint so local tools and tests can find an ephemeral port.
+  static Result<std::unique_ptr<SchedulerService>> Create(const SchedulerOptions& options,
+                                                          const Clock& clock,
+                                                          transport::Context& context);
+  ~SchedulerService();
+
+  const std::string& endpoint() const { return endpoint_; }
+  // Runs loop turns until `stop` becomes true.
+  void Run(const std::atomic<bool>& stop);
+  // One turn, waiting at most wait_ms for input. Exposed for tests.
+  void Turn(int wait_ms);
+
+ private:
+  struct Worker {
+    std::string peer;  // ROUTER identity
+    NodeRecord record;
+    bool up = false;
+  };
+  struct LiveAttempt {  // an attempt occupying a worker's slots until it exits
+    int64_t ranks = 0;
+    int64_t gpus = 0;
+  };
+  using AttemptKey = std::pair<int64_t, int64_t>;  // job id, attempt
+
+  SchedulerService(SchedulerOptions options, const Clock& clock, std::unique_ptr<Store> store,
+                   std::unique_ptr<transport::Socket> socket, std::string endpoint);
+  Status Recover();
+
+  // Dispatch (scheduler_service.cpp).
+  void HandleFrames(const transport::Frames& frames);
+  void Reply(const std::string& peer, const std::string& id, transport::Frames frames);
+  void ReplyError(const std::string& peer, const std::string& id, const Status& status,
+                  std::vector<std::string> errors = {});
+  template <typename M>
+  void Send(const std::string& peer, const M& message, const std::string& id = "",
+            transport::Frames binary = {}) {
+    outbox_.push_back({peer, protocol::Encode(message, id, std::move(binary))});
+  }
+
+  // Client requests (client_handlers.cpp).
+  void OnSubmit(const std::string& peer, const protocol::Envelope& e);
+  void OnQueue(const std::string& peer, const protocol::Envelope& e);
+  void OnShow(const std::string& peer, const protocol::Envelope& e);
+  void OnCancel(const std::string& peer, const protocol::Envelope& e);
+  void OnLogs(const std::string& peer, const protocol::Envelope& e);
+  void OnNodes(const std::string& peer, const protocol::Envelope& e);
+  void OnCheckpoints(const std::string& peer, const protocol::Envelope& e);
+
+  // Worker messages (worker_handlers.cpp).
+  void OnRegister(const std::string& peer, const protocol::Envelope& e);
+  void OnHeartbeat(const std::string& peer, const protocol::Envelope& e);
+  void OnJobStarted(const std::string& peer, const protocol::Envelope& e);
+  void OnLog(const std::string& peer, const protocol::Envelope& e);
+  void OnProgress(const std::string& peer, const protocol::Envelope& e);
+  void OnCheckpoint(const std::string& peer, const protocol::Envelope& e,
+                    const transport::Frames& frames);
+  void OnJobExited(const std::string& peer, const protocol::Envelope& e);
+  // The worker behind `peer`, if it registered and is up; otherwise asks it to register.
+  Worker* KnownWorker(const std::string& peer);
+
+  // Job lifecycle (job_lifecycle.cpp).
+  Status Transition(JobRecord& job, core::JobEvent event, const std::string& reason);
+  void FailAttempt(JobRecord& job, const std::string& reason);
+  void MarkWorkerDown(const std::string& name, const std::string& reason);
+  void CheckSilentWorkers();
+  void HeartbeatWorkers();
+  void SchedulingPass();
+  void Launch(JobRecord& job, const core::Placement& placement);
+  void PruneCheckpoints(int64_t job_id, int64_t keep_last);
+
+  SchedulerOptions options_;
+  const Clock& clock_;
+  std::unique_ptr<Store> store_;
+  CheckpointStore checkpoints_;
+  std::unique_ptr<transport::Socket> socket_;
+  std::string endpoint_;
+  core::HeartbeatMonitor monitor_;
+  core::SingleNodeBestFit policy_;
+
+  std::map<std::string, Worker> workers_;                          // by node name
+  std::map<std::string, std::string> node_of_peer_;                // ROUTER identity -> name
+  std::map<std::string, std::map<AttemptKey, LiveAttempt>> live_;  // by node name
+  std::vector<std::pair<std::string, transport::Frames>> outbox_;
+  bool dirty_ = true;  // something changed that a scheduling pass could act on
+  Millis next_heartbeat_at_ = 0;
+  Millis next_liveness_check_at_ = 0;
+  Millis next_pass_at_ = 0;
+};
+
+}  // namespace kiln::service

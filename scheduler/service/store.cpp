@@ -1,0 +1,318 @@
+#include "scheduler/service/store.h"
+
+#include <sqlite3.h>
+
+#include "scheduler/service/sqlite_statement.h"
+
+namespace kiln::service {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS jobs (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  request_id TEXT NOT NULL UNIQUE,
+  name TEXT NOT NULL,
+  spec TEXT NOT NULL,
+  state TEXT NOT NULL,
+  reason TEXT NOT NULL DEFAULT '',
+  attempt INTEGER NOT NULL DEFAULT 0,
+  ranks INTEGER NOT NULL,
+  gpus_per_rank INTEGER NOT NULL,
+  max_retries INTEGER NOT NULL,
+  node TEXT NOT NULL DEFAULT '',
+  submitted_at INTEGER NOT NULL,
+  started_at INTEGER NOT NULL DEFAULT 0,
+  finished_at INTEGER NOT NULL DEFAULT 0,
+  progress TEXT NOT NULL DEFAULT '{}',
+  exit_code INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs(state);
+CREATE TABLE IF NOT EXISTS job_events (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  job_id INTEGER NOT NULL REFERENCES jobs(id),
+  time INTEGER NOT NULL,
+  from_state TEXT NOT NULL,
+  to_state TEXT NOT NULL,
+  reason TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS job_events_by_job ON job_events(job_id);
+CREATE TABLE IF NOT EXISTS nodes (
+  name TEXT PRIMARY KEY,
+  slots INTEGER NOT NULL,
+  memory_bytes INTEGER NOT NULL,
+  gpus INTEGER NOT NULL,
+  state TEXT NOT NULL,
+  registered_at INTEGER NOT NULL,
+  last_seen_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS checkpoints (
+  job_id INTEGER NOT NULL REFERENCES jobs(id),
+  step INTEGER NOT NULL,
+  attempt INTEGER NOT NULL,
+  epoch INTEGER NOT NULL,
+  metrics TEXT NOT NULL,
+  bytes INTEGER NOT NULL,
+  sha256 TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  PRIMARY KEY (job_id, step)
+);
+CREATE TABLE IF NOT EXISTS logs (
+  job_id INTEGER NOT NULL,
+  seq INTEGER NOT NULL,
+  attempt INTEGER NOT NULL,
+  time INTEGER NOT NULL,
+  line TEXT NOT NULL,
+  PRIMARY KEY (job_id, seq)
+);
+)sql";
+
+constexpr const char* kJobColumns =
+    "id, request_id, name, spec, state, reason, attempt, ranks, gpus_per_rank, max_retries, node, "
+    "submitted_at, started_at, finished_at, progress, exit_code";
+
+JobRecord ReadJob(const SqliteStatement& s) {
+  JobRecord j;
+  j.id = s.Int(0);
+  j.request_id = s.Text(1);
+  j.name = s.Text(2);
+  j.spec = json::parse(s.Text(3), nullptr, false);
+  j.state = core::ParseJobState(s.Text(4)).value_or(core::JobState::kFailed);
+  j.reason = s.Text(5);
+  j.attempt = s.Int(6);
+  j.ranks = s.Int(7);
+  j.gpus_per_rank = s.Int(8);
+  j.max_retries = s.Int(9);
+  j.node = s.Text(10);
+  j.submitted_at = s.Int(11);
+  j.started_at = s.Int(12);
+  j.finished_at = s.Int(13);
+  j.progress = json::parse(s.Text(14), nullptr, false);
+  if (j.progress.is_discarded()) j.progress = json::object();
+  j.exit_code = s.Int(15);
+  return j;
+}
+
+Result<std::optional<JobRecord>> QueryOneJob(sqlite3* db, const std::string& where,
+                                             const std::string& key, int64_t id) {
+  std::string sql = std::string("SELECT ") + kJobColumns + " FROM jobs WHERE " + where;
+  SqliteStatement s(db, sql.c_str());
+  if (key.empty()) {
+    s.Bind(1, id);
+  } else {
+    s.Bind(1, key);
+  }
+  Status status;
+  if (s.Step(&status)) return std::optional<JobRecord>(ReadJob(s));
+  if (!status.ok()) return status;
+  return std::optional<JobRecord>();
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Store>> Store::Open(const std::string& path) {
+  sqlite3* db = nullptr;
+  int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
+  if (rc != SQLITE_OK) {
+    std::string message = db ? sqlite3_errmsg(db) : "out of memory";
+    sqlite3_close(db);
+    return Status::IoError("cannot open database " + path + ": " + message);
+  }
+  sqlite3_busy_timeout(db, 5000);
+  std::unique_ptr<Store> store(new Store(db));
+  // synchronous=FULL: a commit is on disk when Commit() returns, so an acknowledged change survives
+  // a power cut, not only a process crash.
+  KILN_RETURN_IF_ERROR(store->Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; "
+                                   "PRAGMA foreign_keys=ON;"));
+  KILN_RETURN_IF_ERROR(store->Exec(kSchema));
+  return store;
+}
+
+Store::~Store() { sqlite3_close(db_); }
+
+Status Store::Exec(const std::string& sql) {
+  char* error = nullptr;
+  if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &error) != SQLITE_OK) {
+    std::string message = error ? error : "unknown error";
+    sqlite3_free(error);
+    return Status::IoError("sqlite: " + message);
+  }
+  return Status::Ok();
+}
+
+Status Store::Begin() {
+  if (in_transaction_) return Status::FailedPrecondition("transaction already open");
+  KILN_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+  in_transaction_ = true;
+  return Status::Ok();
+}
+
+Status Store::Commit() {
+  if (!in_transaction_) return Status::FailedPrecondition("no open transaction");
+  in_transaction_ = false;
+  return Exec("COMMIT");
+}
+
+Status Store::Rollback() {
+  if (!in_transaction_) return Status::Ok();
+  in_transaction_ = false;
+  return Exec("ROLLBACK");
+}
+
+Result<int64_t> Store::InsertJob(const JobRecord& j) {
+  SqliteStatement s(db_,
+                    "INSERT INTO jobs (request_id, name, spec, state, reason, attempt, ranks, "
+                    "gpus_per_rank, max_retries, node, submitted_at, started_at, finished_at, "
+                    "progress, exit_code) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+  s.Bind(1, j.request_id).Bind(2, j.name).Bind(3, j.spec.dump());
+  s.Bind(4, std::string(core::JobStateName(j.state))).Bind(5, j.reason).Bind(6, j.attempt);
+  s.Bind(7, j.ranks).Bind(8, j.gpus_per_rank).Bind(9, j.max_retries).Bind(10, j.node);
+  s.Bind(11, j.submitted_at).Bind(12, j.started_at).Bind(13, j.finished_at);
+  s.Bind(14, j.progress.dump()).Bind(15, j.exit_code);
+  KILN_RETURN_IF_ERROR(s.Run());
+  return static_cast<int64_t>(sqlite3_last_insert_rowid(db_));
+}
+
+Status Store::UpdateJob(const JobRecord& j) {
+  SqliteStatement s(db_,
+                    "UPDATE jobs SET state=?, reason=?, attempt=?, node=?, started_at=?, "
+                    "finished_at=?, progress=?, exit_code=? WHERE id=?");
+  s.Bind(1, std::string(core::JobStateName(j.state))).Bind(2, j.reason).Bind(3, j.attempt);
+  s.Bind(4, j.node).Bind(5, j.started_at).Bind(6, j.finished_at).Bind(7, j.progress.dump());
+  s.Bind(8, j.exit_code).Bind(9, j.id);
+  KILN_RETURN_IF_ERROR(s.Run());
+  if (sqlite3_changes(db_) != 1) return Status::NotFound("job " + std::to_string(j.id));
+  return Status::Ok();
+}
+
+Result<std::optional<JobRecord>> Store::GetJob(int64_t id) {
+  return QueryOneJob(db_, "id=?", "", id);
+}
+
+Result<std::optional<JobRecord>> Store::FindJobByRequestId(const std::string& request_id) {
+  return QueryOneJob(db_, "request_id=?", request_id, 0);
+}
+
+Result<std::vector<JobRecord>> Store::ListJobs(bool include_finished) {
+  std::string sql = std::string("SELECT ") + kJobColumns + " FROM jobs" +
+                    (include_finished ? "" : " WHERE state IN ('PENDING','RUNNING')") +
+                    " ORDER BY id";
+  SqliteStatement s(db_, sql.c_str());
+  std::vector<JobRecord> jobs;
+  Status status;
+  while (s.Step(&status)) jobs.push_back(ReadJob(s));
+  if (!status.ok()) return status;
+  return jobs;
+}
+
+Status Store::AddEvent(const JobEventRecord& e) {
+  SqliteStatement s(db_,
+                    "INSERT INTO job_events (job_id, time, from_state, to_state, reason) "
+                    "VALUES (?,?,?,?,?)");
+  s.Bind(1, e.job_id).Bind(2, e.time).Bind(3, e.from_state).Bind(4, e.to_state).Bind(5, e.reason);
+  return s.Run();
+}
+
+Result<std::vector<JobEventRecord>> Store::Events(int64_t job_id) {
+  SqliteStatement s(db_,
+                    "SELECT job_id, time, from_state, to_state, reason FROM job_events "
+                    "WHERE job_id=? ORDER BY id");
+  s.Bind(1, job_id);
+  std::vector<JobEventRecord> events;
+  Status status;
+  while (s.Step(&status)) {
+    events.push_back({s.Int(0), s.Int(1), s.Text(2), s.Text(3), s.Text(4)});
+  }
+  if (!status.ok()) return status;
+  return events;
+}
+
+Status Store::UpsertNode(const NodeRecord& n) {
+  SqliteStatement s(db_,
+                    "INSERT INTO nodes (name, slots, memory_bytes, gpus, state, registered_at, "
+                    "last_seen_at) VALUES (?,?,?,?,?,?,?) ON CONFLICT(name) DO UPDATE SET "
+                    "slots=excluded.slots, memory_bytes=excluded.memory_bytes, gpus=excluded.gpus, "
+                    "state=excluded.state, registered_at=excluded.registered_at, "
+                    "last_seen_at=excluded.last_seen_at");
+  s.Bind(1, n.name).Bind(2, n.slots).Bind(3, n.memory_bytes).Bind(4, n.gpus).Bind(5, n.state);
+  s.Bind(6, n.registered_at).Bind(7, n.last_seen_at);
+  return s.Run();
+}
+
+Result<std::vector<NodeRecord>> Store::ListNodes() {
+  SqliteStatement s(db_,
+                    "SELECT name, slots, memory_bytes, gpus, state, registered_at, last_seen_at "
+                    "FROM nodes ORDER BY name");
+  std::vector<NodeRecord> nodes;
+  Status status;
+  while (s.Step(&status)) {
+    nodes.push_back({s.Text(0), s.Int(1), s.Int(2), s.Int(3), s.Text(4), s.Int(5), s.Int(6)});
+  }
+  if (!status.ok()) return status;
+  return nodes;
+}
+
+Status Store::AddCheckpoint(const CheckpointRecord& c) {
+  SqliteStatement s(db_,
+                    "INSERT OR REPLACE INTO checkpoints (job_id, step, attempt, epoch, metrics, "
+                    "bytes, sha256, created_at) VALUES (?,?,?,?,?,?,?,?)");
+  s.Bind(1, c.job_id).Bind(2, c.step).Bind(3, c.attempt).Bind(4, c.epoch);
+  s.Bind(5, c.metrics.dump()).Bind(6, c.bytes).Bind(7, c.sha256).Bind(8, c.created_at);
+  return s.Run();
+}
+
+Result<std::vector<CheckpointRecord>> Store::Checkpoints(int64_t job_id) {
+  SqliteStatement s(db_,
+                    "SELECT job_id, attempt, step, epoch, metrics, bytes, sha256, created_at "
+                    "FROM checkpoints WHERE job_id=? ORDER BY step");
+  s.Bind(1, job_id);
+  std::vector<CheckpointRecord> out;
+  Status status;
+  while (s.Step(&status)) {
+    CheckpointRecord c{s.Int(0), s.Int(1), s.Int(2), s.Int(3),
+                       json::parse(s.Text(4), nullptr, false), s.Int(5), s.Text(6), s.Int(7)};
+    if (c.metrics.is_discarded()) c.metrics = json::object();
+    out.push_back(std::move(c));
+  }
+  if (!status.ok()) return status;
+  return out;
+}
+
+Status Store::DeleteCheckpoint(int64_t job_id, int64_t step) {
+  SqliteStatement s(db_, "DELETE FROM checkpoints WHERE job_id=? AND step=?");
+  s.Bind(1, job_id).Bind(2, step);
+  return s.Run();
+}
+
+Status Store::AppendLogs(int64_t job_id, int64_t attempt, Millis time,
+                         const std::vector<std::string>& lines) {
+  SqliteStatement last(db_, "SELECT COALESCE(MAX(seq), 0) FROM logs WHERE job_id=?");
+  last.Bind(1, job_id);
+  Status status;
+  int64_t seq = last.Step(&status) ? last.Int(0) : 0;
+  KILN_RETURN_IF_ERROR(status);
+  SqliteStatement insert(db_, "INSERT INTO logs (job_id, seq, attempt, time, line) VALUES (?,?,?,?,?)");
+  KILN_RETURN_IF_ERROR(insert.prepare_status());
+  for (const auto& line : lines) {
+    insert.Bind(1, job_id).Bind(2, ++seq).Bind(3, attempt).Bind(4, time).Bind(5, line);
+    KILN_RETURN_IF_ERROR(insert.Run());
+    insert.Reset();
+  }
+  return Status::Ok();
+}
+
+Result<std::vector<LogLine>> Store::Logs(int64_t job_id, int64_t after_seq, int64_t limit) {
+  SqliteStatement s(db_,
+                    "SELECT seq, attempt, time, line FROM logs WHERE job_id=? AND seq>? "
+                    "ORDER BY seq LIMIT ?");
+  s.Bind(1, job_id).Bind(2, after_seq).Bind(3, limit);
+  std::vector<LogLine> out;
+  Status status;
+  while (s.Step(&status)) out.push_back({s.Int(0), s.Int(1), s.Int(2), s.Text(3)});
+  if (!status.ok()) return status;
+  return out;
+}
+
+}  // namespace kiln::service

@@ -1,0 +1,119 @@
+// Durable scheduler state in one SQLite file (WAL mode): jobs, job events, nodes, checkpoints, logs.
+// Used by the scheduler's event-loop thread only. Writes between Begin() and Commit() are one
+// transaction: the loop groups a turn's changes and commits them before sending any reply.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/clock.h"
+#include "common/status.h"
+#include "scheduler/core/job_state.h"
+
+struct sqlite3;
+
+namespace kiln::service {
+
+struct JobRecord {
+  int64_t id = 0;
+  std::string request_id;
+  std::string name;
+  nlohmann::json spec;
+  core::JobState state = core::JobState::kPending;
+  std::string reason;
+  int64_t attempt = 0;  // attempts started so far
+  int64_t ranks = 1;
+  int64_t gpus_per_rank = 0;
+  int64_t max_retries = 0;
+  std::string node;     // node of the current/last attempt
+  Millis submitted_at = 0;
+  Millis started_at = 0;
+  Millis finished_at = 0;
+  nlohmann::json progress = nlohmann::json::object();  // latest rank-0 report
+  int64_t exit_code = 0;
+};
+
+struct JobEventRecord {
+  int64_t job_id = 0;
+  Millis time = 0;
+  std::string from_state;
+  std::string to_state;
+  std::string reason;
+};
+
+struct NodeRecord {
+  std::string name;
+  int64_t slots = 0;
+  int64_t memory_bytes = 0;
+  int64_t gpus = 0;
+  std::string state;  // UP | DOWN
+  Millis registered_at = 0;
+  Millis last_seen_at = 0;
+};
+
+struct CheckpointRecord {
+  int64_t job_id = 0;
+  int64_t attempt = 0;
+  int64_t step = 0;
+  int64_t epoch = 0;
+  nlohmann::json metrics = nlohmann::json::object();
+  int64_t bytes = 0;
+  std::string sha256;
+  Millis created_at = 0;
+};
+
+struct LogLine {
+  int64_t seq = 0;
+  int64_t attempt = 0;
+  Millis time = 0;
+  std::string line;
+};
+
+class Store {
+ public:
+  // Opens (creating if needed) the database at `path` and its schema.
+  static Result<std::unique_ptr<Store>> Open(const std::string& path);
+  ~Store();
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  Status Begin();
+  Status Commit();
+  Status Rollback();
+  bool InTransaction() const { return in_transaction_; }
+
+  Result<int64_t> InsertJob(const JobRecord& job);  // returns the new id; job.id is ignored
+  Status UpdateJob(const JobRecord& job);
+  Result<std::optional<JobRecord>> GetJob(int64_t id);
+  Result<std::optional<JobRecord>> FindJobByRequestId(const std::string& request_id);
+  // Jobs in id order; unfinished only unless include_finished.
+  Result<std::vector<JobRecord>> ListJobs(bool include_finished);
+
+  Status AddEvent(const JobEventRecord& event);
+  Result<std::vector<JobEventRecord>> Events(int64_t job_id);
+
+  Status UpsertNode(const NodeRecord& node);
+  Result<std::vector<NodeRecord>> ListNodes();
+
+  Status AddCheckpoint(const CheckpointRecord& checkpoint);
+  Result<std::vector<CheckpointRecord>> Checkpoints(int64_t job_id);  // by step, ascending
+  Status DeleteCheckpoint(int64_t job_id, int64_t step);
+
+  // Appends lines with consecutive seq numbers after the job's last one.
+  Status AppendLogs(int64_t job_id, int64_t attempt, Millis time,
+                    const std::vector<std::string>& lines);
+  Result<std::vector<LogLine>> Logs(int64_t job_id, int64_t after_seq, int64_t limit);
+
+ private:
+  explicit Store(sqlite3* db) : db_(db) {}
+  Status Exec(const std::string& sql);
+  sqlite3* db_;
+  bool in_transaction_ = false;
+};
+
+}  // namespace kiln::service

@@ -1,0 +1,167 @@
+// Messages from worker agents. A worker is known by the ROUTER identity it registered with;
+// anything from an unknown identity is answered with `reregister`, never trusted.
+#include <spdlog/spdlog.h>
+
+#include "common/config.h"
+#include "scheduler/service/handler_macros.h"
+#include "scheduler/service/scheduler_service.h"
+
+namespace kiln::service {
+
+using protocol::Envelope;
+
+SchedulerService::Worker* SchedulerService::KnownWorker(const std::string& peer) {
+  auto name = node_of_peer_.find(peer);
+  if (name != node_of_peer_.end()) {
+    auto w = workers_.find(name->second);
+    if (w != workers_.end() && w->second.up && w->second.peer == peer) return &w->second;
+  }
+  Send(peer, protocol::Reregister{"scheduler does not know this worker; register again"});
+  return nullptr;
+}
+
+void SchedulerService::OnRegister(const std::string& peer, const Envelope& e) {
+  KILN_DECODE_OR_REPLY(protocol::RegisterWorker, r);
+  if (r.name.empty() || r.name.size() > 128 || r.slots < 1 || r.gpus < 0) {
+    return ReplyError(peer, e.id, Status::InvalidArgument(
+                                      "register: name must be 1-128 characters, slots >= 1, "
+                                      "gpus >= 0"));
+  }
+  const Millis now = clock_.WallMs();
+  Worker& w = workers_[r.name];
+  if (!w.peer.empty() && w.peer != peer) node_of_peer_.erase(w.peer);
+  w.peer = peer;
+  w.up = true;
+  w.record = {r.name, r.slots, r.memory_bytes, r.gpus, "UP", now, now};
+  node_of_peer_[peer] = r.name;
+  monitor_.Heard(r.name, clock_.MonotonicMs());
+  Status saved = store_->UpsertNode(w.record);
+  if (!saved.ok()) return ReplyError(peer, e.id, saved);
+
+  // Reconcile: an attempt we think runs there but the worker does not report is lost; an attempt
+  // the worker reports but we do not consider running must be stopped.
+  auto jobs = store_->ListJobs(false);
+  KILN_OK_OR_REPLY(jobs);
+  auto& live = live_[r.name];
+  live.clear();
+  for (auto job : *jobs) {
+    if (job.state != core::JobState::kRunning || job.node != r.name) continue;
+    protocol::RunningAttempt key{job.id, job.attempt};
+    if (std::find(r.running.begin(), r.running.end(), key) != r.running.end()) {
+      live[{job.id, job.attempt}] = {job.ranks, job.ranks * job.gpus_per_rank};
+    } else {
+      FailAttempt(job, "worker " + r.name + " re-registered without attempt " +
+                           std::to_string(job.attempt) + " (the agent restarted)");
+    }
+  }
+  for (const auto& a : r.running) {
+    if (live.count({a.job_id, a.attempt}) == 0) {
+      Send(peer, protocol::KillJob{a.job_id, a.attempt, "attempt is no longer running"});
+    }
+  }
+  spdlog::info("worker {} registered: {} slots, {} GPUs, {} MiB, {} running attempts", r.name,
+               r.slots, r.gpus, r.memory_bytes >> 20, r.running.size());
+  dirty_ = true;
+  Send(peer, protocol::RegisterAck{r.name, kHeartbeatIntervalMs}, e.id);
+}
+
+void SchedulerService::OnHeartbeat(const std::string& peer, const Envelope& e) {
+  KILN_DECODE_OR_REPLY(protocol::Heartbeat, hb);
+  (void)hb;
+  Worker* w = KnownWorker(peer);
+  if (w == nullptr) return;
+  monitor_.Heard(w->record.name, clock_.MonotonicMs());
+  w->record.last_seen_at = clock_.WallMs();
+}
+
+void SchedulerService::OnJobStarted(const std::string& peer, const Envelope& e) {
+  KILN_DECODE_OR_REPLY(protocol::JobStarted, m);
+  Worker* w = KnownWorker(peer);
+  if (w == nullptr) return;
+  spdlog::info("job {} attempt {} started on {} (mpirun pid {})", m.job_id, m.attempt,
+               w->record.name, m.pid);
+}
+
+void SchedulerService::OnLog(const std::string& peer, const Envelope& e) {
+  KILN_DECODE_OR_REPLY(protocol::LogBatch, m);
+  if (KnownWorker(peer) == nullptr) return;
+  auto job = store_->GetJob(m.job_id);
+  if (!job.ok() || !job->has_value()) return;
+  Status s = store_->AppendLogs(m.job_id, m.attempt, clock_.WallMs(), m.lines);
+  if (!s.ok()) spdlog::error("cannot store logs of job {}: {}", m.job_id, s.ToString());
+}
+
+void SchedulerService::OnProgress(const std::string& peer, const Envelope& e) {
+  KILN_DECODE_OR_REPLY(protocol::ProgressReport, m);
+  if (KnownWorker(peer) == nullptr) return;
+  if (!m.report.is_object()) return;
+  auto found = store_->GetJob(m.job_id);
+  if (!found.ok() || !found->has_value()) return;
+  JobRecord job = **found;
+  if (job.state != core::JobState::kRunning || job.attempt != m.attempt) return;
+  // Merge, so an epoch-end report (test accuracy) is not erased by the next step report.
+  for (auto it = m.report.begin(); it != m.report.end(); ++it) job.progress[it.key()] = it.value();
+  Status s = store_->UpdateJob(job);
+  if (!s.ok()) spdlog::error("cannot store progress of job {}: {}", m.job_id, s.ToString());
+}
+
+void SchedulerService::OnCheckpoint(const std::string& peer, const Envelope& e,
+                                    const transport::Frames& frames) {
+  KILN_DECODE_OR_REPLY(protocol::CheckpointReport, m);
+  Worker* w = KnownWorker(peer);
+  if (w == nullptr) return;
+  if (frames.size() < 2 || static_cast<int64_t>(frames[1].size()) != m.bytes) {
+    spdlog::warn("checkpoint of job {} step {} from {} dropped: bytes frame missing or of the "
+                 "wrong size", m.job_id, m.step, w->record.name);
+    return;
+  }
+  auto found = store_->GetJob(m.job_id);
+  if (!found.ok() || !found->has_value()) return;
+  Status put = checkpoints_.Put(m.sha256, frames[1]);
+  if (!put.ok()) {
+    spdlog::warn("checkpoint of job {} step {} rejected: {}", m.job_id, m.step, put.ToString());
+    return;
+  }
+  CheckpointRecord record{m.job_id, m.attempt, m.step, m.epoch,
+                          m.metrics.is_object() ? m.metrics : nlohmann::json::object(),
+                          m.bytes, m.sha256, clock_.WallMs()};
+  Status s = store_->AddCheckpoint(record);
+  if (!s.ok()) {
+    spdlog::error("cannot record checkpoint of job {}: {}", m.job_id, s.ToString());
+    return;
+  }
+  int64_t keep_last = 3;
+  const auto& spec = (*found)->spec;
+  if (spec.contains("checkpoint") && spec["checkpoint"].is_object() &&
+      spec["checkpoint"].contains("keep_last") && spec["checkpoint"]["keep_last"].is_number_integer()) {
+    keep_last = spec["checkpoint"]["keep_last"].get<int64_t>();
+  }
+  PruneCheckpoints(m.job_id, keep_last);
+  spdlog::info("job {} checkpoint at step {} ({} bytes)", m.job_id, m.step, m.bytes);
+}
+
+void SchedulerService::OnJobExited(const std::string& peer, const Envelope& e) {
+  KILN_DECODE_OR_REPLY(protocol::JobExited, m);
+  Worker* w = KnownWorker(peer);
+  if (w == nullptr) return;
+  live_[w->record.name].erase({m.job_id, m.attempt});
+  dirty_ = true;
+  Send(peer, protocol::ExitAck{m.job_id, m.attempt});
+  auto found = store_->GetJob(m.job_id);
+  if (!found.ok() || !found->has_value()) return;
+  JobRecord job = **found;
+  if (job.state != core::JobState::kRunning || job.attempt != m.attempt) return;  // already decided
+  job.exit_code = m.exit_code;
+  if (m.exit_code == 0 && m.signal == 0) {
+    Status s = Transition(job, core::JobEvent::kSucceeded, "all ranks exited 0");
+    if (!s.ok()) spdlog::error("job {}: {}", job.id, s.ToString());
+    spdlog::info("job {} completed", job.id);
+    return;
+  }
+  std::string reason = m.signal != 0 ? "mpirun killed by signal " + std::to_string(m.signal)
+                                     : "mpirun exited with code " + std::to_string(m.exit_code);
+  if (!m.reason.empty()) reason += ": " + m.reason;
+  FailAttempt(job, reason);
+}
+
+}  // namespace kiln::service

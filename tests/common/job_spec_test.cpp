@@ -1,0 +1,132 @@
+#include <catch2/catch.hpp>
+
+#include "common/job_spec.h"
+
+using kiln::ParseJobSpec;
+using kiln::ParseJobSpecText;
+using nlohmann::json;
+
+namespace {
+
+json ValidSpec() {
+  return json::parse(R"({"name": "fashion-mnist-mlp",
+    "resources": {"ranks": 2, "gpus_per_rank": 0},
+    "model": {"type": "mlp", "hidden": [256, 128], "activation": "relu"},
+    "data": {"type": "fashion-mnist", "path": "/usr/share/datasets/fashion-mnist"},
+    "train": {"epochs": 5, "batch_size": 64, "loss": "cross_entropy",
+              "optimizer": {"type": "adam", "lr": 0.001}, "seed": 1},
+    "checkpoint": {"every_steps": 500, "keep_last": 3},
+    "max_retries": 2})");
+}
+
+std::vector<std::string> Errors(const json& spec) {
+  return kiln::SpecErrorStrings(ParseJobSpec(spec).errors);
+}
+
+bool HasErrorOn(const std::vector<std::string>& errors, const std::string& field) {
+  for (const auto& e : errors) {
+    if (e.rfind(field + ":", 0) == 0) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE("the issue's Fashion-MNIST spec is accepted as written") {
+  auto result = ParseJobSpec(ValidSpec());
+  REQUIRE(result.ok());
+  CHECK(result.spec.name == "fashion-mnist-mlp");
+  CHECK(result.spec.resources.ranks == 2);
+  CHECK(result.spec.model.hidden == std::vector<int>{256, 128});
+  CHECK(result.spec.InputFeatures() == 784);
+  CHECK(result.spec.OutputUnits() == 10);
+  CHECK(result.spec.train.optimizer.lr == Approx(0.001));
+  CHECK(result.spec.checkpoint.every_steps == 500);
+  CHECK(result.spec.max_retries == 2);
+}
+
+TEST_CASE("an out-of-range field is named with what was wrong and what is allowed") {
+  json spec = ValidSpec();
+  spec["resources"]["ranks"] = 0;
+  CHECK(Errors(spec) == std::vector<std::string>{"resources.ranks: must be >= 1, got 0"});
+}
+
+TEST_CASE("every error of a spec is reported at once") {
+  json spec = ValidSpec();
+  spec["resources"]["ranks"] = 0;
+  spec["train"]["optimizer"]["lr"] = -1;
+  spec["train"]["loss"] = "hinge";
+  spec["model"]["activation"] = "swishy";
+  spec.erase("data");
+  auto errors = Errors(spec);
+  CHECK(errors.size() == 5);
+  CHECK(HasErrorOn(errors, "resources.ranks"));
+  CHECK(HasErrorOn(errors, "train.optimizer.lr"));
+  CHECK(HasErrorOn(errors, "train.loss"));
+  CHECK(HasErrorOn(errors, "model.activation"));
+  CHECK(HasErrorOn(errors, "data"));
+}
+
+TEST_CASE("unknown fields are errors that list the allowed ones") {
+  json spec = ValidSpec();
+  spec["train"]["epoch"] = 3;
+  spec["colour"] = "blue";
+  auto errors = Errors(spec);
+  REQUIRE(errors.size() == 2);
+  CHECK(HasErrorOn(errors, "train.epoch"));
+  CHECK(errors[0].find("allowed here") != std::string::npos);
+}
+
+TEST_CASE("wrong JSON types are named with the type found") {
+  json spec = ValidSpec();
+  spec["train"]["epochs"] = "five";
+  spec["model"]["hidden"] = json::array({256, "wide"});
+  auto errors = Errors(spec);
+  CHECK(HasErrorOn(errors, "train.epochs"));
+  CHECK(HasErrorOn(errors, "model.hidden[1]"));
+  CHECK(errors[0].find("string") != std::string::npos);
+}
+
+TEST_CASE("the seed's synthetic binary example validates, with a sigmoid output of 1 unit") {
+  auto result = ParseJobSpec(json::parse(R"({"name": "seed",
+    "resources": {"ranks": 1},
+    "model": {"type": "mlp", "hidden": [64, 64], "activation": "relu",
+              "output_units": 1, "output_activation": "sigmoid"},
+    "data": {"type": "synthetic", "features": 100, "classes": 2},
+    "train": {"epochs": 1, "batch_size": 32, "loss": "binary_cross_entropy",
+              "optimizer": {"type": "adam", "lr": 0.001}}})"));
+  REQUIRE(result.ok());
+  CHECK(result.spec.OutputUnits() == 1);
+  CHECK(result.spec.InputFeatures() == 100);
+}
+
+TEST_CASE("binary cross-entropy on a 10-class data set is refused with the fix") {
+  json spec = ValidSpec();
+  spec["train"]["loss"] = "binary_cross_entropy";
+  auto errors = Errors(spec);
+  REQUIRE(errors.size() == 1);
+  CHECK(errors[0].find("use \"cross_entropy\"") != std::string::npos);
+}
+
+TEST_CASE("momentum on adam is refused; on sgd it is accepted") {
+  json spec = ValidSpec();
+  spec["train"]["optimizer"]["momentum"] = 0.9;
+  CHECK(HasErrorOn(Errors(spec), "train.optimizer.momentum"));
+  spec["train"]["optimizer"]["type"] = "sgd";
+  CHECK(Errors(spec).empty());
+}
+
+TEST_CASE("text that is not JSON is one error on the document") {
+  auto result = ParseJobSpecText("{\"name\": ");
+  REQUIRE(result.errors.size() == 1);
+  CHECK(result.errors[0].field == "(document)");
+  CHECK(ParseJobSpecText("[1,2]").errors[0].message.find("object") != std::string::npos);
+}
+
+TEST_CASE("job names are restricted to a safe character set") {
+  json spec = ValidSpec();
+  spec["name"] = "../../etc/passwd";
+  CHECK(HasErrorOn(Errors(spec), "name"));
+  spec["name"] = "";
+  CHECK(HasErrorOn(Errors(spec), "name"));
+}

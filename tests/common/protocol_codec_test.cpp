@@ -1,0 +1,114 @@
+#include <catch2/catch.hpp>
+
+#include "common/protocol/codec.h"
+
+using namespace kiln::protocol;
+using nlohmann::json;
+
+namespace {
+
+// A message with every field set to a non-default value, so a field dropped by the codec shows.
+template <typename M>
+M Sample();
+
+template <> SubmitRequest Sample() { return {"req-1", json{{"name", "x"}}}; }
+template <> SubmitReply Sample() { return {42, true}; }
+template <> QueueRequest Sample() { return {true}; }
+template <> ShowRequest Sample() { return {7}; }
+template <> CancelRequest Sample() { return {8}; }
+template <> CancelReply Sample() { return {8, "CANCELLED"}; }
+template <> LogsRequest Sample() { return {9, 100, 50}; }
+template <> NodesRequest Sample() { return {}; }
+template <> CheckpointsRequest Sample() { return {10}; }
+template <> DataReply Sample() { return {json::array({1, 2, 3})}; }
+template <> ErrorReply Sample() { return {"INVALID_ARGUMENT", "bad", {"a: b", "c: d"}}; }
+template <> RegisterWorker Sample() { return {"node-a", 4, 1 << 30, 2, {{3, 1}, {4, 2}}}; }
+template <> RegisterAck Sample() { return {"node-a", 1000}; }
+template <> Heartbeat Sample() { return {"node-a", {{5, 1}}}; }
+template <> Reregister Sample() { return {"unknown"}; }
+template <> LaunchJob Sample() { return {11, 2, json{{"name", "j"}}, 4, 500}; }
+template <> KillJob Sample() { return {11, 2, "cancelled"}; }
+template <> JobStarted Sample() { return {11, 2, 1234}; }
+template <> LogBatch Sample() { return {11, 2, {"line one", "line two"}}; }
+template <> ProgressReport Sample() { return {11, 2, json{{"step", 10}, {"loss", 0.5}}}; }
+template <> CheckpointReport Sample() {
+  return {11, 2, 500, 1, json{{"loss", 0.3}}, 1024, std::string(64, 'a')};
+}
+template <> JobExited Sample() { return {11, 2, 1, 9, "killed"}; }
+template <> ExitAck Sample() { return {11, 2}; }
+template <> TrainProgress Sample() { return {json{{"step", 3}}}; }
+template <> TrainCheckpoint Sample() {
+  return {500, 1, json::object(), "/run/ckpt.pt", 99, std::string(64, 'b')};
+}
+
+template <typename M>
+void CheckRoundTrip() {
+  INFO("message type " << M::kType);
+  M original = Sample<M>();
+  Frames frames = Encode(original, "id-9", {"binary\0payload"});
+  REQUIRE(frames.size() == 2);
+  auto envelope = DecodeEnvelope(frames[0]);
+  REQUIRE(envelope.ok());
+  CHECK(envelope->type == M::kType);
+  CHECK(envelope->id == "id-9");
+  auto decoded = DecodeBody<M>(*envelope);
+  REQUIRE(decoded.ok());
+  CHECK(BodyOf(*decoded) == BodyOf(original));
+  CHECK(frames[1] == "binary\0payload");
+}
+
+Envelope Parse(const std::string& text) {
+  auto e = DecodeEnvelope(text);
+  REQUIRE(e.ok());
+  return *e;
+}
+
+}  // namespace
+
+TEST_CASE("every message survives an encode/decode round trip unchanged") {
+#define KILN_ROUND_TRIP(M) CheckRoundTrip<M>();
+  KILN_FOR_EACH_MESSAGE(KILN_ROUND_TRIP)
+#undef KILN_ROUND_TRIP
+}
+
+TEST_CASE("malformed envelopes are rejected with a named reason, never thrown") {
+  CHECK(DecodeEnvelope("").status().message().find("not valid JSON") != std::string::npos);
+  CHECK(DecodeEnvelope("\xff\xfe garbage").status().message().find("JSON") != std::string::npos);
+  CHECK(DecodeEnvelope("[1]").status().message().find("object") != std::string::npos);
+  CHECK(DecodeEnvelope(R"({"type":"queue"})").status().message().find("envelope.v") !=
+        std::string::npos);
+  CHECK(DecodeEnvelope(R"({"v":2,"type":"queue"})").status().message().find("version 2") !=
+        std::string::npos);
+  CHECK(DecodeEnvelope(R"({"v":1,"type":"launch_missiles"})").status().message().find(
+            "unknown message type") != std::string::npos);
+  CHECK(DecodeEnvelope(R"({"v":1,"type":7})").status().message().find("envelope.type") !=
+        std::string::npos);
+  CHECK(DecodeEnvelope(R"({"v":1,"type":"queue","id":5})").status().message().find(
+            "envelope.id") != std::string::npos);
+  CHECK(DecodeEnvelope(R"({"v":1,"type":"queue","body":[]})").status().message().find(
+            "envelope.body") != std::string::npos);
+  CHECK_FALSE(DecodeEnvelope(std::string(kMaxEnvelopeBytes + 1, ' ')).ok());
+}
+
+TEST_CASE("a body with missing or mistyped fields names each one") {
+  auto bad = DecodeBody<LogsRequest>(
+      Parse(R"({"v":1,"type":"logs","body":{"job_id":"seven","limit":10}})"));
+  REQUIRE_FALSE(bad.ok());
+  const std::string& m = bad.status().message();
+  CHECK(m.find("body.job_id: must be an integer, got string") != std::string::npos);
+  CHECK(m.find("body.after_seq: is required") != std::string::npos);
+}
+
+TEST_CASE("nested lists of structs are checked element by element") {
+  auto bad = DecodeBody<RegisterWorker>(Parse(
+      R"({"v":1,"type":"register","body":{"name":"a","slots":1,"memory_bytes":0,"gpus":0,
+          "running":[{"job_id":1,"attempt":1},{"job_id":"x","attempt":1}]}})"));
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.status().message().find("body.running[1].job_id") != std::string::npos);
+}
+
+TEST_CASE("decoding a body as the wrong message type is refused") {
+  auto wrong = DecodeBody<ShowRequest>(Parse(R"({"v":1,"type":"cancel","body":{"job_id":1}})"));
+  REQUIRE_FALSE(wrong.ok());
+  CHECK(wrong.status().message().find("expected message type \"show\"") != std::string::npos);
+}

@@ -1,0 +1,116 @@
+#include <catch2/catch.hpp>
+
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "scheduler/service/store.h"
+
+using namespace kiln::service;
+using kiln::core::JobState;
+
+namespace {
+
+std::string TempDir() {
+  char pattern[] = "/tmp/kiln-store-XXXXXX";
+  return ::mkdtemp(pattern);
+}
+
+JobRecord NewJob(const std::string& request_id) {
+  JobRecord j;
+  j.request_id = request_id;
+  j.name = "job-" + request_id;
+  j.spec = {{"name", j.name}};
+  j.ranks = 2;
+  j.max_retries = 1;
+  j.submitted_at = 1000;
+  return j;
+}
+
+}  // namespace
+
+TEST_CASE("the store keeps jobs, events, nodes, checkpoints and logs across a reopen") {
+  const std::string dir = TempDir();
+  const std::string path = dir + "/kiln.db";
+  int64_t id = 0;
+  {
+    auto store = Store::Open(path);
+    REQUIRE(store.ok());
+    REQUIRE((*store)->Begin().ok());
+    auto inserted = (*store)->InsertJob(NewJob("r1"));
+    REQUIRE(inserted.ok());
+    id = *inserted;
+    JobRecord job = *(*(*store)->GetJob(id));
+    job.state = JobState::kRunning;
+    job.attempt = 1;
+    job.node = "w1";
+    job.progress = {{"step", 10}};
+    REQUIRE((*store)->UpdateJob(job).ok());
+    REQUIRE((*store)->AddEvent({id, 1001, "PENDING", "RUNNING", "placed on w1"}).ok());
+    REQUIRE((*store)->UpsertNode({"w1", 2, 1 << 20, 0, "UP", 1000, 1002}).ok());
+    REQUIRE((*store)->AddCheckpoint({id, 1, 500, 1, {{"loss", 0.5}}, 123, "ab", 1003}).ok());
+    REQUIRE((*store)->AppendLogs(id, 1, 1004, {"hello", "world"}).ok());
+    REQUIRE((*store)->AppendLogs(id, 1, 1005, {"again"}).ok());
+    REQUIRE((*store)->Commit().ok());
+  }
+  auto store = Store::Open(path);
+  REQUIRE(store.ok());
+  auto job = (*store)->GetJob(id);
+  REQUIRE(job.ok());
+  REQUIRE(job->has_value());
+  CHECK((*job)->state == JobState::kRunning);
+  CHECK((*job)->node == "w1");
+  CHECK((*job)->progress["step"] == 10);
+  CHECK((*job)->spec["name"] == "job-r1");
+  auto events = (*store)->Events(id);
+  REQUIRE(events->size() == 1);
+  CHECK((*events)[0].reason == "placed on w1");
+  CHECK((*store)->ListNodes()->at(0).name == "w1");
+  CHECK((*store)->Checkpoints(id)->at(0).step == 500);
+  auto logs = (*store)->Logs(id, 0, 10);
+  REQUIRE(logs->size() == 3);
+  CHECK((*logs)[2].seq == 3);
+  CHECK((*logs)[2].line == "again");
+  CHECK((*store)->Logs(id, 2, 10)->size() == 1);
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("a rolled-back transaction leaves nothing behind") {
+  const std::string dir = TempDir();
+  auto store = Store::Open(dir + "/kiln.db");
+  REQUIRE(store.ok());
+  REQUIRE((*store)->Begin().ok());
+  REQUIRE((*store)->InsertJob(NewJob("r1")).ok());
+  REQUIRE((*store)->Rollback().ok());
+  CHECK((*store)->ListJobs(true)->empty());
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("request ids are unique: the same id finds the first job") {
+  const std::string dir = TempDir();
+  auto store = Store::Open(dir + "/kiln.db");
+  REQUIRE(store.ok());
+  auto first = (*store)->InsertJob(NewJob("same"));
+  REQUIRE(first.ok());
+  CHECK_FALSE((*store)->InsertJob(NewJob("same")).ok());
+  auto found = (*store)->FindJobByRequestId("same");
+  REQUIRE(found->has_value());
+  CHECK((*found)->id == *first);
+  CHECK_FALSE((*store)->FindJobByRequestId("other")->has_value());
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("unfinished-only listing leaves out terminal jobs") {
+  const std::string dir = TempDir();
+  auto store = Store::Open(dir + "/kiln.db");
+  REQUIRE(store.ok());
+  auto a = (*store)->InsertJob(NewJob("a"));
+  auto b = (*store)->InsertJob(NewJob("b"));
+  JobRecord done = *(*(*store)->GetJob(*b));
+  done.state = JobState::kCompleted;
+  REQUIRE((*store)->UpdateJob(done).ok());
+  CHECK((*store)->ListJobs(false)->size() == 1);
+  CHECK((*store)->ListJobs(true)->size() == 2);
+  CHECK((*store)->ListJobs(false)->at(0).id == *a);
+  std::filesystem::remove_all(dir);
+}

@@ -1,0 +1,179 @@
+#include "worker/agent/agent.h"
+
+#include <signal.h>
+
+#include <spdlog/spdlog.h>
+
+#include "common/config.h"
+#include "common/file_util.h"
+#include "worker/agent/node_resources.h"
+
+namespace kiln::agent {
+
+using protocol::Envelope;
+
+Result<std::unique_ptr<Agent>> Agent::Create(const AgentOptions& options, const Clock& clock,
+                                             transport::Context& context) {
+  if (options.name.empty()) return Status::InvalidArgument("--name is required");
+  if (options.slots < 1) return Status::InvalidArgument("--slots: must be >= 1");
+  KILN_RETURN_IF_ERROR(MakeDirs(options.run.work_dir));
+  std::unique_ptr<Agent> agent(new Agent(options, clock, context));
+  // Ranks left behind by an agent of this node that died without stopping them.
+  int orphans = KillTagged(options.name + "-", SIGKILL, /*prefix=*/true);
+  if (orphans > 0) spdlog::warn("killed {} orphaned processes of earlier attempts", orphans);
+  agent->Connect();
+  return agent;
+}
+
+Agent::Agent(AgentOptions options, const Clock& clock, transport::Context& context)
+    : options_(std::move(options)), clock_(clock), context_(context) {
+  memory_bytes_ = DetectMemoryBytes();
+  gpus_ = options_.gpus >= 0 ? options_.gpus : DetectCudaGpus();
+}
+
+Agent::~Agent() = default;
+
+void Agent::Connect() {
+  socket_ = std::make_unique<transport::Socket>(context_, transport::SocketKind::kDealer);
+  (void)socket_->SetRoutingId("worker:" + options_.name);
+  Status s = socket_->Connect(options_.scheduler);
+  if (!s.ok()) spdlog::error("{}", s.ToString());
+  registered_ = false;
+  last_heard_ = clock_.MonotonicMs();
+  SendRegister();
+}
+
+void Agent::SendToScheduler(transport::Frames frames) {
+  Status s = socket_->Send(frames);
+  if (!s.ok()) spdlog::debug("message to scheduler dropped: {}", s.ToString());
+}
+
+std::vector<protocol::RunningAttempt> Agent::RunningAttempts() const {
+  std::vector<protocol::RunningAttempt> running;
+  for (const auto& [key, run] : runs_) running.push_back({key.first, key.second});
+  return running;
+}
+
+void Agent::SendRegister() {
+  protocol::RegisterWorker r{options_.name, options_.slots, memory_bytes_, gpus_, RunningAttempts()};
+  SendToScheduler(protocol::Encode(r));
+  next_heartbeat_at_ = clock_.MonotonicMs() + kHeartbeatIntervalMs;
+}
+
+void Agent::SendHeartbeat() {
+  SendToScheduler(protocol::Encode(protocol::Heartbeat{options_.name, RunningAttempts()}));
+  for (const auto& [key, exited] : unacked_exits_) SendToScheduler(protocol::Encode(exited));
+}
+
+void Agent::Run(const std::atomic<bool>& stop) {
+  spdlog::info("worker {}: {} slots, {} GPUs, {} MiB; scheduler {}", options_.name,
+               options_.slots, gpus_, memory_bytes_ >> 20, options_.scheduler);
+  while (!stop.load()) Turn(100);
+  StopAll("worker agent shutting down");
+}
+
+void Agent::Turn(int wait_ms) {
+  transport::Poller poller;
+  poller.AddSocket(*socket_);
+  for (auto& [key, run] : runs_) run->AddTo(poller);
+  Status waited = poller.Wait(wait_ms);
+  if (!waited.ok()) spdlog::warn("{}", waited.ToString());
+
+  while (auto frames = socket_->Receive()) OnMessage(*frames);
+
+  const Millis now = clock_.MonotonicMs();
+  for (auto it = runs_.begin(); it != runs_.end();) {
+    auto exited = it->second->Pump(now);
+    if (!exited) {
+      ++it;
+      continue;
+    }
+    unacked_exits_[it->first] = *exited;
+    SendToScheduler(protocol::Encode(*exited));
+    it = runs_.erase(it);
+  }
+
+  if (now - last_heard_ > kWorkerReconnectAfterMs) {
+    spdlog::warn("no word from the scheduler for {} ms; reconnecting", now - last_heard_);
+    Connect();
+  } else if (now >= next_heartbeat_at_) {
+    next_heartbeat_at_ = now + kHeartbeatIntervalMs;
+    if (registered_) {
+      SendHeartbeat();
+    } else {
+      SendRegister();
+    }
+  }
+}
+
+void Agent::OnMessage(const transport::Frames& frames) {
+  if (frames.empty()) return;
+  auto envelope = protocol::DecodeEnvelope(frames[0]);
+  if (!envelope.ok()) {
+    spdlog::warn("bad message from scheduler: {}", envelope.status().message());
+    return;
+  }
+  last_heard_ = clock_.MonotonicMs();
+  const Envelope& e = *envelope;
+  if (e.type == protocol::RegisterAck::kType) {
+    if (!registered_) spdlog::info("registered with the scheduler");
+    registered_ = true;
+    for (const auto& [key, exited] : unacked_exits_) SendToScheduler(protocol::Encode(exited));
+  } else if (e.type == protocol::Reregister::kType) {
+    registered_ = false;
+    SendRegister();
+  } else if (e.type == protocol::LaunchJob::kType) {
+    OnLaunch(e, frames);
+  } else if (e.type == protocol::KillJob::kType) {
+    OnKill(e);
+  } else if (e.type == protocol::ExitAck::kType) {
+    auto ack = protocol::DecodeBody<protocol::ExitAck>(e);
+    if (ack.ok()) unacked_exits_.erase({ack->job_id, ack->attempt});
+  } else if (e.type == protocol::ErrorReply::kType) {
+    auto error = protocol::DecodeBody<protocol::ErrorReply>(e);
+    if (error.ok()) spdlog::warn("scheduler refused a message: {}", error->message);
+  } else if (e.type != protocol::Heartbeat::kType) {
+    spdlog::warn("unexpected message type from scheduler: {}", e.type);
+  }
+}
+
+void Agent::OnLaunch(const Envelope& e, const transport::Frames& frames) {
+  auto launch = protocol::DecodeBody<protocol::LaunchJob>(e);
+  if (!launch.ok()) {
+    spdlog::error("bad launch: {}", launch.status().message());
+    return;
+  }
+  AttemptKey key{launch->job_id, launch->attempt};
+  if (runs_.count(key) || unacked_exits_.count(key)) return;  // a repeated launch
+  const std::string* resume = frames.size() > 1 ? &frames[1] : nullptr;
+  auto run = JobRun::Start(options_.run, *launch, resume, context_,
+                           [this](transport::Frames f) { SendToScheduler(std::move(f)); });
+  if (!run.ok()) {
+    spdlog::error("job {} attempt {}: cannot start: {}", launch->job_id, launch->attempt,
+                  run.status().ToString());
+    protocol::JobExited failed{launch->job_id, launch->attempt, 127, 0,
+                               "worker could not start the job: " + run.status().message()};
+    unacked_exits_[key] = failed;
+    SendToScheduler(protocol::Encode(failed));
+    return;
+  }
+  runs_[key] = std::move(run).value();
+}
+
+void Agent::OnKill(const Envelope& e) {
+  auto kill = protocol::DecodeBody<protocol::KillJob>(e);
+  if (!kill.ok()) return;
+  auto it = runs_.find({kill->job_id, kill->attempt});
+  if (it != runs_.end()) it->second->Kill(kill->reason, clock_.MonotonicMs());
+}
+
+void Agent::StopAll(const std::string& reason) {
+  for (auto& [key, run] : runs_) run->Kill(reason, clock_.MonotonicMs());
+  const Millis give_up_at = clock_.MonotonicMs() + options_.run.kill_grace_ms + 2000;
+  while (!runs_.empty() && clock_.MonotonicMs() < give_up_at) {
+    Turn(50);
+  }
+  runs_.clear();  // destructors SIGKILL anything left
+}
+
+}  // namespace kiln::agent

@@ -1,0 +1,72 @@
+// The worker agent: one per node, one thread (Run). Registers with the scheduler, heartbeats,
+// starts and stops job attempts (JobRun), and forwards what they produce.
+//
+// Connection protocol (Paranoid Pirate style), driven from Turn():
+//   1. connect a DEALER with the stable identity "worker:<name>" and send `register`;
+//   2. every second send `heartbeat` with the attempts running here (and repeat unacknowledged
+//      `job_exited` reports until `exit_ack`);
+//   3. after kWorkerReconnectAfterMs without hearing from the scheduler, drop the socket,
+//      reconnect and register again (running attempts keep running meanwhile);
+//   4. `reregister` from the scheduler also triggers a fresh `register`.
+// On shutdown every running attempt is stopped (SIGTERM, then SIGKILL); the scheduler sees the
+// worker come back without it and retries the job.
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "common/clock.h"
+#include "common/protocol/codec.h"
+#include "common/transport/socket.h"
+#include "worker/agent/job_run.h"
+
+namespace kiln::agent {
+
+struct AgentOptions {
+  std::string scheduler;
+  std::string name;
+  int64_t slots = 1;
+  int64_t gpus = -1;  // -1: detect through the CUDA driver
+  JobRunConfig run;
+};
+
+class Agent {
+ public:
+  static Result<std::unique_ptr<Agent>> Create(const AgentOptions& options, const Clock& clock,
+                                               transport::Context& context);
+  ~Agent();
+
+  void Run(const std::atomic<bool>& stop);
+  void Turn(int wait_ms);
+  // Stops every running attempt and waits (up to the grace period plus a little) for them to go.
+  void StopAll(const std::string& reason);
+
+ private:
+  using AttemptKey = std::pair<int64_t, int64_t>;
+  Agent(AgentOptions options, const Clock& clock, transport::Context& context);
+
+  void Connect();
+  void SendToScheduler(transport::Frames frames);
+  void SendRegister();
+  void SendHeartbeat();
+  void OnMessage(const transport::Frames& frames);
+  void OnLaunch(const protocol::Envelope& e, const transport::Frames& frames);
+  void OnKill(const protocol::Envelope& e);
+  std::vector<protocol::RunningAttempt> RunningAttempts() const;
+
+  AgentOptions options_;
+  const Clock& clock_;
+  transport::Context& context_;
+  std::unique_ptr<transport::Socket> socket_;
+  int64_t memory_bytes_ = 0;
+  int64_t gpus_ = 0;
+  bool registered_ = false;
+  Millis last_heard_ = 0;
+  Millis next_heartbeat_at_ = 0;
+  std::map<AttemptKey, std::unique_ptr<JobRun>> runs_;
+  std::map<AttemptKey, protocol::JobExited> unacked_exits_;
+};
+
+}  // namespace kiln::agent

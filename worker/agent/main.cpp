@@ -1,0 +1,71 @@
+// kiln-worker: parses flags and runs the node agent until SIGTERM/SIGINT.
+#include <unistd.h>
+
+#include <climits>
+#include <csignal>
+#include <filesystem>
+
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include "common/config.h"
+#include "common/logging.h"
+#include "worker/agent/agent.h"
+
+namespace {
+std::atomic<bool> g_stop{false};
+void OnSignal(int) { g_stop = true; }
+
+std::string BesideThisExecutable(const std::string& name) {
+  char self[PATH_MAX];
+  ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n <= 0) return name;
+  self[n] = '\0';
+  return (std::filesystem::path(self).parent_path() / name).string();
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"kiln-worker: runs the ranks of kiln jobs on this node"};
+  kiln::agent::AgentOptions options;
+  std::string scheduler, log_level = "info";
+  double kill_grace_s = 3.0;
+  options.run.trainer_path = BesideThisExecutable("kiln-train");
+  app.add_option("--scheduler", scheduler,
+                 std::string("scheduler address (default: $") + kiln::kSchedulerEnvVar + " or " +
+                     kiln::kDefaultSchedulerAddress + ")");
+  app.add_option("--name", options.name, "node name, unique in the cluster")->required();
+  app.add_option("--slots", options.slots, "ranks this node runs at once")
+      ->required()
+      ->check(CLI::Range(1, 4096));
+  app.add_option("--gpus", options.gpus, "GPUs to offer (default: detect through CUDA)")
+      ->check(CLI::Range(0, 64));
+  app.add_option("--work-dir", options.run.work_dir, "directory for job run directories")
+      ->required();
+  app.add_option("--trainer", options.run.trainer_path, "path of kiln-train")->capture_default_str();
+  app.add_option("--mpirun", options.run.mpirun_path, "path of mpirun")->capture_default_str();
+  app.add_option("--kill-grace", kill_grace_s, "seconds between SIGTERM and SIGKILL")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 600.0));
+  app.add_option("--log-level", log_level, "trace|debug|info|warn|error")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  options.scheduler = kiln::ResolveSchedulerAddress(scheduler);
+  options.run.node_name = options.name;
+  options.run.work_dir = std::filesystem::absolute(options.run.work_dir).string();
+  options.run.kill_grace_ms = static_cast<kiln::Millis>(kill_grace_s * 1000);
+
+  kiln::InitLogging("worker", log_level);
+  std::signal(SIGTERM, OnSignal);
+  std::signal(SIGINT, OnSignal);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  kiln::SystemClock clock;
+  kiln::transport::Context context;
+  auto agent = kiln::agent::Agent::Create(options, clock, context);
+  if (!agent.ok()) {
+    spdlog::error("cannot start: {}", agent.status().ToString());
+    return 1;
+  }
+  (*agent)->Run(g_stop);
+  return 0;
+}

@@ -1,0 +1,58 @@
+// A child process started in its own session and process group, with stdout and stderr joined
+// into one pipe, so the whole tree it starts can be signalled at once and its output read.
+// Every process of the tree also carries KILN_RUN_TAG=<tag> in its environment; KillTagged finds
+// stragglers that left the group (e.g. a daemonized helper) by that tag.
+#pragma once
+
+#include <sys/types.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace kiln::agent {
+
+struct ExitStatus {
+  int exit_code = -1;  // -1 when killed by a signal
+  int signal = 0;
+};
+
+class ProcessGroup {
+ public:
+  // Starts argv[0] (searched in PATH) with `env` added to this process's environment, in `cwd`.
+  static Result<ProcessGroup> Start(const std::vector<std::string>& argv,
+                                    const std::vector<std::pair<std::string, std::string>>& env,
+                                    const std::string& cwd, const std::string& tag);
+  ProcessGroup(ProcessGroup&& other) noexcept;
+  ProcessGroup& operator=(ProcessGroup&& other) noexcept;
+  ~ProcessGroup();
+
+  pid_t pid() const { return pid_; }
+  int output_fd() const { return output_fd_; }
+  const std::string& tag() const { return tag_; }
+
+  // Reads what is available without blocking; returns complete lines (a partial last line is kept
+  // until its newline or EOF). Sets *eof when the pipe is closed.
+  std::vector<std::string> ReadLines(bool* eof);
+  // Non-blocking reap of the leader; the status once it exited.
+  std::optional<ExitStatus> TryReap();
+  // Signals the whole process group.
+  void SignalGroup(int signal);
+
+ private:
+  ProcessGroup() = default;
+  pid_t pid_ = -1;
+  int output_fd_ = -1;
+  std::string tag_;
+  std::string partial_;
+  std::optional<ExitStatus> exit_;
+};
+
+// Processes that carry KILN_RUN_TAG=<tag> (or, with prefix, a tag starting with `tag`).
+std::vector<pid_t> FindTagged(const std::string& tag, bool prefix = false);
+// Sends `signal` to each process FindTagged returns; returns how many were signalled.
+int KillTagged(const std::string& tag, int signal, bool prefix = false);
+
+}  // namespace kiln::agent

@@ -1,0 +1,34 @@
+// Checkpoint files: model parameters, optimizer state, step, epoch and metrics, in one LibTorch
+// archive, written atomically (temp file, fsync, rename).
+#pragma once
+
+#include <string>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "common/status.h"
+
+namespace kiln::train {
+
+struct CheckpointState {
+  int64_t step = 0;   // optimizer steps taken
+  int64_t epoch = 0;  // epoch the next step belongs to (0-based)
+  int64_t world_size = 1;
+  nlohmann::json metrics = nlohmann::json::object();
+};
+
+struct SavedCheckpoint {
+  std::string path;
+  int64_t bytes = 0;
+  std::string sha256;
+};
+
+Result<SavedCheckpoint> SaveCheckpoint(const std::string& path, torch::nn::Module& model,
+                                       torch::optim::Optimizer& optimizer,
+                                       const CheckpointState& state);
+// Restores model and optimizer in place and returns the saved state.
+Result<CheckpointState> LoadCheckpoint(const std::string& path, torch::nn::Module& model,
+                                       torch::optim::Optimizer& optimizer);
+
+}  // namespace kiln::train

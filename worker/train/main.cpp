@@ -1,0 +1,72 @@
+// kiln-train: one rank of a kiln job, started by mpirun. Parses flags and the spec, then runs the
+// Trainer. An error on any rank aborts the whole MPI job with a message naming the cause.
+#include <cstdio>
+#include <cstdlib>
+
+#include <CLI/CLI.hpp>
+#include <torch/torch.h>
+
+#include "common/file_util.h"
+#include "common/job_spec.h"
+#include "worker/train/mpi_comm.h"
+#include "worker/train/progress_reporter.h"
+#include "worker/train/trainer.h"
+
+int main(int argc, char** argv) {
+  kiln::train::MpiComm comm(&argc, &argv);
+  CLI::App app{"kiln-train: one data-parallel training rank (run under mpirun)"};
+  std::string spec_path, report;
+  kiln::train::TrainerOptions options;
+  options.threads = 0;
+  app.add_option("--spec", spec_path, "job spec (JSON)")->required();
+  app.add_option("--run-dir", options.run_dir, "run directory (checkpoints go here)")->required();
+  app.add_option("--report", report, "agent's ipc:// address for progress (rank 0)");
+  app.add_option("--resume", options.resume_path, "checkpoint to resume from");
+  app.add_option("--max-steps", options.max_steps, "stop after this many steps");
+  app.add_option("--dump-params", options.dump_params,
+                 "write final parameters to FILE.rank<r> (raw float32)");
+  app.add_option("--threads", options.threads, "intra-op threads (default: spec or agent)");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    comm.Abort(2);
+  }
+
+  auto text = kiln::ReadFile(spec_path);
+  if (!text.ok()) {
+    std::fprintf(stderr, "[rank %d] %s\n", comm.rank(), text.status().ToString().c_str());
+    comm.Abort(2);
+  }
+  kiln::SpecParseResult parsed = kiln::ParseJobSpecText(*text);
+  if (!parsed.ok()) {
+    for (const auto& e : parsed.errors) {
+      std::fprintf(stderr, "[rank %d] spec: %s\n", comm.rank(), e.ToString().c_str());
+    }
+    comm.Abort(2);
+  }
+  if (options.threads <= 0) {
+    const char* env = std::getenv("KILN_THREADS_PER_RANK");
+    options.threads = env ? std::atoi(env) : parsed.spec.resources.threads_per_rank;
+    if (options.threads <= 0) options.threads = 1;
+  }
+
+  kiln::Status status;
+  {
+    kiln::train::ProgressReporter reporter(comm.rank() == 0 ? report : "");
+    try {
+      kiln::train::Trainer trainer(parsed.spec, options, comm, reporter);
+      status = trainer.Run();
+    } catch (const c10::Error& e) {
+      status = kiln::Status::Internal(std::string("LibTorch: ") + e.what_without_backtrace());
+    } catch (const std::exception& e) {
+      status = kiln::Status::Internal(e.what());
+    }
+  }
+  if (!status.ok()) {
+    std::fprintf(stderr, "[rank %d] error: %s\n", comm.rank(), status.ToString().c_str());
+    std::fflush(stderr);
+    comm.Abort(1);
+  }
+  return 0;
+}

@@ -1,0 +1,53 @@
+#include "worker/train/model.h"
+
+namespace kiln::train {
+
+namespace F = torch::nn::functional;
+
+namespace {
+
+void AddActivation(torch::nn::Sequential& seq, const std::string& name) {
+  if (name == "relu") seq->push_back(torch::nn::ReLU());
+  else if (name == "tanh") seq->push_back(torch::nn::Tanh());
+  else if (name == "sigmoid") seq->push_back(torch::nn::Sigmoid());
+  else if (name == "gelu") seq->push_back(torch::nn::GELU());
+}
+
+}  // namespace
+
+torch::nn::Sequential BuildModel(const JobSpec& spec) {
+  torch::nn::Sequential seq;
+  int64_t in = spec.InputFeatures();
+  for (int width : spec.model.hidden) {
+    seq->push_back(torch::nn::Linear(in, width));
+    AddActivation(seq, spec.model.activation);
+    in = width;
+  }
+  seq->push_back(torch::nn::Linear(in, spec.OutputUnits()));
+  if (spec.model.output_activation == "sigmoid") seq->push_back(torch::nn::Sigmoid());
+  return seq;
+}
+
+torch::Tensor ComputeLoss(const JobSpec& spec, const torch::Tensor& output,
+                          const torch::Tensor& labels) {
+  if (spec.train.loss == "binary_cross_entropy") {
+    torch::Tensor target = labels.to(torch::kFloat32);
+    torch::Tensor out = output.reshape({-1});
+    if (spec.model.output_activation == "sigmoid") return F::binary_cross_entropy(out, target);
+    return F::binary_cross_entropy_with_logits(out, target);
+  }
+  return F::cross_entropy(output, labels);
+}
+
+int64_t CountCorrect(const JobSpec& spec, const torch::Tensor& output, const torch::Tensor& labels) {
+  torch::Tensor predicted;
+  if (spec.train.loss == "binary_cross_entropy") {
+    const double threshold = spec.model.output_activation == "sigmoid" ? 0.5 : 0.0;
+    predicted = output.reshape({-1}).gt(threshold).to(torch::kInt64);
+  } else {
+    predicted = output.argmax(1);
+  }
+  return predicted.eq(labels).sum().item<int64_t>();
+}
+
+}  // namespace kiln::train

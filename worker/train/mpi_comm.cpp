@@ -1,0 +1,55 @@
+#include "worker/train/mpi_comm.h"
+
+#include <mpi.h>
+
+#include <climits>
+#include <cstdlib>
+
+namespace kiln::train {
+
+namespace {
+// MPI counts are int: large buffers go in chunks.
+constexpr size_t kMaxChunk = INT_MAX / 2;
+}  // namespace
+
+MpiComm::MpiComm(int* argc, char*** argv) {
+  MPI_Init(argc, argv);
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
+  MPI_Comm_size(MPI_COMM_WORLD, &size_);
+  MPI_Comm local;
+  MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &local);
+  MPI_Comm_rank(local, &local_rank_);
+  MPI_Comm_free(&local);
+}
+
+MpiComm::~MpiComm() { MPI_Finalize(); }
+
+void MpiComm::Broadcast(float* data, size_t count, int root) {
+  for (size_t off = 0; off < count; off += kMaxChunk) {
+    int n = static_cast<int>(std::min(kMaxChunk, count - off));
+    MPI_Bcast(data + off, n, MPI_FLOAT, root, MPI_COMM_WORLD);
+  }
+}
+
+void MpiComm::AllreduceSum(float* data, size_t count) {
+  for (size_t off = 0; off < count; off += kMaxChunk) {
+    int n = static_cast<int>(std::min(kMaxChunk, count - off));
+    MPI_Allreduce(MPI_IN_PLACE, data + off, n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+  }
+}
+
+void MpiComm::AllreduceSum(double* data, size_t count) {
+  for (size_t off = 0; off < count; off += kMaxChunk) {
+    int n = static_cast<int>(std::min(kMaxChunk, count - off));
+    MPI_Allreduce(MPI_IN_PLACE, data + off, n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+  }
+}
+
+void MpiComm::Barrier() { MPI_Barrier(MPI_COMM_WORLD); }
+
+void MpiComm::Abort(int code) {
+  MPI_Abort(MPI_COMM_WORLD, code);
+  std::exit(code);
+}
+
+}  // namespace kiln::train

@@ -1,0 +1,35 @@
+// The MPI calls kiln-train makes, all from the main thread, in the same order on every rank.
+// Torch-free: works on raw float buffers.
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+namespace kiln::train {
+
+class MpiComm {
+ public:
+  // MPI_Init; MPI_Finalize in the destructor. One per process.
+  MpiComm(int* argc, char*** argv);
+  ~MpiComm();
+  MpiComm(const MpiComm&) = delete;
+  MpiComm& operator=(const MpiComm&) = delete;
+
+  int rank() const { return rank_; }
+  int size() const { return size_; }
+  int local_rank() const { return local_rank_; }
+
+  void Broadcast(float* data, size_t count, int root);
+  void AllreduceSum(float* data, size_t count);
+  void AllreduceSum(double* data, size_t count);
+  void Barrier();
+  // Ends every rank of the job (used when one rank hits an error the others cannot see).
+  [[noreturn]] void Abort(int code);
+
+ private:
+  int rank_ = 0;
+  int size_ = 1;
+  int local_rank_ = 0;
+};
+
+}  // namespace kiln::train

@@ -1,0 +1,265 @@
+#include "worker/train/trainer.h"
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+
+#include <torch/torch.h>
+
+#include "worker/train/checkpoint.h"
+#include "worker/train/datasets.h"
+#include "worker/train/model.h"
+#include "worker/train/shard_plan.h"
+
+namespace kiln::train {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr int64_t kLogEverySteps = 100;
+constexpr double kReportEverySeconds = 1.0;
+constexpr int64_t kEvalBatch = 2000;
+
+double Seconds() {
+  using namespace std::chrono;
+  return duration<double>(steady_clock::now().time_since_epoch()).count();
+}
+
+std::unique_ptr<torch::optim::Optimizer> MakeOptimizer(const OptimizerSpec& o,
+                                                       const std::vector<torch::Tensor>& params) {
+  if (o.type == "sgd") {
+    return std::make_unique<torch::optim::SGD>(
+        params, torch::optim::SGDOptions(o.lr).momentum(o.momentum).weight_decay(o.weight_decay));
+  }
+  return std::make_unique<torch::optim::Adam>(
+      params, torch::optim::AdamOptions(o.lr).weight_decay(o.weight_decay));
+}
+
+struct EvalResult {
+  double accuracy = 0;
+  double loss = 0;
+};
+
+// Collective: every rank evaluates its slice of the test set; sums are allreduced.
+EvalResult Evaluate(const JobSpec& spec, torch::nn::Sequential& model, const torch::Tensor& x,
+                    const torch::Tensor& y, MpiComm& comm) {
+  torch::NoGradGuard no_grad;
+  const int64_t n = x.size(0);
+  const int64_t per_rank = (n + comm.size() - 1) / comm.size();
+  const int64_t begin = std::min(n, per_rank * comm.rank());
+  const int64_t end = std::min(n, begin + per_rank);
+  double sums[3] = {0, 0, 0};  // correct, count, loss * count
+  for (int64_t i = begin; i < end; i += kEvalBatch) {
+    const int64_t len = std::min(kEvalBatch, end - i);
+    torch::Tensor out = model->forward(x.narrow(0, i, len));
+    torch::Tensor labels = y.narrow(0, i, len);
+    sums[0] += static_cast<double>(CountCorrect(spec, out, labels));
+    sums[1] += static_cast<double>(len);
+    sums[2] += ComputeLoss(spec, out, labels).item<double>() * static_cast<double>(len);
+  }
+  comm.AllreduceSum(sums, 3);
+  return {sums[0] / std::max(1.0, sums[1]), sums[2] / std::max(1.0, sums[1])};
+}
+
+void RemoveOldCheckpoints(const std::string& dir, int keep_last) {
+  std::vector<std::filesystem::path> files;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+    if (entry.path().extension() == ".pt") files.push_back(entry.path());
+  }
+  std::sort(files.begin(), files.end());  // step numbers are zero-padded
+  for (size_t i = 0; i + static_cast<size_t>(keep_last) < files.size(); ++i) {
+    std::filesystem::remove(files[i], ec);
+  }
+}
+
+}  // namespace
+
+Trainer::Trainer(const JobSpec& spec, const TrainerOptions& options, MpiComm& comm,
+                 ProgressReporter& reporter)
+    : spec_(spec), options_(options), comm_(comm), reporter_(reporter) {}
+
+Status Trainer::Run() {
+  const bool leader = comm_.rank() == 0;
+  const int world = comm_.size();
+  at::set_num_threads(options_.threads);
+  torch::manual_seed(spec_.train.seed);
+
+  auto loaded = LoadDataset(spec_.data);
+  if (!loaded.ok()) return loaded.status();
+  Dataset data = std::move(loaded).value();
+  ShardPlan plan{data.train_x.size(0), spec_.train.batch_size, world};
+  if (plan.StepsPerEpoch() == 0) {
+    return Status::InvalidArgument(
+        "train.batch_size: batch_size x ranks = " + std::to_string(plan.GlobalBatch()) +
+        " is more than the " + std::to_string(plan.samples) + " training samples");
+  }
+
+  torch::nn::Sequential model = BuildModel(spec_);
+  std::vector<torch::Tensor> params = model->parameters();
+  int64_t numel = 0;
+  for (const auto& p : params) numel += p.numel();
+  // One buffer for every gradient plus one slot for the loss; each .grad is a view into it.
+  torch::Tensor flat_grad = torch::zeros({numel + 1}, torch::kFloat32);
+  {
+    torch::NoGradGuard no_grad;
+    std::vector<torch::Tensor> pieces;
+    for (const auto& p : params) pieces.push_back(p.reshape({-1}));
+    torch::Tensor flat_params = torch::cat(pieces).contiguous();
+    comm_.Broadcast(flat_params.data_ptr<float>(), static_cast<size_t>(numel), 0);
+    int64_t offset = 0;
+    for (auto& p : params) {
+      p.copy_(flat_params.narrow(0, offset, p.numel()).view_as(p));
+      p.mutable_grad() = flat_grad.narrow(0, offset, p.numel()).view_as(p);
+      offset += p.numel();
+    }
+  }
+  auto optimizer = MakeOptimizer(spec_.train.optimizer, params);
+
+  int64_t step = 0;
+  json last_metrics = json::object();
+  if (!options_.resume_path.empty()) {
+    auto state = LoadCheckpoint(options_.resume_path, *model, *optimizer);
+    if (!state.ok()) return state.status();
+    step = state->step;
+    last_metrics = state->metrics;
+    if (leader) {
+      std::printf("[rank 0] resumed from %s at step %lld (saved with %lld ranks, now %d)\n",
+                  options_.resume_path.c_str(), static_cast<long long>(step),
+                  static_cast<long long>(state->world_size), world);
+    }
+  }
+
+  const int64_t steps_per_epoch = plan.StepsPerEpoch();
+  int64_t total_steps = steps_per_epoch * spec_.train.epochs;
+  const int64_t max_steps = options_.max_steps > 0 ? options_.max_steps : spec_.train.max_steps;
+  if (max_steps > 0) total_steps = std::min(total_steps, max_steps);
+  const std::string ckpt_dir = options_.run_dir + "/checkpoints";
+  std::filesystem::create_directories(ckpt_dir);
+  if (leader) {
+    std::printf("[rank 0] training %s: %d ranks x batch %d, %lld samples, %lld steps/epoch, "
+                "%lld steps, %lld parameters, %d threads/rank\n",
+                spec_.name.c_str(), world, spec_.train.batch_size,
+                static_cast<long long>(plan.samples), static_cast<long long>(steps_per_epoch),
+                static_cast<long long>(total_steps), static_cast<long long>(numel),
+                options_.threads);
+    std::fflush(stdout);
+  }
+
+  int64_t saved_step = -1;
+  auto save = [&](int64_t epoch) {
+    if (!leader) return;
+    char name[64];
+    std::snprintf(name, sizeof name, "/step-%010lld.pt", static_cast<long long>(step));
+    CheckpointState state{step, epoch, world, last_metrics};
+    auto saved = SaveCheckpoint(ckpt_dir + name, *model, *optimizer, state);
+    if (!saved.ok()) {
+      std::printf("[rank 0] checkpoint at step %lld failed: %s\n", static_cast<long long>(step),
+                  saved.status().ToString().c_str());
+      return;
+    }
+    saved_step = step;
+    RemoveOldCheckpoints(ckpt_dir, spec_.checkpoint.keep_last);
+    reporter_.Checkpoint(step, epoch, last_metrics, saved->path, saved->bytes, saved->sha256);
+    std::printf("[rank 0] checkpoint step %lld (%lld bytes)\n", static_cast<long long>(step),
+                static_cast<long long>(saved->bytes));
+    std::fflush(stdout);
+  };
+
+  std::vector<int64_t> order;
+  int64_t order_epoch = -1;
+  double window_loss = 0, window_start = Seconds(), epoch_start = Seconds(), last_report = 0;
+  int64_t window_steps = 0;
+  const int64_t batch = spec_.train.batch_size;
+  float* grad_data = flat_grad.data_ptr<float>();
+
+  model->train();
+  while (step < total_steps) {
+    const int64_t epoch = step / steps_per_epoch;
+    const int64_t in_epoch = step % steps_per_epoch;
+    if (epoch != order_epoch) {
+      order = EpochOrder(plan.samples, spec_.train.seed, epoch);
+      order_epoch = epoch;
+    }
+    torch::Tensor index = torch::from_blob(order.data() + plan.SliceStart(in_epoch, comm_.rank()),
+                                           {batch}, torch::kInt64);
+    torch::Tensor x = data.train_x.index_select(0, index);
+    torch::Tensor y = data.train_y.index_select(0, index);
+
+    flat_grad.zero_();
+    torch::Tensor loss = ComputeLoss(spec_, model->forward(x), y);
+    loss.backward();
+    grad_data[numel] = loss.item<float>();
+    comm_.AllreduceSum(grad_data, static_cast<size_t>(numel + 1));
+    flat_grad.div_(static_cast<float>(world));
+    optimizer->step();
+    ++step;
+    window_loss += grad_data[numel];
+    ++window_steps;
+
+    const bool epoch_end = step % steps_per_epoch == 0 || step == total_steps;
+    const double now = Seconds();
+    if (leader && (epoch_end || now - last_report >= kReportEverySeconds ||
+                   step % kLogEverySteps == 0)) {
+      const double rate = static_cast<double>(window_steps * plan.GlobalBatch()) /
+                          std::max(1e-9, now - window_start);
+      json report = {{"step", step},   {"total_steps", total_steps},
+                     {"epoch", epoch + 1}, {"epochs", spec_.train.epochs},
+                     {"loss", window_loss / static_cast<double>(window_steps)},
+                     {"samples_per_s", rate}};
+      last_metrics["loss"] = report["loss"];
+      if (step % kLogEverySteps == 0) {
+        std::printf("[rank 0] epoch %lld step %lld/%lld loss %.4f %.0f samples/s\n",
+                    static_cast<long long>(epoch + 1), static_cast<long long>(step),
+                    static_cast<long long>(total_steps), report["loss"].get<double>(), rate);
+        std::fflush(stdout);
+      }
+      reporter_.Progress(report);
+      last_report = now;
+      window_loss = 0;
+      window_steps = 0;
+      window_start = now;
+    }
+    if (epoch_end) {
+      EvalResult eval = Evaluate(spec_, model, data.test_x, data.test_y, comm_);
+      model->train();
+      const double epoch_time = Seconds() - epoch_start;
+      epoch_start = Seconds();
+      last_metrics["test_accuracy"] = eval.accuracy;
+      last_metrics["test_loss"] = eval.loss;
+      last_metrics["epoch_time_s"] = epoch_time;
+      if (leader) {
+        std::printf("[rank 0] epoch %lld done: test_accuracy %.4f test_loss %.4f (%.1f s)\n",
+                    static_cast<long long>(epoch + 1), eval.accuracy, eval.loss, epoch_time);
+        std::fflush(stdout);
+        reporter_.Progress({{"step", step}, {"epoch", epoch + 1}, {"test_accuracy", eval.accuracy},
+                            {"test_loss", eval.loss}, {"epoch_time_s", epoch_time}});
+      }
+    }
+    if (spec_.checkpoint.every_steps > 0 && step % spec_.checkpoint.every_steps == 0) {
+      save(step / steps_per_epoch);
+    }
+  }
+  if (saved_step != step) save(step / steps_per_epoch);
+
+  if (!options_.dump_params.empty()) {
+    std::vector<torch::Tensor> pieces;
+    for (const auto& p : params) pieces.push_back(p.detach().reshape({-1}));
+    torch::Tensor flat = torch::cat(pieces).contiguous();
+    std::ofstream out(options_.dump_params + ".rank" + std::to_string(comm_.rank()),
+                      std::ios::binary);
+    out.write(static_cast<const char*>(flat.data_ptr()),
+              static_cast<std::streamsize>(flat.numel() * sizeof(float)));
+  }
+  if (leader) {
+    reporter_.Progress({{"done", true}});
+    std::printf("[rank 0] finished at step %lld\n", static_cast<long long>(step));
+    std::fflush(stdout);
+  }
+  return Status::Ok();
+}
+
+}  // namespace kiln::train

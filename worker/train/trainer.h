@@ -1,0 +1,43 @@
+// One rank of data-parallel training. Every rank runs the same Trainer::Run; rank 0 also
+// reports progress and writes checkpoints.
+//
+// Per step: zero the fused gradient buffer; forward and backward on this rank's shard; one
+// MPI allreduce of the buffer (all gradients, plus the local loss in its last element); divide by
+// the world size; optimizer step. Every parameter's .grad is a view into that one buffer, so
+// gradients are reduced with no copies.
+#pragma once
+
+#include <string>
+
+#include "common/job_spec.h"
+#include "common/status.h"
+#include "worker/train/mpi_comm.h"
+#include "worker/train/progress_reporter.h"
+
+namespace kiln::train {
+
+struct TrainerOptions {
+  std::string run_dir;          // checkpoints go to <run_dir>/checkpoints
+  std::string resume_path;      // checkpoint to resume from, or empty
+  int64_t max_steps = 0;        // overrides train.max_steps when > 0
+  std::string dump_params;      // when set, each rank writes its final parameters (raw float32)
+                                // to <dump_params>.rank<r>
+  int threads = 1;              // intra-op threads of this rank
+};
+
+class Trainer {
+ public:
+  Trainer(const JobSpec& spec, const TrainerOptions& options, MpiComm& comm,
+          ProgressReporter& reporter);
+  // Trains to the end. Errors that every rank sees the same way (bad data path) are returned;
+  // the caller aborts the MPI job.
+  Status Run();
+
+ private:
+  const JobSpec& spec_;
+  TrainerOptions options_;
+  MpiComm& comm_;
+  ProgressReporter& reporter_;
+};
+
+}  // namespace kiln::train
