@@ -22,7 +22,8 @@ bool IsKnownType(const std::string& type) { return KnownTypes().count(type) > 0;
 std::string EncodeEnvelope(const Envelope& envelope) {
   json j = {{"v", envelope.version}, {"type", envelope.type}, {"id", envelope.id},
             {"body", envelope.body}};
-  return j.dump();
+  // Text from processes (log lines) may hold invalid UTF-8; it is replaced, never thrown on.
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 Result<Envelope> DecodeEnvelope(const std::string& frame) {

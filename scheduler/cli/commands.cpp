@@ -55,6 +55,7 @@ Commands::Commands(CLI::App& app) : app_(app) {
   show_ = app.add_subcommand("show", "show one job: state, reason, metrics, events, checkpoints");
   show_->add_option("ID", job_id_, "job id")->required();
   show_->add_flag("--json", json_, "print a JSON object");
+  show_->add_option("--metric", metric_, "print only this metric's latest value (e.g. test_accuracy)");
 
   cancel_ = app.add_subcommand("cancel", "cancel a pending or running job");
   cancel_->add_option("ID", job_id_, "job id")->required();
@@ -164,6 +165,15 @@ int Commands::Show() {
   SchedulerClient client = MakeClient(global_);
   auto reply = ReplyAs<protocol::DataReply>(client.Call(protocol::ShowRequest{job_id_}));
   if (!reply.ok()) return ReportError(reply.status());
+  if (!metric_.empty()) {
+    const json& metrics = reply->data["metrics"];
+    if (!metrics.is_object() || !metrics.contains(metric_)) {
+      return ReportError(Status::NotFound("job " + std::to_string(job_id_) +
+                                          " has not reported metric \"" + metric_ + "\""));
+    }
+    std::cout << metrics[metric_].dump() << std::endl;
+    return 0;
+  }
   std::cout << (json_ ? reply->data.dump(2) + "\n" : FormatJob(reply->data));
   return 0;
 }

@@ -36,6 +36,7 @@ class Commands {
   bool follow_ = false;
   bool json_ = false;
   bool all_ = false;
+  std::string metric_;
   CLI::App* submit_;
   CLI::App* queue_;
   CLI::App* show_;

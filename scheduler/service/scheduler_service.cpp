@@ -92,7 +92,12 @@ void SchedulerService::Turn(int wait_ms) {
   for (int i = 0; i < kMaxMessagesPerTurn; ++i) {
     auto frames = socket_->Receive();
     if (!frames) break;
-    HandleFrames(*frames);
+    try {
+      HandleFrames(*frames);
+    } catch (const std::exception& e) {
+      // A handler bug must not take the daemon down with it; the message is dropped and logged.
+      spdlog::error("internal error handling a message: {}", e.what());
+    }
   }
   const Millis now = clock_.MonotonicMs();
   if (now >= next_liveness_check_at_) {

@@ -112,3 +112,14 @@ TEST_CASE("decoding a body as the wrong message type is refused") {
   REQUIRE_FALSE(wrong.ok());
   CHECK(wrong.status().message().find("expected message type \"show\"") != std::string::npos);
 }
+
+TEST_CASE("log lines with invalid UTF-8 are encoded with replacement characters, not thrown on") {
+  LogBatch batch{1, 1, {std::string("bad \xff\xfe bytes")}};
+  Frames frames = Encode(batch);
+  auto envelope = DecodeEnvelope(frames[0]);
+  REQUIRE(envelope.ok());
+  auto decoded = DecodeBody<LogBatch>(*envelope);
+  REQUIRE(decoded.ok());
+  CHECK(decoded->lines[0].rfind("bad ", 0) == 0);
+  CHECK(decoded->lines[0].find("bytes") != std::string::npos);
+}

@@ -1,0 +1,199 @@
+#include "tests/integration/local_cluster.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <stdexcept>
+#include <thread>
+
+#include "common/file_util.h"
+
+namespace kiln::testing {
+
+using nlohmann::json;
+
+namespace {
+
+void SleepMs(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
+
+std::string Slurp(const std::string& path) {
+  auto text = ReadFile(path);
+  return text.ok() ? *text : "";
+}
+
+}  // namespace
+
+std::string BinPath(const std::string& name) { return std::string(KILN_BIN_DIR) + "/" + name; }
+
+bool WaitFor(const std::function<bool()>& condition, double timeout_s) {
+  const auto deadline = std::chrono::steady_clock::now() +
+                        std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (condition()) return true;
+    SleepMs(50);
+  }
+  return condition();
+}
+
+CommandResult RunCommand(const std::vector<std::string>& argv, double timeout_s) {
+  static std::atomic<int> counter{0};
+  const std::string base = "/tmp/kiln-cmd-" + std::to_string(::getpid()) + "-" +
+                           std::to_string(counter++);
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    FILE* out = std::freopen((base + ".out").c_str(), "w", stdout);
+    FILE* err = std::freopen((base + ".err").c_str(), "w", stderr);
+    (void)out;
+    (void)err;
+    std::vector<char*> args;
+    std::vector<std::string> copy = argv;
+    for (auto& a : copy) args.push_back(a.data());
+    args.push_back(nullptr);
+    ::execvp(args[0], args.data());
+    _exit(127);
+  }
+  CommandResult result;
+  int status = 0;
+  bool done = WaitFor([&] { return ::waitpid(pid, &status, WNOHANG) == pid; }, timeout_s);
+  if (!done) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, &status, 0);
+    result.err = "command timed out after " + std::to_string(timeout_s) + " s\n";
+  }
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  result.out = Slurp(base + ".out");
+  result.err += Slurp(base + ".err");
+  ::unlink((base + ".out").c_str());
+  ::unlink((base + ".err").c_str());
+  return result;
+}
+
+json SyntheticSpec(const std::string& name, int ranks, int epochs, int samples) {
+  return {{"name", name},
+          {"resources", {{"ranks", ranks}}},
+          {"model", {{"type", "mlp"}, {"hidden", {32}}, {"activation", "relu"}}},
+          {"data", {{"type", "synthetic"}, {"samples", samples}, {"test_samples", 256},
+                    {"features", 20}, {"classes", 3}, {"seed", 3}}},
+          {"train", {{"epochs", epochs}, {"batch_size", 16}, {"loss", "cross_entropy"},
+                     {"optimizer", {{"type", "adam"}, {"lr", 0.01}}}, {"seed", 5}}},
+          {"checkpoint", {{"every_steps", 20}, {"keep_last", 2}}},
+          {"max_retries", 0}};
+}
+
+LocalCluster::LocalCluster(int slots, double worker_timeout_s)
+    : slots_(slots), worker_timeout_s_(worker_timeout_s) {
+  char pattern[] = "/tmp/kiln-it-XXXXXX";
+  dir_ = ::mkdtemp(pattern);
+  static std::atomic<int> counter{0};
+  worker_name_ = "w" + std::to_string(::getpid()) + "x" + std::to_string(counter++);
+  StartScheduler();
+  StartWorker();
+  bool up = WaitFor([&] {
+    auto r = Kiln({"nodes", "--json"}, 10);
+    if (r.exit_code != 0) return false;
+    json nodes = json::parse(r.out, nullptr, false);
+    return nodes.is_array() && !nodes.empty() && nodes[0]["state"] == "UP";
+  }, 20);
+  if (!up) throw std::runtime_error("worker did not register; see " + dir_);
+}
+
+LocalCluster::~LocalCluster() {
+  StopWorker();
+  StopScheduler();
+  agent::KillTagged(worker_name_ + "-", SIGKILL, true);
+  std::error_code ec;
+  std::filesystem::remove_all(dir_, ec);
+}
+
+pid_t LocalCluster::worker_pid() const { return worker_ ? worker_->pid() : -1; }
+
+void LocalCluster::StartScheduler() {
+  std::filesystem::remove(dir_ + "/state/endpoint");
+  const std::string cmd = "exec " + BinPath("kiln-scheduler") +
+                          " --listen 'tcp://127.0.0.1:*' --state-dir " + dir_ + "/state" +
+                          " --worker-timeout " + std::to_string(worker_timeout_s_) + " >>" +
+                          dir_ + "/scheduler.log 2>&1";
+  auto group = agent::ProcessGroup::Start({"sh", "-c", cmd}, {}, dir_, "sched-" + worker_name_);
+  if (!group.ok()) throw std::runtime_error(group.status().ToString());
+  scheduler_ = std::make_unique<agent::ProcessGroup>(std::move(group).value());
+  bool ready = WaitFor([&] { return ::access((dir_ + "/state/endpoint").c_str(), R_OK) == 0; },
+                       10);
+  if (!ready) throw std::runtime_error("scheduler did not start; see " + dir_ + "/scheduler.log");
+  std::string ep = Slurp(dir_ + "/state/endpoint");
+  endpoint_ = ep.substr(0, ep.find('\n'));
+}
+
+void LocalCluster::StopScheduler() {
+  if (!scheduler_) return;
+  scheduler_->SignalGroup(SIGTERM);
+  if (!WaitFor([&] { return scheduler_->TryReap().has_value(); }, 10)) {
+    scheduler_->SignalGroup(SIGKILL);
+    WaitFor([&] { return scheduler_->TryReap().has_value(); }, 5);
+  }
+  scheduler_.reset();
+}
+
+void LocalCluster::StartWorker() {
+  // The worker addresses the scheduler by the endpoint it had when the worker started; a
+  // restarted scheduler gets a new port, so tests that restart it restart the worker too.
+  const std::string cmd = "exec " + BinPath("kiln-worker") + " --scheduler " + endpoint_ +
+                          " --name " + worker_name_ + " --slots " + std::to_string(slots_) +
+                          " --work-dir " + dir_ + "/work --kill-grace 2 >>" + dir_ +
+                          "/worker.log 2>&1";
+  auto group = agent::ProcessGroup::Start({"sh", "-c", cmd}, {}, dir_, "agent-" + worker_name_);
+  if (!group.ok()) throw std::runtime_error(group.status().ToString());
+  worker_ = std::make_unique<agent::ProcessGroup>(std::move(group).value());
+}
+
+void LocalCluster::StopWorker() {
+  if (!worker_) return;
+  ::kill(worker_->pid(), SIGCONT);
+  ::kill(worker_->pid(), SIGTERM);
+  if (!WaitFor([&] { return worker_->TryReap().has_value(); }, 15)) {
+    worker_->SignalGroup(SIGKILL);
+    WaitFor([&] { return worker_->TryReap().has_value(); }, 5);
+  }
+  worker_.reset();
+}
+
+CommandResult LocalCluster::Kiln(std::vector<std::string> args, double timeout_s) {
+  args.insert(args.begin(), {BinPath("kiln"), "--scheduler", endpoint_});
+  return RunCommand(args, timeout_s);
+}
+
+std::string LocalCluster::WriteSpec(const json& spec, const std::string& name) {
+  const std::string path = dir_ + "/" + name;
+  std::ofstream(path) << spec.dump(2);
+  return path;
+}
+
+int64_t LocalCluster::Submit(const json& spec) {
+  auto r = Kiln({"submit", WriteSpec(spec)});
+  if (r.exit_code != 0) throw std::runtime_error("submit failed: " + r.err);
+  return std::stoll(r.out);
+}
+
+json LocalCluster::Show(int64_t job_id) {
+  auto r = Kiln({"show", std::to_string(job_id), "--json"});
+  if (r.exit_code != 0) return json::object();
+  json view = json::parse(r.out, nullptr, false);
+  return view.is_discarded() ? json::object() : view;
+}
+
+json LocalCluster::WaitForJob(int64_t job_id, const std::function<bool(const json&)>& pred,
+                              double timeout_s) {
+  json last;
+  WaitFor([&] {
+    last = Show(job_id);
+    return !last.empty() && pred(last);
+  }, timeout_s);
+  return last;
+}
+
+}  // namespace kiln::testing

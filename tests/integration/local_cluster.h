@@ -1,0 +1,65 @@
+// Test harness: a real kiln-scheduler and kiln-worker on loopback (ephemeral port), in a fresh
+// temporary directory, plus helpers to run the real `kiln` CLI against them.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "worker/agent/process_group.h"
+
+namespace kiln::testing {
+
+struct CommandResult {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+
+// Runs argv (no shell), capturing stdout and stderr. Bounded by `timeout_s` (killed after).
+CommandResult RunCommand(const std::vector<std::string>& argv, double timeout_s = 60);
+std::string BinPath(const std::string& name);
+// Polls `condition` every 50 ms until it is true or timeout_s passes; returns its last value.
+bool WaitFor(const std::function<bool()>& condition, double timeout_s);
+
+class LocalCluster {
+ public:
+  explicit LocalCluster(int slots = 2, double worker_timeout_s = 3.0);
+  ~LocalCluster();
+
+  const std::string& dir() const { return dir_; }
+  const std::string& endpoint() const { return endpoint_; }
+  const std::string& worker_name() const { return worker_name_; }
+  pid_t worker_pid() const;
+
+  void StartScheduler();
+  void StopScheduler();  // SIGTERM and wait
+  void StartWorker();
+  void StopWorker();
+
+  CommandResult Kiln(std::vector<std::string> args, double timeout_s = 30);
+  std::string WriteSpec(const nlohmann::json& spec, const std::string& name = "spec.json");
+  int64_t Submit(const nlohmann::json& spec);
+  nlohmann::json Show(int64_t job_id);
+  // Polls `kiln show` until predicate(job) holds; returns the last view seen.
+  nlohmann::json WaitForJob(int64_t job_id, const std::function<bool(const nlohmann::json&)>& pred,
+                            double timeout_s);
+
+ private:
+  std::string dir_;
+  std::string endpoint_;
+  std::string worker_name_;
+  int slots_;
+  double worker_timeout_s_;
+  std::unique_ptr<agent::ProcessGroup> scheduler_;
+  std::unique_ptr<agent::ProcessGroup> worker_;
+};
+
+// A small synthetic job: `epochs` epochs of `samples` samples, on `ranks` ranks.
+nlohmann::json SyntheticSpec(const std::string& name, int ranks, int epochs, int samples);
+
+}  // namespace kiln::testing

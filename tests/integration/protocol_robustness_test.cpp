@@ -1,0 +1,101 @@
+// The scheduler answers malformed and hostile input with named errors and keeps serving.
+#include <catch2/catch.hpp>
+
+#include "common/protocol/codec.h"
+#include "common/transport/socket.h"
+#include "tests/integration/local_cluster.h"
+
+using kiln::testing::LocalCluster;
+using namespace kiln::protocol;
+using kiln::transport::Frames;
+using nlohmann::json;
+
+namespace {
+
+// A raw DEALER client that sends arbitrary frames.
+class RawClient {
+ public:
+  explicit RawClient(const std::string& endpoint)
+      : socket_(context_, kiln::transport::SocketKind::kDealer) {
+    REQUIRE(socket_.Connect(endpoint).ok());
+  }
+  Envelope Call(const Frames& frames) {
+    REQUIRE(socket_.Send(frames).ok());
+    kiln::transport::Poller poller;
+    poller.AddSocket(socket_);
+    REQUIRE(poller.Wait(10000).ok());
+    auto reply = socket_.Receive();
+    REQUIRE(reply.has_value());
+    auto envelope = DecodeEnvelope((*reply)[0]);
+    REQUIRE(envelope.ok());
+    return *envelope;
+  }
+  std::string ErrorOf(const Frames& frames) {
+    Envelope e = Call(frames);
+    REQUIRE(e.type == "error");
+    return e.body["message"].get<std::string>();
+  }
+
+ private:
+  kiln::transport::Context context_;
+  kiln::transport::Socket socket_;
+};
+
+}  // namespace
+
+TEST_CASE("malformed frames get named errors and the scheduler keeps serving") {
+  LocalCluster cluster;
+  RawClient client(cluster.endpoint());
+  CHECK(client.ErrorOf({"this is not json"}).find("not valid JSON") != std::string::npos);
+  CHECK(client.ErrorOf({std::string("\0\xff\x01", 3)}).find("JSON") != std::string::npos);
+  CHECK(client.ErrorOf({R"({"v":9,"type":"queue","id":"a","body":{}})"}).find("version 9") !=
+        std::string::npos);
+  CHECK(client.ErrorOf({R"({"v":1,"type":"drop_tables","id":"a","body":{}})"})
+            .find("unknown message type") != std::string::npos);
+  CHECK(client.ErrorOf({R"({"v":1,"type":"show","id":"a","body":{"job_id":"1; DROP"}})"})
+            .find("body.job_id: must be an integer") != std::string::npos);
+  CHECK(client.ErrorOf({R"({"v":1,"type":"submit","id":"a","body":{"spec":[]}})"})
+            .find("body.request_id: is required") != std::string::npos);
+  // Messages only a scheduler sends are refused, not acted on.
+  CHECK(client.ErrorOf(Encode(KillJob{1, 1, "x"}, "k")).find("not accepted") != std::string::npos);
+  // And it still answers.
+  Envelope queue = client.Call(Encode(QueueRequest{true}, "q"));
+  CHECK(queue.type == "data");
+  CHECK(queue.id == "q");
+}
+
+TEST_CASE("the scheduler validates specs itself, naming every field") {
+  LocalCluster cluster;
+  RawClient client(cluster.endpoint());
+  json spec = kiln::testing::SyntheticSpec("x", 0, 0, 10);
+  spec["train"]["loss"] = "hinge";
+  Envelope reply = client.Call(Encode(SubmitRequest{"req-bad", spec}, "s"));
+  REQUIRE(reply.type == "error");
+  auto errors = reply.body["errors"].get<std::vector<std::string>>();
+  CHECK(errors.size() == 3);
+  CHECK(reply.body["message"] == "job spec rejected: 3 error(s)");
+  CHECK(std::find(errors.begin(), errors.end(), "resources.ranks: must be >= 1, got 0") !=
+        errors.end());
+}
+
+TEST_CASE("a submit retried with the same request id returns the same job, not a second one") {
+  LocalCluster cluster;
+  RawClient client(cluster.endpoint());
+  json spec = kiln::testing::SyntheticSpec("once", 1, 1, 64);
+  Envelope first = client.Call(Encode(SubmitRequest{"req-1", spec}, "a"));
+  Envelope second = client.Call(Encode(SubmitRequest{"req-1", spec}, "b"));
+  REQUIRE(first.type == "submit_reply");
+  REQUIRE(second.type == "submit_reply");
+  CHECK(first.body["job_id"] == second.body["job_id"]);
+  CHECK(first.body["duplicate"] == false);
+  CHECK(second.body["duplicate"] == true);
+  Envelope queue = client.Call(Encode(QueueRequest{true}, "q"));
+  CHECK(queue.body["data"].size() == 1);
+}
+
+TEST_CASE("a worker message from an unregistered peer is answered with reregister") {
+  LocalCluster cluster;
+  RawClient client(cluster.endpoint());
+  Envelope reply = client.Call(Encode(JobExited{1, 1, 0, 0, ""}));
+  CHECK(reply.type == "reregister");
+}
