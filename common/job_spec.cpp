@@ -147,6 +147,12 @@ SpecParseResult ParseJobSpec(const json& document) {
 }
 
 SpecParseResult ParseJobSpecText(const std::string& text) {
+  if (JsonNestingDepth(text) > kMaxJsonDepth) {
+    SpecParseResult result;
+    result.errors.push_back({"(document)", "nests deeper than " + std::to_string(kMaxJsonDepth) +
+                                               " levels"});
+    return result;
+  }
   json document = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (document.is_discarded()) {
     SpecParseResult result;

@@ -1,5 +1,6 @@
 #include "common/json_fields.h"
 
+#include <algorithm>
 #include <sstream>
 
 namespace kiln {
@@ -18,6 +19,23 @@ std::string JsonTypeName(const json& value) {
     case json::value_t::object: return "object";
     default: return "unknown";
   }
+}
+
+int JsonNestingDepth(const std::string& text) {
+  int depth = 0, deepest = 0;
+  bool in_string = false, escaped = false;
+  for (char c : text) {
+    if (in_string) {
+      if (escaped) escaped = false;
+      else if (c == '\\') escaped = true;
+      else if (c == '"') in_string = false;
+      continue;
+    }
+    if (c == '"') in_string = true;
+    else if (c == '[' || c == '{') deepest = std::max(deepest, ++depth);
+    else if (c == ']' || c == '}') --depth;
+  }
+  return deepest;
 }
 
 JsonFieldReader::JsonFieldReader(const json& object, std::string path,

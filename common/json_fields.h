@@ -51,6 +51,12 @@ class JsonFieldReader {
   std::vector<FieldError>* errors_;
 };
 
+// Deepest nesting of arrays and objects in JSON text, found by a scan that skips strings. Checked
+// before parsing untrusted text: nlohmann parses iteratively but copies values recursively, so a
+// deeply nested document could overflow the stack later.
+int JsonNestingDepth(const std::string& text);
+constexpr int kMaxJsonDepth = 64;
+
 // "integer", "string", ... as users would name the JSON type.
 std::string JsonTypeName(const nlohmann::json& value);
 

@@ -32,6 +32,10 @@ Result<Envelope> DecodeEnvelope(const std::string& frame) {
                                    " bytes exceeds the limit of " +
                                    std::to_string(kMaxEnvelopeBytes));
   }
+  if (JsonNestingDepth(frame) > kMaxJsonDepth) {
+    return Status::InvalidArgument("envelope nests deeper than " + std::to_string(kMaxJsonDepth) +
+                                   " levels");
+  }
   json j = json::parse(frame, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) return Status::InvalidArgument("envelope is not valid JSON");
   if (!j.is_object()) return Status::InvalidArgument("envelope must be a JSON object");

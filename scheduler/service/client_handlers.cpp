@@ -90,6 +90,8 @@ void SchedulerService::OnCancel(const std::string& peer, const Envelope& e) {
                                                  "; only PENDING or RUNNING jobs can be cancelled"));
   }
   if (was_running) {
+    auto live = live_[job.node].find({job.id, job.attempt});
+    if (live != live_[job.node].end()) live->second.stop_requested = true;
     auto w = workers_.find(job.node);
     if (w != workers_.end() && w->second.up) {
       Send(w->second.peer, protocol::KillJob{job.id, job.attempt, "cancelled by user"});

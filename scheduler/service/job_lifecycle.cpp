@@ -116,7 +116,8 @@ void SchedulerService::Launch(JobRecord& job, const core::Placement& placement) 
     spdlog::error("job {}: cannot start: {}", job.id, s.ToString());
     return;
   }
-  live_[placement.node][{job.id, job.attempt}] = {placement.ranks, placement.gpus};
+  live_[placement.node][{job.id, job.attempt}] = {placement.ranks, placement.gpus,
+                                                   clock_.MonotonicMs(), false};
   protocol::LaunchJob launch{job.id, job.attempt, job.spec, placement.ranks, -1};
   transport::Frames binary;
   auto checkpoints = store_->Checkpoints(job.id);
@@ -144,11 +145,17 @@ void SchedulerService::PruneCheckpoints(int64_t job_id, int64_t keep_last) {
   size_t drop = all->size() - static_cast<size_t>(keep_last);
   for (size_t i = 0; i < drop; ++i) {
     const auto& c = (*all)[i];
-    if (!store_->DeleteCheckpoint(job_id, c.step).ok()) continue;
-    bool shared = false;
-    for (size_t k = drop; k < all->size(); ++k) shared = shared || (*all)[k].sha256 == c.sha256;
-    if (!shared) checkpoints_.Remove(c.sha256);
+    if (store_->DeleteCheckpoint(job_id, c.step).ok()) blobs_to_check_.push_back(c.sha256);
   }
+}
+
+void SchedulerService::RemoveBlobsAfterCommit() {
+  // Blobs are shared by content: one is removed only when no checkpoint row refers to it.
+  for (const auto& sha : blobs_to_check_) {
+    auto refs = store_->CountCheckpointsWithSha(sha);
+    if (refs.ok() && *refs == 0) checkpoints_.Remove(sha);
+  }
+  blobs_to_check_.clear();
 }
 
 }  // namespace kiln::service

@@ -1,5 +1,7 @@
 #include "scheduler/service/scheduler_service.h"
 
+#include <cstdlib>
+
 #include <spdlog/spdlog.h>
 
 #include "common/config.h"
@@ -64,7 +66,7 @@ Status SchedulerService::Recover() {
   int running = 0;
   for (const auto& j : *jobs) {
     if (j.state != core::JobState::kRunning) continue;
-    live_[j.node][{j.id, j.attempt}] = {j.ranks, j.ranks * j.gpus_per_rank};
+    live_[j.node][{j.id, j.attempt}] = {j.ranks, j.ranks * j.gpus_per_rank, 0, false};
     ++running;
   }
   spdlog::info("recovered {} unfinished jobs ({} running) and {} nodes", jobs->size(), running,
@@ -115,12 +117,14 @@ void SchedulerService::Turn(int wait_ms) {
   }
   Status committed = store_->Commit();
   if (!committed.ok()) {
-    // Nothing of this turn is durable, so nothing of it may be acknowledged.
-    spdlog::error("commit failed, dropping {} replies: {}", outbox_.size(), committed.ToString());
-    (void)store_->Rollback();
-    outbox_.clear();
-    return;
+    // Nothing of this turn is durable, so nothing of it may be acknowledged, and the in-memory
+    // view (workers, live attempts) may now disagree with the database. Exit without replying:
+    // a restart rebuilds everything from the database (Recover), which is still consistent.
+    spdlog::critical("commit failed, exiting without acknowledging {} messages: {}",
+                     outbox_.size(), committed.ToString());
+    std::exit(70);
   }
+  RemoveBlobsAfterCommit();
   for (auto& [peer, frames] : outbox_) {
     frames.insert(frames.begin(), peer);
     Status sent = socket_->Send(frames);

@@ -62,6 +62,8 @@ class SchedulerService {
   struct LiveAttempt {  // an attempt occupying a worker's slots until it exits
     int64_t ranks = 0;
     int64_t gpus = 0;
+    Millis launched_at = 0;       // monotonic; 0 for attempts recovered after a restart
+    bool stop_requested = false;  // kill sent; repeated while the worker still reports it
   };
   using AttemptKey = std::pair<int64_t, int64_t>;  // job id, attempt
 
@@ -100,6 +102,10 @@ class SchedulerService {
   void OnJobExited(const std::string& peer, const protocol::Envelope& e);
   // The worker behind `peer`, if it registered and is up; otherwise asks it to register.
   Worker* KnownWorker(const std::string& peer);
+  // Compares what a worker says it runs with what we believe runs there: attempts it does not
+  // run (launched longer than the grace period ago) failed; attempts it runs that we do not want
+  // are killed (again, until they are gone).
+  void Reconcile(Worker& worker, const std::vector<protocol::RunningAttempt>& reported);
 
   // Job lifecycle (job_lifecycle.cpp).
   Status Transition(JobRecord& job, core::JobEvent event, const std::string& reason);
@@ -110,6 +116,8 @@ class SchedulerService {
   void SchedulingPass();
   void Launch(JobRecord& job, const core::Placement& placement);
   void PruneCheckpoints(int64_t job_id, int64_t keep_last);
+  // Blobs are unlinked only after the turn's transaction committed.
+  void RemoveBlobsAfterCommit();
 
   SchedulerOptions options_;
   const Clock& clock_;
@@ -124,6 +132,7 @@ class SchedulerService {
   std::map<std::string, std::string> node_of_peer_;                // ROUTER identity -> name
   std::map<std::string, std::map<AttemptKey, LiveAttempt>> live_;  // by node name
   std::vector<std::pair<std::string, transport::Frames>> outbox_;
+  std::vector<std::string> blobs_to_check_;  // sha256 of checkpoint rows deleted this turn
   bool dirty_ = true;  // something changed that a scheduling pass could act on
   Millis next_heartbeat_at_ = 0;
   Millis next_liveness_check_at_ = 0;

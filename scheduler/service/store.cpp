@@ -151,8 +151,10 @@ Status Store::Begin() {
 
 Status Store::Commit() {
   if (!in_transaction_) return Status::FailedPrecondition("no open transaction");
+  Status committed = Exec("COMMIT");
+  if (!committed.ok() && sqlite3_get_autocommit(db_) == 0) (void)Exec("ROLLBACK");
   in_transaction_ = false;
-  return Exec("COMMIT");
+  return committed;
 }
 
 Status Store::Rollback() {
@@ -284,6 +286,15 @@ Status Store::DeleteCheckpoint(int64_t job_id, int64_t step) {
   SqliteStatement s(db_, "DELETE FROM checkpoints WHERE job_id=? AND step=?");
   s.Bind(1, job_id).Bind(2, step);
   return s.Run();
+}
+
+Result<int64_t> Store::CountCheckpointsWithSha(const std::string& sha256) {
+  SqliteStatement s(db_, "SELECT COUNT(*) FROM checkpoints WHERE sha256=?");
+  s.Bind(1, sha256);
+  Status status;
+  int64_t count = s.Step(&status) ? s.Int(0) : 0;
+  if (!status.ok()) return status;
+  return count;
 }
 
 Status Store::AppendLogs(int64_t job_id, int64_t attempt, Millis time,

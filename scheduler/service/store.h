@@ -103,6 +103,8 @@ class Store {
   Status AddCheckpoint(const CheckpointRecord& checkpoint);
   Result<std::vector<CheckpointRecord>> Checkpoints(int64_t job_id);  // by step, ascending
   Status DeleteCheckpoint(int64_t job_id, int64_t step);
+  // How many checkpoint rows (of any job) refer to this blob.
+  Result<int64_t> CountCheckpointsWithSha(const std::string& sha256);
 
   // Appends lines with consecutive seq numbers after the job's last one.
   Status AppendLogs(int64_t job_id, int64_t attempt, Millis time,

@@ -38,27 +38,7 @@ void SchedulerService::OnRegister(const std::string& peer, const Envelope& e) {
   Status saved = store_->UpsertNode(w.record);
   if (!saved.ok()) return ReplyError(peer, e.id, saved);
 
-  // Reconcile: an attempt we think runs there but the worker does not report is lost; an attempt
-  // the worker reports but we do not consider running must be stopped.
-  auto jobs = store_->ListJobs(false);
-  KILN_OK_OR_REPLY(jobs);
-  auto& live = live_[r.name];
-  live.clear();
-  for (auto job : *jobs) {
-    if (job.state != core::JobState::kRunning || job.node != r.name) continue;
-    protocol::RunningAttempt key{job.id, job.attempt};
-    if (std::find(r.running.begin(), r.running.end(), key) != r.running.end()) {
-      live[{job.id, job.attempt}] = {job.ranks, job.ranks * job.gpus_per_rank};
-    } else {
-      FailAttempt(job, "worker " + r.name + " re-registered without attempt " +
-                           std::to_string(job.attempt) + " (the agent restarted)");
-    }
-  }
-  for (const auto& a : r.running) {
-    if (live.count({a.job_id, a.attempt}) == 0) {
-      Send(peer, protocol::KillJob{a.job_id, a.attempt, "attempt is no longer running"});
-    }
-  }
+  Reconcile(w, r.running);
   spdlog::info("worker {} registered: {} slots, {} GPUs, {} MiB, {} running attempts", r.name,
                r.slots, r.gpus, r.memory_bytes >> 20, r.running.size());
   dirty_ = true;
@@ -67,11 +47,56 @@ void SchedulerService::OnRegister(const std::string& peer, const Envelope& e) {
 
 void SchedulerService::OnHeartbeat(const std::string& peer, const Envelope& e) {
   KILN_DECODE_OR_REPLY(protocol::Heartbeat, hb);
-  (void)hb;
   Worker* w = KnownWorker(peer);
   if (w == nullptr) return;
   monitor_.Heard(w->record.name, clock_.MonotonicMs());
   w->record.last_seen_at = clock_.WallMs();
+  Reconcile(*w, hb.running);
+}
+
+void SchedulerService::Reconcile(Worker& worker, const std::vector<protocol::RunningAttempt>& reported) {
+  // A launch may still be on its way when the worker reports: give it this long to show up.
+  constexpr Millis kLaunchGraceMs = 5000;
+  const std::string& name = worker.record.name;
+  const Millis now = clock_.MonotonicMs();
+  auto& live = live_[name];
+  auto is_reported = [&](const AttemptKey& key) {
+    return std::find(reported.begin(), reported.end(),
+                     protocol::RunningAttempt{key.first, key.second}) != reported.end();
+  };
+  for (auto it = live.begin(); it != live.end();) {
+    const AttemptKey key = it->first;
+    if (is_reported(key) || (it->second.launched_at > 0 && now - it->second.launched_at < kLaunchGraceMs)) {
+      ++it;
+      continue;
+    }
+    it = live.erase(it);
+    dirty_ = true;
+    auto found = store_->GetJob(key.first);
+    if (!found.ok() || !found->has_value()) continue;
+    JobRecord job = **found;
+    if (job.state == core::JobState::kRunning && job.attempt == key.second && job.node == name) {
+      FailAttempt(job, "worker " + name + " is not running it (the agent restarted or the launch "
+                       "was lost)");
+    }
+  }
+  for (const auto& a : reported) {
+    auto it = live.find({a.job_id, a.attempt});
+    if (it != live.end()) {
+      if (it->second.stop_requested) {
+        Send(worker.peer, protocol::KillJob{a.job_id, a.attempt, "attempt is no longer wanted"});
+      }
+      continue;
+    }
+    // Running there, but not an attempt we want: stop it, and count its slots until it is gone.
+    auto found = store_->GetJob(a.job_id);
+    int64_t ranks = found.ok() && found->has_value() ? (*found)->ranks : 0;
+    int64_t gpus = found.ok() && found->has_value() ? ranks * (*found)->gpus_per_rank : 0;
+    live[{a.job_id, a.attempt}] = {ranks, gpus, now, true};
+    Send(worker.peer, protocol::KillJob{a.job_id, a.attempt, "attempt is no longer running"});
+    spdlog::warn("worker {} runs job {} attempt {}, which is no longer wanted: stopping it", name,
+                 a.job_id, a.attempt);
+  }
 }
 
 void SchedulerService::OnJobStarted(const std::string& peer, const Envelope& e) {

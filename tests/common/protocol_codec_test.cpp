@@ -123,3 +123,15 @@ TEST_CASE("log lines with invalid UTF-8 are encoded with replacement characters,
   CHECK(decoded->lines[0].rfind("bad ", 0) == 0);
   CHECK(decoded->lines[0].find("bytes") != std::string::npos);
 }
+
+TEST_CASE("deeply nested JSON is refused before it is built, so it cannot exhaust the stack") {
+  std::string deep = R"({"v":1,"type":"submit","id":"x","body":{"request_id":"r","spec":)" +
+                     std::string(200000, '[') + std::string(200000, ']') + "}}";
+  auto e = DecodeEnvelope(deep);
+  REQUIRE_FALSE(e.ok());
+  CHECK(e.status().message().find("nests deeper") != std::string::npos);
+  // Brackets inside strings do not count.
+  auto fine = DecodeEnvelope(R"({"v":1,"type":"logs","id":"[[[[","body":{"x":"]]]]{{{{"}})");
+  CHECK(fine.ok());
+  CHECK(kiln::JsonNestingDepth(R"({"a":[1,{"b":"[\"["}]})") == 3);
+}

@@ -86,9 +86,7 @@ TEST_CASE("cancel stops a running job and leaves no mpirun or kiln-train of it")
   CHECK(cancel.out.find("CANCELLED") != std::string::npos);
   CHECK(StateIs(cluster.Show(id), "CANCELLED"));
   CHECK(kiln::testing::WaitFor([&] { return ProcessesMentioning(run_dir).empty(); }, 10));
-  CHECK(kiln::agent::FindTagged(cluster.worker_name() + "-" + std::to_string(id) + "-").empty());
-  CHECK(kiln::agent::FindTagged(cluster.worker_name() + "-" + std::to_string(id) + "-", true)
-            .empty());
+  CHECK(kiln::agent::FindTagged(kiln::agent::AnyAttemptOfJob(cluster.worker_name(), id)).empty());
   // Cancelling again is refused with the state named.
   auto again = cluster.Kiln({"cancel", std::to_string(id)});
   CHECK(again.exit_code == 1);
@@ -160,8 +158,8 @@ TEST_CASE("a failed attempt is retried and resumes from the latest checkpoint") 
                           nullptr, false);
     return ls.is_array() && !ls.empty();
   }, 60));
-  const std::string tag = cluster.worker_name() + "-" + std::to_string(id) + "-1";
-  for (pid_t pid : kiln::agent::FindTagged(tag)) ::kill(pid, SIGKILL);
+  const std::string tag = kiln::agent::RunTag(cluster.worker_name(), id, 1);
+  for (pid_t pid : kiln::agent::FindTagged(kiln::agent::ExactTag(tag))) ::kill(pid, SIGKILL);
   json job = cluster.WaitForJob(id, [](const json& j) {
     return j.value("attempt", 0) == 2 && StateIs(j, "RUNNING") && j["metrics"].value("step", 0) > 0;
   }, 60);

@@ -86,13 +86,14 @@ json SyntheticSpec(const std::string& name, int ranks, int epochs, int samples) 
           {"max_retries", 0}};
 }
 
-LocalCluster::LocalCluster(int slots, double worker_timeout_s)
+LocalCluster::LocalCluster(int slots, double worker_timeout_s, bool with_worker)
     : slots_(slots), worker_timeout_s_(worker_timeout_s) {
   char pattern[] = "/tmp/kiln-it-XXXXXX";
   dir_ = ::mkdtemp(pattern);
   static std::atomic<int> counter{0};
   worker_name_ = "w" + std::to_string(::getpid()) + "x" + std::to_string(counter++);
   StartScheduler();
+  if (!with_worker) return;
   StartWorker();
   bool up = WaitFor([&] {
     auto r = Kiln({"nodes", "--json"}, 10);
@@ -106,7 +107,7 @@ LocalCluster::LocalCluster(int slots, double worker_timeout_s)
 LocalCluster::~LocalCluster() {
   StopWorker();
   StopScheduler();
-  agent::KillTagged(worker_name_ + "-", SIGKILL, true);
+  agent::KillTagged(agent::AnyAttemptOfNode(worker_name_), SIGKILL);
   std::error_code ec;
   std::filesystem::remove_all(dir_, ec);
 }

@@ -28,7 +28,7 @@ bool WaitFor(const std::function<bool()>& condition, double timeout_s);
 
 class LocalCluster {
  public:
-  explicit LocalCluster(int slots = 2, double worker_timeout_s = 3.0);
+  explicit LocalCluster(int slots = 2, double worker_timeout_s = 3.0, bool with_worker = true);
   ~LocalCluster();
 
   const std::string& dir() const { return dir_; }

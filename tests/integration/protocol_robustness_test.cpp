@@ -1,6 +1,8 @@
 // The scheduler answers malformed and hostile input with named errors and keeps serving.
 #include <catch2/catch.hpp>
 
+#include <optional>
+
 #include "common/protocol/codec.h"
 #include "common/transport/socket.h"
 #include "tests/integration/local_cluster.h"
@@ -30,6 +32,20 @@ class RawClient {
     REQUIRE(envelope.ok());
     return *envelope;
   }
+  // Waits up to timeout_ms for a message of `type`, skipping others (heartbeats).
+  std::optional<std::pair<Envelope, Frames>> Expect(const std::string& type, int timeout_ms) {
+    for (int waited = 0; waited < timeout_ms; waited += 100) {
+      kiln::transport::Poller poller;
+      poller.AddSocket(socket_);
+      REQUIRE(poller.Wait(100).ok());
+      while (auto frames = socket_.Receive()) {
+        auto e = DecodeEnvelope((*frames)[0]);
+        if (e.ok() && e->type == type) return std::make_pair(*e, *frames);
+      }
+    }
+    return std::nullopt;
+  }
+  void Send(const Frames& frames) { REQUIRE(socket_.Send(frames).ok()); }
   std::string ErrorOf(const Frames& frames) {
     Envelope e = Call(frames);
     REQUIRE(e.type == "error");
@@ -98,4 +114,30 @@ TEST_CASE("a worker message from an unregistered peer is answered with reregiste
   RawClient client(cluster.endpoint());
   Envelope reply = client.Call(Encode(JobExited{1, 1, 0, 0, ""}));
   CHECK(reply.type == "reregister");
+}
+
+TEST_CASE("a worker that does not run a launched attempt has it failed, and an attempt it runs "
+          "that the scheduler does not want is killed") {
+  LocalCluster cluster(2, 30.0, /*with_worker=*/false);
+  RawClient worker(cluster.endpoint());
+  worker.Send(Encode(RegisterWorker{"fake", 2, 1 << 30, 0, {{999, 1}}}));
+  // The attempt of job 999 it claims to run is unknown: it is told to stop it (before the ack).
+  auto kill = worker.Expect("kill", 5000);
+  REQUIRE(kill);
+  CHECK(kill->first.body["job_id"] == 999);
+  REQUIRE(worker.Expect("register_ack", 5000));
+
+  const int64_t id = cluster.Submit(kiln::testing::SyntheticSpec("lost", 1, 1, 64));
+  auto launch = worker.Expect("launch", 5000);
+  REQUIRE(launch);
+  CHECK(launch->first.body["job_id"] == id);
+  // The fake worker never starts it and keeps reporting nothing running.
+  json job = json::object();
+  for (int i = 0; i < 100 && job.value("state", "") != "FAILED"; ++i) {
+    worker.Send(Encode(Heartbeat{"fake", {}}));
+    worker.Expect("heartbeat", 200);
+    job = cluster.Show(id);
+  }
+  CHECK(job["state"] == "FAILED");
+  CHECK(job["reason"].get<std::string>().find("not running it") != std::string::npos);
 }

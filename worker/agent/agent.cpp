@@ -19,7 +19,7 @@ Result<std::unique_ptr<Agent>> Agent::Create(const AgentOptions& options, const 
   KILN_RETURN_IF_ERROR(MakeDirs(options.run.work_dir));
   std::unique_ptr<Agent> agent(new Agent(options, clock, context));
   // Ranks left behind by an agent of this node that died without stopping them.
-  int orphans = KillTagged(options.name + "-", SIGKILL, /*prefix=*/true);
+  int orphans = KillTagged(AnyAttemptOfNode(options.name), SIGKILL);
   if (orphans > 0) spdlog::warn("killed {} orphaned processes of earlier attempts", orphans);
   agent->Connect();
   return agent;
@@ -51,13 +51,17 @@ void Agent::SendToScheduler(transport::Frames frames) {
 std::vector<protocol::RunningAttempt> Agent::RunningAttempts() const {
   std::vector<protocol::RunningAttempt> running;
   for (const auto& [key, run] : runs_) running.push_back({key.first, key.second});
+  // An attempt that exited is still ours until the scheduler acknowledged its exit; otherwise a
+  // re-register in between would make the scheduler fail an attempt that in fact succeeded.
+  for (const auto& [key, exited] : unacked_exits_) running.push_back({key.first, key.second});
   return running;
 }
 
 void Agent::SendRegister() {
   protocol::RegisterWorker r{options_.name, options_.slots, memory_bytes_, gpus_, RunningAttempts()};
   SendToScheduler(protocol::Encode(r));
-  next_heartbeat_at_ = clock_.MonotonicMs() + kHeartbeatIntervalMs;
+  last_register_at_ = clock_.MonotonicMs();
+  next_heartbeat_at_ = last_register_at_ + kHeartbeatIntervalMs;
 }
 
 void Agent::SendHeartbeat() {
@@ -120,8 +124,10 @@ void Agent::OnMessage(const transport::Frames& frames) {
     registered_ = true;
     for (const auto& [key, exited] : unacked_exits_) SendToScheduler(protocol::Encode(exited));
   } else if (e.type == protocol::Reregister::kType) {
+    // Every message sent before our register arrived is answered with reregister: send one
+    // register per heartbeat interval, not one per answer.
     registered_ = false;
-    SendRegister();
+    if (clock_.MonotonicMs() - last_register_at_ >= kHeartbeatIntervalMs) SendRegister();
   } else if (e.type == protocol::LaunchJob::kType) {
     OnLaunch(e, frames);
   } else if (e.type == protocol::KillJob::kType) {

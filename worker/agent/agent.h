@@ -64,6 +64,7 @@ class Agent {
   int64_t gpus_ = 0;
   bool registered_ = false;
   Millis last_heard_ = 0;
+  Millis last_register_at_ = -1'000'000;
   Millis next_heartbeat_at_ = 0;
   std::map<AttemptKey, std::unique_ptr<JobRun>> runs_;
   std::map<AttemptKey, protocol::JobExited> unacked_exits_;

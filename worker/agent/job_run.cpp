@@ -1,7 +1,11 @@
 #include "worker/agent/job_run.h"
 
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
 
 #include <spdlog/spdlog.h>
 
@@ -11,7 +15,20 @@ namespace kiln::agent {
 
 namespace {
 
-constexpr size_t kLinesPerBatch = 500;
+constexpr size_t kMaxLinesPerBatch = 500;
+constexpr size_t kMaxBatchBytes = 1 << 20;  // well under the 4 MiB envelope limit
+// Checkpoints travel in one frame today (the checkpoint issue chunks them); the ZeroMQ limit is
+// 256 MiB, so larger ones are refused here with a message instead of being dropped by ZeroMQ.
+constexpr int64_t kMaxCheckpointBytes = 200 << 20;
+
+int KeepLast(const nlohmann::json& spec) {
+  if (spec.contains("checkpoint") && spec["checkpoint"].is_object() &&
+      spec["checkpoint"].contains("keep_last") &&
+      spec["checkpoint"]["keep_last"].is_number_integer()) {
+    return std::max(1, spec["checkpoint"]["keep_last"].get<int>());
+  }
+  return 3;
+}
 
 int ThreadsPerRank(const nlohmann::json& spec) {
   if (spec.contains("resources") && spec["resources"].is_object() &&
@@ -63,8 +80,7 @@ Result<std::unique_ptr<JobRun>> JobRun::Start(const JobRunConfig& config,
     env.push_back({"OMPI_ALLOW_RUN_AS_ROOT", "1"});
     env.push_back({"OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1"});
   }
-  const std::string tag = config.node_name + "-" + std::to_string(launch.job_id) + "-" +
-                          std::to_string(launch.attempt);
+  const std::string tag = RunTag(config.node_name, launch.job_id, launch.attempt);
   auto group = ProcessGroup::Start(argv, env, run_dir, tag);
   if (!group.ok()) return group.status();
   std::unique_ptr<JobRun> run(new JobRun(config, launch, run_dir, std::move(group).value(),
@@ -85,12 +101,13 @@ JobRun::JobRun(const JobRunConfig& config, const protocol::LaunchJob& launch, st
       group_(std::move(group)),
       reports_(std::move(reports)),
       sink_(std::move(sink)),
-      output_log_(run_dir_ + "/output.log", std::ios::app) {}
+      output_log_(run_dir_ + "/output.log", std::ios::app),
+      keep_last_(KeepLast(launch.spec)) {}
 
 JobRun::~JobRun() {
   if (!group_.TryReap()) {
     group_.SignalGroup(SIGKILL);
-    KillTagged(group_.tag(), SIGKILL);
+    KillTagged(ExactTag(group_.tag()), SIGKILL);
   }
 }
 
@@ -104,12 +121,19 @@ void JobRun::ForwardOutput(bool* eof) {
   if (lines.empty()) return;
   for (const auto& l : lines) output_log_ << l << '\n';
   output_log_.flush();
-  for (size_t i = 0; i < lines.size(); i += kLinesPerBatch) {
-    protocol::LogBatch batch{job_id_, attempt_, {}};
-    const size_t end = std::min(lines.size(), i + kLinesPerBatch);
-    batch.lines.assign(lines.begin() + static_cast<long>(i), lines.begin() + static_cast<long>(end));
-    sink_(protocol::Encode(batch));
+  protocol::LogBatch batch{job_id_, attempt_, {}};
+  size_t bytes = 0;
+  for (auto& line : lines) {
+    if (!batch.lines.empty() &&
+        (batch.lines.size() >= kMaxLinesPerBatch || bytes + line.size() > kMaxBatchBytes)) {
+      sink_(protocol::Encode(batch));
+      batch.lines.clear();
+      bytes = 0;
+    }
+    bytes += line.size();
+    batch.lines.push_back(std::move(line));
   }
+  if (!batch.lines.empty()) sink_(protocol::Encode(batch));
 }
 
 void JobRun::ForwardReports() {
@@ -130,25 +154,58 @@ void JobRun::ForwardReports() {
   }
 }
 
+void JobRun::Note(const std::string& line) {
+  spdlog::warn("job {} attempt {}: {}", job_id_, attempt_, line);
+  output_log_ << "[kiln-worker] " << line << '\n';
+  sink_(protocol::Encode(protocol::LogBatch{job_id_, attempt_, {"[kiln-worker] " + line}}));
+}
+
 void JobRun::ForwardCheckpoint(const protocol::TrainCheckpoint& c) {
-  if (c.path.compare(0, run_dir_.size() + 1, run_dir_ + "/") != 0) {
-    spdlog::warn("job {}: ignoring checkpoint outside the run dir: {}", job_id_, c.path);
-    return;
+  // The path comes from a child process: it must resolve to a regular file inside this attempt's
+  // checkpoints folder, and be small enough to send (never a FIFO or /dev/zero).
+  std::error_code ec;
+  const auto dir = std::filesystem::weakly_canonical(run_dir_ + "/checkpoints", ec);
+  const auto path = std::filesystem::weakly_canonical(c.path, ec);
+  if (ec || path.parent_path() != dir) {
+    return Note("ignoring a checkpoint report outside the run dir: " + c.path);
   }
-  auto bytes = ReadFile(c.path);
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
+    return Note("checkpoint at step " + std::to_string(c.step) + " is not a readable file");
+  }
+  if (st.st_size > kMaxCheckpointBytes) {
+    return Note("checkpoint at step " + std::to_string(c.step) + " is " +
+                std::to_string(st.st_size) + " bytes, over the upload limit of " +
+                std::to_string(kMaxCheckpointBytes) + "; kept on this node only");
+  }
+  auto bytes = ReadFile(path.string());
   if (!bytes.ok()) {
-    spdlog::warn("job {}: checkpoint at step {} unreadable: {}", job_id_, c.step,
-                 bytes.status().ToString());
-    return;
+    return Note("checkpoint at step " + std::to_string(c.step) + " unreadable: " +
+                bytes.status().message());
   }
   const std::string sha = Sha256Hex(*bytes);
   if (sha != c.sha256) {
-    spdlog::warn("job {}: checkpoint at step {} does not match its reported hash", job_id_, c.step);
-    return;
+    return Note("checkpoint at step " + std::to_string(c.step) +
+                " does not match its reported hash; not uploaded");
   }
   protocol::CheckpointReport report{job_id_, attempt_, c.step, c.epoch, c.metrics,
                                     static_cast<int64_t>(bytes->size()), sha};
   sink_(protocol::Encode(report, "", {std::move(bytes).value()}));
+  RemoveOldCheckpoints();
+}
+
+// The agent, not the trainer, rotates the run dir's checkpoints: a file is deleted only after it
+// was uploaded, so the trainer cannot delete one the agent has yet to read.
+void JobRun::RemoveOldCheckpoints() {
+  std::vector<std::filesystem::path> files;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(run_dir_ + "/checkpoints", ec)) {
+    if (entry.path().extension() == ".pt") files.push_back(entry.path());
+  }
+  std::sort(files.begin(), files.end());  // step numbers are zero-padded
+  for (size_t i = 0; i + static_cast<size_t>(keep_last_) < files.size(); ++i) {
+    std::filesystem::remove(files[i], ec);
+  }
 }
 
 std::optional<protocol::JobExited> JobRun::Pump(Millis now) {
@@ -159,14 +216,14 @@ std::optional<protocol::JobExited> JobRun::Pump(Millis now) {
     spdlog::warn("job {} attempt {}: still running {} ms after SIGTERM, sending SIGKILL", job_id_,
                  attempt_, config_.kill_grace_ms);
     group_.SignalGroup(SIGKILL);
-    KillTagged(group_.tag(), SIGKILL);
+    KillTagged(ExactTag(group_.tag()), SIGKILL);
     killed_hard_ = true;
   }
   auto exit = group_.TryReap();
   if (!exit) return std::nullopt;
   // The leader is gone: no rank of this attempt may outlive it.
   group_.SignalGroup(SIGKILL);
-  KillTagged(group_.tag(), SIGKILL);
+  KillTagged(ExactTag(group_.tag()), SIGKILL);
   // The rest of the output and reports were written before the exit; forward them first so the
   // last checkpoint is recorded before the exit is.
   for (int i = 0; i < 100 && !eof; ++i) ForwardOutput(&eof);

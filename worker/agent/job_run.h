@@ -55,6 +55,9 @@ class JobRun {
   void ForwardOutput(bool* eof);
   void ForwardReports();
   void ForwardCheckpoint(const protocol::TrainCheckpoint& c);
+  void RemoveOldCheckpoints();
+  // A line from the agent itself into the job's log (and the agent's own log).
+  void Note(const std::string& line);
 
   JobRunConfig config_;
   int64_t job_id_;
@@ -67,6 +70,7 @@ class JobRun {
   std::string kill_reason_;
   std::optional<Millis> kill_deadline_;
   bool killed_hard_ = false;
+  int keep_last_;
 };
 
 }  // namespace kiln::agent

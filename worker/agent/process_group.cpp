@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -23,8 +24,19 @@ Result<ProcessGroup> ProcessGroup::Start(
     return Status::IoError(std::string("pipe: ") + std::strerror(errno));
   }
   // Everything the child needs is prepared before fork: after fork only async-signal-safe calls.
+  // The job's variables replace inherited ones of the same name (getenv returns the first match).
+  auto overridden = [&](const char* entry) {
+    std::string name(entry, std::strcspn(entry, "="));
+    if (name == "KILN_RUN_TAG") return true;
+    for (const auto& kv : env) {
+      if (kv.first == name) return true;
+    }
+    return false;
+  };
   std::vector<std::string> env_strings;
-  for (char** e = environ; *e != nullptr; ++e) env_strings.emplace_back(*e);
+  for (char** e = environ; *e != nullptr; ++e) {
+    if (!overridden(*e)) env_strings.emplace_back(*e);
+  }
   for (const auto& [k, v] : env) env_strings.push_back(k + "=" + v);
   env_strings.push_back("KILN_RUN_TAG=" + tag);
   std::vector<char*> envp, args;
@@ -92,11 +104,14 @@ std::vector<std::string> ProcessGroup::ReadLines(bool* eof) {
     *eof = true;
     return lines;
   }
+  // Bounded work per call, so a chatty job cannot starve the agent's other duties.
   char buf[65536];
-  while (true) {
+  size_t read_total = 0;
+  while (read_total < kMaxReadPerCall) {
     ssize_t n = ::read(output_fd_, buf, sizeof buf);
     if (n > 0) {
       partial_.append(buf, static_cast<size_t>(n));
+      read_total += static_cast<size_t>(n);
       continue;
     }
     if (n == 0) *eof = true;
@@ -104,8 +119,17 @@ std::vector<std::string> ProcessGroup::ReadLines(bool* eof) {
     break;
   }
   size_t start = 0;
-  for (size_t nl; (nl = partial_.find('\n', start)) != std::string::npos; start = nl + 1) {
+  while (start < partial_.size()) {
+    size_t nl = partial_.find('\n', start);
+    if (nl == std::string::npos) {
+      if (partial_.size() - start < kMaxLineBytes) break;
+      nl = start + kMaxLineBytes;  // an over-long line is split, never buffered without bound
+      lines.push_back(partial_.substr(start, nl - start));
+      start = nl;
+      continue;
+    }
     lines.push_back(partial_.substr(start, nl - start));
+    start = nl + 1;
   }
   partial_.erase(0, start);
   if (*eof && !partial_.empty()) {
@@ -132,9 +156,52 @@ void ProcessGroup::SignalGroup(int signal) {
   if (pid_ > 0) ::kill(-pid_, signal);
 }
 
-std::vector<pid_t> FindTagged(const std::string& tag, bool prefix) {
+std::string RunTag(const std::string& node, int64_t job_id, int64_t attempt) {
+  return node + "-" + std::to_string(job_id) + "-" + std::to_string(attempt);
+}
+
+namespace {
+
+bool AllDigits(const std::string& s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// Splits "<node>-<job>-<attempt>" from the right; false if it does not have that shape.
+bool SplitTag(const std::string& tag, std::string* node, std::string* job) {
+  size_t last = tag.rfind('-');
+  if (last == std::string::npos || last == 0 || !AllDigits(tag.substr(last + 1))) return false;
+  size_t middle = tag.rfind('-', last - 1);
+  if (middle == std::string::npos || !AllDigits(tag.substr(middle + 1, last - middle - 1))) {
+    return false;
+  }
+  *node = tag.substr(0, middle);
+  *job = tag.substr(middle + 1, last - middle - 1);
+  return true;
+}
+
+}  // namespace
+
+TagMatcher ExactTag(const std::string& tag) {
+  return [tag](const std::string& t) { return t == tag; };
+}
+
+TagMatcher AnyAttemptOfNode(const std::string& node) {
+  return [node](const std::string& t) {
+    std::string n, j;
+    return SplitTag(t, &n, &j) && n == node;
+  };
+}
+
+TagMatcher AnyAttemptOfJob(const std::string& node, int64_t job_id) {
+  return [node, job_id](const std::string& t) {
+    std::string n, j;
+    return SplitTag(t, &n, &j) && n == node && j == std::to_string(job_id);
+  };
+}
+
+std::vector<pid_t> FindTagged(const TagMatcher& matches) {
   std::vector<pid_t> found;
-  const std::string needle = "KILN_RUN_TAG=" + tag;
+  const std::string key = "KILN_RUN_TAG=";
   DIR* proc = ::opendir("/proc");
   if (proc == nullptr) return found;
   while (dirent* entry = ::readdir(proc)) {
@@ -146,8 +213,8 @@ std::vector<pid_t> FindTagged(const std::string& tag, bool prefix) {
     if (!environ_file) continue;
     std::string var;
     while (std::getline(environ_file, var, '\0')) {
-      if (var == needle || (prefix && var.compare(0, needle.size(), needle) == 0)) {
-        found.push_back(static_cast<pid_t>(pid));
+      if (var.compare(0, key.size(), key) == 0) {
+        if (matches(var.substr(key.size()))) found.push_back(static_cast<pid_t>(pid));
         break;
       }
     }
@@ -156,9 +223,9 @@ std::vector<pid_t> FindTagged(const std::string& tag, bool prefix) {
   return found;
 }
 
-int KillTagged(const std::string& tag, int signal, bool prefix) {
+int KillTagged(const TagMatcher& matches, int signal) {
   int count = 0;
-  for (pid_t pid : FindTagged(tag, prefix)) count += ::kill(pid, signal) == 0 ? 1 : 0;
+  for (pid_t pid : FindTagged(matches)) count += ::kill(pid, signal) == 0 ? 1 : 0;
   return count;
 }
 

@@ -6,6 +6,7 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -33,8 +34,12 @@ class ProcessGroup {
   int output_fd() const { return output_fd_; }
   const std::string& tag() const { return tag_; }
 
-  // Reads what is available without blocking; returns complete lines (a partial last line is kept
-  // until its newline or EOF). Sets *eof when the pipe is closed.
+  static constexpr size_t kMaxReadPerCall = 1 << 20;
+  static constexpr size_t kMaxLineBytes = 16 << 10;
+
+  // Reads what is available without blocking (at most kMaxReadPerCall bytes); returns complete
+  // lines (a partial last line is kept until its newline or EOF; lines longer than kMaxLineBytes
+  // are split). Sets *eof when the pipe is closed.
   std::vector<std::string> ReadLines(bool* eof);
   // Non-blocking reap of the leader; the status once it exited.
   std::optional<ExitStatus> TryReap();
@@ -50,9 +55,16 @@ class ProcessGroup {
   std::optional<ExitStatus> exit_;
 };
 
-// Processes that carry KILN_RUN_TAG=<tag> (or, with prefix, a tag starting with `tag`).
-std::vector<pid_t> FindTagged(const std::string& tag, bool prefix = false);
+// Run tags: "<node>-<job>-<attempt>". Node names may contain '-', so matchers parse from the right.
+std::string RunTag(const std::string& node, int64_t job_id, int64_t attempt);
+using TagMatcher = std::function<bool(const std::string& tag)>;
+TagMatcher ExactTag(const std::string& tag);
+TagMatcher AnyAttemptOfNode(const std::string& node);                // <node>-<n>-<n>
+TagMatcher AnyAttemptOfJob(const std::string& node, int64_t job_id);  // <node>-<job>-<n>
+
+// Processes whose KILN_RUN_TAG matches.
+std::vector<pid_t> FindTagged(const TagMatcher& matches);
 // Sends `signal` to each process FindTagged returns; returns how many were signalled.
-int KillTagged(const std::string& tag, int signal, bool prefix = false);
+int KillTagged(const TagMatcher& matches, int signal);
 
 }  // namespace kiln::agent

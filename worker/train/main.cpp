@@ -1,5 +1,7 @@
 // kiln-train: one rank of a kiln job, started by mpirun. Parses flags and the spec, then runs the
 // Trainer. An error on any rank aborts the whole MPI job with a message naming the cause.
+#include <dlfcn.h>
+
 #include <cstdio>
 #include <cstdlib>
 
@@ -49,6 +51,14 @@ int main(int argc, char** argv) {
     const char* env = std::getenv("KILN_THREADS_PER_RANK");
     options.threads = env ? std::atoi(env) : parsed.spec.resources.threads_per_rank;
     if (options.threads <= 0) options.threads = 1;
+  }
+
+  // BLAS threads follow the rank's thread count even when kiln-train is started by hand, without
+  // the OPENBLAS_NUM_THREADS the agent sets (OpenBLAS reads the variable only when it loads).
+  using SetThreadsFn = void (*)(int);
+  if (auto set_blas_threads =
+          reinterpret_cast<SetThreadsFn>(::dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) {
+    set_blas_threads(options.threads);
   }
 
   kiln::Status status;

@@ -18,6 +18,7 @@ class ProgressReporter {
   explicit ProgressReporter(const std::string& address);
   ~ProgressReporter();
 
+  bool connected() const { return socket_ != nullptr; }
   void Progress(const nlohmann::json& report);
   void Checkpoint(int64_t step, int64_t epoch, const nlohmann::json& metrics,
                   const std::string& path, int64_t bytes, const std::string& sha256);

@@ -162,7 +162,8 @@ Status Trainer::Run() {
       return;
     }
     saved_step = step;
-    RemoveOldCheckpoints(ckpt_dir, spec_.checkpoint.keep_last);
+    // Under an agent, the agent rotates the files once it has uploaded them.
+    if (!reporter_.connected()) RemoveOldCheckpoints(ckpt_dir, spec_.checkpoint.keep_last);
     reporter_.Checkpoint(step, epoch, last_metrics, saved->path, saved->bytes, saved->sha256);
     std::printf("[rank 0] checkpoint step %lld (%lld bytes)\n", static_cast<long long>(step),
                 static_cast<long long>(saved->bytes));
