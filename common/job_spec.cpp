@@ -83,9 +83,27 @@ void ReadTrain(JsonFieldReader r, TrainSpec* out) {
 
 void ReadCheckpoint(JsonFieldReader r, CheckpointSpec* out) {
   if (!r.valid()) return;
-  r.RejectUnknown({"every_steps", "keep_last"});
+  r.RejectUnknown({"every_steps", "keep_last", "keep_best", "storage"});
   r.Int("every_steps", &out->every_steps, false, 0, INT64_MAX);
   r.Int("keep_last", &out->keep_last, false, 1, 1000);
+  JsonFieldReader best = r.Object("keep_best", false);
+  if (best.valid()) {
+    best.RejectUnknown({"count", "metric", "mode"});
+    best.Int("count", &out->keep_best, true, 1, 1000);
+    best.Enum("metric", &out->best_metric, false, {"test_accuracy", "test_loss", "loss"});
+    best.Enum("mode", &out->best_mode, false, {"max", "min"});
+    if (!best.Has("mode")) out->best_mode = out->best_metric == "test_accuracy" ? "max" : "min";
+  }
+  JsonFieldReader storage = r.Object("storage", false);
+  if (storage.valid()) {
+    storage.RejectUnknown({"type", "path"});
+    storage.Enum("type", &out->storage, true, {"scheduler", "shared_fs"});
+    storage.String("path", &out->storage_path, out->storage == "shared_fs");
+    if (out->storage == "shared_fs" && !out->storage_path.empty() && out->storage_path[0] != '/') {
+      storage.AddError(storage.PathOf("path"), "must be an absolute path, got \"" +
+                                                   out->storage_path + "\"");
+    }
+  }
 }
 
 // Rules that relate fields to each other; run only when each field parsed on its own.

@@ -57,6 +57,11 @@ struct TrainSpec {
 struct CheckpointSpec {
   int64_t every_steps = 0;  // 0: only at the end
   int keep_last = 3;
+  int keep_best = 0;                       // also keep this many best by best_metric
+  std::string best_metric = "test_accuracy";
+  std::string best_mode = "max";           // max | min
+  std::string storage = "scheduler";       // scheduler (bytes uploaded) | shared_fs (path recorded)
+  std::string storage_path;                // shared_fs: a folder every node and the scheduler see
 };
 
 struct JobSpec {

@@ -2,9 +2,12 @@
 //   template <class V> void Fields(V& v) { v("job_id", job_id); v("lines", lines); }
 // and gets ToJson/FromJson from here. Decoding checks each field's presence and type and names
 // the field in its error ("body.job_id: must be an integer, got string"). Never throws.
+// A std::optional field may be absent (and is left out when empty): new fields are added as
+// optional, so older peers stay compatible.
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -29,6 +32,10 @@ struct FieldEncoder {
   template <typename T>
   void operator()(const char* name, const T& value) {
     (*out)[name] = Encode(value);
+  }
+  template <typename T>
+  void operator()(const char* name, const std::optional<T>& value) {
+    if (value) (*out)[name] = Encode(*value);
   }
 
   template <typename T>
@@ -57,6 +64,18 @@ struct FieldDecoder {
   const nlohmann::json* in;
   std::string path;
   std::vector<FieldError>* errors;
+
+  template <typename T>
+  void operator()(const char* name, std::optional<T>& value) {
+    auto it = in->find(name);
+    if (it == in->end() || it->is_null()) {
+      value.reset();
+      return;
+    }
+    T decoded{};
+    Decode(*it, path + "." + name, errors, &decoded);
+    value = std::move(decoded);
+  }
 
   template <typename T>
   void operator()(const char* name, T& value) {

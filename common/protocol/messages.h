@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -27,7 +28,13 @@ struct SubmitRequest {
   static constexpr const char* kType = "submit";
   std::string request_id;  // client-made; a retried submit with the same id returns the same job
   json spec;
-  template <class V> void Fields(V& v) { v("request_id", request_id); v("spec", spec); }
+  // Start from a checkpoint of another job (its latest when the step is absent).
+  std::optional<int64_t> resume_from_job;
+  std::optional<int64_t> resume_from_step;
+  template <class V> void Fields(V& v) {
+    v("request_id", request_id); v("spec", spec); v("resume_from_job", resume_from_job);
+    v("resume_from_step", resume_from_step);
+  }
 };
 
 struct SubmitReply {
@@ -142,7 +149,9 @@ struct Reregister {
   template <class V> void Fields(V& v) { v("reason", reason); }
 };
 
-// Start an attempt. When resume_step >= 0, frame 1 holds the checkpoint bytes to resume from.
+// Start an attempt. When resume_step >= 0 the attempt resumes from checkpoint `resume_step` of job
+// `resume_job` (this job, or the one it was submitted to continue), which the worker fetches with
+// ckpt_read (or opens at resume_path on a shared file system) before starting the ranks.
 struct LaunchJob {
   static constexpr const char* kType = "launch";
   int64_t job_id = 0;
@@ -150,9 +159,13 @@ struct LaunchJob {
   json spec;
   int64_t ranks = 0;
   int64_t resume_step = -1;
+  int64_t resume_job = 0;
+  std::string resume_sha256;
+  std::string resume_path;  // set for shared_fs checkpoints
   template <class V> void Fields(V& v) {
     v("job_id", job_id); v("attempt", attempt); v("spec", spec); v("ranks", ranks);
-    v("resume_step", resume_step);
+    v("resume_step", resume_step); v("resume_job", resume_job); v("resume_sha256", resume_sha256);
+    v("resume_path", resume_path);
   }
 };
 
@@ -189,9 +202,19 @@ struct ProgressReport {
   template <class V> void Fields(V& v) { v("job_id", job_id); v("attempt", attempt); v("report", report); }
 };
 
-// A checkpoint written by rank 0; frame 1 holds its bytes (sha256 is of those bytes).
-struct CheckpointReport {
-  static constexpr const char* kType = "checkpoint";
+// ---- checkpoint transfer --------------------------------------------------------------------
+// Upload (worker -> scheduler), resumable and verified:
+//   1. worker: ckpt_begin{job, attempt, step, ..., bytes, sha256}
+//   2. scheduler: ckpt_offset{sha256, offset} -- how much of the blob it already holds (a resumed
+//      upload starts there); or ckpt_done at once if the blob is already stored
+//   3. worker: ckpt_chunk{sha256, offset} + bytes frame, at most kUploadWindow chunks unacknowledged;
+//      scheduler answers each with ckpt_offset (its new size; `resync` when a chunk did not start
+//      there, and the worker rewinds to that offset)
+//   4. after the last byte the scheduler verifies the sha256 and answers ckpt_done{ok, reason};
+//      a corrupt upload is discarded and the worker starts it again.
+// After a reconnect the worker sends ckpt_begin again and continues from the answered offset.
+struct CheckpointBegin {
+  static constexpr const char* kType = "ckpt_begin";
   int64_t job_id = 0;
   int64_t attempt = 0;
   int64_t step = 0;
@@ -199,9 +222,68 @@ struct CheckpointReport {
   json metrics;
   int64_t bytes = 0;
   std::string sha256;
+  // shared_fs storage: the file's path on the shared file system; nothing is uploaded, the
+  // scheduler records the path and answers ckpt_done.
+  std::optional<std::string> path;
   template <class V> void Fields(V& v) {
     v("job_id", job_id); v("attempt", attempt); v("step", step); v("epoch", epoch);
-    v("metrics", metrics); v("bytes", bytes); v("sha256", sha256);
+    v("metrics", metrics); v("bytes", bytes); v("sha256", sha256); v("path", path);
+  }
+};
+
+struct CheckpointOffset {
+  static constexpr const char* kType = "ckpt_offset";
+  std::string sha256;
+  int64_t offset = 0;
+  bool resync = false;
+  template <class V> void Fields(V& v) { v("sha256", sha256); v("offset", offset); v("resync", resync); }
+};
+
+struct CheckpointChunk {
+  static constexpr const char* kType = "ckpt_chunk";
+  std::string sha256;
+  int64_t offset = 0;
+  template <class V> void Fields(V& v) { v("sha256", sha256); v("offset", offset); }
+};
+
+struct CheckpointDone {
+  static constexpr const char* kType = "ckpt_done";
+  std::string sha256;
+  bool ok = false;
+  std::string reason;
+  template <class V> void Fields(V& v) { v("sha256", sha256); v("ok", ok); v("reason", reason); }
+};
+
+// Download (CLI pull, worker resume): read `length` bytes at `offset` of a job's checkpoint at
+// `step` (-1: the latest). Answered by ckpt_data + the bytes frame, or error.
+struct CheckpointRead {
+  static constexpr const char* kType = "ckpt_read";
+  int64_t job_id = 0;
+  int64_t step = -1;
+  int64_t offset = 0;
+  int64_t length = 0;
+  template <class V> void Fields(V& v) {
+    v("job_id", job_id); v("step", step); v("offset", offset); v("length", length);
+  }
+};
+
+// CLI -> scheduler: delete a job's checkpoint (refused for one an attempt resumes from).
+struct CheckpointRemove {
+  static constexpr const char* kType = "ckpt_rm";
+  int64_t job_id = 0;
+  int64_t step = 0;
+  template <class V> void Fields(V& v) { v("job_id", job_id); v("step", step); }
+};
+
+struct CheckpointData {
+  static constexpr const char* kType = "ckpt_data";
+  int64_t job_id = 0;
+  int64_t step = 0;
+  std::string sha256;
+  int64_t bytes = 0;   // size of the whole checkpoint
+  int64_t offset = 0;  // of this frame's bytes
+  template <class V> void Fields(V& v) {
+    v("job_id", job_id); v("step", step); v("sha256", sha256); v("bytes", bytes); v("offset", offset);
   }
 };
 
@@ -254,7 +336,8 @@ struct TrainCheckpoint {
   X(SubmitRequest) X(SubmitReply) X(QueueRequest) X(ShowRequest) X(CancelRequest)             \
   X(CancelReply) X(LogsRequest) X(NodesRequest) X(CheckpointsRequest) X(DataReply)            \
   X(ErrorReply) X(RegisterWorker) X(RegisterAck) X(Heartbeat) X(Reregister) X(LaunchJob)      \
-  X(KillJob) X(JobStarted) X(LogBatch) X(ProgressReport) X(CheckpointReport) X(JobExited)     \
-  X(ExitAck) X(TrainProgress) X(TrainCheckpoint)
+  X(KillJob) X(JobStarted) X(LogBatch) X(ProgressReport) X(JobExited)     \
+  X(ExitAck) X(TrainProgress) X(TrainCheckpoint) X(CheckpointBegin) X(CheckpointOffset)        \
+  X(CheckpointChunk) X(CheckpointDone) X(CheckpointRead) X(CheckpointData) X(CheckpointRemove)
 
 }  // namespace kiln::protocol

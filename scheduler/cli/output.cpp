@@ -118,7 +118,7 @@ std::string FormatJob(const json& j) {
     }
   }
   if (j.contains("checkpoints") && !j["checkpoints"].empty()) {
-    out << "  checkpoints\n";
+    out << "  checkpoints (" << FormatBytes(j.value("checkpoint_bytes", int64_t{0})) << ")\n";
     std::istringstream table(FormatCheckpoints(j["checkpoints"]));
     for (std::string line; std::getline(table, line);) out << "    " << line << "\n";
   }

@@ -1,12 +1,37 @@
 #include "scheduler/service/checkpoint_store.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <vector>
 
 #include "common/file_util.h"
 
 namespace kiln::service {
 
 namespace {
+
+Status Errno(const std::string& what) {
+  return Status::IoError(what + ": " + std::strerror(errno));
+}
+
+Status WriteAll(int fd, const char* data, size_t size, off_t offset) {
+  size_t done = 0;
+  while (done < size) {
+    ssize_t n = ::pwrite(fd, data + done, size - done, offset + static_cast<off_t>(done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Errno("write");
+    }
+    done += static_cast<size_t>(n);
+  }
+  return Status::Ok();
+}
+
+}  // namespace
 
 bool IsHexSha256(const std::string& s) {
   if (s.size() != 64) return false;
@@ -16,27 +41,70 @@ bool IsHexSha256(const std::string& s) {
   return true;
 }
 
-}  // namespace
+Status CheckpointStore::Init() { return MakeDirs(dir_ + "/uploads"); }
 
-Status CheckpointStore::Init() { return MakeDirs(dir_); }
-
-Status CheckpointStore::Put(const std::string& sha256, const std::string& bytes) {
-  if (!IsHexSha256(sha256)) return Status::InvalidArgument("sha256: must be 64 lowercase hex digits");
-  std::string actual = Sha256Hex(bytes);
-  if (actual != sha256) {
-    return Status::InvalidArgument("checkpoint bytes hash to " + actual + ", report says " + sha256);
-  }
-  if (::access(PathOf(sha256).c_str(), F_OK) == 0) return Status::Ok();
-  return WriteFileAtomic(PathOf(sha256), bytes);
-}
-
-Result<std::string> CheckpointStore::Get(const std::string& sha256) const {
-  if (!IsHexSha256(sha256)) return Status::InvalidArgument("sha256: must be 64 lowercase hex digits");
-  return ReadFile(PathOf(sha256));
+bool CheckpointStore::Has(const std::string& sha256) const {
+  return IsHexSha256(sha256) && ::access(PathOf(sha256).c_str(), F_OK) == 0;
 }
 
 void CheckpointStore::Remove(const std::string& sha256) {
   if (IsHexSha256(sha256)) ::unlink(PathOf(sha256).c_str());
+}
+
+std::string CheckpointStore::PartPath(const std::string& sha256) const {
+  return dir_ + "/uploads/" + sha256 + ".part";
+}
+
+int64_t CheckpointStore::PartSize(const std::string& sha256) const {
+  struct stat st;
+  if (!IsHexSha256(sha256) || ::stat(PartPath(sha256).c_str(), &st) != 0) return 0;
+  return st.st_size;
+}
+
+Status CheckpointStore::AppendPart(const std::string& sha256, int64_t offset,
+                                   const std::string& bytes) {
+  if (!IsHexSha256(sha256)) return Status::InvalidArgument("sha256: must be 64 lowercase hex digits");
+  if (offset != PartSize(sha256)) {
+    return Status::FailedPrecondition("chunk at " + std::to_string(offset) + ", upload holds " +
+                                      std::to_string(PartSize(sha256)));
+  }
+  int fd = ::open(PartPath(sha256).c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return Errno("cannot open " + PartPath(sha256));
+  Status s = WriteAll(fd, bytes.data(), bytes.size(), static_cast<off_t>(offset));
+  ::close(fd);
+  return s;
+}
+
+Status CheckpointStore::FinishPart(const std::string& sha256, int64_t expected_bytes) {
+  const std::string part = PartPath(sha256);
+  if (PartSize(sha256) != expected_bytes) {
+    DiscardPart(sha256);
+    return Status::InvalidArgument("upload is " + std::to_string(PartSize(sha256)) +
+                                   " bytes, expected " + std::to_string(expected_bytes));
+  }
+  auto actual = Sha256OfFile(part);
+  if (!actual.ok()) return actual.status();
+  if (*actual != sha256) {
+    DiscardPart(sha256);
+    return Status::InvalidArgument("uploaded bytes hash to " + *actual + ", expected " + sha256);
+  }
+  int fd = ::open(part.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0 || ::fsync(fd) != 0) {
+    if (fd >= 0) ::close(fd);
+    return Errno("cannot sync " + part);
+  }
+  ::close(fd);
+  if (::rename(part.c_str(), PathOf(sha256).c_str()) != 0) return Errno("cannot rename " + part);
+  int dir_fd = ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir_fd >= 0) {
+    ::fsync(dir_fd);
+    ::close(dir_fd);
+  }
+  return Status::Ok();
+}
+
+void CheckpointStore::DiscardPart(const std::string& sha256) {
+  if (IsHexSha256(sha256)) ::unlink(PartPath(sha256).c_str());
 }
 
 }  // namespace kiln::service

@@ -1,7 +1,9 @@
-// Checkpoint bytes under the state dir, content-addressed: <dir>/<sha256>. A blob is written
-// atomically and verified against its hash before it is stored, so a stored blob is always whole.
+// Checkpoint bytes under the state dir, content-addressed: <dir>/<sha256>. Uploads arrive in
+// chunks into <dir>/uploads/<sha256>.part and become a blob only after their hash is verified,
+// so a stored blob is always whole. Used by the scheduler's loop thread only.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 #include "common/status.h"
@@ -11,15 +13,25 @@ namespace kiln::service {
 class CheckpointStore {
  public:
   explicit CheckpointStore(std::string dir) : dir_(std::move(dir)) {}
-  Status Init();
-  // Fails with InvalidArgument when the bytes do not hash to sha256.
-  Status Put(const std::string& sha256, const std::string& bytes);
-  Result<std::string> Get(const std::string& sha256) const;
-  void Remove(const std::string& sha256);
+  Status Init();  // creates the folder and its uploads/ subfolder
+
+  bool Has(const std::string& sha256) const;
   std::string PathOf(const std::string& sha256) const { return dir_ + "/" + sha256; }
+  void Remove(const std::string& sha256);
+
+  // Bytes of the upload in progress for sha256 (0 when none).
+  int64_t PartSize(const std::string& sha256) const;
+  // Appends `bytes` at `offset`, which must equal PartSize(sha256).
+  Status AppendPart(const std::string& sha256, int64_t offset, const std::string& bytes);
+  // Verifies the part's hash and size; on success makes it the blob, on mismatch discards it.
+  Status FinishPart(const std::string& sha256, int64_t expected_bytes);
+  void DiscardPart(const std::string& sha256);
 
  private:
+  std::string PartPath(const std::string& sha256) const;
   std::string dir_;
 };
+
+bool IsHexSha256(const std::string& s);
 
 }  // namespace kiln::service

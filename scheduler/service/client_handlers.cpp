@@ -45,6 +45,19 @@ void SchedulerService::OnSubmit(const std::string& peer, const Envelope& e) {
   job.gpus_per_rank = parsed.spec.resources.gpus_per_rank;
   job.max_retries = parsed.spec.max_retries;
   job.submitted_at = clock_.WallMs();
+  if (request.resume_from_job) {
+    const int64_t from_step = request.resume_from_step.value_or(-1);
+    auto from = store_->FindCheckpoint(*request.resume_from_job, from_step);
+    KILN_OK_OR_REPLY(from);
+    if (!from->has_value()) {
+      return ReplyError(peer, e.id, Status::NotFound(
+          "resume from job " + std::to_string(*request.resume_from_job) + ": no checkpoint" +
+          (from_step >= 0 ? " at step " + std::to_string(from_step) : "") +
+          " (see kiln ckpt ls " + std::to_string(*request.resume_from_job) + ")"));
+    }
+    job.resume_job = *request.resume_from_job;
+    job.resume_step = (*from)->step;
+  }
   auto id = store_->InsertJob(job);
   KILN_OK_OR_REPLY(id);
   Status event = store_->AddEvent({*id, job.submitted_at, "", "PENDING", "submitted"});
@@ -132,18 +145,6 @@ void SchedulerService::OnNodes(const std::string& peer, const Envelope& e) {
     for (const auto& [key, attempt] : live_[n.name]) used += attempt.ranks;
     view.push_back(NodeView(n, used));
   }
-  Send(peer, protocol::DataReply{std::move(view)}, e.id);
-}
-
-void SchedulerService::OnCheckpoints(const std::string& peer, const Envelope& e) {
-  KILN_DECODE_OR_REPLY(protocol::CheckpointsRequest, request);
-  auto job = store_->GetJob(request.job_id);
-  KILN_OK_OR_REPLY(job);
-  if (!job->has_value()) return ReplyError(peer, e.id, JobNotFound(request.job_id));
-  auto checkpoints = store_->Checkpoints(request.job_id);
-  KILN_OK_OR_REPLY(checkpoints);
-  json view = json::array();
-  for (const auto& c : *checkpoints) view.push_back(CheckpointView(c));
   Send(peer, protocol::DataReply{std::move(view)}, e.id);
 }
 

@@ -118,44 +118,28 @@ void SchedulerService::Launch(JobRecord& job, const core::Placement& placement) 
   }
   live_[placement.node][{job.id, job.attempt}] = {placement.ranks, placement.gpus,
                                                    clock_.MonotonicMs(), false};
-  protocol::LaunchJob launch{job.id, job.attempt, job.spec, placement.ranks, -1};
-  transport::Frames binary;
-  auto checkpoints = store_->Checkpoints(job.id);
-  if (checkpoints.ok() && !checkpoints->empty()) {
-    const CheckpointRecord& latest = checkpoints->back();
-    auto bytes = checkpoints_.Get(latest.sha256);
-    if (bytes.ok()) {
-      launch.resume_step = latest.step;
-      binary.push_back(std::move(bytes).value());
-    } else {
-      spdlog::error("job {}: checkpoint at step {} unreadable, starting from scratch: {}", job.id,
-                    latest.step, bytes.status().ToString());
-    }
+  protocol::LaunchJob launch{job.id, job.attempt, job.spec, placement.ranks, -1, 0, "", ""};
+  // Resume from this job's latest checkpoint, or else from the one it was submitted to continue.
+  auto own = store_->FindCheckpoint(job.id, -1);
+  std::optional<CheckpointRecord> from;
+  if (own.ok() && own->has_value()) {
+    from = **own;
+  } else if (job.resume_job > 0) {
+    auto other = store_->FindCheckpoint(job.resume_job, job.resume_step);
+    if (other.ok() && other->has_value()) from = **other;
+  }
+  if (from) {
+    launch.resume_job = from->job_id;
+    launch.resume_step = from->step;
+    launch.resume_sha256 = from->sha256;
+    launch.resume_path = from->path;
+    live_[placement.node][{job.id, job.attempt}].resume = {from->job_id, from->step};
   }
   spdlog::info("job {} attempt {} -> {} ({} ranks{})", job.id, job.attempt, placement.node,
                placement.ranks,
                launch.resume_step >= 0 ? ", resuming at step " + std::to_string(launch.resume_step)
                                        : "");
-  Send(w.peer, launch, "", std::move(binary));
-}
-
-void SchedulerService::PruneCheckpoints(int64_t job_id, int64_t keep_last) {
-  auto all = store_->Checkpoints(job_id);
-  if (!all.ok() || static_cast<int64_t>(all->size()) <= keep_last) return;
-  size_t drop = all->size() - static_cast<size_t>(keep_last);
-  for (size_t i = 0; i < drop; ++i) {
-    const auto& c = (*all)[i];
-    if (store_->DeleteCheckpoint(job_id, c.step).ok()) blobs_to_check_.push_back(c.sha256);
-  }
-}
-
-void SchedulerService::RemoveBlobsAfterCommit() {
-  // Blobs are shared by content: one is removed only when no checkpoint row refers to it.
-  for (const auto& sha : blobs_to_check_) {
-    auto refs = store_->CountCheckpointsWithSha(sha);
-    if (refs.ok() && *refs == 0) checkpoints_.Remove(sha);
-  }
-  blobs_to_check_.clear();
+  Send(w.peer, launch);
 }
 
 }  // namespace kiln::service

@@ -23,7 +23,9 @@ json JobSummaryView(const JobRecord& j) {
 json CheckpointView(const CheckpointRecord& c) {
   return {{"step", c.step},       {"epoch", c.epoch},   {"attempt", c.attempt},
           {"metrics", c.metrics}, {"bytes", c.bytes},   {"sha256", c.sha256},
-          {"created_at", c.created_at}};
+          {"created_at", c.created_at},
+          {"storage", c.path.empty() ? "scheduler" : "shared_fs"},
+          {"path", c.path}};
 }
 
 json JobDetailView(const JobRecord& job, const std::vector<JobEventRecord>& events,
@@ -35,9 +37,15 @@ json JobDetailView(const JobRecord& job, const std::vector<JobEventRecord>& even
                   {"reason", e.reason}});
   }
   json ck = json::array();
-  for (const auto& c : checkpoints) ck.push_back(CheckpointView(c));
+  int64_t checkpoint_bytes = 0;
+  for (const auto& c : checkpoints) {
+    ck.push_back(CheckpointView(c));
+    checkpoint_bytes += c.bytes;
+  }
   view["events"] = std::move(ev);
   view["checkpoints"] = std::move(ck);
+  view["checkpoint_bytes"] = checkpoint_bytes;  // disk used by this job's checkpoints
+  if (job.resume_job > 0) view["resumed_from"] = {{"job_id", job.resume_job}, {"step", job.resume_step}};
   view["spec"] = job.spec;
   return view;
 }

@@ -124,7 +124,7 @@ void SchedulerService::Turn(int wait_ms) {
                      outbox_.size(), committed.ToString());
     std::exit(70);
   }
-  RemoveBlobsAfterCommit();
+  RemoveFilesAfterCommit();
   for (auto& [peer, frames] : outbox_) {
     frames.insert(frames.begin(), peer);
     Status sent = socket_->Send(frames);
@@ -153,12 +153,15 @@ void SchedulerService::HandleFrames(const transport::Frames& frames) {
   if (t == protocol::LogsRequest::kType) return OnLogs(peer, e);
   if (t == protocol::NodesRequest::kType) return OnNodes(peer, e);
   if (t == protocol::CheckpointsRequest::kType) return OnCheckpoints(peer, e);
+  if (t == protocol::CheckpointRead::kType) return OnCheckpointRead(peer, e);
+  if (t == protocol::CheckpointRemove::kType) return OnCheckpointRemove(peer, e);
   if (t == protocol::RegisterWorker::kType) return OnRegister(peer, e);
   if (t == protocol::Heartbeat::kType) return OnHeartbeat(peer, e);
   if (t == protocol::JobStarted::kType) return OnJobStarted(peer, e);
   if (t == protocol::LogBatch::kType) return OnLog(peer, e);
   if (t == protocol::ProgressReport::kType) return OnProgress(peer, e);
-  if (t == protocol::CheckpointReport::kType) return OnCheckpoint(peer, e, payload);
+  if (t == protocol::CheckpointBegin::kType) return OnCheckpointBegin(peer, e);
+  if (t == protocol::CheckpointChunk::kType) return OnCheckpointChunk(peer, e, payload);
   if (t == protocol::JobExited::kType) return OnJobExited(peer, e);
   ReplyError(peer, e.id, Status::InvalidArgument("message type \"" + t +
                                                  "\" is not accepted by the scheduler"));

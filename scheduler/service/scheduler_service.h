@@ -64,6 +64,7 @@ class SchedulerService {
     int64_t gpus = 0;
     Millis launched_at = 0;       // monotonic; 0 for attempts recovered after a restart
     bool stop_requested = false;  // kill sent; repeated while the worker still reports it
+    std::pair<int64_t, int64_t> resume{0, -1};  // checkpoint (job, step) it resumes from
   };
   using AttemptKey = std::pair<int64_t, int64_t>;  // job id, attempt
 
@@ -97,8 +98,6 @@ class SchedulerService {
   void OnJobStarted(const std::string& peer, const protocol::Envelope& e);
   void OnLog(const std::string& peer, const protocol::Envelope& e);
   void OnProgress(const std::string& peer, const protocol::Envelope& e);
-  void OnCheckpoint(const std::string& peer, const protocol::Envelope& e,
-                    const transport::Frames& frames);
   void OnJobExited(const std::string& peer, const protocol::Envelope& e);
   // The worker behind `peer`, if it registered and is up; otherwise asks it to register.
   Worker* KnownWorker(const std::string& peer);
@@ -115,9 +114,20 @@ class SchedulerService {
   void HeartbeatWorkers();
   void SchedulingPass();
   void Launch(JobRecord& job, const core::Placement& placement);
-  void PruneCheckpoints(int64_t job_id, int64_t keep_last);
-  // Blobs are unlinked only after the turn's transaction committed.
-  void RemoveBlobsAfterCommit();
+
+  // Checkpoints (checkpoint_handlers.cpp).
+  void OnCheckpointBegin(const std::string& peer, const protocol::Envelope& e);
+  void OnCheckpointChunk(const std::string& peer, const protocol::Envelope& e,
+                         const transport::Frames& frames);
+  void OnCheckpointRead(const std::string& peer, const protocol::Envelope& e);
+  void OnCheckpointRemove(const std::string& peer, const protocol::Envelope& e);
+  Status RegisterCheckpoint(const CheckpointRecord& record);
+  // Steps of job_id's checkpoints that an attempt resumes from or a pending job will resume from.
+  std::set<int64_t> ProtectedSteps(int64_t job_id);
+  void ApplyRetention(const JobRecord& job);
+  void DeleteCheckpointRow(const CheckpointRecord& record);
+  // Files are unlinked only after the turn's transaction committed.
+  void RemoveFilesAfterCommit();
 
   SchedulerOptions options_;
   const Clock& clock_;
@@ -132,7 +142,8 @@ class SchedulerService {
   std::map<std::string, std::string> node_of_peer_;                // ROUTER identity -> name
   std::map<std::string, std::map<AttemptKey, LiveAttempt>> live_;  // by node name
   std::vector<std::pair<std::string, transport::Frames>> outbox_;
-  std::vector<std::string> blobs_to_check_;  // sha256 of checkpoint rows deleted this turn
+  std::vector<CheckpointRecord> deleted_checkpoints_;  // rows deleted this turn; files go after commit
+  std::map<std::string, CheckpointRecord> uploads_;     // in progress, by sha256
   bool dirty_ = true;  // something changed that a scheduling pass could act on
   Millis next_heartbeat_at_ = 0;
   Millis next_liveness_check_at_ = 0;

@@ -27,7 +27,9 @@ CREATE TABLE IF NOT EXISTS jobs (
   started_at INTEGER NOT NULL DEFAULT 0,
   finished_at INTEGER NOT NULL DEFAULT 0,
   progress TEXT NOT NULL DEFAULT '{}',
-  exit_code INTEGER NOT NULL DEFAULT 0
+  exit_code INTEGER NOT NULL DEFAULT 0,
+  resume_job INTEGER NOT NULL DEFAULT 0,
+  resume_step INTEGER NOT NULL DEFAULT -1
 );
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs(state);
 CREATE TABLE IF NOT EXISTS job_events (
@@ -57,6 +59,7 @@ CREATE TABLE IF NOT EXISTS checkpoints (
   bytes INTEGER NOT NULL,
   sha256 TEXT NOT NULL,
   created_at INTEGER NOT NULL,
+  path TEXT NOT NULL DEFAULT '',
   PRIMARY KEY (job_id, step)
 );
 CREATE TABLE IF NOT EXISTS logs (
@@ -71,7 +74,7 @@ CREATE TABLE IF NOT EXISTS logs (
 
 constexpr const char* kJobColumns =
     "id, request_id, name, spec, state, reason, attempt, ranks, gpus_per_rank, max_retries, node, "
-    "submitted_at, started_at, finished_at, progress, exit_code";
+    "submitted_at, started_at, finished_at, progress, exit_code, resume_job, resume_step";
 
 JobRecord ReadJob(const SqliteStatement& s) {
   JobRecord j;
@@ -92,6 +95,8 @@ JobRecord ReadJob(const SqliteStatement& s) {
   j.progress = json::parse(s.Text(14), nullptr, false);
   if (j.progress.is_discarded()) j.progress = json::object();
   j.exit_code = s.Int(15);
+  j.resume_job = s.Int(16);
+  j.resume_step = s.Int(17);
   return j;
 }
 
@@ -167,12 +172,14 @@ Result<int64_t> Store::InsertJob(const JobRecord& j) {
   SqliteStatement s(db_,
                     "INSERT INTO jobs (request_id, name, spec, state, reason, attempt, ranks, "
                     "gpus_per_rank, max_retries, node, submitted_at, started_at, finished_at, "
-                    "progress, exit_code) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+                    "progress, exit_code, resume_job, resume_step) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
   s.Bind(1, j.request_id).Bind(2, j.name).Bind(3, j.spec.dump());
   s.Bind(4, std::string(core::JobStateName(j.state))).Bind(5, j.reason).Bind(6, j.attempt);
   s.Bind(7, j.ranks).Bind(8, j.gpus_per_rank).Bind(9, j.max_retries).Bind(10, j.node);
   s.Bind(11, j.submitted_at).Bind(12, j.started_at).Bind(13, j.finished_at);
-  s.Bind(14, j.progress.dump()).Bind(15, j.exit_code);
+  s.Bind(14, j.progress.dump()).Bind(15, j.exit_code).Bind(16, j.resume_job);
+  s.Bind(17, j.resume_step);
   KILN_RETURN_IF_ERROR(s.Run());
   return static_cast<int64_t>(sqlite3_last_insert_rowid(db_));
 }
@@ -259,27 +266,48 @@ Result<std::vector<NodeRecord>> Store::ListNodes() {
 Status Store::AddCheckpoint(const CheckpointRecord& c) {
   SqliteStatement s(db_,
                     "INSERT OR REPLACE INTO checkpoints (job_id, step, attempt, epoch, metrics, "
-                    "bytes, sha256, created_at) VALUES (?,?,?,?,?,?,?,?)");
+                    "bytes, sha256, created_at, path) VALUES (?,?,?,?,?,?,?,?,?)");
   s.Bind(1, c.job_id).Bind(2, c.step).Bind(3, c.attempt).Bind(4, c.epoch);
   s.Bind(5, c.metrics.dump()).Bind(6, c.bytes).Bind(7, c.sha256).Bind(8, c.created_at);
+  s.Bind(9, c.path);
   return s.Run();
 }
 
+namespace {
+constexpr const char* kCheckpointColumns =
+    "job_id, attempt, step, epoch, metrics, bytes, sha256, created_at, path";
+
+CheckpointRecord ReadCheckpoint(const SqliteStatement& s) {
+  CheckpointRecord c{s.Int(0), s.Int(1), s.Int(2), s.Int(3),
+                     json::parse(s.Text(4), nullptr, false), s.Int(5), s.Text(6), s.Int(7),
+                     s.Text(8)};
+  if (c.metrics.is_discarded()) c.metrics = json::object();
+  return c;
+}
+}  // namespace
+
 Result<std::vector<CheckpointRecord>> Store::Checkpoints(int64_t job_id) {
-  SqliteStatement s(db_,
-                    "SELECT job_id, attempt, step, epoch, metrics, bytes, sha256, created_at "
-                    "FROM checkpoints WHERE job_id=? ORDER BY step");
+  std::string sql = std::string("SELECT ") + kCheckpointColumns +
+                    " FROM checkpoints WHERE job_id=? ORDER BY step";
+  SqliteStatement s(db_, sql.c_str());
   s.Bind(1, job_id);
   std::vector<CheckpointRecord> out;
   Status status;
-  while (s.Step(&status)) {
-    CheckpointRecord c{s.Int(0), s.Int(1), s.Int(2), s.Int(3),
-                       json::parse(s.Text(4), nullptr, false), s.Int(5), s.Text(6), s.Int(7)};
-    if (c.metrics.is_discarded()) c.metrics = json::object();
-    out.push_back(std::move(c));
-  }
+  while (s.Step(&status)) out.push_back(ReadCheckpoint(s));
   if (!status.ok()) return status;
   return out;
+}
+
+Result<std::optional<CheckpointRecord>> Store::FindCheckpoint(int64_t job_id, int64_t step) {
+  std::string sql = std::string("SELECT ") + kCheckpointColumns + " FROM checkpoints WHERE job_id=?" +
+                    (step >= 0 ? " AND step=?" : " ORDER BY step DESC LIMIT 1");
+  SqliteStatement s(db_, sql.c_str());
+  s.Bind(1, job_id);
+  if (step >= 0) s.Bind(2, step);
+  Status status;
+  if (s.Step(&status)) return std::optional<CheckpointRecord>(ReadCheckpoint(s));
+  if (!status.ok()) return status;
+  return std::optional<CheckpointRecord>();
 }
 
 Status Store::DeleteCheckpoint(int64_t job_id, int64_t step) {

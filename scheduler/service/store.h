@@ -36,6 +36,8 @@ struct JobRecord {
   Millis finished_at = 0;
   nlohmann::json progress = nlohmann::json::object();  // latest rank-0 report
   int64_t exit_code = 0;
+  int64_t resume_job = 0;    // submitted to continue from a checkpoint of this job (0: none)
+  int64_t resume_step = -1;  // ... at this step (-1: its latest)
 };
 
 struct JobEventRecord {
@@ -65,6 +67,7 @@ struct CheckpointRecord {
   int64_t bytes = 0;
   std::string sha256;
   Millis created_at = 0;
+  std::string path;  // shared_fs checkpoints: where the file is; empty for scheduler blobs
 };
 
 struct LogLine {
@@ -102,6 +105,8 @@ class Store {
 
   Status AddCheckpoint(const CheckpointRecord& checkpoint);
   Result<std::vector<CheckpointRecord>> Checkpoints(int64_t job_id);  // by step, ascending
+  // The checkpoint at `step`, or the latest when step < 0.
+  Result<std::optional<CheckpointRecord>> FindCheckpoint(int64_t job_id, int64_t step);
   Status DeleteCheckpoint(int64_t job_id, int64_t step);
   // How many checkpoint rows (of any job) refer to this blob.
   Result<int64_t> CountCheckpointsWithSha(const std::string& sha256);

@@ -130,41 +130,6 @@ void SchedulerService::OnProgress(const std::string& peer, const Envelope& e) {
   if (!s.ok()) spdlog::error("cannot store progress of job {}: {}", m.job_id, s.ToString());
 }
 
-void SchedulerService::OnCheckpoint(const std::string& peer, const Envelope& e,
-                                    const transport::Frames& frames) {
-  KILN_DECODE_OR_REPLY(protocol::CheckpointReport, m);
-  Worker* w = KnownWorker(peer);
-  if (w == nullptr) return;
-  if (frames.size() < 2 || static_cast<int64_t>(frames[1].size()) != m.bytes) {
-    spdlog::warn("checkpoint of job {} step {} from {} dropped: bytes frame missing or of the "
-                 "wrong size", m.job_id, m.step, w->record.name);
-    return;
-  }
-  auto found = store_->GetJob(m.job_id);
-  if (!found.ok() || !found->has_value()) return;
-  Status put = checkpoints_.Put(m.sha256, frames[1]);
-  if (!put.ok()) {
-    spdlog::warn("checkpoint of job {} step {} rejected: {}", m.job_id, m.step, put.ToString());
-    return;
-  }
-  CheckpointRecord record{m.job_id, m.attempt, m.step, m.epoch,
-                          m.metrics.is_object() ? m.metrics : nlohmann::json::object(),
-                          m.bytes, m.sha256, clock_.WallMs()};
-  Status s = store_->AddCheckpoint(record);
-  if (!s.ok()) {
-    spdlog::error("cannot record checkpoint of job {}: {}", m.job_id, s.ToString());
-    return;
-  }
-  int64_t keep_last = 3;
-  const auto& spec = (*found)->spec;
-  if (spec.contains("checkpoint") && spec["checkpoint"].is_object() &&
-      spec["checkpoint"].contains("keep_last") && spec["checkpoint"]["keep_last"].is_number_integer()) {
-    keep_last = spec["checkpoint"]["keep_last"].get<int64_t>();
-  }
-  PruneCheckpoints(m.job_id, keep_last);
-  spdlog::info("job {} checkpoint at step {} ({} bytes)", m.job_id, m.step, m.bytes);
-}
-
 void SchedulerService::OnJobExited(const std::string& peer, const Envelope& e) {
   KILN_DECODE_OR_REPLY(protocol::JobExited, m);
   Worker* w = KnownWorker(peer);

@@ -11,7 +11,7 @@ namespace {
 template <typename M>
 M Sample();
 
-template <> SubmitRequest Sample() { return {"req-1", json{{"name", "x"}}}; }
+template <> SubmitRequest Sample() { return {"req-1", json{{"name", "x"}}, 4, 500}; }
 template <> SubmitReply Sample() { return {42, true}; }
 template <> QueueRequest Sample() { return {true}; }
 template <> ShowRequest Sample() { return {7}; }
@@ -26,14 +26,22 @@ template <> RegisterWorker Sample() { return {"node-a", 4, 1 << 30, 2, {{3, 1}, 
 template <> RegisterAck Sample() { return {"node-a", 1000}; }
 template <> Heartbeat Sample() { return {"node-a", {{5, 1}}}; }
 template <> Reregister Sample() { return {"unknown"}; }
-template <> LaunchJob Sample() { return {11, 2, json{{"name", "j"}}, 4, 500}; }
+template <> LaunchJob Sample() {
+  return {11, 2, json{{"name", "j"}}, 4, 500, 10, std::string(64, 'd'), "/shared/x.pt"};
+}
 template <> KillJob Sample() { return {11, 2, "cancelled"}; }
 template <> JobStarted Sample() { return {11, 2, 1234}; }
 template <> LogBatch Sample() { return {11, 2, {"line one", "line two"}}; }
 template <> ProgressReport Sample() { return {11, 2, json{{"step", 10}, {"loss", 0.5}}}; }
-template <> CheckpointReport Sample() {
-  return {11, 2, 500, 1, json{{"loss", 0.3}}, 1024, std::string(64, 'a')};
+template <> CheckpointBegin Sample() {
+  return {11, 2, 500, 1, json{{"loss", 0.3}}, 1024, std::string(64, 'a'), "/shared/a.pt"};
 }
+template <> CheckpointRemove Sample() { return {11, 500}; }
+template <> CheckpointOffset Sample() { return {std::string(64, 'a'), 4096, true}; }
+template <> CheckpointChunk Sample() { return {std::string(64, 'a'), 8192}; }
+template <> CheckpointDone Sample() { return {std::string(64, 'a'), false, "hash mismatch"}; }
+template <> CheckpointRead Sample() { return {11, 500, 4096, 1 << 20}; }
+template <> CheckpointData Sample() { return {11, 500, std::string(64, 'a'), 1 << 22, 4096}; }
 template <> JobExited Sample() { return {11, 2, 1, 9, "killed"}; }
 template <> ExitAck Sample() { return {11, 2}; }
 template <> TrainProgress Sample() { return {json{{"step", 3}}}; }
@@ -134,4 +142,17 @@ TEST_CASE("deeply nested JSON is refused before it is built, so it cannot exhaus
   auto fine = DecodeEnvelope(R"({"v":1,"type":"logs","id":"[[[[","body":{"x":"]]]]{{{{"}})");
   CHECK(fine.ok());
   CHECK(kiln::JsonNestingDepth(R"({"a":[1,{"b":"[\"["}]})") == 3);
+}
+
+TEST_CASE("optional fields may be absent, and are left out when empty") {
+  auto decoded = DecodeBody<SubmitRequest>(
+      Parse(R"({"v":1,"type":"submit","body":{"request_id":"r","spec":{}}})"));
+  REQUIRE(decoded.ok());
+  CHECK_FALSE(decoded->resume_from_job.has_value());
+  CHECK_FALSE(BodyOf(*decoded).contains("resume_from_step"));
+  auto bad = DecodeBody<SubmitRequest>(Parse(
+      R"({"v":1,"type":"submit","body":{"request_id":"r","spec":{},"resume_from_job":"x"}})"));
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.status().message().find("body.resume_from_job: must be an integer") !=
+        std::string::npos);
 }

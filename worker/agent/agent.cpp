@@ -26,7 +26,21 @@ Result<std::unique_ptr<Agent>> Agent::Create(const AgentOptions& options, const 
 }
 
 Agent::Agent(AgentOptions options, const Clock& clock, transport::Context& context)
-    : options_(std::move(options)), clock_(clock), context_(context) {
+    : options_(std::move(options)),
+      clock_(clock),
+      context_(context),
+      uploader_(
+          clock, [this](transport::Frames f) { SendToScheduler(std::move(f)); },
+          [this](int64_t job_id, int64_t attempt, const std::string& line) {
+            auto run = runs_.find({job_id, attempt});
+            if (run != runs_.end()) {
+              run->second->Note(line);
+            } else {
+              spdlog::warn("job {} attempt {}: {}", job_id, attempt, line);
+              SendToScheduler(protocol::Encode(
+                  protocol::LogBatch{job_id, attempt, {"[kiln-worker] " + line}}));
+            }
+          }) {
   memory_bytes_ = DetectMemoryBytes();
   gpus_ = options_.gpus >= 0 ? options_.gpus : DetectCudaGpus();
 }
@@ -41,6 +55,7 @@ void Agent::Connect() {
   registered_ = false;
   last_heard_ = clock_.MonotonicMs();
   SendRegister();
+  uploader_.Restart();
 }
 
 void Agent::SendToScheduler(transport::Frames frames) {
@@ -53,6 +68,9 @@ std::vector<protocol::RunningAttempt> Agent::RunningAttempts() const {
   for (const auto& [key, run] : runs_) running.push_back({key.first, key.second});
   // An attempt that exited is still ours until the scheduler acknowledged its exit; otherwise a
   // re-register in between would make the scheduler fail an attempt that in fact succeeded.
+  for (const auto& [key, exited] : exits_waiting_for_uploads_) {
+    running.push_back({key.first, key.second});
+  }
   for (const auto& [key, exited] : unacked_exits_) running.push_back({key.first, key.second});
   return running;
 }
@@ -92,9 +110,17 @@ void Agent::Turn(int wait_ms) {
       ++it;
       continue;
     }
-    unacked_exits_[it->first] = *exited;
-    SendToScheduler(protocol::Encode(*exited));
+    const AttemptKey key = it->first;
     it = runs_.erase(it);
+    exits_waiting_for_uploads_[key] = *exited;
+  }
+  for (auto it = exits_waiting_for_uploads_.begin(); it != exits_waiting_for_uploads_.end();) {
+    if (uploader_.HasPendingFor(it->first.first, it->first.second)) {
+      ++it;
+      continue;
+    }
+    ReportExit(it->first, it->second);
+    it = exits_waiting_for_uploads_.erase(it);
   }
 
   if (now - last_heard_ > kWorkerReconnectAfterMs) {
@@ -110,6 +136,11 @@ void Agent::Turn(int wait_ms) {
   }
 }
 
+void Agent::ReportExit(const AttemptKey& key, const protocol::JobExited& exited) {
+  unacked_exits_[key] = exited;
+  SendToScheduler(protocol::Encode(exited));
+}
+
 void Agent::OnMessage(const transport::Frames& frames) {
   if (frames.empty()) return;
   auto envelope = protocol::DecodeEnvelope(frames[0]);
@@ -119,7 +150,19 @@ void Agent::OnMessage(const transport::Frames& frames) {
   }
   last_heard_ = clock_.MonotonicMs();
   const Envelope& e = *envelope;
-  if (e.type == protocol::RegisterAck::kType) {
+  if (e.id.rfind("fetch-", 0) == 0) {  // a reply to a JobRun's checkpoint read
+    for (auto& [key, run] : runs_) {
+      if (run->FetchId() == e.id) run->OnFetchReply(e, frames, clock_.MonotonicMs());
+    }
+    return;
+  }
+  if (e.type == protocol::CheckpointOffset::kType) {
+    auto m = protocol::DecodeBody<protocol::CheckpointOffset>(e);
+    if (m.ok()) uploader_.OnOffset(*m);
+  } else if (e.type == protocol::CheckpointDone::kType) {
+    auto m = protocol::DecodeBody<protocol::CheckpointDone>(e);
+    if (m.ok()) uploader_.OnDone(*m);
+  } else if (e.type == protocol::RegisterAck::kType) {
     if (!registered_) spdlog::info("registered with the scheduler");
     registered_ = true;
     for (const auto& [key, exited] : unacked_exits_) SendToScheduler(protocol::Encode(exited));
@@ -129,7 +172,7 @@ void Agent::OnMessage(const transport::Frames& frames) {
     registered_ = false;
     if (clock_.MonotonicMs() - last_register_at_ >= kHeartbeatIntervalMs) SendRegister();
   } else if (e.type == protocol::LaunchJob::kType) {
-    OnLaunch(e, frames);
+    OnLaunch(e);
   } else if (e.type == protocol::KillJob::kType) {
     OnKill(e);
   } else if (e.type == protocol::ExitAck::kType) {
@@ -143,24 +186,26 @@ void Agent::OnMessage(const transport::Frames& frames) {
   }
 }
 
-void Agent::OnLaunch(const Envelope& e, const transport::Frames& frames) {
+void Agent::OnLaunch(const Envelope& e) {
   auto launch = protocol::DecodeBody<protocol::LaunchJob>(e);
   if (!launch.ok()) {
     spdlog::error("bad launch: {}", launch.status().message());
     return;
   }
   AttemptKey key{launch->job_id, launch->attempt};
-  if (runs_.count(key) || unacked_exits_.count(key)) return;  // a repeated launch
-  const std::string* resume = frames.size() > 1 ? &frames[1] : nullptr;
-  auto run = JobRun::Start(options_.run, *launch, resume, context_,
-                           [this](transport::Frames f) { SendToScheduler(std::move(f)); });
+  if (runs_.count(key) || unacked_exits_.count(key) || exits_waiting_for_uploads_.count(key)) {
+    return;  // a repeated launch
+  }
+  auto run = JobRun::Start(
+      options_.run, *launch, context_,
+      [this](transport::Frames f) { SendToScheduler(std::move(f)); },
+      [this](PendingUpload u) { uploader_.Enqueue(std::move(u)); }, clock_.MonotonicMs());
   if (!run.ok()) {
     spdlog::error("job {} attempt {}: cannot start: {}", launch->job_id, launch->attempt,
                   run.status().ToString());
-    protocol::JobExited failed{launch->job_id, launch->attempt, 127, 0,
-                               "worker could not start the job: " + run.status().message()};
-    unacked_exits_[key] = failed;
-    SendToScheduler(protocol::Encode(failed));
+    ReportExit(key, protocol::JobExited{launch->job_id, launch->attempt, 127, 0,
+                                        "worker could not start the job: " +
+                                            run.status().message()});
     return;
   }
   runs_[key] = std::move(run).value();

@@ -8,6 +8,7 @@
 //   3. after kWorkerReconnectAfterMs without hearing from the scheduler, drop the socket,
 //      reconnect and register again (running attempts keep running meanwhile);
 //   4. `reregister` from the scheduler also triggers a fresh `register`.
+// Checkpoints are uploaded by the CheckpointUploader in the same loop, resuming after reconnects.
 // On shutdown every running attempt is stopped (SIGTERM, then SIGKILL); the scheduler sees the
 // worker come back without it and retries the job.
 #pragma once
@@ -20,6 +21,7 @@
 #include "common/clock.h"
 #include "common/protocol/codec.h"
 #include "common/transport/socket.h"
+#include "worker/agent/checkpoint_uploader.h"
 #include "worker/agent/job_run.h"
 
 namespace kiln::agent {
@@ -52,8 +54,9 @@ class Agent {
   void SendRegister();
   void SendHeartbeat();
   void OnMessage(const transport::Frames& frames);
-  void OnLaunch(const protocol::Envelope& e, const transport::Frames& frames);
+  void OnLaunch(const protocol::Envelope& e);
   void OnKill(const protocol::Envelope& e);
+  void ReportExit(const AttemptKey& key, const protocol::JobExited& exited);
   std::vector<protocol::RunningAttempt> RunningAttempts() const;
 
   AgentOptions options_;
@@ -67,7 +70,11 @@ class Agent {
   Millis last_register_at_ = -1'000'000;
   Millis next_heartbeat_at_ = 0;
   std::map<AttemptKey, std::unique_ptr<JobRun>> runs_;
+  // Exits wait until the attempt's checkpoints are uploaded, so the scheduler records the last
+  // checkpoint before it decides the attempt's fate; then they are repeated until acknowledged.
+  std::map<AttemptKey, protocol::JobExited> exits_waiting_for_uploads_;
   std::map<AttemptKey, protocol::JobExited> unacked_exits_;
+  CheckpointUploader uploader_;
 };
 
 }  // namespace kiln::agent

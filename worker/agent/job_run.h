@@ -1,6 +1,7 @@
-// One attempt of a job on this node: its run directory, its `mpirun` process group, and the
-// ipc:// socket on which rank 0 reports progress and checkpoints. Owned and driven by the Agent's
-// thread: Pump() moves output and reports to the scheduler through the sink.
+// One attempt of a job on this node: its run directory, the checkpoint it resumes from (fetched
+// from the scheduler in chunks when it is not on a shared file system), its `mpirun` process
+// group, and the ipc:// socket on which rank 0 reports progress and checkpoints. Owned and driven
+// by the Agent's thread: Pump() moves output and reports to the scheduler through the sink.
 //
 // Run directory <work-dir>/jobs/<job>/attempt-<n>/:
 //   spec.json  hostfile  output.log  agent.sock (ipc)  resume.ckpt (when resuming)  checkpoints/
@@ -15,6 +16,7 @@
 #include "common/clock.h"
 #include "common/protocol/codec.h"
 #include "common/transport/socket.h"
+#include "worker/agent/checkpoint_uploader.h"
 #include "worker/agent/process_group.h"
 
 namespace kiln::agent {
@@ -30,47 +32,61 @@ struct JobRunConfig {
 class JobRun {
  public:
   using Sink = std::function<void(transport::Frames)>;
+  using CheckpointSink = std::function<void(PendingUpload)>;
 
-  // Writes the run dir and starts mpirun. `resume_bytes` is the checkpoint to resume from, if any.
+  // Writes the run dir; then fetches the checkpoint to resume from, if any, and starts mpirun.
   static Result<std::unique_ptr<JobRun>> Start(const JobRunConfig& config,
                                                const protocol::LaunchJob& launch,
-                                               const std::string* resume_bytes,
-                                               transport::Context& context, Sink sink);
+                                               transport::Context& context, Sink sink,
+                                               CheckpointSink on_checkpoint, Millis now);
   ~JobRun();
 
   int64_t job_id() const { return job_id_; }
   int64_t attempt() const { return attempt_; }
   const std::string& run_dir() const { return run_dir_; }
-  const std::string& tag() const { return group_.tag(); }
+  // Envelope id of this run's checkpoint reads; replies carry it back.
+  std::string FetchId() const;
 
   void AddTo(transport::Poller& poller);
-  // Forwards output and reports; reaps mpirun. Returns the exit report once the group is gone.
+  // Forwards output and reports; reaps mpirun. Returns the exit report once the attempt is over.
   std::optional<protocol::JobExited> Pump(Millis now);
   // SIGTERM to the group now, SIGKILL to it and every tagged process after the grace period.
   void Kill(const std::string& reason, Millis now);
-
- private:
-  JobRun(const JobRunConfig& config, const protocol::LaunchJob& launch, std::string run_dir,
-         ProcessGroup group, std::unique_ptr<transport::Socket> reports, Sink sink);
-  void ForwardOutput(bool* eof);
-  void ForwardReports();
-  void ForwardCheckpoint(const protocol::TrainCheckpoint& c);
-  void RemoveOldCheckpoints();
+  // A reply to this run's checkpoint read: ckpt_data (+ bytes) or error.
+  void OnFetchReply(const protocol::Envelope& e, const transport::Frames& frames, Millis now);
   // A line from the agent itself into the job's log (and the agent's own log).
   void Note(const std::string& line);
 
+ private:
+  JobRun(const JobRunConfig& config, const protocol::LaunchJob& launch, std::string run_dir,
+         std::unique_ptr<transport::Socket> reports, Sink sink, CheckpointSink on_checkpoint);
+  Status StartProcess();
+  void RequestNextChunk(Millis now);
+  void ForwardOutput(bool* eof);
+  void ForwardReports();
+  void ForwardCheckpoint(const protocol::TrainCheckpoint& c);
+
   JobRunConfig config_;
+  protocol::LaunchJob launch_;
   int64_t job_id_;
   int64_t attempt_;
   std::string run_dir_;
-  ProcessGroup group_;
+  std::optional<ProcessGroup> group_;
   std::unique_ptr<transport::Socket> reports_;
   Sink sink_;
+  CheckpointSink on_checkpoint_;
   std::ofstream output_log_;
   std::string kill_reason_;
   std::optional<Millis> kill_deadline_;
   bool killed_hard_ = false;
   int keep_last_;
+  bool shared_fs_ = false;
+  std::string checkpoint_dir_;
+  // Fetching the checkpoint to resume from (before mpirun starts).
+  bool fetching_ = false;
+  int64_t fetched_ = 0;
+  Millis fetch_sent_at_ = 0;
+  std::optional<std::string> failure_;  // the attempt ended before mpirun ran
 };
 
 }  // namespace kiln::agent

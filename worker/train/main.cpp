@@ -22,6 +22,8 @@ int main(int argc, char** argv) {
   options.threads = 0;
   app.add_option("--spec", spec_path, "job spec (JSON)")->required();
   app.add_option("--run-dir", options.run_dir, "run directory (checkpoints go here)")->required();
+  app.add_option("--checkpoint-dir", options.checkpoint_dir,
+                 "where checkpoints are written (default: <run-dir>/checkpoints)");
   app.add_option("--report", report, "agent's ipc:// address for progress (rank 0)");
   app.add_option("--resume", options.resume_path, "checkpoint to resume from");
   app.add_option("--max-steps", options.max_steps, "stop after this many steps");

@@ -137,7 +137,8 @@ Status Trainer::Run() {
   int64_t total_steps = steps_per_epoch * spec_.train.epochs;
   const int64_t max_steps = options_.max_steps > 0 ? options_.max_steps : spec_.train.max_steps;
   if (max_steps > 0) total_steps = std::min(total_steps, max_steps);
-  const std::string ckpt_dir = options_.run_dir + "/checkpoints";
+  const std::string ckpt_dir = options_.checkpoint_dir.empty() ? options_.run_dir + "/checkpoints"
+                                                               : options_.checkpoint_dir;
   std::filesystem::create_directories(ckpt_dir);
   if (leader) {
     std::printf("[rank 0] training %s: %d ranks x batch %d, %lld samples, %lld steps/epoch, "

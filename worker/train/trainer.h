@@ -17,7 +17,8 @@
 namespace kiln::train {
 
 struct TrainerOptions {
-  std::string run_dir;          // checkpoints go to <run_dir>/checkpoints
+  std::string run_dir;
+  std::string checkpoint_dir;   // default: <run_dir>/checkpoints
   std::string resume_path;      // checkpoint to resume from, or empty
   int64_t max_steps = 0;        // overrides train.max_steps when > 0
   std::string dump_params;      // when set, each rank writes its final parameters (raw float32)

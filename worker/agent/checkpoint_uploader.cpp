@@ -1,0 +1,123 @@
+#include "worker/agent/checkpoint_uploader.h"
+
+#include <algorithm>
+#include <filesystem>
+
+#include <spdlog/spdlog.h>
+
+#include "common/file_util.h"
+
+namespace kiln::agent {
+
+CheckpointUploader::CheckpointUploader(const Clock& clock, Sink sink, Note note)
+    : clock_(clock), sink_(std::move(sink)), note_(std::move(note)) {}
+
+void CheckpointUploader::Enqueue(PendingUpload upload) {
+  queue_.push_back(std::move(upload));
+  if (queue_.size() == 1) {
+    tries_ = 0;
+    Begin();
+  }
+}
+
+void CheckpointUploader::Begin() {
+  if (queue_.empty()) return;
+  const PendingUpload& u = queue_.front();
+  protocol::CheckpointBegin begin{u.job_id, u.attempt, u.step, u.epoch, u.metrics, u.bytes,
+                                  u.sha256, std::nullopt};
+  if (u.shared_fs) begin.path = u.path;
+  acked_ = next_ = 0;
+  waiting_for_offset_ = true;
+  started_at_ = clock_.MonotonicMs();
+  ++tries_;
+  sink_(protocol::Encode(begin));
+}
+
+void CheckpointUploader::Restart() {
+  if (!queue_.empty()) {
+    --tries_;  // a reconnect is not a failed try
+    Begin();
+  }
+}
+
+void CheckpointUploader::OnOffset(const protocol::CheckpointOffset& m) {
+  if (queue_.empty() || m.sha256 != queue_.front().sha256) return;
+  if (waiting_for_offset_ || m.resync) {
+    acked_ = next_ = m.offset;
+    waiting_for_offset_ = false;
+  } else {
+    acked_ = std::max(acked_, m.offset);
+  }
+  SendChunks();
+}
+
+void CheckpointUploader::SendChunks() {
+  const PendingUpload& u = queue_.front();
+  while (next_ < u.bytes && next_ - acked_ < kWindow * kChunkBytes) {
+    auto chunk = ReadFileRange(u.path, next_,
+                                                     std::min(kChunkBytes, u.bytes - next_));
+    if (!chunk.ok() || chunk->empty()) {
+      return Finish(false, "cannot read " + u.path + " to upload it: " +
+                               (chunk.ok() ? "file shrank" : chunk.status().message()));
+    }
+    const int64_t size = static_cast<int64_t>(chunk->size());
+    sink_(protocol::Encode(protocol::CheckpointChunk{u.sha256, next_}, "",
+                           {std::move(chunk).value()}));
+    next_ += size;
+  }
+}
+
+void CheckpointUploader::OnDone(const protocol::CheckpointDone& m) {
+  if (queue_.empty() || m.sha256 != queue_.front().sha256) return;
+  if (!m.ok && tries_ < kMaxTries && m.reason.find("no job") == std::string::npos) {
+    spdlog::warn("checkpoint upload of step {} refused ({}); starting it again",
+                 queue_.front().step, m.reason);
+    Begin();
+    return;
+  }
+  Finish(m.ok, m.reason);
+}
+
+void CheckpointUploader::Finish(bool ok, const std::string& reason) {
+  PendingUpload u = queue_.front();
+  queue_.pop_front();
+  const double seconds = std::max(1, static_cast<int>(clock_.MonotonicMs() - started_at_)) / 1000.0;
+  if (ok) {
+    spdlog::info("job {} checkpoint at step {}: {} ({} bytes in {:.2f} s, {:.0f} MB/s)", u.job_id,
+                 u.step, u.shared_fs ? "recorded" : "uploaded", u.bytes, seconds,
+                 u.bytes / seconds / 1e6);
+    if (!u.shared_fs) {
+      std::vector<std::string> in_use;
+      for (const auto& q : queue_) in_use.push_back(q.path);
+      RemoveOldCheckpointFiles(std::filesystem::path(u.path).parent_path().string(), u.keep_last,
+                               in_use);
+    }
+  } else {
+    note_(u.job_id, u.attempt, "checkpoint at step " + std::to_string(u.step) +
+                                   " not stored by the scheduler: " + reason);
+  }
+  tries_ = 0;
+  Begin();
+}
+
+bool CheckpointUploader::HasPendingFor(int64_t job_id, int64_t attempt) const {
+  return std::any_of(queue_.begin(), queue_.end(), [&](const PendingUpload& u) {
+    return u.job_id == job_id && u.attempt == attempt;
+  });
+}
+
+void RemoveOldCheckpointFiles(const std::string& dir, int keep_last,
+                              const std::vector<std::string>& in_use) {
+  std::vector<std::filesystem::path> files;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+    if (entry.path().extension() == ".pt") files.push_back(entry.path());
+  }
+  std::sort(files.begin(), files.end());  // step numbers are zero-padded
+  for (size_t i = 0; i + static_cast<size_t>(std::max(1, keep_last)) < files.size(); ++i) {
+    if (std::find(in_use.begin(), in_use.end(), files[i].string()) != in_use.end()) continue;
+    std::filesystem::remove(files[i], ec);
+  }
+}
+
+}  // namespace kiln::agent
