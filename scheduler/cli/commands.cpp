@@ -1,8 +1,11 @@
 #include "scheduler/cli/commands.h"
 
+#include <limits.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
+#include <filesystem>
 #include <iostream>
 #include <thread>
 
@@ -10,6 +13,7 @@
 #include "common/file_util.h"
 #include "common/ids.h"
 #include "common/job_spec.h"
+#include "scheduler/cli/checkpoint_pull.h"
 #include "scheduler/cli/output.h"
 #include "scheduler/cli/scheduler_client.h"
 
@@ -47,6 +51,8 @@ Commands::Commands(CLI::App& app) : app_(app) {
   submit_->add_option("FILE", file_, "job spec (JSON)")->required();
   submit_->add_flag("--follow,-f", follow_, "follow the job's progress until it ends");
   submit_->add_flag("--json", json_, "print {\"job_id\": N}");
+  submit_->add_option("--resume-from", resume_from_,
+                      "start from a checkpoint of job ID (its latest, or ID:STEP)");
 
   queue_ = app.add_subcommand("queue", "list pending and running jobs");
   queue_->add_flag("--all,-a", all_, "include finished jobs");
@@ -73,6 +79,26 @@ Commands::Commands(CLI::App& app) : app_(app) {
   ckpt_ls_ = ckpt->add_subcommand("ls", "list a job's checkpoints");
   ckpt_ls_->add_option("ID", job_id_, "job id")->required();
   ckpt_ls_->add_flag("--json", json_, "print a JSON array of {step, epoch, metrics, bytes, sha256}");
+  ckpt_pull_ = ckpt->add_subcommand("pull", "download a checkpoint, verified by its sha256");
+  ckpt_pull_->add_option("ID", job_id_, "job id")->required();
+  auto* pull_step = ckpt_pull_->add_option("--step", step_, "checkpoint step (default: latest)");
+  ckpt_pull_->add_flag("--best", best_, "the best by the job's keep_best metric "
+                                        "(default test_accuracy)")->excludes(pull_step);
+  ckpt_pull_->add_option("-o,--output-dir", out_dir_, "folder to write into")->capture_default_str();
+  ckpt_rm_ = ckpt->add_subcommand("rm", "delete a checkpoint");
+  ckpt_rm_->add_option("ID", job_id_, "job id")->required();
+  ckpt_rm_->add_option("--step", step_, "checkpoint step")->required();
+
+  predict_ = app.add_subcommand("predict", "predict with a job's trained model");
+  predict_->add_option("ID", job_id_, "job id")->required();
+  auto* predict_step = predict_->add_option("--step", step_, "checkpoint step (default: latest)");
+  predict_->add_flag("--best", best_, "the best checkpoint by the job's keep_best metric")
+      ->excludes(predict_step);
+  predict_->add_option("--input", input_, "CSV rows of features, or IDX images (.gz or not)")
+      ->required();
+  predict_->add_option("--labels", labels_, "true labels (IDX, or one per line) to report accuracy");
+  predict_->add_option("--output", output_, "write predictions here instead of stdout");
+  predict_->add_flag("--json", json_, "one JSON object per prediction");
 }
 
 int Commands::RunSelected() {
@@ -83,6 +109,9 @@ int Commands::RunSelected() {
   if (logs_->parsed()) return Logs();
   if (nodes_->parsed()) return Nodes();
   if (ckpt_ls_->parsed()) return CheckpointsList();
+  if (ckpt_pull_->parsed()) return CheckpointsPull();
+  if (ckpt_rm_->parsed()) return CheckpointsRemove();
+  if (predict_->parsed()) return Predict();
   std::cerr << app_.help();
   return kExitUsage;
 }
@@ -104,7 +133,17 @@ int Commands::Submit() {
     return kExitUsage;
   }
   SchedulerClient client = MakeClient(global_);
-  protocol::SubmitRequest request{NewRequestId(), json::parse(*text)};
+  protocol::SubmitRequest request{NewRequestId(), json::parse(*text), std::nullopt, std::nullopt};
+  if (!resume_from_.empty()) {
+    try {
+      size_t colon = resume_from_.find(':');
+      request.resume_from_job = std::stoll(resume_from_.substr(0, colon));
+      if (colon != std::string::npos) request.resume_from_step = std::stoll(resume_from_.substr(colon + 1));
+    } catch (const std::exception&) {
+      return ReportError(Status::InvalidArgument("--resume-from: expected ID or ID:STEP, got \"" +
+                                                 resume_from_ + "\""));
+    }
+  }
   auto reply = ReplyAs<protocol::SubmitReply>(client.Call(request));
   if (!reply.ok() && reply.status().code() == StatusCode::kUnavailable) {
     // Safe to repeat: the request id makes the scheduler return the same job.
@@ -223,6 +262,82 @@ int Commands::CheckpointsList() {
   if (!reply.ok()) return ReportError(reply.status());
   std::cout << (json_ ? reply->data.dump(2) + "\n" : FormatCheckpoints(reply->data));
   return 0;
+}
+
+Result<int64_t> Commands::ChosenStep(SchedulerClient& client) {
+  if (!best_) return step_;
+  auto reply = ReplyAs<protocol::DataReply>(client.Call(protocol::ShowRequest{job_id_}));
+  if (!reply.ok()) return reply.status();
+  return BestCheckpointStep(reply->data);
+}
+
+int Commands::CheckpointsPull() {
+  SchedulerClient client = MakeClient(global_);
+  auto step = ChosenStep(client);
+  if (!step.ok()) return ReportError(step.status());
+  auto pulled = PullCheckpoint(client, job_id_, *step, out_dir_);
+  if (!pulled.ok()) return ReportError(pulled.status());
+  std::cout << pulled->path << std::endl;
+  std::cerr << "checkpoint " << pulled->step << " of job " << job_id_ << ": "
+            << FormatBytes(pulled->bytes) << ", sha256 " << pulled->sha256 << " verified\n";
+  return 0;
+}
+
+int Commands::CheckpointsRemove() {
+  SchedulerClient client = MakeClient(global_);
+  auto reply = ReplyAs<protocol::DataReply>(
+      client.Call(protocol::CheckpointRemove{job_id_, step_}));
+  if (!reply.ok()) return ReportError(reply.status());
+  const bool removed = reply->data.value("removed", false);
+  std::cout << "checkpoint " << step_ << " of job " << job_id_
+            << (removed ? " removed" : " was not there") << std::endl;
+  return 0;
+}
+
+namespace {
+
+std::string CacheDir() {
+  if (const char* xdg = std::getenv("XDG_CACHE_HOME"); xdg && *xdg) return std::string(xdg) + "/kiln";
+  if (const char* home = std::getenv("HOME"); home && *home) return std::string(home) + "/.cache/kiln";
+  return "/tmp/kiln-cache-" + std::to_string(::getuid());
+}
+
+// kiln-predict beside this executable, or $KILN_PREDICT.
+std::string PredictBinary() {
+  if (const char* env = std::getenv("KILN_PREDICT"); env && *env) return env;
+  char self[PATH_MAX];
+  ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n <= 0) return "kiln-predict";
+  self[n] = '\0';
+  return (std::filesystem::path(self).parent_path() / "kiln-predict").string();
+}
+
+}  // namespace
+
+int Commands::Predict() {
+  SchedulerClient client = MakeClient(global_);
+  auto show = ReplyAs<protocol::DataReply>(client.Call(protocol::ShowRequest{job_id_}));
+  if (!show.ok()) return ReportError(show.status());
+  auto step = best_ ? BestCheckpointStep(show->data) : Result<int64_t>(step_);
+  if (!step.ok()) return ReportError(step.status());
+  const std::string dir = CacheDir() + "/checkpoints";
+  auto pulled = PullCheckpoint(client, job_id_, *step, dir);
+  if (!pulled.ok()) return ReportError(pulled.status());
+  const std::string spec_path = dir + "/job-" + std::to_string(job_id_) + ".spec.json";
+  Status wrote = WriteFileAtomic(spec_path, show->data["spec"].dump(2));
+  if (!wrote.ok()) return ReportError(wrote);
+  std::cerr << "predicting with checkpoint " << pulled->step << " of job " << job_id_ << "\n";
+  std::vector<std::string> args = {PredictBinary(), "--spec", spec_path, "--checkpoint",
+                                   pulled->path, "--input", input_};
+  if (!labels_.empty()) args.insert(args.end(), {"--labels", labels_});
+  if (!output_.empty()) args.insert(args.end(), {"--output", output_});
+  if (json_) args.push_back("--json");
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  ::execv(argv[0], argv.data());
+  return ReportError(Status::Unavailable("cannot run " + args[0] +
+                                         " (build kiln-predict, or set KILN_PREDICT)"));
 }
 
 }  // namespace kiln::cli

@@ -6,7 +6,11 @@
 
 #include <CLI/CLI.hpp>
 
+#include "common/status.h"
+
 namespace kiln::cli {
+
+class SchedulerClient;
 
 struct GlobalOptions {
   std::string scheduler;  // empty: $KILN_SCHEDULER or the default
@@ -27,6 +31,11 @@ class Commands {
   int Logs();
   int Nodes();
   int CheckpointsList();
+  int CheckpointsPull();
+  int CheckpointsRemove();
+  int Predict();
+  // The step chosen by --step / --best (-1: the latest).
+  Result<int64_t> ChosenStep(SchedulerClient& client);
   int Follow(int64_t job_id);
 
   CLI::App& app_;
@@ -37,6 +46,11 @@ class Commands {
   bool json_ = false;
   bool all_ = false;
   std::string metric_;
+  std::string resume_from_;
+  int64_t step_ = -1;
+  bool best_ = false;
+  std::string out_dir_ = ".";
+  std::string input_, labels_, output_;
   CLI::App* submit_;
   CLI::App* queue_;
   CLI::App* show_;
@@ -44,6 +58,9 @@ class Commands {
   CLI::App* logs_;
   CLI::App* nodes_;
   CLI::App* ckpt_ls_;
+  CLI::App* ckpt_pull_;
+  CLI::App* ckpt_rm_;
+  CLI::App* predict_;
 };
 
 }  // namespace kiln::cli

@@ -42,6 +42,7 @@ Result<protocol::Envelope> SchedulerClient::CallFrames(const protocol::Envelope&
     auto envelope = protocol::DecodeEnvelope((*frames)[0]);
     if (!envelope.ok()) return envelope.status();
     if (envelope->id != request.id && !request.id.empty()) continue;  // a stale reply
+    last_binary_ = frames->size() > 1 ? std::move((*frames)[1]) : std::string();
     if (envelope->type == protocol::ErrorReply::kType) {
       auto error = protocol::DecodeBody<protocol::ErrorReply>(*envelope);
       if (!error.ok()) return error.status();

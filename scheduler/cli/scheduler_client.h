@@ -16,6 +16,8 @@ class SchedulerClient {
   ~SchedulerClient();
 
   const std::string& address() const { return address_; }
+  // The binary frame that came with the last reply (e.g. checkpoint bytes); empty if none.
+  const std::string& last_binary() const { return last_binary_; }
 
   // Sends `message` and waits for the reply with the same envelope id. An `error` reply becomes a
   // non-OK Status whose message includes every field error, one per line.
@@ -34,6 +36,7 @@ class SchedulerClient {
   transport::Context context_;
   std::unique_ptr<transport::Socket> socket_;
   int64_t counter_ = 0;
+  std::string last_binary_;
 };
 
 // Decodes a reply of type M, or returns the status of a mismatched reply.

@@ -130,3 +130,20 @@ TEST_CASE("job names are restricted to a safe character set") {
   spec["name"] = "";
   CHECK(HasErrorOn(Errors(spec), "name"));
 }
+
+TEST_CASE("checkpoint retention and storage options are validated") {
+  json spec = ValidSpec();
+  spec["checkpoint"]["keep_best"] = {{"count", 2}, {"metric", "test_loss"}};
+  spec["checkpoint"]["storage"] = {{"type", "shared_fs"}, {"path", "/mnt/shared/kiln"}};
+  auto ok = ParseJobSpec(spec);
+  REQUIRE(ok.ok());
+  CHECK(ok.spec.checkpoint.keep_best == 2);
+  CHECK(ok.spec.checkpoint.best_mode == "min");  // lower loss is better unless told otherwise
+  CHECK(ok.spec.checkpoint.storage_path == "/mnt/shared/kiln");
+  spec["checkpoint"]["storage"] = {{"type", "shared_fs"}};
+  CHECK(HasErrorOn(Errors(spec), "checkpoint.storage.path"));
+  spec["checkpoint"]["storage"] = {{"type", "shared_fs"}, {"path", "relative/dir"}};
+  CHECK(HasErrorOn(Errors(spec), "checkpoint.storage.path"));
+  spec["checkpoint"]["storage"] = {{"type", "s3"}};
+  CHECK(HasErrorOn(Errors(spec), "checkpoint.storage.type"));
+}

@@ -45,16 +45,22 @@ Result<SavedCheckpoint> SaveCheckpoint(const std::string& path, torch::nn::Modul
   return SavedCheckpoint{path, static_cast<int64_t>(bytes.size()), Sha256Hex(bytes)};
 }
 
-Result<CheckpointState> LoadCheckpoint(const std::string& path, torch::nn::Module& model,
-                                       torch::optim::Optimizer& optimizer) {
+namespace {
+
+// Reads the archive at `path`; restores the model, and the optimizer when given.
+Result<CheckpointState> Load(const std::string& path, torch::nn::Module& model,
+                             torch::optim::Optimizer* optimizer) {
   try {
     torch::serialize::InputArchive archive;
     archive.load_from(path);
-    torch::serialize::InputArchive model_archive, optimizer_archive;
+    torch::serialize::InputArchive model_archive;
     archive.read("model", model_archive);
-    archive.read("optimizer", optimizer_archive);
     model.load(model_archive);
-    optimizer.load(optimizer_archive);
+    if (optimizer != nullptr) {
+      torch::serialize::InputArchive optimizer_archive;
+      archive.read("optimizer", optimizer_archive);
+      optimizer->load(optimizer_archive);
+    }
     torch::Tensor step, epoch, world, metrics;
     archive.read("step", step);
     archive.read("epoch", epoch);
@@ -71,6 +77,17 @@ Result<CheckpointState> LoadCheckpoint(const std::string& path, torch::nn::Modul
     return Status::InvalidArgument("cannot load checkpoint " + path + ": " +
                                    e.what_without_backtrace());
   }
+}
+
+}  // namespace
+
+Result<CheckpointState> LoadModelWeights(const std::string& path, torch::nn::Module& model) {
+  return Load(path, model, nullptr);
+}
+
+Result<CheckpointState> LoadCheckpoint(const std::string& path, torch::nn::Module& model,
+                                       torch::optim::Optimizer& optimizer) {
+  return Load(path, model, &optimizer);
 }
 
 }  // namespace kiln::train

@@ -27,6 +27,8 @@ struct SavedCheckpoint {
 Result<SavedCheckpoint> SaveCheckpoint(const std::string& path, torch::nn::Module& model,
                                        torch::optim::Optimizer& optimizer,
                                        const CheckpointState& state);
+// Restores only the model's parameters (for prediction); returns the saved state.
+Result<CheckpointState> LoadModelWeights(const std::string& path, torch::nn::Module& model);
 // Restores model and optimizer in place and returns the saved state.
 Result<CheckpointState> LoadCheckpoint(const std::string& path, torch::nn::Module& model,
                                        torch::optim::Optimizer& optimizer);

@@ -22,15 +22,27 @@ Result<std::pair<torch::Tensor, torch::Tensor>> LoadIdxPair(const std::string& d
     return Status::InvalidArgument(prefix + ": " + std::to_string(images->Count()) +
                                    " images but " + std::to_string(labels->Count()) + " labels");
   }
-  const int64_t n = images->Count();
-  torch::Tensor x = torch::from_blob(images->data.data(), {n, images->ItemSize()}, torch::kUInt8)
-                        .to(torch::kFloat32)
-                        .div_(255.0)
-                        .sub_(kFashionMean)
-                        .div_(kFashionStd);
-  torch::Tensor y = torch::from_blob(labels->data.data(), {n}, torch::kUInt8).to(torch::kInt64);
-  return std::make_pair(x, y);
+  return std::make_pair(IdxImagesToFeatures(*images), IdxLabelsToTensor(*labels));
 }
+
+}  // namespace
+
+torch::Tensor IdxImagesToFeatures(const IdxArray& images) {
+  return torch::from_blob(const_cast<uint8_t*>(images.data.data()),
+                          {images.Count(), images.ItemSize()}, torch::kUInt8)
+      .to(torch::kFloat32)
+      .div_(255.0)
+      .sub_(kFashionMean)
+      .div_(kFashionStd);
+}
+
+torch::Tensor IdxLabelsToTensor(const IdxArray& labels) {
+  return torch::from_blob(const_cast<uint8_t*>(labels.data.data()), {labels.Count()},
+                          torch::kUInt8)
+      .to(torch::kInt64);
+}
+
+namespace {
 
 Dataset MakeSynthetic(const DataSpec& spec) {
   auto gen = at::make_generator<at::CPUGeneratorImpl>(spec.seed);

@@ -5,6 +5,7 @@
 
 #include "common/job_spec.h"
 #include "common/status.h"
+#include "worker/train/idx_reader.h"
 
 namespace kiln::train {
 
@@ -14,6 +15,12 @@ struct Dataset {
   torch::Tensor test_x;
   torch::Tensor test_y;
 };
+
+// IDX images as the model's input rows: [N, H*W] float32 scaled to [0, 1] and standardized with
+// the Fashion-MNIST training set's mean and deviation, exactly as training sees them.
+torch::Tensor IdxImagesToFeatures(const IdxArray& images);
+// IDX labels as int64 [N].
+torch::Tensor IdxLabelsToTensor(const IdxArray& labels);
 
 // fashion-mnist: the four IDX .gz files under data.path, pixels scaled to [0,1] and standardized
 // with the training set's mean and deviation. synthetic: Gaussian features labelled by a random
