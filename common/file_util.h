@@ -15,6 +15,20 @@ Result<std::string> ReadFile(const std::string& path);
 Status MakeDirs(const std::string& path);
 // Hex SHA-256 of data.
 std::string Sha256Hex(const std::string& data);
+// SHA-256 computed piece by piece.
+class Sha256Stream {
+ public:
+  Sha256Stream();
+  ~Sha256Stream();
+  Sha256Stream(const Sha256Stream&) = delete;
+  Sha256Stream& operator=(const Sha256Stream&) = delete;
+  void Update(const char* data, size_t size);
+  std::string FinishHex();  // once
+
+ private:
+  void* ctx_;
+};
+
 // Hex SHA-256 of a file, read in 1 MiB blocks (bounded memory).
 Result<std::string> Sha256OfFile(const std::string& path);
 // Up to `length` bytes at `offset` (fewer at the end of the file).

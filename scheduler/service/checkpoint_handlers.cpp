@@ -64,7 +64,7 @@ void SchedulerService::OnCheckpointChunk(const std::string& peer, const Envelope
   KILN_DECODE_OR_REPLY(protocol::CheckpointChunk, m);
   if (KnownWorker(peer) == nullptr) return;
   auto upload = uploads_.find(m.sha256);
-  if (upload == uploads_.end() || frames.size() < 2) {
+  if (upload == uploads_.end() || frames.size() < 3) {
     return Send(peer, protocol::CheckpointDone{m.sha256, false,
                                                "no upload in progress; send ckpt_begin"});
   }
@@ -74,7 +74,7 @@ void SchedulerService::OnCheckpointChunk(const std::string& peer, const Envelope
     return Send(peer, protocol::CheckpointOffset{m.sha256, have, m.offset > have});
   }
   const CheckpointRecord record = upload->second;
-  const std::string& bytes = frames[1];
+  const std::string& bytes = frames[2];
   auto fail = [&](const std::string& reason) {
     checkpoints_.DiscardPart(m.sha256);
     uploads_.erase(m.sha256);

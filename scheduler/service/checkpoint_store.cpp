@@ -72,17 +72,35 @@ Status CheckpointStore::AppendPart(const std::string& sha256, int64_t offset,
   if (fd < 0) return Errno("cannot open " + PartPath(sha256));
   Status s = WriteAll(fd, bytes.data(), bytes.size(), static_cast<off_t>(offset));
   ::close(fd);
-  return s;
+  if (!s.ok()) return s;
+  auto hash = part_hashes_.find(sha256);
+  if (offset == 0) {
+    part_hashes_.erase(sha256);
+    hash = part_hashes_.emplace(sha256, PartHash{}).first;
+  }
+  if (hash != part_hashes_.end() && hash->second.bytes == offset) {
+    hash->second.stream->Update(bytes.data(), bytes.size());
+    hash->second.bytes += static_cast<int64_t>(bytes.size());
+  }
+  return Status::Ok();
 }
 
 Status CheckpointStore::FinishPart(const std::string& sha256, int64_t expected_bytes) {
   const std::string part = PartPath(sha256);
-  if (PartSize(sha256) != expected_bytes) {
+  const int64_t size = PartSize(sha256);
+  if (size != expected_bytes) {
     DiscardPart(sha256);
-    return Status::InvalidArgument("upload is " + std::to_string(PartSize(sha256)) +
-                                   " bytes, expected " + std::to_string(expected_bytes));
+    return Status::InvalidArgument("upload is " + std::to_string(size) + " bytes, expected " +
+                                   std::to_string(expected_bytes));
   }
-  auto actual = Sha256OfFile(part);
+  Result<std::string> actual = Status::Internal("unhashed");
+  auto hash = part_hashes_.find(sha256);
+  if (hash != part_hashes_.end() && hash->second.bytes == expected_bytes) {
+    actual = hash->second.stream->FinishHex();
+  } else {
+    actual = Sha256OfFile(part);
+  }
+  part_hashes_.erase(sha256);
   if (!actual.ok()) return actual.status();
   if (*actual != sha256) {
     DiscardPart(sha256);
@@ -104,6 +122,7 @@ Status CheckpointStore::FinishPart(const std::string& sha256, int64_t expected_b
 }
 
 void CheckpointStore::DiscardPart(const std::string& sha256) {
+  part_hashes_.erase(sha256);
   if (IsHexSha256(sha256)) ::unlink(PartPath(sha256).c_str());
 }
 

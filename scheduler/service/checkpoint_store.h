@@ -4,7 +4,11 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
+#include <memory>
 #include <string>
+
+#include "common/file_util.h"
 
 #include "common/status.h"
 
@@ -30,6 +34,13 @@ class CheckpointStore {
  private:
   std::string PartPath(const std::string& sha256) const;
   std::string dir_;
+  // Hash of each part so far, updated as chunks arrive, so finishing an upload needs no second
+  // pass over its bytes. Lost on restart: a part resumed then is hashed from its file once.
+  struct PartHash {
+    std::unique_ptr<Sha256Stream> stream = std::make_unique<Sha256Stream>();
+    int64_t bytes = 0;
+  };
+  std::map<std::string, PartHash> part_hashes_;
 };
 
 bool IsHexSha256(const std::string& s);

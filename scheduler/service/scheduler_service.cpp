@@ -145,7 +145,6 @@ void SchedulerService::HandleFrames(const transport::Frames& frames) {
   }
   const Envelope& e = *envelope;
   const std::string& t = e.type;
-  transport::Frames payload(frames.begin() + 1, frames.end());
   if (t == protocol::SubmitRequest::kType) return OnSubmit(peer, e);
   if (t == protocol::QueueRequest::kType) return OnQueue(peer, e);
   if (t == protocol::ShowRequest::kType) return OnShow(peer, e);
@@ -161,7 +160,7 @@ void SchedulerService::HandleFrames(const transport::Frames& frames) {
   if (t == protocol::LogBatch::kType) return OnLog(peer, e);
   if (t == protocol::ProgressReport::kType) return OnProgress(peer, e);
   if (t == protocol::CheckpointBegin::kType) return OnCheckpointBegin(peer, e);
-  if (t == protocol::CheckpointChunk::kType) return OnCheckpointChunk(peer, e, payload);
+  if (t == protocol::CheckpointChunk::kType) return OnCheckpointChunk(peer, e, frames);
   if (t == protocol::JobExited::kType) return OnJobExited(peer, e);
   ReplyError(peer, e.id, Status::InvalidArgument("message type \"" + t +
                                                  "\" is not accepted by the scheduler"));

@@ -117,6 +117,7 @@ class SchedulerService {
 
   // Checkpoints (checkpoint_handlers.cpp).
   void OnCheckpointBegin(const std::string& peer, const protocol::Envelope& e);
+  // `frames` as received: [peer][envelope][chunk bytes].
   void OnCheckpointChunk(const std::string& peer, const protocol::Envelope& e,
                          const transport::Frames& frames);
   void OnCheckpointRead(const std::string& peer, const protocol::Envelope& e);

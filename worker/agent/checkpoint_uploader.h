@@ -34,8 +34,8 @@ struct PendingUpload {
 
 class CheckpointUploader {
  public:
-  static constexpr int64_t kChunkBytes = 4 << 20;
-  static constexpr int kWindow = 2;
+  static constexpr int64_t kChunkBytes = 8 << 20;
+  static constexpr int kWindow = 4;
   static constexpr int kMaxTries = 3;
 
   using Sink = std::function<void(transport::Frames)>;
