@@ -114,6 +114,7 @@ void Agent::Turn(int wait_ms) {
     it = runs_.erase(it);
     exits_waiting_for_uploads_[key] = *exited;
   }
+  uploader_.Pump();
   for (auto it = exits_waiting_for_uploads_.begin(); it != exits_waiting_for_uploads_.end();) {
     if (uploader_.HasPendingFor(it->first.first, it->first.second)) {
       ++it;

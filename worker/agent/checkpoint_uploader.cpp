@@ -28,7 +28,7 @@ void CheckpointUploader::Begin() {
   if (u.shared_fs) begin.path = u.path;
   acked_ = next_ = 0;
   waiting_for_offset_ = true;
-  started_at_ = clock_.MonotonicMs();
+  started_at_ = last_progress_at_ = clock_.MonotonicMs();
   ++tries_;
   sink_(protocol::Encode(begin));
 }
@@ -40,8 +40,15 @@ void CheckpointUploader::Restart() {
   }
 }
 
+void CheckpointUploader::Pump() {
+  if (queue_.empty() || clock_.MonotonicMs() - last_progress_at_ < kStallMs) return;
+  spdlog::warn("checkpoint upload of step {} stalled; announcing it again", queue_.front().step);
+  Restart();
+}
+
 void CheckpointUploader::OnOffset(const protocol::CheckpointOffset& m) {
   if (queue_.empty() || m.sha256 != queue_.front().sha256) return;
+  last_progress_at_ = clock_.MonotonicMs();
   if (waiting_for_offset_ || m.resync) {
     acked_ = next_ = m.offset;
     waiting_for_offset_ = false;

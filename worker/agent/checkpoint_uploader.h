@@ -37,6 +37,7 @@ class CheckpointUploader {
   static constexpr int64_t kChunkBytes = 8 << 20;
   static constexpr int kWindow = 4;
   static constexpr int kMaxTries = 3;
+  static constexpr Millis kStallMs = 10000;
 
   using Sink = std::function<void(transport::Frames)>;
   // Writes a line into the job's log.
@@ -49,6 +50,9 @@ class CheckpointUploader {
   void OnDone(const protocol::CheckpointDone& done);
   // After a reconnect: announce the current upload again; the scheduler answers where to resume.
   void Restart();
+  // Called every loop turn: an upload that heard nothing for kStallMs is announced again (a
+  // reply can be lost without the connection being seen to drop).
+  void Pump();
   bool HasPendingFor(int64_t job_id, int64_t attempt) const;
   bool idle() const { return queue_.empty(); }
 
@@ -66,6 +70,7 @@ class CheckpointUploader {
   bool waiting_for_offset_ = false;
   int tries_ = 0;
   Millis started_at_ = 0;
+  Millis last_progress_at_ = 0;
 };
 
 // Deletes all but the `keep_last` newest *.pt files of `dir`, never `keep_path`'s siblings that

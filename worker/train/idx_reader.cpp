@@ -53,7 +53,7 @@ Result<IdxArray> ParseIdx(const std::string& bytes, const std::string& name) {
   return array;
 }
 
-Result<IdxArray> ReadIdxFile(const std::string& path) {
+Result<std::string> ReadMaybeGzipFile(const std::string& path) {
   gzFile file = gzopen(path.c_str(), "rb");
   if (file == nullptr) return Status::IoError("cannot open " + path);
   std::string bytes;
@@ -65,7 +65,13 @@ Result<IdxArray> ReadIdxFile(const std::string& path) {
   std::string error_text = (n < 0 && message) ? message : "";
   gzclose(file);
   if (n < 0) return Status::IoError("cannot read " + path + ": " + error_text);
-  return ParseIdx(bytes, path);
+  return bytes;
+}
+
+Result<IdxArray> ReadIdxFile(const std::string& path) {
+  auto bytes = ReadMaybeGzipFile(path);
+  if (!bytes.ok()) return bytes.status();
+  return ParseIdx(*bytes, path);
 }
 
 }  // namespace kiln::train

@@ -20,6 +20,8 @@ struct IdxArray {
 // Reads `path` (through zlib, which also reads uncompressed files). Checks the magic number, that
 // the element type is unsigned byte, and that the data length matches the dims.
 Result<IdxArray> ReadIdxFile(const std::string& path);
+// The whole file, through zlib (which reads uncompressed files too).
+Result<std::string> ReadMaybeGzipFile(const std::string& path);
 // Parses IDX bytes already in memory.
 Result<IdxArray> ParseIdx(const std::string& bytes, const std::string& name);
 

@@ -1,7 +1,5 @@
 #include "worker/train/predictor.h"
 
-#include <zlib.h>
-
 #include <sstream>
 
 #include "worker/train/checkpoint.h"
@@ -12,19 +10,6 @@
 namespace kiln::train {
 
 namespace {
-
-// The whole file, through zlib (which reads uncompressed files too).
-Result<std::string> ReadMaybeGzip(const std::string& path) {
-  gzFile file = gzopen(path.c_str(), "rb");
-  if (file == nullptr) return Status::IoError("cannot open " + path);
-  std::string bytes;
-  char buf[1 << 16];
-  int n = 0;
-  while ((n = gzread(file, buf, sizeof buf)) > 0) bytes.append(buf, static_cast<size_t>(n));
-  gzclose(file);
-  if (n < 0) return Status::IoError("cannot read " + path);
-  return bytes;
-}
 
 bool LooksLikeIdx(const std::string& bytes) {
   return bytes.size() >= 4 && bytes[0] == 0 && bytes[1] == 0;
@@ -74,7 +59,7 @@ Result<torch::Tensor> ParseCsv(const std::string& text, const std::string& path,
 }  // namespace
 
 Result<torch::Tensor> ReadPredictionInput(const std::string& path, const JobSpec& spec) {
-  auto bytes = ReadMaybeGzip(path);
+  auto bytes = ReadMaybeGzipFile(path);
   if (!bytes.ok()) return bytes.status();
   if (!LooksLikeIdx(*bytes)) return ParseCsv(*bytes, path, spec.InputFeatures());
   auto images = ParseIdx(*bytes, path);
@@ -88,7 +73,7 @@ Result<torch::Tensor> ReadPredictionInput(const std::string& path, const JobSpec
 }
 
 Result<torch::Tensor> ReadLabels(const std::string& path) {
-  auto bytes = ReadMaybeGzip(path);
+  auto bytes = ReadMaybeGzipFile(path);
   if (!bytes.ok()) return bytes.status();
   if (LooksLikeIdx(*bytes)) {
     auto labels = ParseIdx(*bytes, path);
