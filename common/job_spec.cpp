@@ -72,13 +72,16 @@ void ReadOptimizer(JsonFieldReader r, OptimizerSpec* out) {
 
 void ReadTrain(JsonFieldReader r, TrainSpec* out) {
   if (!r.valid()) return;
-  r.RejectUnknown({"epochs", "batch_size", "loss", "optimizer", "seed", "max_steps"});
+  r.RejectUnknown({"epochs", "batch_size", "loss", "optimizer", "seed", "max_steps", "bucket_mb",
+                   "stall_timeout_s"});
   r.Int("epochs", &out->epochs, true, 1, 100'000);
   r.Int("batch_size", &out->batch_size, true, 1, 1 << 20);
   r.Enum("loss", &out->loss, true, {"cross_entropy", "binary_cross_entropy"});
   ReadOptimizer(r.Object("optimizer", true), &out->optimizer);
   r.UInt("seed", &out->seed, false);
   r.Int("max_steps", &out->max_steps, false, 0, INT64_MAX);
+  r.Double("bucket_mb", &out->bucket_mb, false, 0.0, 1024.0);
+  r.Double("stall_timeout_s", &out->stall_timeout_s, false, 0.0, 86400.0);
 }
 
 void ReadCheckpoint(JsonFieldReader r, CheckpointSpec* out) {

@@ -52,6 +52,8 @@ struct TrainSpec {
   OptimizerSpec optimizer;
   uint64_t seed = 0;
   int64_t max_steps = 0;  // 0: no limit beyond epochs
+  double bucket_mb = 4.0;         // gradient allreduce bucket size
+  double stall_timeout_s = 120.0;  // report a rank that does not arrive for this long
 };
 
 struct CheckpointSpec {

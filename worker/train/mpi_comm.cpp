@@ -3,6 +3,7 @@
 #include <mpi.h>
 
 #include <climits>
+#include <cstdio>
 #include <cstdlib>
 
 namespace kiln::train {
@@ -13,7 +14,15 @@ constexpr size_t kMaxChunk = INT_MAX / 2;
 }  // namespace
 
 MpiComm::MpiComm(int* argc, char*** argv) {
-  MPI_Init(argc, argv);
+  // The gradient sync engine calls MPI from its own thread, serialized with the training thread's
+  // calls (which happen only between steps).
+  int provided = MPI_THREAD_SINGLE;
+  MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &provided);
+  if (provided < MPI_THREAD_SERIALIZED) {
+    std::fprintf(stderr, "kiln-train: this MPI provides thread level %d; the gradient sync "
+                         "engine needs MPI_THREAD_SERIALIZED\n", provided);
+    MPI_Abort(MPI_COMM_WORLD, 3);
+  }
   MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
   MPI_Comm_size(MPI_COMM_WORLD, &size_);
   MPI_Comm local;

@@ -10,6 +10,7 @@
 
 #include "worker/train/checkpoint.h"
 #include "worker/train/datasets.h"
+#include "worker/train/grad_sync.h"
 #include "worker/train/model.h"
 #include "worker/train/shard_plan.h"
 
@@ -102,8 +103,6 @@ Status Trainer::Run() {
   std::vector<torch::Tensor> params = model->parameters();
   int64_t numel = 0;
   for (const auto& p : params) numel += p.numel();
-  // One buffer for every gradient plus one slot for the loss; each .grad is a view into it.
-  torch::Tensor flat_grad = torch::zeros({numel + 1}, torch::kFloat32);
   {
     torch::NoGradGuard no_grad;
     std::vector<torch::Tensor> pieces;
@@ -113,7 +112,6 @@ Status Trainer::Run() {
     int64_t offset = 0;
     for (auto& p : params) {
       p.copy_(flat_params.narrow(0, offset, p.numel()).view_as(p));
-      p.mutable_grad() = flat_grad.narrow(0, offset, p.numel()).view_as(p);
       offset += p.numel();
     }
   }
@@ -133,6 +131,14 @@ Status Trainer::Run() {
     }
   }
 
+  // Gradients live in the engine's buckets; each .grad is a view into one. Made after a resume:
+  // loading a checkpoint replaces the parameters' storage (Tensor::set_), which drops the gradient
+  // accumulators the engine hooks into.
+  GradSyncEngine sync(params,
+                      {static_cast<int64_t>(spec_.train.bucket_mb * (1 << 20)),
+                       static_cast<Millis>(spec_.train.stall_timeout_s * 1000)},
+                      comm_);
+
   const int64_t steps_per_epoch = plan.StepsPerEpoch();
   int64_t total_steps = steps_per_epoch * spec_.train.epochs;
   const int64_t max_steps = options_.max_steps > 0 ? options_.max_steps : spec_.train.max_steps;
@@ -142,11 +148,11 @@ Status Trainer::Run() {
   std::filesystem::create_directories(ckpt_dir);
   if (leader) {
     std::printf("[rank 0] training %s: %d ranks x batch %d, %lld samples, %lld steps/epoch, "
-                "%lld steps, %lld parameters, %d threads/rank\n",
+                "%lld steps, %lld parameters in %zu allreduce buckets, %d threads/rank\n",
                 spec_.name.c_str(), world, spec_.train.batch_size,
                 static_cast<long long>(plan.samples), static_cast<long long>(steps_per_epoch),
                 static_cast<long long>(total_steps), static_cast<long long>(numel),
-                options_.threads);
+                sync.bucket_count(), options_.threads);
     std::fflush(stdout);
   }
 
@@ -176,7 +182,6 @@ Status Trainer::Run() {
   double window_loss = 0, window_start = Seconds(), epoch_start = Seconds(), last_report = 0;
   int64_t window_steps = 0;
   const int64_t batch = spec_.train.batch_size;
-  float* grad_data = flat_grad.data_ptr<float>();
 
   model->train();
   while (step < total_steps) {
@@ -191,27 +196,32 @@ Status Trainer::Run() {
     torch::Tensor x = data.train_x.index_select(0, index);
     torch::Tensor y = data.train_y.index_select(0, index);
 
-    flat_grad.zero_();
+    sync.BeginStep(step);
     torch::Tensor loss = ComputeLoss(spec_, model->forward(x), y);
+    sync.SetLocalLoss(loss.item<float>());
     loss.backward();
-    grad_data[numel] = loss.item<float>();
-    comm_.AllreduceSum(grad_data, static_cast<size_t>(numel + 1));
-    flat_grad.div_(static_cast<float>(world));
+    const float global_loss = sync.FinishStep();
     optimizer->step();
     ++step;
-    window_loss += grad_data[numel];
+    window_loss += global_loss;
     ++window_steps;
 
     const bool epoch_end = step % steps_per_epoch == 0 || step == total_steps;
     const double now = Seconds();
     if (leader && (epoch_end || now - last_report >= kReportEverySeconds ||
                    step % kLogEverySteps == 0)) {
-      const double rate = static_cast<double>(window_steps * plan.GlobalBatch()) /
-                          std::max(1e-9, now - window_start);
+      const double elapsed = std::max(1e-9, now - window_start);
+      const double rate = static_cast<double>(window_steps * plan.GlobalBatch()) / elapsed;
+      GradSyncStats sync_stats = sync.TakeStats();
       json report = {{"step", step},   {"total_steps", total_steps},
                      {"epoch", epoch + 1}, {"epochs", spec_.train.epochs},
                      {"loss", window_loss / static_cast<double>(window_steps)},
-                     {"samples_per_s", rate}};
+                     {"samples_per_s", rate},
+                     // Time the training thread waited for allreduce after backward (not hidden
+                     // by overlap), the rest of the window, and the bytes each rank reduced.
+                     {"allreduce_wait_s", sync_stats.wait_s},
+                     {"compute_s", elapsed - sync_stats.wait_s},
+                     {"bytes_reduced", sync_stats.bytes_reduced}};
       last_metrics["loss"] = report["loss"];
       if (step % kLogEverySteps == 0) {
         std::printf("[rank 0] epoch %lld step %lld/%lld loss %.4f %.0f samples/s\n",

@@ -1,0 +1,238 @@
+#include "worker/train/grad_sync.h"
+
+#include <chrono>
+#include <cstdio>
+#include <stdexcept>
+#include <string>
+
+#include <torch/csrc/autograd/utils/lambda_post_hook.h>
+#include <torch/csrc/autograd/variable.h>
+
+#include "worker/train/bucket_plan.h"
+
+namespace kiln::train {
+
+namespace {
+
+constexpr int kArrivalTag = 7101;
+
+double Now() {
+  using namespace std::chrono;
+  return duration<double>(steady_clock::now().time_since_epoch()).count();
+}
+
+void SleepMicros(int64_t us) { std::this_thread::sleep_for(std::chrono::microseconds(us)); }
+
+}  // namespace
+
+GradSyncEngine::GradSyncEngine(const std::vector<torch::Tensor>& params,
+                               const GradSyncOptions& options, MpiComm& comm)
+    : comm_(comm), options_(options) {
+  // Gradients become ready roughly from the last layer to the first.
+  std::vector<torch::Tensor> ordered(params.rbegin(), params.rend());
+  std::vector<int64_t> numels;
+  for (const auto& p : ordered) numels.push_back(p.numel());
+  BucketPlan plan = PlanBuckets(numels, options_.bucket_bytes);
+  buckets_.resize(plan.buckets.size());
+  ready_.assign(buckets_.size(), false);
+  for (size_t b = 0; b < plan.buckets.size(); ++b) {
+    int64_t total = 0;
+    for (size_t i : plan.buckets[b]) total += numels[i];
+    const bool last = b + 1 == plan.buckets.size();
+    Bucket& bucket = buckets_[b];
+    bucket.buffer = torch::zeros({total + (last ? 1 : 0)}, torch::kFloat32);
+    bucket.size = static_cast<int>(plan.buckets[b].size());
+    int64_t offset = 0;
+    for (size_t i : plan.buckets[b]) {
+      torch::Tensor p = ordered[i];
+      p.mutable_grad() = bucket.buffer.narrow(0, offset, p.numel()).view_as(p);
+      offset += p.numel();
+      auto accumulator = torch::autograd::impl::grad_accumulator(p);
+      accumulator->add_post_hook(std::make_unique<torch::autograd::utils::LambdaPostHook>(
+          [this, b](const torch::autograd::variable_list& outputs,
+                    const torch::autograd::variable_list&) {
+            MarkReady(b);
+            return outputs;
+          }));
+      accumulators_.push_back(std::move(accumulator));
+    }
+    if (last) loss_slot_ = bucket.buffer.data_ptr<float>() + total;
+  }
+  if (comm_.rank() == 0) {
+    arrived_.assign(static_cast<size_t>(comm_.size()), -1);
+    arrival_recv_.assign(static_cast<size_t>(comm_.size()), -1);
+    arrival_requests_.assign(static_cast<size_t>(comm_.size()), MPI_REQUEST_NULL);
+    for (int r = 1; r < comm_.size(); ++r) {
+      MPI_Irecv(&arrival_recv_[static_cast<size_t>(r)], 1, MPI_INT64_T, r, kArrivalTag,
+                MPI_COMM_WORLD, &arrival_requests_[static_cast<size_t>(r)]);
+    }
+  }
+  thread_ = std::thread([this] { CommunicationLoop(); });
+}
+
+GradSyncEngine::~GradSyncEngine() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+  for (auto& request : arrival_requests_) {
+    if (request != MPI_REQUEST_NULL) {
+      MPI_Cancel(&request);
+      MPI_Request_free(&request);
+    }
+  }
+  if (arrival_send_request_ != MPI_REQUEST_NULL) MPI_Wait(&arrival_send_request_, MPI_STATUS_IGNORE);
+}
+
+void GradSyncEngine::BeginStep(int64_t step) {
+  for (auto& b : buckets_) {
+    b.buffer.zero_();
+    b.pending = b.size;
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  std::fill(ready_.begin(), ready_.end(), false);
+  reduced_ = 0;
+  step_ = step;
+}
+
+void GradSyncEngine::SetLocalLoss(float loss) { *loss_slot_ = loss; }
+
+// Called by autograd on the training thread (backward runs the CPU graph on the calling thread).
+void GradSyncEngine::MarkReady(size_t bucket) {
+  if (--buckets_[bucket].pending > 0) return;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ready_[bucket] = true;
+  }
+  cv_.notify_all();
+}
+
+float GradSyncEngine::FinishStep() {
+  // Backward on the CPU runs every hook before it returns: a bucket still waiting now will wait
+  // forever, so say which instead of hanging.
+  for (size_t b = 0; b < buckets_.size(); ++b) {
+    if (buckets_[b].pending > 0) {
+      throw std::runtime_error(
+          "gradient bucket " + std::to_string(b) + " got " +
+          std::to_string(buckets_[b].size - buckets_[b].pending) + " of its " +
+          std::to_string(buckets_[b].size) + " gradients this step: every parameter must take "
+          "part in every step (and the engine must be created after parameters are loaded)");
+    }
+  }
+  const double start = Now();
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return reduced_ == buckets_.size(); });
+  }
+  stats_.wait_s += Now() - start;
+  ++stats_.steps;
+  const float world = static_cast<float>(comm_.size());
+  for (auto& b : buckets_) {
+    b.buffer.div_(world);
+    stats_.bytes_reduced += b.buffer.numel() * static_cast<int64_t>(sizeof(float));
+  }
+  return *loss_slot_;
+}
+
+GradSyncStats GradSyncEngine::TakeStats() {
+  GradSyncStats out = stats_;
+  stats_ = GradSyncStats{};
+  return out;
+}
+
+void GradSyncEngine::CommunicationLoop() {
+  while (true) {
+    for (size_t b = 0; b < buckets_.size(); ++b) {
+      int64_t step;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [&] { return stop_ || (ready_[b] && reduced_ == b); });
+        if (stop_) return;
+        step = step_;
+      }
+      ReduceBucket(b, step);
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        ++reduced_;
+      }
+      cv_.notify_all();
+    }
+  }
+}
+
+void GradSyncEngine::ReduceBucket(size_t index, int64_t step) {
+  if (index == 0) {
+    if (comm_.rank() != 0) {
+      if (arrival_send_request_ != MPI_REQUEST_NULL) {
+        MPI_Wait(&arrival_send_request_, MPI_STATUS_IGNORE);
+      }
+      arrival_send_ = step;
+      MPI_Isend(&arrival_send_, 1, MPI_INT64_T, 0, kArrivalTag, MPI_COMM_WORLD,
+                &arrival_send_request_);
+    } else {
+      arrived_[0] = step;
+      PollArrivals();  // also keeps one receive posted per rank, so arrivals never pile up
+    }
+  }
+  Bucket& bucket = buckets_[index];
+  MPI_Request request;
+  MPI_Iallreduce(MPI_IN_PLACE, bucket.buffer.data_ptr<float>(),
+                 static_cast<int>(bucket.buffer.numel()), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD,
+                 &request);
+  const double start = Now();
+  double next_report = options_.stall_timeout_ms / 1000.0;
+  int64_t sleep_us = 0;
+  int done = 0;
+  while (true) {
+    MPI_Test(&request, &done, MPI_STATUS_IGNORE);
+    if (done) break;
+    if (comm_.rank() == 0) PollArrivals();
+    const double waited = Now() - start;
+    if (waited > next_report) {
+      ReportStall(index, step, waited);
+      next_report *= 2;
+    }
+    // Spin briefly (short allreduces finish in microseconds), then back off to 1 ms sleeps.
+    if (sleep_us > 0) SleepMicros(sleep_us);
+    sleep_us = sleep_us == 0 ? 20 : std::min<int64_t>(sleep_us * 2, 1000);
+  }
+}
+
+void GradSyncEngine::PollArrivals() {
+  for (int r = 1; r < comm_.size(); ++r) {
+    auto& request = arrival_requests_[static_cast<size_t>(r)];
+    int done = 0;
+    while (request != MPI_REQUEST_NULL) {
+      MPI_Test(&request, &done, MPI_STATUS_IGNORE);
+      if (!done) break;
+      arrived_[static_cast<size_t>(r)] = arrival_recv_[static_cast<size_t>(r)];
+      MPI_Irecv(&arrival_recv_[static_cast<size_t>(r)], 1, MPI_INT64_T, r, kArrivalTag,
+                MPI_COMM_WORLD, &request);
+    }
+  }
+}
+
+void GradSyncEngine::ReportStall(size_t bucket, int64_t step, double waited_s) {
+  if (comm_.rank() == 0) {
+    std::string missing;
+    for (int r = 1; r < comm_.size(); ++r) {
+      if (arrived_[static_cast<size_t>(r)] < step) {
+        missing += (missing.empty() ? "" : ", ") + std::to_string(r) + " (last at step " +
+                   std::to_string(arrived_[static_cast<size_t>(r)]) + ")";
+      }
+    }
+    std::fprintf(stderr, "[rank 0] stall: step %lld, bucket %zu: waiting %.0f s for allreduce; "
+                 "ranks not arrived: %s\n", static_cast<long long>(step), bucket, waited_s,
+                 missing.empty() ? "none (all arrived; a rank is slow inside the allreduce)"
+                                 : missing.c_str());
+  } else {
+    std::fprintf(stderr, "[rank %d] stall: step %lld, bucket %zu: waiting %.0f s for allreduce "
+                 "(rank 0 names the ranks missing)\n", comm_.rank(),
+                 static_cast<long long>(step), bucket, waited_s);
+  }
+  std::fflush(stderr);
+}
+
+}  // namespace kiln::train

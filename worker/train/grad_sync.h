@@ -1,0 +1,103 @@
+// The gradient sync engine: averages gradients across ranks in fused buckets, each bucket's
+// allreduce starting as soon as backward has produced all of its gradients, so communication
+// overlaps the rest of backward. No model code here.
+//
+// Threads: a communication thread owns every MPI call this engine makes. It takes buckets in
+// index order (the same on every rank), starts MPI_Iallreduce, and drives it with MPI_Test, sleeping
+// between tests (20 us doubling to 1 ms) instead of spinning: OpenMPI does not progress
+// non-blocking collectives by itself, and a spinning thread would take the core that backward
+// runs on. Autograd (the training thread) only marks buckets ready, from post-hooks on each
+// parameter's gradient accumulator.
+//
+// Stalls: a rank that does not arrive within stall_timeout_ms gets a report on stderr. Every rank
+// tells rank 0 which step it reached (a small non-blocking send), so rank 0 names the ranks that
+// have not arrived; the others report which bucket they wait for. The wait goes on (the job's
+// supervisor decides whether to kill it).
+//
+// Contract: every parameter gets a gradient in every step (as DDP without
+// find_unused_parameters); each parameter's .grad is a view into its bucket.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include <mpi.h>
+#include <torch/torch.h>
+
+#include "common/clock.h"
+#include "worker/train/mpi_comm.h"
+
+namespace kiln::train {
+
+struct GradSyncOptions {
+  int64_t bucket_bytes = 4 << 20;
+  Millis stall_timeout_ms = 120000;
+};
+
+struct GradSyncStats {
+  double wait_s = 0;           // training thread waiting for allreduce after backward
+  int64_t bytes_reduced = 0;   // per rank
+  int64_t steps = 0;
+};
+
+class GradSyncEngine {
+ public:
+  // `params` in the model's registration order. Starts the communication thread.
+  GradSyncEngine(const std::vector<torch::Tensor>& params, const GradSyncOptions& options,
+                 MpiComm& comm);
+  ~GradSyncEngine();
+  GradSyncEngine(const GradSyncEngine&) = delete;
+  GradSyncEngine& operator=(const GradSyncEngine&) = delete;
+
+  size_t bucket_count() const { return buckets_.size(); }
+
+  // Before forward: zeroes every bucket.
+  void BeginStep(int64_t step);
+  // After forward, before backward: this rank's loss, reduced along with the gradients.
+  void SetLocalLoss(float loss);
+  // After backward: waits until every bucket is reduced, averages, and returns the mean loss
+  // over all ranks. Throws std::runtime_error if a parameter got no gradient in this backward.
+  float FinishStep();
+  GradSyncStats TakeStats();
+
+ private:
+  struct Bucket {
+    torch::Tensor buffer;       // float32, gradients of its parameters (+ the loss slot in the last)
+    int pending = 0;            // gradients still to arrive this step
+    int size = 0;               // parameters in it
+  };
+  void MarkReady(size_t bucket);
+  void CommunicationLoop();
+  void ReduceBucket(size_t index, int64_t step);
+  void ReportStall(size_t bucket, int64_t step, double waited_s);
+  void PollArrivals();
+
+  MpiComm& comm_;
+  GradSyncOptions options_;
+  std::vector<Bucket> buckets_;
+  std::vector<std::shared_ptr<torch::autograd::Node>> accumulators_;  // keeps the hooks alive
+  float* loss_slot_ = nullptr;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<bool> ready_;       // guarded by mu_
+  size_t reduced_ = 0;            // buckets reduced this step, guarded by mu_
+  int64_t step_ = -1;             // guarded by mu_
+  bool stop_ = false;             // guarded by mu_
+  std::thread thread_;
+
+  // Rank 0: the last step each rank reported reaching. Others: the pending arrival send.
+  std::vector<int64_t> arrived_;
+  std::vector<int64_t> arrival_recv_;
+  std::vector<MPI_Request> arrival_requests_;
+  int64_t arrival_send_ = 0;
+  MPI_Request arrival_send_request_ = MPI_REQUEST_NULL;
+
+  GradSyncStats stats_;
+};
+
+}  // namespace kiln::train
