@@ -21,7 +21,6 @@ double Now() {
   return duration<double>(steady_clock::now().time_since_epoch()).count();
 }
 
-void SleepMicros(int64_t us) { std::this_thread::sleep_for(std::chrono::microseconds(us)); }
 
 }  // namespace
 
@@ -124,7 +123,22 @@ float GradSyncEngine::FinishStep() {
   const double start = Now();
   {
     std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait(lock, [&] { return reduced_ == buckets_.size(); });
+    const auto slice = std::chrono::milliseconds(std::min<Millis>(1000, options_.stall_timeout_ms));
+    double next_report = options_.stall_timeout_ms / 1000.0;
+    while (!cv_.wait_for(lock, slice, [&] { return reduced_ == buckets_.size(); })) {
+      // Only with MPI_THREAD_MULTIPLE does the comm thread sit in a blocking allreduce; otherwise
+      // it reports stalls itself.
+      if (!comm_.thread_multiple()) continue;
+      const double waited = Now() - start;
+      if (waited < next_report) continue;
+      const size_t bucket = reduced_;
+      const int64_t step = step_;
+      lock.unlock();
+      if (comm_.rank() == 0) PollArrivals();
+      ReportStall(bucket, step, waited);
+      next_report *= 2;
+      lock.lock();
+    }
   }
   stats_.wait_s += Now() - start;
   ++stats_.steps;
@@ -177,30 +191,40 @@ void GradSyncEngine::ReduceBucket(size_t index, int64_t step) {
     }
   }
   Bucket& bucket = buckets_[index];
+  if (comm_.thread_multiple()) {
+    // The tuned blocking allreduce is the fastest path; stalls are watched by the training
+    // thread meanwhile (FinishStep), which MPI_THREAD_MULTIPLE allows.
+    MPI_Allreduce(MPI_IN_PLACE, bucket.buffer.data_ptr<float>(),
+                  static_cast<int>(bucket.buffer.numel()), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+    return;
+  }
   MPI_Request request;
   MPI_Iallreduce(MPI_IN_PLACE, bucket.buffer.data_ptr<float>(),
                  static_cast<int>(bucket.buffer.numel()), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD,
                  &request);
   const double start = Now();
   double next_report = options_.stall_timeout_ms / 1000.0;
-  int64_t sleep_us = 0;
   int done = 0;
-  while (true) {
+  for (int64_t spins = 1;; ++spins) {
     MPI_Test(&request, &done, MPI_STATUS_IGNORE);
     if (done) break;
-    if (comm_.rank() == 0) PollArrivals();
-    const double waited = Now() - start;
-    if (waited > next_report) {
-      ReportStall(index, step, waited);
-      next_report *= 2;
+    // Yield rather than sleep: the collective advances only inside MPI_Test (and needs every
+    // rank's thread to call it promptly, round after round), while a runnable backward on this
+    // core still gets it.
+    std::this_thread::yield();
+    if (spins % 1024 == 0) {
+      if (comm_.rank() == 0) PollArrivals();
+      const double waited = Now() - start;
+      if (waited > next_report) {
+        ReportStall(index, step, waited);
+        next_report *= 2;
+      }
     }
-    // Spin briefly (short allreduces finish in microseconds), then back off to 1 ms sleeps.
-    if (sleep_us > 0) SleepMicros(sleep_us);
-    sleep_us = sleep_us == 0 ? 20 : std::min<int64_t>(sleep_us * 2, 1000);
   }
 }
 
 void GradSyncEngine::PollArrivals() {
+  std::lock_guard<std::mutex> lock(arrivals_mu_);
   for (int r = 1; r < comm_.size(); ++r) {
     auto& request = arrival_requests_[static_cast<size_t>(r)];
     int done = 0;

@@ -23,6 +23,7 @@ MpiComm::MpiComm(int* argc, char*** argv) {
                          "engine needs MPI_THREAD_SERIALIZED\n", provided);
     MPI_Abort(MPI_COMM_WORLD, 3);
   }
+  thread_multiple_ = provided >= MPI_THREAD_MULTIPLE;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
   MPI_Comm_size(MPI_COMM_WORLD, &size_);
   MPI_Comm local;

@@ -18,6 +18,8 @@ class MpiComm {
   int rank() const { return rank_; }
   int size() const { return size_; }
   int local_rank() const { return local_rank_; }
+  // MPI_THREAD_MULTIPLE: any thread may call MPI at any time.
+  bool thread_multiple() const { return thread_multiple_; }
 
   void Broadcast(float* data, size_t count, int root);
   void AllreduceSum(float* data, size_t count);
@@ -30,6 +32,7 @@ class MpiComm {
   int rank_ = 0;
   int size_ = 1;
   int local_rank_ = 0;
+  bool thread_multiple_ = false;
 };
 
 }  // namespace kiln::train
