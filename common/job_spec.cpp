@@ -29,10 +29,49 @@ void ReadResources(JsonFieldReader r, ResourceSpec* out) {
   r.Int("threads_per_rank", &out->threads_per_rank, false, 1, 256);
 }
 
-void ReadModel(JsonFieldReader r, ModelSpec* out) {
+void ReadConvBlocks(const json& model, const std::string& path, ModelSpec* out,
+                    std::vector<SpecError>* errors) {
+  auto it = model.find("conv");
+  if (it == model.end()) {
+    if (out->type == "cnn") errors->push_back({path + ".conv", "is required for \"cnn\""});
+    return;
+  }
+  if (out->type != "cnn") {
+    errors->push_back({path + ".conv", "applies only to \"cnn\"; remove it"});
+    return;
+  }
+  if (!it->is_array() || it->empty()) {
+    errors->push_back({path + ".conv", "must be a non-empty array of {channels, kernel, pool}"});
+    return;
+  }
+  for (size_t i = 0; i < it->size(); ++i) {
+    const std::string where = path + ".conv[" + std::to_string(i) + "]";
+    if (!(*it)[i].is_object()) {
+      errors->push_back({where, "must be an object {channels, kernel, pool}"});
+      continue;
+    }
+    ConvBlockSpec block;
+    JsonFieldReader b((*it)[i], where, errors);
+    b.RejectUnknown({"channels", "kernel", "pool"});
+    b.Int("channels", &block.channels, true, 1, 4096);
+    b.Int("kernel", &block.kernel, false, 1, 15);
+    if (block.kernel % 2 == 0) {
+      errors->push_back({where + ".kernel", "must be odd (convolutions keep the image size), got " +
+                                                std::to_string(block.kernel)});
+    }
+    b.Int("pool", &block.pool, false, 1, 8);
+    out->conv.push_back(block);
+  }
+}
+
+void ReadModel(JsonFieldReader r, const json& document, ModelSpec* out,
+               std::vector<SpecError>* errors) {
   if (!r.valid()) return;
-  r.RejectUnknown({"type", "hidden", "activation", "output_units", "output_activation"});
-  r.Enum("type", &out->type, true, {"mlp"});
+  r.RejectUnknown({"type", "conv", "hidden", "activation", "output_units", "output_activation"});
+  r.Enum("type", &out->type, true, {"mlp", "cnn"});
+  if (document.contains("model") && document["model"].is_object()) {
+    ReadConvBlocks(document["model"], "model", out, errors);
+  }
   r.IntList("hidden", &out->hidden, false, 1, 1 << 16);
   r.Enum("activation", &out->activation, false, {"relu", "tanh", "sigmoid", "gelu"});
   r.Int("output_units", &out->output_units, false, 1, 1 << 16);
@@ -111,6 +150,25 @@ void ReadCheckpoint(JsonFieldReader r, CheckpointSpec* out) {
 
 // Rules that relate fields to each other; run only when each field parsed on its own.
 void CheckConsistency(const JobSpec& s, std::vector<SpecError>* errors) {
+  if (s.model.type == "cnn") {
+    const int side = s.ImageSide();
+    if (side == 0) {
+      errors->push_back({"model.type", "\"cnn\" needs square 1-channel images: fashion-mnist, or "
+                                       "synthetic data whose features are a square number (got " +
+                                       std::to_string(s.data.features) + ")"});
+    } else {
+      int remaining = side;
+      for (size_t i = 0; i < s.model.conv.size(); ++i) {
+        remaining /= s.model.conv[i].pool;
+        if (remaining < 1) {
+          errors->push_back({"model.conv[" + std::to_string(i) + "].pool",
+                             "pools the " + std::to_string(side) + "x" + std::to_string(side) +
+                                 " image below 1 pixel; use fewer or smaller pools"});
+          break;
+        }
+      }
+    }
+  }
   if (s.train.loss == "binary_cross_entropy") {
     if (s.data.classes != 2) {
       errors->push_back({"train.loss", "\"binary_cross_entropy\" needs 2 classes, data has " +
@@ -137,6 +195,11 @@ void CheckConsistency(const JobSpec& s, std::vector<SpecError>* errors) {
 }  // namespace
 
 int JobSpec::InputFeatures() const { return data.features; }
+int JobSpec::ImageSide() const {
+  int side = 1;
+  while (side * side < data.features) ++side;
+  return side * side == data.features ? side : 0;
+}
 int JobSpec::NumClasses() const { return data.classes; }
 int JobSpec::OutputUnits() const {
   if (model.output_units > 0) return model.output_units;
@@ -158,7 +221,7 @@ SpecParseResult ParseJobSpec(const json& document) {
                                      "got \"" + s.name + "\""});
   }
   ReadResources(root.Object("resources", true), &s.resources);
-  ReadModel(root.Object("model", true), &s.model);
+  ReadModel(root.Object("model", true), document, &s.model, &result.errors);
   ReadData(root.Object("data", true), &s.data);
   ReadTrain(root.Object("train", true), &s.train);
   ReadCheckpoint(root.Object("checkpoint", false), &s.checkpoint);

@@ -20,8 +20,15 @@ struct ResourceSpec {
   int threads_per_rank = 1;  // intra-op threads of each rank (LibTorch and BLAS)
 };
 
+struct ConvBlockSpec {
+  int channels = 32;
+  int kernel = 5;  // square, "same" padding
+  int pool = 2;    // max-pool window and stride; 1: none
+};
+
 struct ModelSpec {
-  std::string type = "mlp";
+  std::string type = "mlp";      // mlp | cnn
+  std::vector<ConvBlockSpec> conv;  // cnn: convolution blocks, then the hidden fc layers
   std::vector<int> hidden;
   std::string activation = "relu";         // relu | tanh | sigmoid | gelu
   int output_units = 0;                    // 0: derived from data and loss
@@ -77,6 +84,7 @@ struct JobSpec {
 
   // Derived from data (and loss, for the output layer).
   int InputFeatures() const;
+  int ImageSide() const;  // side of the square 1-channel image the features form (cnn)
   int NumClasses() const;
   int OutputUnits() const;
 };

@@ -147,3 +147,26 @@ TEST_CASE("checkpoint retention and storage options are validated") {
   spec["checkpoint"]["storage"] = {{"type", "s3"}};
   CHECK(HasErrorOn(Errors(spec), "checkpoint.storage.type"));
 }
+
+TEST_CASE("a cnn needs conv blocks and square images, with odd kernels") {
+  json spec = ValidSpec();
+  spec["model"] = {{"type", "cnn"},
+                   {"conv", {{{"channels", 32}, {"kernel", 5}, {"pool", 2}},
+                             {{"channels", 64}, {"kernel", 5}, {"pool", 2}}}},
+                   {"hidden", {1024}}};
+  auto ok = ParseJobSpec(spec);
+  REQUIRE(ok.ok());
+  CHECK(ok.spec.model.conv.size() == 2);
+  CHECK(ok.spec.ImageSide() == 28);
+  spec["model"]["conv"][1]["kernel"] = 4;
+  CHECK(HasErrorOn(Errors(spec), "model.conv[1].kernel"));
+  spec["model"].erase("conv");
+  CHECK(HasErrorOn(Errors(spec), "model.conv"));
+  json mlp = ValidSpec();
+  mlp["model"]["conv"] = json::array({{{"channels", 8}}});
+  CHECK(HasErrorOn(Errors(mlp), "model.conv"));
+  json synthetic = ValidSpec();
+  synthetic["model"] = {{"type", "cnn"}, {"conv", {{{"channels", 4}}}}};
+  synthetic["data"] = {{"type", "synthetic"}, {"features", 50}, {"classes", 10}};
+  CHECK(HasErrorOn(Errors(synthetic), "model.type"));
+}

@@ -184,3 +184,22 @@ TEST_CASE("an unreachable scheduler gives a clear error and a non-zero exit with
   CHECK(r.exit_code == 3);
   CHECK(r.err.find("no reply from the scheduler at tcp://127.0.0.1:1") != std::string::npos);
 }
+
+TEST_CASE("a cnn job on image-shaped synthetic data trains to completion on 2 ranks") {
+  LocalCluster cluster;
+  json spec = SyntheticSpec("cnn", 2, 2, 640);
+  spec["data"]["features"] = 64;  // 8x8 images
+  spec["model"] = {{"type", "cnn"},
+                   {"conv", {{{"channels", 4}, {"kernel", 3}, {"pool", 2}}}},
+                   {"hidden", {16}}};
+  spec["train"]["bucket_mb"] = 0.001;  // several buckets even for this small net
+  const int64_t id = cluster.Submit(spec);
+  json job = cluster.WaitForJob(id, Finished, 120);
+  INFO(job.dump(2));
+  REQUIRE(StateIs(job, "COMPLETED"));
+  CHECK(job["metrics"]["test_accuracy"].get<double>() > 0.4);
+  CHECK(job["metrics"].contains("allreduce_wait_s"));
+  CHECK(job["metrics"]["bytes_reduced"].get<int64_t>() > 0);
+  auto logs = cluster.Kiln({"logs", std::to_string(id)}).out;
+  CHECK(logs.find("in 2 allreduce buckets") != std::string::npos);
+}

@@ -18,6 +18,21 @@ void AddActivation(torch::nn::Sequential& seq, const std::string& name) {
 torch::nn::Sequential BuildModel(const JobSpec& spec) {
   torch::nn::Sequential seq;
   int64_t in = spec.InputFeatures();
+  if (spec.model.type == "cnn") {
+    // Rows of pixels -> [N, 1, side, side]; conv blocks with "same" padding; then flatten.
+    int64_t side = spec.ImageSide(), channels = 1;
+    seq->push_back(torch::nn::Unflatten(torch::nn::UnflattenOptions(1, {1, side, side})));
+    for (const auto& block : spec.model.conv) {
+      seq->push_back(torch::nn::Conv2d(
+          torch::nn::Conv2dOptions(channels, block.channels, block.kernel).padding(block.kernel / 2)));
+      AddActivation(seq, spec.model.activation);
+      if (block.pool > 1) seq->push_back(torch::nn::MaxPool2d(block.pool));
+      channels = block.channels;
+      side = side / block.pool;  // odd kernels (validated) keep the size before pooling
+    }
+    seq->push_back(torch::nn::Flatten());
+    in = channels * side * side;
+  }
   for (int width : spec.model.hidden) {
     seq->push_back(torch::nn::Linear(in, width));
     AddActivation(seq, spec.model.activation);

@@ -182,6 +182,11 @@ Status Trainer::Run() {
   double window_loss = 0, window_start = Seconds(), epoch_start = Seconds(), last_report = 0;
   int64_t window_steps = 0;
   const int64_t batch = spec_.train.batch_size;
+  // Time in training steps only (not evaluation or checkpoints), after kWarmupSteps steps that
+  // pay for first allocations, for throughput figures comparable across frameworks.
+  constexpr int64_t kWarmupSteps = 5;
+  double step_time_s = 0;
+  const int64_t first_step = step;
 
   model->train();
   while (step < total_steps) {
@@ -191,6 +196,7 @@ Status Trainer::Run() {
       order = EpochOrder(plan.samples, spec_.train.seed, epoch);
       order_epoch = epoch;
     }
+    const double step_start = Seconds();
     torch::Tensor index = torch::from_blob(order.data() + plan.SliceStart(in_epoch, comm_.rank()),
                                            {batch}, torch::kInt64);
     torch::Tensor x = data.train_x.index_select(0, index);
@@ -203,6 +209,7 @@ Status Trainer::Run() {
     const float global_loss = sync.FinishStep();
     optimizer->step();
     ++step;
+    if (step - first_step > kWarmupSteps) step_time_s += Seconds() - step_start;
     window_loss += global_loss;
     ++window_steps;
 
@@ -268,7 +275,11 @@ Status Trainer::Run() {
   }
   if (leader) {
     reporter_.Progress({{"done", true}});
-    std::printf("[rank 0] finished at step %lld\n", static_cast<long long>(step));
+    const int64_t steps_run = std::max<int64_t>(0, step - first_step - kWarmupSteps);
+    std::printf("[rank 0] finished at step %lld: %lld steps after warm-up in %.3f s, "
+                "%.1f samples/s\n",
+                static_cast<long long>(step), static_cast<long long>(steps_run), step_time_s,
+                static_cast<double>(steps_run * plan.GlobalBatch()) / std::max(1e-9, step_time_s));
     std::fflush(stdout);
   }
   return Status::Ok();
