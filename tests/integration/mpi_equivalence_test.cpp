@@ -24,17 +24,20 @@ std::vector<float> ReadFloats(const std::string& path) {
   return out;
 }
 
-void RunTrainer(const std::string& dir, int ranks, const json& spec) {
+void RunTrainer(const std::string& dir, int ranks, const json& spec, int max_steps = 1,
+                const std::string& resume = "") {
   std::filesystem::create_directories(dir);
   const std::string spec_path = dir + "/spec.json";
   std::ofstream(spec_path) << spec.dump();
   ::setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
   ::setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
   ::setenv("OMPI_MCA_btl_vader_single_copy_mechanism", "none", 1);
-  auto r = RunCommand({"mpirun", "-np", std::to_string(ranks), "--oversubscribe", "--bind-to",
-                       "none", BinPath("kiln-train"), "--spec", spec_path, "--run-dir", dir,
-                       "--max-steps", "1", "--threads", "1", "--dump-params", dir + "/params"},
-                      120);
+  std::vector<std::string> argv = {"mpirun", "-np", std::to_string(ranks), "--oversubscribe",
+                                   "--bind-to", "none", BinPath("kiln-train"), "--spec", spec_path,
+                                   "--run-dir", dir, "--max-steps", std::to_string(max_steps),
+                                   "--threads", "1", "--dump-params", dir + "/params"};
+  if (!resume.empty()) argv.insert(argv.end(), {"--resume", resume});
+  auto r = RunCommand(argv, 120);
   INFO(r.out << r.err);
   REQUIRE(r.exit_code == 0);
 }
@@ -74,5 +77,26 @@ TEST_CASE("after one step both ranks hold identical parameters, equal to one sin
     moved = std::max(moved, static_cast<double>(std::fabs(untouched[i] - single[i])));
   }
   CHECK(moved > 1e-3);
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("training 2N steps straight and N steps, resume, N more give bit-identical parameters") {
+  char pattern[] = "/tmp/kiln-resume-XXXXXX";
+  const std::string dir = ::mkdtemp(pattern);
+  json spec = kiln::testing::SyntheticSpec("resume", 2, 10, 512);  // 16 steps per epoch
+  spec["checkpoint"] = {{"every_steps", 24}, {"keep_last", 5}};
+  RunTrainer(dir + "/straight", 2, spec, 48);
+  RunTrainer(dir + "/first", 2, spec, 24);
+  // The resumed run crosses an epoch boundary mid-way (24 = 1.5 epochs): the position inside the
+  // epoch and the optimizer state must both carry over.
+  RunTrainer(dir + "/second", 2, spec, 48, dir + "/first/checkpoints/step-0000000024.pt");
+  for (const char* rank : {"rank0", "rank1"}) {
+    auto straight = ReadFloats(dir + "/straight/params." + rank);
+    auto resumed = ReadFloats(dir + "/second/params." + rank);
+    REQUIRE(straight.size() == resumed.size());
+    CHECK(straight == resumed);
+  }
+  auto first = ReadFloats(dir + "/first/params.rank0");
+  CHECK(first != ReadFloats(dir + "/straight/params.rank0"));  // the second half did train
   std::filesystem::remove_all(dir);
 }
