@@ -80,42 +80,77 @@ void ReadModel(JsonFieldReader r, const json& document, ModelSpec* out,
 
 void ReadData(JsonFieldReader r, DataSpec* out) {
   if (!r.valid()) return;
-  r.Enum("type", &out->type, true, {"fashion-mnist", "synthetic"});
+  r.Enum("type", &out->type, true, {"fashion-mnist", "synthetic", "csv"});
+  r.Double("validation_split", &out->validation_split, false, -1e-300, 0.9);
   if (out->type == "fashion-mnist") {
-    r.RejectUnknown({"type", "path"});
+    r.RejectUnknown({"type", "path", "validation_split"});
     r.String("path", &out->path, false);
     if (out->path.empty()) r.AddError(r.PathOf("path"), "must name the folder of the IDX .gz files");
     out->features = kFashionMnistFeatures;
     out->classes = kFashionMnistClasses;
   } else if (out->type == "synthetic") {
-    r.RejectUnknown({"type", "samples", "test_samples", "features", "classes", "seed"});
+    r.RejectUnknown({"type", "task", "samples", "test_samples", "features", "classes", "seed",
+                     "validation_split"});
+    r.Enum("task", &out->task, false, {"classification", "regression"});
     r.Int("samples", &out->samples, false, 1, 100'000'000);
     r.Int("test_samples", &out->test_samples, false, 1, 100'000'000);
     r.Int("features", &out->features, false, 1, 1 << 20);
     r.Int("classes", &out->classes, false, 2, 1 << 16);
     r.UInt("seed", &out->seed, false);
+    if (out->task == "regression") out->classes = 1;
+  } else if (out->type == "csv") {
+    r.RejectUnknown({"type", "path", "test_path", "label_column", "feature_columns", "standardize",
+                     "validation_split", "features", "classes"});
+    out->path.clear();
+    r.String("path", &out->path, true);
+    r.String("test_path", &out->test_path, false);
+    r.String("label_column", &out->label_column, true);
+    // The CSV header is read by kiln-train; the spec says how many features and classes to expect
+    // so the model can be checked before any file is opened.
+    r.Int("features", &out->features, true, 1, 1 << 20);
+    r.Int("classes", &out->classes, false, 1, 1 << 16);
+    r.StringList("feature_columns", &out->feature_columns, false);
+    r.Bool("standardize", &out->standardize, false);
   }
 }
 
 void ReadOptimizer(JsonFieldReader r, OptimizerSpec* out) {
   if (!r.valid()) return;
-  r.RejectUnknown({"type", "lr", "momentum", "weight_decay"});
-  r.Enum("type", &out->type, true, {"adam", "sgd"});
+  r.RejectUnknown({"type", "lr", "momentum", "nesterov", "weight_decay"});
+  r.Enum("type", &out->type, true, {"adam", "adamw", "sgd"});
   r.Double("lr", &out->lr, true, 0.0, 100.0);
-  if (r.Has("momentum") && out->type != "sgd") {
-    r.AddError(r.PathOf("momentum"), "applies only to \"sgd\"; remove it for \"" + out->type + "\"");
+  for (const char* sgd_only : {"momentum", "nesterov"}) {
+    if (r.Has(sgd_only) && out->type != "sgd") {
+      r.AddError(r.PathOf(sgd_only), "applies only to \"sgd\"; remove it for \"" + out->type + "\"");
+    }
   }
   r.Double("momentum", &out->momentum, false, -1e-300, 1.0);
+  r.Bool("nesterov", &out->nesterov, false);
+  if (out->nesterov && out->momentum <= 0) {
+    r.AddError(r.PathOf("nesterov"), "needs momentum > 0");
+  }
   r.Double("weight_decay", &out->weight_decay, false, -1e-300, 10.0);
+}
+
+void ReadLrSchedule(JsonFieldReader r, LrScheduleSpec* out) {
+  if (!r.valid()) return;
+  r.RejectUnknown({"type", "warmup_steps", "step_size", "gamma", "min_lr"});
+  r.Enum("type", &out->type, true, {"constant", "step", "cosine"});
+  r.Int("warmup_steps", &out->warmup_steps, false, 0, INT64_MAX);
+  r.Int("step_size", &out->step_size, false, 1, INT64_MAX);
+  r.Double("gamma", &out->gamma, false, 0.0, 1.0);
+  r.Double("min_lr", &out->min_lr, false, -1e-300, 100.0);
 }
 
 void ReadTrain(JsonFieldReader r, TrainSpec* out) {
   if (!r.valid()) return;
-  r.RejectUnknown({"epochs", "batch_size", "loss", "optimizer", "seed", "max_steps", "bucket_mb",
-                   "stall_timeout_s"});
+  r.RejectUnknown({"epochs", "batch_size", "loss", "optimizer", "lr_schedule", "grad_clip_norm",
+                   "seed", "max_steps", "bucket_mb", "stall_timeout_s"});
   r.Int("epochs", &out->epochs, true, 1, 100'000);
   r.Int("batch_size", &out->batch_size, true, 1, 1 << 20);
-  r.Enum("loss", &out->loss, true, {"cross_entropy", "binary_cross_entropy"});
+  r.Enum("loss", &out->loss, true, {"cross_entropy", "binary_cross_entropy", "mse"});
+  ReadLrSchedule(r.Object("lr_schedule", false), &out->lr_schedule);
+  r.Double("grad_clip_norm", &out->grad_clip_norm, false, -1e-300, 1e6);
   ReadOptimizer(r.Object("optimizer", true), &out->optimizer);
   r.UInt("seed", &out->seed, false);
   r.Int("max_steps", &out->max_steps, false, 0, INT64_MAX);
@@ -132,9 +167,12 @@ void ReadCheckpoint(JsonFieldReader r, CheckpointSpec* out) {
   if (best.valid()) {
     best.RejectUnknown({"count", "metric", "mode"});
     best.Int("count", &out->keep_best, true, 1, 1000);
-    best.Enum("metric", &out->best_metric, false, {"test_accuracy", "test_loss", "loss"});
+    best.Enum("metric", &out->best_metric, false,
+              {"test_accuracy", "test_loss", "val_accuracy", "val_loss", "loss"});
     best.Enum("mode", &out->best_mode, false, {"max", "min"});
-    if (!best.Has("mode")) out->best_mode = out->best_metric == "test_accuracy" ? "max" : "min";
+    if (!best.Has("mode")) {
+      out->best_mode = out->best_metric.find("accuracy") != std::string::npos ? "max" : "min";
+    }
   }
   JsonFieldReader storage = r.Object("storage", false);
   if (storage.valid()) {
@@ -179,6 +217,11 @@ void CheckConsistency(const JobSpec& s, std::vector<SpecError>* errors) {
       errors->push_back({"model.output_units", "must be 1 with \"binary_cross_entropy\", got " +
                                                    std::to_string(s.model.output_units)});
     }
+  } else if (s.train.loss == "mse") {
+    if (s.data.type == "fashion-mnist" || (s.data.type == "synthetic" && s.data.task != "regression")) {
+      errors->push_back({"train.loss", "\"mse\" is for regression: use synthetic data with "
+                                       "\"task\": \"regression\", or csv with a numeric label"});
+    }
   } else if (s.train.loss == "cross_entropy") {
     if (s.model.output_activation != "none") {
       errors->push_back({"model.output_activation",
@@ -203,7 +246,7 @@ int JobSpec::ImageSide() const {
 int JobSpec::NumClasses() const { return data.classes; }
 int JobSpec::OutputUnits() const {
   if (model.output_units > 0) return model.output_units;
-  return train.loss == "binary_cross_entropy" ? 1 : data.classes;
+  return train.loss == "binary_cross_entropy" || train.loss == "mse" ? 1 : data.classes;
 }
 
 SpecParseResult ParseJobSpec(const json& document) {

@@ -36,7 +36,14 @@ struct ModelSpec {
 };
 
 struct DataSpec {
-  std::string type;  // fashion-mnist | synthetic
+  std::string type;  // fashion-mnist | synthetic | csv
+  std::string task = "classification";  // synthetic: classification | regression
+  // csv: a header line, then rows; the label column, and the feature columns (default: the rest)
+  std::string label_column;
+  std::vector<std::string> feature_columns;
+  std::string test_path;     // csv: a second file with the same columns (optional)
+  bool standardize = false;  // csv: scale features by the training split's mean and deviation
+  double validation_split = 0.0;  // hold out this fraction of the training rows for evaluation
   std::string path = "/usr/share/datasets/fashion-mnist";
   int64_t samples = 4096;       // synthetic: training samples
   int64_t test_samples = 1024;  // synthetic: test samples
@@ -46,17 +53,28 @@ struct DataSpec {
 };
 
 struct OptimizerSpec {
-  std::string type = "adam";  // adam | sgd
+  std::string type = "adam";  // adam | adamw | sgd
   double lr = 0.001;
   double momentum = 0.0;      // sgd only
-  double weight_decay = 0.0;
+  bool nesterov = false;      // sgd only, needs momentum
+  double weight_decay = 0.0;  // L2 for adam and sgd, decoupled for adamw
+};
+
+struct LrScheduleSpec {
+  std::string type = "constant";  // constant | step | cosine
+  int64_t warmup_steps = 0;       // linear ramp from 0 to lr over these steps
+  int64_t step_size = 1000;       // step: multiply by gamma every step_size steps
+  double gamma = 0.1;
+  double min_lr = 0.0;            // cosine: the floor reached at the last step
 };
 
 struct TrainSpec {
   int epochs = 1;
   int batch_size = 32;  // per rank; the global batch is batch_size * ranks
-  std::string loss;     // cross_entropy | binary_cross_entropy
+  std::string loss;     // cross_entropy | binary_cross_entropy | mse
   OptimizerSpec optimizer;
+  LrScheduleSpec lr_schedule;
+  double grad_clip_norm = 0.0;  // 0: no clipping; else clip the global gradient norm to this
   uint64_t seed = 0;
   int64_t max_steps = 0;  // 0: no limit beyond epochs
   double bucket_mb = 4.0;         // gradient allreduce bucket size
@@ -87,6 +105,7 @@ struct JobSpec {
   int ImageSide() const;  // side of the square 1-channel image the features form (cnn)
   int NumClasses() const;
   int OutputUnits() const;
+  bool IsRegression() const { return train.loss == "mse"; }
 };
 
 using SpecError = FieldError;

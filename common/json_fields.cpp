@@ -136,6 +136,35 @@ void JsonFieldReader::String(const char* key, std::string* out, bool required) {
   *out = v->get<std::string>();
 }
 
+void JsonFieldReader::Bool(const char* key, bool* out, bool required) {
+  const json* v = Find(key, required);
+  if (v == nullptr) return;
+  if (!v->is_boolean()) {
+    AddError(PathOf(key), "must be true or false, got " + JsonTypeName(*v) + " " + v->dump());
+    return;
+  }
+  *out = v->get<bool>();
+}
+
+void JsonFieldReader::StringList(const char* key, std::vector<std::string>* out, bool required) {
+  const json* v = Find(key, required);
+  if (v == nullptr) return;
+  if (!v->is_array()) {
+    AddError(PathOf(key), "must be an array of strings, got " + JsonTypeName(*v));
+    return;
+  }
+  std::vector<std::string> values;
+  for (size_t i = 0; i < v->size(); ++i) {
+    if (!(*v)[i].is_string()) {
+      AddError(PathOf(key) + "[" + std::to_string(i) + "]", "must be a string, got " +
+                                                              JsonTypeName((*v)[i]));
+      return;
+    }
+    values.push_back((*v)[i].get<std::string>());
+  }
+  *out = std::move(values);
+}
+
 void JsonFieldReader::Enum(const char* key, std::string* out, bool required,
                            std::initializer_list<const char*> allowed) {
   const json* v = Find(key, required);

@@ -30,6 +30,8 @@ class JsonFieldReader {
   void UInt(const char* key, uint64_t* out, bool required);
   void Double(const char* key, double* out, bool required, double min_exclusive, double max);
   void String(const char* key, std::string* out, bool required);
+  void Bool(const char* key, bool* out, bool required);
+  void StringList(const char* key, std::vector<std::string>* out, bool required);
   void Enum(const char* key, std::string* out, bool required,
             std::initializer_list<const char*> allowed);
   void IntList(const char* key, std::vector<int>* out, bool required, int64_t min, int64_t max);

@@ -170,3 +170,36 @@ TEST_CASE("a cnn needs conv blocks and square images, with odd kernels") {
   synthetic["data"] = {{"type", "synthetic"}, {"features", 50}, {"classes", 10}};
   CHECK(HasErrorOn(Errors(synthetic), "model.type"));
 }
+
+TEST_CASE("optimizers, schedules, clipping and csv data are validated") {
+  json spec = ValidSpec();
+  spec["train"]["optimizer"] = {{"type", "sgd"}, {"lr", 0.1}, {"momentum", 0.9}, {"nesterov", true}};
+  spec["train"]["lr_schedule"] = {{"type", "cosine"}, {"warmup_steps", 100}, {"min_lr", 0.001}};
+  spec["train"]["grad_clip_norm"] = 1.0;
+  REQUIRE(ParseJobSpec(spec).ok());
+  spec["train"]["optimizer"] = {{"type", "adamw"}, {"lr", 0.001}, {"nesterov", true}};
+  CHECK(HasErrorOn(Errors(spec), "train.optimizer.nesterov"));
+  spec["train"]["optimizer"] = {{"type", "sgd"}, {"lr", 0.1}, {"nesterov", true}};
+  CHECK(HasErrorOn(Errors(spec), "train.optimizer.nesterov"));  // needs momentum
+  spec["train"]["optimizer"] = {{"type", "adam"}, {"lr", 0.1}};
+  spec["train"]["lr_schedule"] = {{"type", "linear"}};
+  CHECK(HasErrorOn(Errors(spec), "train.lr_schedule.type"));
+
+  json csv = ValidSpec();
+  csv["data"] = {{"type", "csv"}, {"path", "/data/iris.csv"}, {"label_column", "species"},
+                 {"features", 4}, {"classes", 3}, {"standardize", true}, {"validation_split", 0.2}};
+  auto parsed = ParseJobSpec(csv);
+  REQUIRE(parsed.ok());
+  CHECK(parsed.spec.data.standardize);
+  CHECK(parsed.spec.InputFeatures() == 4);
+  csv["data"].erase("label_column");
+  CHECK(HasErrorOn(Errors(csv), "data.label_column"));
+
+  json mse = ValidSpec();
+  mse["train"]["loss"] = "mse";
+  CHECK(HasErrorOn(Errors(mse), "train.loss"));  // fashion-mnist is not a regression
+  mse["data"] = {{"type", "synthetic"}, {"task", "regression"}, {"features", 8}};
+  auto regression = ParseJobSpec(mse);
+  REQUIRE(regression.ok());
+  CHECK(regression.spec.OutputUnits() == 1);
+}

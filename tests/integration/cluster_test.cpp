@@ -203,3 +203,60 @@ TEST_CASE("a cnn job on image-shaped synthetic data trains to completion on 2 ra
   auto logs = cluster.Kiln({"logs", std::to_string(id)}).out;
   CHECK(logs.find("in 2 allreduce buckets") != std::string::npos);
 }
+
+TEST_CASE("a csv job with standardization, a validation split, nesterov SGD, a cosine schedule "
+          "and clipping trains; predict scales its rows the same way") {
+  LocalCluster cluster;
+  const std::string csv = cluster.dir() + "/table.csv";
+  {
+    std::ofstream out(csv);
+    out << "width,height,label,depth\n";
+    for (int i = 0; i < 600; ++i) {
+      const double w = (i * 37 % 100) * 10.0, h = (i * 53 % 100) / 10.0, d = (i * 71 % 100);
+      const int label = w / 1000.0 + h / 10.0 > 1.0 ? 1 : 0;  // separable, on wildly different scales
+      out << w << "," << h << "," << label << "," << d << "\n";
+    }
+  }
+  json spec = {{"name", "csv"},
+               {"resources", {{"ranks", 2}}},
+               {"model", {{"type", "mlp"}, {"hidden", {16}}}},
+               {"data", {{"type", "csv"}, {"path", csv}, {"label_column", "label"}, {"features", 3},
+                         {"classes", 2}, {"standardize", true}, {"validation_split", 0.25}}},
+               {"train", {{"epochs", 20}, {"batch_size", 16}, {"loss", "cross_entropy"},
+                          {"optimizer", {{"type", "sgd"}, {"lr", 0.1}, {"momentum", 0.9},
+                                         {"nesterov", true}}},
+                          {"lr_schedule", {{"type", "cosine"}, {"warmup_steps", 10}}},
+                          {"grad_clip_norm", 1.0}}}};
+  const int64_t id = cluster.Submit(spec);
+  json job = cluster.WaitForJob(id, Finished, 120);
+  INFO(job.dump(2));
+  REQUIRE(StateIs(job, "COMPLETED"));
+  CHECK(job["metrics"]["val_accuracy"].get<double>() > 0.9);
+  CHECK_FALSE(job["metrics"].contains("test_accuracy"));
+  CHECK(job["metrics"]["lr"].get<double>() < 0.01);  // cosine ends near zero
+
+  const std::string rows = cluster.dir() + "/rows.csv";
+  std::ofstream(rows) << "width,height,depth\n990,9.9,5\n10,0.1,5\n";
+  auto predicted = cluster.Kiln({"predict", std::to_string(id), "--input", rows}, 60);
+  INFO(predicted.err);
+  REQUIRE(predicted.exit_code == 0);
+  CHECK(predicted.out.find("0,1,") != std::string::npos);  // large width and height: class 1
+  CHECK(predicted.out.find("1,0,") != std::string::npos);
+}
+
+TEST_CASE("a regression job with mse, adamw and a step schedule reports a loss and no accuracy") {
+  LocalCluster cluster;
+  json spec = SyntheticSpec("regression", 2, 5, 640);
+  spec["data"] = {{"type", "synthetic"}, {"task", "regression"}, {"samples", 640},
+                  {"test_samples", 128}, {"features", 8}, {"seed", 4}};
+  spec["train"]["loss"] = "mse";
+  spec["train"]["optimizer"] = {{"type", "adamw"}, {"lr", 0.01}, {"weight_decay", 0.01}};
+  spec["train"]["lr_schedule"] = {{"type", "step"}, {"step_size", 40}, {"gamma", 0.5}};
+  const int64_t id = cluster.Submit(spec);
+  json job = cluster.WaitForJob(id, Finished, 120);
+  INFO(job.dump(2));
+  REQUIRE(StateIs(job, "COMPLETED"));
+  CHECK_FALSE(job["metrics"].contains("test_accuracy"));
+  CHECK(job["metrics"]["test_loss"].get<double>() < 1.0);  // the target's variance is about 8
+  CHECK(job["metrics"]["lr"].get<double>() == Approx(0.01 * 0.25));  // steps 80-99
+}

@@ -2,6 +2,7 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 
+#include "worker/train/csv_table.h"
 #include "worker/train/idx_reader.h"
 
 namespace kiln::train {
@@ -46,30 +47,101 @@ namespace {
 
 Dataset MakeSynthetic(const DataSpec& spec) {
   auto gen = at::make_generator<at::CPUGeneratorImpl>(spec.seed);
-  auto make = [&](int64_t n, const torch::Tensor& teacher) {
+  const bool regression = spec.task == "regression";
+  torch::Tensor teacher = torch::randn({spec.features, regression ? 1 : spec.classes}, gen);
+  auto make = [&](int64_t n) {
     torch::Tensor x = torch::randn({n, spec.features}, gen);
-    torch::Tensor y = x.matmul(teacher).argmax(1);
+    torch::Tensor scores = x.matmul(teacher);
+    torch::Tensor y = regression ? (scores.reshape({-1}) + 0.1 * torch::randn({n}, gen))
+                                 : scores.argmax(1);
     return std::make_pair(x, y);
   };
-  torch::Tensor teacher = torch::randn({spec.features, spec.classes}, gen);
-  auto [train_x, train_y] = make(spec.samples, teacher);
-  auto [test_x, test_y] = make(spec.test_samples, teacher);
+  auto [train_x, train_y] = make(spec.samples);
+  auto [test_x, test_y] = make(spec.test_samples);
   return {train_x, train_y, test_x, test_y};
+}
+
+Result<std::pair<torch::Tensor, torch::Tensor>> LoadCsv(const JobSpec& job, const std::string& path) {
+  const DataSpec& spec = job.data;
+  auto table = ReadCsvTable(path, spec.label_column, spec.feature_columns);
+  if (!table.ok()) return table.status();
+  const int64_t features = static_cast<int64_t>(table->feature_names.size());
+  if (features != spec.features) {
+    return Status::InvalidArgument(path + ": " + std::to_string(features) +
+                                   " feature columns, data.features says " +
+                                   std::to_string(spec.features));
+  }
+  torch::Tensor x = torch::from_blob(table->features.data(), {table->rows, features}, torch::kFloat32)
+                        .clone();
+  torch::Tensor labels = torch::tensor(table->labels, torch::kFloat64);
+  if (job.IsRegression()) return std::make_pair(x, labels.to(torch::kFloat32));
+  torch::Tensor as_int = labels.to(torch::kInt64);
+  if (!torch::equal(as_int.to(torch::kFloat64), labels) || as_int.min().item<int64_t>() < 0 ||
+      as_int.max().item<int64_t>() >= spec.classes) {
+    return Status::InvalidArgument(path + ": column \"" + spec.label_column +
+                                   "\" must hold class numbers 0.." +
+                                   std::to_string(spec.classes - 1) + " for " + job.train.loss);
+  }
+  return std::make_pair(x, as_int);
+}
+
+// Holds out `fraction` of the training rows, chosen by `seed`, as the evaluation set.
+void SplitValidation(Dataset* data, double fraction, uint64_t seed) {
+  const int64_t n = data->train_x.size(0);
+  const int64_t held = std::max<int64_t>(1, static_cast<int64_t>(static_cast<double>(n) * fraction));
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed ^ 0x5eedULL);
+  torch::Tensor order = torch::randperm(n, gen);
+  torch::Tensor val = order.narrow(0, 0, held), train = order.narrow(0, held, n - held);
+  data->test_x = data->train_x.index_select(0, val);
+  data->test_y = data->train_y.index_select(0, val);
+  data->train_x = data->train_x.index_select(0, train);
+  data->train_y = data->train_y.index_select(0, train);
+  data->eval_name = "val";
+}
+
+Result<Dataset> LoadCsvDataset(const JobSpec& job) {
+  auto train = LoadCsv(job, job.data.path);
+  if (!train.ok()) return train.status();
+  Dataset data{train->first, train->second, torch::Tensor(), torch::Tensor()};
+  if (!job.data.test_path.empty()) {
+    auto test = LoadCsv(job, job.data.test_path);
+    if (!test.ok()) return test.status();
+    data.test_x = test->first;
+    data.test_y = test->second;
+  }
+  return data;
 }
 
 }  // namespace
 
-Result<Dataset> LoadDataset(const DataSpec& spec) {
+Result<Dataset> LoadDataset(const JobSpec& job) {
+  const DataSpec& spec = job.data;
   try {
-    if (spec.type == "synthetic") return MakeSynthetic(spec);
-    if (spec.type == "fashion-mnist") {
+    Dataset data;
+    if (spec.type == "synthetic") {
+      data = MakeSynthetic(spec);
+    } else if (spec.type == "fashion-mnist") {
       auto train = LoadIdxPair(spec.path, "train");
       if (!train.ok()) return train.status();
       auto test = LoadIdxPair(spec.path, "t10k");
       if (!test.ok()) return test.status();
-      return Dataset{train->first, train->second, test->first, test->second};
+      data = Dataset{train->first, train->second, test->first, test->second};
+    } else if (spec.type == "csv") {
+      auto csv = LoadCsvDataset(job);
+      if (!csv.ok()) return csv.status();
+      data = std::move(csv).value();
+    } else {
+      return Status::InvalidArgument("data.type: unknown \"" + spec.type + "\"");
     }
-    return Status::InvalidArgument("data.type: unknown \"" + spec.type + "\"");
+    if (spec.validation_split > 0) SplitValidation(&data, spec.validation_split, spec.seed);
+    if (spec.standardize) {
+      // Statistics of the training split only, so evaluation data never leaks into them.
+      data.feature_mean = data.train_x.mean(0);
+      data.feature_std = data.train_x.std(0).clamp_min(1e-8);
+      data.train_x = (data.train_x - data.feature_mean) / data.feature_std;
+      if (data.test_x.defined()) data.test_x = (data.test_x - data.feature_mean) / data.feature_std;
+    }
+    return data;
   } catch (const c10::Error& e) {
     return Status::Internal(std::string("loading data: ") + e.what_without_backtrace());
   }

@@ -45,6 +45,7 @@ torch::nn::Sequential BuildModel(const JobSpec& spec) {
 
 torch::Tensor ComputeLoss(const JobSpec& spec, const torch::Tensor& output,
                           const torch::Tensor& labels) {
+  if (spec.train.loss == "mse") return F::mse_loss(output.reshape({-1}), labels.to(torch::kFloat32));
   if (spec.train.loss == "binary_cross_entropy") {
     torch::Tensor target = labels.to(torch::kFloat32);
     torch::Tensor out = output.reshape({-1});
@@ -55,6 +56,7 @@ torch::Tensor ComputeLoss(const JobSpec& spec, const torch::Tensor& output,
 }
 
 int64_t CountCorrect(const JobSpec& spec, const torch::Tensor& output, const torch::Tensor& labels) {
+  if (spec.IsRegression()) return 0;  // no accuracy for regression
   torch::Tensor predicted;
   if (spec.train.loss == "binary_cross_entropy") {
     const double threshold = spec.model.output_activation == "sigmoid" ? 0.5 : 0.0;

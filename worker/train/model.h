@@ -13,7 +13,7 @@ torch::nn::Sequential BuildModel(const JobSpec& spec);
 // The loss of the spec on model outputs and integer labels (mean over the batch).
 torch::Tensor ComputeLoss(const JobSpec& spec, const torch::Tensor& output,
                           const torch::Tensor& labels);
-// How many predictions match the labels.
+// How many predictions match the labels (0 for regression, which has no accuracy).
 int64_t CountCorrect(const JobSpec& spec, const torch::Tensor& output, const torch::Tensor& labels);
 
 }  // namespace kiln::train

@@ -61,7 +61,19 @@ Result<torch::Tensor> ParseCsv(const std::string& text, const std::string& path,
 Result<torch::Tensor> ReadPredictionInput(const std::string& path, const JobSpec& spec) {
   auto bytes = ReadMaybeGzipFile(path);
   if (!bytes.ok()) return bytes.status();
-  if (!LooksLikeIdx(*bytes)) return ParseCsv(*bytes, path, spec.InputFeatures());
+  if (!LooksLikeIdx(*bytes)) {
+    auto rows = ParseCsv(*bytes, path, spec.InputFeatures());
+    if (!rows.ok() || !spec.data.standardize) return rows;
+    // The model saw features scaled by its training split's statistics: recompute them the same
+    // way (same files, same seed) and scale these rows alike.
+    auto training = LoadDataset(spec);
+    if (!training.ok()) {
+      return Status::FailedPrecondition("the job standardized its features; its training data is "
+                                        "needed to do the same here: " +
+                                        training.status().message());
+    }
+    return (*rows - training->feature_mean) / training->feature_std;
+  }
   auto images = ParseIdx(*bytes, path);
   if (!images.ok()) return images.status();
   if (images->ItemSize() != spec.InputFeatures()) {

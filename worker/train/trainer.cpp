@@ -11,6 +11,7 @@
 #include "worker/train/checkpoint.h"
 #include "worker/train/datasets.h"
 #include "worker/train/grad_sync.h"
+#include "worker/train/lr_schedule.h"
 #include "worker/train/model.h"
 #include "worker/train/shard_plan.h"
 
@@ -33,7 +34,12 @@ std::unique_ptr<torch::optim::Optimizer> MakeOptimizer(const OptimizerSpec& o,
                                                        const std::vector<torch::Tensor>& params) {
   if (o.type == "sgd") {
     return std::make_unique<torch::optim::SGD>(
-        params, torch::optim::SGDOptions(o.lr).momentum(o.momentum).weight_decay(o.weight_decay));
+        params, torch::optim::SGDOptions(o.lr).momentum(o.momentum).nesterov(o.nesterov)
+                    .weight_decay(o.weight_decay));
+  }
+  if (o.type == "adamw") {
+    return std::make_unique<torch::optim::AdamW>(
+        params, torch::optim::AdamWOptions(o.lr).weight_decay(o.weight_decay));
   }
   return std::make_unique<torch::optim::Adam>(
       params, torch::optim::AdamOptions(o.lr).weight_decay(o.weight_decay));
@@ -89,7 +95,7 @@ Status Trainer::Run() {
   at::set_num_threads(options_.threads);
   torch::manual_seed(spec_.train.seed);
 
-  auto loaded = LoadDataset(spec_.data);
+  auto loaded = LoadDataset(spec_);
   if (!loaded.ok()) return loaded.status();
   Dataset data = std::move(loaded).value();
   ShardPlan plan{data.train_x.size(0), spec_.train.batch_size, world};
@@ -207,6 +213,13 @@ Status Trainer::Run() {
     sync.SetLocalLoss(loss.item<float>());
     loss.backward();
     const float global_loss = sync.FinishStep();
+    // Gradients are identical on every rank here, so clipping and the schedule agree everywhere.
+    if (spec_.train.grad_clip_norm > 0) {
+      torch::nn::utils::clip_grad_norm_(params, spec_.train.grad_clip_norm);
+    }
+    const double lr = LearningRate(spec_.train.lr_schedule, spec_.train.optimizer.lr, step,
+                                   total_steps);
+    for (auto& group : optimizer->param_groups()) group.options().set_lr(lr);
     optimizer->step();
     ++step;
     if (step - first_step > kWarmupSteps) step_time_s += Seconds() - step_start;
@@ -224,6 +237,8 @@ Status Trainer::Run() {
                      {"epoch", epoch + 1}, {"epochs", spec_.train.epochs},
                      {"loss", window_loss / static_cast<double>(window_steps)},
                      {"samples_per_s", rate},
+                     {"lr", LearningRate(spec_.train.lr_schedule, spec_.train.optimizer.lr,
+                                         step - 1, total_steps)},
                      // Time the training thread waited for allreduce after backward (not hidden
                      // by overlap), the rest of the window, and the bytes each rank reduced.
                      {"allreduce_wait_s", sync_stats.wait_s},
@@ -243,19 +258,33 @@ Status Trainer::Run() {
       window_start = now;
     }
     if (epoch_end) {
-      EvalResult eval = Evaluate(spec_, model, data.test_x, data.test_y, comm_);
-      model->train();
       const double epoch_time = Seconds() - epoch_start;
+      json report = {{"step", step}, {"epoch", epoch + 1}, {"epoch_time_s", epoch_time}};
+      std::string line;
+      if (data.test_x.defined()) {
+        // Metrics are named after the evaluation set: test_* or val_* (data.validation_split).
+        EvalResult eval = Evaluate(spec_, model, data.test_x, data.test_y, comm_);
+        model->train();
+        const std::string& name = data.eval_name;
+        if (!spec_.IsRegression()) report[name + "_accuracy"] = eval.accuracy;
+        report[name + "_loss"] = eval.loss;
+        for (auto it = report.begin(); it != report.end(); ++it) {
+          if (it.key().rfind(name, 0) == 0) {
+            char part[64];
+            std::snprintf(part, sizeof part, " %s %.4f", it.key().c_str(), it->get<double>());
+            line += part;
+          }
+        }
+      }
       epoch_start = Seconds();
-      last_metrics["test_accuracy"] = eval.accuracy;
-      last_metrics["test_loss"] = eval.loss;
-      last_metrics["epoch_time_s"] = epoch_time;
+      for (auto it = report.begin(); it != report.end(); ++it) {
+        if (it.key() != "step" && it.key() != "epoch") last_metrics[it.key()] = it.value();
+      }
       if (leader) {
-        std::printf("[rank 0] epoch %lld done: test_accuracy %.4f test_loss %.4f (%.1f s)\n",
-                    static_cast<long long>(epoch + 1), eval.accuracy, eval.loss, epoch_time);
+        std::printf("[rank 0] epoch %lld done:%s (%.1f s)\n", static_cast<long long>(epoch + 1),
+                    line.c_str(), epoch_time);
         std::fflush(stdout);
-        reporter_.Progress({{"step", step}, {"epoch", epoch + 1}, {"test_accuracy", eval.accuracy},
-                            {"test_loss", eval.loss}, {"epoch_time_s", epoch_time}});
+        reporter_.Progress(report);
       }
     }
     if (spec_.checkpoint.every_steps > 0 && step % spec_.checkpoint.every_steps == 0) {
