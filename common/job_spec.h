@@ -17,7 +17,8 @@ namespace kiln {
 struct ResourceSpec {
   int ranks = 1;
   int gpus_per_rank = 0;
-  int threads_per_rank = 1;  // intra-op threads of each rank (LibTorch and BLAS)
+  int threads_per_rank = 0;  // intra-op threads of each rank (LibTorch and BLAS); 0: the agent
+                             // gives each rank cores-on-the-node / ranks-on-the-node
 };
 
 struct ConvBlockSpec {

@@ -100,3 +100,33 @@ TEST_CASE("training 2N steps straight and N steps, resume, N more give bit-ident
   CHECK(first != ReadFloats(dir + "/straight/params.rank0"));  // the second half did train
   std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("resuming at a different world size keeps the global batch and continues the run") {
+  char pattern[] = "/tmp/kiln-reshape-XXXXXX";
+  const std::string dir = ::mkdtemp(pattern);
+  json spec = kiln::testing::SyntheticSpec("reshape", 2, 10, 512);
+  spec["train"]["optimizer"] = {{"type", "sgd"}, {"lr", 0.1}};
+  spec["checkpoint"] = {{"every_steps", 24}, {"keep_last", 5}};
+  RunTrainer(dir + "/straight", 2, spec, 48);
+  RunTrainer(dir + "/first", 2, spec, 24);
+  // 2 ranks x 16 -> 1 rank x 32: the same samples per step, in the same order.
+  RunTrainer(dir + "/second", 1, spec, 48, dir + "/first/checkpoints/step-0000000024.pt");
+  auto straight = ReadFloats(dir + "/straight/params.rank0");
+  auto reshaped = ReadFloats(dir + "/second/params.rank0");
+  REQUIRE(straight.size() == reshaped.size());
+  double max_diff = 0;
+  for (size_t i = 0; i < straight.size(); ++i) {
+    max_diff = std::max(max_diff, static_cast<double>(std::fabs(straight[i] - reshaped[i])));
+  }
+  CHECK(max_diff <= 1e-4);  // equal up to the order of float additions
+  // 3 ranks cannot share 32 samples per step: refused with the reason.
+  std::filesystem::create_directories(dir + "/third");
+  std::ofstream(dir + "/third/spec.json") << spec.dump();
+  auto r = RunCommand({"mpirun", "-np", "3", "--oversubscribe", "--bind-to", "none",
+                       BinPath("kiln-train"), "--spec", dir + "/third/spec.json", "--run-dir",
+                       dir + "/third", "--resume", dir + "/first/checkpoints/step-0000000024.pt"},
+                      120);
+  CHECK(r.exit_code != 0);
+  CHECK((r.out + r.err).find("3 ranks cannot share evenly") != std::string::npos);
+  std::filesystem::remove_all(dir);
+}

@@ -11,6 +11,7 @@
 
 #include "common/file_util.h"
 #include "common/job_spec.h"
+#include "worker/agent/node_resources.h"
 
 namespace kiln::agent {
 
@@ -137,8 +138,12 @@ Status JobRun::StartProcess() {
     argv.push_back("--resume");
     argv.push_back(launch_.resume_path.empty() ? run_dir_ + "/resume.ckpt" : launch_.resume_path);
   }
-  const std::string threads =
-      std::to_string(std::max(1, ParseJobSpec(launch_.spec).spec.resources.threads_per_rank));
+  // Threads per rank: the spec's, or this node's cores shared by its ranks (no oversubscription).
+  int per_rank = ParseJobSpec(launch_.spec).spec.resources.threads_per_rank;
+  if (per_rank <= 0) {
+    per_rank = static_cast<int>(std::max<int64_t>(1, DetectCpuCount() / std::max<int64_t>(1, launch_.ranks)));
+  }
+  const std::string threads = std::to_string(per_rank);
   std::vector<std::pair<std::string, std::string>> env = {
       {"OMP_NUM_THREADS", threads},        {"OPENBLAS_NUM_THREADS", threads},
       {"MKL_NUM_THREADS", threads},        {"KILN_THREADS_PER_RANK", threads},

@@ -35,6 +35,7 @@ Result<SavedCheckpoint> SaveCheckpoint(const std::string& path, torch::nn::Modul
     archive.write("step", torch::tensor(state.step, torch::kInt64));
     archive.write("epoch", torch::tensor(state.epoch, torch::kInt64));
     archive.write("world_size", torch::tensor(state.world_size, torch::kInt64));
+    archive.write("global_batch", torch::tensor(state.global_batch, torch::kInt64));
     archive.write("metrics", TextTensor(state.metrics.dump()));
     archive.save_to(out);
   } catch (const c10::Error& e) {
@@ -70,6 +71,8 @@ Result<CheckpointState> Load(const std::string& path, torch::nn::Module& model,
     state.step = step.item<int64_t>();
     state.epoch = epoch.item<int64_t>();
     state.world_size = world.item<int64_t>();
+    torch::Tensor global_batch;
+    if (archive.try_read("global_batch", global_batch)) state.global_batch = global_batch.item<int64_t>();
     state.metrics = nlohmann::json::parse(TensorText(metrics), nullptr, false);
     if (state.metrics.is_discarded()) state.metrics = nlohmann::json::object();
     return state;

@@ -15,6 +15,7 @@ struct CheckpointState {
   int64_t step = 0;   // optimizer steps taken
   int64_t epoch = 0;  // epoch the next step belongs to (0-based)
   int64_t world_size = 1;
+  int64_t global_batch = 0;  // samples per step over all ranks (kept when the world size changes)
   nlohmann::json metrics = nlohmann::json::object();
 };
 

@@ -45,6 +45,16 @@ torch::Tensor IdxLabelsToTensor(const IdxArray& labels) {
 
 namespace {
 
+Dataset Splits(torch::Tensor train_x, torch::Tensor train_y, torch::Tensor test_x,
+               torch::Tensor test_y) {
+  Dataset data;
+  data.train_x = std::move(train_x);
+  data.train_y = std::move(train_y);
+  data.test_x = std::move(test_x);
+  data.test_y = std::move(test_y);
+  return data;
+}
+
 Dataset MakeSynthetic(const DataSpec& spec) {
   auto gen = at::make_generator<at::CPUGeneratorImpl>(spec.seed);
   const bool regression = spec.task == "regression";
@@ -58,7 +68,7 @@ Dataset MakeSynthetic(const DataSpec& spec) {
   };
   auto [train_x, train_y] = make(spec.samples);
   auto [test_x, test_y] = make(spec.test_samples);
-  return {train_x, train_y, test_x, test_y};
+  return Splits(train_x, train_y, test_x, test_y);
 }
 
 Result<std::pair<torch::Tensor, torch::Tensor>> LoadCsv(const JobSpec& job, const std::string& path) {
@@ -102,7 +112,7 @@ void SplitValidation(Dataset* data, double fraction, uint64_t seed) {
 Result<Dataset> LoadCsvDataset(const JobSpec& job) {
   auto train = LoadCsv(job, job.data.path);
   if (!train.ok()) return train.status();
-  Dataset data{train->first, train->second, torch::Tensor(), torch::Tensor()};
+  Dataset data = Splits(train->first, train->second, torch::Tensor(), torch::Tensor());
   if (!job.data.test_path.empty()) {
     auto test = LoadCsv(job, job.data.test_path);
     if (!test.ok()) return test.status();
@@ -125,7 +135,7 @@ Result<Dataset> LoadDataset(const JobSpec& job) {
       if (!train.ok()) return train.status();
       auto test = LoadIdxPair(spec.path, "t10k");
       if (!test.ok()) return test.status();
-      data = Dataset{train->first, train->second, test->first, test->second};
+      data = Splits(train->first, train->second, test->first, test->second);
     } else if (spec.type == "csv") {
       auto csv = LoadCsvDataset(job);
       if (!csv.ok()) return csv.status();

@@ -72,7 +72,7 @@ int main(int argc, char** argv) {
   }
   if (options.threads <= 0) {
     const char* env = std::getenv("KILN_THREADS_PER_RANK");
-    options.threads = env ? std::atoi(env) : parsed.spec.resources.threads_per_rank;
+    options.threads = env ? std::atoi(env) : parsed.spec.resources.threads_per_rank;  // 0 by hand: 1
     if (options.threads <= 0) options.threads = 1;
   }
 

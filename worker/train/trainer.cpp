@@ -130,10 +130,24 @@ Status Trainer::Run() {
     if (!state.ok()) return state.status();
     step = state->step;
     last_metrics = state->metrics;
+    const int64_t global =
+        state->global_batch > 0 ? state->global_batch : plan.batch * state->world_size;
+    if (state->world_size != world) {
+      // A different world size keeps the global batch, so a step still means the same samples
+      // and the same position in the epoch; each rank's share changes.
+      if (global % world != 0) {
+        return Status::InvalidArgument(
+            "resources.ranks: the checkpoint was written by " + std::to_string(state->world_size) +
+            " ranks with " + std::to_string(global) + " samples per step, which " + std::to_string(world) + " ranks cannot share evenly");
+      }
+      plan.batch = global / world;
+    }
     if (leader) {
-      std::printf("[rank 0] resumed from %s at step %lld (saved with %lld ranks, now %d)\n",
+      std::printf("[rank 0] resumed from %s at step %lld (saved with %lld ranks, now %d; "
+                  "%lld samples per rank per step)\n",
                   options_.resume_path.c_str(), static_cast<long long>(step),
-                  static_cast<long long>(state->world_size), world);
+                  static_cast<long long>(state->world_size), world,
+                  static_cast<long long>(plan.batch));
     }
   }
 
@@ -155,7 +169,7 @@ Status Trainer::Run() {
   if (leader) {
     std::printf("[rank 0] training %s: %d ranks x batch %d, %lld samples, %lld steps/epoch, "
                 "%lld steps, %lld parameters in %zu allreduce buckets, %d threads/rank\n",
-                spec_.name.c_str(), world, spec_.train.batch_size,
+                spec_.name.c_str(), world, static_cast<int>(plan.batch),
                 static_cast<long long>(plan.samples), static_cast<long long>(steps_per_epoch),
                 static_cast<long long>(total_steps), static_cast<long long>(numel),
                 sync.bucket_count(), options_.threads);
@@ -167,7 +181,7 @@ Status Trainer::Run() {
     if (!leader) return;
     char name[64];
     std::snprintf(name, sizeof name, "/step-%010lld.pt", static_cast<long long>(step));
-    CheckpointState state{step, epoch, world, last_metrics};
+    CheckpointState state{step, epoch, world, plan.GlobalBatch(), last_metrics};
     auto saved = SaveCheckpoint(ckpt_dir + name, *model, *optimizer, state);
     if (!saved.ok()) {
       std::printf("[rank 0] checkpoint at step %lld failed: %s\n", static_cast<long long>(step),
@@ -187,7 +201,7 @@ Status Trainer::Run() {
   int64_t order_epoch = -1;
   double window_loss = 0, window_start = Seconds(), epoch_start = Seconds(), last_report = 0;
   int64_t window_steps = 0;
-  const int64_t batch = spec_.train.batch_size;
+  const int64_t batch = plan.batch;
   // Time in training steps only (not evaluation or checkpoints), after kWarmupSteps steps that
   // pay for first allocations, for throughput figures comparable across frameworks.
   constexpr int64_t kWarmupSteps = 5;
