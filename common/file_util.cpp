@@ -10,6 +10,7 @@
 #include <fstream>
 #include <sstream>
 
+#include <algorithm>
 #include <vector>
 
 #include <openssl/evp.h>
@@ -109,6 +110,20 @@ Result<std::string> ReadFileRange(const std::string& path, int64_t offset,
   ::close(fd);
   out.resize(done);
   return out;
+}
+
+void RemoveAllButNewest(const std::string& dir, const std::string& extension, int keep,
+                        const std::vector<std::string>& in_use) {
+  std::vector<std::filesystem::path> files;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+    if (entry.path().extension() == extension) files.push_back(entry.path());
+  }
+  std::sort(files.begin(), files.end());
+  for (size_t i = 0; i + static_cast<size_t>(std::max(1, keep)) < files.size(); ++i) {
+    if (std::find(in_use.begin(), in_use.end(), files[i].string()) != in_use.end()) continue;
+    std::filesystem::remove(files[i], ec);
+  }
 }
 
 Sha256Stream::Sha256Stream() : ctx_(EVP_MD_CTX_new()) {

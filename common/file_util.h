@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 
@@ -13,6 +14,11 @@ Status WriteFileAtomic(const std::string& path, const std::string& data, int mod
 Result<std::string> ReadFile(const std::string& path);
 // mkdir -p.
 Status MakeDirs(const std::string& path);
+// Deletes all but the `keep` newest files of `dir` whose names end in `extension`, ordering by
+// name (checkpoint files carry zero-padded step numbers), and never a path listed in `in_use`.
+void RemoveAllButNewest(const std::string& dir, const std::string& extension, int keep,
+                        const std::vector<std::string>& in_use = {});
+
 // Hex SHA-256 of data.
 std::string Sha256Hex(const std::string& data);
 // SHA-256 computed piece by piece.

@@ -166,12 +166,6 @@ void SchedulerService::HandleFrames(const transport::Frames& frames) {
                                                  "\" is not accepted by the scheduler"));
 }
 
-void SchedulerService::Reply(const std::string& peer, const std::string& id,
-                             transport::Frames frames) {
-  (void)id;
-  outbox_.push_back({peer, std::move(frames)});
-}
-
 void SchedulerService::ReplyError(const std::string& peer, const std::string& id,
                                   const Status& status, std::vector<std::string> errors) {
   protocol::ErrorReply reply{StatusCodeName(status.code()), status.message(), std::move(errors)};

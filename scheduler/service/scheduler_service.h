@@ -74,7 +74,6 @@ class SchedulerService {
 
   // Dispatch (scheduler_service.cpp).
   void HandleFrames(const transport::Frames& frames);
-  void Reply(const std::string& peer, const std::string& id, transport::Frames frames);
   void ReplyError(const std::string& peer, const std::string& id, const Status& status,
                   std::vector<std::string> errors = {});
   template <typename M>

@@ -96,8 +96,8 @@ void CheckpointUploader::Finish(bool ok, const std::string& reason) {
     if (!u.shared_fs) {
       std::vector<std::string> in_use;
       for (const auto& q : queue_) in_use.push_back(q.path);
-      RemoveOldCheckpointFiles(std::filesystem::path(u.path).parent_path().string(), u.keep_last,
-                               in_use);
+      RemoveAllButNewest(std::filesystem::path(u.path).parent_path().string(), ".pt", u.keep_last,
+                         in_use);
     }
   } else {
     note_(u.job_id, u.attempt, "checkpoint at step " + std::to_string(u.step) +
@@ -111,20 +111,6 @@ bool CheckpointUploader::HasPendingFor(int64_t job_id, int64_t attempt) const {
   return std::any_of(queue_.begin(), queue_.end(), [&](const PendingUpload& u) {
     return u.job_id == job_id && u.attempt == attempt;
   });
-}
-
-void RemoveOldCheckpointFiles(const std::string& dir, int keep_last,
-                              const std::vector<std::string>& in_use) {
-  std::vector<std::filesystem::path> files;
-  std::error_code ec;
-  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
-    if (entry.path().extension() == ".pt") files.push_back(entry.path());
-  }
-  std::sort(files.begin(), files.end());  // step numbers are zero-padded
-  for (size_t i = 0; i + static_cast<size_t>(std::max(1, keep_last)) < files.size(); ++i) {
-    if (std::find(in_use.begin(), in_use.end(), files[i].string()) != in_use.end()) continue;
-    std::filesystem::remove(files[i], ec);
-  }
 }
 
 }  // namespace kiln::agent

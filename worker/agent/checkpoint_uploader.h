@@ -73,9 +73,4 @@ class CheckpointUploader {
   Millis last_progress_at_ = 0;
 };
 
-// Deletes all but the `keep_last` newest *.pt files of `dir`, never `keep_path`'s siblings that
-// are still queued (pass them in `in_use`).
-void RemoveOldCheckpointFiles(const std::string& dir, int keep_last,
-                              const std::vector<std::string>& in_use);
-
 }  // namespace kiln::agent

@@ -8,6 +8,7 @@
 
 #include <torch/torch.h>
 
+#include "common/file_util.h"
 #include "worker/train/checkpoint.h"
 #include "worker/train/datasets.h"
 #include "worker/train/grad_sync.h"
@@ -69,18 +70,6 @@ EvalResult Evaluate(const JobSpec& spec, torch::nn::Sequential& model, const tor
   }
   comm.AllreduceSum(sums, 3);
   return {sums[0] / std::max(1.0, sums[1]), sums[2] / std::max(1.0, sums[1])};
-}
-
-void RemoveOldCheckpoints(const std::string& dir, int keep_last) {
-  std::vector<std::filesystem::path> files;
-  std::error_code ec;
-  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
-    if (entry.path().extension() == ".pt") files.push_back(entry.path());
-  }
-  std::sort(files.begin(), files.end());  // step numbers are zero-padded
-  for (size_t i = 0; i + static_cast<size_t>(keep_last) < files.size(); ++i) {
-    std::filesystem::remove(files[i], ec);
-  }
 }
 
 }  // namespace
@@ -190,7 +179,7 @@ Status Trainer::Run() {
     }
     saved_step = step;
     // Under an agent, the agent rotates the files once it has uploaded them.
-    if (!reporter_.connected()) RemoveOldCheckpoints(ckpt_dir, spec_.checkpoint.keep_last);
+    if (!reporter_.connected()) RemoveAllButNewest(ckpt_dir, ".pt", spec_.checkpoint.keep_last);
     reporter_.Checkpoint(step, epoch, last_metrics, saved->path, saved->bytes, saved->sha256);
     std::printf("[rank 0] checkpoint step %lld (%lld bytes)\n", static_cast<long long>(step),
                 static_cast<long long>(saved->bytes));
