@@ -67,8 +67,18 @@ void ReadConvBlocks(const json& model, const std::string& path, ModelSpec* out,
 void ReadModel(JsonFieldReader r, const json& document, ModelSpec* out,
                std::vector<SpecError>* errors) {
   if (!r.valid()) return;
+  r.Enum("type", &out->type, true, {"mlp", "cnn", "torchscript"});
+  if (out->type == "torchscript") {
+    // The module file defines the network; kiln trains its parameters.
+    r.RejectUnknown({"type", "path"});
+    r.String("path", &out->path, true);
+    if (!out->path.empty() && out->path[0] != '/') {
+      r.AddError(r.PathOf("path"), "must be an absolute path (every node reads it), got \"" +
+                                       out->path + "\"");
+    }
+    return;
+  }
   r.RejectUnknown({"type", "conv", "hidden", "activation", "output_units", "output_activation"});
-  r.Enum("type", &out->type, true, {"mlp", "cnn"});
   if (document.contains("model") && document["model"].is_object()) {
     ReadConvBlocks(document["model"], "model", out, errors);
   }

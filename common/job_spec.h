@@ -28,7 +28,8 @@ struct ConvBlockSpec {
 };
 
 struct ModelSpec {
-  std::string type = "mlp";      // mlp | cnn
+  std::string type = "mlp";      // mlp | cnn | torchscript
+  std::string path;              // torchscript: the module file (its parameters are trained)
   std::vector<ConvBlockSpec> conv;  // cnn: convolution blocks, then the hidden fc layers
   std::vector<int> hidden;
   std::string activation = "relu";         // relu | tanh | sigmoid | gelu

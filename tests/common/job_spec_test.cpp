@@ -203,3 +203,15 @@ TEST_CASE("optimizers, schedules, clipping and csv data are validated") {
   REQUIRE(regression.ok());
   CHECK(regression.spec.OutputUnits() == 1);
 }
+
+TEST_CASE("a torchscript model names its file by absolute path and takes no layer fields") {
+  json spec = ValidSpec();
+  spec["model"] = {{"type", "torchscript"}, {"path", "/models/net.pt"}};
+  REQUIRE(ParseJobSpec(spec).ok());
+  spec["model"]["path"] = "net.pt";
+  CHECK(HasErrorOn(Errors(spec), "model.path"));
+  spec["model"] = {{"type", "torchscript"}, {"path", "/models/net.pt"}, {"hidden", {10}}};
+  CHECK(HasErrorOn(Errors(spec), "model.hidden"));
+  spec["model"] = {{"type", "torchscript"}};
+  CHECK(HasErrorOn(Errors(spec), "model.path"));
+}

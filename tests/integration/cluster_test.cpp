@@ -260,3 +260,33 @@ TEST_CASE("a regression job with mse, adamw and a step schedule reports a loss a
   CHECK(job["metrics"]["test_loss"].get<double>() < 1.0);  // the target's variance is about 8
   CHECK(job["metrics"]["lr"].get<double>() == Approx(0.01 * 0.25));  // steps 80-99
 }
+
+TEST_CASE("a torchscript module's parameters are trained, checkpointed and used to predict") {
+  LocalCluster cluster;
+  json spec = SyntheticSpec("scripted", 2, 4, 640);  // 20 features, 3 classes
+  spec["model"] = {{"type", "torchscript"},
+                   {"path", std::string(KILN_SOURCE_DIR) + "/tests/data/tiny_mlp.pt"}};
+  const int64_t id = cluster.Submit(spec);
+  json job = cluster.WaitForJob(id, Finished, 120);
+  INFO(job.dump(2));
+  REQUIRE(StateIs(job, "COMPLETED"));
+  CHECK(job["metrics"]["test_accuracy"].get<double>() > 0.6);  // chance is 0.33
+  const std::string rows = cluster.dir() + "/rows.csv";
+  {
+    std::ofstream out(rows);
+    for (int f = 0; f < 20; ++f) out << (f ? "," : "") << f * 0.1;
+    out << "\n";
+  }
+  auto predicted = cluster.Kiln({"predict", std::to_string(id), "--input", rows, "--json"}, 60);
+  INFO(predicted.err);
+  CHECK(predicted.exit_code == 0);
+  CHECK(predicted.out.find("\"row\":0") != std::string::npos);
+
+  spec["model"]["path"] = "/nonexistent/model.pt";
+  const int64_t bad = cluster.Submit(spec);
+  json failed = cluster.WaitForJob(bad, Finished, 60);
+  CHECK(StateIs(failed, "FAILED"));
+  auto logs = cluster.Kiln({"logs", std::to_string(bad)}).out;
+  CHECK(logs.find("model.path: cannot load TorchScript module /nonexistent/model.pt") !=
+        std::string::npos);
+}

@@ -1,5 +1,9 @@
 #include "worker/train/model.h"
 
+#include <algorithm>
+
+#include <torch/script.h>
+
 namespace kiln::train {
 
 namespace F = torch::nn::functional;
@@ -15,8 +19,38 @@ void AddActivation(torch::nn::Sequential& seq, const std::string& name) {
 
 }  // namespace
 
+namespace {
+
+// A TorchScript module as a torch::nn::Module: its parameters are registered as this module's
+// own (the same tensors), so the optimizer, the gradient sync engine and checkpoints see them.
+class ScriptedModelImpl : public torch::nn::Module {
+ public:
+  explicit ScriptedModelImpl(const std::string& path) : module_(torch::jit::load(path)) {
+    for (const auto& p : module_.named_parameters(/*recurse=*/true)) {
+      std::string name = p.name;
+      std::replace(name.begin(), name.end(), '.', '_');
+      register_parameter(name, p.value);
+    }
+  }
+  torch::Tensor forward(torch::Tensor x) { return module_.forward({x}).toTensor(); }
+  void train(bool on = true) override {
+    torch::nn::Module::train(on);
+    module_.train(on);
+  }
+
+ private:
+  torch::jit::Module module_;
+};
+TORCH_MODULE(ScriptedModel);
+
+}  // namespace
+
 torch::nn::Sequential BuildModel(const JobSpec& spec) {
   torch::nn::Sequential seq;
+  if (spec.model.type == "torchscript") {
+    seq->push_back(ScriptedModel(spec.model.path));
+    return seq;
+  }
   int64_t in = spec.InputFeatures();
   if (spec.model.type == "cnn") {
     // Rows of pixels -> [N, 1, side, side]; conv blocks with "same" padding; then flatten.
@@ -41,6 +75,15 @@ torch::nn::Sequential BuildModel(const JobSpec& spec) {
   seq->push_back(torch::nn::Linear(in, spec.OutputUnits()));
   if (spec.model.output_activation == "sigmoid") seq->push_back(torch::nn::Sigmoid());
   return seq;
+}
+
+Result<torch::nn::Sequential> TryBuildModel(const JobSpec& spec) {
+  try {
+    return BuildModel(spec);
+  } catch (const c10::Error& e) {
+    return Status::InvalidArgument("model.path: cannot load TorchScript module " + spec.model.path +
+                                   ": " + e.what_without_backtrace());
+  }
 }
 
 torch::Tensor ComputeLoss(const JobSpec& spec, const torch::Tensor& output,

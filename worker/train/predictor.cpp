@@ -111,7 +111,9 @@ Result<torch::Tensor> ReadLabels(const std::string& path) {
 }
 
 Result<Predictor> Predictor::Load(const JobSpec& spec, const std::string& checkpoint_path) {
-  torch::nn::Sequential model = BuildModel(spec);
+  auto built = TryBuildModel(spec);
+  if (!built.ok()) return built.status();
+  torch::nn::Sequential model = *built;
   auto state = LoadModelWeights(checkpoint_path, *model);
   if (!state.ok()) return state.status();
   model->eval();

@@ -94,7 +94,9 @@ Status Trainer::Run() {
         " is more than the " + std::to_string(plan.samples) + " training samples");
   }
 
-  torch::nn::Sequential model = BuildModel(spec_);
+  auto built = TryBuildModel(spec_);
+  if (!built.ok()) return built.status();
+  torch::nn::Sequential model = *built;
   std::vector<torch::Tensor> params = model->parameters();
   int64_t numel = 0;
   for (const auto& p : params) numel += p.numel();
