@@ -55,6 +55,7 @@ JobRun::JobRun(const JobRunConfig& config, const protocol::LaunchJob& launch, st
                std::unique_ptr<transport::Socket> reports, Sink sink, CheckpointSink on_checkpoint)
     : config_(config),
       launch_(launch),
+      spec_(ParseJobSpec(launch.spec).spec),
       job_id_(launch.job_id),
       attempt_(launch.attempt),
       run_dir_(std::move(run_dir)),
@@ -62,10 +63,9 @@ JobRun::JobRun(const JobRunConfig& config, const protocol::LaunchJob& launch, st
       sink_(std::move(sink)),
       on_checkpoint_(std::move(on_checkpoint)),
       output_log_(run_dir_ + "/output.log", std::ios::app) {
-  const CheckpointSpec spec = ParseJobSpec(launch.spec).spec.checkpoint;
-  keep_last_ = spec.keep_last;
-  shared_fs_ = spec.storage == "shared_fs" && !spec.storage_path.empty();
-  checkpoint_dir_ = shared_fs_ ? spec.storage_path + "/job-" + std::to_string(job_id_)
+  const CheckpointSpec& checkpoint = spec_.checkpoint;
+  shared_fs_ = checkpoint.storage == "shared_fs" && !checkpoint.storage_path.empty();
+  checkpoint_dir_ = shared_fs_ ? checkpoint.storage_path + "/job-" + std::to_string(job_id_)
                                : run_dir_ + "/checkpoints";
 }
 
@@ -139,7 +139,7 @@ Status JobRun::StartProcess() {
     argv.push_back(launch_.resume_path.empty() ? run_dir_ + "/resume.ckpt" : launch_.resume_path);
   }
   // Threads per rank: the spec's, or this node's cores shared by its ranks (no oversubscription).
-  int per_rank = ParseJobSpec(launch_.spec).spec.resources.threads_per_rank;
+  int per_rank = spec_.resources.threads_per_rank;
   if (per_rank <= 0) {
     per_rank = static_cast<int>(std::max<int64_t>(1, DetectCpuCount() / std::max<int64_t>(1, launch_.ranks)));
   }
@@ -229,7 +229,8 @@ void JobRun::ForwardCheckpoint(const protocol::TrainCheckpoint& c) {
   }
   on_checkpoint_(PendingUpload{job_id_, attempt_, c.step, c.epoch,
                                c.metrics.is_object() ? c.metrics : nlohmann::json::object(),
-                               path.string(), c.bytes, c.sha256, shared_fs_, keep_last_});
+                               path.string(), c.bytes, c.sha256, shared_fs_,
+                               spec_.checkpoint.keep_last});
 }
 
 std::optional<protocol::JobExited> JobRun::Pump(Millis now) {

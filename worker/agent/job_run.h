@@ -14,6 +14,7 @@
 #include <string>
 
 #include "common/clock.h"
+#include "common/job_spec.h"
 #include "common/protocol/codec.h"
 #include "common/transport/socket.h"
 #include "worker/agent/checkpoint_uploader.h"
@@ -68,6 +69,7 @@ class JobRun {
 
   JobRunConfig config_;
   protocol::LaunchJob launch_;
+  JobSpec spec_;  // parsed once from launch_.spec (the scheduler validated it)
   int64_t job_id_;
   int64_t attempt_;
   std::string run_dir_;
@@ -79,7 +81,6 @@ class JobRun {
   std::string kill_reason_;
   std::optional<Millis> kill_deadline_;
   bool killed_hard_ = false;
-  int keep_last_;
   bool shared_fs_ = false;
   std::string checkpoint_dir_;
   // Fetching the checkpoint to resume from (before mpirun starts).

@@ -264,31 +264,31 @@ Status Trainer::Run() {
     }
     if (epoch_end) {
       const double epoch_time = Seconds() - epoch_start;
-      json report = {{"step", step}, {"epoch", epoch + 1}, {"epoch_time_s", epoch_time}};
-      std::string line;
+      // Evaluation metrics are named after the set: test_* or val_* (data.validation_split).
+      json eval_metrics = json::object();
       if (data.test_x.defined()) {
-        // Metrics are named after the evaluation set: test_* or val_* (data.validation_split).
         EvalResult eval = Evaluate(spec_, model, data.test_x, data.test_y, comm_);
         model->train();
-        const std::string& name = data.eval_name;
-        if (!spec_.IsRegression()) report[name + "_accuracy"] = eval.accuracy;
-        report[name + "_loss"] = eval.loss;
-        for (auto it = report.begin(); it != report.end(); ++it) {
-          if (it.key().rfind(name, 0) == 0) {
-            char part[64];
-            std::snprintf(part, sizeof part, " %s %.4f", it.key().c_str(), it->get<double>());
-            line += part;
-          }
-        }
+        if (!spec_.IsRegression()) eval_metrics[data.eval_name + "_accuracy"] = eval.accuracy;
+        eval_metrics[data.eval_name + "_loss"] = eval.loss;
       }
+      eval_metrics["epoch_time_s"] = epoch_time;
       epoch_start = Seconds();
-      for (auto it = report.begin(); it != report.end(); ++it) {
-        if (it.key() != "step" && it.key() != "epoch") last_metrics[it.key()] = it.value();
-      }
+      last_metrics.update(eval_metrics);
       if (leader) {
+        std::string line;
+        for (auto it = eval_metrics.begin(); it != eval_metrics.end(); ++it) {
+          if (it.key() == "epoch_time_s") continue;
+          char part[64];
+          std::snprintf(part, sizeof part, " %s %.4f", it.key().c_str(), it->get<double>());
+          line += part;
+        }
         std::printf("[rank 0] epoch %lld done:%s (%.1f s)\n", static_cast<long long>(epoch + 1),
                     line.c_str(), epoch_time);
         std::fflush(stdout);
+        json report = eval_metrics;
+        report["step"] = step;
+        report["epoch"] = epoch + 1;
         reporter_.Progress(report);
       }
     }
