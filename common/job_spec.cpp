@@ -1,6 +1,9 @@
 #include "common/job_spec.h"
 
+#include <algorithm>
 #include <cctype>
+
+#include "common/quantities.h"
 
 namespace kiln {
 
@@ -23,10 +26,65 @@ bool IsValidJobName(const std::string& name) {
 
 void ReadResources(JsonFieldReader r, ResourceSpec* out) {
   if (!r.valid()) return;
-  r.RejectUnknown({"ranks", "gpus_per_rank", "threads_per_rank"});
+  r.RejectUnknown({"ranks", "gpus_per_rank", "threads_per_rank", "cpus_per_rank",
+                   "memory_per_rank", "ranks_per_node", "placement", "labels"});
   r.Int("ranks", &out->ranks, true, 1, 4096);
   r.Int("gpus_per_rank", &out->gpus_per_rank, false, 0, 16);
   r.Int("threads_per_rank", &out->threads_per_rank, false, 1, 256);
+  r.Int("cpus_per_rank", &out->cpus_per_rank, false, 1, 1024);
+  r.Int("ranks_per_node", &out->ranks_per_node, false, 1, 4096);
+  if (out->ranks_per_node > 0 && out->ranks % out->ranks_per_node != 0) {
+    r.AddError(r.PathOf("ranks_per_node"),
+               "must divide ranks (" + std::to_string(out->ranks) + "), got " +
+                   std::to_string(out->ranks_per_node));
+  }
+  r.Enum("placement", &out->placement, false, {"pack", "spread"});
+  r.StringList("labels", &out->labels, false);
+  std::sort(out->labels.begin(), out->labels.end());
+  if (r.Has("memory_per_rank")) {
+    const json& v = r.Raw("memory_per_rank");
+    std::optional<int64_t> bytes;
+    if (v.is_number_integer() && v.get<int64_t>() >= 0) bytes = v.get<int64_t>();
+    if (v.is_string()) bytes = ParseSize(v.get<std::string>());
+    if (bytes) {
+      out->memory_per_rank = *bytes;
+    } else {
+      r.AddError(r.PathOf("memory_per_rank"),
+                 "must be bytes or a size like \"4GiB\" or \"512M\", got " + v.dump());
+    }
+  }
+}
+
+void ReadScheduling(JsonFieldReader& root, JobSpec* s) {
+  root.Int("priority", &s->priority, false, -1000, 1000);
+  if (root.Has("time_limit")) {
+    const json& v = root.Raw("time_limit");
+    std::optional<int64_t> seconds;
+    if (v.is_number_integer() && v.get<int64_t>() > 0) seconds = v.get<int64_t>();
+    if (v.is_string()) seconds = ParseDuration(v.get<std::string>());
+    if (seconds && *seconds > 0 && *seconds <= 366ll * 86400) {
+      s->time_limit_s = *seconds;
+    } else {
+      root.AddError("time_limit", "must be seconds (> 0) or a duration like \"90m\" or "
+                                  "\"1h30m\" (at most 366d), got " + v.dump());
+    }
+  }
+  if (root.Has("depends_on")) {
+    const json& v = root.Raw("depends_on");
+    if (!v.is_array() || v.size() > 64) {
+      root.AddError("depends_on", "must be an array of at most 64 job ids, got " +
+                                      JsonTypeName(v));
+      return;
+    }
+    for (size_t i = 0; i < v.size(); ++i) {
+      if (!v[i].is_number_integer() || v[i].get<int64_t>() < 1) {
+        root.AddError("depends_on[" + std::to_string(i) + "]",
+                      "must be a job id (an integer >= 1), got " + v[i].dump());
+        continue;
+      }
+      s->depends_on.push_back(v[i].get<int64_t>());
+    }
+  }
 }
 
 void ReadConvBlocks(const json& model, const std::string& path, ModelSpec* out,
@@ -267,7 +325,8 @@ SpecParseResult ParseJobSpec(const json& document) {
   }
   JobSpec& s = result.spec;
   JsonFieldReader root(document, "", &result.errors);
-  root.RejectUnknown({"name", "resources", "model", "data", "train", "checkpoint", "max_retries"});
+  root.RejectUnknown({"name", "resources", "model", "data", "train", "checkpoint", "max_retries",
+                      "priority", "time_limit", "depends_on"});
   root.String("name", &s.name, true);
   if (root.Has("name") && document["name"].is_string() && !IsValidJobName(s.name)) {
     result.errors.push_back({"name", "must be 1-64 characters of letters, digits, '-', '_' or '.', "
@@ -279,6 +338,7 @@ SpecParseResult ParseJobSpec(const json& document) {
   ReadTrain(root.Object("train", true), &s.train);
   ReadCheckpoint(root.Object("checkpoint", false), &s.checkpoint);
   root.Int("max_retries", &s.max_retries, false, 0, 100);
+  ReadScheduling(root, &s);
   if (result.errors.empty()) CheckConsistency(s, &result.errors);
   return result;
 }

@@ -19,6 +19,11 @@ struct ResourceSpec {
   int gpus_per_rank = 0;
   int threads_per_rank = 0;  // intra-op threads of each rank (LibTorch and BLAS); 0: the agent
                              // gives each rank cores-on-the-node / ranks-on-the-node
+  int cpus_per_rank = 1;        // worker slots each rank occupies
+  int64_t memory_per_rank = 0;  // bytes; 0: not accounted
+  int ranks_per_node = 0;       // 0: any split; else exactly this many ranks on each node
+  std::string placement = "pack";   // pack (fewest nodes) | spread (one rank per node first)
+  std::vector<std::string> labels;  // a node must carry every one (kiln-worker --label); sorted
 };
 
 struct ConvBlockSpec {
@@ -101,6 +106,9 @@ struct JobSpec {
   TrainSpec train;
   CheckpointSpec checkpoint;
   int max_retries = 0;
+  int priority = 0;                  // higher goes first; -1000..1000
+  int64_t time_limit_s = 0;          // 0: none; past it the job is stopped and FAILED (TIMEOUT)
+  std::vector<int64_t> depends_on;   // job ids that must COMPLETE before this one starts
 
   // Derived from data (and loss, for the output layer).
   int InputFeatures() const;

@@ -42,6 +42,8 @@ class JsonFieldReader {
 
   bool valid() const { return object_ != nullptr; }
   bool Has(const char* key) const;
+  // The raw value of a present key (check Has first), for fields with several accepted forms.
+  const nlohmann::json& Raw(const char* key) const { return object_->at(key); }
   std::string PathOf(const char* key) const;
   void AddError(const std::string& field, const std::string& message);
 

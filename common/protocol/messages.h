@@ -31,9 +31,11 @@ struct SubmitRequest {
   // Start from a checkpoint of another job (its latest when the step is absent).
   std::optional<int64_t> resume_from_job;
   std::optional<int64_t> resume_from_step;
+  std::string user;   // who submits (the CLI's login name; authenticated once users land)
+  bool hold = false;  // queue it held: it waits until released
   template <class V> void Fields(V& v) {
     v("request_id", request_id); v("spec", spec); v("resume_from_job", resume_from_job);
-    v("resume_from_step", resume_from_step);
+    v("resume_from_step", resume_from_step); v("user", user); v("hold", hold);
   }
 };
 
@@ -79,6 +81,24 @@ struct LogsRequest {
   }
 };
 
+// Admin changes to a job: "hold" (PENDING jobs wait until released), "release", "priority".
+struct JobAdminRequest {
+  static constexpr const char* kType = "job_admin";
+  int64_t job_id = 0;
+  std::string action;
+  int64_t priority = 0;  // for "priority"
+  template <class V> void Fields(V& v) { v("job_id", job_id); v("action", action); v("priority", priority); }
+};
+
+// Admin changes to a node: "drain" (no new work; running jobs finish) or "resume".
+struct NodeAdminRequest {
+  static constexpr const char* kType = "node_admin";
+  std::string node;
+  std::string action;
+  std::string reason;
+  template <class V> void Fields(V& v) { v("node", node); v("action", action); v("reason", reason); }
+};
+
 struct NodesRequest {
   static constexpr const char* kType = "nodes";
   template <class V> void Fields(V&) {}
@@ -121,9 +141,10 @@ struct RegisterWorker {
   int64_t memory_bytes = 0;
   int64_t gpus = 0;
   std::vector<RunningAttempt> running;  // attempts this agent is still supervising
+  std::vector<std::string> labels;      // matched against jobs' resources.labels
   template <class V> void Fields(V& v) {
     v("name", name); v("slots", slots); v("memory_bytes", memory_bytes); v("gpus", gpus);
-    v("running", running);
+    v("running", running); v("labels", labels);
   }
 };
 
@@ -162,10 +183,12 @@ struct LaunchJob {
   int64_t resume_job = 0;
   std::string resume_sha256;
   std::string resume_path;  // set for shared_fs checkpoints
+  // GPUs of this node given to the attempt: gpus_per_rank ids per local rank, in rank order.
+  std::vector<int64_t> gpu_ids;
   template <class V> void Fields(V& v) {
     v("job_id", job_id); v("attempt", attempt); v("spec", spec); v("ranks", ranks);
     v("resume_step", resume_step); v("resume_job", resume_job); v("resume_sha256", resume_sha256);
-    v("resume_path", resume_path);
+    v("resume_path", resume_path); v("gpu_ids", gpu_ids);
   }
 };
 
@@ -338,6 +361,7 @@ struct TrainCheckpoint {
   X(ErrorReply) X(RegisterWorker) X(RegisterAck) X(Heartbeat) X(Reregister) X(LaunchJob)      \
   X(KillJob) X(JobStarted) X(LogBatch) X(ProgressReport) X(JobExited)     \
   X(ExitAck) X(TrainProgress) X(TrainCheckpoint) X(CheckpointBegin) X(CheckpointOffset)        \
-  X(CheckpointChunk) X(CheckpointDone) X(CheckpointRead) X(CheckpointData) X(CheckpointRemove)
+  X(CheckpointChunk) X(CheckpointDone) X(CheckpointRead) X(CheckpointData) X(CheckpointRemove) \
+  X(JobAdminRequest) X(NodeAdminRequest)
 
 }  // namespace kiln::protocol

@@ -1,6 +1,7 @@
 #include "scheduler/cli/commands.h"
 
 #include <limits.h>
+#include <pwd.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -36,6 +37,15 @@ int ReportError(const Status& status) {
 
 void Sleep(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
 
+// The login name jobs are submitted under.
+std::string CurrentUser() {
+  if (const passwd* pw = ::getpwuid(::geteuid()); pw != nullptr && pw->pw_name != nullptr) {
+    return pw->pw_name;
+  }
+  if (const char* user = std::getenv("USER"); user != nullptr && *user != '\0') return user;
+  return "uid" + std::to_string(::geteuid());
+}
+
 }  // namespace
 
 Commands::Commands(CLI::App& app) : app_(app) {
@@ -53,6 +63,7 @@ Commands::Commands(CLI::App& app) : app_(app) {
   submit_->add_flag("--json", json_, "print {\"job_id\": N}");
   submit_->add_option("--resume-from", resume_from_,
                       "start from a checkpoint of job ID (its latest, or ID:STEP)");
+  submit_->add_flag("--hold", hold_, "queue the job held: it waits until `kiln release`");
 
   queue_ = app.add_subcommand("queue", "list pending and running jobs");
   queue_->add_flag("--all,-a", all_, "include finished jobs");
@@ -89,6 +100,21 @@ Commands::Commands(CLI::App& app) : app_(app) {
   ckpt_rm_->add_option("ID", job_id_, "job id")->required();
   ckpt_rm_->add_option("--step", step_, "checkpoint step")->required();
 
+  hold_cmd_ = app.add_subcommand("hold", "admin: keep a pending job from being scheduled");
+  hold_cmd_->add_option("ID", job_id_, "job id")->required();
+  release_ = app.add_subcommand("release", "admin: let a held job be scheduled again");
+  release_->add_option("ID", job_id_, "job id")->required();
+  priority_cmd_ = app.add_subcommand("priority", "admin: set a job's priority (higher goes first)");
+  priority_cmd_->add_option("ID", job_id_, "job id")->required();
+  priority_cmd_->add_option("PRIORITY", priority_, "new priority")->required();
+  CLI::App* node = app.add_subcommand("node", "admin: drain or resume a worker node");
+  node->require_subcommand(1);
+  drain_ = node->add_subcommand("drain", "no new jobs on the node; running jobs finish");
+  drain_->add_option("NAME", node_, "node name (see kiln nodes)")->required();
+  drain_->add_option("--reason", drain_reason_, "shown by kiln nodes");
+  node_resume_ = node->add_subcommand("resume", "let a drained node take jobs again");
+  node_resume_->add_option("NAME", node_, "node name")->required();
+
   predict_ = app.add_subcommand("predict", "predict with a job's trained model");
   predict_->add_option("ID", job_id_, "job id")->required();
   auto* predict_step = predict_->add_option("--step", step_, "checkpoint step (default: latest)");
@@ -112,6 +138,11 @@ int Commands::RunSelected() {
   if (ckpt_pull_->parsed()) return CheckpointsPull();
   if (ckpt_rm_->parsed()) return CheckpointsRemove();
   if (predict_->parsed()) return Predict();
+  if (hold_cmd_->parsed()) return JobAdmin("hold");
+  if (release_->parsed()) return JobAdmin("release");
+  if (priority_cmd_->parsed()) return JobAdmin("priority");
+  if (drain_->parsed()) return NodeAdmin("drain");
+  if (node_resume_->parsed()) return NodeAdmin("resume");
   std::cerr << app_.help();
   return kExitUsage;
 }
@@ -133,7 +164,8 @@ int Commands::Submit() {
     return kExitUsage;
   }
   SchedulerClient client = MakeClient(global_);
-  protocol::SubmitRequest request{NewRequestId(), json::parse(*text), std::nullopt, std::nullopt};
+  protocol::SubmitRequest request{NewRequestId(), json::parse(*text), std::nullopt, std::nullopt,
+                                  CurrentUser(), hold_};
   if (!resume_from_.empty()) {
     try {
       size_t colon = resume_from_.find(':');
@@ -190,6 +222,28 @@ int Commands::Follow(int64_t job_id) {
     }
     Sleep(tty ? 300 : 2000);
   }
+}
+
+int Commands::JobAdmin(const std::string& action) {
+  SchedulerClient client = MakeClient(global_);
+  auto reply = ReplyAs<protocol::DataReply>(
+      client.Call(protocol::JobAdminRequest{job_id_, action, priority_}));
+  if (!reply.ok()) return ReportError(reply.status());
+  const json& job = reply->data;
+  std::cout << "job " << job.value("id", job_id_) << " " << job.value("state", "")
+            << (job.value("held", false) ? " (held)" : "") << ", priority "
+            << job.value("priority", 0) << std::endl;
+  return 0;
+}
+
+int Commands::NodeAdmin(const std::string& action) {
+  SchedulerClient client = MakeClient(global_);
+  auto reply = ReplyAs<protocol::DataReply>(
+      client.Call(protocol::NodeAdminRequest{node_, action, drain_reason_}));
+  if (!reply.ok()) return ReportError(reply.status());
+  std::cout << "node " << reply->data.value("name", node_) << " "
+            << reply->data.value("state", "") << std::endl;
+  return 0;
 }
 
 int Commands::Queue() {

@@ -34,6 +34,8 @@ class Commands {
   int CheckpointsPull();
   int CheckpointsRemove();
   int Predict();
+  int JobAdmin(const std::string& action);
+  int NodeAdmin(const std::string& action);
   // The step chosen by --step / --best (-1: the latest).
   Result<int64_t> ChosenStep(SchedulerClient& client);
   int Follow(int64_t job_id);
@@ -49,6 +51,9 @@ class Commands {
   std::string resume_from_;
   int64_t step_ = -1;
   bool best_ = false;
+  bool hold_ = false;
+  int64_t priority_ = 0;
+  std::string node_, drain_reason_;
   std::string out_dir_ = ".";
   std::string input_, labels_, output_;
   CLI::App* submit_;
@@ -61,6 +66,11 @@ class Commands {
   CLI::App* ckpt_pull_;
   CLI::App* ckpt_rm_;
   CLI::App* predict_;
+  CLI::App* hold_cmd_;
+  CLI::App* release_;
+  CLI::App* priority_cmd_;
+  CLI::App* drain_;
+  CLI::App* node_resume_;
 };
 
 }  // namespace kiln::cli

@@ -80,25 +80,59 @@ std::string FormatProgress(const json& job) {
 
 std::string FormatQueue(const json& jobs) {
   std::vector<std::vector<std::string>> rows = {
-      {"ID", "NAME", "STATE", "ATTEMPT", "RANKS", "NODE", "PROGRESS", "REASON"}};
+      {"ID", "NAME", "USER", "PRI", "STATE", "ATTEMPT", "RANKS", "NODE", "PROGRESS", "REASON"}};
   for (const auto& j : jobs) {
     const json& m = j.contains("metrics") ? j["metrics"] : json::object();
     std::string progress = m.contains("step") ? Str(m, "step") + "/" + Str(m, "total_steps") : "-";
-    rows.push_back({Str(j, "id"), Str(j, "name"), Str(j, "state"), Str(j, "attempt"),
+    std::string state = Str(j, "state");
+    if (j.value("held", false) && state == "PENDING") state += " (held)";
+    rows.push_back({Str(j, "id"), Str(j, "name"), Str(j, "user").empty() ? "-" : Str(j, "user"),
+                    j.contains("priority") ? Str(j, "priority") : "0", state, Str(j, "attempt"),
                     Str(j, "ranks"), Str(j, "node").empty() ? "-" : Str(j, "node"), progress,
                     Str(j, "reason")});
   }
   return Table(rows);
 }
 
+namespace {
+// "node-a (GPUs 0,1)", or "a×2, b×2" for a gang on several nodes.
+std::string FormatAllocation(const json& j) {
+  if (!j.contains("allocation") || !j["allocation"].is_array() || j["allocation"].empty()) {
+    return Str(j, "node").empty() ? "-" : Str(j, "node");
+  }
+  std::string out;
+  const json& shares = j["allocation"];
+  for (const auto& s : shares) {
+    if (!out.empty()) out += ", ";
+    out += Str(s, "node");
+    if (shares.size() > 1) out += "×" + Str(s, "ranks");
+    if (s.contains("gpu_ids") && s["gpu_ids"].is_array() && !s["gpu_ids"].empty()) {
+      std::string ids;
+      for (const auto& g : s["gpu_ids"]) ids += (ids.empty() ? "" : ",") + g.dump();
+      out += " (GPUs " + ids + ")";
+    }
+  }
+  return out;
+}
+}  // namespace
+
 std::string FormatJob(const json& j) {
   std::ostringstream out;
   out << "Job " << Str(j, "id") << " (" << Str(j, "name") << ")\n"
       << "  state      " << Str(j, "state") << "\n"
       << "  reason     " << Str(j, "reason") << "\n"
+      << "  user       " << (Str(j, "user").empty() ? "-" : Str(j, "user")) << ", priority "
+      << (j.contains("priority") ? Str(j, "priority") : "0")
+      << (j.value("held", false) ? ", held" : "") << "\n";
+  if (j.value("time_limit_s", int64_t{0}) > 0) {
+    out << "  time limit " << j.value("time_limit_s", int64_t{0}) << " s\n";
+  }
+  if (j.contains("depends_on") && !j["depends_on"].empty()) {
+    out << "  depends on " << j["depends_on"].dump() << "\n";
+  }
+  out
       << "  attempt    " << Str(j, "attempt") << " (max retries " << Str(j, "max_retries") << ")\n"
-      << "  ranks      " << Str(j, "ranks") << " on " << (Str(j, "node").empty() ? "-" : Str(j, "node"))
-      << "\n"
+      << "  ranks      " << Str(j, "ranks") << " on " << FormatAllocation(j) << "\n"
       << "  submitted  " << FormatTime(j.value("submitted_at", int64_t{0})) << "\n"
       << "  started    " << FormatTime(j.value("started_at", int64_t{0})) << "\n"
       << "  finished   " << FormatTime(j.value("finished_at", int64_t{0})) << "\n";
@@ -127,10 +161,18 @@ std::string FormatJob(const json& j) {
 
 std::string FormatNodes(const json& nodes) {
   std::vector<std::vector<std::string>> rows = {
-      {"NAME", "STATE", "SLOTS", "USED", "GPUS", "MEMORY", "LAST SEEN"}};
+      {"NAME", "STATE", "SLOTS", "USED", "GPUS", "USED", "MEMORY", "LABELS", "LAST SEEN"}};
   for (const auto& n : nodes) {
-    rows.push_back({Str(n, "name"), Str(n, "state"), Str(n, "slots"), Str(n, "used_slots"),
-                    Str(n, "gpus"), FormatBytes(n.value("memory_bytes", int64_t{0})),
+    std::string labels;
+    if (n.contains("labels") && n["labels"].is_array()) {
+      for (const auto& l : n["labels"]) labels += (labels.empty() ? "" : ",") + l.get<std::string>();
+    }
+    std::string state = Str(n, "state");
+    if (!Str(n, "drain_reason").empty()) state += " (" + Str(n, "drain_reason") + ")";
+    rows.push_back({Str(n, "name"), state, Str(n, "slots"), Str(n, "used_slots"), Str(n, "gpus"),
+                    n.contains("used_gpus") ? Str(n, "used_gpus") : "0",
+                    FormatBytes(n.value("memory_bytes", int64_t{0})),
+                    labels.empty() ? "-" : labels,
                     FormatTime(n.value("last_seen_at", int64_t{0}))});
   }
   return Table(rows);

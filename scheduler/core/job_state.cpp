@@ -27,6 +27,8 @@ const char* JobEventName(JobEvent event) {
     case JobEvent::kSucceeded: return "succeeded";
     case JobEvent::kAttemptFailed: return "attempt failed";
     case JobEvent::kCancel: return "cancel";
+    case JobEvent::kTimedOut: return "timed out";
+    case JobEvent::kDependencyFailed: return "dependency failed";
   }
   return "unknown";
 }
@@ -41,8 +43,10 @@ Result<JobState> NextState(JobState from, JobEvent event, int64_t attempt, int64
     case JobState::kPending:
       if (event == JobEvent::kPlaced) return JobState::kRunning;
       if (event == JobEvent::kCancel) return JobState::kCancelled;
+      if (event == JobEvent::kDependencyFailed) return JobState::kFailed;
       break;
     case JobState::kRunning:
+      if (event == JobEvent::kTimedOut) return JobState::kFailed;
       if (event == JobEvent::kSucceeded) return JobState::kCompleted;
       if (event == JobEvent::kCancel) return JobState::kCancelled;
       if (event == JobEvent::kAttemptFailed) {

@@ -4,6 +4,8 @@
 //      ^                   |
 //      +--attempt failed---+  (while retries remain; otherwise --> FAILED)
 //   PENDING | RUNNING --cancel--> CANCELLED
+//   RUNNING --timed out--> FAILED         (past its time limit: never retried)
+//   PENDING --dependency failed--> FAILED (it can never run)
 //
 // COMPLETED, FAILED and CANCELLED are terminal.
 #pragma once
@@ -17,7 +19,7 @@
 namespace kiln::core {
 
 enum class JobState { kPending, kRunning, kCompleted, kFailed, kCancelled };
-enum class JobEvent { kPlaced, kSucceeded, kAttemptFailed, kCancel };
+enum class JobEvent { kPlaced, kSucceeded, kAttemptFailed, kCancel, kTimedOut, kDependencyFailed };
 
 const char* JobStateName(JobState state);
 std::optional<JobState> ParseJobState(const std::string& name);

@@ -37,7 +37,10 @@ class Pass {
   explicit Pass(const SchedulingInput& in) : in_(in), free_(*in.nodes) {}
 
   SchedulingPlan Run() {
-    for (const auto& n : *in_.nodes) any_up_ = any_up_ || n.availability == NodeAvailability::kUp;
+    for (const auto& n : *in_.nodes) {
+      any_up_ = any_up_ || n.availability == NodeAvailability::kUp;
+      any_drained_ = any_drained_ || n.availability == NodeAvailability::kDrained;
+    }
     const size_t users = in_.users != nullptr ? in_.users->size() : 0;
     key_.assign(users + 1, 0.0);
     weight_.assign(users + 1, 1.0);
@@ -112,7 +115,9 @@ class Pass {
       return false;
     }
     if (!any_up_) {
-      Wait(j, WaitKind::kNoWorkers, Reason("Waiting: no worker is up"));
+      Wait(j, WaitKind::kNoWorkers,
+           Reason(any_drained_ ? "Waiting: every up node is drained (kiln node resume NAME)"
+                               : "Waiting: no worker is up"));
       return false;
     }
     ShapeMemo& m = memo_[j.request];
@@ -341,6 +346,7 @@ class Pass {
   FreeCapacity free_;
   SchedulingPlan plan_;
   bool any_up_ = false;
+  bool any_drained_ = false;
   std::vector<double> key_;     // usage per weight, by user (last slot: unknown users)
   std::vector<double> weight_;
   std::vector<std::vector<const QueuedJob*>> user_queues_;

@@ -1,5 +1,7 @@
 // Requests from the kiln CLI. Each handler decodes its body, reads or changes state inside the
 // turn's transaction, and queues exactly one reply.
+#include <cctype>
+
 #include <spdlog/spdlog.h>
 
 #include "common/job_spec.h"
@@ -14,7 +16,24 @@ using nlohmann::json;
 
 namespace {
 Status JobNotFound(int64_t id) { return Status::NotFound("no job with id " + std::to_string(id)); }
+
+bool IsValidUserName(const std::string& user) {
+  if (user.empty() || user.size() > 64) return false;
+  for (char c : user) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.')) {
+      return false;
+    }
+  }
+  return true;
+}
 }  // namespace
+
+void SchedulerService::WithLiveReason(JobRecord& job) const {
+  auto a = active_.find(job.id);
+  if (a != active_.end() && job.state == core::JobState::kPending && !a->second.reason.empty()) {
+    job.reason = a->second.reason;
+  }
+}
 
 void SchedulerService::OnSubmit(const std::string& peer, const Envelope& e) {
   KILN_DECODE_OR_REPLY(protocol::SubmitRequest, request);
@@ -27,6 +46,10 @@ void SchedulerService::OnSubmit(const std::string& peer, const Envelope& e) {
   if (existing->has_value()) {
     return Send(peer, protocol::SubmitReply{(*existing)->id, true}, e.id);
   }
+  if (!IsValidUserName(request.user)) {
+    return ReplyError(peer, e.id, Status::InvalidArgument(
+                                      "body.user: must be 1-64 letters, digits, '-', '_' or '.'"));
+  }
   SpecParseResult parsed = ParseJobSpec(request.spec);
   if (!parsed.ok()) {
     spdlog::info("refused a job spec with {} errors", parsed.errors.size());
@@ -35,8 +58,24 @@ void SchedulerService::OnSubmit(const std::string& peer, const Envelope& e) {
                                               std::to_string(parsed.errors.size()) + " error(s)"),
                       SpecErrorStrings(parsed.errors));
   }
+  std::vector<std::string> dependency_errors;
+  for (size_t i = 0; i < parsed.spec.depends_on.size(); ++i) {
+    if (!StateOfJob(parsed.spec.depends_on[i])) {
+      dependency_errors.push_back("depends_on[" + std::to_string(i) + "]: no job with id " +
+                                  std::to_string(parsed.spec.depends_on[i]));
+    }
+  }
+  if (!dependency_errors.empty()) {
+    return ReplyError(peer, e.id, Status::InvalidArgument("job spec rejected: unknown dependency"),
+                      dependency_errors);
+  }
   JobRecord job;
   job.request_id = request.request_id;
+  job.user = request.user;
+  job.priority = parsed.spec.priority;
+  job.held = request.hold;
+  job.time_limit_ms = parsed.spec.time_limit_s * 1000;
+  job.depends_on = parsed.spec.depends_on;
   job.name = parsed.spec.name;
   job.spec = request.spec;
   job.state = core::JobState::kPending;
@@ -60,9 +99,13 @@ void SchedulerService::OnSubmit(const std::string& peer, const Envelope& e) {
   }
   auto id = store_->InsertJob(job);
   KILN_OK_OR_REPLY(id);
-  Status event = store_->AddEvent({*id, job.submitted_at, "", "PENDING", "submitted"});
+  Status event = store_->AddEvent({*id, job.submitted_at, "", "PENDING",
+                                   std::string("submitted by ") + job.user +
+                                       (job.held ? ", held" : "")});
   if (!event.ok()) return ReplyError(peer, e.id, event);
-  spdlog::info("job {} \"{}\" submitted ({} ranks)", *id, job.name, job.ranks);
+  job.id = *id;
+  Track(job, parsed.spec);
+  spdlog::debug("job {} \"{}\" submitted by {} ({} ranks)", *id, job.name, job.user, job.ranks);
   dirty_ = true;
   Send(peer, protocol::SubmitReply{*id, false}, e.id);
 }
@@ -72,7 +115,10 @@ void SchedulerService::OnQueue(const std::string& peer, const Envelope& e) {
   auto jobs = store_->ListJobs(request.all);
   KILN_OK_OR_REPLY(jobs);
   json view = json::array();
-  for (const auto& j : *jobs) view.push_back(JobSummaryView(j));
+  for (auto& j : *jobs) {
+    WithLiveReason(j);
+    view.push_back(JobSummaryView(j));
+  }
   Send(peer, protocol::DataReply{std::move(view)}, e.id);
 }
 
@@ -85,7 +131,9 @@ void SchedulerService::OnShow(const std::string& peer, const Envelope& e) {
   KILN_OK_OR_REPLY(events);
   auto checkpoints = store_->Checkpoints(request.job_id);
   KILN_OK_OR_REPLY(checkpoints);
-  Send(peer, protocol::DataReply{JobDetailView(**job, *events, *checkpoints)}, e.id);
+  JobRecord record = **job;
+  WithLiveReason(record);
+  Send(peer, protocol::DataReply{JobDetailView(record, *events, *checkpoints)}, e.id);
 }
 
 void SchedulerService::OnCancel(const std::string& peer, const Envelope& e) {
@@ -102,14 +150,7 @@ void SchedulerService::OnCancel(const std::string& peer, const Envelope& e) {
                                                  core::JobStateName(job.state) +
                                                  "; only PENDING or RUNNING jobs can be cancelled"));
   }
-  if (was_running) {
-    auto live = live_[job.node].find({job.id, job.attempt});
-    if (live != live_[job.node].end()) live->second.stop_requested = true;
-    auto w = workers_.find(job.node);
-    if (w != workers_.end() && w->second.up) {
-      Send(w->second.peer, protocol::KillJob{job.id, job.attempt, "cancelled by user"});
-    }
-  }
+  if (was_running) StopAttempt(job, "cancelled by user");
   spdlog::info("job {} cancelled", job.id);
   dirty_ = true;
   Send(peer, protocol::CancelReply{job.id, core::JobStateName(job.state)}, e.id);
@@ -141,11 +182,105 @@ void SchedulerService::OnNodes(const std::string& peer, const Envelope& e) {
   KILN_OK_OR_REPLY(nodes);
   json view = json::array();
   for (const auto& n : *nodes) {
-    int64_t used = 0;
-    for (const auto& [key, attempt] : live_[n.name]) used += attempt.ranks;
-    view.push_back(NodeView(n, used));
+    NodeUse use;
+    for (const auto& [key, attempt] : live_[n.name]) {
+      use.slots += attempt.slots;
+      use.gpus += static_cast<int64_t>(attempt.gpu_ids.size());
+      use.memory += attempt.memory;
+      ++use.attempts;
+    }
+    view.push_back(NodeView(n, use));
   }
   Send(peer, protocol::DataReply{std::move(view)}, e.id);
+}
+
+void SchedulerService::OnJobAdmin(const std::string& peer, const Envelope& e) {
+  KILN_DECODE_OR_REPLY(protocol::JobAdminRequest, request);
+  auto found = store_->GetJob(request.job_id);
+  KILN_OK_OR_REPLY(found);
+  if (!found->has_value()) return ReplyError(peer, e.id, JobNotFound(request.job_id));
+  JobRecord job = **found;
+  auto active = active_.find(job.id);
+  if (active == active_.end()) {
+    return ReplyError(peer, e.id, Status::FailedPrecondition(
+                                      "job " + std::to_string(job.id) + " is " +
+                                      core::JobStateName(job.state) + "; it has finished"));
+  }
+  ActiveJob& a = active->second;
+  std::string what;
+  if (request.action == "hold" || request.action == "release") {
+    const bool hold = request.action == "hold";
+    if (hold && job.state != core::JobState::kPending) {
+      return ReplyError(peer, e.id, Status::FailedPrecondition(
+                                        "job " + std::to_string(job.id) + " is " +
+                                        core::JobStateName(job.state) +
+                                        "; only PENDING jobs can be held (cancel stops it)"));
+    }
+    if (job.held == hold) {
+      return ReplyError(peer, e.id, Status::FailedPrecondition(
+                                        "job " + std::to_string(job.id) + " is already " +
+                                        (hold ? "held" : "not held")));
+    }
+    job.held = a.queued.held = hold;
+    what = hold ? "held by admin" : "released by admin";
+  } else if (request.action == "priority") {
+    if (request.priority < -1000000 || request.priority > 1000000) {
+      return ReplyError(peer, e.id, Status::InvalidArgument(
+                                        "body.priority: must be within -1000000..1000000"));
+    }
+    if (job.state == core::JobState::kPending) {
+      pending_order_.erase({-a.queued.priority, job.id});
+      pending_order_.insert({-request.priority, job.id});
+    }
+    what = "priority " + std::to_string(job.priority) + " -> " + std::to_string(request.priority);
+    job.priority = a.queued.priority = request.priority;
+  } else {
+    return ReplyError(peer, e.id, Status::InvalidArgument(
+                                      "body.action: must be hold, release or priority, got \"" +
+                                      request.action + "\""));
+  }
+  Status saved = store_->UpdateJob(job);
+  if (saved.ok()) {
+    const std::string state = core::JobStateName(job.state);
+    saved = store_->AddEvent({job.id, clock_.WallMs(), state, state, what});
+  }
+  if (!saved.ok()) return ReplyError(peer, e.id, saved);
+  spdlog::info("job {}: {}", job.id, what);
+  dirty_ = true;
+  WithLiveReason(job);
+  Send(peer, protocol::DataReply{JobSummaryView(job)}, e.id);
+}
+
+void SchedulerService::OnNodeAdmin(const std::string& peer, const Envelope& e) {
+  KILN_DECODE_OR_REPLY(protocol::NodeAdminRequest, request);
+  auto w = workers_.find(request.node);
+  if (w == workers_.end()) {
+    return ReplyError(peer, e.id, Status::NotFound("no node named \"" + request.node +
+                                                   "\" (see kiln nodes)"));
+  }
+  NodeRecord& record = w->second.record;
+  if (request.action == "drain") {
+    record.drained = true;
+    record.drain_reason = request.reason.empty() ? "drained by admin" : request.reason;
+  } else if (request.action == "resume") {
+    record.drained = false;
+    record.drain_reason.clear();
+  } else {
+    return ReplyError(peer, e.id, Status::InvalidArgument(
+                                      "body.action: must be drain or resume, got \"" +
+                                      request.action + "\""));
+  }
+  Status saved = store_->UpsertNode(record);
+  if (!saved.ok()) return ReplyError(peer, e.id, saved);
+  spdlog::info("node {}: {}{}", record.name, request.action,
+               record.drained ? " (" + record.drain_reason + ")" : "");
+  dirty_ = true;
+  NodeUse use;
+  for (const auto& [key, attempt] : live_[record.name]) {
+    use.slots += attempt.slots;
+    ++use.attempts;
+  }
+  Send(peer, protocol::DataReply{NodeView(record, use)}, e.id);
 }
 
 }  // namespace kiln::service

@@ -1,7 +1,8 @@
 // State changes of jobs and nodes driven by the scheduler itself: transitions (each one recorded
-// as a job event), failed attempts, silent workers, and scheduling passes.
+// as a job event), failed attempts, silent workers and time limits.
 #include <spdlog/spdlog.h>
 
+#include "common/quantities.h"
 #include "scheduler/service/scheduler_service.h"
 
 namespace kiln::service {
@@ -17,8 +18,35 @@ Status SchedulerService::Transition(JobRecord& job, core::JobEvent event,
   if (job.state == core::JobState::kRunning) job.started_at = now;
   if (core::IsTerminal(job.state)) job.finished_at = now;
   KILN_RETURN_IF_ERROR(store_->UpdateJob(job));
-  return store_->AddEvent({job.id, now, core::JobStateName(from), core::JobStateName(job.state),
-                           reason});
+  KILN_RETURN_IF_ERROR(store_->AddEvent({job.id, now, core::JobStateName(from),
+                                         core::JobStateName(job.state), reason}));
+
+  auto active = active_.find(job.id);
+  if (active == active_.end()) return Status::Ok();
+  ActiveJob& a = active->second;
+  if (from == core::JobState::kRunning && a.started_at > 0) {
+    // The attempt ended: charge what it used to its user's fair share.
+    const std::string& user = user_names_[a.queued.user];
+    ledger_.Charge(user, core::UsageRate(a.queued.request, options_.usage_unit), a.started_at, now);
+    const auto& entry = ledger_.entries().at(user);
+    KILN_RETURN_IF_ERROR(store_->SaveUsage({user, entry.usage, entry.as_of}));
+  }
+  if (from == core::JobState::kPending) pending_order_.erase({-a.queued.priority, job.id});
+  a.state = job.state;
+  a.reason = reason;
+  if (core::IsTerminal(job.state)) {
+    finished_states_[job.id] = job.state;
+    active_.erase(active);
+  } else if (job.state == core::JobState::kPending) {
+    a.allocation.clear();
+    a.started_at = 0;
+    pending_order_.insert({-a.queued.priority, job.id});
+  } else if (job.state == core::JobState::kRunning) {
+    a.attempt = job.attempt;
+    a.started_at = now;
+  }
+  dirty_ = true;
+  return Status::Ok();
 }
 
 void SchedulerService::FailAttempt(JobRecord& job, const std::string& reason) {
@@ -28,12 +56,40 @@ void SchedulerService::FailAttempt(JobRecord& job, const std::string& reason) {
     spdlog::error("job {}: {}", job.id, s.ToString());
     return;
   }
-  dirty_ = true;
   if (job.state == core::JobState::kPending) {
     spdlog::warn("job {} {}; retrying ({} of {} retries used)", job.id, why, job.attempt,
                  job.max_retries);
   } else {
     spdlog::warn("job {} FAILED: {}", job.id, why);
+  }
+}
+
+void SchedulerService::StopAttempt(const JobRecord& job, const std::string& reason) {
+  for (const auto& entry : job.allocation) {
+    const std::string node = entry.value("node", "");
+    auto live = live_[node].find({job.id, job.attempt});
+    if (live != live_[node].end()) live->second.stop_requested = true;
+    auto w = workers_.find(node);
+    if (w != workers_.end() && w->second.up) {
+      Send(w->second.peer, protocol::KillJob{job.id, job.attempt, reason});
+    }
+  }
+}
+
+void SchedulerService::StopTimedOutJobs(const std::vector<core::RunningJob>& running) {
+  for (int64_t id : core::TimedOut(running, clock_.WallMs())) {
+    auto found = store_->GetJob(id);
+    if (!found.ok() || !found->has_value()) continue;
+    JobRecord job = **found;
+    const std::string why = "TIMEOUT: ran past its time_limit of " +
+                            FormatDuration(job.time_limit_ms / 1000) + "; stopped";
+    Status s = Transition(job, core::JobEvent::kTimedOut, why);
+    if (!s.ok()) {
+      spdlog::error("job {}: {}", id, s.ToString());
+      continue;
+    }
+    StopAttempt(job, "TIMEOUT");
+    spdlog::warn("job {} {}", id, why);
   }
 }
 
@@ -46,14 +102,26 @@ void SchedulerService::MarkWorkerDown(const std::string& name, const std::string
     Status s = store_->UpsertNode(w->second.record);
     if (!s.ok()) spdlog::error("cannot mark node {} DOWN: {}", name, s.ToString());
   }
+  std::set<int64_t> affected;
+  for (const auto& [key, attempt] : live_[name]) affected.insert(key.first);
   live_.erase(name);
   spdlog::warn("worker {} is DOWN: {}", name, reason);
-  auto jobs = store_->ListJobs(false);
-  if (!jobs.ok()) return;
-  for (auto job : *jobs) {
-    if (job.state == core::JobState::kRunning && job.node == name) {
-      FailAttempt(job, "worker " + name + " is DOWN (" + reason + ")");
+  for (const auto& [id, a] : active_) {
+    if (a.state != core::JobState::kRunning) continue;
+    for (const auto& [node, share] : a.allocation) {
+      if (node == name) affected.insert(id);
     }
+  }
+  for (int64_t id : affected) {
+    auto found = store_->GetJob(id);
+    if (!found.ok() || !found->has_value()) continue;
+    JobRecord job = **found;
+    if (job.state != core::JobState::kRunning) continue;
+    bool on_node = job.node == name;
+    for (const auto& entry : job.allocation) on_node = on_node || entry.value("node", "") == name;
+    if (!on_node) continue;
+    StopAttempt(job, "worker " + name + " is DOWN");
+    FailAttempt(job, "worker " + name + " is DOWN (" + reason + ")");
   }
   dirty_ = true;
 }
@@ -69,77 +137,6 @@ void SchedulerService::HeartbeatWorkers() {
   for (auto& [name, w] : workers_) {
     if (w.up) Send(w.peer, protocol::Heartbeat{"scheduler", {}});
   }
-}
-
-void SchedulerService::SchedulingPass() {
-  auto jobs = store_->ListJobs(false);
-  if (!jobs.ok()) {
-    spdlog::error("scheduling pass: {}", jobs.status().ToString());
-    return;
-  }
-  std::vector<core::NodeView> nodes;
-  for (const auto& [name, w] : workers_) {
-    core::NodeView n{name, w.record.slots, 0, w.record.gpus, 0, w.up};
-    for (const auto& [key, a] : live_[name]) {
-      n.used_slots += a.ranks;
-      n.used_gpus += a.gpus;
-    }
-    nodes.push_back(n);
-  }
-  std::vector<core::PendingJobView> queue;
-  std::map<int64_t, JobRecord*> by_id;
-  for (auto& j : *jobs) {
-    if (j.state != core::JobState::kPending) continue;
-    queue.push_back({j.id, j.ranks, j.gpus_per_rank});
-    by_id[j.id] = &j;
-  }
-  if (queue.empty()) return;
-  core::PlacementPlan plan = policy_.Plan(nodes, queue);
-  for (const auto& p : plan.placements) Launch(*by_id[p.job_id], p);
-  for (const auto& w : plan.waiting) {
-    JobRecord& job = *by_id[w.job_id];
-    if (job.reason == w.reason) continue;
-    job.reason = w.reason;
-    Status s = store_->UpdateJob(job);
-    if (!s.ok()) spdlog::error("job {}: {}", job.id, s.ToString());
-  }
-}
-
-void SchedulerService::Launch(JobRecord& job, const core::Placement& placement) {
-  Worker& w = workers_.at(placement.node);
-  job.attempt += 1;
-  job.node = placement.node;
-  Status s = Transition(job, core::JobEvent::kPlaced,
-                        "placed on " + placement.node + " (attempt " +
-                            std::to_string(job.attempt) + ")");
-  if (!s.ok()) {
-    spdlog::error("job {}: cannot start: {}", job.id, s.ToString());
-    return;
-  }
-  live_[placement.node][{job.id, job.attempt}] = {placement.ranks, placement.gpus,
-                                                   clock_.MonotonicMs(), false};
-  protocol::LaunchJob launch{job.id, job.attempt, job.spec, placement.ranks, -1, 0, "", ""};
-  // Resume from this job's latest checkpoint, or else from the one it was submitted to continue.
-  auto own = store_->FindCheckpoint(job.id, -1);
-  std::optional<CheckpointRecord> from;
-  if (own.ok() && own->has_value()) {
-    from = **own;
-  } else if (job.resume_job > 0) {
-    auto other = store_->FindCheckpoint(job.resume_job, job.resume_step);
-    if (other.ok() && other->has_value()) from = **other;
-  }
-  if (from) {
-    launch.resume_job = from->job_id;
-    launch.resume_step = from->step;
-    launch.resume_sha256 = from->sha256;
-    launch.resume_path = from->path;
-    live_[placement.node][{job.id, job.attempt}].resume = {from->job_id, from->step};
-  }
-  spdlog::info("job {} attempt {} -> {} ({} ranks{})", job.id, job.attempt, placement.node,
-               placement.ranks,
-               launch.resume_step >= 0 ? ", resuming at step " + std::to_string(launch.resume_step)
-                                       : "");
-  Send(w.peer, launch);
 }
 
 }  // namespace kiln::service

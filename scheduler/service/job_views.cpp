@@ -7,12 +7,19 @@ using nlohmann::json;
 json JobSummaryView(const JobRecord& j) {
   return {{"id", j.id},
           {"name", j.name},
+          {"user", j.user},
           {"state", core::JobStateName(j.state)},
           {"reason", j.reason},
+          {"priority", j.priority},
+          {"held", j.held},
+          {"time_limit_s", j.time_limit_ms / 1000},
+          {"depends_on", j.depends_on},
           {"attempt", j.attempt},
           {"max_retries", j.max_retries},
           {"ranks", j.ranks},
+          {"gpus_per_rank", j.gpus_per_rank},
           {"node", j.node},
+          {"allocation", j.allocation},
           {"submitted_at", j.submitted_at},
           {"started_at", j.started_at},
           {"finished_at", j.finished_at},
@@ -50,10 +57,21 @@ json JobDetailView(const JobRecord& job, const std::vector<JobEventRecord>& even
   return view;
 }
 
-json NodeView(const NodeRecord& n, int64_t used_slots) {
-  return {{"name", n.name},          {"state", n.state}, {"slots", n.slots},
-          {"used_slots", used_slots}, {"gpus", n.gpus},   {"memory_bytes", n.memory_bytes},
-          {"registered_at", n.registered_at}, {"last_seen_at", n.last_seen_at}};
+json NodeView(const NodeRecord& n, const NodeUse& use) {
+  std::string state = n.state;
+  if (n.state == "UP" && n.drained) state = use.attempts > 0 ? "DRAINING" : "DRAINED";
+  return {{"name", n.name},
+          {"state", state},
+          {"drain_reason", n.drain_reason},
+          {"labels", n.labels},
+          {"slots", n.slots},
+          {"used_slots", use.slots},
+          {"gpus", n.gpus},
+          {"used_gpus", use.gpus},
+          {"memory_bytes", n.memory_bytes},
+          {"used_memory_bytes", use.memory},
+          {"registered_at", n.registered_at},
+          {"last_seen_at", n.last_seen_at}};
 }
 
 }  // namespace kiln::service

@@ -9,8 +9,9 @@
 
 namespace kiln::service {
 
-// {id, name, state, reason, attempt, ranks, node, submitted_at, started_at, finished_at,
-//  exit_code, max_retries, metrics}; metrics is rank 0's latest report.
+// {id, name, user, state, reason, priority, held, time_limit_s, depends_on, attempt, ranks,
+//  gpus_per_rank, node, allocation, submitted_at, started_at, finished_at, exit_code,
+//  max_retries, metrics}; metrics is rank 0's latest report.
 nlohmann::json JobSummaryView(const JobRecord& job);
 // The summary plus "events", "checkpoints", "checkpoint_bytes" and, for a job submitted to
 // continue another, "resumed_from".
@@ -18,7 +19,14 @@ nlohmann::json JobDetailView(const JobRecord& job, const std::vector<JobEventRec
                              const std::vector<CheckpointRecord>& checkpoints);
 // {step, epoch, attempt, metrics, bytes, sha256, created_at, storage, path}
 nlohmann::json CheckpointView(const CheckpointRecord& checkpoint);
-// {name, state, slots, used_slots, gpus, memory_bytes, last_seen_at}
-nlohmann::json NodeView(const NodeRecord& node, int64_t used_slots);
+struct NodeUse {  // what running attempts hold on a node
+  int64_t slots = 0;
+  int64_t gpus = 0;
+  int64_t memory = 0;
+  int64_t attempts = 0;
+};
+// {name, state (UP | DRAINING | DRAINED | DOWN), drain_reason, labels, slots, used_slots, gpus,
+//  used_gpus, memory_bytes, used_memory_bytes, registered_at, last_seen_at}
+nlohmann::json NodeView(const NodeRecord& node, const NodeUse& use);
 
 }  // namespace kiln::service

@@ -44,7 +44,8 @@ SchedulerService::SchedulerService(SchedulerOptions options, const Clock& clock,
       checkpoints_(options_.state_dir + "/checkpoints"),
       socket_(std::move(socket)),
       endpoint_(std::move(endpoint)),
-      monitor_(options_.worker_timeout_ms) {}
+      monitor_(options_.worker_timeout_ms),
+      ledger_(options_.fair_share_half_life_s) {}
 
 SchedulerService::~SchedulerService() = default;
 
@@ -55,18 +56,34 @@ Status SchedulerService::Recover() {
   if (!nodes.ok()) return nodes.status();
   const Millis now = clock_.MonotonicMs();
   for (const auto& n : *nodes) {
-    if (n.state != "UP") continue;
     Worker& w = workers_[n.name];
     w.record = n;
     w.up = false;  // until it registers again; its peer identity is unknown
-    monitor_.Heard(n.name, now);
+    if (n.state == "UP") monitor_.Heard(n.name, now);
   }
+  auto usage = store_->ListUsage();
+  if (!usage.ok()) return usage.status();
+  for (const auto& u : *usage) ledger_.Restore(u.user, {u.usage, u.as_of});
   auto jobs = store_->ListJobs(false);
   if (!jobs.ok()) return jobs.status();
   int running = 0;
   for (const auto& j : *jobs) {
+    SpecParseResult parsed = ParseJobSpec(j.spec);
+    if (!parsed.ok()) {
+      spdlog::error("job {}: stored spec no longer parses ({}); it is not scheduled", j.id,
+                    SpecErrorStrings(parsed.errors).front());
+      continue;
+    }
+    Track(j, parsed.spec);
     if (j.state != core::JobState::kRunning) continue;
-    live_[j.node][{j.id, j.attempt}] = {j.ranks, j.ranks * j.gpus_per_rank, 0, false};
+    for (const auto& [node, share] : active_.at(j.id).allocation) {
+      LiveAttempt live;
+      live.ranks = share.ranks;
+      live.slots = share.ranks * std::max<int64_t>(1, parsed.spec.resources.cpus_per_rank);
+      live.memory = share.ranks * parsed.spec.resources.memory_per_rank;
+      live.gpu_ids = share.gpu_ids;
+      live_[node][{j.id, j.attempt}] = live;
+    }
     ++running;
   }
   spdlog::info("recovered {} unfinished jobs ({} running) and {} nodes", jobs->size(), running,
@@ -110,10 +127,13 @@ void SchedulerService::Turn(int wait_ms) {
     next_heartbeat_at_ = now + kHeartbeatIntervalMs;
     HeartbeatWorkers();
   }
-  if (dirty_ || now >= next_pass_at_) {
+  if ((dirty_ && now >= pass_allowed_at_) || now >= next_pass_at_) {
     dirty_ = false;
     next_pass_at_ = now + kPassEveryMs;
     SchedulingPass();
+    // A pass over a long queue takes a while: leave the loop at least as long for messages.
+    const Millis took = clock_.MonotonicMs() - now;
+    pass_allowed_at_ = now + 2 * took;
   }
   Status committed = store_->Commit();
   if (!committed.ok()) {
@@ -152,6 +172,8 @@ void SchedulerService::HandleFrames(const transport::Frames& frames) {
   if (t == protocol::LogsRequest::kType) return OnLogs(peer, e);
   if (t == protocol::NodesRequest::kType) return OnNodes(peer, e);
   if (t == protocol::CheckpointsRequest::kType) return OnCheckpoints(peer, e);
+  if (t == protocol::JobAdminRequest::kType) return OnJobAdmin(peer, e);
+  if (t == protocol::NodeAdminRequest::kType) return OnNodeAdmin(peer, e);
   if (t == protocol::CheckpointRead::kType) return OnCheckpointRead(peer, e);
   if (t == protocol::CheckpointRemove::kType) return OnCheckpointRemove(peer, e);
   if (t == protocol::RegisterWorker::kType) return OnRegister(peer, e);

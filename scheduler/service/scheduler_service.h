@@ -21,12 +21,15 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <unordered_map>
 
 #include "common/clock.h"
 #include "common/protocol/codec.h"
 #include "common/transport/socket.h"
+#include "common/job_spec.h"
+#include "scheduler/core/fair_share.h"
 #include "scheduler/core/heartbeat_monitor.h"
-#include "scheduler/core/placement_policy.h"
+#include "scheduler/core/scheduling_policy.h"
 #include "scheduler/service/checkpoint_store.h"
 #include "scheduler/service/store.h"
 
@@ -36,6 +39,14 @@ struct SchedulerOptions {
   std::string listen = "tcp://127.0.0.1:7070";
   std::string state_dir;
   Millis worker_timeout_ms = 5000;
+  // Scheduling policy (see docs/operations.md).
+  bool backfill = true;
+  double fair_share_half_life_s = 7 * 86400.0;
+  core::UsageUnit usage_unit = core::UsageUnit::kRankSeconds;
+  std::map<std::string, double> user_weights;  // default 1
+  // A gang spanning several workers needs the multi-node launcher; until it exists such jobs
+  // wait as Infeasible and every other gang is placed on one node.
+  bool multi_node = false;
 };
 
 class SchedulerService {
@@ -59,14 +70,26 @@ class SchedulerService {
     NodeRecord record;
     bool up = false;
   };
-  struct LiveAttempt {  // an attempt occupying a worker's slots until it exits
+  struct LiveAttempt {  // an attempt occupying a worker's resources until it exits
     int64_t ranks = 0;
-    int64_t gpus = 0;
+    int64_t slots = 0;
+    int64_t memory = 0;
+    std::vector<int> gpu_ids;
     Millis launched_at = 0;       // monotonic; 0 for attempts recovered after a restart
     bool stop_requested = false;  // kill sent; repeated while the worker still reports it
     std::pair<int64_t, int64_t> resume{0, -1};  // checkpoint (job, step) it resumes from
   };
   using AttemptKey = std::pair<int64_t, int64_t>;  // job id, attempt
+  // An unfinished job as scheduling needs it; specs, logs and events stay in the database.
+  struct ActiveJob {
+    core::QueuedJob queued;  // id, user, priority, resources, time limit, held, dependencies
+    core::JobState state = core::JobState::kPending;
+    int64_t attempt = 0;
+    Millis started_at = 0;  // wall clock, current attempt
+    std::vector<std::pair<std::string, core::NodeShare>> allocation;  // node name, share
+    std::string reason;     // why it waits (pending), from the latest pass
+    std::string unplaceable;  // set when this scheduler cannot place it at all (multi-node)
+  };
 
   SchedulerService(SchedulerOptions options, const Clock& clock, std::unique_ptr<Store> store,
                    std::unique_ptr<transport::Socket> socket, std::string endpoint);
@@ -90,6 +113,10 @@ class SchedulerService {
   void OnLogs(const std::string& peer, const protocol::Envelope& e);
   void OnNodes(const std::string& peer, const protocol::Envelope& e);
   void OnCheckpoints(const std::string& peer, const protocol::Envelope& e);
+  void OnJobAdmin(const std::string& peer, const protocol::Envelope& e);
+  void OnNodeAdmin(const std::string& peer, const protocol::Envelope& e);
+  // The in-memory reason of a pending job replaces the stored one in views.
+  void WithLiveReason(JobRecord& job) const;
 
   // Worker messages (worker_handlers.cpp).
   void OnRegister(const std::string& peer, const protocol::Envelope& e);
@@ -106,13 +133,26 @@ class SchedulerService {
   void Reconcile(Worker& worker, const std::vector<protocol::RunningAttempt>& reported);
 
   // Job lifecycle (job_lifecycle.cpp).
+  // Every state change goes through here: recorded as an event, mirrored in active_, and an
+  // attempt that ends is charged to its user's fair share.
   Status Transition(JobRecord& job, core::JobEvent event, const std::string& reason);
   void FailAttempt(JobRecord& job, const std::string& reason);
   void MarkWorkerDown(const std::string& name, const std::string& reason);
   void CheckSilentWorkers();
   void HeartbeatWorkers();
+  // Stops the attempt's ranks (the worker sends SIGTERM, then SIGKILL after its grace period).
+  void StopAttempt(const JobRecord& job, const std::string& reason);
+  void StopTimedOutJobs(const std::vector<core::RunningJob>& running);
+
+  // Scheduling (scheduling_pass.cpp).
   void SchedulingPass();
-  void Launch(JobRecord& job, const core::Placement& placement);
+  void Track(const JobRecord& job, const JobSpec& spec);  // adds an unfinished job to active_
+  int32_t UserIndex(const std::string& user);
+  std::vector<core::NodeState> NodeStates(std::vector<std::string>* names);
+  std::vector<core::RunningJob> RunningJobs(const std::unordered_map<std::string, int32_t>& index);
+  std::vector<core::UserShare> UserShares(Millis now);
+  std::optional<core::JobState> StateOfJob(int64_t id);
+  void Launch(JobRecord& job, const std::vector<std::pair<std::string, core::NodeShare>>& shares);
 
   // Checkpoints (checkpoint_handlers.cpp).
   void OnCheckpointBegin(const std::string& peer, const protocol::Envelope& e);
@@ -136,7 +176,7 @@ class SchedulerService {
   std::unique_ptr<transport::Socket> socket_;
   std::string endpoint_;
   core::HeartbeatMonitor monitor_;
-  core::SingleNodeBestFit policy_;
+  core::FairShareLedger ledger_;
 
   std::map<std::string, Worker> workers_;                          // by node name
   std::map<std::string, std::string> node_of_peer_;                // ROUTER identity -> name
@@ -144,7 +184,13 @@ class SchedulerService {
   std::vector<std::pair<std::string, transport::Frames>> outbox_;
   std::vector<CheckpointRecord> deleted_checkpoints_;  // rows deleted this turn; files go after commit
   std::map<std::string, CheckpointRecord> uploads_;     // in progress, by sha256
+  std::map<int64_t, ActiveJob> active_;                  // unfinished jobs, by id
+  std::set<std::pair<int64_t, int64_t>> pending_order_;  // (-priority, id) of PENDING jobs
+  std::vector<std::string> user_names_;
+  std::unordered_map<std::string, int32_t> user_index_;
+  std::unordered_map<int64_t, core::JobState> finished_states_;  // for dependency checks
   bool dirty_ = true;  // something changed that a scheduling pass could act on
+  Millis pass_allowed_at_ = 0;  // passes take at most about half the loop's time
   Millis next_heartbeat_at_ = 0;
   Millis next_liveness_check_at_ = 0;
   Millis next_pass_at_ = 0;

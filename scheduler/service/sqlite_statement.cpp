@@ -11,7 +11,33 @@ SqliteStatement::SqliteStatement(sqlite3* db, const char* sql) : db_(db) {
   }
 }
 
-SqliteStatement::~SqliteStatement() { sqlite3_finalize(stmt_); }
+SqliteStatement::SqliteStatement(sqlite3* db, const char* sql, StatementCache* cache)
+    : db_(db), cache_(cache), sql_(sql) {
+  auto it = cache->idle_.find(sql_);
+  if (it != cache->idle_.end()) {
+    stmt_ = it->second;
+    cache->idle_.erase(it);
+    return;
+  }
+  if (sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr) != SQLITE_OK) {
+    status_ = Status::Internal(std::string("sqlite prepare failed: ") + sqlite3_errmsg(db) +
+                               " in: " + sql);
+  }
+}
+
+SqliteStatement::~SqliteStatement() {
+  if (cache_ != nullptr && stmt_ != nullptr && status_.ok()) {
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+    auto [it, inserted] = cache_->idle_.emplace(sql_, stmt_);
+    if (inserted) return;
+  }
+  sqlite3_finalize(stmt_);
+}
+
+StatementCache::~StatementCache() {
+  for (auto& [sql, stmt] : idle_) sqlite3_finalize(stmt);
+}
 
 SqliteStatement& SqliteStatement::Bind(int index, int64_t value) {
   if (stmt_ != nullptr) sqlite3_bind_int64(stmt_, index, value);
@@ -24,6 +50,13 @@ SqliteStatement& SqliteStatement::Bind(int index, const std::string& value) {
   }
   return *this;
 }
+
+SqliteStatement& SqliteStatement::Bind(int index, double value) {
+  if (stmt_ != nullptr) sqlite3_bind_double(stmt_, index, value);
+  return *this;
+}
+
+double SqliteStatement::Double(int column) const { return sqlite3_column_double(stmt_, column); }
 
 bool SqliteStatement::Step(Status* status) {
   if (!status_.ok()) {

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <string>
+#include <unordered_map>
 
 #include "common/status.h"
 
@@ -11,9 +12,26 @@ struct sqlite3_stmt;
 
 namespace kiln::service {
 
+// Prepared statements kept for reuse, by SQL text (preparing costs more than running a small
+// statement). Finalizes them on destruction, which must come before the database is closed.
+class StatementCache {
+ public:
+  StatementCache() = default;
+  ~StatementCache();
+  StatementCache(const StatementCache&) = delete;
+  StatementCache& operator=(const StatementCache&) = delete;
+
+ private:
+  friend class SqliteStatement;
+  std::unordered_map<std::string, sqlite3_stmt*> idle_;
+};
+
 class SqliteStatement {
  public:
   SqliteStatement(sqlite3* db, const char* sql);
+  // Borrows the statement from `cache` (preparing it the first time) and gives it back, reset,
+  // on destruction.
+  SqliteStatement(sqlite3* db, const char* sql, StatementCache* cache);
   ~SqliteStatement();
   SqliteStatement(const SqliteStatement&) = delete;
   SqliteStatement& operator=(const SqliteStatement&) = delete;
@@ -21,6 +39,7 @@ class SqliteStatement {
   const Status& prepare_status() const { return status_; }
   SqliteStatement& Bind(int index, int64_t value);
   SqliteStatement& Bind(int index, const std::string& value);
+  SqliteStatement& Bind(int index, double value);
   // Returns true when a row is available, false when done; errors land in *status.
   bool Step(Status* status);
   // Runs to completion, for statements without rows.
@@ -29,11 +48,14 @@ class SqliteStatement {
   void Reset();
 
   int64_t Int(int column) const;
+  double Double(int column) const;
   std::string Text(int column) const;
 
  private:
   sqlite3* db_;
   sqlite3_stmt* stmt_ = nullptr;
+  StatementCache* cache_ = nullptr;
+  std::string sql_;
   Status status_;
 };
 

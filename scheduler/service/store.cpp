@@ -31,6 +31,11 @@ CREATE TABLE IF NOT EXISTS jobs (
   resume_job INTEGER NOT NULL DEFAULT 0,
   resume_step INTEGER NOT NULL DEFAULT -1
 );
+CREATE TABLE IF NOT EXISTS usage (
+  user TEXT PRIMARY KEY,
+  usage REAL NOT NULL,
+  as_of INTEGER NOT NULL
+);
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs(state);
 CREATE TABLE IF NOT EXISTS job_events (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -72,9 +77,33 @@ CREATE TABLE IF NOT EXISTS logs (
 );
 )sql";
 
+// Columns added after the first schema; Migrate() adds them to older databases.
+struct AddedColumn {
+  const char* table;
+  const char* name;
+  const char* definition;
+};
+constexpr AddedColumn kAddedColumns[] = {
+    {"jobs", "user", "TEXT NOT NULL DEFAULT ''"},
+    {"jobs", "priority", "INTEGER NOT NULL DEFAULT 0"},
+    {"jobs", "held", "INTEGER NOT NULL DEFAULT 0"},
+    {"jobs", "time_limit_ms", "INTEGER NOT NULL DEFAULT 0"},
+    {"jobs", "depends_on", "TEXT NOT NULL DEFAULT '[]'"},
+    {"jobs", "allocation", "TEXT NOT NULL DEFAULT '[]'"},
+    {"nodes", "labels", "TEXT NOT NULL DEFAULT '[]'"},
+    {"nodes", "drained", "INTEGER NOT NULL DEFAULT 0"},
+    {"nodes", "drain_reason", "TEXT NOT NULL DEFAULT ''"},
+};
+
 constexpr const char* kJobColumns =
     "id, request_id, name, spec, state, reason, attempt, ranks, gpus_per_rank, max_retries, node, "
-    "submitted_at, started_at, finished_at, progress, exit_code, resume_job, resume_step";
+    "submitted_at, started_at, finished_at, progress, exit_code, resume_job, resume_step, user, "
+    "priority, held, time_limit_ms, depends_on, allocation";
+
+json ParseOr(const std::string& text, json fallback) {
+  json j = json::parse(text, nullptr, false);
+  return j.is_discarded() ? fallback : j;
+}
 
 JobRecord ReadJob(const SqliteStatement& s) {
   JobRecord j;
@@ -97,13 +126,23 @@ JobRecord ReadJob(const SqliteStatement& s) {
   j.exit_code = s.Int(15);
   j.resume_job = s.Int(16);
   j.resume_step = s.Int(17);
+  j.user = s.Text(18);
+  j.priority = s.Int(19);
+  j.held = s.Int(20) != 0;
+  j.time_limit_ms = s.Int(21);
+  json deps = ParseOr(s.Text(22), json::array());
+  for (const auto& d : deps) {
+    if (d.is_number_integer()) j.depends_on.push_back(d.get<int64_t>());
+  }
+  j.allocation = ParseOr(s.Text(23), json::array());
   return j;
 }
 
-Result<std::optional<JobRecord>> QueryOneJob(sqlite3* db, const std::string& where,
-                                             const std::string& key, int64_t id) {
+Result<std::optional<JobRecord>> QueryOneJob(sqlite3* db, StatementCache* cache,
+                                             const std::string& where, const std::string& key,
+                                             int64_t id) {
   std::string sql = std::string("SELECT ") + kJobColumns + " FROM jobs WHERE " + where;
-  SqliteStatement s(db, sql.c_str());
+  SqliteStatement s(db, sql.c_str(), cache);
   if (key.empty()) {
     s.Bind(1, id);
   } else {
@@ -132,10 +171,29 @@ Result<std::unique_ptr<Store>> Store::Open(const std::string& path) {
   KILN_RETURN_IF_ERROR(store->Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; "
                                    "PRAGMA foreign_keys=ON;"));
   KILN_RETURN_IF_ERROR(store->Exec(kSchema));
+  KILN_RETURN_IF_ERROR(store->Migrate());
   return store;
 }
 
-Store::~Store() { sqlite3_close(db_); }
+Store::~Store() {
+  cache_.reset();  // statements are finalized before the database closes
+  sqlite3_close(db_);
+}
+
+Status Store::Migrate() {
+  for (const auto& c : kAddedColumns) {
+    SqliteStatement exists(db_, "SELECT 1 FROM pragma_table_info(?) WHERE name=?");
+    exists.Bind(1, std::string(c.table)).Bind(2, std::string(c.name));
+    Status status;
+    const bool present = exists.Step(&status);
+    KILN_RETURN_IF_ERROR(status);
+    if (!present) {
+      KILN_RETURN_IF_ERROR(Exec(std::string("ALTER TABLE ") + c.table + " ADD COLUMN " + c.name +
+                                " " + c.definition));
+    }
+  }
+  return Status::Ok();
+}
 
 Status Store::Exec(const std::string& sql) {
   char* error = nullptr;
@@ -172,14 +230,17 @@ Result<int64_t> Store::InsertJob(const JobRecord& j) {
   SqliteStatement s(db_,
                     "INSERT INTO jobs (request_id, name, spec, state, reason, attempt, ranks, "
                     "gpus_per_rank, max_retries, node, submitted_at, started_at, finished_at, "
-                    "progress, exit_code, resume_job, resume_step) "
-                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+                    "progress, exit_code, resume_job, resume_step, user, priority, held, "
+                    "time_limit_ms, depends_on, allocation) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    cache_.get());
   s.Bind(1, j.request_id).Bind(2, j.name).Bind(3, j.spec.dump());
   s.Bind(4, std::string(core::JobStateName(j.state))).Bind(5, j.reason).Bind(6, j.attempt);
   s.Bind(7, j.ranks).Bind(8, j.gpus_per_rank).Bind(9, j.max_retries).Bind(10, j.node);
   s.Bind(11, j.submitted_at).Bind(12, j.started_at).Bind(13, j.finished_at);
   s.Bind(14, j.progress.dump()).Bind(15, j.exit_code).Bind(16, j.resume_job);
-  s.Bind(17, j.resume_step);
+  s.Bind(17, j.resume_step).Bind(18, j.user).Bind(19, j.priority).Bind(20, int64_t{j.held ? 1 : 0});
+  s.Bind(21, j.time_limit_ms).Bind(22, json(j.depends_on).dump()).Bind(23, j.allocation.dump());
   KILN_RETURN_IF_ERROR(s.Run());
   return static_cast<int64_t>(sqlite3_last_insert_rowid(db_));
 }
@@ -187,21 +248,24 @@ Result<int64_t> Store::InsertJob(const JobRecord& j) {
 Status Store::UpdateJob(const JobRecord& j) {
   SqliteStatement s(db_,
                     "UPDATE jobs SET state=?, reason=?, attempt=?, node=?, started_at=?, "
-                    "finished_at=?, progress=?, exit_code=? WHERE id=?");
+                    "finished_at=?, progress=?, exit_code=?, priority=?, held=?, allocation=? "
+                    "WHERE id=?",
+                    cache_.get());
   s.Bind(1, std::string(core::JobStateName(j.state))).Bind(2, j.reason).Bind(3, j.attempt);
   s.Bind(4, j.node).Bind(5, j.started_at).Bind(6, j.finished_at).Bind(7, j.progress.dump());
-  s.Bind(8, j.exit_code).Bind(9, j.id);
+  s.Bind(8, j.exit_code).Bind(9, j.priority).Bind(10, int64_t{j.held ? 1 : 0});
+  s.Bind(11, j.allocation.dump()).Bind(12, j.id);
   KILN_RETURN_IF_ERROR(s.Run());
   if (sqlite3_changes(db_) != 1) return Status::NotFound("job " + std::to_string(j.id));
   return Status::Ok();
 }
 
 Result<std::optional<JobRecord>> Store::GetJob(int64_t id) {
-  return QueryOneJob(db_, "id=?", "", id);
+  return QueryOneJob(db_, cache_.get(), "id=?", "", id);
 }
 
 Result<std::optional<JobRecord>> Store::FindJobByRequestId(const std::string& request_id) {
-  return QueryOneJob(db_, "request_id=?", request_id, 0);
+  return QueryOneJob(db_, cache_.get(), "request_id=?", request_id, 0);
 }
 
 Result<std::vector<JobRecord>> Store::ListJobs(bool include_finished) {
@@ -219,7 +283,8 @@ Result<std::vector<JobRecord>> Store::ListJobs(bool include_finished) {
 Status Store::AddEvent(const JobEventRecord& e) {
   SqliteStatement s(db_,
                     "INSERT INTO job_events (job_id, time, from_state, to_state, reason) "
-                    "VALUES (?,?,?,?,?)");
+                    "VALUES (?,?,?,?,?)",
+                    cache_.get());
   s.Bind(1, e.job_id).Bind(2, e.time).Bind(3, e.from_state).Bind(4, e.to_state).Bind(5, e.reason);
   return s.Run();
 }
@@ -241,26 +306,54 @@ Result<std::vector<JobEventRecord>> Store::Events(int64_t job_id) {
 Status Store::UpsertNode(const NodeRecord& n) {
   SqliteStatement s(db_,
                     "INSERT INTO nodes (name, slots, memory_bytes, gpus, state, registered_at, "
-                    "last_seen_at) VALUES (?,?,?,?,?,?,?) ON CONFLICT(name) DO UPDATE SET "
+                    "last_seen_at, labels, drained, drain_reason) VALUES (?,?,?,?,?,?,?,?,?,?) "
+                    "ON CONFLICT(name) DO UPDATE SET "
                     "slots=excluded.slots, memory_bytes=excluded.memory_bytes, gpus=excluded.gpus, "
                     "state=excluded.state, registered_at=excluded.registered_at, "
-                    "last_seen_at=excluded.last_seen_at");
+                    "last_seen_at=excluded.last_seen_at, labels=excluded.labels, "
+                    "drained=excluded.drained, drain_reason=excluded.drain_reason",
+                    cache_.get());
   s.Bind(1, n.name).Bind(2, n.slots).Bind(3, n.memory_bytes).Bind(4, n.gpus).Bind(5, n.state);
-  s.Bind(6, n.registered_at).Bind(7, n.last_seen_at);
+  s.Bind(6, n.registered_at).Bind(7, n.last_seen_at).Bind(8, json(n.labels).dump());
+  s.Bind(9, int64_t{n.drained ? 1 : 0}).Bind(10, n.drain_reason);
   return s.Run();
 }
 
 Result<std::vector<NodeRecord>> Store::ListNodes() {
   SqliteStatement s(db_,
-                    "SELECT name, slots, memory_bytes, gpus, state, registered_at, last_seen_at "
-                    "FROM nodes ORDER BY name");
+                    "SELECT name, slots, memory_bytes, gpus, state, registered_at, last_seen_at, "
+                    "labels, drained, drain_reason FROM nodes ORDER BY name");
   std::vector<NodeRecord> nodes;
   Status status;
   while (s.Step(&status)) {
-    nodes.push_back({s.Text(0), s.Int(1), s.Int(2), s.Int(3), s.Text(4), s.Int(5), s.Int(6)});
+    NodeRecord n{s.Text(0), s.Int(1), s.Int(2), s.Int(3), s.Text(4), s.Int(5), s.Int(6)};
+    for (const auto& l : ParseOr(s.Text(7), json::array())) {
+      if (l.is_string()) n.labels.push_back(l.get<std::string>());
+    }
+    n.drained = s.Int(8) != 0;
+    n.drain_reason = s.Text(9);
+    nodes.push_back(std::move(n));
   }
   if (!status.ok()) return status;
   return nodes;
+}
+
+Status Store::SaveUsage(const UsageRecord& u) {
+  SqliteStatement s(db_,
+                    "INSERT INTO usage (user, usage, as_of) VALUES (?,?,?) ON CONFLICT(user) DO "
+                    "UPDATE SET usage=excluded.usage, as_of=excluded.as_of",
+                    cache_.get());
+  s.Bind(1, u.user).Bind(2, u.usage).Bind(3, u.as_of);
+  return s.Run();
+}
+
+Result<std::vector<UsageRecord>> Store::ListUsage() {
+  SqliteStatement s(db_, "SELECT user, usage, as_of FROM usage ORDER BY user");
+  std::vector<UsageRecord> out;
+  Status status;
+  while (s.Step(&status)) out.push_back({s.Text(0), s.Double(1), s.Int(2)});
+  if (!status.ok()) return status;
+  return out;
 }
 
 Status Store::AddCheckpoint(const CheckpointRecord& c) {

@@ -14,6 +14,7 @@
 #include "common/clock.h"
 #include "common/status.h"
 #include "scheduler/core/job_state.h"
+#include "scheduler/service/sqlite_statement.h"
 
 struct sqlite3;
 
@@ -38,6 +39,13 @@ struct JobRecord {
   int64_t exit_code = 0;
   int64_t resume_job = 0;    // submitted to continue from a checkpoint of this job (0: none)
   int64_t resume_step = -1;  // ... at this step (-1: its latest)
+  std::string user;
+  int64_t priority = 0;
+  bool held = false;
+  Millis time_limit_ms = 0;          // 0: none
+  std::vector<int64_t> depends_on;
+  // Where the current/last attempt runs: [{"node", "ranks", "gpu_ids"}].
+  nlohmann::json allocation = nlohmann::json::array();
 };
 
 struct JobEventRecord {
@@ -56,6 +64,15 @@ struct NodeRecord {
   std::string state;  // UP | DOWN
   Millis registered_at = 0;
   Millis last_seen_at = 0;
+  std::vector<std::string> labels;
+  bool drained = false;  // by an admin: takes no new work until resumed
+  std::string drain_reason;
+};
+
+struct UsageRecord {  // a user's decayed fair-share usage
+  std::string user;
+  double usage = 0;
+  Millis as_of = 0;
 };
 
 struct CheckpointRecord {
@@ -103,6 +120,9 @@ class Store {
   Status UpsertNode(const NodeRecord& node);
   Result<std::vector<NodeRecord>> ListNodes();
 
+  Status SaveUsage(const UsageRecord& usage);
+  Result<std::vector<UsageRecord>> ListUsage();
+
   Status AddCheckpoint(const CheckpointRecord& checkpoint);
   Result<std::vector<CheckpointRecord>> Checkpoints(int64_t job_id);  // by step, ascending
   // The checkpoint at `step`, or the latest when step < 0.
@@ -117,9 +137,12 @@ class Store {
   Result<std::vector<LogLine>> Logs(int64_t job_id, int64_t after_seq, int64_t limit);
 
  private:
-  explicit Store(sqlite3* db) : db_(db) {}
+  explicit Store(sqlite3* db) : db_(db), cache_(std::make_unique<StatementCache>()) {}
   Status Exec(const std::string& sql);
+  // Adds columns that databases made by earlier versions lack.
+  Status Migrate();
   sqlite3* db_;
+  std::unique_ptr<StatementCache> cache_;
   bool in_transaction_ = false;
 };
 

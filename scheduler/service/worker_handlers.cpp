@@ -27,12 +27,21 @@ void SchedulerService::OnRegister(const std::string& peer, const Envelope& e) {
                                       "register: name must be 1-128 characters, slots >= 1, "
                                       "gpus >= 0"));
   }
+  if (r.labels.size() > 64) {
+    return ReplyError(peer, e.id, Status::InvalidArgument("register: at most 64 labels"));
+  }
   const Millis now = clock_.WallMs();
   Worker& w = workers_[r.name];
   if (!w.peer.empty() && w.peer != peer) node_of_peer_.erase(w.peer);
   w.peer = peer;
   w.up = true;
+  const bool drained = w.record.drained;  // an admin's drain outlives re-registration
+  const std::string drain_reason = w.record.drain_reason;
   w.record = {r.name, r.slots, r.memory_bytes, r.gpus, "UP", now, now};
+  w.record.labels = r.labels;
+  std::sort(w.record.labels.begin(), w.record.labels.end());
+  w.record.drained = drained;
+  w.record.drain_reason = drain_reason;
   node_of_peer_[peer] = r.name;
   monitor_.Heard(r.name, clock_.MonotonicMs());
   Status saved = store_->UpsertNode(w.record);
@@ -75,7 +84,10 @@ void SchedulerService::Reconcile(Worker& worker, const std::vector<protocol::Run
     auto found = store_->GetJob(key.first);
     if (!found.ok() || !found->has_value()) continue;
     JobRecord job = **found;
-    if (job.state == core::JobState::kRunning && job.attempt == key.second && job.node == name) {
+    bool ran_here = job.node == name;
+    for (const auto& entry : job.allocation) ran_here = ran_here || entry.value("node", "") == name;
+    if (job.state == core::JobState::kRunning && job.attempt == key.second && ran_here) {
+      StopAttempt(job, "attempt lost on " + name);
       FailAttempt(job, "worker " + name + " is not running it (the agent restarted or the launch "
                        "was lost)");
     }
@@ -88,11 +100,15 @@ void SchedulerService::Reconcile(Worker& worker, const std::vector<protocol::Run
       }
       continue;
     }
-    // Running there, but not an attempt we want: stop it, and count its slots until it is gone.
+    // Running there, but not an attempt we want: stop it, and count its slots until it is gone
+    // (all of the job's ranks, as the worker does not say how many run there).
     auto found = store_->GetJob(a.job_id);
-    int64_t ranks = found.ok() && found->has_value() ? (*found)->ranks : 0;
-    int64_t gpus = found.ok() && found->has_value() ? ranks * (*found)->gpus_per_rank : 0;
-    live[{a.job_id, a.attempt}] = {ranks, gpus, now, true};
+    LiveAttempt unwanted;
+    unwanted.ranks = found.ok() && found->has_value() ? (*found)->ranks : 0;
+    unwanted.slots = unwanted.ranks;
+    unwanted.launched_at = now;
+    unwanted.stop_requested = true;
+    live[{a.job_id, a.attempt}] = unwanted;
     Send(worker.peer, protocol::KillJob{a.job_id, a.attempt, "attempt is no longer running"});
     spdlog::warn("worker {} runs job {} attempt {}, which is no longer wanted: stopping it", name,
                  a.job_id, a.attempt);

@@ -215,3 +215,34 @@ TEST_CASE("a torchscript model names its file by absolute path and takes no laye
   spec["model"] = {{"type", "torchscript"}};
   CHECK(HasErrorOn(Errors(spec), "model.path"));
 }
+
+TEST_CASE("scheduling fields: priority, time_limit, depends_on, placement") {
+  auto spec = ValidSpec();
+  spec["priority"] = 5;
+  spec["time_limit"] = "1h30m";
+  spec["depends_on"] = {3, 4};
+  spec["resources"] = {{"ranks", 4}, {"ranks_per_node", 2}, {"memory_per_rank", "2GiB"},
+                       {"cpus_per_rank", 2}, {"placement", "spread"}, {"labels", {"nvme", "ib"}}};
+  auto result = kiln::ParseJobSpec(spec);
+  REQUIRE(result.ok());
+  CHECK(result.spec.priority == 5);
+  CHECK(result.spec.time_limit_s == 5400);
+  CHECK(result.spec.depends_on == std::vector<int64_t>{3, 4});
+  CHECK(result.spec.resources.memory_per_rank == (2ll << 30));
+  CHECK(result.spec.resources.labels == std::vector<std::string>{"ib", "nvme"});
+}
+
+TEST_CASE("scheduling fields are checked and named") {
+  auto spec = ValidSpec();
+  spec["time_limit"] = "soon";
+  spec["depends_on"] = {0};
+  spec["resources"]["ranks"] = 3;
+  spec["resources"]["ranks_per_node"] = 2;
+  spec["resources"]["memory_per_rank"] = "lots";
+  auto errors = Errors(spec);
+  CHECK(errors.size() == 4);
+  CHECK(errors[0] == "resources.ranks_per_node: must divide ranks (3), got 2");
+  CHECK(errors[1].rfind("resources.memory_per_rank: must be bytes or a size", 0) == 0);
+  CHECK(errors[2].rfind("time_limit: must be seconds", 0) == 0);
+  CHECK(errors[3] == "depends_on[0]: must be a job id (an integer >= 1), got 0");
+}

@@ -11,7 +11,7 @@ namespace {
 template <typename M>
 M Sample();
 
-template <> SubmitRequest Sample() { return {"req-1", json{{"name", "x"}}, 4, 500}; }
+template <> SubmitRequest Sample() { return {"req-1", json{{"name", "x"}}, 4, 500, "alice", true}; }
 template <> SubmitReply Sample() { return {42, true}; }
 template <> QueueRequest Sample() { return {true}; }
 template <> ShowRequest Sample() { return {7}; }
@@ -22,12 +22,16 @@ template <> NodesRequest Sample() { return {}; }
 template <> CheckpointsRequest Sample() { return {10}; }
 template <> DataReply Sample() { return {json::array({1, 2, 3})}; }
 template <> ErrorReply Sample() { return {"INVALID_ARGUMENT", "bad", {"a: b", "c: d"}}; }
-template <> RegisterWorker Sample() { return {"node-a", 4, 1 << 30, 2, {{3, 1}, {4, 2}}}; }
+template <> RegisterWorker Sample() {
+  return {"node-a", 4, 1 << 30, 2, {{3, 1}, {4, 2}}, {"ib", "nvme"}};
+}
+template <> JobAdminRequest Sample() { return {12, "priority", 7}; }
+template <> NodeAdminRequest Sample() { return {"node-a", "drain", "maintenance"}; }
 template <> RegisterAck Sample() { return {"node-a", 1000}; }
 template <> Heartbeat Sample() { return {"node-a", {{5, 1}}}; }
 template <> Reregister Sample() { return {"unknown"}; }
 template <> LaunchJob Sample() {
-  return {11, 2, json{{"name", "j"}}, 4, 500, 10, std::string(64, 'd'), "/shared/x.pt"};
+  return {11, 2, json{{"name", "j"}}, 4, 500, 10, std::string(64, 'd'), "/shared/x.pt", {1, 3}};
 }
 template <> KillJob Sample() { return {11, 2, "cancelled"}; }
 template <> JobStarted Sample() { return {11, 2, 1234}; }
@@ -146,12 +150,12 @@ TEST_CASE("deeply nested JSON is refused before it is built, so it cannot exhaus
 
 TEST_CASE("optional fields may be absent, and are left out when empty") {
   auto decoded = DecodeBody<SubmitRequest>(
-      Parse(R"({"v":1,"type":"submit","body":{"request_id":"r","spec":{}}})"));
+      Parse(R"({"v":1,"type":"submit","body":{"request_id":"r","spec":{},"user":"u","hold":false}})"));
   REQUIRE(decoded.ok());
   CHECK_FALSE(decoded->resume_from_job.has_value());
   CHECK_FALSE(BodyOf(*decoded).contains("resume_from_step"));
   auto bad = DecodeBody<SubmitRequest>(Parse(
-      R"({"v":1,"type":"submit","body":{"request_id":"r","spec":{},"resume_from_job":"x"}})"));
+      R"({"v":1,"type":"submit","body":{"request_id":"r","spec":{},"user":"u","hold":false,"resume_from_job":"x"}})"));
   REQUIRE_FALSE(bad.ok());
   CHECK(bad.status().message().find("body.resume_from_job: must be an integer") !=
         std::string::npos);

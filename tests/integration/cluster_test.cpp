@@ -118,7 +118,7 @@ TEST_CASE("a job that cannot fit waits with the reason, and unknown job ids are 
     return j.value("reason", "").rfind("Infeasible", 0) == 0;
   }, 10);
   CHECK(StateIs(job, "PENDING"));
-  CHECK(job["reason"] == "Infeasible: needs 4 slots on one node, largest has 2");
+  CHECK(job["reason"] == "Infeasible: needs 4 slots on one node, largest has 2 slots");
   auto missing = cluster.Kiln({"show", "999"});
   CHECK(missing.exit_code == 1);
   CHECK(missing.err.find("no job with id 999") != std::string::npos);

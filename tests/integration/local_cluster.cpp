@@ -145,11 +145,26 @@ void LocalCluster::StartWorker() {
   // restarted scheduler gets a new port, so tests that restart it restart the worker too.
   const std::string cmd = "exec " + BinPath("kiln-worker") + " --scheduler " + endpoint_ +
                           " --name " + worker_name_ + " --slots " + std::to_string(slots_) +
-                          " --work-dir " + dir_ + "/work --kill-grace 2 >>" + dir_ +
-                          "/worker.log 2>&1";
-  auto group = agent::ProcessGroup::Start({"sh", "-c", cmd}, {}, dir_, "agent-" + worker_name_);
+                          " --work-dir " + dir_ + "/work --kill-grace 2";
+  std::string extra;
+  for (const auto& a : worker_args_) extra += " " + a;
+  const std::string full = cmd + extra + " >>" + dir_ + "/worker.log 2>&1";
+  auto group = agent::ProcessGroup::Start({"sh", "-c", full}, {}, dir_, "agent-" + worker_name_);
   if (!group.ok()) throw std::runtime_error(group.status().ToString());
   worker_ = std::make_unique<agent::ProcessGroup>(std::move(group).value());
+}
+
+void LocalCluster::RestartWorkerWith(std::vector<std::string> extra_args) {
+  StopWorker();
+  worker_args_ = std::move(extra_args);
+  const std::string before = Kiln({"nodes", "--json"}, 10).out;
+  StartWorker();
+  WaitFor([&] {
+    auto r = Kiln({"nodes", "--json"}, 10);
+    json nodes = json::parse(r.out, nullptr, false);
+    return r.exit_code == 0 && r.out != before && nodes.is_array() && !nodes.empty() &&
+           nodes[0]["state"] == "UP";
+  }, 20);
 }
 
 void LocalCluster::StopWorker() {

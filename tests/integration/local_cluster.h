@@ -40,6 +40,9 @@ class LocalCluster {
   void StopScheduler();  // SIGTERM and wait
   void StartWorker();
   void StopWorker();
+  // Restarts the worker with these extra kiln-worker flags (e.g. {"--gpus", "2"}) and waits
+  // until it is UP again.
+  void RestartWorkerWith(std::vector<std::string> extra_args);
 
   CommandResult Kiln(std::vector<std::string> args, double timeout_s = 30);
   std::string WriteSpec(const nlohmann::json& spec, const std::string& name = "spec.json");
@@ -55,6 +58,7 @@ class LocalCluster {
   std::string worker_name_;
   int slots_;
   double worker_timeout_s_;
+  std::vector<std::string> worker_args_;
   std::unique_ptr<agent::ProcessGroup> scheduler_;
   std::unique_ptr<agent::ProcessGroup> worker_;
 };

@@ -85,7 +85,7 @@ TEST_CASE("the scheduler validates specs itself, naming every field") {
   RawClient client(cluster.endpoint());
   json spec = kiln::testing::SyntheticSpec("x", 0, 0, 10);
   spec["train"]["loss"] = "hinge";
-  Envelope reply = client.Call(Encode(SubmitRequest{"req-bad", spec, {}, {}}, "s"));
+  Envelope reply = client.Call(Encode(SubmitRequest{"req-bad", spec, {}, {}, "tester", false}, "s"));
   REQUIRE(reply.type == "error");
   auto errors = reply.body["errors"].get<std::vector<std::string>>();
   CHECK(errors.size() == 3);
@@ -98,8 +98,8 @@ TEST_CASE("a submit retried with the same request id returns the same job, not a
   LocalCluster cluster;
   RawClient client(cluster.endpoint());
   json spec = kiln::testing::SyntheticSpec("once", 1, 1, 64);
-  Envelope first = client.Call(Encode(SubmitRequest{"req-1", spec, {}, {}}, "a"));
-  Envelope second = client.Call(Encode(SubmitRequest{"req-1", spec, {}, {}}, "b"));
+  Envelope first = client.Call(Encode(SubmitRequest{"req-1", spec, {}, {}, "tester", false}, "a"));
+  Envelope second = client.Call(Encode(SubmitRequest{"req-1", spec, {}, {}, "tester", false}, "b"));
   REQUIRE(first.type == "submit_reply");
   REQUIRE(second.type == "submit_reply");
   CHECK(first.body["job_id"] == second.body["job_id"]);

@@ -39,3 +39,14 @@ TEST_CASE("two ranks of batch B read exactly the samples of one rank of batch 2B
     REQUIRE(two.SliceStart(step, 1) == one.SliceStart(step, 0) + 8);
   }
 }
+
+#include "worker/train/gpu_binding.h"
+
+TEST_CASE("each local rank gets its own slice of the node's GPU ids") {
+  using kiln::train::RankGpuIds;
+  CHECK(RankGpuIds("0,2,3,5", 1, 0) == "0");
+  CHECK(RankGpuIds("0,2,3,5", 1, 3) == "5");
+  CHECK(RankGpuIds("0,2,3,5", 2, 1) == "3,5");
+  CHECK(RankGpuIds("0,2,3,5", 2, 2) == "");
+  CHECK(RankGpuIds("0,1", 0, 0) == "");
+}

@@ -76,7 +76,8 @@ std::vector<protocol::RunningAttempt> Agent::RunningAttempts() const {
 }
 
 void Agent::SendRegister() {
-  protocol::RegisterWorker r{options_.name, options_.slots, memory_bytes_, gpus_, RunningAttempts()};
+  protocol::RegisterWorker r{options_.name, options_.slots, memory_bytes_, gpus_, RunningAttempts(),
+                             options_.labels};
   SendToScheduler(protocol::Encode(r));
   last_register_at_ = clock_.MonotonicMs();
   next_heartbeat_at_ = last_register_at_ + kHeartbeatIntervalMs;

@@ -30,6 +30,7 @@ struct AgentOptions {
   std::string scheduler;
   std::string name;
   int64_t slots = 1;
+  std::vector<std::string> labels;  // offered to jobs' resources.labels
   int64_t gpus = -1;  // -1: detect through the CUDA driver
   JobRunConfig run;
 };

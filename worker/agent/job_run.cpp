@@ -150,6 +150,14 @@ Status JobRun::StartProcess() {
       {"KILN_JOB_ID", std::to_string(job_id_)},
       {"KILN_ATTEMPT", std::to_string(attempt_)},
       {"OMPI_MCA_btl_base_warn_component_unused", "0"}};
+  if (!launch_.gpu_ids.empty()) {
+    // Every GPU of this node's share; kiln-train narrows it to its own rank's ids.
+    std::string ids;
+    for (int64_t g : launch_.gpu_ids) ids += (ids.empty() ? "" : ",") + std::to_string(g);
+    env.push_back({"CUDA_VISIBLE_DEVICES", ids});
+    env.push_back({"KILN_GPU_IDS", ids});
+    env.push_back({"KILN_GPUS_PER_RANK", std::to_string(spec_.resources.gpus_per_rank)});
+  }
   if (::geteuid() == 0) {
     env.push_back({"OMPI_ALLOW_RUN_AS_ROOT", "1"});
     env.push_back({"OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1"});

@@ -40,6 +40,8 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 4096));
   app.add_option("--gpus", options.gpus, "GPUs to offer (default: detect through CUDA)")
       ->check(CLI::Range(0, 64));
+  app.add_option("--label", options.labels,
+                 "a label jobs can ask for in resources.labels (repeatable), e.g. --label nvme");
   app.add_option("--work-dir", options.run.work_dir, "directory for job run directories")
       ->required();
   app.add_option("--trainer", options.run.trainer_path, "path of kiln-train")->capture_default_str();

@@ -11,6 +11,7 @@
 
 #include "common/file_util.h"
 #include "common/job_spec.h"
+#include "worker/train/gpu_binding.h"
 #include "worker/train/mpi_comm.h"
 #include "worker/train/progress_reporter.h"
 #include "worker/train/trainer.h"
@@ -36,6 +37,7 @@ void YieldWhenCoresAreFull() {
 
 int main(int argc, char** argv) {
   YieldWhenCoresAreFull();
+  const std::string gpus = kiln::train::BindRankGpus();  // before anything touches CUDA
   kiln::train::MpiComm comm(&argc, &argv);
   CLI::App app{"kiln-train: one data-parallel training rank (run under mpirun)"};
   std::string spec_path, report;
@@ -74,6 +76,10 @@ int main(int argc, char** argv) {
     const char* env = std::getenv("KILN_THREADS_PER_RANK");
     options.threads = env ? std::atoi(env) : parsed.spec.resources.threads_per_rank;  // 0 by hand: 1
     if (options.threads <= 0) options.threads = 1;
+  }
+
+  if (!gpus.empty()) {
+    std::fprintf(stderr, "[rank %d] CUDA_VISIBLE_DEVICES=%s\n", comm.rank(), gpus.c_str());
   }
 
   // BLAS threads follow the rank's thread count even when kiln-train is started by hand, without

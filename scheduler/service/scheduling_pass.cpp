@@ -1,0 +1,265 @@
+// The bridge between the daemon's state and the pure scheduling policy: builds the policy's view
+// of nodes, running jobs, the queue and users, runs a pass, and carries out its plan.
+#include <spdlog/spdlog.h>
+
+#include "scheduler/service/scheduler_service.h"
+
+namespace kiln::service {
+
+namespace {
+
+core::ResourceRequest RequestOf(const JobSpec& spec) {
+  core::ResourceRequest r;
+  const ResourceSpec& res = spec.resources;
+  r.ranks = res.ranks;
+  r.cpus_per_rank = res.cpus_per_rank;
+  r.gpus_per_rank = res.gpus_per_rank;
+  r.memory_per_rank = res.memory_per_rank;
+  r.ranks_per_node = res.ranks_per_node;
+  r.spread = res.placement == "spread";
+  r.labels = res.labels;
+  return r;
+}
+
+}  // namespace
+
+int32_t SchedulerService::UserIndex(const std::string& user) {
+  auto [it, inserted] = user_index_.try_emplace(user, static_cast<int32_t>(user_names_.size()));
+  if (inserted) user_names_.push_back(user);
+  return it->second;
+}
+
+void SchedulerService::Track(const JobRecord& job, const JobSpec& spec) {
+  ActiveJob a;
+  a.queued.id = job.id;
+  a.queued.user = UserIndex(job.user);
+  a.queued.priority = job.priority;
+  a.queued.request = RequestOf(spec);
+  a.queued.time_limit_ms = job.time_limit_ms;
+  a.queued.held = job.held;
+  a.queued.depends_on = job.depends_on;
+  a.state = job.state;
+  a.attempt = job.attempt;
+  a.reason = job.reason;
+  if (!options_.multi_node) {
+    // One node per gang until the multi-node launcher exists.
+    core::ResourceRequest& r = a.queued.request;
+    const bool needs_several = (r.ranks_per_node > 0 && r.ranks_per_node < r.ranks) ||
+                               (r.spread && r.ranks > 1);
+    if (needs_several) {
+      a.unplaceable = "Infeasible: asks for ranks on several nodes (" +
+                      std::string(r.spread ? "placement \"spread\"" : "ranks_per_node") +
+                      "), and this scheduler runs with --multi-node off";
+    }
+    r.ranks_per_node = r.ranks;
+    r.spread = false;
+  }
+  if (job.state == core::JobState::kRunning) {
+    a.started_at = job.started_at;
+    for (const auto& entry : job.allocation) {
+      core::NodeShare share;
+      share.ranks = entry.value("ranks", int64_t{0});
+      for (const auto& g : entry.value("gpu_ids", nlohmann::json::array())) {
+        if (g.is_number_integer()) share.gpu_ids.push_back(g.get<int>());
+      }
+      a.allocation.push_back({entry.value("node", ""), share});
+    }
+    if (a.allocation.empty() && !job.node.empty()) {  // a database from before allocations
+      a.allocation.push_back({job.node, core::NodeShare{0, job.ranks, {}}});
+    }
+  }
+  if (job.state == core::JobState::kPending) pending_order_.insert({-job.priority, job.id});
+  active_[job.id] = std::move(a);
+}
+
+std::vector<core::NodeState> SchedulerService::NodeStates(std::vector<std::string>* names) {
+  std::vector<core::NodeState> nodes;
+  nodes.reserve(workers_.size());
+  for (const auto& [name, w] : workers_) {
+    core::NodeState n;
+    n.name = name;
+    n.availability = !w.up                ? core::NodeAvailability::kDown
+                     : w.record.drained ? core::NodeAvailability::kDrained
+                                        : core::NodeAvailability::kUp;
+    n.slots = w.record.slots;
+    n.memory_bytes = w.record.memory_bytes;
+    n.gpus = static_cast<int>(std::min<int64_t>(w.record.gpus, core::kMaxGpusPerNode));
+    n.labels = w.record.labels;
+    for (const auto& [key, a] : live_[name]) {
+      n.used_slots += a.slots;
+      n.used_memory += a.memory;
+      n.used_gpu_mask |= core::GpuMask(a.gpu_ids);
+    }
+    nodes.push_back(std::move(n));
+    names->push_back(name);
+  }
+  return nodes;
+}
+
+std::vector<core::RunningJob> SchedulerService::RunningJobs(
+    const std::unordered_map<std::string, int32_t>& index) {
+  std::vector<core::RunningJob> running;
+  for (const auto& [id, a] : active_) {
+    if (a.state != core::JobState::kRunning) continue;
+    core::RunningJob r;
+    r.id = id;
+    r.user = a.queued.user;
+    r.request = a.queued.request;
+    r.end_by = a.queued.time_limit_ms > 0 && a.started_at > 0
+                   ? a.started_at + a.queued.time_limit_ms
+                   : 0;
+    for (const auto& [node, share] : a.allocation) {
+      auto it = index.find(node);
+      if (it == index.end()) continue;
+      core::NodeShare s = share;
+      s.node = it->second;
+      r.shares.push_back(std::move(s));
+    }
+    running.push_back(std::move(r));
+  }
+  return running;
+}
+
+std::vector<core::UserShare> SchedulerService::UserShares(Millis now) {
+  std::vector<core::UserShare> users(user_names_.size());
+  for (size_t u = 0; u < users.size(); ++u) {
+    users[u].name = user_names_[u];
+    users[u].usage = ledger_.Usage(user_names_[u], now);
+    auto w = options_.user_weights.find(user_names_[u]);
+    users[u].weight = w != options_.user_weights.end() ? w->second : 1.0;
+  }
+  for (const auto& [id, a] : active_) {
+    if (a.state != core::JobState::kRunning || a.started_at == 0) continue;
+    users[a.queued.user].usage += ledger_.RunningCharge(
+        core::UsageRate(a.queued.request, options_.usage_unit), a.started_at, now);
+  }
+  return users;
+}
+
+std::optional<core::JobState> SchedulerService::StateOfJob(int64_t id) {
+  auto a = active_.find(id);
+  if (a != active_.end()) return a->second.state;
+  auto f = finished_states_.find(id);
+  if (f != finished_states_.end()) return f->second;
+  auto found = store_->GetJob(id);
+  if (!found.ok() || !found->has_value()) return std::nullopt;
+  if (core::IsTerminal((*found)->state)) finished_states_[id] = (*found)->state;
+  return (*found)->state;
+}
+
+void SchedulerService::SchedulingPass() {
+  const Millis now = clock_.WallMs();
+  std::vector<std::string> names;
+  std::vector<core::NodeState> nodes = NodeStates(&names);
+  std::unordered_map<std::string, int32_t> index;
+  for (size_t i = 0; i < names.size(); ++i) index[names[i]] = static_cast<int32_t>(i);
+  std::vector<core::RunningJob> running = RunningJobs(index);
+  StopTimedOutJobs(running);
+  if (pending_order_.empty()) return;
+
+  core::SchedulingInput in;
+  in.nodes = &nodes;
+  in.running = &running;
+  std::unordered_map<int64_t, core::JobState> dependencies;
+  std::vector<std::pair<int64_t, const std::string*>> unplaceable;
+  in.queue.reserve(pending_order_.size());
+  for (const auto& [neg_priority, id] : pending_order_) {
+    const ActiveJob& a = active_.at(id);
+    if (!a.unplaceable.empty() && !a.queued.held) {
+      unplaceable.push_back({id, &a.unplaceable});
+      continue;
+    }
+    in.queue.push_back(&a.queued);
+    for (int64_t d : a.queued.depends_on) {
+      if (dependencies.count(d)) continue;
+      if (auto state = StateOfJob(d)) dependencies[d] = *state;
+    }
+  }
+  std::vector<core::UserShare> users = UserShares(now);
+  in.users = &users;
+  in.dependencies = &dependencies;
+  in.now = now;
+  in.usage_unit = options_.usage_unit;
+  in.commitment_s = ledger_.MeanLifeSeconds();
+  in.backfill = options_.backfill;
+  core::SchedulingPlan plan = core::PlanPass(in);
+
+  for (const auto& [id, why] : unplaceable) active_.at(id).reason = *why;
+  for (const auto& w : plan.waits) {
+    ActiveJob& a = active_.at(w.job_id);
+    const std::string& reason = plan.ReasonOf(w);
+    if (a.reason != reason) a.reason = reason;
+  }
+  for (const auto& f : plan.failures) {
+    auto found = store_->GetJob(f.job_id);
+    if (!found.ok() || !found->has_value()) continue;
+    JobRecord job = **found;
+    Status s = Transition(job, core::JobEvent::kDependencyFailed, f.reason);
+    if (!s.ok()) spdlog::error("job {}: {}", job.id, s.ToString());
+    spdlog::warn("job {} FAILED: {}", job.id, f.reason);
+  }
+  for (const auto& start : plan.starts) {
+    auto found = store_->GetJob(start.job_id);
+    if (!found.ok() || !found->has_value()) continue;
+    JobRecord job = **found;
+    std::vector<std::pair<std::string, core::NodeShare>> shares;
+    for (const auto& s : start.shares) shares.push_back({names[s.node], s});
+    Launch(job, shares);
+  }
+}
+
+void SchedulerService::Launch(JobRecord& job,
+                              const std::vector<std::pair<std::string, core::NodeShare>>& shares) {
+  if (shares.empty()) return;
+  const core::ResourceRequest& request = active_.at(job.id).queued.request;
+  job.attempt += 1;
+  job.node = shares.front().first;
+  job.allocation = nlohmann::json::array();
+  std::string where;
+  for (const auto& [node, share] : shares) {
+    job.allocation.push_back({{"node", node}, {"ranks", share.ranks}, {"gpu_ids", share.gpu_ids}});
+    where += (where.empty() ? "" : ", ") + node + (shares.size() > 1 ? "×" + std::to_string(share.ranks) : "");
+  }
+  Status s = Transition(job, core::JobEvent::kPlaced,
+                        "placed on " + where + " (attempt " + std::to_string(job.attempt) + ")");
+  if (!s.ok()) {
+    spdlog::error("job {}: cannot start: {}", job.id, s.ToString());
+    return;
+  }
+  active_.at(job.id).allocation = shares;
+
+  // Resume from this job's latest checkpoint, or else from the one it was submitted to continue.
+  auto own = store_->FindCheckpoint(job.id, -1);
+  std::optional<CheckpointRecord> from;
+  if (own.ok() && own->has_value()) {
+    from = **own;
+  } else if (job.resume_job > 0) {
+    auto other = store_->FindCheckpoint(job.resume_job, job.resume_step);
+    if (other.ok() && other->has_value()) from = **other;
+  }
+  for (const auto& [node, share] : shares) {
+    LiveAttempt live;
+    live.ranks = share.ranks;
+    live.slots = share.ranks * std::max<int64_t>(1, request.cpus_per_rank);
+    live.memory = share.ranks * request.memory_per_rank;
+    live.gpu_ids = share.gpu_ids;
+    live.launched_at = clock_.MonotonicMs();
+    protocol::LaunchJob launch{job.id, job.attempt, job.spec, share.ranks, -1, 0, "", "", {}};
+    for (int g : share.gpu_ids) launch.gpu_ids.push_back(g);
+    if (from) {
+      launch.resume_job = from->job_id;
+      launch.resume_step = from->step;
+      launch.resume_sha256 = from->sha256;
+      launch.resume_path = from->path;
+      live.resume = {from->job_id, from->step};
+    }
+    live_[node][{job.id, job.attempt}] = live;
+    spdlog::info("job {} attempt {} -> {} ({} ranks{}{})", job.id, job.attempt, node, share.ranks,
+                 share.gpu_ids.empty() ? "" : ", GPUs " + nlohmann::json(share.gpu_ids).dump(),
+                 launch.resume_step >= 0 ? ", resuming at step " + std::to_string(launch.resume_step)
+                                         : "");
+    Send(workers_.at(node).peer, launch);
+  }
+}
+
+}  // namespace kiln::service
