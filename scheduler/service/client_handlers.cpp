@@ -230,7 +230,7 @@ void SchedulerService::OnJobAdmin(const std::string& peer, const Envelope& e) {
     }
     if (job.state == core::JobState::kPending) {
       pending_order_.erase({-a.queued.priority, job.id});
-      pending_order_.insert({-request.priority, job.id});
+      pending_order_[{-request.priority, job.id}] = &a;
     }
     what = "priority " + std::to_string(job.priority) + " -> " + std::to_string(request.priority);
     job.priority = a.queued.priority = request.priority;

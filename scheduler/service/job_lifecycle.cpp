@@ -32,6 +32,7 @@ Status SchedulerService::Transition(JobRecord& job, core::JobEvent event,
     KILN_RETURN_IF_ERROR(store_->SaveUsage({user, entry.usage, entry.as_of}));
   }
   if (from == core::JobState::kPending) pending_order_.erase({-a.queued.priority, job.id});
+  if (from == core::JobState::kRunning) running_ids_.erase(job.id);
   a.state = job.state;
   a.reason = reason;
   if (core::IsTerminal(job.state)) {
@@ -40,8 +41,9 @@ Status SchedulerService::Transition(JobRecord& job, core::JobEvent event,
   } else if (job.state == core::JobState::kPending) {
     a.allocation.clear();
     a.started_at = 0;
-    pending_order_.insert({-a.queued.priority, job.id});
+    pending_order_[{-a.queued.priority, job.id}] = &a;
   } else if (job.state == core::JobState::kRunning) {
+    running_ids_.insert(job.id);
     a.attempt = job.attempt;
     a.started_at = now;
   }
@@ -106,8 +108,8 @@ void SchedulerService::MarkWorkerDown(const std::string& name, const std::string
   for (const auto& [key, attempt] : live_[name]) affected.insert(key.first);
   live_.erase(name);
   spdlog::warn("worker {} is DOWN: {}", name, reason);
-  for (const auto& [id, a] : active_) {
-    if (a.state != core::JobState::kRunning) continue;
+  for (int64_t id : running_ids_) {
+    const ActiveJob& a = active_.at(id);
     for (const auto& [node, share] : a.allocation) {
       if (node == name) affected.insert(id);
     }

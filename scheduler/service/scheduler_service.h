@@ -184,8 +184,10 @@ class SchedulerService {
   std::vector<std::pair<std::string, transport::Frames>> outbox_;
   std::vector<CheckpointRecord> deleted_checkpoints_;  // rows deleted this turn; files go after commit
   std::map<std::string, CheckpointRecord> uploads_;     // in progress, by sha256
-  std::map<int64_t, ActiveJob> active_;                  // unfinished jobs, by id
-  std::set<std::pair<int64_t, int64_t>> pending_order_;  // (-priority, id) of PENDING jobs
+  std::unordered_map<int64_t, ActiveJob> active_;  // unfinished jobs, by id
+  // PENDING jobs by (-priority, id): the order the policy wants its queue in.
+  std::map<std::pair<int64_t, int64_t>, ActiveJob*> pending_order_;
+  std::set<int64_t> running_ids_;  // RUNNING jobs of active_
   std::vector<std::string> user_names_;
   std::unordered_map<std::string, int32_t> user_index_;
   std::unordered_map<int64_t, core::JobState> finished_states_;  // for dependency checks

@@ -68,8 +68,9 @@ void SchedulerService::Track(const JobRecord& job, const JobSpec& spec) {
       a.allocation.push_back({job.node, core::NodeShare{0, job.ranks, {}}});
     }
   }
-  if (job.state == core::JobState::kPending) pending_order_.insert({-job.priority, job.id});
-  active_[job.id] = std::move(a);
+  ActiveJob& tracked = active_[job.id] = std::move(a);
+  if (job.state == core::JobState::kRunning) running_ids_.insert(job.id);
+  if (job.state == core::JobState::kPending) pending_order_[{-job.priority, job.id}] = &tracked;
 }
 
 std::vector<core::NodeState> SchedulerService::NodeStates(std::vector<std::string>* names) {
@@ -99,8 +100,8 @@ std::vector<core::NodeState> SchedulerService::NodeStates(std::vector<std::strin
 std::vector<core::RunningJob> SchedulerService::RunningJobs(
     const std::unordered_map<std::string, int32_t>& index) {
   std::vector<core::RunningJob> running;
-  for (const auto& [id, a] : active_) {
-    if (a.state != core::JobState::kRunning) continue;
+  for (int64_t id : running_ids_) {
+    const ActiveJob& a = active_.at(id);
     core::RunningJob r;
     r.id = id;
     r.user = a.queued.user;
@@ -128,8 +129,9 @@ std::vector<core::UserShare> SchedulerService::UserShares(Millis now) {
     auto w = options_.user_weights.find(user_names_[u]);
     users[u].weight = w != options_.user_weights.end() ? w->second : 1.0;
   }
-  for (const auto& [id, a] : active_) {
-    if (a.state != core::JobState::kRunning || a.started_at == 0) continue;
+  for (int64_t id : running_ids_) {
+    const ActiveJob& a = active_.at(id);
+    if (a.started_at == 0) continue;
     users[a.queued.user].usage += ledger_.RunningCharge(
         core::UsageRate(a.queued.request, options_.usage_unit), a.started_at, now);
   }
@@ -163,10 +165,10 @@ void SchedulerService::SchedulingPass() {
   std::unordered_map<int64_t, core::JobState> dependencies;
   std::vector<std::pair<int64_t, const std::string*>> unplaceable;
   in.queue.reserve(pending_order_.size());
-  for (const auto& [neg_priority, id] : pending_order_) {
-    const ActiveJob& a = active_.at(id);
+  for (const auto& [key, job] : pending_order_) {
+    const ActiveJob& a = *job;
     if (!a.unplaceable.empty() && !a.queued.held) {
-      unplaceable.push_back({id, &a.unplaceable});
+      unplaceable.push_back({key.second, &a.unplaceable});
       continue;
     }
     in.queue.push_back(&a.queued);

@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# Scheduler benchmarks (issue 4), each with a baseline run in this same invocation:
+#  (a) one policy pass, 10,000 nodes and 100,000 pending jobs (steady state and cold), against a
+#      naive first-fit pass; and a long simulation with invariant checks (kiln-bench-scheduler-pass);
+#  (b) durable submits/s from 8 concurrent clients (32 in flight each) against a real daemon on
+#      loopback (baseline: the same clients sending a request that writes nothing);
+#  (c) submits/s with one `kiln submit` process per job, against Slurm's `sbatch` on a one-node
+#      Slurm started here (scripts/bench/slurm_local.sh; installs slurm-wlm and munge);
+#  (d) submit -> every rank running on an idle node, p50 and p99 (baseline: bare `mpirun -np 2`);
+#  (e) scheduler memory (VmHWM) with 100,000 pending jobs (baseline: the idle daemon).
+# KILN_BENCH_QUICK=1 shrinks the sizes. KILN_BENCH_SLURM=0 skips (c)'s Slurm side.
+# Ends with one JSON line per measure.
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+"$repo/scripts/setup.sh" >/dev/null
+bin="${KILN_BUILD_DIR:-$repo/build}"
+quick="${KILN_BENCH_QUICK:-0}"
+dir=$(mktemp -d /tmp/kiln-bench-sched-XXXXXX)
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+pids=()
+results=()
+slurm_started=0
+cleanup() {
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  if [ "$slurm_started" = 1 ]; then slurm_stop || true; fi
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+
+# emit BENCH MEASURE VALUE UNIT BASELINE TARGET higher|lower
+emit() {
+  results+=("$(python3 - "$@" <<'PY'
+import json, sys
+bench, measure, value, unit, baseline, target, better = sys.argv[1:8]
+value, baseline, target = float(value), float(baseline), float(target)
+met = value >= target if better == "higher" else value <= target
+print(json.dumps({"bench": bench, "measure": measure, "value": round(value, 3), "unit": unit,
+                  "baseline": round(baseline, 3),
+                  "ratio": round(value / baseline, 3) if baseline else None,
+                  "target": target, "met": met}))
+PY
+)")
+}
+field() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
+
+start_scheduler() {  # start_scheduler NAME: a fresh daemon; sets $endpoint and $sched_pid
+  "$bin/kiln-scheduler" --listen 'tcp://127.0.0.1:*' --state-dir "$dir/$1" --log-level warn \
+    >"$dir/$1.log" 2>&1 &
+  sched_pid=$!
+  pids+=("$sched_pid")
+  for _ in $(seq 100); do [ -s "$dir/$1/endpoint" ] && break; sleep 0.1; done
+  endpoint="$(cat "$dir/$1/endpoint")"
+}
+stop_scheduler() { kill -TERM "$sched_pid"; wait "$sched_pid" 2>/dev/null || true; }
+rss_mb() { awk -v k="$2" '$1 == k":" {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
+
+spec="$dir/spec.json"
+python3 - "$repo/configs/jobs/synthetic-binary-mlp.json" "$spec" <<'PY'
+import json, sys
+spec = json.load(open(sys.argv[1]))
+spec["resources"] = {"ranks": 2}
+spec["train"]["epochs"] = 100000   # runs until cancelled (latency) or never starts (throughput)
+json.dump(spec, open(sys.argv[2], "w"))
+PY
+
+echo "== (a) policy pass and simulation"
+pass_args=()
+[ "$quick" = 1 ] && pass_args+=(--quick)
+"$bin/kiln-bench-scheduler-pass" "${pass_args[@]}" | tee "$dir/pass.out"
+while IFS= read -r line; do results+=("$line"); done < <(grep '^{"bench"' "$dir/pass.out")
+
+echo "== (b) durable submits/s, 8 clients, and (e) memory with 100,000 pending"
+per_client=$([ "$quick" = 1 ] && echo 500 || echo 2500)
+start_scheduler throughput
+idle_rss=$(rss_mb "$sched_pid" VmRSS)
+noop=$("$bin/kiln-bench-submit" --endpoint "$endpoint" --mode noop --spec "$spec" --jobs $((per_client * 2)))
+submit=$("$bin/kiln-bench-submit" --endpoint "$endpoint" --mode submit --spec "$spec" --jobs "$per_client")
+echo "no-op requests: $noop"
+echo "submits:        $submit"
+emit scheduler submits_per_s_8_clients "$(field "$submit" per_second)" "submits/s" \
+  "$(field "$noop" per_second)" 20000 higher
+total=$((per_client * 8))
+target_pending=$([ "$quick" = 1 ] && echo 10000 || echo 100000)
+while [ "$total" -lt "$target_pending" ]; do
+  "$bin/kiln-bench-submit" --endpoint "$endpoint" --mode submit --spec "$spec" --jobs 2500 >/dev/null
+  total=$((total + 20000))
+done
+sleep 2  # a few scheduling passes over the full queue
+peak=$(rss_mb "$sched_pid" VmHWM)
+echo "scheduler with $total pending jobs: VmHWM $peak MB (idle: $idle_rss MB)"
+emit scheduler memory_mb_${total}_pending "$peak" MB "$idle_rss" 200 lower
+stop_scheduler
+
+echo "== (c) one kiln submit process per job vs sbatch"
+n_submits=$([ "$quick" = 1 ] && echo 100 || echo 400)
+start_scheduler cli
+kiln_rate() {  # kiln_rate N P: jobs/s with P loops, one kiln submit per job
+  local n=$1 p=$2 t0 t1
+  t0=$(date +%s.%N)
+  for i in $(seq "$p"); do
+    ( for _ in $(seq $((n / p))); do
+        KILN_SCHEDULER="$endpoint" "$bin/kiln" submit "$spec" >/dev/null
+      done ) &
+  done
+  wait
+  t1=$(date +%s.%N)
+  awk -v n="$n" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", n / (b - a)}'
+}
+kiln_submit_rate=$(kiln_rate "$n_submits" 8)
+echo "kiln submit: $kiln_submit_rate jobs/s"
+stop_scheduler
+if [ "${KILN_BENCH_SLURM:-1}" = 1 ]; then
+  # shellcheck source=bench/slurm_local.sh
+  source "$repo/scripts/bench/slurm_local.sh"
+  slurm_install >/dev/null
+  slurm_start "$dir/slurm" >/dev/null
+  slurm_started=1
+  sbatch_rate=$(slurm_submit_rate "$n_submits" 8)
+  slurm_stop >/dev/null
+  slurm_started=0
+  echo "sbatch:      $sbatch_rate jobs/s"
+  emit scheduler cli_submits_per_s_vs_sbatch "$kiln_submit_rate" "jobs/s" "$sbatch_rate" \
+    "$(awk -v s="$sbatch_rate" 'BEGIN {print 10 * s}')" higher
+fi
+
+echo "== (d) submit -> all ranks running, idle node"
+start_scheduler latency
+"$bin/kiln-worker" --scheduler "$endpoint" --name bench --slots 2 --work-dir "$dir/work" \
+  >"$dir/worker.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do KILN_SCHEDULER="$endpoint" "$bin/kiln" nodes 2>/dev/null | grep -q " UP " && break; sleep 0.1; done
+samples=$([ "$quick" = 1 ] && echo 5 || echo 20)
+bare=()
+for _ in $(seq "$samples"); do
+  t0=$(date +%s%N)
+  mpirun -np 2 --oversubscribe --bind-to none --mca btl self,vader,tcp true
+  bare+=($(( ($(date +%s%N) - t0) / 1000000 )))
+done
+bare_p50=$(printf '%s\n' "${bare[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR + 1) / 2)]}')
+latency=$("$bin/kiln-bench-submit" --endpoint "$endpoint" --mode latency --spec "$spec" \
+  --samples "$samples" --work-dir "$dir/work")
+echo "kiln: $latency; bare mpirun -np 2 true: p50 $bare_p50 ms"
+emit scheduler submit_to_ranks_p50_ms "$(field "$latency" ranks_p50_ms)" ms "$bare_p50" 50 lower
+emit scheduler submit_to_ranks_p99_ms "$(field "$latency" ranks_p99_ms)" ms "$bare_p50" 200 lower
+emit scheduler submit_to_mpirun_p50_ms "$(field "$latency" launched_p50_ms)" ms "$bare_p50" 50 lower
+
+printf '%s\n' "${results[@]}"

@@ -1,0 +1,194 @@
+// kiln-bench-submit: load generator for a running kiln-scheduler.
+//   --mode submit:  N clients (threads, one DEALER each) keep `window` submits in flight until
+//                   `jobs` are acknowledged; prints acknowledged submits per second.
+//   --mode noop:    the same with `show` of a job that does not exist (no durable write): the
+//                   ceiling the protocol and loop give, the baseline for submits.
+//   --mode latency: one job at a time on an idle cluster; times submit -> mpirun running and
+//                   submit -> every rank (kiln-train process) running, seen in /proc; prints
+//                   p50/p99 of each, then cancels the job.
+#include <dirent.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "common/file_util.h"
+#include "common/protocol/codec.h"
+#include "common/transport/socket.h"
+
+using namespace kiln;
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double Seconds(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+struct Totals {
+  std::atomic<int64_t> acked{0};
+  std::atomic<int64_t> errors{0};
+};
+
+void Client(transport::Context& context, const std::string& endpoint, const std::string& mode,
+            const json& spec, int64_t jobs, int window, int client, Totals* totals) {
+  transport::Socket socket(context, transport::SocketKind::kDealer);
+  if (!socket.Connect(endpoint).ok()) return;
+  int64_t sent = 0, received = 0;
+  auto send_one = [&] {
+    const std::string id = "c" + std::to_string(client) + "-" + std::to_string(sent);
+    Status s = mode == "submit"
+                   ? socket.Send(protocol::Encode(
+                         protocol::SubmitRequest{"bench-" + std::to_string(::getpid()) + "-" + id,
+                                                 spec, std::nullopt, std::nullopt, "bench", false},
+                         id))
+                   : socket.Send(protocol::Encode(protocol::ShowRequest{1'000'000'000}, id));
+    if (s.ok()) ++sent;
+    return s.ok();
+  };
+  while (received < jobs) {
+    while (sent < jobs && sent - received < window && send_one()) {
+    }
+    transport::Poller poller;
+    poller.AddSocket(socket);
+    (void)poller.Wait(1000);
+    while (auto frames = socket.Receive()) {
+      ++received;
+      auto envelope = protocol::DecodeEnvelope((*frames)[0]);
+      const bool ok = envelope.ok() && (mode == "submit" ? envelope->type == "submit_reply"
+                                                         : envelope->type == "error");
+      (ok ? totals->acked : totals->errors)++;
+    }
+  }
+}
+
+// Processes whose command line contains `needle` (and `also`, when given).
+int CountProcesses(const std::string& needle, const std::string& also) {
+  int count = 0;
+  DIR* proc = ::opendir("/proc");
+  if (proc == nullptr) return 0;
+  while (dirent* e = ::readdir(proc)) {
+    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+    std::ifstream f(std::string("/proc/") + e->d_name + "/cmdline", std::ios::binary);
+    std::string cmd((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    if (cmd.find(needle) != std::string::npos && (also.empty() || cmd.find(also) != std::string::npos)) {
+      ++count;
+    }
+  }
+  ::closedir(proc);
+  return count;
+}
+
+double Percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<size_t>(p * (v.size() - 1) + 0.5))];
+}
+
+json Call(transport::Socket& socket, const transport::Frames& request) {
+  (void)socket.Send(request);
+  transport::Poller poller;
+  poller.AddSocket(socket);
+  (void)poller.Wait(10000);
+  auto frames = socket.Receive();
+  if (!frames) return json();
+  auto envelope = protocol::DecodeEnvelope((*frames)[0]);
+  return envelope.ok() ? envelope->body : json();
+}
+
+int Latency(transport::Context& context, const std::string& endpoint, const json& spec,
+            int samples, const std::string& work_dir) {
+  transport::Socket socket(context, transport::SocketKind::kDealer);
+  if (!socket.Connect(endpoint).ok()) return 1;
+  const int ranks = spec["resources"]["ranks"].get<int>();
+  std::vector<double> launched, all_ranks;
+  for (int i = 0; i < samples; ++i) {
+    const auto t0 = Clock::now();
+    json reply = Call(socket, protocol::Encode(protocol::SubmitRequest{
+        "lat-" + std::to_string(::getpid()) + "-" + std::to_string(i), spec, std::nullopt,
+        std::nullopt, "bench", false}, "s"));
+    const int64_t id = reply.value("job_id", int64_t{0});
+    if (id == 0) return 1;
+    const std::string run = work_dir + "/jobs/" + std::to_string(id) + "/";
+    double t_launch = -1, t_ranks = -1;
+    while (Seconds(t0, Clock::now()) < 20) {
+      if (t_launch < 0 && CountProcesses("mpirun", run) > 0) t_launch = Seconds(t0, Clock::now());
+      if (CountProcesses("kiln-train", run) >= ranks) {
+        t_ranks = Seconds(t0, Clock::now());
+        if (t_launch < 0) t_launch = t_ranks;
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::microseconds(500));
+    }
+    Call(socket, protocol::Encode(protocol::CancelRequest{id}, "c"));
+    if (t_ranks < 0) return 1;
+    launched.push_back(t_launch * 1000);
+    all_ranks.push_back(t_ranks * 1000);
+    // Wait for the ranks to be gone so the next sample starts on an idle node.
+    while (CountProcesses("kiln-train", run) > 0 || CountProcesses("mpirun", run) > 0) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  std::cout << json{{"launched_p50_ms", Percentile(launched, 0.5)},
+                    {"launched_p99_ms", Percentile(launched, 0.99)},
+                    {"ranks_p50_ms", Percentile(all_ranks, 0.5)},
+                    {"ranks_p99_ms", Percentile(all_ranks, 0.99)},
+                    {"samples", samples}}
+                   .dump()
+            << std::endl;
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"kiln-bench-submit: load generator for kiln-scheduler"};
+  std::string endpoint, mode = "submit", spec_path, work_dir;
+  int clients = 8, window = 32, samples = 20;
+  int64_t jobs = 20000;
+  app.add_option("--endpoint", endpoint)->required();
+  app.add_option("--mode", mode)->check(CLI::IsMember({"submit", "noop", "latency"}));
+  app.add_option("--spec", spec_path)->required();
+  app.add_option("--clients", clients);
+  app.add_option("--window", window, "requests in flight per client");
+  app.add_option("--jobs", jobs, "requests per client");
+  app.add_option("--samples", samples);
+  app.add_option("--work-dir", work_dir, "the worker's work dir (latency mode)");
+  CLI11_PARSE(app, argc, argv);
+  auto text = ReadFile(spec_path);
+  if (!text.ok()) {
+    std::cerr << text.status().ToString() << "\n";
+    return 2;
+  }
+  const json spec = json::parse(*text);
+  transport::Context context;
+  if (mode == "latency") return Latency(context, endpoint, spec, samples, work_dir);
+
+  Totals totals;
+  const auto t0 = Clock::now();
+  std::vector<std::thread> threads;
+  for (int c = 0; c < clients; ++c) {
+    threads.emplace_back(Client, std::ref(context), endpoint, mode, std::cref(spec), jobs, window,
+                         c, &totals);
+  }
+  for (auto& t : threads) t.join();
+  const double elapsed = Seconds(t0, Clock::now());
+  std::cout << json{{"mode", mode},
+                    {"acked", totals.acked.load()},
+                    {"errors", totals.errors.load()},
+                    {"seconds", elapsed},
+                    {"per_second", totals.acked.load() / elapsed}}
+                   .dump()
+            << std::endl;
+  return totals.errors.load() == 0 ? 0 : 1;
+}
