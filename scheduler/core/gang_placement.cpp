@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstdio>
 #include <limits>
+#include <map>
+#include <tuple>
 
 namespace kiln::core {
 
@@ -224,28 +226,53 @@ std::string DescribeNeed(const ResourceRequest& r) {
          ")";
 }
 
+std::vector<NodeClass> UpNodeClasses(const std::vector<NodeState>& nodes) {
+  using Key = std::tuple<int64_t, int64_t, int64_t, const std::vector<std::string>*>;
+  auto less = [](const Key& a, const Key& b) {
+    if (std::get<0>(a) != std::get<0>(b)) return std::get<0>(a) < std::get<0>(b);
+    if (std::get<1>(a) != std::get<1>(b)) return std::get<1>(a) < std::get<1>(b);
+    if (std::get<2>(a) != std::get<2>(b)) return std::get<2>(a) < std::get<2>(b);
+    return *std::get<3>(a) < *std::get<3>(b);
+  };
+  std::map<Key, int64_t, decltype(less)> counts(less);
+  for (const auto& n : nodes) {
+    if (n.availability != NodeAvailability::kUp) continue;
+    ++counts[Key{n.slots, n.memory_bytes, n.gpus, &n.labels}];
+  }
+  std::vector<NodeClass> classes;
+  classes.reserve(counts.size());
+  for (const auto& [key, count] : counts) {
+    classes.push_back({std::get<0>(key), std::get<1>(key), std::get<2>(key), *std::get<3>(key),
+                       count});
+  }
+  return classes;
+}
+
 std::optional<std::string> InfeasibleReason(const std::vector<NodeState>& nodes,
                                             const ResourceRequest& r) {
+  return InfeasibleReason(UpNodeClasses(nodes), r);
+}
+
+std::optional<std::string> InfeasibleReason(const std::vector<NodeClass>& up_classes,
+                                            const ResourceRequest& r) {
   const bool gpus = r.gpus_per_rank > 0, memory = r.memory_per_rank > 0;
-  int up = 0, matching = 0;
+  int64_t matching = 0;
   Amount largest;
   int64_t total_ranks = 0, largest_ranks = 0, nodes_holding_k = 0;
-  for (const auto& node : nodes) {
-    if (node.availability != NodeAvailability::kUp) continue;
-    ++up;
-    if (!HasAllLabels(node.labels, r.labels)) continue;
-    ++matching;
-    largest.slots = std::max(largest.slots, node.slots);
-    largest.gpus = std::max<int64_t>(largest.gpus, node.gpus);
-    largest.memory = std::max(largest.memory, node.memory_bytes);
-    int64_t fit = PerRank(node.slots, std::max<int64_t>(1, r.cpus_per_rank));
-    fit = std::min(fit, PerRank(node.gpus, r.gpus_per_rank));
-    fit = std::min(fit, PerRank(node.memory_bytes, r.memory_per_rank));
-    total_ranks += fit;
+  for (const auto& c : up_classes) {
+    if (!HasAllLabels(c.labels, r.labels)) continue;
+    matching += c.count;
+    largest.slots = std::max(largest.slots, c.slots);
+    largest.gpus = std::max(largest.gpus, c.gpus);
+    largest.memory = std::max(largest.memory, c.memory);
+    int64_t fit = PerRank(c.slots, std::max<int64_t>(1, r.cpus_per_rank));
+    fit = std::min(fit, PerRank(c.gpus, r.gpus_per_rank));
+    fit = std::min(fit, PerRank(c.memory, r.memory_per_rank));
+    total_ranks += fit * c.count;
     largest_ranks = std::max(largest_ranks, fit);
-    if (r.ranks_per_node > 0 && fit >= r.ranks_per_node) ++nodes_holding_k;
+    if (r.ranks_per_node > 0 && fit >= r.ranks_per_node) nodes_holding_k += c.count;
   }
-  if (up == 0) return std::nullopt;
+  if (up_classes.empty()) return std::nullopt;
   if (matching == 0) {
     return "Infeasible: no up node has labels " + JoinLabels(r.labels);
   }

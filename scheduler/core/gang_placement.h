@@ -66,9 +66,22 @@ class FreeCapacity {
   Index by_gpus_;  // nodes with GPUs only
 };
 
+// Up nodes of one size and label set, and how many there are: clusters have few such classes,
+// so per-job questions about the whole cluster cost O(classes), not O(nodes).
+struct NodeClass {
+  int64_t slots = 0;
+  int64_t memory = 0;
+  int64_t gpus = 0;
+  std::vector<std::string> labels;
+  int64_t count = 0;
+};
+std::vector<NodeClass> UpNodeClasses(const std::vector<NodeState>& nodes);
+
 // Why `r` can never run on these nodes as they are (up nodes at full capacity), e.g.
 // "Infeasible: needs 8 GPUs on one node, largest has 4"; nullopt when it could.
 // No up node at all is not infeasible (workers come and go) and also yields nullopt.
+std::optional<std::string> InfeasibleReason(const std::vector<NodeClass>& up_classes,
+                                            const ResourceRequest& r);
 std::optional<std::string> InfeasibleReason(const std::vector<NodeState>& nodes,
                                             const ResourceRequest& r);
 

@@ -123,7 +123,11 @@ class Pass {
     ShapeMemo& m = memo_[j.request];
     if (!m.infeasible_checked) {
       m.infeasible_checked = true;
-      auto why = InfeasibleReason(*in_.nodes, j.request);
+      if (!classes_built_) {
+        up_classes_ = UpNodeClasses(*in_.nodes);
+        classes_built_ = true;
+      }
+      auto why = InfeasibleReason(up_classes_, j.request);
       if (why) m.infeasible = Reason(*why);
     }
     if (m.infeasible != kNoReason) {
@@ -347,6 +351,8 @@ class Pass {
   SchedulingPlan plan_;
   bool any_up_ = false;
   bool any_drained_ = false;
+  bool classes_built_ = false;
+  std::vector<NodeClass> up_classes_;
   std::vector<double> key_;     // usage per weight, by user (last slot: unknown users)
   std::vector<double> weight_;
   std::vector<std::vector<const QueuedJob*>> user_queues_;

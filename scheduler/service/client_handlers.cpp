@@ -106,7 +106,7 @@ void SchedulerService::OnSubmit(const std::string& peer, const Envelope& e) {
   job.id = *id;
   Track(job, parsed.spec);
   spdlog::debug("job {} \"{}\" submitted by {} ({} ranks)", *id, job.name, job.user, job.ranks);
-  dirty_ = true;
+  submitted_ = true;
   Send(peer, protocol::SubmitReply{*id, false}, e.id);
 }
 

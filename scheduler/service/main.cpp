@@ -1,5 +1,6 @@
 // kiln-scheduler: parses flags and runs the SchedulerService until SIGTERM/SIGINT.
 #include <csignal>
+#include <cstdio>
 
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
@@ -28,8 +29,40 @@ int main(int argc, char** argv) {
                  "seconds of silence after which a worker is DOWN")
       ->capture_default_str()
       ->check(CLI::Range(0.5, 3600.0));
+  bool no_backfill = false;
+  std::string usage_unit = "ranks";
+  std::vector<std::string> weights;
+  app.add_flag("--no-backfill", no_backfill,
+               "never start a job ahead of the blocked highest-priority job");
+  app.add_option("--fair-share-half-life", options.fair_share_half_life_s,
+                 "seconds for a user's past usage to count half as much")
+      ->capture_default_str()
+      ->check(CLI::Range(1.0, 10.0 * 365 * 86400));
+  app.add_option("--usage-unit", usage_unit, "what fair share counts: ranks (rank-seconds) or "
+                                             "gpus (GPU-seconds)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"ranks", "gpus"}));
+  app.add_option("--user-weight", weights, "USER=WEIGHT: a user's fair share (default 1; "
+                                           "repeatable), e.g. --user-weight alice=2");
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  options.backfill = !no_backfill;
+  options.usage_unit = usage_unit == "gpus" ? kiln::core::UsageUnit::kGpuSeconds
+                                            : kiln::core::UsageUnit::kRankSeconds;
+  for (const auto& w : weights) {
+    const size_t eq = w.find('=');
+    double weight = 0;
+    try {
+      weight = eq == std::string::npos ? 0 : std::stod(w.substr(eq + 1));
+    } catch (const std::exception&) {
+    }
+    if (eq == 0 || eq == std::string::npos || !(weight > 0)) {
+      std::fprintf(stderr, "kiln-scheduler: --user-weight: expected USER=WEIGHT with WEIGHT > 0, "
+                           "got \"%s\"\n", w.c_str());
+      return 2;
+    }
+    options.user_weights[w.substr(0, eq)] = weight;
+  }
   options.worker_timeout_ms = static_cast<kiln::Millis>(worker_timeout_s * 1000);
 
   kiln::InitLogging("scheduler", log_level);

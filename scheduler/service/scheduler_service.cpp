@@ -127,8 +127,10 @@ void SchedulerService::Turn(int wait_ms) {
     next_heartbeat_at_ = now + kHeartbeatIntervalMs;
     HeartbeatWorkers();
   }
-  if ((dirty_ && now >= pass_allowed_at_) || now >= next_pass_at_) {
+  const bool worth_a_pass = dirty_ || (submitted_ && capacity_left_);
+  if ((worth_a_pass && now >= pass_allowed_at_) || now >= next_pass_at_) {
     dirty_ = false;
+    submitted_ = false;
     next_pass_at_ = now + kPassEveryMs;
     SchedulingPass();
     // A pass over a long queue takes a while: leave the loop at least 3/4 of its time for

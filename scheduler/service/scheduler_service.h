@@ -192,6 +192,12 @@ class SchedulerService {
   std::unordered_map<std::string, int32_t> user_index_;
   std::unordered_map<int64_t, core::JobState> finished_states_;  // for dependency checks
   bool dirty_ = true;  // something changed that a scheduling pass could act on
+  // Jobs were submitted since the last pass. New jobs alone cannot start anything when the last
+  // pass left no free slot on any usable node: then they wait for the next event or the periodic
+  // pass (their reason reads "not yet scheduled" until then), and a burst of submits into a full
+  // cluster does not rescan the whole queue every turn.
+  bool submitted_ = false;
+  bool capacity_left_ = true;  // after the last pass, some usable node had a free slot
   Millis pass_allowed_at_ = 0;  // passes take at most about half the loop's time
   Millis next_heartbeat_at_ = 0;
   Millis next_liveness_check_at_ = 0;

@@ -157,6 +157,11 @@ void SchedulerService::SchedulingPass() {
   for (size_t i = 0; i < names.size(); ++i) index[names[i]] = static_cast<int32_t>(i);
   std::vector<core::RunningJob> running = RunningJobs(index);
   StopTimedOutJobs(running);
+  capacity_left_ = false;
+  for (const auto& n : nodes) {
+    capacity_left_ = capacity_left_ || (n.availability == core::NodeAvailability::kUp &&
+                                         n.slots > n.used_slots);
+  }
   if (pending_order_.empty()) return;
 
   core::SchedulingInput in;
@@ -207,6 +212,12 @@ void SchedulerService::SchedulingPass() {
     std::vector<std::pair<std::string, core::NodeShare>> shares;
     for (const auto& s : start.shares) shares.push_back({names[s.node], s});
     Launch(job, shares);
+  }
+  // What the starts took is now in live_: look again.
+  capacity_left_ = false;
+  for (const auto& n : NodeStates(&names)) {
+    capacity_left_ = capacity_left_ || (n.availability == core::NodeAvailability::kUp &&
+                                         n.slots > n.used_slots);
   }
 }
 

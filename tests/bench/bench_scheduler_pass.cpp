@@ -18,6 +18,7 @@
 #include <random>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "scheduler/core/gang_placement.h"
@@ -278,6 +279,13 @@ void PrintPass(const char* what, const PassInput& p, const PassTiming& t) {
               t.naive_ms > 0 ? t.policy_ms / t.naive_ms : 0.0);
 }
 
+// How many distinct request shapes the queue holds: the policy classifies each shape once a pass.
+void PrintShapes(const PassInput& p) {
+  std::unordered_set<core::ResourceRequest, core::ResourceRequestHash> shapes;
+  for (const auto& j : p.jobs) shapes.insert(j.request);
+  std::printf("  %zu distinct request shapes in the queue\n", shapes.size());
+}
+
 sim::SimResult RunSimulation(const Options& o) {
   sim::ClusterConfig cluster = BenchCluster(o.sim_nodes);
   cluster.drained_nodes = o.sim_nodes / 100;
@@ -332,12 +340,14 @@ int main(int argc, char** argv) {
   const std::optional<Options> options = ParseArgs(argc, argv);
   if (!options) return 2;
   const Options& o = *options;
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // progress shows when piped: the run takes minutes
 
   PassTiming steady, cold;
   {
     const PassInput busy = MakePassInput(o, true);
     steady = TimePasses(busy, o.runs);
     PrintPass("steady state", busy, steady);
+    PrintShapes(busy);
   }
   {
     const PassInput empty = MakePassInput(o, false);

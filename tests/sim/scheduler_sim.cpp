@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <functional>
 #include <limits>
 #include <queue>
@@ -125,12 +126,26 @@ ResourceRequest DrawRequest(Rng& rng, const ClusterConfig& cluster, const TraceC
   return r;
 }
 
+// Whether the policy could ever run each request shape on `nodes`, asked once per shape.
+class FeasibilityCache {
+ public:
+  explicit FeasibilityCache(const std::vector<NodeState>& nodes) : nodes_(nodes) {}
+  bool Feasible(const ResourceRequest& r) {
+    auto it = known_.find(r);
+    if (it == known_.end()) it = known_.emplace(r, !core::InfeasibleReason(nodes_, r)).first;
+    return it->second;
+  }
+
+ private:
+  const std::vector<NodeState>& nodes_;
+  std::unordered_map<ResourceRequest, bool, core::ResourceRequestHash> known_;
+};
+
 ResourceRequest DrawFeasibleRequest(Rng& rng, const ClusterConfig& cluster,
-                                    const TraceConfig& config,
-                                    const std::vector<NodeState>& nodes) {
+                                    const TraceConfig& config, FeasibilityCache& feasibility) {
   for (int attempt = 0; attempt < 50; ++attempt) {
     ResourceRequest r = DrawRequest(rng, cluster, config);
-    if (!core::InfeasibleReason(nodes, r)) return r;
+    if (feasibility.Feasible(r)) return r;
   }
   return ResourceRequest{};  // one rank, one slot
 }
@@ -238,13 +253,7 @@ class Simulator {
   }
 
   SimResult Run() {
-    for (size_t i = 0; i + 1 < trace_.jobs.size(); ++i) {
-      if (trace_.jobs[i].id != static_cast<int64_t>(i + 1) ||
-          trace_.jobs[i + 1].submit_at < trace_.jobs[i].submit_at) {
-        log_.Add("trace: jobs must have ids 1..n and non-decreasing submit times");
-        return Finish();
-      }
-    }
+    if (!TraceIsValid()) return Finish();
     for (Millis now = NextEventTime(); now >= 0; now = NextEventTime()) {
       CompleteUpTo(now);
       ArriveUpTo(now);
@@ -283,6 +292,25 @@ class Simulator {
   }
   std::string At(Millis now) const { return "t=" + Rel(now) + ": "; }
 
+  // Ids 1..n, non-decreasing submit times, known users, dependencies on earlier jobs; logs why not.
+  bool TraceIsValid() {
+    const auto& jobs = trace_.jobs;
+    for (size_t i = 0; i < jobs.size(); ++i) {
+      const SimJob& j = jobs[i];
+      const bool ordered = j.id == static_cast<int64_t>(i + 1) &&
+                           (i == 0 || jobs[i - 1].submit_at <= j.submit_at);
+      const bool user = j.user >= 0 && static_cast<size_t>(j.user) < trace_.users.size();
+      const bool deps = std::all_of(j.depends_on.begin(), j.depends_on.end(),
+                                    [&](int64_t d) { return d >= 1 && d < j.id; });
+      if (!ordered || !user || !deps) {
+        log_.Add("trace: " + JobName(j.id) + " at index " + std::to_string(i) +
+                 " breaks the Trace contract");
+        return false;
+      }
+    }
+    return true;
+  }
+
   // The next submission or completion; -1 when there is none.
   Millis NextEventTime() const {
     Millis next = -1;
@@ -318,8 +346,7 @@ class Simulator {
     slot_ms_used_ += static_cast<double>(job.request.ranks * SlotsPerRank(job.request)) *
                      static_cast<double>(end - rec.start);
     gpu_ms_used_ += static_cast<double>(job.request.Gpus()) * static_cast<double>(end - rec.start);
-    const Millis overlap =
-        std::min(end, window_end_) - std::max(rec.start, window_begin_);
+    const Millis overlap = std::min(end, window_end_) - std::max(rec.start, window_begin_);
     if (overlap > 0) {
       user_rank_seconds_[job.user] +=
           static_cast<double>(job.request.ranks) * static_cast<double>(overlap) / 1000.0;
@@ -584,6 +611,7 @@ std::vector<NodeState> BuildNodes(const ClusterConfig& cluster) {
 Trace GenerateTrace(const ClusterConfig& cluster, const TraceConfig& config) {
   Rng rng(config.seed);
   const std::vector<NodeState> nodes = BuildNodes(cluster);
+  FeasibilityCache feasibility(nodes);
   Trace trace;
   trace.users = config.users;
   std::vector<double> activity;
@@ -594,7 +622,7 @@ Trace GenerateTrace(const ClusterConfig& cluster, const TraceConfig& config) {
     job.id = static_cast<int64_t>(i + 1);
     job.user = activity.empty() ? 0 : static_cast<int32_t>(rng.Weighted(activity));
     job.priority = rng.Chance(config.priority_fraction) ? rng.Int(1, 3) : 0;
-    job.request = DrawFeasibleRequest(rng, cluster, config, nodes);
+    job.request = DrawFeasibleRequest(rng, cluster, config, feasibility);
     DrawDuration(rng, config, job);
     DrawDependencies(rng, config, job);
   }

@@ -87,9 +87,11 @@ struct SimJob {
   std::vector<int64_t> depends_on;  // earlier jobs (after-ok)
 };
 
+// Simulate checks the contract: jobs[i].id == i + 1, submit_at non-decreasing, every user an
+// index into `users`, every dependency an earlier id.
 struct Trace {
   std::vector<UserSpec> users;
-  std::vector<SimJob> jobs;  // jobs[i].id == i + 1; submit_at non-decreasing
+  std::vector<SimJob> jobs;
 };
 
 // A seeded random trace whose every request is feasible on BuildNodes(cluster).
