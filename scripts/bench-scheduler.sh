@@ -9,13 +9,16 @@
 #  (d) submit -> every rank running on an idle node, p50 and p99 (baseline: bare `mpirun -np 2`);
 #  (e) scheduler memory (VmHWM) with 100,000 pending jobs (baseline: the idle daemon).
 # KILN_BENCH_QUICK=1 shrinks the sizes. KILN_BENCH_SLURM=0 skips (c)'s Slurm side.
+# KILN_BENCH_PARTS="a b c d" picks parts ((e) runs with (b)).
 # Ends with one JSON line per measure.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$repo/scripts/setup.sh" >/dev/null
 bin="${KILN_BUILD_DIR:-$repo/build}"
 quick="${KILN_BENCH_QUICK:-0}"
+parts="${KILN_BENCH_PARTS:-a b c d}"
 dir=$(mktemp -d /tmp/kiln-bench-sched-XXXXXX)
+chmod 755 "$dir"  # the Slurm side runs munged as the munge user, under this folder
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 pids=()
 results=()
@@ -64,12 +67,17 @@ spec["train"]["epochs"] = 100000   # runs until cancelled (latency) or never sta
 json.dump(spec, open(sys.argv[2], "w"))
 PY
 
+part() { [[ " $parts " == *" $1 "* ]]; }
+
+if part a; then
 echo "== (a) policy pass and simulation"
 pass_args=()
 [ "$quick" = 1 ] && pass_args+=(--quick)
 "$bin/kiln-bench-scheduler-pass" "${pass_args[@]}" | tee "$dir/pass.out"
 while IFS= read -r line; do results+=("$line"); done < <(grep '^{"bench"' "$dir/pass.out")
+fi
 
+if part b; then
 echo "== (b) durable submits/s, 8 clients, and (e) memory with 100,000 pending"
 per_client=$([ "$quick" = 1 ] && echo 500 || echo 2500)
 start_scheduler throughput
@@ -91,7 +99,9 @@ peak=$(rss_mb "$sched_pid" VmHWM)
 echo "scheduler with $total pending jobs: VmHWM $peak MB (idle: $idle_rss MB)"
 emit scheduler memory_mb_${total}_pending "$peak" MB "$idle_rss" 200 lower
 stop_scheduler
+fi
 
+if part c; then
 echo "== (c) one kiln submit process per job vs sbatch"
 n_submits=$([ "$quick" = 1 ] && echo 100 || echo 400)
 start_scheduler cli
@@ -123,7 +133,9 @@ if [ "${KILN_BENCH_SLURM:-1}" = 1 ]; then
   emit scheduler cli_submits_per_s_vs_sbatch "$kiln_submit_rate" "jobs/s" "$sbatch_rate" \
     "$(awk -v s="$sbatch_rate" 'BEGIN {print 10 * s}')" higher
 fi
+fi
 
+if part d; then
 echo "== (d) submit -> all ranks running, idle node"
 start_scheduler latency
 "$bin/kiln-worker" --scheduler "$endpoint" --name bench --slots 2 --work-dir "$dir/work" \
@@ -144,5 +156,6 @@ echo "kiln: $latency; bare mpirun -np 2 true: p50 $bare_p50 ms"
 emit scheduler submit_to_ranks_p50_ms "$(field "$latency" ranks_p50_ms)" ms "$bare_p50" 50 lower
 emit scheduler submit_to_ranks_p99_ms "$(field "$latency" ranks_p99_ms)" ms "$bare_p50" 200 lower
 emit scheduler submit_to_mpirun_p50_ms "$(field "$latency" launched_p50_ms)" ms "$bare_p50" 50 lower
+fi
 
 printf '%s\n' "${results[@]}"

@@ -40,6 +40,7 @@ FreeCapacity::FreeCapacity(const std::vector<NodeState>& nodes)
     f.slots = node.slots - node.used_slots;
     f.memory = node.memory_bytes - node.used_memory;
     f.gpu_mask = node.used_gpu_mask;
+    f.free_gpus = std::max(0, node.gpus - PopCount(f.gpu_mask));
     if (!f.usable) continue;
     total_free_.slots += std::max<int64_t>(0, f.slots);
     total_free_.gpus += FreeGpus(n);
@@ -48,9 +49,7 @@ FreeCapacity::FreeCapacity(const std::vector<NodeState>& nodes)
   }
 }
 
-int64_t FreeCapacity::FreeGpus(int32_t n) const {
-  return std::max(0, (*nodes_)[n].gpus - PopCount(free_[n].gpu_mask));
-}
+int64_t FreeCapacity::FreeGpus(int32_t n) const { return free_[n].free_gpus; }
 
 Amount FreeCapacity::Free(int32_t n) const {
   if (!free_[n].usable) return {};
@@ -185,6 +184,7 @@ void FreeCapacity::Take(std::vector<NodeShare>& shares, const ResourceRequest& r
       s.gpu_ids = LowestFreeGpus(f.gpu_mask, (*nodes_)[s.node].gpus, s.ranks * r.gpus_per_rank);
     }
     f.gpu_mask |= GpuMask(s.gpu_ids);
+    f.free_gpus = std::max(0, (*nodes_)[s.node].gpus - PopCount(f.gpu_mask));
     if (f.usable) {
       total_free_.slots -= s.ranks * std::max<int64_t>(1, r.cpus_per_rank);
       total_free_.memory -= s.ranks * r.memory_per_rank;
@@ -203,6 +203,7 @@ void FreeCapacity::Give(const std::vector<NodeShare>& shares, const ResourceRequ
     f.slots += s.ranks * std::max<int64_t>(1, r.cpus_per_rank);
     f.memory += s.ranks * r.memory_per_rank;
     f.gpu_mask &= ~GpuMask(s.gpu_ids);
+    f.free_gpus = std::max(0, (*nodes_)[s.node].gpus - PopCount(f.gpu_mask));
     if (f.usable) {
       total_free_.slots += s.ranks * std::max<int64_t>(1, r.cpus_per_rank);
       total_free_.memory += s.ranks * r.memory_per_rank;

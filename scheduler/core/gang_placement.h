@@ -48,6 +48,7 @@ class FreeCapacity {
     int64_t slots = 0;
     int64_t memory = 0;
     uint64_t gpu_mask = 0;  // used ids
+    int64_t free_gpus = 0;  // GPUs of the node not in gpu_mask
     bool usable = false;
   };
   using Index = std::set<std::pair<int64_t, int32_t>>;  // (free amount, node)

@@ -21,13 +21,14 @@ std::string WallClock(Millis wall_ms) {
   return buf;
 }
 
-// What the pass remembers about one request shape. Place failures are valid for one generation
-// (the count of starts so far): free resources only shrink within a pass.
+// What the pass remembers about one request shape. A failed placement stays failed for the rest
+// of the pass: free resources, and what the reservation leaves to backfill, only shrink within a
+// pass, and Place finds a placement whenever one exists.
 struct ShapeMemo {
   bool infeasible_checked = false;
   uint32_t infeasible = kNoReason;
-  uint64_t failed_now_gen = kNever;   // Place on all free resources failed at this generation
-  uint64_t failed_held_gen = kNever;  // Place outside the reservation failed at this generation
+  uint64_t failed_now_gen = kNever;   // Place on all free resources failed (after this many starts)
+  uint64_t failed_held_gen = kNever;  // Place outside the reservation failed (after this many)
   uint32_t resources_reason = kNoReason;
   uint32_t reserved_reason[2] = {kNoReason, kNoReason};  // [has time limit]
 };
@@ -164,7 +165,7 @@ class Pass {
   void Try(const QueuedJob& j) {
     ShapeMemo& m = memo_[j.request];
     if (holder_ == nullptr) {
-      if (m.failed_now_gen != generation_) {
+      if (m.failed_now_gen == kNever) {
         if (auto shares = free_.Place(j.request)) return Start(j, std::move(*shares), false);
         m.failed_now_gen = generation_;
       }
@@ -176,19 +177,19 @@ class Pass {
       const bool ends_before = r.start_at >= 0 && j.time_limit_ms > 0 &&
                                in_.now + j.time_limit_ms <= r.start_at;
       if (ends_before) {
-        if (m.failed_now_gen != generation_) {
+        if (m.failed_now_gen == kNever) {
           if (auto shares = free_.Place(j.request)) return Start(j, std::move(*shares), true);
           m.failed_now_gen = generation_;
         }
       } else {
-        if (m.failed_held_gen != generation_) {
+        if (m.failed_held_gen == kNever) {
           if (auto shares = free_.Place(j.request, &holdback_)) {
             return Start(j, std::move(*shares), true);
           }
           m.failed_held_gen = generation_;
         }
         // It would fit if the reservation did not hold resources back: say so.
-        if (m.failed_now_gen != generation_) {
+        if (m.failed_now_gen == kNever) {
           if (free_.Place(j.request)) {
             uint32_t& reason = m.reserved_reason[j.time_limit_ms > 0 ? 1 : 0];
             if (reason == kNoReason) {
