@@ -90,7 +90,8 @@ class Pass {
   }
 
   // Held, dependencies, no workers, infeasible: jobs that cannot take part in this pass.
-  bool Eligible(const QueuedJob& j) {
+  // Sets *memo to the job's shape memo when it checked one (every job that reaches the shape).
+  bool Eligible(const QueuedJob& j, ShapeMemo** memo) {
     if (j.held) {
       Wait(j, WaitKind::kHeld, Reason("Held: `kiln release " + std::to_string(j.id) +
                                       "` lets it be scheduled"));
@@ -122,6 +123,7 @@ class Pass {
       return false;
     }
     ShapeMemo& m = memo_[j.request];
+    *memo = &m;
     if (!m.infeasible_checked) {
       m.infeasible_checked = true;
       if (!classes_built_) {
@@ -142,28 +144,29 @@ class Pass {
     std::vector<int32_t> touched;
     for (size_t i = begin; i < end; ++i) {
       const QueuedJob& j = *queue[i];
-      if (!Eligible(j)) continue;
+      ShapeMemo* memo = nullptr;
+      if (!Eligible(j, &memo)) continue;
       auto& q = user_queues_[UserOf(j)];
       if (q.empty()) touched.push_back(UserOf(j));
-      q.push_back(&j);
+      q.push_back({&j, memo});
     }
     // Min-heap of (usage per weight, next job id, user): the most deserving user goes next.
     using Entry = std::tuple<double, int64_t, int32_t>;
     std::priority_queue<Entry, std::vector<Entry>, std::greater<Entry>> heap;
     std::vector<size_t> next(key_.size(), 0);
-    for (int32_t u : touched) heap.push({key_[u], user_queues_[u][0]->id, u});
+    for (int32_t u : touched) heap.push({key_[u], user_queues_[u][0].first->id, u});
     while (!heap.empty()) {
       const int32_t u = std::get<2>(heap.top());
       heap.pop();
       const auto& q = user_queues_[u];
-      Try(*q[next[u]++]);
-      if (next[u] < q.size()) heap.push({key_[u], q[next[u]]->id, u});
+      const auto& [job, memo] = q[next[u]++];
+      Try(*job, *memo);
+      if (next[u] < q.size()) heap.push({key_[u], q[next[u]].first->id, u});
     }
     for (int32_t u : touched) user_queues_[u].clear();
   }
 
-  void Try(const QueuedJob& j) {
-    ShapeMemo& m = memo_[j.request];
+  void Try(const QueuedJob& j, ShapeMemo& m) {
     if (holder_ == nullptr) {
       if (m.failed_now_gen == kNever) {
         if (auto shares = free_.Place(j.request)) return Start(j, std::move(*shares), false);
@@ -356,7 +359,7 @@ class Pass {
   std::vector<NodeClass> up_classes_;
   std::vector<double> key_;     // usage per weight, by user (last slot: unknown users)
   std::vector<double> weight_;
-  std::vector<std::vector<const QueuedJob*>> user_queues_;
+  std::vector<std::vector<std::pair<const QueuedJob*, ShapeMemo*>>> user_queues_;
   std::unordered_map<ResourceRequest, ShapeMemo, ResourceRequestHash> memo_;
   std::unordered_map<std::string, uint32_t> reason_ids_;
   uint64_t generation_ = 0;
