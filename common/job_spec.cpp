@@ -136,7 +136,8 @@ void ReadModel(JsonFieldReader r, const json& document, ModelSpec* out,
     }
     return;
   }
-  r.RejectUnknown({"type", "conv", "hidden", "activation", "output_units", "output_activation"});
+  r.RejectUnknown({"type", "conv", "hidden", "activation", "output_units", "output_activation",
+                   "dropout"});
   if (document.contains("model") && document["model"].is_object()) {
     ReadConvBlocks(document["model"], "model", out, errors);
   }
@@ -144,6 +145,10 @@ void ReadModel(JsonFieldReader r, const json& document, ModelSpec* out,
   r.Enum("activation", &out->activation, false, {"relu", "tanh", "sigmoid", "gelu"});
   r.Int("output_units", &out->output_units, false, 1, 1 << 16);
   r.Enum("output_activation", &out->output_activation, false, {"none", "sigmoid"});
+  r.Double("dropout", &out->dropout, false, -1e-300, 0.95);
+  if (out->dropout > 0 && out->hidden.empty()) {
+    r.AddError(r.PathOf("dropout"), "needs hidden layers (it follows each one); add \"hidden\"");
+  }
 }
 
 void ReadData(JsonFieldReader r, DataSpec* out) {

@@ -38,6 +38,7 @@ struct ModelSpec {
   std::vector<ConvBlockSpec> conv;  // cnn: convolution blocks, then the hidden fc layers
   std::vector<int> hidden;
   std::string activation = "relu";         // relu | tanh | sigmoid | gelu
+  double dropout = 0.0;                    // after each hidden layer's activation; 0: none
   int output_units = 0;                    // 0: derived from data and loss
   std::string output_activation = "none";  // none | sigmoid
 };

@@ -246,3 +246,15 @@ TEST_CASE("scheduling fields are checked and named") {
   CHECK(errors[2].rfind("time_limit: must be seconds", 0) == 0);
   CHECK(errors[3] == "depends_on[0]: must be a job id (an integer >= 1), got 0");
 }
+
+TEST_CASE("dropout follows hidden layers and is bounded") {
+  auto spec = ValidSpec();
+  spec["model"]["dropout"] = 0.2;
+  CHECK(kiln::ParseJobSpec(spec).ok());
+  spec["model"]["dropout"] = 0.99;
+  CHECK(Errors(spec).front().rfind("model.dropout:", 0) == 0);
+  spec["model"]["dropout"] = 0.2;
+  spec["model"].erase("hidden");
+  CHECK(Errors(spec) == std::vector<std::string>{
+                           "model.dropout: needs hidden layers (it follows each one); add \"hidden\""});
+}

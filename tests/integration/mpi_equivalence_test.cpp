@@ -85,6 +85,8 @@ TEST_CASE("training 2N steps straight and N steps, resume, N more give bit-ident
   const std::string dir = ::mkdtemp(pattern);
   json spec = kiln::testing::SyntheticSpec("resume", 2, 10, 512);  // 16 steps per epoch
   spec["checkpoint"] = {{"every_steps", 24}, {"keep_last", 5}};
+  const double dropout = GENERATE(0.0, 0.3);  // with dropout, the masks must replay too
+  if (dropout > 0) spec["model"]["dropout"] = dropout;
   RunTrainer(dir + "/straight", 2, spec, 48);
   RunTrainer(dir + "/first", 2, spec, 24);
   // The resumed run crosses an epoch boundary mid-way (24 = 1.5 epochs): the position inside the

@@ -50,3 +50,11 @@ TEST_CASE("each local rank gets its own slice of the node's GPU ids") {
   CHECK(RankGpuIds("0,2,3,5", 2, 2) == "");
   CHECK(RankGpuIds("0,1", 0, 0) == "");
 }
+
+TEST_CASE("step seeds are a pure function of seed, rank and step, distinct across them") {
+  using kiln::train::StepSeed;
+  CHECK(StepSeed(7, 0, 10) == StepSeed(7, 0, 10));
+  CHECK(StepSeed(7, 0, 10) != StepSeed(7, 1, 10));
+  CHECK(StepSeed(7, 0, 10) != StepSeed(7, 0, 11));
+  CHECK(StepSeed(7, 0, 10) != StepSeed(8, 0, 10));
+}

@@ -70,6 +70,7 @@ torch::nn::Sequential BuildModel(const JobSpec& spec) {
   for (int width : spec.model.hidden) {
     seq->push_back(torch::nn::Linear(in, width));
     AddActivation(seq, spec.model.activation);
+    if (spec.model.dropout > 0) seq->push_back(torch::nn::Dropout(spec.model.dropout));
     in = width;
   }
   seq->push_back(torch::nn::Linear(in, spec.OutputUnits()));

@@ -27,4 +27,9 @@ std::vector<int64_t> EpochOrder(int64_t samples, uint64_t seed, int64_t epoch) {
   return order;
 }
 
+uint64_t StepSeed(uint64_t seed, int rank, int64_t step) {
+  return SplitMix64(SplitMix64(seed ^ 0xd40u) ^ SplitMix64(static_cast<uint64_t>(rank) << 40 ^
+                                                           static_cast<uint64_t>(step)));
+}
+
 }  // namespace kiln::train

@@ -13,6 +13,11 @@ namespace kiln::train {
 
 std::vector<int64_t> EpochOrder(int64_t samples, uint64_t seed, int64_t epoch);
 
+// The seed of rank `rank`'s random stream (dropout masks) at global step `step`. Every step
+// reseeds from it, so the random state is a function of (seed, rank, step): a resumed run draws
+// exactly what the uninterrupted one did, without storing generator states in checkpoints.
+uint64_t StepSeed(uint64_t seed, int rank, int64_t step);
+
 struct ShardPlan {
   int64_t samples = 0;
   int64_t batch = 1;  // per rank

@@ -213,6 +213,9 @@ Status Trainer::Run() {
     torch::Tensor x = data.train_x.index_select(0, index);
     torch::Tensor y = data.train_y.index_select(0, index);
 
+    if (spec_.model.dropout > 0) {
+      torch::manual_seed(StepSeed(spec_.train.seed, comm_.rank(), step));
+    }
     sync.BeginStep(step);
     torch::Tensor loss = ComputeLoss(spec_, model->forward(x), y);
     sync.SetLocalLoss(loss.item<float>());
