@@ -141,3 +141,36 @@ TEST_CASE("a drained node takes no new jobs until it is resumed") {
   cluster.WaitForJob(id, [](const json& j) { return StateIs(j, "COMPLETED"); }, 60);
   CHECK(cluster.Kiln({"node", "drain", "no-such-node"}).exit_code == 1);
 }
+
+TEST_CASE("holds, priorities, dependencies and drains survive a scheduler "
+          "restart") {
+  LocalCluster cluster(/*slots=*/2);
+  const int64_t done = cluster.Submit(Short("done"));
+  cluster.WaitForJob(done, [](const json& j) { return StateIs(j, "COMPLETED"); }, 60);
+  auto held = cluster.Kiln({"submit", "--hold", cluster.WriteSpec(Short("held"), "h.json")});
+  const int64_t held_id = std::stoll(held.out);
+  REQUIRE(cluster.Kiln({"priority", std::to_string(held_id), "42"}).exit_code == 0);
+  json waits_spec = Short("waits");
+  waits_spec["depends_on"] = {held_id};
+  const int64_t waits = cluster.Submit(waits_spec);
+  REQUIRE(cluster.Kiln({"node", "drain", cluster.worker_name(), "--reason", "rack move"})
+              .exit_code == 0);
+
+  cluster.StopScheduler();
+  cluster.StartScheduler();
+  cluster.RestartWorkerWith({});  // the worker follows the scheduler's new port
+
+  json h = cluster.WaitForJob(held_id, [](const json& j) { return ReasonStarts(j, "Held:"); }, 10);
+  CHECK(h["held"] == true);
+  CHECK(h["priority"] == 42);
+  CHECK(h["user"].get<std::string>().size() > 0);
+  cluster.WaitForJob(waits, [](const json& j) { return ReasonStarts(j, "Dependency:"); }, 10);
+  json nodes = json::parse(cluster.Kiln({"nodes", "--json"}).out);
+  CHECK(nodes[0]["state"] == "DRAINED");
+  CHECK(nodes[0]["drain_reason"] == "rack move");
+
+  REQUIRE(cluster.Kiln({"node", "resume", cluster.worker_name()}).exit_code == 0);
+  REQUIRE(cluster.Kiln({"release", std::to_string(held_id)}).exit_code == 0);
+  cluster.WaitForJob(waits, [](const json& j) { return StateIs(j, "COMPLETED"); }, 90);
+  CHECK(StateIs(cluster.Show(held_id), "COMPLETED"));
+}
