@@ -1,0 +1,18 @@
+// What the fuzzers exercise, as plain functions: each takes arbitrary bytes and must neither crash
+// nor hang nor leak on any of them. Used by the libFuzzer targets (scripts/fuzz.sh) and by the
+// regression test that replays every input kept in tests/fuzz/corpus/.
+#pragma once
+
+#include <string>
+
+namespace kiln::fuzz {
+
+// The scheduler's first step on every frame: the envelope decoder, then the typed decoder of
+// the message type it names (every type, including checkpoint chunks), and the re-encoding of
+// what decoded.
+void Envelope(const std::string& bytes);
+// The job spec validator as the CLI and the scheduler run it, then the spec-derived values
+// kiln-train and the scheduler compute from a valid spec.
+void JobSpec(const std::string& bytes);
+
+}  // namespace kiln::fuzz
