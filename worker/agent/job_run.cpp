@@ -149,7 +149,11 @@ Status JobRun::StartProcess() {
       {"MKL_NUM_THREADS", threads},        {"KILN_THREADS_PER_RANK", threads},
       {"KILN_JOB_ID", std::to_string(job_id_)},
       {"KILN_ATTEMPT", std::to_string(attempt_)},
-      {"OMPI_MCA_btl_base_warn_component_unused", "0"}};
+      {"OMPI_MCA_btl_base_warn_component_unused", "0"},
+      // On SIGTERM mpirun passes it to the ranks and kills them after this many seconds: give
+      // them the agent's grace period to save a checkpoint (the agent SIGKILLs after it anyway).
+      {"OMPI_MCA_odls_base_sigkill_timeout",
+       std::to_string(std::max<int64_t>(1, (config_.kill_grace_ms + 999) / 1000))}};
   if (!launch_.gpu_ids.empty()) {
     // Every GPU of this node's share; kiln-train narrows it to its own rank's ids.
     std::string ids;

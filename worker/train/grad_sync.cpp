@@ -39,7 +39,7 @@ GradSyncEngine::GradSyncEngine(const std::vector<torch::Tensor>& params,
     for (size_t i : plan.buckets[b]) total += numels[i];
     const bool last = b + 1 == plan.buckets.size();
     Bucket& bucket = buckets_[b];
-    bucket.buffer = torch::zeros({total + (last ? 1 : 0)}, torch::kFloat32);
+    bucket.buffer = torch::zeros({total + (last ? 2 : 0)}, torch::kFloat32);
     bucket.size = static_cast<int>(plan.buckets[b].size());
     int64_t offset = 0;
     for (size_t i : plan.buckets[b]) {
@@ -55,7 +55,10 @@ GradSyncEngine::GradSyncEngine(const std::vector<torch::Tensor>& params,
           }));
       accumulators_.push_back(std::move(accumulator));
     }
-    if (last) loss_slot_ = bucket.buffer.data_ptr<float>() + total;
+    if (last) {
+      loss_slot_ = bucket.buffer.data_ptr<float>() + total;
+      stop_slot_ = loss_slot_ + 1;
+    }
   }
   if (comm_.rank() == 0) {
     arrived_.assign(static_cast<size_t>(comm_.size()), -1);
@@ -97,6 +100,8 @@ void GradSyncEngine::BeginStep(int64_t step) {
 }
 
 void GradSyncEngine::SetLocalLoss(float loss) { *loss_slot_ = loss; }
+
+void GradSyncEngine::VoteStop() { *stop_slot_ = 1.0f; }
 
 // Called by autograd on the training thread (backward runs the CPU graph on the calling thread).
 void GradSyncEngine::MarkReady(size_t bucket) {

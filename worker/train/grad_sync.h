@@ -63,6 +63,11 @@ class GradSyncEngine {
   void BeginStep(int64_t step);
   // After forward, before backward: this rank's loss, reduced along with the gradients.
   void SetLocalLoss(float loss);
+  // This rank asks the gang to stop after this step (SIGTERM); reduced along with the gradients,
+  // so every rank learns it at the same step. Cleared by BeginStep.
+  void VoteStop();
+  // After FinishStep: whether any rank voted to stop in this step.
+  bool StopVoted() const { return *stop_slot_ > 0; }
   // After backward: waits until every bucket is reduced, averages, and returns the mean loss
   // over all ranks. Throws std::runtime_error if a parameter got no gradient in this backward.
   float FinishStep();
@@ -77,6 +82,7 @@ class GradSyncEngine {
   void MarkReady(size_t bucket);
   void CommunicationLoop();
   void ReduceBucket(size_t index, int64_t step);
+  float* stop_slot_ = nullptr;  // after the loss slot in the last bucket
   void ReportStall(size_t bucket, int64_t step, double waited_s);
   void PollArrivals();
 

@@ -2,6 +2,7 @@
 // Trainer. An error on any rank aborts the whole MPI job with a message naming the cause.
 #include <dlfcn.h>
 
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <thread>
@@ -17,6 +18,9 @@
 #include "worker/train/trainer.h"
 
 namespace {
+
+volatile std::sig_atomic_t g_stop_requested = 0;
+void OnStopSignal(int) { g_stop_requested = 1; }
 
 // When this node's ranks fill every core, a rank waiting in MPI must yield its core instead of
 // spinning on it: the gradient sync engine's communication thread waits while backward still runs
@@ -90,12 +94,17 @@ int main(int argc, char** argv) {
     set_blas_threads(options.threads);
   }
 
+  // SIGTERM (cancel, time limit, drain) lets the gang finish its step and save a checkpoint.
+  options.stop_requested = &g_stop_requested;
+  std::signal(SIGTERM, OnStopSignal);
   kiln::Status status;
+  bool stopped = false;
   {
     kiln::train::ProgressReporter reporter(comm.rank() == 0 ? report : "");
     try {
       kiln::train::Trainer trainer(parsed.spec, options, comm, reporter);
       status = trainer.Run();
+      stopped = trainer.stopped();
     } catch (const c10::Error& e) {
       status = kiln::Status::Internal(std::string("LibTorch: ") + e.what_without_backtrace());
     } catch (const std::exception& e) {
@@ -107,5 +116,5 @@ int main(int argc, char** argv) {
     std::fflush(stderr);
     comm.Abort(1);
   }
-  return 0;
+  return stopped ? 128 + SIGTERM : 0;  // stopped early: not a finished run
 }

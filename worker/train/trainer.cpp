@@ -219,8 +219,10 @@ Status Trainer::Run() {
     sync.BeginStep(step);
     torch::Tensor loss = ComputeLoss(spec_, model->forward(x), y);
     sync.SetLocalLoss(loss.item<float>());
+    if (options_.stop_requested != nullptr && *options_.stop_requested) sync.VoteStop();
     loss.backward();
     const float global_loss = sync.FinishStep();
+    const bool stop_after_this_step = sync.StopVoted();
     // Gradients are identical on every rank here, so clipping and the schedule agree everywhere.
     if (spec_.train.grad_clip_norm > 0) {
       torch::nn::utils::clip_grad_norm_(params, spec_.train.grad_clip_norm);
@@ -298,8 +300,23 @@ Status Trainer::Run() {
     if (spec_.checkpoint.every_steps > 0 && step % spec_.checkpoint.every_steps == 0) {
       save(step / steps_per_epoch);
     }
+    if (stop_after_this_step && step < total_steps) {
+      stopped_ = true;
+      break;
+    }
   }
   if (saved_step != step) save(step / steps_per_epoch);
+  if (stopped_) {
+    // Nobody leaves before rank 0 has saved and reported: mpirun ends the whole job as soon as
+    // one rank exits with a failure code.
+    comm_.Barrier();
+    if (leader) {
+      std::printf("[rank 0] stopped at step %lld on SIGTERM, checkpoint saved\n",
+                  static_cast<long long>(step));
+      std::fflush(stdout);
+    }
+    return Status::Ok();
+  }
 
   if (!options_.dump_params.empty()) {
     std::vector<torch::Tensor> pieces;

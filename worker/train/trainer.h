@@ -7,6 +7,7 @@
 // gradients are reduced with no copies.
 #pragma once
 
+#include <csignal>
 #include <string>
 
 #include "common/job_spec.h"
@@ -24,6 +25,9 @@ struct TrainerOptions {
   std::string dump_params;      // when set, each rank writes its final parameters (raw float32)
                                 // to <dump_params>.rank<r>
   int threads = 1;              // intra-op threads of this rank
+  // Set (by a SIGTERM handler) to stop early: the gang agrees on a step, rank 0 saves a
+  // checkpoint there, and Run returns with stopped() true.
+  const volatile std::sig_atomic_t* stop_requested = nullptr;
 };
 
 class Trainer {
@@ -33,11 +37,14 @@ class Trainer {
   // Trains to the end. Errors that every rank sees the same way (bad data path) are returned;
   // the caller aborts the MPI job.
   Status Run();
+  // Run returned early because a stop was requested (the run is not finished).
+  bool stopped() const { return stopped_; }
 
  private:
   const JobSpec& spec_;
   TrainerOptions options_;
   MpiComm& comm_;
+  bool stopped_ = false;
   ProgressReporter& reporter_;
 };
 
