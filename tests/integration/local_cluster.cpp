@@ -145,9 +145,14 @@ void LocalCluster::StartWorker() {
   // restarted scheduler gets a new port, so tests that restart it restart the worker too.
   const std::string cmd = "exec " + BinPath("kiln-worker") + " --scheduler " + endpoint_ +
                           " --name " + worker_name_ + " --slots " + std::to_string(slots_) +
-                          " --work-dir " + dir_ + "/work --kill-grace 2";
+                          " --work-dir " + dir_ + "/work";
   std::string extra;
-  for (const auto& a : worker_args_) extra += " " + a;
+  bool grace_given = false;
+  for (const auto& a : worker_args_) {
+    extra += " " + a;
+    grace_given = grace_given || a == "--kill-grace";
+  }
+  if (!grace_given) extra += " --kill-grace 2";
   const std::string full = cmd + extra + " >>" + dir_ + "/worker.log 2>&1";
   auto group = agent::ProcessGroup::Start({"sh", "-c", full}, {}, dir_, "agent-" + worker_name_);
   if (!group.ok()) throw std::runtime_error(group.status().ToString());

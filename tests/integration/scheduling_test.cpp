@@ -180,6 +180,9 @@ TEST_CASE("cancel and time limit stop gracefully: the gang agrees on a step and 
   LocalCluster cluster(/*slots=*/2);
   // Fewer, bigger steps than Long(): thousands of tiny steps a second on both cores starve this
   // 2-core machine's agent and scheduler after ~10 s (see docs/operations.md, known problems).
+  // A grace period that a loaded machine still meets: the ranks must finish a step, save and
+  // report before the agent's SIGKILL.
+  cluster.RestartWorkerWith({"--kill-grace", "10"});
   json spec = SyntheticSpec("graceful", 2, 100000, 16384);
   spec["model"]["hidden"] = {512, 512};
   spec["train"]["batch_size"] = 256;

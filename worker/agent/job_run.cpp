@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
 
 #include <spdlog/spdlog.h>
 
@@ -281,7 +282,19 @@ void JobRun::Kill(const std::string& reason, Millis now) {
   kill_deadline_ = now + config_.kill_grace_ms;
   fetching_ = false;
   spdlog::info("job {} attempt {}: stopping ({})", job_id_, attempt_, reason);
-  if (group_) group_->SignalGroup(SIGTERM);
+  if (!group_) return;
+  // SIGTERM goes to the ranks, not to mpirun: mpirun answers SIGTERM by killing the ranks, which
+  // would cut short the checkpoint they save on SIGTERM. Once the ranks exit, mpirun does too.
+  // Before any rank exists (mpirun still starting them), the whole group gets it.
+  const std::string trainer = std::filesystem::path(config_.trainer_path).filename().string();
+  int ranks = 0;
+  for (pid_t pid : FindTagged(ExactTag(group_->tag()))) {
+    std::ifstream comm("/proc/" + std::to_string(pid) + "/comm");
+    std::string name;
+    std::getline(comm, name);
+    if (name == trainer.substr(0, 15) && ::kill(pid, SIGTERM) == 0) ++ranks;
+  }
+  if (ranks == 0) group_->SignalGroup(SIGTERM);
 }
 
 }  // namespace kiln::agent
