@@ -108,7 +108,7 @@ TEST_CASE("binary cross-entropy on a 10-class data set is refused with the fix")
   CHECK(errors[0].find("use \"cross_entropy\"") != std::string::npos);
 }
 
-TEST_CASE("momentum on adam is refused; on sgd it is accepted") {
+TEST_CASE("momentum on adam is refused, on sgd it is accepted") {
   json spec = ValidSpec();
   spec["train"]["optimizer"]["momentum"] = 0.9;
   CHECK(HasErrorOn(Errors(spec), "train.optimizer.momentum"));

@@ -220,7 +220,7 @@ class FakeWorker {
 
 }  // namespace
 
-TEST_CASE("an interrupted upload resumes where it stopped; a corrupt one is refused") {
+TEST_CASE("an interrupted upload resumes where it stopped, a corrupt one is refused") {
   LocalCluster cluster(1, 30.0, /*with_worker=*/false);
   const int64_t id = cluster.Submit(SyntheticSpec("fake", 1, 1, 64));
   FakeWorker worker(cluster.endpoint());

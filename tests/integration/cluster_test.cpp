@@ -124,7 +124,7 @@ TEST_CASE("a job that cannot fit waits with the reason, and unknown job ids are 
   CHECK(missing.err.find("no job with id 999") != std::string::npos);
 }
 
-TEST_CASE("a worker that goes silent is DOWN and its running job fails with that reason; when "
+TEST_CASE("a worker that goes silent is DOWN and its running job fails with that reason, when "
           "it comes back its leftover ranks are stopped") {
   LocalCluster cluster(/*slots=*/2, /*worker_timeout_s=*/2.0);
   const int64_t id = cluster.Submit(SyntheticSpec("orphan", 2, 100000, 4096));
@@ -205,7 +205,7 @@ TEST_CASE("a cnn job on image-shaped synthetic data trains to completion on 2 ra
 }
 
 TEST_CASE("a csv job with standardization, a validation split, nesterov SGD, a cosine schedule "
-          "and clipping trains; predict scales its rows the same way") {
+          "and clipping trains, predict scales its rows the same way") {
   LocalCluster cluster;
   const std::string csv = cluster.dir() + "/table.csv";
   {

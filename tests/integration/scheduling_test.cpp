@@ -18,7 +18,7 @@ json Short(const std::string& name, int ranks = 2) { return SyntheticSpec(name, 
 
 }  // namespace
 
-TEST_CASE("priority decides who goes first; held jobs wait; an admin can reorder and release") {
+TEST_CASE("priority decides who goes first, held jobs wait, an admin can reorder and release") {
   LocalCluster cluster(/*slots=*/2);
   const int64_t blocker = cluster.Submit(Long("blocker"));
   cluster.WaitForJob(blocker, [](const json& j) { return StateIs(j, "RUNNING"); }, 20);
@@ -98,7 +98,7 @@ TEST_CASE("a job past its time_limit is stopped and FAILED with TIMEOUT") {
   }, 15));
 }
 
-TEST_CASE("GPUs are assigned by index and each rank sees only its own; labels and per-rank "
+TEST_CASE("GPUs are assigned by index and each rank sees only its own, labels and per-rank "
           "needs are checked") {
   LocalCluster cluster(/*slots=*/2);
   cluster.RestartWorkerWith({"--gpus", "2", "--label", "nvme"});

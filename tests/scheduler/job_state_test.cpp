@@ -47,7 +47,7 @@ TEST_CASE("state names round-trip") {
   CHECK_FALSE(ParseJobState("SLEEPING").has_value());
 }
 
-TEST_CASE("a timed-out job FAILS without retry; a failed dependency fails a pending job") {
+TEST_CASE("a timed-out job FAILS without retry, a failed dependency fails a pending job") {
   CHECK(*NextState(JobState::kRunning, JobEvent::kTimedOut, 1, 5) == JobState::kFailed);
   CHECK_FALSE(NextState(JobState::kPending, JobEvent::kTimedOut, 0, 5).ok());
   CHECK(*NextState(JobState::kPending, JobEvent::kDependencyFailed, 0, 5) == JobState::kFailed);
