@@ -14,16 +14,6 @@ namespace {
 constexpr int kFashionMnistFeatures = 28 * 28;
 constexpr int kFashionMnistClasses = 10;
 
-bool IsValidJobName(const std::string& name) {
-  if (name.empty() || name.size() > 64) return false;
-  for (char c : name) {
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.')) {
-      return false;
-    }
-  }
-  return true;
-}
-
 void ReadResources(JsonFieldReader r, ResourceSpec* out) {
   if (!r.valid()) return;
   r.RejectUnknown({"ranks", "gpus_per_rank", "threads_per_rank", "cpus_per_rank",
@@ -333,7 +323,7 @@ SpecParseResult ParseJobSpec(const json& document) {
   root.RejectUnknown({"name", "resources", "model", "data", "train", "checkpoint", "max_retries",
                       "priority", "time_limit", "depends_on"});
   root.String("name", &s.name, true);
-  if (root.Has("name") && document["name"].is_string() && !IsValidJobName(s.name)) {
+  if (root.Has("name") && document["name"].is_string() && !IsValidName(s.name, 64)) {
     result.errors.push_back({"name", "must be 1-64 characters of letters, digits, '-', '_' or '.', "
                                      "got \"" + s.name + "\""});
   }

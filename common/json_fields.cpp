@@ -1,5 +1,7 @@
 #include "common/json_fields.h"
 
+#include <cctype>
+
 #include <algorithm>
 #include <sstream>
 
@@ -228,6 +230,16 @@ void JsonFieldReader::RejectUnknown(std::initializer_list<const char*> known) {
     for (const char* k : known) found = found || it.key() == k;
     if (!found) AddError(PathOf(it.key().c_str()), "unknown field; allowed here: " + list);
   }
+}
+
+bool IsValidName(const std::string& name, size_t max_length) {
+  if (name.empty() || name.size() > max_length) return false;
+  for (char c : name) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.')) {
+      return false;
+    }
+  }
+  return true;
 }
 
 }  // namespace kiln

@@ -55,6 +55,10 @@ class JsonFieldReader {
   std::vector<FieldError>* errors_;
 };
 
+// 1..max_length characters of letters, digits, '-', '_' and '.': names that are safe in paths,
+// logs and tables (job names, user names).
+bool IsValidName(const std::string& name, size_t max_length);
+
 // Deepest nesting of arrays and objects in JSON text, found by a scan that skips strings. Checked
 // before parsing untrusted text: nlohmann parses iteratively but copies values recursively, so a
 // deeply nested document could overflow the stack later.

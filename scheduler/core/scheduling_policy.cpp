@@ -9,7 +9,6 @@ namespace kiln::core {
 
 namespace {
 
-constexpr uint64_t kNever = std::numeric_limits<uint64_t>::max();
 constexpr uint32_t kNoReason = std::numeric_limits<uint32_t>::max();
 
 std::string WallClock(Millis wall_ms) {
@@ -27,8 +26,8 @@ std::string WallClock(Millis wall_ms) {
 struct ShapeMemo {
   bool infeasible_checked = false;
   uint32_t infeasible = kNoReason;
-  uint64_t failed_now_gen = kNever;   // Place on all free resources failed (after this many starts)
-  uint64_t failed_held_gen = kNever;  // Place outside the reservation failed (after this many)
+  bool failed_now = false;   // Place on all free resources failed
+  bool failed_held = false;  // Place outside the reservation failed
   uint32_t resources_reason = kNoReason;
   uint32_t reserved_reason[2] = {kNoReason, kNoReason};  // [has time limit]
 };
@@ -168,9 +167,9 @@ class Pass {
 
   void Try(const QueuedJob& j, ShapeMemo& m) {
     if (holder_ == nullptr) {
-      if (m.failed_now_gen == kNever) {
+      if (!m.failed_now) {
         if (auto shares = free_.Place(j.request)) return Start(j, std::move(*shares), false);
-        m.failed_now_gen = generation_;
+        m.failed_now = true;
       }
       MakeReservation(j);
       return;
@@ -180,19 +179,19 @@ class Pass {
       const bool ends_before = r.start_at >= 0 && j.time_limit_ms > 0 &&
                                in_.now + j.time_limit_ms <= r.start_at;
       if (ends_before) {
-        if (m.failed_now_gen == kNever) {
+        if (!m.failed_now) {
           if (auto shares = free_.Place(j.request)) return Start(j, std::move(*shares), true);
-          m.failed_now_gen = generation_;
+          m.failed_now = true;
         }
       } else {
-        if (m.failed_held_gen == kNever) {
+        if (!m.failed_held) {
           if (auto shares = free_.Place(j.request, &holdback_)) {
             return Start(j, std::move(*shares), true);
           }
-          m.failed_held_gen = generation_;
+          m.failed_held = true;
         }
         // It would fit if the reservation did not hold resources back: say so.
-        if (m.failed_now_gen == kNever) {
+        if (!m.failed_now) {
           if (free_.Place(j.request)) {
             uint32_t& reason = m.reserved_reason[j.time_limit_ms > 0 ? 1 : 0];
             if (reason == kNoReason) {
@@ -205,7 +204,7 @@ class Pass {
             }
             return Wait(j, WaitKind::kReserved, reason);
           }
-          m.failed_now_gen = generation_;
+          m.failed_now = true;
         }
       }
     }
@@ -254,7 +253,6 @@ class Pass {
     } else if (j.time_limit_ms > 0) {
       started_bounded_.push_back(plan_.starts.size());
     }
-    ++generation_;
     const int32_t u = UserOf(j);
     key_[u] += UsageRate(j.request, in_.usage_unit) * in_.commitment_s / weight_[u];
     plan_.starts.push_back({j.id, std::move(shares), backfilled});
@@ -362,7 +360,6 @@ class Pass {
   std::vector<std::vector<std::pair<const QueuedJob*, ShapeMemo*>>> user_queues_;
   std::unordered_map<ResourceRequest, ShapeMemo, ResourceRequestHash> memo_;
   std::unordered_map<std::string, uint32_t> reason_ids_;
-  uint64_t generation_ = 0;
   // Jobs started in this pass, in plan_.starts order (limits and requests, for the reservation).
   std::vector<Millis> start_limits_;
   std::vector<const ResourceRequest*> start_requests_;

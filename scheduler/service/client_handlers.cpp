@@ -1,10 +1,9 @@
 // Requests from the kiln CLI. Each handler decodes its body, reads or changes state inside the
 // turn's transaction, and queues exactly one reply.
-#include <cctype>
-
 #include <spdlog/spdlog.h>
 
 #include "common/job_spec.h"
+#include "common/json_fields.h"
 #include "scheduler/service/handler_macros.h"
 #include "scheduler/service/job_views.h"
 #include "scheduler/service/scheduler_service.h"
@@ -14,19 +13,6 @@ namespace kiln::service {
 using protocol::Envelope;
 using nlohmann::json;
 
-namespace {
-Status JobNotFound(int64_t id) { return Status::NotFound("no job with id " + std::to_string(id)); }
-
-bool IsValidUserName(const std::string& user) {
-  if (user.empty() || user.size() > 64) return false;
-  for (char c : user) {
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.')) {
-      return false;
-    }
-  }
-  return true;
-}
-}  // namespace
 
 void SchedulerService::WithLiveReason(JobRecord& job) const {
   auto a = active_.find(job.id);
@@ -46,7 +32,7 @@ void SchedulerService::OnSubmit(const std::string& peer, const Envelope& e) {
   if (existing->has_value()) {
     return Send(peer, protocol::SubmitReply{(*existing)->id, true}, e.id);
   }
-  if (!IsValidUserName(request.user)) {
+  if (!IsValidName(request.user, 64)) {
     return ReplyError(peer, e.id, Status::InvalidArgument(
                                       "body.user: must be 1-64 letters, digits, '-', '_' or '.'"));
   }
@@ -124,24 +110,18 @@ void SchedulerService::OnQueue(const std::string& peer, const Envelope& e) {
 
 void SchedulerService::OnShow(const std::string& peer, const Envelope& e) {
   KILN_DECODE_OR_REPLY(protocol::ShowRequest, request);
-  auto job = store_->GetJob(request.job_id);
-  KILN_OK_OR_REPLY(job);
-  if (!job->has_value()) return ReplyError(peer, e.id, JobNotFound(request.job_id));
+  KILN_JOB_OR_REPLY(request.job_id, record);
   auto events = store_->Events(request.job_id);
   KILN_OK_OR_REPLY(events);
   auto checkpoints = store_->Checkpoints(request.job_id);
   KILN_OK_OR_REPLY(checkpoints);
-  JobRecord record = **job;
   WithLiveReason(record);
   Send(peer, protocol::DataReply{JobDetailView(record, *events, *checkpoints)}, e.id);
 }
 
 void SchedulerService::OnCancel(const std::string& peer, const Envelope& e) {
   KILN_DECODE_OR_REPLY(protocol::CancelRequest, request);
-  auto found = store_->GetJob(request.job_id);
-  KILN_OK_OR_REPLY(found);
-  if (!found->has_value()) return ReplyError(peer, e.id, JobNotFound(request.job_id));
-  JobRecord job = **found;
+  KILN_JOB_OR_REPLY(request.job_id, job);
   const bool was_running = job.state == core::JobState::kRunning;
   Status changed = Transition(job, core::JobEvent::kCancel, "cancelled by user");
   if (!changed.ok()) {
@@ -158,9 +138,7 @@ void SchedulerService::OnCancel(const std::string& peer, const Envelope& e) {
 
 void SchedulerService::OnLogs(const std::string& peer, const Envelope& e) {
   KILN_DECODE_OR_REPLY(protocol::LogsRequest, request);
-  auto job = store_->GetJob(request.job_id);
-  KILN_OK_OR_REPLY(job);
-  if (!job->has_value()) return ReplyError(peer, e.id, JobNotFound(request.job_id));
+  KILN_JOB_OR_REPLY(request.job_id, job);
   int64_t limit = std::clamp<int64_t>(request.limit, 1, 10000);
   auto lines = store_->Logs(request.job_id, request.after_seq, limit);
   KILN_OK_OR_REPLY(lines);
@@ -169,8 +147,8 @@ void SchedulerService::OnLogs(const std::string& peer, const Envelope& e) {
     out.push_back({{"seq", l.seq}, {"attempt", l.attempt}, {"time", l.time}, {"line", l.line}});
   }
   json view = {{"job_id", request.job_id},
-               {"state", core::JobStateName((*job)->state)},
-               {"finished", core::IsTerminal((*job)->state)},
+               {"state", core::JobStateName(job.state)},
+               {"finished", core::IsTerminal(job.state)},
                {"lines", std::move(out)}};
   Send(peer, protocol::DataReply{std::move(view)}, e.id);
 }
@@ -182,24 +160,14 @@ void SchedulerService::OnNodes(const std::string& peer, const Envelope& e) {
   KILN_OK_OR_REPLY(nodes);
   json view = json::array();
   for (const auto& n : *nodes) {
-    NodeUse use;
-    for (const auto& [key, attempt] : live_[n.name]) {
-      use.slots += attempt.slots;
-      use.gpus += static_cast<int64_t>(attempt.gpu_ids.size());
-      use.memory += attempt.memory;
-      ++use.attempts;
-    }
-    view.push_back(NodeView(n, use));
+    view.push_back(NodeView(n, UseOf(n.name)));
   }
   Send(peer, protocol::DataReply{std::move(view)}, e.id);
 }
 
 void SchedulerService::OnJobAdmin(const std::string& peer, const Envelope& e) {
   KILN_DECODE_OR_REPLY(protocol::JobAdminRequest, request);
-  auto found = store_->GetJob(request.job_id);
-  KILN_OK_OR_REPLY(found);
-  if (!found->has_value()) return ReplyError(peer, e.id, JobNotFound(request.job_id));
-  JobRecord job = **found;
+  KILN_JOB_OR_REPLY(request.job_id, job);
   auto active = active_.find(job.id);
   if (active == active_.end()) {
     return ReplyError(peer, e.id, Status::FailedPrecondition(
@@ -275,12 +243,7 @@ void SchedulerService::OnNodeAdmin(const std::string& peer, const Envelope& e) {
   spdlog::info("node {}: {}{}", record.name, request.action,
                record.drained ? " (" + record.drain_reason + ")" : "");
   dirty_ = true;
-  NodeUse use;
-  for (const auto& [key, attempt] : live_[record.name]) {
-    use.slots += attempt.slots;
-    ++use.attempts;
-  }
-  Send(peer, protocol::DataReply{NodeView(record, use)}, e.id);
+  Send(peer, protocol::DataReply{NodeView(record, UseOf(record.name))}, e.id);
 }
 
 }  // namespace kiln::service

@@ -10,6 +10,16 @@
   }                                                     \
   Type& var = *var##_result
 
+// Declares `JobRecord var`, the job with this id, or replies NotFound naming the id.
+#define KILN_JOB_OR_REPLY(job_id, var)                                                  \
+  auto var##_found = store_->GetJob(job_id);                                           \
+  KILN_OK_OR_REPLY(var##_found);                                                   \
+  if (!var##_found->has_value()) {                                                 \
+    ReplyError(peer, e.id, Status::NotFound("no job with id " + std::to_string(job_id))); \
+    return;                                                                        \
+  }                                                                                \
+  JobRecord var = **var##_found
+
 #define KILN_OK_OR_REPLY(result)                        \
   if (!(result).ok()) {                                 \
     ReplyError(peer, e.id, (result).status());          \

@@ -24,6 +24,7 @@ struct NodeUse {  // what running attempts hold on a node
   int64_t gpus = 0;
   int64_t memory = 0;
   int64_t attempts = 0;
+  uint64_t gpu_mask = 0;  // GPU ids held (bit i: GPU i)
 };
 // {name, state (UP | DRAINING | DRAINED | DOWN), drain_reason, labels, slots, used_slots, gpus,
 //  used_gpus, memory_bytes, used_memory_bytes, registered_at, last_seen_at}

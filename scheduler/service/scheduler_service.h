@@ -31,6 +31,7 @@
 #include "scheduler/core/heartbeat_monitor.h"
 #include "scheduler/core/scheduling_policy.h"
 #include "scheduler/service/checkpoint_store.h"
+#include "scheduler/service/job_views.h"
 #include "scheduler/service/store.h"
 
 namespace kiln::service {
@@ -149,6 +150,8 @@ class SchedulerService {
   void Track(const JobRecord& job, const JobSpec& spec);  // adds an unfinished job to active_
   int32_t UserIndex(const std::string& user);
   std::vector<core::NodeState> NodeStates(std::vector<std::string>* names);
+  NodeUse UseOf(const std::string& node);  // what live attempts hold there
+  bool AnyUsableFreeSlot();                // on an up, undrained node
   std::vector<core::RunningJob> RunningJobs(const std::unordered_map<std::string, int32_t>& index);
   std::vector<core::UserShare> UserShares(Millis now);
   std::optional<core::JobState> StateOfJob(int64_t id);

@@ -86,15 +86,35 @@ std::vector<core::NodeState> SchedulerService::NodeStates(std::vector<std::strin
     n.memory_bytes = w.record.memory_bytes;
     n.gpus = static_cast<int>(std::min<int64_t>(w.record.gpus, core::kMaxGpusPerNode));
     n.labels = w.record.labels;
-    for (const auto& [key, a] : live_[name]) {
-      n.used_slots += a.slots;
-      n.used_memory += a.memory;
-      n.used_gpu_mask |= core::GpuMask(a.gpu_ids);
-    }
+    const NodeUse use = UseOf(name);
+    n.used_slots = use.slots;
+    n.used_memory = use.memory;
+    n.used_gpu_mask = use.gpu_mask;
     nodes.push_back(std::move(n));
     names->push_back(name);
   }
   return nodes;
+}
+
+NodeUse SchedulerService::UseOf(const std::string& node) {
+  NodeUse use;
+  auto live = live_.find(node);
+  if (live == live_.end()) return use;
+  for (const auto& [key, a] : live->second) {
+    use.slots += a.slots;
+    use.gpus += static_cast<int64_t>(a.gpu_ids.size());
+    use.memory += a.memory;
+    use.gpu_mask |= core::GpuMask(a.gpu_ids);
+    ++use.attempts;
+  }
+  return use;
+}
+
+bool SchedulerService::AnyUsableFreeSlot() {
+  for (const auto& [name, w] : workers_) {
+    if (w.up && !w.record.drained && w.record.slots > UseOf(name).slots) return true;
+  }
+  return false;
 }
 
 std::vector<core::RunningJob> SchedulerService::RunningJobs(
@@ -157,12 +177,10 @@ void SchedulerService::SchedulingPass() {
   for (size_t i = 0; i < names.size(); ++i) index[names[i]] = static_cast<int32_t>(i);
   std::vector<core::RunningJob> running = RunningJobs(index);
   StopTimedOutJobs(running);
-  capacity_left_ = false;
-  for (const auto& n : nodes) {
-    capacity_left_ = capacity_left_ || (n.availability == core::NodeAvailability::kUp &&
-                                         n.slots > n.used_slots);
+  if (pending_order_.empty()) {
+    capacity_left_ = AnyUsableFreeSlot();
+    return;
   }
-  if (pending_order_.empty()) return;
 
   core::SchedulingInput in;
   in.nodes = &nodes;
@@ -213,12 +231,7 @@ void SchedulerService::SchedulingPass() {
     for (const auto& s : start.shares) shares.push_back({names[s.node], s});
     Launch(job, shares);
   }
-  // What the starts took is now in live_: look again.
-  capacity_left_ = false;
-  for (const auto& n : NodeStates(&names)) {
-    capacity_left_ = capacity_left_ || (n.availability == core::NodeAvailability::kUp &&
-                                         n.slots > n.used_slots);
-  }
+  capacity_left_ = AnyUsableFreeSlot();  // what the starts took is in live_ now
 }
 
 void SchedulerService::Launch(JobRecord& job,
