@@ -14,6 +14,9 @@
 
 namespace kiln {
 
+// The largest spec the scheduler accepts, as compact JSON. Real specs are a few KiB.
+constexpr size_t kMaxSpecBytes = 256 << 10;
+
 struct ResourceSpec {
   int ranks = 1;
   int gpus_per_rank = 0;

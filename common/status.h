@@ -11,7 +11,7 @@
 namespace kiln {
 
 enum class StatusCode { kOk, kInvalidArgument, kNotFound, kAlreadyExists, kUnavailable, kIoError,
-                        kFailedPrecondition, kInternal };
+                        kFailedPrecondition, kInternal, kUnauthenticated, kPermissionDenied };
 
 const char* StatusCodeName(StatusCode code);
 
@@ -29,6 +29,14 @@ class [[nodiscard]] Status {
     return {StatusCode::kFailedPrecondition, std::move(m)};
   }
   static Status Internal(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
+  // The caller could not be identified (no, or a wrong, token or key).
+  static Status Unauthenticated(std::string m) {
+    return {StatusCode::kUnauthenticated, std::move(m)};
+  }
+  // The caller is known but may not do this.
+  static Status PermissionDenied(std::string m) {
+    return {StatusCode::kPermissionDenied, std::move(m)};
+  }
 
   bool ok() const { return code_ == StatusCode::kOk; }
   StatusCode code() const { return code_; }

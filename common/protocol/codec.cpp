@@ -22,6 +22,7 @@ bool IsKnownType(const std::string& type) { return KnownTypes().count(type) > 0;
 std::string EncodeEnvelope(const Envelope& envelope) {
   json j = {{"v", envelope.version}, {"type", envelope.type}, {"id", envelope.id},
             {"body", envelope.body}};
+  if (!envelope.auth.empty()) j["auth"] = envelope.auth;
   // Text from processes (log lines) may hold invalid UTF-8; it is replaced, never thrown on.
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
@@ -60,6 +61,14 @@ Result<Envelope> DecodeEnvelope(const std::string& frame) {
   if (id != j.end()) {
     if (!id->is_string()) return Status::InvalidArgument("envelope.id: must be a string");
     e.id = id->get<std::string>();
+  }
+  auto auth = j.find("auth");
+  if (auth != j.end()) {
+    if (!auth->is_string() || auth->get_ref<const std::string&>().size() > kMaxAuthBytes) {
+      return Status::InvalidArgument("envelope.auth: must be a token string of at most " +
+                                     std::to_string(kMaxAuthBytes) + " bytes");
+    }
+    e.auth = auth->get<std::string>();
   }
   auto body = j.find("body");
   if (body != j.end()) {

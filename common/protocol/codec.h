@@ -1,5 +1,6 @@
 // The wire format. A message is a list of frames: [envelope JSON][optional binary frames].
-// The envelope is {"v":1,"type":T,"id":ID,"body":{...}}. Decoding never throws: malformed JSON,
+// The envelope is {"v":1,"type":T,"id":ID,"body":{...}} plus, on client requests, "auth": the
+// user's token (the connection is CURVE-encrypted; the token is never logged). Decoding never throws: malformed JSON,
 // an unknown version or type, and missing or mistyped fields each give a Status naming the problem.
 #pragma once
 
@@ -16,6 +17,7 @@ namespace kiln::protocol {
 
 constexpr int kProtocolVersion = 1;
 constexpr size_t kMaxEnvelopeBytes = 4 << 20;  // specs, log batches and views stay far below this
+constexpr size_t kMaxAuthBytes = 256;
 
 using Frames = std::vector<std::string>;
 
@@ -24,6 +26,8 @@ struct Envelope {
   std::string type;
   std::string id;  // request id; replies carry the id of the request they answer
   json body = json::object();
+  std::string auth;  // client requests: the user's access token
+
 };
 
 bool IsKnownType(const std::string& type);

@@ -2,7 +2,8 @@
 // (kType) and its fields once (Fields), which gives it its JSON codec (see codec.h).
 //
 // Who sends what:
-//   CLI -> scheduler      submit, queue, show, cancel, logs, nodes, ckpt_ls
+//   CLI -> scheduler      submit, queue, show, cancel, logs, nodes, ckpt_ls, ckpt_read, ckpt_rm,
+//                         job_admin, node_admin, whoami (each with the user's token in envelope.auth)
 //   scheduler -> CLI      submit_reply, cancel_reply, data (read views), error
 //   worker -> scheduler   register, heartbeat, job_started, log, progress, checkpoint(+bytes),
 //                         job_exited
@@ -97,6 +98,12 @@ struct NodeAdminRequest {
   std::string action;
   std::string reason;
   template <class V> void Fields(V& v) { v("node", node); v("action", action); v("reason", reason); }
+};
+
+// Who the request's token belongs to; answered with data {"user", "admin"}.
+struct WhoAmIRequest {
+  static constexpr const char* kType = "whoami";
+  template <class V> void Fields(V&) {}
 };
 
 struct NodesRequest {
@@ -362,6 +369,6 @@ struct TrainCheckpoint {
   X(KillJob) X(JobStarted) X(LogBatch) X(ProgressReport) X(JobExited)     \
   X(ExitAck) X(TrainProgress) X(TrainCheckpoint) X(CheckpointBegin) X(CheckpointOffset)        \
   X(CheckpointChunk) X(CheckpointDone) X(CheckpointRead) X(CheckpointData) X(CheckpointRemove) \
-  X(JobAdminRequest) X(NodeAdminRequest)
+  X(JobAdminRequest) X(NodeAdminRequest) X(WhoAmIRequest)
 
 }  // namespace kiln::protocol

@@ -1,6 +1,8 @@
 #include "common/transport/socket.h"
 
 #include <cerrno>
+#include <cstdint>
+#include <cstring>
 
 #include <zmq.hpp>
 
@@ -17,6 +19,7 @@ zmq::socket_type ToZmq(SocketKind kind) {
     case SocketKind::kDealer: return zmq::socket_type::dealer;
     case SocketKind::kPush: return zmq::socket_type::push;
     case SocketKind::kPull: return zmq::socket_type::pull;
+    case SocketKind::kRep: return zmq::socket_type::rep;
   }
   return zmq::socket_type::dealer;
 }
@@ -24,7 +27,7 @@ zmq::socket_type ToZmq(SocketKind kind) {
 }  // namespace
 
 Socket::Socket(Context& context, SocketKind kind, int64_t max_message_bytes)
-    : kind_(kind), socket_(std::make_unique<zmq::socket_t>(context.raw(), ToZmq(kind))) {
+    : kind_(kind), context_(context), socket_(std::make_unique<zmq::socket_t>(context.raw(), ToZmq(kind))) {
   socket_->set(zmq::sockopt::linger, 0);
   socket_->set(zmq::sockopt::maxmsgsize, max_message_bytes);
   socket_->set(zmq::sockopt::sndhwm, 100000);
@@ -67,6 +70,90 @@ Status Socket::SetRoutingId(const std::string& id) {
 
 void Socket::SetLinger(int ms) { socket_->set(zmq::sockopt::linger, ms); }
 
+void Socket::SetHighWaterMarks(int send, int receive) {
+  socket_->set(zmq::sockopt::sndhwm, send);
+  socket_->set(zmq::sockopt::rcvhwm, receive);
+}
+
+Status Socket::MakeCurveServer(const CurveKeyPair& keys, const std::string& zap_domain) {
+  try {
+    socket_->set(zmq::sockopt::curve_server, 1);
+    socket_->set(zmq::sockopt::curve_secretkey, keys.secret_key);
+    // libzmq admits every CURVE client when no ZAP handler is bound: bind the ZapServer first.
+    if (!zap_domain.empty()) socket_->set(zmq::sockopt::zap_domain, zap_domain);
+    return Status::Ok();
+  } catch (const zmq::error_t& e) {
+    return Status::InvalidArgument(std::string("cannot make a CURVE server: ") + e.what());
+  }
+}
+
+Status Socket::MakeCurveClient(const std::string& server_public_key, const CurveKeyPair& own) {
+  try {
+    socket_->set(zmq::sockopt::curve_serverkey, server_public_key);
+    socket_->set(zmq::sockopt::curve_publickey, own.public_key);
+    socket_->set(zmq::sockopt::curve_secretkey, own.secret_key);
+    return Status::Ok();
+  } catch (const zmq::error_t& e) {
+    return Status::InvalidArgument(std::string("cannot make a CURVE client: ") + e.what());
+  }
+}
+
+Status Socket::WatchHandshakes() {
+  const std::string address = "inproc://kiln-monitor-" +
+                              std::to_string(reinterpret_cast<uintptr_t>(this));
+  if (zmq_socket_monitor(socket_->handle(), address.c_str(),
+                         ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED |
+                             ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                             ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                             ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) != 0) {
+    return Status::Internal("cannot monitor the socket: " + std::string(zmq_strerror(zmq_errno())));
+  }
+  try {
+    monitor_ = std::make_unique<zmq::socket_t>(context_.raw(), zmq::socket_type::pair);
+    monitor_->set(zmq::sockopt::linger, 0);
+    monitor_->connect(address);
+    return Status::Ok();
+  } catch (const zmq::error_t& e) {
+    monitor_.reset();
+    return Status::Internal(std::string("cannot monitor the socket: ") + e.what());
+  }
+}
+
+Socket::HandshakeReport Socket::Handshakes() {
+  if (!monitor_) return handshakes_;
+  try {
+    while (true) {
+      zmq::message_t event;
+      if (!monitor_->recv(event, zmq::recv_flags::dontwait)) break;
+      zmq::message_t address;  // every event is two frames: [id:16 value:32][endpoint]
+      if (event.more()) (void)monitor_->recv(address, zmq::recv_flags::dontwait);
+      if (event.size() < sizeof(uint16_t)) continue;
+      uint16_t id = 0;
+      std::memcpy(&id, event.data(), sizeof id);
+      switch (id) {
+        case ZMQ_EVENT_CONNECTED:
+          ++handshakes_.connected;
+          connected_without_handshake_ = true;
+          break;
+        case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
+          ++handshakes_.succeeded;
+          connected_without_handshake_ = false;
+          break;
+        case ZMQ_EVENT_DISCONNECTED:
+          if (connected_without_handshake_) ++handshakes_.failed;
+          connected_without_handshake_ = false;
+          break;
+        default:  // a HANDSHAKE_FAILED_* event
+          ++handshakes_.failed;
+          connected_without_handshake_ = false;
+          break;
+      }
+    }
+  } catch (const zmq::error_t&) {
+  }
+  return handshakes_;
+}
+
 Status Socket::Send(const Frames& frames) {
   if (frames.empty()) return Status::InvalidArgument("cannot send an empty message");
   try {
@@ -85,15 +172,22 @@ Status Socket::Send(const Frames& frames) {
   }
 }
 
-std::optional<Frames> Socket::Receive() {
+std::optional<Frames> Socket::Receive(std::string* user_id) {
   try {
     Frames frames;
+    if (user_id != nullptr) user_id->clear();
     while (true) {
       zmq::message_t part;
       auto got = socket_->recv(part, zmq::recv_flags::dontwait);
       if (!got) {
         if (frames.empty()) return std::nullopt;
         continue;  // parts of a message arrive together; this cannot spin for long
+      }
+      // A ROUTER makes the identity frame itself; the parts read off the wire carry the
+      // connection's metadata.
+      if (user_id != nullptr && user_id->empty()) {
+        const char* value = zmq_msg_gets(part.handle(), "User-Id");
+        if (value != nullptr) *user_id = value;
       }
       frames.emplace_back(static_cast<const char*>(part.data()), part.size());
       if (!part.more()) return frames;

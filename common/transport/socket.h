@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "common/transport/curve.h"
 
 namespace zmq {
 class context_t;
@@ -31,7 +32,7 @@ class Context {
   std::unique_ptr<zmq::context_t> context_;
 };
 
-enum class SocketKind { kRouter, kDealer, kPush, kPull };
+enum class SocketKind { kRouter, kDealer, kPush, kPull, kRep };
 
 class Socket {
  public:
@@ -51,18 +52,45 @@ class Socket {
   Status SetRoutingId(const std::string& id);
   // How long close waits to deliver queued messages (default 0: drop them).
   void SetLinger(int ms);
+  // Messages queued per peer in each direction before ZeroMQ pushes back: it refuses sends to
+  // that peer, or stops reading that peer's connection until the queue drains.
+  void SetHighWaterMarks(int send, int receive);
+
+  // CURVE (before Bind): this socket is a server with `keys`; every peer must know keys.public_key.
+  // With a non-empty `zap_domain`, each handshake is put to the ZapServer of the same Context,
+  // whose answer becomes the "User-Id" of every message from that connection (see Receive).
+  Status MakeCurveServer(const CurveKeyPair& keys, const std::string& zap_domain = "");
+  // CURVE (before Connect): talk only to the server whose public key is `server_public_key`,
+  // presenting `own` as this side's keypair.
+  Status MakeCurveClient(const std::string& server_public_key, const CurveKeyPair& own);
+
+  // Starts recording connection events, so that a client can tell a scheduler that does not
+  // answer from one that drops it during the CURVE handshake (the wrong server key).
+  Status WatchHandshakes();
+  struct HandshakeReport {
+    int connected = 0;   // TCP/ipc connections made
+    int succeeded = 0;   // security handshakes completed
+    int failed = 0;      // handshakes failed, or connections closed before one completed
+  };
+  // Events recorded since WatchHandshakes (drains the monitor; non-blocking).
+  HandshakeReport Handshakes();
 
   // Sends all frames as one message without blocking; a full queue or unknown ROUTER peer drops
   // the message and returns Unavailable. For a ROUTER, frames[0] is the peer identity.
   Status Send(const Frames& frames);
-  // Non-blocking; nullopt when nothing is waiting.
-  std::optional<Frames> Receive();
+  // Non-blocking; nullopt when nothing is waiting. `user_id`, when given, receives the ZAP
+  // "User-Id" of the connection the message came on (empty without ZAP).
+  std::optional<Frames> Receive(std::string* user_id = nullptr);
 
   zmq::socket_t& raw() { return *socket_; }
 
  private:
   SocketKind kind_;
+  Context& context_;
   std::unique_ptr<zmq::socket_t> socket_;
+  std::unique_ptr<zmq::socket_t> monitor_;
+  HandshakeReport handshakes_;
+  bool connected_without_handshake_ = false;
 };
 
 // Waits on sockets and plain file descriptors together.

@@ -1,7 +1,7 @@
 #include "scheduler/cli/commands.h"
 
 #include <limits.h>
-#include <pwd.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -11,6 +11,8 @@
 #include <thread>
 
 #include "common/config.h"
+#include "common/credentials.h"
+#include "common/transport/curve.h"
 #include "common/file_util.h"
 #include "common/ids.h"
 #include "common/job_spec.h"
@@ -27,24 +29,20 @@ namespace {
 constexpr int kExitFailed = 1;
 constexpr int kExitUsage = 2;
 constexpr int kExitUnreachable = 3;
+constexpr int kExitRefused = 4;
 
 int ReportError(const Status& status) {
   std::cerr << "kiln: " << status.message() << "\n";
   if (status.code() == StatusCode::kUnavailable) return kExitUnreachable;
   if (status.code() == StatusCode::kInvalidArgument) return kExitUsage;
+  if (status.code() == StatusCode::kUnauthenticated ||
+      status.code() == StatusCode::kPermissionDenied) {
+    return kExitRefused;
+  }
   return kExitFailed;
 }
 
 void Sleep(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
-
-// The login name jobs are submitted under.
-std::string CurrentUser() {
-  if (const passwd* pw = ::getpwuid(::geteuid()); pw != nullptr && pw->pw_name != nullptr) {
-    return pw->pw_name;
-  }
-  if (const char* user = std::getenv("USER"); user != nullptr && *user != '\0') return user;
-  return "uid" + std::to_string(::geteuid());
-}
 
 }  // namespace
 
@@ -52,10 +50,20 @@ Commands::Commands(CLI::App& app) : app_(app) {
   app.add_option("--scheduler", global_.scheduler,
                  std::string("scheduler address (default: $") + kSchedulerEnvVar + " or " +
                      kDefaultSchedulerAddress + ")");
+  app.add_option("--credentials", global_.credentials,
+                 std::string("credentials file (default: $") + kCredentialsEnvVar +
+                     " or ~/.config/kiln/credentials.json; written by kiln login)");
   app.add_option("--timeout", global_.timeout_s, "seconds to wait for each reply")
       ->capture_default_str()
       ->check(CLI::Range(0.1, 600.0));
   app.require_subcommand(1);
+
+  login_ = app.add_subcommand("login", "save the scheduler's address and key and your token "
+                                      "(read from stdin, never from the command line)");
+  login_->add_option("--server-key", server_key_, "the scheduler's public key, or a file holding "
+                                                  "it (kiln-scheduler key show)")->required();
+  login_->add_option("--token-file", token_file_, "read the token from this file instead of stdin");
+  whoami_ = app.add_subcommand("whoami", "print the user your token belongs to");
 
   submit_ = app.add_subcommand("submit", "submit a job spec; prints the new job id");
   submit_->add_option("FILE", file_, "job spec (JSON)")->required();
@@ -128,6 +136,8 @@ Commands::Commands(CLI::App& app) : app_(app) {
 }
 
 int Commands::RunSelected() {
+  if (login_->parsed()) return Login();
+  if (whoami_->parsed()) return WhoAmI();
   if (submit_->parsed()) return Submit();
   if (queue_->parsed()) return Queue();
   if (show_->parsed()) return Show();
@@ -148,10 +158,113 @@ int Commands::RunSelected() {
 }
 
 namespace {
-SchedulerClient MakeClient(const GlobalOptions& g) {
-  return SchedulerClient(ResolveSchedulerAddress(g.scheduler), static_cast<int>(g.timeout_s * 1000));
+
+std::string CredentialsPath(const GlobalOptions& g) {
+  return g.credentials.empty() ? DefaultCredentialsPath() : g.credentials;
 }
+
+// Address: --scheduler, $KILN_SCHEDULER, the credentials file, the default. Server key:
+// $KILN_SERVER_KEY (a key or a file), else the credentials file. Token: the credentials file.
+ClientSettings ResolveSettings(const GlobalOptions& g) {
+  ClientSettings settings;
+  settings.timeout_ms = static_cast<int>(g.timeout_s * 1000);
+  auto credentials = LoadCredentials(CredentialsPath(g));
+  if (!credentials.ok()) {
+    settings.problem = Status::Unauthenticated(credentials.status().message());
+  } else {
+    settings.address = credentials->scheduler;
+    settings.server_key = credentials->server_key;
+    settings.token = credentials->token;
+    settings.user = credentials->user;
+  }
+  const bool address_given = !g.scheduler.empty() || std::getenv(kSchedulerEnvVar) != nullptr;
+  if (address_given || settings.address.empty()) {
+    settings.address = ResolveSchedulerAddress(g.scheduler);
+  }
+  if (const char* key = std::getenv("KILN_SERVER_KEY"); key != nullptr && *key != '\0') {
+    auto resolved = transport::ResolvePublicKey(key);
+    if (!resolved.ok()) {
+      settings.problem = Status::InvalidArgument("KILN_SERVER_KEY: " + resolved.status().message());
+    } else {
+      settings.server_key = *resolved;
+    }
+  }
+  if (settings.problem.ok() && !transport::IsCurveKey(settings.server_key)) {
+    settings.problem = Status::InvalidArgument(
+        "credentials file " + CredentialsPath(g) + ": server_key is not a CURVE public key; run "
+        "`kiln login` again");
+  }
+  return settings;
+}
+
+SchedulerClient MakeClient(const GlobalOptions& g) { return SchedulerClient(ResolveSettings(g)); }
+
+// The token, from a file or stdin (without echo on a terminal), trimmed.
+Result<std::string> ReadToken(const std::string& file) {
+  std::string token;
+  if (!file.empty()) {
+    auto text = ReadFile(file);
+    if (!text.ok()) return Status::InvalidArgument("--token-file: " + text.status().message());
+    token = *text;
+  } else {
+    const bool tty = ::isatty(STDIN_FILENO);
+    termios saved{};
+    if (tty) {
+      std::cerr << "token: " << std::flush;
+      ::tcgetattr(STDIN_FILENO, &saved);
+      termios quiet = saved;
+      quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
+      ::tcsetattr(STDIN_FILENO, TCSANOW, &quiet);
+    }
+    std::getline(std::cin, token);
+    if (tty) {
+      ::tcsetattr(STDIN_FILENO, TCSANOW, &saved);
+      std::cerr << "\n";
+    }
+  }
+  const size_t begin = token.find_first_not_of(" \t\r\n");
+  const size_t end = token.find_last_not_of(" \t\r\n");
+  token = begin == std::string::npos ? "" : token.substr(begin, end - begin + 1);
+  if (!LooksLikeAccessToken(token)) {
+    return Status::InvalidArgument("that is not a kiln token (kiln_ and 64 hex digits, as "
+                                   "kiln-scheduler user add printed it)");
+  }
+  return token;
+}
+
 }  // namespace
+
+int Commands::Login() {
+  auto key = transport::ResolvePublicKey(server_key_);
+  if (!key.ok()) return ReportError(Status::InvalidArgument("--server-key: " + key.status().message()));
+  auto token = ReadToken(token_file_);
+  if (!token.ok()) return ReportError(token.status());
+  ClientSettings settings;
+  settings.address = ResolveSchedulerAddress(global_.scheduler);
+  settings.server_key = *key;
+  settings.token = *token;
+  settings.timeout_ms = static_cast<int>(global_.timeout_s * 1000);
+  SchedulerClient client(settings);
+  auto reply = ReplyAs<protocol::DataReply>(client.Call(protocol::WhoAmIRequest{}));
+  if (!reply.ok()) return ReportError(reply.status());
+  const std::string user = reply->data.value("user", "");
+  const std::string path = CredentialsPath(global_);
+  Status saved = SaveCredentials(path, {settings.address, *key, user, *token});
+  if (!saved.ok()) return ReportError(saved);
+  std::cout << "logged in to " << settings.address << " as " << user
+            << (reply->data.value("admin", false) ? " (admin)" : "") << "; credentials in "
+            << path << std::endl;
+  return 0;
+}
+
+int Commands::WhoAmI() {
+  SchedulerClient client = MakeClient(global_);
+  auto reply = ReplyAs<protocol::DataReply>(client.Call(protocol::WhoAmIRequest{}));
+  if (!reply.ok()) return ReportError(reply.status());
+  std::cout << reply->data.value("user", "") << (reply->data.value("admin", false) ? " (admin)" : "")
+            << " at " << client.address() << std::endl;
+  return 0;
+}
 
 int Commands::Submit() {
   auto text = ReadFile(file_);
@@ -165,7 +278,7 @@ int Commands::Submit() {
   }
   SchedulerClient client = MakeClient(global_);
   protocol::SubmitRequest request{NewRequestId(), json::parse(*text), std::nullopt, std::nullopt,
-                                  CurrentUser(), hold_};
+                                  "", hold_};  // the scheduler takes the user from the token
   if (!resume_from_.empty()) {
     try {
       size_t colon = resume_from_.find(':');

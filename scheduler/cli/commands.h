@@ -1,5 +1,6 @@
 // The kiln CLI's subcommands. Each returns the process exit code: 0 success, 1 the operation
-// failed (job failed, not found, refused), 2 bad usage or input, 3 scheduler unreachable.
+// failed (job failed, not found), 2 bad usage or input, 3 scheduler unreachable, 4 refused (not
+// logged in, a wrong token or server key, or not allowed on that job).
 #pragma once
 
 #include <string>
@@ -13,7 +14,8 @@ namespace kiln::cli {
 class SchedulerClient;
 
 struct GlobalOptions {
-  std::string scheduler;  // empty: $KILN_SCHEDULER or the default
+  std::string scheduler;    // empty: $KILN_SCHEDULER, the credentials file, or the default
+  std::string credentials;  // empty: $KILN_CREDENTIALS or ~/.config/kiln/credentials.json
   double timeout_s = 5.0;
 };
 
@@ -24,6 +26,8 @@ class Commands {
   int RunSelected();
 
  private:
+  int Login();
+  int WhoAmI();
   int Submit();
   int Queue();
   int Show();
@@ -56,6 +60,9 @@ class Commands {
   std::string node_, drain_reason_;
   std::string out_dir_ = ".";
   std::string input_, labels_, output_;
+  std::string server_key_, token_file_;
+  CLI::App* login_;
+  CLI::App* whoami_;
   CLI::App* submit_;
   CLI::App* queue_;
   CLI::App* show_;

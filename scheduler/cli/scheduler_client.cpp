@@ -1,12 +1,20 @@
 #include "scheduler/cli/scheduler_client.h"
 
+#include <algorithm>
+
 #include "common/clock.h"
 #include "common/ids.h"
 
 namespace kiln::cli {
 
-SchedulerClient::SchedulerClient(std::string address, int timeout_ms)
-    : address_(std::move(address)), timeout_ms_(timeout_ms) {
+SchedulerClient::SchedulerClient(ClientSettings settings) : settings_(std::move(settings)) {
+  if (!settings_.problem.ok()) return;
+  auto keys = transport::NewCurveKeyPair();
+  if (!keys.ok()) {
+    settings_.problem = keys.status();
+    return;
+  }
+  own_keys_ = *keys;
   Reconnect();
 }
 
@@ -14,29 +22,49 @@ SchedulerClient::~SchedulerClient() = default;
 
 void SchedulerClient::Reconnect() {
   socket_ = std::make_unique<transport::Socket>(context_, transport::SocketKind::kDealer);
-  (void)socket_->Connect(address_);  // a bad address is reported by the first call
+  Status curve = socket_->MakeCurveClient(settings_.server_key, own_keys_);
+  if (!curve.ok()) settings_.problem = curve;
+  (void)socket_->WatchHandshakes();
+  (void)socket_->Connect(settings_.address);  // a bad address is reported by the first call
 }
 
 std::string SchedulerClient::NextId() { return NewRequestId().substr(0, 12) + "-" +
                                               std::to_string(++counter_); }
 
-Result<protocol::Envelope> SchedulerClient::CallFrames(const protocol::Envelope& request) {
-  Status connected = socket_->Connect(address_);
+std::optional<Status> SchedulerClient::HandshakeRefused() {
+  auto report = socket_->Handshakes();
+  // One failure may be a scheduler restarting mid-handshake; two in a row with no success is
+  // the scheduler refusing our key exchange.
+  if (report.succeeded > 0 || report.failed < 2) return std::nullopt;
+  return Status::Unauthenticated(
+      "the scheduler at " + settings_.address + " dropped the connection during the encryption "
+      "handshake: the server key this client pins (" + settings_.server_key.substr(0, 8) +
+      "...) is not that scheduler's. Get the right one with `kiln-scheduler key show` on the "
+      "scheduler host and run `kiln login` again (or set KILN_SERVER_KEY)");
+}
+
+Result<protocol::Envelope> SchedulerClient::CallFrames(protocol::Envelope request) {
+  if (!settings_.problem.ok()) return settings_.problem;
+  Status connected = socket_->Connect(settings_.address);
   if (!connected.ok()) {
-    return Status::InvalidArgument("scheduler address \"" + address_ +
+    return Status::InvalidArgument("scheduler address \"" + settings_.address +
                                    "\" is not valid: use tcp://HOST:PORT");
   }
+  request.auth = settings_.token;
   Status sent = socket_->Send({protocol::EncodeEnvelope(request)});
   if (!sent.ok()) return sent;
   SystemClock clock;
-  const Millis deadline = clock.MonotonicMs() + timeout_ms_;
+  const Millis deadline = clock.MonotonicMs() + settings_.timeout_ms;
   while (true) {
     const Millis left = deadline - clock.MonotonicMs();
     if (left <= 0) break;
     transport::Poller poller;
     poller.AddSocket(*socket_);
-    KILN_RETURN_IF_ERROR(poller.Wait(static_cast<int>(left)));
-    if (!poller.Ready(0)) continue;
+    KILN_RETURN_IF_ERROR(poller.Wait(static_cast<int>(std::min<Millis>(left, 100))));
+    if (!poller.Ready(0)) {
+      if (auto refused = HandshakeRefused()) return *refused;
+      continue;
+    }
     auto frames = socket_->Receive();
     if (!frames || frames->empty()) continue;
     auto envelope = protocol::DecodeEnvelope((*frames)[0]);
@@ -51,17 +79,19 @@ Result<protocol::Envelope> SchedulerClient::CallFrames(const protocol::Envelope&
       StatusCode code = StatusCode::kInternal;
       for (StatusCode c : {StatusCode::kInvalidArgument, StatusCode::kNotFound,
                            StatusCode::kFailedPrecondition, StatusCode::kUnavailable,
-                           StatusCode::kIoError, StatusCode::kAlreadyExists}) {
+                           StatusCode::kIoError, StatusCode::kAlreadyExists,
+                           StatusCode::kUnauthenticated, StatusCode::kPermissionDenied}) {
         if (error->code == StatusCodeName(c)) code = c;
       }
       return Status(code, message);
     }
     return envelope;
   }
+  if (auto refused = HandshakeRefused()) return *refused;
   // Drop the socket so a late reply cannot be mistaken for the answer to a later request.
   Reconnect();
-  return Status::Unavailable("no reply from the scheduler at " + address_ + " within " +
-                             std::to_string(timeout_ms_ / 1000.0).substr(0, 3) +
+  return Status::Unavailable("no reply from the scheduler at " + settings_.address + " within " +
+                             std::to_string(settings_.timeout_ms / 1000.0).substr(0, 3) +
                              " s: is kiln-scheduler running there? (set --scheduler or "
                              "KILN_SCHEDULER)");
 }

@@ -1,5 +1,6 @@
 // The CLI's connection to the scheduler: one request, one reply, bounded by a timeout, so an
-// unreachable scheduler gives a clear error within seconds instead of a hang.
+// unreachable scheduler gives a clear error within seconds instead of a hang. The connection is
+// CURVE-encrypted to the pinned server key, and every request carries the user's token.
 #pragma once
 
 #include <memory>
@@ -10,12 +11,23 @@
 
 namespace kiln::cli {
 
+// Where and as whom to connect. `problem`, when not OK, is returned by every call (e.g. no
+// credentials yet), so commands report it the same way as any other error.
+struct ClientSettings {
+  std::string address;
+  std::string server_key;  // Z85
+  std::string token;
+  std::string user;
+  int timeout_ms = 5000;
+  Status problem;
+};
+
 class SchedulerClient {
  public:
-  SchedulerClient(std::string address, int timeout_ms);
+  explicit SchedulerClient(ClientSettings settings);
   ~SchedulerClient();
 
-  const std::string& address() const { return address_; }
+  const std::string& address() const { return settings_.address; }
   // The binary frame that came with the last reply (e.g. checkpoint bytes); empty if none.
   const std::string& last_binary() const { return last_binary_; }
 
@@ -27,12 +39,14 @@ class SchedulerClient {
   }
 
  private:
-  Result<protocol::Envelope> CallFrames(const protocol::Envelope& request);
+  Result<protocol::Envelope> CallFrames(protocol::Envelope request);
   std::string NextId();
   void Reconnect();
+  // The error for a scheduler that dropped us during the handshake, if it did.
+  std::optional<Status> HandshakeRefused();
 
-  std::string address_;
-  int timeout_ms_;
+  ClientSettings settings_;
+  transport::CurveKeyPair own_keys_;  // made per process: the key only encrypts
   transport::Context context_;
   std::unique_ptr<transport::Socket> socket_;
   int64_t counter_ = 0;

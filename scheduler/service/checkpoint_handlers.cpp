@@ -165,11 +165,9 @@ void SchedulerService::RemoveFilesAfterCommit() {
 
 void SchedulerService::OnCheckpoints(const std::string& peer, const Envelope& e) {
   KILN_DECODE_OR_REPLY(protocol::CheckpointsRequest, request);
-  auto job = store_->GetJob(request.job_id);
-  KILN_OK_OR_REPLY(job);
-  if (!job->has_value()) {
-    return ReplyError(peer, e.id, Status::NotFound("no job with id " + std::to_string(request.job_id)));
-  }
+  KILN_JOB_OR_REPLY(request.job_id, job);
+  KILN_PERMIT_OR_REPLY(core::MayActOnJob(caller_, core::JobAction::kCheckpoints, job.id, job.user),
+                       "ckpt.ls", "job " + std::to_string(job.id));
   auto checkpoints = store_->Checkpoints(request.job_id);
   KILN_OK_OR_REPLY(checkpoints);
   json view = json::array();
@@ -179,6 +177,10 @@ void SchedulerService::OnCheckpoints(const std::string& peer, const Envelope& e)
 
 void SchedulerService::OnCheckpointRead(const std::string& peer, const Envelope& e) {
   KILN_DECODE_OR_REPLY(protocol::CheckpointRead, r);
+  KILN_JOB_OR_REPLY(r.job_id, job);
+  const std::string target = "job " + std::to_string(job.id);
+  KILN_PERMIT_OR_REPLY(core::MayActOnJob(caller_, core::JobAction::kCheckpoints, job.id, job.user),
+                       "ckpt.pull", target);
   auto found = store_->FindCheckpoint(r.job_id, r.step);
   KILN_OK_OR_REPLY(found);
   if (!found->has_value()) {
@@ -194,12 +196,20 @@ void SchedulerService::OnCheckpointRead(const std::string& peer, const Envelope&
   const std::string path = c.path.empty() ? checkpoints_.PathOf(c.sha256) : c.path;
   auto bytes = ReadFileRange(path, r.offset, std::min(r.length, kMaxReadBytes));
   if (!bytes.ok()) return ReplyError(peer, e.id, bytes.status());
+  if (r.offset == 0 && caller_.user != "worker") {
+    Audit("ckpt.pull", target, Status::Ok(), "step " + std::to_string(c.step));
+  }
   Send(peer, protocol::CheckpointData{c.job_id, c.step, c.sha256, c.bytes, r.offset}, e.id,
        {std::move(bytes).value()});
 }
 
 void SchedulerService::OnCheckpointRemove(const std::string& peer, const Envelope& e) {
   KILN_DECODE_OR_REPLY(protocol::CheckpointRemove, r);
+  KILN_JOB_OR_REPLY(r.job_id, job);
+  const std::string target = "job " + std::to_string(job.id);
+  KILN_PERMIT_OR_REPLY(core::MayActOnJob(caller_, core::JobAction::kRemoveCheckpoint, job.id,
+                                         job.user),
+                       "ckpt.rm", target);
   auto found = store_->FindCheckpoint(r.job_id, r.step);
   KILN_OK_OR_REPLY(found);
   if (!found->has_value() || r.step < 0) {
@@ -212,7 +222,8 @@ void SchedulerService::OnCheckpointRemove(const std::string& peer, const Envelop
         " is what a running or pending attempt resumes from; cancel that job first"));
   }
   DeleteCheckpointRow(**found);
-  spdlog::info("job {} checkpoint at step {} removed by user", r.job_id, r.step);
+  spdlog::info("job {} checkpoint at step {} removed by {}", r.job_id, r.step, caller_.user);
+  Audit("ckpt.rm", target, Status::Ok(), "step " + std::to_string(r.step));
   Send(peer, protocol::DataReply{json{{"removed", true}}}, e.id);
 }
 

@@ -32,9 +32,17 @@ void SchedulerService::OnSubmit(const std::string& peer, const Envelope& e) {
   if (existing->has_value()) {
     return Send(peer, protocol::SubmitReply{(*existing)->id, true}, e.id);
   }
+  if (request.user.empty()) request.user = caller_.user;
   if (!IsValidName(request.user, 64)) {
     return ReplyError(peer, e.id, Status::InvalidArgument(
                                       "body.user: must be 1-64 letters, digits, '-', '_' or '.'"));
+  }
+  KILN_PERMIT_OR_REPLY(core::MaySubmitAs(caller_, request.user), "submit", "user " + request.user);
+  if (const size_t bytes = request.spec.dump().size(); bytes > kMaxSpecBytes) {
+    return ReplyError(peer, e.id, Status::InvalidArgument(
+                                      "spec: " + std::to_string(bytes / 1024) + " KiB is over the "
+                                      "limit of " + std::to_string(kMaxSpecBytes / 1024) +
+                                      " KiB; put large inputs in files the job reads"));
   }
   SpecParseResult parsed = ParseJobSpec(request.spec);
   if (!parsed.ok()) {
@@ -71,6 +79,13 @@ void SchedulerService::OnSubmit(const std::string& peer, const Envelope& e) {
   job.max_retries = parsed.spec.max_retries;
   job.submitted_at = clock_.WallMs();
   if (request.resume_from_job) {
+    auto source = store_->GetJob(*request.resume_from_job);
+    KILN_OK_OR_REPLY(source);
+    if (source->has_value()) {
+      KILN_PERMIT_OR_REPLY(core::MayActOnJob(caller_, core::JobAction::kCheckpoints,
+                                             (*source)->id, (*source)->user),
+                           "submit", "job " + std::to_string((*source)->id));
+    }
     const int64_t from_step = request.resume_from_step.value_or(-1);
     auto from = store_->FindCheckpoint(*request.resume_from_job, from_step);
     KILN_OK_OR_REPLY(from);
@@ -93,6 +108,7 @@ void SchedulerService::OnSubmit(const std::string& peer, const Envelope& e) {
   Track(job, parsed.spec);
   spdlog::debug("job {} \"{}\" submitted by {} ({} ranks)", *id, job.name, job.user, job.ranks);
   submitted_ = true;
+  Audit("submit", "job " + std::to_string(*id), Status::Ok(), job.name);
   Send(peer, protocol::SubmitReply{*id, false}, e.id);
 }
 
@@ -122,16 +138,21 @@ void SchedulerService::OnShow(const std::string& peer, const Envelope& e) {
 void SchedulerService::OnCancel(const std::string& peer, const Envelope& e) {
   KILN_DECODE_OR_REPLY(protocol::CancelRequest, request);
   KILN_JOB_OR_REPLY(request.job_id, job);
+  const std::string target = "job " + std::to_string(job.id);
+  KILN_PERMIT_OR_REPLY(core::MayActOnJob(caller_, core::JobAction::kCancel, job.id, job.user),
+                       "cancel", target);
   const bool was_running = job.state == core::JobState::kRunning;
-  Status changed = Transition(job, core::JobEvent::kCancel, "cancelled by user");
+  const std::string why = "cancelled by " + caller_.user;
+  Status changed = Transition(job, core::JobEvent::kCancel, why);
   if (!changed.ok()) {
     return ReplyError(peer, e.id,
                       Status::FailedPrecondition("job " + std::to_string(job.id) + " is " +
                                                  core::JobStateName(job.state) +
                                                  "; only PENDING or RUNNING jobs can be cancelled"));
   }
-  if (was_running) StopAttempt(job, "cancelled by user");
-  spdlog::info("job {} cancelled", job.id);
+  if (was_running) StopAttempt(job, why);
+  spdlog::info("job {} {}", job.id, why);
+  Audit("cancel", target, Status::Ok());
   dirty_ = true;
   Send(peer, protocol::CancelReply{job.id, core::JobStateName(job.state)}, e.id);
 }
@@ -139,6 +160,8 @@ void SchedulerService::OnCancel(const std::string& peer, const Envelope& e) {
 void SchedulerService::OnLogs(const std::string& peer, const Envelope& e) {
   KILN_DECODE_OR_REPLY(protocol::LogsRequest, request);
   KILN_JOB_OR_REPLY(request.job_id, job);
+  KILN_PERMIT_OR_REPLY(core::MayActOnJob(caller_, core::JobAction::kLogs, job.id, job.user),
+                       "logs", "job " + std::to_string(job.id));
   int64_t limit = std::clamp<int64_t>(request.limit, 1, 10000);
   auto lines = store_->Logs(request.job_id, request.after_seq, limit);
   KILN_OK_OR_REPLY(lines);
@@ -168,6 +191,18 @@ void SchedulerService::OnNodes(const std::string& peer, const Envelope& e) {
 void SchedulerService::OnJobAdmin(const std::string& peer, const Envelope& e) {
   KILN_DECODE_OR_REPLY(protocol::JobAdminRequest, request);
   KILN_JOB_OR_REPLY(request.job_id, job);
+  const std::string target = "job " + std::to_string(job.id);
+  if (request.action == "priority") {
+    KILN_PERMIT_OR_REPLY(core::MayChangePriority(caller_, job.id, job.user, job.priority,
+                                                 request.priority),
+                         "priority", target);
+  } else {
+    KILN_PERMIT_OR_REPLY(core::MayActOnJob(caller_, request.action == "hold"
+                                                        ? core::JobAction::kHold
+                                                        : core::JobAction::kRelease,
+                                           job.id, job.user),
+                         request.action, target);
+  }
   auto active = active_.find(job.id);
   if (active == active_.end()) {
     return ReplyError(peer, e.id, Status::FailedPrecondition(
@@ -190,7 +225,7 @@ void SchedulerService::OnJobAdmin(const std::string& peer, const Envelope& e) {
                                         (hold ? "held" : "not held")));
     }
     job.held = a.queued.held = hold;
-    what = hold ? "held by admin" : "released by admin";
+    what = (hold ? "held by " : "released by ") + caller_.user;
   } else if (request.action == "priority") {
     if (request.priority < -1000000 || request.priority > 1000000) {
       return ReplyError(peer, e.id, Status::InvalidArgument(
@@ -200,7 +235,8 @@ void SchedulerService::OnJobAdmin(const std::string& peer, const Envelope& e) {
       pending_order_.erase({-a.queued.priority, job.id});
       pending_order_[{-request.priority, job.id}] = &a;
     }
-    what = "priority " + std::to_string(job.priority) + " -> " + std::to_string(request.priority);
+    what = "priority " + std::to_string(job.priority) + " -> " + std::to_string(request.priority) +
+           " by " + caller_.user;
     job.priority = a.queued.priority = request.priority;
   } else {
     return ReplyError(peer, e.id, Status::InvalidArgument(
@@ -214,6 +250,7 @@ void SchedulerService::OnJobAdmin(const std::string& peer, const Envelope& e) {
   }
   if (!saved.ok()) return ReplyError(peer, e.id, saved);
   spdlog::info("job {}: {}", job.id, what);
+  Audit(request.action, target, Status::Ok(), what);
   dirty_ = true;
   WithLiveReason(job);
   Send(peer, protocol::DataReply{JobSummaryView(job)}, e.id);
@@ -221,6 +258,8 @@ void SchedulerService::OnJobAdmin(const std::string& peer, const Envelope& e) {
 
 void SchedulerService::OnNodeAdmin(const std::string& peer, const Envelope& e) {
   KILN_DECODE_OR_REPLY(protocol::NodeAdminRequest, request);
+  KILN_PERMIT_OR_REPLY(core::MayAdministerNodes(caller_), "node." + request.action,
+                       "node " + request.node);
   auto w = workers_.find(request.node);
   if (w == workers_.end()) {
     return ReplyError(peer, e.id, Status::NotFound("no node named \"" + request.node +
@@ -240,8 +279,9 @@ void SchedulerService::OnNodeAdmin(const std::string& peer, const Envelope& e) {
   }
   Status saved = store_->UpsertNode(record);
   if (!saved.ok()) return ReplyError(peer, e.id, saved);
-  spdlog::info("node {}: {}{}", record.name, request.action,
-               record.drained ? " (" + record.drain_reason + ")" : "");
+  spdlog::info("node {}: {}{} by {}", record.name, request.action,
+               record.drained ? " (" + record.drain_reason + ")" : "", caller_.user);
+  Audit("node." + request.action, "node " + record.name, Status::Ok(), record.drain_reason);
   dirty_ = true;
   Send(peer, protocol::DataReply{NodeView(record, UseOf(record.name))}, e.id);
 }

@@ -26,3 +26,12 @@
     return;                                             \
   }
 
+
+// Replies with the refusal, and records it in the audit table, unless `check` (a Status from
+// core/access_policy.h) is OK.
+#define KILN_PERMIT_OR_REPLY(check, action, target)       \
+  if (Status permit_status_ = (check); !permit_status_.ok()) { \
+    Audit(action, target, permit_status_);                \
+    ReplyError(peer, e.id, permit_status_);               \
+    return;                                               \
+  }

@@ -8,6 +8,7 @@
 #include "common/clock.h"
 #include "common/config.h"
 #include "common/logging.h"
+#include "scheduler/service/admin_commands.h"
 #include "scheduler/service/scheduler_service.h"
 
 namespace {
@@ -16,7 +17,9 @@ void OnSignal(int) { g_stop = true; }
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"kiln-scheduler: queues training jobs durably and places them on workers"};
+  CLI::App app{"kiln-scheduler: queues training jobs durably and places them on workers.\n"
+                 "With no command it runs the daemon; key, user, worker and audit are the "
+                 "admin's offline commands on the same --state-dir."};
   kiln::service::SchedulerOptions options;
   std::string log_level = "info";
   double worker_timeout_s = kiln::kDefaultWorkerTimeoutMs / 1000.0;
@@ -45,7 +48,11 @@ int main(int argc, char** argv) {
   app.add_option("--user-weight", weights, "USER=WEIGHT: a user's fair share (default 1; "
                                            "repeatable), e.g. --user-weight alice=2");
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error")->capture_default_str();
+  app.fallthrough();  // --state-dir may come after an admin command too
+  app.require_subcommand(0, 1);
+  kiln::service::AdminCommands admin(app);
   CLI11_PARSE(app, argc, argv);
+  if (admin.Selected()) return admin.Run(options.state_dir);
   options.backfill = !no_backfill;
   options.usage_unit = usage_unit == "gpus" ? kiln::core::UsageUnit::kGpuSeconds
                                             : kiln::core::UsageUnit::kRankSeconds;

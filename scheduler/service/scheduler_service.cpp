@@ -15,7 +15,36 @@ namespace {
 constexpr int kMaxMessagesPerTurn = 2000;
 constexpr Millis kLivenessCheckEveryMs = 250;
 constexpr Millis kPassEveryMs = 1000;
+// A message is at most an envelope plus one checkpoint chunk (8 MiB); larger ones are refused by
+// ZeroMQ before they are read. Each connection may have this many messages waiting before
+// ZeroMQ stops reading it (the other connections are still served, fair-queued).
+constexpr int64_t kMaxMessageBytes = 16 << 20;
+constexpr int kMaxQueuedPerConnection = 256;
+constexpr const char* kZapDomain = "kiln";
+
+bool IsWorkerMessage(const std::string& t) {
+  return t == protocol::RegisterWorker::kType || t == protocol::Heartbeat::kType ||
+         t == protocol::JobStarted::kType || t == protocol::LogBatch::kType ||
+         t == protocol::ProgressReport::kType || t == protocol::CheckpointBegin::kType ||
+         t == protocol::CheckpointChunk::kType || t == protocol::JobExited::kType;
+}
 }  // namespace
+
+Result<transport::CurveKeyPair> EnsureSchedulerKeys(const std::string& state_dir) {
+  KILN_RETURN_IF_ERROR(MakeDirs(state_dir));
+  bool created = false;
+  auto server = transport::LoadOrCreateKeyPair(state_dir + "/" + kServerKeyFile, &created);
+  if (!server.ok()) return server.status();
+  if (created) spdlog::info("created the scheduler keypair {}/{}", state_dir, kServerKeyFile);
+  auto cluster = transport::LoadOrCreateKeyPair(state_dir + "/" + kWorkerClusterKeyFile, &created);
+  if (!cluster.ok()) return cluster.status();
+  const std::string pub = state_dir + "/" + kServerPublicKeyFile;
+  auto existing = ReadFile(pub);
+  if (!existing.ok() || *existing != server->public_key + "\n") {
+    KILN_RETURN_IF_ERROR(WriteFileAtomic(pub, server->public_key + "\n", 0644));
+  }
+  return server;
+}
 
 Result<std::unique_ptr<SchedulerService>> SchedulerService::Create(const SchedulerOptions& options,
                                                                    const Clock& clock,
@@ -24,12 +53,26 @@ Result<std::unique_ptr<SchedulerService>> SchedulerService::Create(const Schedul
   KILN_RETURN_IF_ERROR(MakeDirs(options.state_dir));
   auto store = Store::Open(options.state_dir + "/kiln.db");
   if (!store.ok()) return store.status();
-  auto socket = std::make_unique<transport::Socket>(context, transport::SocketKind::kRouter);
+  auto keys = EnsureSchedulerKeys(options.state_dir);
+  if (!keys.ok()) return keys.status();
+  auto cluster = transport::LoadKeyPair(options.state_dir + "/" + kWorkerClusterKeyFile);
+  if (!cluster.ok()) return cluster.status();
+  // The ZAP handler must exist before the first handshake.
+  auto zap = transport::ZapServer::Bind(context);
+  if (!zap.ok()) return zap.status();
+  auto socket = std::make_unique<transport::Socket>(context, transport::SocketKind::kRouter,
+                                                    kMaxMessageBytes);
+  socket->SetHighWaterMarks(100000, kMaxQueuedPerConnection);
+  KILN_RETURN_IF_ERROR(socket->MakeCurveServer(*keys, kZapDomain));
   auto endpoint = socket->Bind(options.listen);
   if (!endpoint.ok()) return endpoint.status();
   KILN_RETURN_IF_ERROR(WriteFileAtomic(options.state_dir + "/endpoint", *endpoint + "\n"));
+  spdlog::info("server public key {} (also in {}/{})", keys->public_key, options.state_dir,
+               kServerPublicKeyFile);
   std::unique_ptr<SchedulerService> service(new SchedulerService(
-      options, clock, std::move(store).value(), std::move(socket), *endpoint));
+      options, clock, std::move(store).value(), std::move(socket), *endpoint,
+      std::move(zap).value(), cluster->public_key));
+  service->RefreshWorkerKeys();
   KILN_RETURN_IF_ERROR(service->checkpoints_.Init());
   KILN_RETURN_IF_ERROR(service->Recover());
   return service;
@@ -37,13 +80,17 @@ Result<std::unique_ptr<SchedulerService>> SchedulerService::Create(const Schedul
 
 SchedulerService::SchedulerService(SchedulerOptions options, const Clock& clock,
                                    std::unique_ptr<Store> store,
-                                   std::unique_ptr<transport::Socket> socket, std::string endpoint)
+                                   std::unique_ptr<transport::Socket> socket, std::string endpoint,
+                                   std::unique_ptr<transport::ZapServer> zap,
+                                   std::string cluster_worker_key)
     : options_(std::move(options)),
       clock_(clock),
       store_(std::move(store)),
       checkpoints_(options_.state_dir + "/checkpoints"),
       socket_(std::move(socket)),
       endpoint_(std::move(endpoint)),
+      zap_(std::move(zap)),
+      cluster_worker_key_(std::move(cluster_worker_key)),
       monitor_(options_.worker_timeout_ms),
       ledger_(options_.fair_share_half_life_s) {}
 
@@ -100,19 +147,22 @@ void SchedulerService::Run(const std::atomic<bool>& stop) {
 void SchedulerService::Turn(int wait_ms) {
   transport::Poller poller;
   poller.AddSocket(*socket_);
+  poller.AddSocket(zap_->socket());
   Status waited = poller.Wait(wait_ms);
   if (!waited.ok()) spdlog::warn("{}", waited.ToString());
+  zap_->AnswerPending([this](const transport::ZapRequest& r) { return DecideConnection(r); });
 
   Status begun = store_->Begin();
   if (!begun.ok()) {
     spdlog::error("cannot open transaction: {}", begun.ToString());
     return;
   }
+  std::string connection;
   for (int i = 0; i < kMaxMessagesPerTurn; ++i) {
-    auto frames = socket_->Receive();
+    auto frames = socket_->Receive(&connection);
     if (!frames) break;
     try {
-      HandleFrames(*frames);
+      HandleFrames(*frames, connection);
     } catch (const std::exception& e) {
       // A handler bug must not take the daemon down with it; the message is dropped and logged.
       spdlog::error("internal error handling a message: {}", e.what());
@@ -122,6 +172,7 @@ void SchedulerService::Turn(int wait_ms) {
   if (now >= next_liveness_check_at_) {
     next_liveness_check_at_ = now + kLivenessCheckEveryMs;
     CheckSilentWorkers();
+    RefreshWorkerKeys();
   }
   if (now >= next_heartbeat_at_) {
     next_heartbeat_at_ = now + kHeartbeatIntervalMs;
@@ -157,7 +208,8 @@ void SchedulerService::Turn(int wait_ms) {
   outbox_.clear();
 }
 
-void SchedulerService::HandleFrames(const transport::Frames& frames) {
+void SchedulerService::HandleFrames(const transport::Frames& frames,
+                                    const std::string& connection) {
   // ROUTER frames: [peer identity][envelope][binary...]
   if (frames.size() < 2) return;
   const std::string& peer = frames[0];
@@ -169,6 +221,17 @@ void SchedulerService::HandleFrames(const transport::Frames& frames) {
   }
   const Envelope& e = *envelope;
   const std::string& t = e.type;
+  if (IsWorkerMessage(t)) {
+    if (!AdmitWorkerMessage(peer, connection, e)) return;
+  } else if (t == protocol::CheckpointRead::kType && e.auth.empty() &&
+             IsAdmittedWorkerKey(core::WorkerKeyOf(connection))) {
+    // A worker fetching the checkpoint an attempt resumes from: the scheduler chose it.
+    caller_ = {"worker", true};
+    return OnCheckpointRead(peer, e);
+  } else if (!AuthenticateClient(peer, e)) {
+    return;
+  }
+  if (t == protocol::WhoAmIRequest::kType) return OnWhoAmI(peer, e);
   if (t == protocol::SubmitRequest::kType) return OnSubmit(peer, e);
   if (t == protocol::QueueRequest::kType) return OnQueue(peer, e);
   if (t == protocol::ShowRequest::kType) return OnShow(peer, e);

@@ -26,7 +26,9 @@
 #include "common/clock.h"
 #include "common/protocol/codec.h"
 #include "common/transport/socket.h"
+#include "common/transport/zap_server.h"
 #include "common/job_spec.h"
+#include "scheduler/core/access_policy.h"
 #include "scheduler/core/fair_share.h"
 #include "scheduler/core/heartbeat_monitor.h"
 #include "scheduler/core/scheduling_policy.h"
@@ -49,6 +51,15 @@ struct SchedulerOptions {
   // wait as Infeasible and every other gang is placed on one node.
   bool multi_node = false;
 };
+
+// Files of the state dir that hold keys (see docs/security.md).
+constexpr const char* kServerKeyFile = "server.key";             // the scheduler's keypair, 0600
+constexpr const char* kServerPublicKeyFile = "server.pub";       // its public key, for clients
+constexpr const char* kWorkerClusterKeyFile = "worker-cluster.key";  // a keypair any worker may use
+
+// Creates the scheduler's keypair and the worker cluster keypair in state_dir if absent (and
+// server.pub beside them); returns the scheduler's keypair.
+Result<transport::CurveKeyPair> EnsureSchedulerKeys(const std::string& state_dir);
 
 class SchedulerService {
  public:
@@ -93,11 +104,12 @@ class SchedulerService {
   };
 
   SchedulerService(SchedulerOptions options, const Clock& clock, std::unique_ptr<Store> store,
-                   std::unique_ptr<transport::Socket> socket, std::string endpoint);
+                   std::unique_ptr<transport::Socket> socket, std::string endpoint,
+                   std::unique_ptr<transport::ZapServer> zap, std::string cluster_worker_key);
   Status Recover();
 
-  // Dispatch (scheduler_service.cpp).
-  void HandleFrames(const transport::Frames& frames);
+  // Dispatch (scheduler_service.cpp). `connection` is the ZAP User-Id of the sending connection.
+  void HandleFrames(const transport::Frames& frames, const std::string& connection);
   void ReplyError(const std::string& peer, const std::string& id, const Status& status,
                   std::vector<std::string> errors = {});
   template <typename M>
@@ -105,6 +117,23 @@ class SchedulerService {
             transport::Frames binary = {}) {
     outbox_.push_back({peer, protocol::Encode(message, id, std::move(binary))});
   }
+
+  // Access control (access_control.cpp).
+  // A ZAP verdict for a new connection: every CURVE client is let in; an admitted worker key is
+  // labelled a worker connection.
+  transport::ZapVerdict DecideConnection(const transport::ZapRequest& request);
+  bool IsAdmittedWorkerKey(const std::string& key) const;
+  void RefreshWorkerKeys();
+  // True when `connection` is an admitted worker's; otherwise replies PermissionDenied and logs
+  // the refusal (at most once a minute per key).
+  bool AdmitWorkerMessage(const std::string& peer, const std::string& connection,
+                          const protocol::Envelope& e);
+  // Sets caller_ from the envelope's token, or replies Unauthenticated and returns false.
+  bool AuthenticateClient(const std::string& peer, const protocol::Envelope& e);
+  // Records what caller_ did, or was refused, in the audit table (inside the turn's transaction).
+  void Audit(const std::string& action, const std::string& target, const Status& outcome,
+             const std::string& detail = "");
+  void OnWhoAmI(const std::string& peer, const protocol::Envelope& e);
 
   // Client requests (client_handlers.cpp).
   void OnSubmit(const std::string& peer, const protocol::Envelope& e);
@@ -178,6 +207,11 @@ class SchedulerService {
   CheckpointStore checkpoints_;
   std::unique_ptr<transport::Socket> socket_;
   std::string endpoint_;
+  std::unique_ptr<transport::ZapServer> zap_;
+  std::string cluster_worker_key_;         // public key of worker-cluster.key
+  std::set<std::string> admitted_worker_keys_;  // the allow-list, reloaded every liveness check
+  std::map<std::string, Millis> refusal_logged_at_;  // by key: refusals are logged once a minute
+  core::Caller caller_;  // who sent the client request being handled
   core::HeartbeatMonitor monitor_;
   core::FairShareLedger ledger_;
 

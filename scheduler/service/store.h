@@ -94,6 +94,31 @@ struct LogLine {
   std::string line;
 };
 
+// A user the admin created. The token itself is never stored, only its SHA-256.
+struct UserRecord {
+  std::string name;
+  bool admin = false;
+  std::string token_sha256;
+  Millis created_at = 0;
+};
+
+struct WorkerKeyRecord {  // a worker's CURVE public key on the allow-list
+  std::string public_key;
+  std::string name;  // the admin's note of which node holds it
+  Millis added_at = 0;
+};
+
+// Who did what: every change a client asks for, and every refusal of an identified user.
+struct AuditRecord {
+  int64_t id = 0;
+  Millis time = 0;
+  std::string user;     // "-" when the caller could not be identified
+  std::string action;   // submit, cancel, hold, release, priority, node.drain, ckpt.pull, ...
+  std::string target;   // "job 12", "node n1", "user alice"
+  std::string outcome;  // "ok" or the status code name of the refusal
+  std::string detail;
+};
+
 class Store {
  public:
   // Opens (creating if needed) the database at `path` and its schema.
@@ -130,6 +155,18 @@ class Store {
   Status DeleteCheckpoint(int64_t job_id, int64_t step);
   // How many checkpoint rows (of any job) refer to this blob.
   Result<int64_t> CountCheckpointsWithSha(const std::string& sha256);
+
+  // Users, worker keys and the audit table (store_security.cpp).
+  Status UpsertUser(const UserRecord& user);  // a new token for an existing name replaces the old
+  Result<std::optional<UserRecord>> FindUserByTokenDigest(const std::string& token_sha256);
+  Result<std::vector<UserRecord>> ListUsers();
+  Result<bool> RemoveUser(const std::string& name);  // false when there was none
+  Status AllowWorkerKey(const WorkerKeyRecord& key);
+  // Removes the key given, or every key noted with that node name; returns how many.
+  Result<int64_t> RevokeWorkerKey(const std::string& key_or_name);
+  Result<std::vector<WorkerKeyRecord>> ListWorkerKeys();
+  Status AddAudit(const AuditRecord& record);
+  Result<std::vector<AuditRecord>> ListAudit(int64_t limit);  // the newest `limit`, oldest first
 
   // Appends lines with consecutive seq numbers after the job's last one.
   Status AppendLogs(int64_t job_id, int64_t attempt, Millis time,

@@ -19,6 +19,7 @@ template <> CancelRequest Sample() { return {8}; }
 template <> CancelReply Sample() { return {8, "CANCELLED"}; }
 template <> LogsRequest Sample() { return {9, 100, 50}; }
 template <> NodesRequest Sample() { return {}; }
+template <> WhoAmIRequest Sample() { return {}; }
 template <> CheckpointsRequest Sample() { return {10}; }
 template <> DataReply Sample() { return {json::array({1, 2, 3})}; }
 template <> ErrorReply Sample() { return {"INVALID_ARGUMENT", "bad", {"a: b", "c: d"}}; }

@@ -50,6 +50,8 @@ Agent::~Agent() = default;
 void Agent::Connect() {
   socket_ = std::make_unique<transport::Socket>(context_, transport::SocketKind::kDealer);
   (void)socket_->SetRoutingId("worker:" + options_.name);
+  Status curve = socket_->MakeCurveClient(options_.server_key, options_.keys);
+  if (!curve.ok()) spdlog::error("{}", curve.ToString());
   Status s = socket_->Connect(options_.scheduler);
   if (!s.ok()) spdlog::error("{}", s.ToString());
   registered_ = false;
@@ -182,7 +184,14 @@ void Agent::OnMessage(const transport::Frames& frames) {
     if (ack.ok()) unacked_exits_.erase({ack->job_id, ack->attempt});
   } else if (e.type == protocol::ErrorReply::kType) {
     auto error = protocol::DecodeBody<protocol::ErrorReply>(e);
-    if (error.ok()) spdlog::warn("scheduler refused a message: {}", error->message);
+    if (!error.ok()) return;
+    // A worker that is not admitted hears this for every message: say it once a minute.
+    const Millis now = clock_.MonotonicMs();
+    if (error->message != last_refusal_ || now - last_refusal_logged_at_ >= 60000) {
+      spdlog::warn("scheduler refused a message: {}", error->message);
+      last_refusal_ = error->message;
+      last_refusal_logged_at_ = now;
+    }
   } else if (e.type != protocol::Heartbeat::kType) {
     spdlog::warn("unexpected message type from scheduler: {}", e.type);
   }

@@ -28,6 +28,8 @@ namespace kiln::agent {
 
 struct AgentOptions {
   std::string scheduler;
+  std::string server_key;          // the scheduler's CURVE public key (Z85)
+  transport::CurveKeyPair keys;    // this worker's: the cluster key or its own, admitted by the admin
   std::string name;
   int64_t slots = 1;
   std::vector<std::string> labels;  // offered to jobs' resources.labels
@@ -68,6 +70,8 @@ class Agent {
   int64_t gpus_ = 0;
   bool registered_ = false;
   Millis last_heard_ = 0;
+  std::string last_refusal_;
+  Millis last_refusal_logged_at_ = 0;
   Millis last_register_at_ = -1'000'000;
   Millis next_heartbeat_at_ = 0;
   std::map<AttemptKey, std::unique_ptr<JobRun>> runs_;

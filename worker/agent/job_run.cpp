@@ -35,11 +35,17 @@ Result<std::unique_ptr<JobRun>> JobRun::Start(const JobRunConfig& config,
   KILN_RETURN_IF_ERROR(WriteFileAtomic(run_dir + "/spec.json", launch.spec.dump(2) + "\n"));
   KILN_RETURN_IF_ERROR(WriteFileAtomic(run_dir + "/hostfile",
                                        "localhost slots=" + std::to_string(launch.ranks) + "\n"));
+  // Rank 0's reports are CURVE-encrypted too, to a keypair made for this attempt; its public key
+  // reaches kiln-train through the environment (KILN_REPORT_KEY).
+  auto report_keys = transport::NewCurveKeyPair();
+  if (!report_keys.ok()) return report_keys.status();
   auto reports = std::make_unique<transport::Socket>(context, transport::SocketKind::kPull);
+  KILN_RETURN_IF_ERROR(reports->MakeCurveServer(*report_keys));
   auto bound = reports->Bind("ipc://" + run_dir + "/agent.sock");
   if (!bound.ok()) return bound.status();
   std::unique_ptr<JobRun> run(new JobRun(config, launch, run_dir, std::move(reports),
                                          std::move(sink), std::move(on_checkpoint)));
+  run->report_key_ = report_keys->public_key;
   KILN_RETURN_IF_ERROR(MakeDirs(run->checkpoint_dir_));
   if (launch.resume_step >= 0 && launch.resume_path.empty()) {
     run->fetching_ = true;
@@ -150,6 +156,7 @@ Status JobRun::StartProcess() {
       {"MKL_NUM_THREADS", threads},        {"KILN_THREADS_PER_RANK", threads},
       {"KILN_JOB_ID", std::to_string(job_id_)},
       {"KILN_ATTEMPT", std::to_string(attempt_)},
+      {"KILN_REPORT_KEY", report_key_},
       {"OMPI_MCA_btl_base_warn_component_unused", "0"},
       // On SIGTERM mpirun passes it to the ranks and kills them after this many seconds: give
       // them the agent's grace period to save a checkpoint (the agent SIGKILLs after it anyway).

@@ -75,6 +75,7 @@ class JobRun {
   std::string run_dir_;
   std::optional<ProcessGroup> group_;
   std::unique_ptr<transport::Socket> reports_;
+  std::string report_key_;  // CURVE public key of reports_, for kiln-train
   Sink sink_;
   CheckpointSink on_checkpoint_;
   std::ofstream output_log_;

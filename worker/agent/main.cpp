@@ -3,6 +3,7 @@
 
 #include <climits>
 #include <csignal>
+#include <cstdlib>
 #include <filesystem>
 
 #include <CLI/CLI.hpp>
@@ -10,6 +11,7 @@
 
 #include "common/config.h"
 #include "common/logging.h"
+#include "common/transport/curve.h"
 #include "worker/agent/agent.h"
 
 namespace {
@@ -35,6 +37,14 @@ int main(int argc, char** argv) {
                  std::string("scheduler address (default: $") + kiln::kSchedulerEnvVar + " or " +
                      kiln::kDefaultSchedulerAddress + ")");
   app.add_option("--name", options.name, "node name, unique in the cluster")->required();
+  std::string server_key, key_file;
+  app.add_option("--server-key", server_key,
+                 "the scheduler's public key, or a file holding it (its state dir's server.pub); "
+                 "default $KILN_SERVER_KEY");
+  app.add_option("--key-file", key_file,
+                 "this worker's keypair: the cluster's worker-cluster.key, or its own (created "
+                 "on first start; admit it with kiln-scheduler worker allow). "
+                 "Default: WORK_DIR/worker.key");
   app.add_option("--slots", options.slots, "ranks this node runs at once")
       ->required()
       ->check(CLI::Range(1, 4096));
@@ -57,6 +67,33 @@ int main(int argc, char** argv) {
   options.run.kill_grace_ms = static_cast<kiln::Millis>(kill_grace_s * 1000);
 
   kiln::InitLogging("worker", log_level);
+  if (server_key.empty()) {
+    const char* env = std::getenv("KILN_SERVER_KEY");
+    server_key = env != nullptr ? env : "";
+  }
+  if (server_key.empty()) {
+    spdlog::error("cannot start: --server-key is required: pass the scheduler's public key "
+                  "(kiln-scheduler key show) or the path of its state dir's server.pub");
+    return 2;
+  }
+  auto resolved = kiln::transport::ResolvePublicKey(server_key);
+  if (!resolved.ok()) {
+    spdlog::error("cannot start: --server-key: {}", resolved.status().message());
+    return 2;
+  }
+  options.server_key = *resolved;
+  if (key_file.empty()) key_file = options.run.work_dir + "/worker.key";
+  bool created = false;
+  auto keys = kiln::transport::LoadOrCreateKeyPair(key_file, &created);
+  if (!keys.ok()) {
+    spdlog::error("cannot start: --key-file: {}", keys.status().message());
+    return 2;
+  }
+  options.keys = *keys;
+  spdlog::info("worker key {} ({}{}); unless it is the cluster key, admit it on the scheduler "
+               "host with: kiln-scheduler worker allow {} --name {}",
+               keys->public_key, key_file, created ? ", created now" : "", keys->public_key,
+               options.name);
   std::signal(SIGTERM, OnSignal);
   std::signal(SIGINT, OnSignal);
   std::signal(SIGPIPE, SIG_IGN);

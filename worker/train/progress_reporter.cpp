@@ -1,5 +1,7 @@
 #include "worker/train/progress_reporter.h"
 
+#include <cstdlib>
+
 #include "common/protocol/codec.h"
 
 namespace kiln::train {
@@ -9,6 +11,15 @@ ProgressReporter::ProgressReporter(const std::string& address) {
   context_ = std::make_unique<transport::Context>();
   socket_ = std::make_unique<transport::Socket>(*context_, transport::SocketKind::kPush);
   socket_->SetLinger(5000);
+  // The agent's report socket is a CURVE server whose key it passes in KILN_REPORT_KEY.
+  const char* server_key = std::getenv("KILN_REPORT_KEY");
+  if (server_key != nullptr && *server_key != '\0') {
+    auto own = transport::NewCurveKeyPair();
+    if (!own.ok() || !socket_->MakeCurveClient(server_key, *own).ok()) {
+      socket_.reset();
+      return;
+    }
+  }
   if (!socket_->Connect(address).ok()) socket_.reset();
 }
 

@@ -1,4 +1,5 @@
-// Rank 0's channel to its worker agent: a PUSH socket to the run dir's ipc:// address.
+// Rank 0's channel to its worker agent: a PUSH socket to the run dir's ipc:// address, CURVE-
+// encrypted to the key in $KILN_REPORT_KEY when the agent set one.
 // Torch-free. Reports are best effort while training runs; on close it waits up to 5 s so the
 // last checkpoint report reaches the agent before the process exits.
 #pragma once

@@ -1,0 +1,32 @@
+// CURVE keys as kiln stores them. A key is ZeroMQ's Z85 text form (40 characters, 32 bytes).
+//
+// Files:
+//   keypair file  {"public_key": "...", "secret_key": "..."}, mode 0600; refused when group or
+//                 others may read it (the fix is named in the error)
+//   public file   the public key on one line (server.pub), safe to copy anywhere
+#pragma once
+
+#include <string>
+
+#include "common/status.h"
+
+namespace kiln::transport {
+
+struct CurveKeyPair {
+  std::string public_key;  // Z85
+  std::string secret_key;  // Z85
+};
+
+// A fresh keypair from libsodium's random source (through zmq_curve_keypair).
+Result<CurveKeyPair> NewCurveKeyPair();
+// True when `key` is 40 characters of Z85 that decode to 32 bytes.
+bool IsCurveKey(const std::string& key);
+
+// Loads the keypair at `path`, creating it (mode 0600, parent dirs as needed) when absent.
+// `*created` tells which happened.
+Result<CurveKeyPair> LoadOrCreateKeyPair(const std::string& path, bool* created = nullptr);
+Result<CurveKeyPair> LoadKeyPair(const std::string& path);
+// `key_or_path` is either a Z85 public key or the path of a public file or keypair file.
+Result<std::string> ResolvePublicKey(const std::string& key_or_path);
+
+}  // namespace kiln::transport

@@ -1,0 +1,66 @@
+#include "scheduler/core/access_policy.h"
+
+namespace kiln::core {
+
+namespace {
+constexpr const char* kWorkerPrefix = "worker:";
+}  // namespace
+
+const char* JobActionName(JobAction action) {
+  switch (action) {
+    case JobAction::kCancel: return "cancel";
+    case JobAction::kHold: return "hold";
+    case JobAction::kRelease: return "release";
+    case JobAction::kLogs: return "read the logs of";
+    case JobAction::kCheckpoints: return "read the checkpoints of";
+    case JobAction::kRemoveCheckpoint: return "remove checkpoints of";
+  }
+  return "act on";
+}
+
+Status MayActOnJob(const Caller& caller, JobAction action, int64_t job_id,
+                   const std::string& owner) {
+  if (caller.admin || caller.user == owner) return Status::Ok();
+  return Status::PermissionDenied("user " + caller.user + " may not " + JobActionName(action) +
+                                  " job " + std::to_string(job_id) + ": it belongs to " + owner +
+                                  " (only its owner or an admin may)");
+}
+
+Status MayChangePriority(const Caller& caller, int64_t job_id, const std::string& owner,
+                         int64_t current, int64_t requested) {
+  if (caller.admin) return Status::Ok();
+  if (caller.user != owner) {
+    return Status::PermissionDenied("user " + caller.user + " may not change the priority of job " +
+                                    std::to_string(job_id) + ": it belongs to " + owner);
+  }
+  if (requested > current) {
+    return Status::PermissionDenied("only an admin may raise a priority: job " +
+                                    std::to_string(job_id) + " has " + std::to_string(current) +
+                                    ", you may set it to " + std::to_string(current) +
+                                    " or lower");
+  }
+  return Status::Ok();
+}
+
+Status MaySubmitAs(const Caller& caller, const std::string& user) {
+  if (user.empty() || user == caller.user || caller.admin) return Status::Ok();
+  return Status::PermissionDenied("user " + caller.user + " may not submit as " + user +
+                                  " (only an admin may)");
+}
+
+Status MayAdministerNodes(const Caller& caller) {
+  if (caller.admin) return Status::Ok();
+  return Status::PermissionDenied("user " + caller.user +
+                                  " may not drain or resume nodes: only an admin may");
+}
+
+std::string WorkerConnectionId(const std::string& public_key) { return kWorkerPrefix + public_key; }
+std::string ClientConnectionId() { return "client"; }
+
+std::string WorkerKeyOf(const std::string& connection_id) {
+  const std::string prefix = kWorkerPrefix;
+  if (connection_id.rfind(prefix, 0) != 0) return "";
+  return connection_id.substr(prefix.size());
+}
+
+}  // namespace kiln::core

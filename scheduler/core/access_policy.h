@@ -1,0 +1,43 @@
+// Who may do what: pure rules, no I/O. The scheduler authenticates a request (token -> Caller)
+// and a connection (CURVE key -> worker or client), then asks these functions.
+//
+//   users       submit; see the queue, any job and the nodes (like squeue); cancel, hold,
+//               release, read logs and checkpoints (pull, predict, remove) of their own jobs;
+//               lower their own jobs' priority
+//   admins      all of that on every job, raise priorities, submit as another user, drain and
+//               resume nodes
+//   workers     only the worker protocol, and only with a key that is admitted
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "common/status.h"
+
+namespace kiln::core {
+
+struct Caller {
+  std::string user;
+  bool admin = false;
+};
+
+// What a request does to a job, for the refusal message and the audit table.
+enum class JobAction { kCancel, kHold, kRelease, kLogs, kCheckpoints, kRemoveCheckpoint };
+const char* JobActionName(JobAction action);
+
+// OK, or PermissionDenied naming the job, its owner and what would allow it.
+Status MayActOnJob(const Caller& caller, JobAction action, int64_t job_id,
+                   const std::string& owner);
+Status MayChangePriority(const Caller& caller, int64_t job_id, const std::string& owner,
+                         int64_t current, int64_t requested);
+Status MaySubmitAs(const Caller& caller, const std::string& user);
+Status MayAdministerNodes(const Caller& caller);
+
+// Connection labels (the ZAP User-Id): an admitted worker key gets "worker:<key>", anything else
+// "client". Only messages on a worker connection may use the worker protocol.
+std::string WorkerConnectionId(const std::string& public_key);
+std::string ClientConnectionId();
+// The key of a worker connection id; empty for a client connection.
+std::string WorkerKeyOf(const std::string& connection_id);
+
+}  // namespace kiln::core

@@ -1,0 +1,113 @@
+// Who is on the other end of a message: CURVE connections labelled by ZAP (workers), tokens in
+// envelopes (users), and the audit table of what they did.
+#include <spdlog/spdlog.h>
+
+#include "common/credentials.h"
+#include "scheduler/service/scheduler_service.h"
+
+namespace kiln::service {
+
+using protocol::Envelope;
+
+namespace {
+constexpr Millis kRefusalLogEveryMs = 60000;
+
+std::string ConnectionKey(const std::string& connection) {
+  const size_t colon = connection.find(':');
+  return colon == std::string::npos ? "" : connection.substr(colon + 1);
+}
+}  // namespace
+
+transport::ZapVerdict SchedulerService::DecideConnection(const transport::ZapRequest& request) {
+  if (request.mechanism != "CURVE" || request.public_key.empty()) {
+    return {false, "", "kiln accepts CURVE connections only"};
+  }
+  if (IsAdmittedWorkerKey(request.public_key)) {
+    return {true, core::WorkerConnectionId(request.public_key), ""};
+  }
+  // Users prove who they are per request (token); the key only encrypts.
+  return {true, "client:" + request.public_key, ""};
+}
+
+bool SchedulerService::IsAdmittedWorkerKey(const std::string& key) const {
+  return !key.empty() && (key == cluster_worker_key_ || admitted_worker_keys_.count(key) > 0);
+}
+
+void SchedulerService::RefreshWorkerKeys() {
+  auto keys = store_->ListWorkerKeys();
+  if (!keys.ok()) {
+    spdlog::warn("cannot read the worker allow-list: {}", keys.status().ToString());
+    return;
+  }
+  std::set<std::string> admitted;
+  for (const auto& k : *keys) admitted.insert(k.public_key);
+  admitted_worker_keys_ = std::move(admitted);
+}
+
+bool SchedulerService::AdmitWorkerMessage(const std::string& peer, const std::string& connection,
+                                          const Envelope& e) {
+  // The label says what the key was at handshake; the allow-list says what it is now (revoked
+  // keys stop working within a liveness check, without waiting for a reconnect).
+  const std::string key = core::WorkerKeyOf(connection);
+  if (IsAdmittedWorkerKey(key)) return true;
+  const std::string presented = ConnectionKey(connection);
+  const Millis now = clock_.MonotonicMs();
+  auto& logged_at = refusal_logged_at_[presented];
+  if (logged_at == 0 || now - logged_at >= kRefusalLogEveryMs) {
+    logged_at = now;
+    spdlog::warn("refused \"{}\" from a worker that is not admitted (key {}); admit it with "
+                 "`kiln-scheduler worker allow {} --name NODE`",
+                 e.type, presented.empty() ? "none" : presented, presented);
+  }
+  if (refusal_logged_at_.size() > 10000) refusal_logged_at_.clear();
+  ReplyError(peer, e.id, Status::PermissionDenied(
+                             "worker not admitted: this scheduler does not know the key " +
+                             presented + "; on the scheduler host run `kiln-scheduler worker "
+                             "allow " + presented + " --name NODE`, or start the worker with the "
+                             "cluster key (state dir: worker-cluster.key)"));
+  return false;
+}
+
+bool SchedulerService::AuthenticateClient(const std::string& peer, const Envelope& e) {
+  caller_ = {};
+  if (e.auth.empty()) {
+    ReplyError(peer, e.id, Status::Unauthenticated(
+                               "the request carries no token: run `kiln login` with the token "
+                               "your admin gave you (kiln-scheduler user add NAME)"));
+    return false;
+  }
+  Status refused = Status::Unauthenticated(
+      "the token is not valid on this scheduler: it was replaced (kiln-scheduler user token NAME) "
+      "or removed, or is for another cluster; run `kiln login` with a current token");
+  if (!LooksLikeAccessToken(e.auth)) {
+    ReplyError(peer, e.id, refused);
+    return false;
+  }
+  auto user = store_->FindUserByTokenDigest(AccessTokenDigest(e.auth));
+  if (!user.ok()) {
+    ReplyError(peer, e.id, user.status());
+    return false;
+  }
+  if (!user->has_value()) {
+    spdlog::warn("refused a \"{}\" request with an unknown token", e.type);
+    ReplyError(peer, e.id, refused);
+    return false;
+  }
+  caller_ = {(*user)->name, (*user)->admin};
+  return true;
+}
+
+void SchedulerService::Audit(const std::string& action, const std::string& target,
+                             const Status& outcome, const std::string& detail) {
+  Status saved = store_->AddAudit({0, clock_.WallMs(), caller_.user.empty() ? "-" : caller_.user,
+                                   action, target,
+                                   outcome.ok() ? "ok" : StatusCodeName(outcome.code()),
+                                   outcome.ok() ? detail : outcome.message()});
+  if (!saved.ok()) spdlog::error("cannot write the audit table: {}", saved.ToString());
+}
+
+void SchedulerService::OnWhoAmI(const std::string& peer, const Envelope& e) {
+  Send(peer, protocol::DataReply{{{"user", caller_.user}, {"admin", caller_.admin}}}, e.id);
+}
+
+}  // namespace kiln::service

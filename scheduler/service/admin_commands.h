@@ -1,0 +1,51 @@
+// `kiln-scheduler [--state-dir DIR] key|user|worker|audit ...`: the admin's offline commands. They
+// open the state dir's database directly (SQLite WAL lets them run beside a live daemon, which
+// sees their changes on its next lookup) and never touch the network.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+namespace kiln::service {
+
+class AdminCommands {
+ public:
+  // Declares the subcommands on `app`.
+  explicit AdminCommands(CLI::App& app);
+  // True when the command line named one of them (otherwise the daemon runs).
+  bool Selected() const;
+  // Runs the selected command; returns the process exit code.
+  int Run(const std::string& state_dir);
+
+ private:
+  int KeyShow(const std::string& state_dir);
+  int UserAdd(const std::string& state_dir, bool rotate);
+  int UserList(const std::string& state_dir);
+  int UserRemove(const std::string& state_dir);
+  int WorkerAllow(const std::string& state_dir);
+  int WorkerRevoke(const std::string& state_dir);
+  int WorkerList(const std::string& state_dir);
+  int AuditList(const std::string& state_dir);
+
+  CLI::App* key_show_ = nullptr;
+  CLI::App* user_add_ = nullptr;
+  CLI::App* user_token_ = nullptr;
+  CLI::App* user_list_ = nullptr;
+  CLI::App* user_remove_ = nullptr;
+  CLI::App* worker_allow_ = nullptr;
+  CLI::App* worker_revoke_ = nullptr;
+  CLI::App* worker_list_ = nullptr;
+  CLI::App* audit_ = nullptr;
+
+  std::string name_;
+  std::string key_;
+  bool admin_ = false;
+  std::string credentials_;  // where to write the new user's credentials file
+  std::string scheduler_;    // the address written into it
+  int64_t limit_ = 50;
+  bool json_ = false;
+};
+
+}  // namespace kiln::service

@@ -1,0 +1,90 @@
+// Store: users, the worker key allow-list and the audit table.
+#include <sqlite3.h>
+
+#include "scheduler/service/store.h"
+
+namespace kiln::service {
+
+Status Store::UpsertUser(const UserRecord& u) {
+  SqliteStatement s(db_,
+                    "INSERT INTO users (name, admin, token_sha256, created_at) VALUES (?,?,?,?) "
+                    "ON CONFLICT(name) DO UPDATE SET admin=excluded.admin, "
+                    "token_sha256=excluded.token_sha256, created_at=excluded.created_at");
+  s.Bind(1, u.name).Bind(2, int64_t{u.admin ? 1 : 0}).Bind(3, u.token_sha256).Bind(4, u.created_at);
+  return s.Run();
+}
+
+Result<std::optional<UserRecord>> Store::FindUserByTokenDigest(const std::string& token_sha256) {
+  SqliteStatement s(db_, "SELECT name, admin, token_sha256, created_at FROM users "
+                         "WHERE token_sha256=?", cache_.get());
+  s.Bind(1, token_sha256);
+  Status status;
+  if (s.Step(&status)) {
+    return std::optional<UserRecord>(UserRecord{s.Text(0), s.Int(1) != 0, s.Text(2), s.Int(3)});
+  }
+  if (!status.ok()) return status;
+  return std::optional<UserRecord>();
+}
+
+Result<std::vector<UserRecord>> Store::ListUsers() {
+  SqliteStatement s(db_, "SELECT name, admin, token_sha256, created_at FROM users ORDER BY name");
+  std::vector<UserRecord> users;
+  Status status;
+  while (s.Step(&status)) users.push_back({s.Text(0), s.Int(1) != 0, s.Text(2), s.Int(3)});
+  if (!status.ok()) return status;
+  return users;
+}
+
+Result<bool> Store::RemoveUser(const std::string& name) {
+  SqliteStatement s(db_, "DELETE FROM users WHERE name=?");
+  s.Bind(1, name);
+  KILN_RETURN_IF_ERROR(s.Run());
+  return sqlite3_changes(db_) > 0;
+}
+
+Status Store::AllowWorkerKey(const WorkerKeyRecord& k) {
+  SqliteStatement s(db_, "INSERT INTO worker_keys (public_key, name, added_at) VALUES (?,?,?) "
+                         "ON CONFLICT(public_key) DO UPDATE SET name=excluded.name");
+  s.Bind(1, k.public_key).Bind(2, k.name).Bind(3, k.added_at);
+  return s.Run();
+}
+
+Result<int64_t> Store::RevokeWorkerKey(const std::string& key_or_name) {
+  SqliteStatement s(db_, "DELETE FROM worker_keys WHERE public_key=? OR name=?");
+  s.Bind(1, key_or_name).Bind(2, key_or_name);
+  KILN_RETURN_IF_ERROR(s.Run());
+  return static_cast<int64_t>(sqlite3_changes(db_));
+}
+
+Result<std::vector<WorkerKeyRecord>> Store::ListWorkerKeys() {
+  SqliteStatement s(db_, "SELECT public_key, name, added_at FROM worker_keys ORDER BY name",
+                    cache_.get());
+  std::vector<WorkerKeyRecord> keys;
+  Status status;
+  while (s.Step(&status)) keys.push_back({s.Text(0), s.Text(1), s.Int(2)});
+  if (!status.ok()) return status;
+  return keys;
+}
+
+Status Store::AddAudit(const AuditRecord& a) {
+  SqliteStatement s(db_, "INSERT INTO audit (time, user, action, target, outcome, detail) "
+                         "VALUES (?,?,?,?,?,?)", cache_.get());
+  s.Bind(1, a.time).Bind(2, a.user).Bind(3, a.action).Bind(4, a.target).Bind(5, a.outcome);
+  s.Bind(6, a.detail);
+  return s.Run();
+}
+
+Result<std::vector<AuditRecord>> Store::ListAudit(int64_t limit) {
+  SqliteStatement s(db_, "SELECT id, time, user, action, target, outcome, detail FROM "
+                         "(SELECT * FROM audit ORDER BY id DESC LIMIT ?) ORDER BY id");
+  s.Bind(1, limit);
+  std::vector<AuditRecord> rows;
+  Status status;
+  while (s.Step(&status)) {
+    rows.push_back({s.Int(0), s.Int(1), s.Text(2), s.Text(3), s.Text(4), s.Text(5), s.Text(6)});
+  }
+  if (!status.ok()) return status;
+  return rows;
+}
+
+}  // namespace kiln::service
