@@ -22,7 +22,11 @@ trap cleanup EXIT
 pids+=($!)
 for _ in $(seq 100); do [ -s "$dir/state/endpoint" ] && break; sleep 0.1; done
 export KILN_SCHEDULER="$(cat "$dir/state/endpoint")"
-"$bin/kiln-worker" --name bench --slots 2 --work-dir "$dir/work" >"$dir/worker.log" 2>&1 &
+"$bin/kiln-scheduler" --state-dir "$dir/state" user add bench --admin \
+  --credentials "$dir/bench.json" >/dev/null
+export KILN_CREDENTIALS="$dir/bench.json"
+keys=(--server-key "$dir/state/server.pub" --key-file "$dir/state/worker-cluster.key")
+"$bin/kiln-worker" --name bench --slots 2 --work-dir "$dir/work" "${keys[@]}" >"$dir/worker.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do "$bin/kiln" nodes 2>/dev/null | grep -q " UP " && break; sleep 0.1; done
 
@@ -43,14 +47,14 @@ wait_done "$host"
 # (a) upload throughput
 disk=$(dd if=/dev/zero of="$dir/dd.bin" bs=1M count="$MB" conv=fsync 2>&1 | awk '/copied/ {print $(NF-1) * ($NF == "GB/s" ? 1000 : 1)}')
 rm -f "$dir/dd.bin"
-"$bin/kiln-bench-upload" --scheduler "$KILN_SCHEDULER" --job "$host" --mb "$MB" --repeat 3 --dir "$dir" | tee "$dir/upload.txt"
+"$bin/kiln-bench-upload" --scheduler "$KILN_SCHEDULER" "${keys[@]}" --job "$host" --mb "$MB" --repeat 3 --dir "$dir" | tee "$dir/upload.txt"
 upload=$(sed -n 's/.*= \([0-9.]*\) MB\/s/\1/p' "$dir/upload.txt" | median)
 
 # (b) training throughput with and without uploads running
 spec="$dir/train.json"
 sed 's/"epochs": 5/"epochs": 3/; s/"every_steps": 500/"every_steps": 100000/' "$repo/configs/jobs/fashion-mnist-mlp.json" >"$spec"
 alone=$("$bin/kiln" submit "$spec"); wait_done "$alone"
-"$bin/kiln-bench-upload" --scheduler "$KILN_SCHEDULER" --job "$host" --mb "$MB" --repeat 1000 --dir "$dir" >"$dir/background.txt" 2>&1 &
+"$bin/kiln-bench-upload" --scheduler "$KILN_SCHEDULER" "${keys[@]}" --job "$host" --mb "$MB" --repeat 1000 --dir "$dir" >"$dir/background.txt" 2>&1 &
 uploader=$!
 sleep 1
 loaded=$("$bin/kiln" submit "$spec"); wait_done "$loaded"
@@ -60,7 +64,7 @@ uploads_during=$(grep -c "MB/s" "$dir/background.txt" || true)
 # node and the agent's uploads yield to training): on this 2-core machine the two ranks already
 # use both cores, so anything else that runs takes time from them.
 renice -n 19 -p "${pids[0]}" >/dev/null
-nice -n 19 "$bin/kiln-bench-upload" --scheduler "$KILN_SCHEDULER" --job "$host" --mb "$MB" --repeat 1000 --dir "$dir" >"$dir/background-niced.txt" 2>&1 &
+nice -n 19 "$bin/kiln-bench-upload" --scheduler "$KILN_SCHEDULER" "${keys[@]}" --job "$host" --mb "$MB" --repeat 1000 --dir "$dir" >"$dir/background-niced.txt" 2>&1 &
 uploader=$!
 sleep 1
 niced=$("$bin/kiln" submit "$spec"); wait_done "$niced"

@@ -54,6 +54,11 @@ start_scheduler() {  # start_scheduler NAME: a fresh daemon; sets $endpoint and 
   pids+=("$sched_pid")
   for _ in $(seq 100); do [ -s "$dir/$1/endpoint" ] && break; sleep 0.1; done
   endpoint="$(cat "$dir/$1/endpoint")"
+  state="$dir/$1"
+  # Security is on, as in production: an admin user whose credentials the clients use.
+  "$bin/kiln-scheduler" --state-dir "$state" user add bench --admin \
+    --credentials "$state/bench.json" --scheduler "$endpoint" >/dev/null
+  export KILN_CREDENTIALS="$state/bench.json"
 }
 stop_scheduler() { kill -TERM "$sched_pid"; wait "$sched_pid" 2>/dev/null || true; }
 rss_mb() { awk -v k="$2" '$1 == k":" {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
@@ -82,8 +87,8 @@ echo "== (b) durable submits/s, 8 clients, and (e) memory with 100,000 pending"
 per_client=$([ "$quick" = 1 ] && echo 500 || echo 2500)
 start_scheduler throughput
 idle_rss=$(rss_mb "$sched_pid" VmRSS)
-noop=$("$bin/kiln-bench-submit" --endpoint "$endpoint" --mode noop --spec "$spec" --jobs $((per_client * 2)))
-submit=$("$bin/kiln-bench-submit" --endpoint "$endpoint" --mode submit --spec "$spec" --jobs "$per_client")
+noop=$("$bin/kiln-bench-submit" --credentials "$KILN_CREDENTIALS" --endpoint "$endpoint" --mode noop --spec "$spec" --jobs $((per_client * 2)))
+submit=$("$bin/kiln-bench-submit" --credentials "$KILN_CREDENTIALS" --endpoint "$endpoint" --mode submit --spec "$spec" --jobs "$per_client")
 echo "no-op requests: $noop"
 echo "submits:        $submit"
 emit scheduler submits_per_s_8_clients "$(field "$submit" per_second)" "submits/s" \
@@ -91,7 +96,7 @@ emit scheduler submits_per_s_8_clients "$(field "$submit" per_second)" "submits/
 total=$((per_client * 8))
 target_pending=$([ "$quick" = 1 ] && echo 10000 || echo 100000)
 while [ "$total" -lt "$target_pending" ]; do
-  "$bin/kiln-bench-submit" --endpoint "$endpoint" --mode submit --spec "$spec" --jobs 2500 >/dev/null
+  "$bin/kiln-bench-submit" --credentials "$KILN_CREDENTIALS" --endpoint "$endpoint" --mode submit --spec "$spec" --jobs 2500 >/dev/null
   total=$((total + 20000))
 done
 sleep 2  # a few scheduling passes over the full queue
@@ -139,6 +144,7 @@ if part d; then
 echo "== (d) submit -> all ranks running, idle node"
 start_scheduler latency
 "$bin/kiln-worker" --scheduler "$endpoint" --name bench --slots 2 --work-dir "$dir/work" \
+  --server-key "$state/server.pub" --key-file "$state/worker-cluster.key" \
   >"$dir/worker.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do KILN_SCHEDULER="$endpoint" "$bin/kiln" nodes 2>/dev/null | grep -q " UP " && break; sleep 0.1; done
@@ -150,7 +156,7 @@ for _ in $(seq "$samples"); do
   bare+=($(( ($(date +%s%N) - t0) / 1000000 )))
 done
 bare_p50=$(printf '%s\n' "${bare[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR + 1) / 2)]}')
-latency=$("$bin/kiln-bench-submit" --endpoint "$endpoint" --mode latency --spec "$spec" \
+latency=$("$bin/kiln-bench-submit" --credentials "$KILN_CREDENTIALS" --endpoint "$endpoint" --mode latency --spec "$spec" \
   --samples "$samples" --work-dir "$dir/work")
 echo "kiln: $latency; bare mpirun -np 2 true: p50 $bare_p50 ms"
 emit scheduler submit_to_ranks_p50_ms "$(field "$latency" ranks_p50_ms)" ms "$bare_p50" 50 lower

@@ -27,8 +27,15 @@ for _ in $(seq 100); do [ -s "$dir/state/endpoint" ] && break; sleep 0.1; done
 [ -s "$dir/state/endpoint" ] || { echo "quickstart: scheduler did not start:"; cat "$dir/scheduler.log"; exit 1; }
 export KILN_SCHEDULER="$(cat "$dir/state/endpoint")"
 echo "quickstart: scheduler on $KILN_SCHEDULER, state in $dir/state"
+echo "quickstart: scheduler key $(cat "$dir/state/server.pub") (every connection is CURVE-encrypted)"
 
+# Security stays on: an admin user for you, whose token the CLI reads from a 0600 file, and the
+# worker admitted by the cluster key in the state dir.
+"$bin/kiln-scheduler" --state-dir "$dir/state" user add "$(id -un)" --admin \
+  --credentials "$dir/credentials.json"
+export KILN_CREDENTIALS="$dir/credentials.json"
 "$bin/kiln-worker" --name "$(hostname)-local" --slots 2 --work-dir "$dir/work" \
+  --server-key "$dir/state/server.pub" --key-file "$dir/state/worker-cluster.key" \
   >"$dir/worker.log" 2>&1 &
 worker_pid=$!
 for _ in $(seq 100); do "$bin/kiln" nodes 2>/dev/null | grep -q " UP " && break; sleep 0.1; done

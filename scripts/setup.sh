@@ -16,6 +16,7 @@ packages=(
   libsqlite3-dev zlib1g-dev libssl-dev
   dataset-fashion-mnist
   procps psmisc
+  tcpdump
 )
 
 missing=()

@@ -18,10 +18,11 @@ constexpr int64_t kChunkBytes = 8 << 20;
 
 Result<PulledCheckpoint> PullCheckpoint(SchedulerClient& client, int64_t job_id, int64_t step,
                                         const std::string& dir) {
-  KILN_RETURN_IF_ERROR(MakeDirs(dir));
-  // The first chunk also tells which step "latest" is, the size and the hash.
+  // The first chunk also tells which step "latest" is, the size and the hash. Nothing is
+  // written before the scheduler has agreed to send it.
   auto first = client.Call(protocol::CheckpointRead{job_id, step, 0, kChunkBytes});
   if (!first.ok()) return first.status();
+  KILN_RETURN_IF_ERROR(MakeDirs(dir));
   auto head = protocol::DecodeBody<protocol::CheckpointData>(*first);
   if (!head.ok()) return head.status();
   PulledCheckpoint out{dir + "/job-" + std::to_string(job_id) + "-step-" +

@@ -3,7 +3,7 @@
 namespace kiln::core {
 
 namespace {
-constexpr const char* kWorkerPrefix = "worker:";
+constexpr const char* kCurvePrefix = "curve:";
 }  // namespace
 
 const char* JobActionName(JobAction action) {
@@ -54,11 +54,10 @@ Status MayAdministerNodes(const Caller& caller) {
                                   " may not drain or resume nodes: only an admin may");
 }
 
-std::string WorkerConnectionId(const std::string& public_key) { return kWorkerPrefix + public_key; }
-std::string ClientConnectionId() { return "client"; }
+std::string ConnectionIdOf(const std::string& public_key) { return kCurvePrefix + public_key; }
 
-std::string WorkerKeyOf(const std::string& connection_id) {
-  const std::string prefix = kWorkerPrefix;
+std::string KeyOfConnection(const std::string& connection_id) {
+  const std::string prefix = kCurvePrefix;
   if (connection_id.rfind(prefix, 0) != 0) return "";
   return connection_id.substr(prefix.size());
 }

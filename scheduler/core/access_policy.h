@@ -33,11 +33,11 @@ Status MayChangePriority(const Caller& caller, int64_t job_id, const std::string
 Status MaySubmitAs(const Caller& caller, const std::string& user);
 Status MayAdministerNodes(const Caller& caller);
 
-// Connection labels (the ZAP User-Id): an admitted worker key gets "worker:<key>", anything else
-// "client". Only messages on a worker connection may use the worker protocol.
-std::string WorkerConnectionId(const std::string& public_key);
-std::string ClientConnectionId();
-// The key of a worker connection id; empty for a client connection.
-std::string WorkerKeyOf(const std::string& connection_id);
+// Connection labels (the ZAP User-Id): "curve:<the peer's public key>". Whether that key may
+// speak the worker protocol is decided per message against the current allow-list, so an
+// admission or a revocation takes effect without a reconnect.
+std::string ConnectionIdOf(const std::string& public_key);
+// The key in a connection id; empty when there is none.
+std::string KeyOfConnection(const std::string& connection_id);
 
 }  // namespace kiln::core

@@ -11,22 +11,15 @@ using protocol::Envelope;
 
 namespace {
 constexpr Millis kRefusalLogEveryMs = 60000;
-
-std::string ConnectionKey(const std::string& connection) {
-  const size_t colon = connection.find(':');
-  return colon == std::string::npos ? "" : connection.substr(colon + 1);
-}
 }  // namespace
 
 transport::ZapVerdict SchedulerService::DecideConnection(const transport::ZapRequest& request) {
   if (request.mechanism != "CURVE" || request.public_key.empty()) {
     return {false, "", "kiln accepts CURVE connections only"};
   }
-  if (IsAdmittedWorkerKey(request.public_key)) {
-    return {true, core::WorkerConnectionId(request.public_key), ""};
-  }
-  // Users prove who they are per request (token); the key only encrypts.
-  return {true, "client:" + request.public_key, ""};
+  // Everyone who knows the server key may talk: users prove who they are per request (token),
+  // workers by their key being admitted when each message arrives.
+  return {true, core::ConnectionIdOf(request.public_key), ""};
 }
 
 bool SchedulerService::IsAdmittedWorkerKey(const std::string& key) const {
@@ -46,11 +39,10 @@ void SchedulerService::RefreshWorkerKeys() {
 
 bool SchedulerService::AdmitWorkerMessage(const std::string& peer, const std::string& connection,
                                           const Envelope& e) {
-  // The label says what the key was at handshake; the allow-list says what it is now (revoked
-  // keys stop working within a liveness check, without waiting for a reconnect).
-  const std::string key = core::WorkerKeyOf(connection);
-  if (IsAdmittedWorkerKey(key)) return true;
-  const std::string presented = ConnectionKey(connection);
+  // Checked against the allow-list as it is now: an admitted key works at once, a revoked one
+  // stops within a liveness check, neither waits for a reconnect.
+  const std::string presented = core::KeyOfConnection(connection);
+  if (IsAdmittedWorkerKey(presented)) return true;
   const Millis now = clock_.MonotonicMs();
   auto& logged_at = refusal_logged_at_[presented];
   if (logged_at == 0 || now - logged_at >= kRefusalLogEveryMs) {

@@ -224,7 +224,7 @@ void SchedulerService::HandleFrames(const transport::Frames& frames,
   if (IsWorkerMessage(t)) {
     if (!AdmitWorkerMessage(peer, connection, e)) return;
   } else if (t == protocol::CheckpointRead::kType && e.auth.empty() &&
-             IsAdmittedWorkerKey(core::WorkerKeyOf(connection))) {
+             IsAdmittedWorkerKey(core::KeyOfConnection(connection))) {
     // A worker fetching the checkpoint an attempt resumes from: the scheduler chose it.
     caller_ = {"worker", true};
     return OnCheckpointRead(peer, e);

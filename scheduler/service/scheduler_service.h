@@ -119,8 +119,7 @@ class SchedulerService {
   }
 
   // Access control (access_control.cpp).
-  // A ZAP verdict for a new connection: every CURVE client is let in; an admitted worker key is
-  // labelled a worker connection.
+  // A ZAP verdict for a new connection: every CURVE client is let in, labelled with its key.
   transport::ZapVerdict DecideConnection(const transport::ZapRequest& request);
   bool IsAdmittedWorkerKey(const std::string& key) const;
   void RefreshWorkerKeys();

@@ -20,6 +20,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "common/credentials.h"
 #include "common/file_util.h"
 #include "common/protocol/codec.h"
 #include "common/transport/socket.h"
@@ -34,6 +35,23 @@ double Seconds(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
 }
 
+// Where and as whom the load generator connects (from a kiln credentials file).
+Credentials g_credentials;
+
+// A DEALER connected over CURVE, as the CLI connects.
+bool ConnectClient(transport::Socket& socket, const std::string& endpoint) {
+  auto own = transport::NewCurveKeyPair();
+  return own.ok() && socket.MakeCurveClient(g_credentials.server_key, *own).ok() &&
+         socket.Connect(endpoint).ok();
+}
+
+template <typename M>
+transport::Frames Request(const M& message, const std::string& id) {
+  protocol::Envelope e = protocol::MakeEnvelope(message, id);
+  e.auth = g_credentials.token;
+  return {protocol::EncodeEnvelope(e)};
+}
+
 struct Totals {
   std::atomic<int64_t> acked{0};
   std::atomic<int64_t> errors{0};
@@ -42,16 +60,16 @@ struct Totals {
 void Client(transport::Context& context, const std::string& endpoint, const std::string& mode,
             const json& spec, int64_t jobs, int window, int client, Totals* totals) {
   transport::Socket socket(context, transport::SocketKind::kDealer);
-  if (!socket.Connect(endpoint).ok()) return;
+  if (!ConnectClient(socket, endpoint)) return;
   int64_t sent = 0, received = 0;
   auto send_one = [&] {
     const std::string id = "c" + std::to_string(client) + "-" + std::to_string(sent);
     Status s = mode == "submit"
-                   ? socket.Send(protocol::Encode(
+                   ? socket.Send(Request(
                          protocol::SubmitRequest{"bench-" + std::to_string(::getpid()) + "-" + id,
-                                                 spec, std::nullopt, std::nullopt, "bench", false},
+                                                 spec, std::nullopt, std::nullopt, "", false},
                          id))
-                   : socket.Send(protocol::Encode(protocol::ShowRequest{1'000'000'000}, id));
+                   : socket.Send(Request(protocol::ShowRequest{1'000'000'000}, id));
     if (s.ok()) ++sent;
     return s.ok();
   };
@@ -108,14 +126,14 @@ json Call(transport::Socket& socket, const transport::Frames& request) {
 int Latency(transport::Context& context, const std::string& endpoint, const json& spec,
             int samples, const std::string& work_dir) {
   transport::Socket socket(context, transport::SocketKind::kDealer);
-  if (!socket.Connect(endpoint).ok()) return 1;
+  if (!ConnectClient(socket, endpoint)) return 1;
   const int ranks = spec["resources"]["ranks"].get<int>();
   std::vector<double> launched, all_ranks;
   for (int i = 0; i < samples; ++i) {
     const auto t0 = Clock::now();
-    json reply = Call(socket, protocol::Encode(protocol::SubmitRequest{
+    json reply = Call(socket, Request(protocol::SubmitRequest{
         "lat-" + std::to_string(::getpid()) + "-" + std::to_string(i), spec, std::nullopt,
-        std::nullopt, "bench", false}, "s"));
+        std::nullopt, "", false}, "s"));
     const int64_t id = reply.value("job_id", int64_t{0});
     if (id == 0) return 1;
     const std::string run = work_dir + "/jobs/" + std::to_string(id) + "/";
@@ -129,7 +147,7 @@ int Latency(transport::Context& context, const std::string& endpoint, const json
       }
       std::this_thread::sleep_for(std::chrono::microseconds(500));
     }
-    Call(socket, protocol::Encode(protocol::CancelRequest{id}, "c"));
+    Call(socket, Request(protocol::CancelRequest{id}, "c"));
     if (t_ranks < 0) return 1;
     launched.push_back(t_launch * 1000);
     all_ranks.push_back(t_ranks * 1000);
@@ -156,7 +174,10 @@ int main(int argc, char** argv) {
   std::string endpoint, mode = "submit", spec_path, work_dir;
   int clients = 8, window = 32, samples = 20;
   int64_t jobs = 20000;
+  std::string credentials;
   app.add_option("--endpoint", endpoint)->required();
+  app.add_option("--credentials", credentials, "kiln credentials file (server key and token)")
+      ->required();
   app.add_option("--mode", mode)->check(CLI::IsMember({"submit", "noop", "latency"}));
   app.add_option("--spec", spec_path)->required();
   app.add_option("--clients", clients);
@@ -165,6 +186,12 @@ int main(int argc, char** argv) {
   app.add_option("--samples", samples);
   app.add_option("--work-dir", work_dir, "the worker's work dir (latency mode)");
   CLI11_PARSE(app, argc, argv);
+  auto loaded = LoadCredentials(credentials);
+  if (!loaded.ok()) {
+    std::cerr << loaded.status().ToString() << "\n";
+    return 2;
+  }
+  g_credentials = *loaded;
   auto text = ReadFile(spec_path);
   if (!text.ok()) {
     std::cerr << text.status().ToString() << "\n";

@@ -24,7 +24,11 @@ int main(int argc, char** argv) {
   std::string scheduler, dir = "/tmp";
   int64_t job_id = 0, mb = 100;
   int repeat = 3;
+  std::string server_key, key_file;
   app.add_option("--scheduler", scheduler)->required();
+  app.add_option("--server-key", server_key, "the scheduler's public key or server.pub")->required();
+  app.add_option("--key-file", key_file, "an admitted worker keypair (worker-cluster.key)")
+      ->required();
   app.add_option("--job", job_id, "job the checkpoints are recorded under")->required();
   app.add_option("--mb", mb)->capture_default_str();
   app.add_option("--repeat", repeat)->capture_default_str();
@@ -35,7 +39,13 @@ int main(int argc, char** argv) {
   transport::Context context;
   transport::Socket socket(context, transport::SocketKind::kDealer);
   (void)socket.SetRoutingId("worker:bench-uploader");
-  if (!socket.Connect(scheduler).ok()) return 2;
+  auto server = transport::ResolvePublicKey(server_key);
+  auto keys = transport::LoadKeyPair(key_file);
+  if (!server.ok() || !keys.ok() || !socket.MakeCurveClient(*server, *keys).ok() ||
+      !socket.Connect(scheduler).ok()) {
+    std::fprintf(stderr, "cannot connect securely to %s\n", scheduler.c_str());
+    return 2;
+  }
   auto send = [&](transport::Frames f) { (void)socket.Send(f); };
   send(protocol::Encode(protocol::RegisterWorker{"bench-uploader", 1, 0, 0, {}}));
 

@@ -192,10 +192,10 @@ namespace {
 // A fake worker speaking the upload protocol directly.
 class FakeWorker {
  public:
-  explicit FakeWorker(const std::string& endpoint)
+  explicit FakeWorker(const LocalCluster& cluster)
       : socket_(context_, kiln::transport::SocketKind::kDealer) {
     REQUIRE(socket_.SetRoutingId("worker:fake").ok());
-    REQUIRE(socket_.Connect(endpoint).ok());
+    cluster.ConnectSecurely(socket_, /*as_worker=*/true);
     Send(Encode(RegisterWorker{"fake", 1, 1 << 30, 0, {}}));
     REQUIRE(Expect("register_ack"));
   }
@@ -223,7 +223,7 @@ class FakeWorker {
 TEST_CASE("an interrupted upload resumes where it stopped, a corrupt one is refused") {
   LocalCluster cluster(1, 30.0, /*with_worker=*/false);
   const int64_t id = cluster.Submit(SyntheticSpec("fake", 1, 1, 64));
-  FakeWorker worker(cluster.endpoint());
+  FakeWorker worker(cluster);
   const std::string bytes(3000, 'k');
   const std::string sha = kiln::Sha256Hex(bytes);
   CheckpointBegin begin{id, 1, 10, 0, json::object(), 3000, sha, std::nullopt};

@@ -128,6 +128,45 @@ void LocalCluster::StartScheduler() {
   if (!ready) throw std::runtime_error("scheduler did not start; see " + dir_ + "/scheduler.log");
   std::string ep = Slurp(dir_ + "/state/endpoint");
   endpoint_ = ep.substr(0, ep.find('\n'));
+  if (::access((dir_ + "/admin.json").c_str(), R_OK) != 0) AddUser("admin", true);
+}
+
+std::string LocalCluster::AddUser(const std::string& name, bool admin) {
+  const std::string path = dir_ + "/" + name + ".json";
+  std::vector<std::string> args = {"user", "add", name, "--credentials", path, "--scheduler",
+                                   endpoint_};
+  if (admin) args.push_back("--admin");
+  auto r = Admin(args);
+  if (r.exit_code != 0) throw std::runtime_error("user add " + name + " failed: " + r.err);
+  return path;
+}
+
+CommandResult LocalCluster::Admin(std::vector<std::string> args, double timeout_s) {
+  args.insert(args.begin(), {BinPath("kiln-scheduler"), "--state-dir", state_dir()});
+  return RunCommand(args, timeout_s);
+}
+
+std::string LocalCluster::server_key() const {
+  std::string key = Slurp(state_dir() + "/server.pub");
+  return key.substr(0, key.find('\n'));
+}
+
+transport::CurveKeyPair LocalCluster::worker_cluster_keys() const {
+  auto keys = transport::LoadKeyPair(state_dir() + "/worker-cluster.key");
+  if (!keys.ok()) throw std::runtime_error(keys.status().ToString());
+  return *keys;
+}
+
+std::string LocalCluster::admin_token() const {
+  json j = json::parse(Slurp(dir_ + "/admin.json"), nullptr, false);
+  return j.is_object() ? j.value("token", "") : "";
+}
+
+void LocalCluster::ConnectSecurely(transport::Socket& socket, bool as_worker) const {
+  auto own = as_worker ? worker_cluster_keys() : *transport::NewCurveKeyPair();
+  if (!socket.MakeCurveClient(server_key(), own).ok() || !socket.Connect(endpoint_).ok()) {
+    throw std::runtime_error("cannot connect to " + endpoint_);
+  }
 }
 
 void LocalCluster::StopScheduler() {
@@ -145,14 +184,17 @@ void LocalCluster::StartWorker() {
   // restarted scheduler gets a new port, so tests that restart it restart the worker too.
   const std::string cmd = "exec " + BinPath("kiln-worker") + " --scheduler " + endpoint_ +
                           " --name " + worker_name_ + " --slots " + std::to_string(slots_) +
-                          " --work-dir " + dir_ + "/work";
+                          " --work-dir " + dir_ + "/work --server-key " + state_dir() +
+                          "/server.pub";
   std::string extra;
-  bool grace_given = false;
+  bool grace_given = false, key_given = false;
   for (const auto& a : worker_args_) {
-    extra += " " + a;
+    extra += " '" + a + "'";
     grace_given = grace_given || a == "--kill-grace";
+    key_given = key_given || a == "--key-file";
   }
   if (!grace_given) extra += " --kill-grace 2";
+  if (!key_given) extra += " --key-file " + state_dir() + "/worker-cluster.key";
   const std::string full = cmd + extra + " >>" + dir_ + "/worker.log 2>&1";
   auto group = agent::ProcessGroup::Start({"sh", "-c", full}, {}, dir_, "agent-" + worker_name_);
   if (!group.ok()) throw std::runtime_error(group.status().ToString());
@@ -172,6 +214,12 @@ void LocalCluster::RestartWorkerWith(std::vector<std::string> extra_args) {
   }, 20);
 }
 
+void LocalCluster::StartWorkerWith(std::vector<std::string> extra_args) {
+  StopWorker();
+  worker_args_ = std::move(extra_args);
+  StartWorker();
+}
+
 void LocalCluster::StopWorker() {
   if (!worker_) return;
   ::kill(worker_->pid(), SIGCONT);
@@ -184,7 +232,13 @@ void LocalCluster::StopWorker() {
 }
 
 CommandResult LocalCluster::Kiln(std::vector<std::string> args, double timeout_s) {
-  args.insert(args.begin(), {BinPath("kiln"), "--scheduler", endpoint_});
+  return KilnWith(dir_ + "/admin.json", std::move(args), timeout_s);
+}
+
+CommandResult LocalCluster::KilnWith(const std::string& credentials, std::vector<std::string> args,
+                                     double timeout_s) {
+  args.insert(args.begin(),
+              {BinPath("kiln"), "--scheduler", endpoint_, "--credentials", credentials});
   return RunCommand(args, timeout_s);
 }
 

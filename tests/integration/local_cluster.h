@@ -1,5 +1,7 @@
 // Test harness: a real kiln-scheduler and kiln-worker on loopback (ephemeral port), in a fresh
-// temporary directory, plus helpers to run the real `kiln` CLI against them.
+// temporary directory, plus helpers to run the real `kiln` CLI against them. Security is on, as
+// in production: the worker holds the cluster key, and `Kiln` runs as the admin user "admin"
+// (credentials in <dir>/admin.json); `AddUser` makes other users.
 #pragma once
 
 #include <functional>
@@ -10,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/transport/socket.h"
 #include "worker/agent/process_group.h"
 
 namespace kiln::testing {
@@ -43,8 +46,25 @@ class LocalCluster {
   // Restarts the worker with these extra kiln-worker flags (e.g. {"--gpus", "2"}) and waits
   // until it is UP again.
   void RestartWorkerWith(std::vector<std::string> extra_args);
+  // Starts (or restarts) the worker with these extra flags without waiting for it.
+  void StartWorkerWith(std::vector<std::string> extra_args);
 
+  // Runs `kiln` as the admin.
   CommandResult Kiln(std::vector<std::string> args, double timeout_s = 30);
+  // Runs `kiln` with the credentials file `credentials`.
+  CommandResult KilnWith(const std::string& credentials, std::vector<std::string> args,
+                         double timeout_s = 30);
+  // Runs `kiln-scheduler --state-dir <state> args...` (the admin's offline commands).
+  CommandResult Admin(std::vector<std::string> args, double timeout_s = 30);
+  // Creates a user; returns the path of their credentials file.
+  std::string AddUser(const std::string& name, bool admin = false);
+  std::string state_dir() const { return dir_ + "/state"; }
+  std::string server_key() const;
+  transport::CurveKeyPair worker_cluster_keys() const;
+  std::string admin_token() const;
+  // Connects `socket` to the scheduler over CURVE: as an admitted worker (the cluster key), or as
+  // a client with a fresh key (which then needs a token in each envelope).
+  void ConnectSecurely(transport::Socket& socket, bool as_worker) const;
   std::string WriteSpec(const nlohmann::json& spec, const std::string& name = "spec.json");
   int64_t Submit(const nlohmann::json& spec);
   nlohmann::json Show(int64_t job_id);

@@ -14,15 +14,17 @@ using nlohmann::json;
 
 namespace {
 
-// A raw DEALER client that sends arbitrary frames.
+// A raw DEALER that sends arbitrary frames over CURVE: as a client it adds the admin's token to
+// every envelope that is a JSON object; as a worker it holds the cluster key.
 class RawClient {
  public:
-  explicit RawClient(const std::string& endpoint)
-      : socket_(context_, kiln::transport::SocketKind::kDealer) {
-    REQUIRE(socket_.Connect(endpoint).ok());
+  explicit RawClient(const LocalCluster& cluster, bool as_worker = false)
+      : socket_(context_, kiln::transport::SocketKind::kDealer),
+        token_(as_worker ? "" : cluster.admin_token()) {
+    cluster.ConnectSecurely(socket_, as_worker);
   }
   Envelope Call(const Frames& frames) {
-    REQUIRE(socket_.Send(frames).ok());
+    REQUIRE(socket_.Send(WithToken(frames)).ok());
     kiln::transport::Poller poller;
     poller.AddSocket(socket_);
     REQUIRE(poller.Wait(10000).ok());
@@ -45,7 +47,7 @@ class RawClient {
     }
     return std::nullopt;
   }
-  void Send(const Frames& frames) { REQUIRE(socket_.Send(frames).ok()); }
+  void Send(const Frames& frames) { REQUIRE(socket_.Send(WithToken(frames)).ok()); }
   std::string ErrorOf(const Frames& frames) {
     Envelope e = Call(frames);
     REQUIRE(e.type == "error");
@@ -53,15 +55,25 @@ class RawClient {
   }
 
  private:
+  Frames WithToken(Frames frames) const {
+    if (token_.empty() || frames.empty()) return frames;
+    json j = json::parse(frames[0], nullptr, false);
+    if (j.is_object()) {
+      j["auth"] = token_;
+      frames[0] = j.dump();
+    }
+    return frames;
+  }
   kiln::transport::Context context_;
   kiln::transport::Socket socket_;
+  std::string token_;
 };
 
 }  // namespace
 
 TEST_CASE("malformed frames get named errors and the scheduler keeps serving") {
   LocalCluster cluster;
-  RawClient client(cluster.endpoint());
+  RawClient client(cluster);
   CHECK(client.ErrorOf({"this is not json"}).find("not valid JSON") != std::string::npos);
   CHECK(client.ErrorOf({std::string("\0\xff\x01", 3)}).find("JSON") != std::string::npos);
   CHECK(client.ErrorOf({R"({"v":9,"type":"queue","id":"a","body":{}})"}).find("version 9") !=
@@ -82,7 +94,7 @@ TEST_CASE("malformed frames get named errors and the scheduler keeps serving") {
 
 TEST_CASE("the scheduler validates specs itself, naming every field") {
   LocalCluster cluster;
-  RawClient client(cluster.endpoint());
+  RawClient client(cluster);
   json spec = kiln::testing::SyntheticSpec("x", 0, 0, 10);
   spec["train"]["loss"] = "hinge";
   Envelope reply = client.Call(Encode(SubmitRequest{"req-bad", spec, {}, {}, "tester", false}, "s"));
@@ -96,7 +108,7 @@ TEST_CASE("the scheduler validates specs itself, naming every field") {
 
 TEST_CASE("a submit retried with the same request id returns the same job, not a second one") {
   LocalCluster cluster;
-  RawClient client(cluster.endpoint());
+  RawClient client(cluster);
   json spec = kiln::testing::SyntheticSpec("once", 1, 1, 64);
   Envelope first = client.Call(Encode(SubmitRequest{"req-1", spec, {}, {}, "tester", false}, "a"));
   Envelope second = client.Call(Encode(SubmitRequest{"req-1", spec, {}, {}, "tester", false}, "b"));
@@ -111,7 +123,7 @@ TEST_CASE("a submit retried with the same request id returns the same job, not a
 
 TEST_CASE("a worker message from an unregistered peer is answered with reregister") {
   LocalCluster cluster;
-  RawClient client(cluster.endpoint());
+  RawClient client(cluster, /*as_worker=*/true);
   Envelope reply = client.Call(Encode(JobExited{1, 1, 0, 0, ""}));
   CHECK(reply.type == "reregister");
 }
@@ -119,7 +131,7 @@ TEST_CASE("a worker message from an unregistered peer is answered with reregiste
 TEST_CASE("a worker that does not run a launched attempt has it failed, and an attempt it runs "
           "that the scheduler does not want is killed") {
   LocalCluster cluster(2, 30.0, /*with_worker=*/false);
-  RawClient worker(cluster.endpoint());
+  RawClient worker(cluster, /*as_worker=*/true);
   worker.Send(Encode(RegisterWorker{"fake", 2, 1 << 30, 0, {{999, 1}}}));
   // The attempt of job 999 it claims to run is unknown: it is told to stop it (before the ack).
   auto kill = worker.Expect("kill", 5000);
