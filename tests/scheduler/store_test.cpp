@@ -114,3 +114,41 @@ TEST_CASE("unfinished-only listing leaves out terminal jobs") {
   CHECK((*store)->ListJobs(false)->at(0).id == *a);
   std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("users are found by token digest only, worker keys are revoked by key or node, and the "
+          "audit table keeps the newest rows in order") {
+  const std::string dir = TempDir();
+  auto store = Store::Open(dir + "/kiln.db");
+  REQUIRE(store.ok());
+  REQUIRE((*store)->UpsertUser({"alice", false, "digest-a", 1}).ok());
+  REQUIRE((*store)->UpsertUser({"root", true, "digest-r", 2}).ok());
+  auto found = (*store)->FindUserByTokenDigest("digest-a");
+  REQUIRE(found.ok());
+  REQUIRE(found->has_value());
+  CHECK((*found)->name == "alice");
+  CHECK_FALSE((*found)->admin);
+  // A new token replaces the old one.
+  REQUIRE((*store)->UpsertUser({"alice", false, "digest-a2", 3}).ok());
+  CHECK_FALSE((*store)->FindUserByTokenDigest("digest-a")->has_value());
+  CHECK((*store)->FindUserByTokenDigest("digest-a2")->has_value());
+  CHECK(*(*store)->RemoveUser("alice"));
+  CHECK_FALSE(*(*store)->RemoveUser("alice"));
+  CHECK((*store)->ListUsers()->size() == 1);
+
+  REQUIRE((*store)->AllowWorkerKey({"key-1", "node-a", 1}).ok());
+  REQUIRE((*store)->AllowWorkerKey({"key-2", "node-a", 1}).ok());
+  REQUIRE((*store)->AllowWorkerKey({"key-3", "node-b", 1}).ok());
+  CHECK(*(*store)->RevokeWorkerKey("node-a") == 2);
+  CHECK(*(*store)->RevokeWorkerKey("key-3") == 1);
+  CHECK(*(*store)->RevokeWorkerKey("key-3") == 0);
+  CHECK((*store)->ListWorkerKeys()->empty());
+
+  for (int i = 0; i < 5; ++i) {
+    REQUIRE((*store)->AddAudit({0, i, "u", "a" + std::to_string(i), "t", "ok", ""}).ok());
+  }
+  auto rows = (*store)->ListAudit(3);
+  REQUIRE(rows.ok());
+  REQUIRE(rows->size() == 3);
+  CHECK((*rows)[0].action == "a2");
+  CHECK((*rows)[2].action == "a4");
+}

@@ -1,0 +1,125 @@
+// Pure pieces of security: the access rules, tokens, credentials files and key files.
+#include <catch2/catch.hpp>
+
+#include <stdlib.h>
+#include <sys/stat.h>
+
+#include "common/credentials.h"
+#include "common/file_util.h"
+#include "common/protocol/codec.h"
+#include "common/transport/curve.h"
+#include "scheduler/core/access_policy.h"
+
+using namespace kiln;
+using core::Caller;
+using core::JobAction;
+
+namespace {
+std::string TempDir() {
+  char pattern[] = "/tmp/kiln-sec-XXXXXX";
+  return ::mkdtemp(pattern);
+}
+int ModeOf(const std::string& path) {
+  struct stat st {};
+  REQUIRE(::stat(path.c_str(), &st) == 0);
+  return st.st_mode & 0777;
+}
+}  // namespace
+
+TEST_CASE("owners and admins may act on a job, other users are told who owns it") {
+  const Caller alice{"alice", false}, bob{"bob", false}, root{"root", true};
+  CHECK(core::MayActOnJob(alice, JobAction::kCancel, 7, "alice").ok());
+  CHECK(core::MayActOnJob(root, JobAction::kCancel, 7, "alice").ok());
+  Status refused = core::MayActOnJob(bob, JobAction::kLogs, 7, "alice");
+  CHECK(refused.code() == StatusCode::kPermissionDenied);
+  CHECK(refused.message() ==
+        "user bob may not read the logs of job 7: it belongs to alice (only its owner or an "
+        "admin may)");
+  // Priorities: owners may lower, only admins may raise or touch others' jobs.
+  CHECK(core::MayChangePriority(alice, 7, "alice", 5, 5).ok());
+  CHECK(core::MayChangePriority(alice, 7, "alice", 5, -3).ok());
+  CHECK_FALSE(core::MayChangePriority(alice, 7, "alice", 5, 6).ok());
+  CHECK_FALSE(core::MayChangePriority(bob, 7, "alice", 5, 0).ok());
+  CHECK(core::MayChangePriority(root, 7, "alice", 5, 100).ok());
+  CHECK(core::MaySubmitAs(alice, "alice").ok());
+  CHECK(core::MaySubmitAs(alice, "").ok());
+  CHECK_FALSE(core::MaySubmitAs(alice, "bob").ok());
+  CHECK(core::MaySubmitAs(root, "bob").ok());
+  CHECK_FALSE(core::MayAdministerNodes(alice).ok());
+  CHECK(core::MayAdministerNodes(root).ok());
+  CHECK(core::KeyOfConnection(core::ConnectionIdOf("abc")) == "abc");
+  CHECK(core::KeyOfConnection("").empty());
+}
+
+TEST_CASE("tokens are random, well-formed, and stored only as a digest") {
+  const std::string a = NewAccessToken(), b = NewAccessToken();
+  CHECK(a != b);
+  CHECK(LooksLikeAccessToken(a));
+  CHECK(a.size() == 69);
+  CHECK_FALSE(LooksLikeAccessToken(a.substr(1)));
+  CHECK_FALSE(LooksLikeAccessToken("kiln_" + std::string(64, 'G')));
+  CHECK(AccessTokenDigest(a).size() == 64);
+  CHECK(AccessTokenDigest(a) != AccessTokenDigest(b));
+  CHECK(AccessTokenDigest(a).find(a.substr(5, 16)) == std::string::npos);
+}
+
+TEST_CASE("credentials files are written 0600 and refused when others may read them") {
+  const std::string dir = TempDir();
+  const std::string path = dir + "/sub/credentials.json";
+  Credentials c{"tcp://127.0.0.1:1", "key", "alice", NewAccessToken()};
+  REQUIRE(SaveCredentials(path, c).ok());
+  CHECK(ModeOf(path) == 0600);
+  CHECK(ModeOf(dir + "/sub") == 0700);
+  auto loaded = LoadCredentials(path);
+  REQUIRE(loaded.ok());
+  CHECK(loaded->token == c.token);
+  CHECK(loaded->user == "alice");
+  ::chmod(path.c_str(), 0640);
+  auto loose = LoadCredentials(path);
+  CHECK(loose.status().code() == StatusCode::kPermissionDenied);
+  CHECK(loose.status().message().find("chmod 600 " + path) != std::string::npos);
+  CHECK(LoadCredentials(dir + "/none.json").status().code() == StatusCode::kNotFound);
+  ::setenv(kCredentialsEnvVar, "/x/y.json", 1);
+  CHECK(DefaultCredentialsPath() == "/x/y.json");
+  ::unsetenv(kCredentialsEnvVar);
+}
+
+TEST_CASE("keypair files are created 0600, reloaded unchanged, and public keys resolve from a "
+          "key, a public file or a keypair file") {
+  const std::string dir = TempDir();
+  bool created = false;
+  auto made = transport::LoadOrCreateKeyPair(dir + "/k.key", &created);
+  REQUIRE(made.ok());
+  CHECK(created);
+  CHECK(ModeOf(dir + "/k.key") == 0600);
+  CHECK(transport::IsCurveKey(made->public_key));
+  CHECK(transport::IsCurveKey(made->secret_key));
+  auto again = transport::LoadOrCreateKeyPair(dir + "/k.key", &created);
+  REQUIRE(again.ok());
+  CHECK_FALSE(created);
+  CHECK(again->secret_key == made->secret_key);
+
+  CHECK(*transport::ResolvePublicKey(made->public_key) == made->public_key);
+  CHECK(*transport::ResolvePublicKey(dir + "/k.key") == made->public_key);
+  REQUIRE(WriteFileAtomic(dir + "/k.pub", made->public_key + "\n").ok());
+  CHECK(*transport::ResolvePublicKey(dir + "/k.pub") == made->public_key);
+  CHECK_FALSE(transport::ResolvePublicKey("not-a-key").ok());
+  CHECK_FALSE(transport::IsCurveKey(std::string(40, '"')));
+
+  ::chmod((dir + "/k.key").c_str(), 0644);
+  CHECK(transport::LoadKeyPair(dir + "/k.key").status().code() == StatusCode::kPermissionDenied);
+}
+
+TEST_CASE("the envelope carries a token only when set, bounded in size and type") {
+  protocol::Envelope e = protocol::MakeEnvelope(protocol::QueueRequest{true}, "q");
+  CHECK(protocol::EncodeEnvelope(e).find("auth") == std::string::npos);
+  e.auth = "kiln_abc";
+  auto decoded = protocol::DecodeEnvelope(protocol::EncodeEnvelope(e));
+  REQUIRE(decoded.ok());
+  CHECK(decoded->auth == "kiln_abc");
+  e.auth = std::string(protocol::kMaxAuthBytes + 1, 'x');
+  CHECK_FALSE(protocol::DecodeEnvelope(protocol::EncodeEnvelope(e)).ok());
+  auto numeric = protocol::DecodeEnvelope(R"({"v":1,"type":"queue","id":"q","auth":5,"body":{}})");
+  REQUIRE_FALSE(numeric.ok());
+  CHECK(numeric.status().message().find("envelope.auth") != std::string::npos);
+}
