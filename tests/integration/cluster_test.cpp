@@ -5,8 +5,11 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 
+#include "common/credentials.h"
+#include "common/transport/curve.h"
 #include "tests/integration/local_cluster.h"
 
 using kiln::testing::LocalCluster;
@@ -179,8 +182,15 @@ TEST_CASE("a failed attempt is retried and resumes from the latest checkpoint") 
 
 TEST_CASE("an unreachable scheduler gives a clear error and a non-zero exit within seconds") {
   // RunCommand kills the CLI after 30 s (exit 137), so a hang cannot pass as exit code 3.
-  auto r = kiln::testing::RunCommand(
-      {kiln::testing::BinPath("kiln"), "--scheduler", "tcp://127.0.0.1:1", "queue"}, 30);
+  char folder[] = "/tmp/kiln-unreachable-XXXXXX";
+  REQUIRE(::mkdtemp(folder) != nullptr);
+  const std::string credentials = std::string(folder) + "/credentials.json";
+  REQUIRE(kiln::SaveCredentials(credentials, {"tcp://127.0.0.1:1",
+                                              kiln::transport::NewCurveKeyPair()->public_key,
+                                              "nobody", kiln::NewAccessToken()}).ok());
+  auto r = kiln::testing::RunCommand({kiln::testing::BinPath("kiln"), "--credentials", credentials,
+                                      "queue"}, 30);
+  std::filesystem::remove_all(folder);
   CHECK(r.exit_code == 3);
   CHECK(r.err.find("no reply from the scheduler at tcp://127.0.0.1:1") != std::string::npos);
 }
