@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Fuzzes the scheduler's input handling with libFuzzer (clang from Debian): the envelope decoder
-# with every typed message decoder (checkpoint chunks included), and the job spec validator.
+# with every typed message decoder, the job spec validator, and the checkpoint upload handlers of a
+# real SchedulerService (ckpt_begin/ckpt_chunk sequences from a worker, reads and removals from a
+# client). FUZZ_TARGETS picks some of "envelope job_spec checkpoint_upload".
 # Each target runs FUZZ_SECONDS (default 60) with AddressSanitizer and UBSan, starting from the
 # seed corpus in tests/fuzz/corpus/<target>/. New inputs go to a scratch corpus; a crash is saved
 # in tests/fuzz/crashes/ -- fix it, then move the input into tests/fuzz/corpus/<target>/ so the
@@ -16,15 +18,29 @@ fi
 out=$(mktemp -d /tmp/kiln-fuzz-XXXXXX)
 trap 'rm -rf "$out"' EXIT
 mkdir -p "$repo/tests/fuzz/crashes"
-sources=("$repo"/common/status.cpp "$repo"/common/json_fields.cpp "$repo"/common/job_spec.cpp
-         "$repo"/common/quantities.cpp "$repo"/common/protocol/codec.cpp
-         "$repo"/tests/fuzz/fuzz_targets.cpp)
+decoders=("$repo"/common/status.cpp "$repo"/common/json_fields.cpp "$repo"/common/job_spec.cpp
+          "$repo"/common/quantities.cpp "$repo"/common/protocol/codec.cpp
+          "$repo"/tests/fuzz/fuzz_targets.cpp)
+# The whole scheduler service (without its main), for the handler target.
+service=("$repo"/common/*.cpp "$repo"/common/protocol/codec.cpp "$repo"/common/transport/*.cpp
+         "$repo"/scheduler/core/*.cpp "$repo"/tests/fuzz/checkpoint_upload_target.cpp)
+for f in "$repo"/scheduler/service/*.cpp; do [ "$(basename "$f")" = main.cpp ] || service+=("$f"); done
 flags=(-std=c++17 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
        -I"$repo")
 results=()
-for target in envelope job_spec; do
+for target in ${FUZZ_TARGETS:-envelope job_spec checkpoint_upload}; do
   echo "== $target: building"
-  clang++ "${flags[@]}" "${sources[@]}" "$repo/tests/fuzz/fuzz_$target.cpp" -o "$out/fuzz_$target"
+  if [ "$target" = checkpoint_upload ]; then
+    mkdir -p "$out/obj"
+    export FUZZ_CXXFLAGS="${flags[*]} $(pkg-config --cflags spdlog libzmq sqlite3)" FUZZ_OBJ="$out/obj"
+    printf '%s\n' "${service[@]}" "$repo/tests/fuzz/fuzz_$target.cpp" |
+      xargs -P "$(nproc)" -I{} sh -c 'clang++ $FUZZ_CXXFLAGS -c "$1" -o "$FUZZ_OBJ/$(basename "$1" .cpp).o"' _ {}
+    # shellcheck disable=SC2046
+    clang++ "${flags[@]}" "$out"/obj/*.o -o "$out/fuzz_$target" \
+      $(pkg-config --libs spdlog libzmq sqlite3) -lssl -lcrypto
+  else
+    clang++ "${flags[@]}" "${decoders[@]}" "$repo/tests/fuzz/fuzz_$target.cpp" -o "$out/fuzz_$target"
+  fi
   mkdir -p "$out/corpus_$target"
   echo "== $target: fuzzing for $seconds s"
   set +e

@@ -208,6 +208,23 @@ void SchedulerService::Turn(int wait_ms) {
   outbox_.clear();
 }
 
+void SchedulerService::HandleMessage(const transport::Frames& frames,
+                                     const std::string& connection) {
+  if (!store_->Begin().ok()) return;
+  try {
+    HandleFrames(frames, connection);
+  } catch (const std::exception& e) {
+    spdlog::error("internal error handling a message: {}", e.what());
+  }
+  if (!store_->Commit().ok()) std::exit(70);
+  RemoveFilesAfterCommit();
+  for (auto& [peer, out] : outbox_) {
+    out.insert(out.begin(), peer);
+    (void)socket_->Send(out);
+  }
+  outbox_.clear();
+}
+
 void SchedulerService::HandleFrames(const transport::Frames& frames,
                                     const std::string& connection) {
   // ROUTER frames: [peer identity][envelope][binary...]

@@ -75,6 +75,9 @@ class SchedulerService {
   void Run(const std::atomic<bool>& stop);
   // One turn, waiting at most wait_ms for input. Exposed for tests.
   void Turn(int wait_ms);
+  // Handles one message as a turn would (its own transaction; replies sent), as if it had come
+  // from `connection` (the ZAP User-Id). For the fuzzer and tests that drive handlers directly.
+  void HandleMessage(const transport::Frames& frames, const std::string& connection);
 
  private:
   struct Worker {

@@ -28,5 +28,9 @@ TEST_CASE("fuzz corpus: every kept input is handled without a crash") {
     CHECK_NOTHROW(kiln::fuzz::JobSpec(Slurp(entry.path())));
     ++inputs;
   }
-  CHECK(inputs >= 8);
+  for (const auto& entry : std::filesystem::directory_iterator(root / "checkpoint_upload")) {
+    CHECK_NOTHROW(kiln::fuzz::CheckpointUpload(Slurp(entry.path())));
+    ++inputs;
+  }
+  CHECK(inputs >= 10);
 }
