@@ -157,6 +157,7 @@ void SchedulerService::Turn(int wait_ms) {
     spdlog::error("cannot open transaction: {}", begun.ToString());
     return;
   }
+  NoticeAdminChanges();
   std::string connection;
   for (int i = 0; i < kMaxMessagesPerTurn; ++i) {
     auto frames = socket_->Receive(&connection);
@@ -172,7 +173,6 @@ void SchedulerService::Turn(int wait_ms) {
   if (now >= next_liveness_check_at_) {
     next_liveness_check_at_ = now + kLivenessCheckEveryMs;
     CheckSilentWorkers();
-    RefreshWorkerKeys();
   }
   if (now >= next_heartbeat_at_) {
     next_heartbeat_at_ = now + kHeartbeatIntervalMs;

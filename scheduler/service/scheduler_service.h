@@ -126,6 +126,8 @@ class SchedulerService {
   transport::ZapVerdict DecideConnection(const transport::ZapRequest& request);
   bool IsAdmittedWorkerKey(const std::string& key) const;
   void RefreshWorkerKeys();
+  // Drops cached users and reloads worker keys when an admin command changed the database.
+  void NoticeAdminChanges();
   // True when `connection` is an admitted worker's; otherwise replies PermissionDenied and logs
   // the refusal (at most once a minute per key).
   bool AdmitWorkerMessage(const std::string& peer, const std::string& connection,
@@ -211,9 +213,13 @@ class SchedulerService {
   std::string endpoint_;
   std::unique_ptr<transport::ZapServer> zap_;
   std::string cluster_worker_key_;         // public key of worker-cluster.key
-  std::set<std::string> admitted_worker_keys_;  // the allow-list, reloaded every liveness check
+  std::set<std::string> admitted_worker_keys_;  // the allow-list, reloaded on admin changes
   std::map<std::string, Millis> refusal_logged_at_;  // by key: refusals are logged once a minute
   core::Caller caller_;  // who sent the client request being handled
+  // Users by token, as looked up; dropped whenever the database changes underneath (an admin's
+  // user add/token/remove), so a replaced or removed token stops working within one loop turn.
+  std::unordered_map<std::string, core::Caller> callers_by_token_;
+  int64_t external_changes_ = -1;
   core::HeartbeatMonitor monitor_;
   core::FairShareLedger ledger_;
 

@@ -166,6 +166,9 @@ class Store {
   Result<int64_t> RevokeWorkerKey(const std::string& key_or_name);
   Result<std::vector<WorkerKeyRecord>> ListWorkerKeys();
   Status AddAudit(const AuditRecord& record);
+  // Changes whenever another connection (an admin command) committed since the last call; what
+  // this connection commits does not change it. Lets the daemon cache users and worker keys.
+  Result<int64_t> ExternalChangeCounter();
   Result<std::vector<AuditRecord>> ListAudit(int64_t limit);  // the newest `limit`, oldest first
 
   // Appends lines with consecutive seq numbers after the job's last one.

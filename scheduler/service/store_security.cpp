@@ -74,6 +74,14 @@ Status Store::AddAudit(const AuditRecord& a) {
   return s.Run();
 }
 
+Result<int64_t> Store::ExternalChangeCounter() {
+  SqliteStatement s(db_, "PRAGMA data_version", cache_.get());
+  Status status;
+  if (s.Step(&status)) return s.Int(0);
+  if (!status.ok()) return status;
+  return Status::Internal("PRAGMA data_version returned no row");
+}
+
 Result<std::vector<AuditRecord>> Store::ListAudit(int64_t limit) {
   SqliteStatement s(db_, "SELECT id, time, user, action, target, outcome, detail FROM "
                          "(SELECT * FROM audit ORDER BY id DESC LIMIT ?) ORDER BY id");

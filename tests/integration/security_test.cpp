@@ -211,7 +211,8 @@ TEST_CASE("a worker that is not admitted is refused and logged until its key is 
   cluster.StartWorkerWith({"--key-file", key_file});
   REQUIRE(WaitFor([&] { return Contains(Slurp(cluster.dir() + "/scheduler.log"),
                                         "not admitted"); }, 20));
-  CHECK(Contains(Slurp(cluster.dir() + "/worker.log"), "worker not admitted"));
+  CHECK(WaitFor([&] { return Contains(Slurp(cluster.dir() + "/worker.log"),
+                                      "worker not admitted"); }, 10));
   auto nodes = json::parse(cluster.Kiln({"nodes", "--json"}).out);
   CHECK(nodes.empty());
 
