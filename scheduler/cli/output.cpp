@@ -151,6 +151,24 @@ std::string FormatJob(const json& j) {
           << Str(e, "reason") << "\n";
     }
   }
+  if (j.contains("attempts") && !j["attempts"].empty()) {
+    out << "  attempts\n";
+    std::vector<std::vector<std::string>> rows = {
+        {"#", "NODES", "STARTED", "ENDED", "OUTCOME", "EXIT", "FROM STEP", "REASON"}};
+    for (const auto& a : j["attempts"]) {
+      const int64_t ended = a.value("ended_at", int64_t{0});
+      const int64_t exit_code = a.value("exit_code", int64_t{-1});
+      const int64_t from = a.value("resumed_from_step", int64_t{-1});
+      json shares = {{"allocation", a.value("nodes", json::array())}};
+      rows.push_back({Str(a, "attempt"), FormatAllocation(shares),
+                      FormatTime(a.value("started_at", int64_t{0})),
+                      ended > 0 ? FormatTime(ended) : "-", Str(a, "outcome"),
+                      exit_code >= 0 ? std::to_string(exit_code) : "-",
+                      from >= 0 ? std::to_string(from) : "-", Str(a, "reason")});
+    }
+    std::istringstream table(Table(rows));
+    for (std::string line; std::getline(table, line);) out << "    " << line << "\n";
+  }
   if (j.contains("checkpoints") && !j["checkpoints"].empty()) {
     out << "  checkpoints (" << FormatBytes(j.value("checkpoint_bytes", int64_t{0})) << ")\n";
     std::istringstream table(FormatCheckpoints(j["checkpoints"]));

@@ -129,10 +129,12 @@ void SchedulerService::OnShow(const std::string& peer, const Envelope& e) {
   KILN_JOB_OR_REPLY(request.job_id, record);
   auto events = store_->Events(request.job_id);
   KILN_OK_OR_REPLY(events);
+  auto attempts = store_->Attempts(request.job_id);
+  KILN_OK_OR_REPLY(attempts);
   auto checkpoints = store_->Checkpoints(request.job_id);
   KILN_OK_OR_REPLY(checkpoints);
   WithLiveReason(record);
-  Send(peer, protocol::DataReply{JobDetailView(record, *events, *checkpoints)}, e.id);
+  Send(peer, protocol::DataReply{JobDetailView(record, *events, *attempts, *checkpoints)}, e.id);
 }
 
 void SchedulerService::OnCancel(const std::string& peer, const Envelope& e) {

@@ -20,6 +20,14 @@ Status SchedulerService::Transition(JobRecord& job, core::JobEvent event,
   KILN_RETURN_IF_ERROR(store_->UpdateJob(job));
   KILN_RETURN_IF_ERROR(store_->AddEvent({job.id, now, core::JobStateName(from),
                                          core::JobStateName(job.state), reason}));
+  if (from == core::JobState::kRunning) {
+    // A failed attempt sends the job back to PENDING (a retry) or on to FAILED: either way the
+    // attempt itself FAILED.
+    const std::string outcome = job.state == core::JobState::kPending
+                                    ? "FAILED"
+                                    : core::JobStateName(job.state);
+    KILN_RETURN_IF_ERROR(store_->EndAttempt(job.id, job.attempt, now, outcome, reason));
+  }
 
   auto active = active_.find(job.id);
   if (active == active_.end()) return Status::Ok();

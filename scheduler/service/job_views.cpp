@@ -36,6 +36,7 @@ json CheckpointView(const CheckpointRecord& c) {
 }
 
 json JobDetailView(const JobRecord& job, const std::vector<JobEventRecord>& events,
+                   const std::vector<AttemptRecord>& attempts,
                    const std::vector<CheckpointRecord>& checkpoints) {
   json view = JobSummaryView(job);
   json ev = json::array();
@@ -50,6 +51,13 @@ json JobDetailView(const JobRecord& job, const std::vector<JobEventRecord>& even
     checkpoint_bytes += c.bytes;
   }
   view["events"] = std::move(ev);
+  json at = json::array();
+  for (const auto& a : attempts) {
+    at.push_back({{"attempt", a.attempt}, {"nodes", a.nodes}, {"started_at", a.started_at},
+                  {"ended_at", a.ended_at}, {"outcome", a.outcome}, {"exit_code", a.exit_code},
+                  {"reason", a.reason}, {"resumed_from_step", a.resumed_from_step}});
+  }
+  view["attempts"] = std::move(at);
   view["checkpoints"] = std::move(ck);
   view["checkpoint_bytes"] = checkpoint_bytes;  // disk used by this job's checkpoints
   if (job.resume_job > 0) view["resumed_from"] = {{"job_id", job.resume_job}, {"step", job.resume_step}};

@@ -13,9 +13,11 @@ namespace kiln::service {
 //  gpus_per_rank, node, allocation, submitted_at, started_at, finished_at, exit_code,
 //  max_retries, metrics}; metrics is rank 0's latest report.
 nlohmann::json JobSummaryView(const JobRecord& job);
-// The summary plus "events", "checkpoints", "checkpoint_bytes" and, for a job submitted to
-// continue another, "resumed_from".
+// The summary plus "events", "attempts" ({attempt, nodes, started_at, ended_at, outcome,
+// exit_code, reason, resumed_from_step}), "checkpoints", "checkpoint_bytes" and, for a job
+// submitted to continue another, "resumed_from".
 nlohmann::json JobDetailView(const JobRecord& job, const std::vector<JobEventRecord>& events,
+                             const std::vector<AttemptRecord>& attempts,
                              const std::vector<CheckpointRecord>& checkpoints);
 // {step, epoch, attempt, metrics, bytes, sha256, created_at, storage, path}
 nlohmann::json CheckpointView(const CheckpointRecord& checkpoint);

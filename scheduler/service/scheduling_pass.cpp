@@ -263,6 +263,9 @@ void SchedulerService::Launch(JobRecord& job,
     auto other = store_->FindCheckpoint(job.resume_job, job.resume_step);
     if (other.ok() && other->has_value()) from = **other;
   }
+  Status recorded = store_->AddAttempt({job.id, job.attempt, job.allocation, job.started_at, 0,
+                                        "RUNNING", -1, "", from ? from->step : -1});
+  if (!recorded.ok()) spdlog::error("job {}: cannot record attempt: {}", job.id, recorded.ToString());
   for (const auto& [node, share] : shares) {
     LiveAttempt live;
     live.ranks = share.ranks;

@@ -67,6 +67,18 @@ CREATE TABLE IF NOT EXISTS checkpoints (
   path TEXT NOT NULL DEFAULT '',
   PRIMARY KEY (job_id, step)
 );
+CREATE TABLE IF NOT EXISTS attempts (
+  job_id INTEGER NOT NULL,
+  attempt INTEGER NOT NULL,
+  nodes TEXT NOT NULL,
+  started_at INTEGER NOT NULL,
+  ended_at INTEGER NOT NULL DEFAULT 0,
+  outcome TEXT NOT NULL,
+  exit_code INTEGER NOT NULL DEFAULT -1,
+  reason TEXT NOT NULL DEFAULT '',
+  resumed_from_step INTEGER NOT NULL DEFAULT -1,
+  PRIMARY KEY (job_id, attempt)
+);
 CREATE TABLE IF NOT EXISTS users (
   name TEXT PRIMARY KEY,
   admin INTEGER NOT NULL,
@@ -321,6 +333,50 @@ Result<std::vector<JobEventRecord>> Store::Events(int64_t job_id) {
   }
   if (!status.ok()) return status;
   return events;
+}
+
+Status Store::AddAttempt(const AttemptRecord& a) {
+  SqliteStatement s(db_,
+                    "INSERT OR REPLACE INTO attempts (job_id, attempt, nodes, started_at, ended_at, "
+                    "outcome, exit_code, reason, resumed_from_step) VALUES (?,?,?,?,?,?,?,?,?)",
+                    cache_.get());
+  s.Bind(1, a.job_id).Bind(2, a.attempt).Bind(3, a.nodes.dump()).Bind(4, a.started_at);
+  s.Bind(5, a.ended_at).Bind(6, a.outcome).Bind(7, a.exit_code).Bind(8, a.reason);
+  s.Bind(9, a.resumed_from_step);
+  return s.Run();
+}
+
+Status Store::EndAttempt(int64_t job_id, int64_t attempt, Millis ended_at,
+                         const std::string& outcome, const std::string& reason) {
+  SqliteStatement s(db_,
+                    "UPDATE attempts SET ended_at=?, outcome=?, reason=? "
+                    "WHERE job_id=? AND attempt=? AND ended_at=0",
+                    cache_.get());
+  s.Bind(1, ended_at).Bind(2, outcome).Bind(3, reason).Bind(4, job_id).Bind(5, attempt);
+  return s.Run();
+}
+
+Status Store::SetAttemptExitCode(int64_t job_id, int64_t attempt, int64_t exit_code) {
+  SqliteStatement s(db_,
+                    "UPDATE attempts SET exit_code=? WHERE job_id=? AND attempt=? AND exit_code=-1",
+                    cache_.get());
+  s.Bind(1, exit_code).Bind(2, job_id).Bind(3, attempt);
+  return s.Run();
+}
+
+Result<std::vector<AttemptRecord>> Store::Attempts(int64_t job_id) {
+  SqliteStatement s(db_,
+                    "SELECT job_id, attempt, nodes, started_at, ended_at, outcome, exit_code, "
+                    "reason, resumed_from_step FROM attempts WHERE job_id=? ORDER BY attempt");
+  s.Bind(1, job_id);
+  std::vector<AttemptRecord> attempts;
+  Status status;
+  while (s.Step(&status)) {
+    attempts.push_back({s.Int(0), s.Int(1), ParseOr(s.Text(2), json::array()), s.Int(3),
+                        s.Int(4), s.Text(5), s.Int(6), s.Text(7), s.Int(8)});
+  }
+  if (!status.ok()) return status;
+  return attempts;
 }
 
 Status Store::UpsertNode(const NodeRecord& n) {

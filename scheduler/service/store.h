@@ -69,6 +69,19 @@ struct NodeRecord {
   std::string drain_reason;
 };
 
+// One attempt of a job: where it ran, when, and how it ended.
+struct AttemptRecord {
+  int64_t job_id = 0;
+  int64_t attempt = 0;
+  nlohmann::json nodes = nlohmann::json::array();  // the allocation: [{"node", "ranks", "gpu_ids"}]
+  Millis started_at = 0;
+  Millis ended_at = 0;           // 0 while it runs
+  std::string outcome;           // RUNNING, COMPLETED, FAILED, CANCELLED
+  int64_t exit_code = -1;        // mpirun's, once the worker reported it; -1 before or never
+  std::string reason;
+  int64_t resumed_from_step = -1;  // the checkpoint it started from
+};
+
 struct UsageRecord {  // a user's decayed fair-share usage
   std::string user;
   double usage = 0;
@@ -140,6 +153,14 @@ class Store {
   Result<std::vector<JobRecord>> ListJobs(bool include_finished);
 
   Status AddEvent(const JobEventRecord& event);
+
+  Status AddAttempt(const AttemptRecord& attempt);
+  Status EndAttempt(int64_t job_id, int64_t attempt, Millis ended_at, const std::string& outcome,
+                    const std::string& reason);
+  // Records mpirun's exit code for an attempt that has none yet (it may arrive after the
+  // attempt was ended by cancel or a time limit).
+  Status SetAttemptExitCode(int64_t job_id, int64_t attempt, int64_t exit_code);
+  Result<std::vector<AttemptRecord>> Attempts(int64_t job_id);
   Result<std::vector<JobEventRecord>> Events(int64_t job_id);
 
   Status UpsertNode(const NodeRecord& node);

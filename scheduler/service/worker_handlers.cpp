@@ -153,6 +153,9 @@ void SchedulerService::OnJobExited(const std::string& peer, const Envelope& e) {
   live_[w->record.name].erase({m.job_id, m.attempt});
   dirty_ = true;
   Send(peer, protocol::ExitAck{m.job_id, m.attempt});
+  const int64_t exit_code = m.signal != 0 ? 128 + m.signal : m.exit_code;
+  Status noted = store_->SetAttemptExitCode(m.job_id, m.attempt, exit_code);
+  if (!noted.ok()) spdlog::error("job {}: {}", m.job_id, noted.ToString());
   auto found = store_->GetJob(m.job_id);
   if (!found.ok() || !found->has_value()) return;
   JobRecord job = **found;

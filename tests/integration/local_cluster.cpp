@@ -45,6 +45,7 @@ CommandResult RunCommand(const std::vector<std::string>& argv, double timeout_s)
   static std::atomic<int> counter{0};
   const std::string base = "/tmp/kiln-cmd-" + std::to_string(::getpid()) + "-" +
                            std::to_string(counter++);
+  std::fflush(nullptr);  // or the child's freopen flushes our buffered output a second time
   pid_t pid = ::fork();
   if (pid == 0) {
     FILE* out = std::freopen((base + ".out").c_str(), "w", stdout);
@@ -116,8 +117,9 @@ pid_t LocalCluster::worker_pid() const { return worker_ ? worker_->pid() : -1; }
 
 void LocalCluster::StartScheduler() {
   std::filesystem::remove(dir_ + "/state/endpoint");
+  const std::string listen = endpoint_.empty() ? "tcp://127.0.0.1:*" : endpoint_;
   const std::string cmd = "exec " + BinPath("kiln-scheduler") +
-                          " --listen 'tcp://127.0.0.1:*' --state-dir " + dir_ + "/state" +
+                          " --listen '" + listen + "' --state-dir " + dir_ + "/state" +
                           " --worker-timeout " + std::to_string(worker_timeout_s_) + " >>" +
                           dir_ + "/scheduler.log 2>&1";
   auto group = agent::ProcessGroup::Start({"sh", "-c", cmd}, {}, dir_, "sched-" + worker_name_);
@@ -177,6 +179,20 @@ void LocalCluster::StopScheduler() {
     WaitFor([&] { return scheduler_->TryReap().has_value(); }, 5);
   }
   scheduler_.reset();
+}
+
+void LocalCluster::KillScheduler() {
+  if (!scheduler_) return;
+  scheduler_->SignalGroup(SIGKILL);
+  WaitFor([&] { return scheduler_->TryReap().has_value(); }, 5);
+  scheduler_.reset();
+}
+
+void LocalCluster::KillWorker() {
+  if (!worker_) return;
+  ::kill(worker_->pid(), SIGKILL);
+  WaitFor([&] { return worker_->TryReap().has_value(); }, 5);
+  worker_.reset();
 }
 
 void LocalCluster::StartWorker() {

@@ -39,8 +39,11 @@ class LocalCluster {
   const std::string& worker_name() const { return worker_name_; }
   pid_t worker_pid() const;
 
+  // Starts the scheduler on the state dir; after the first start, on the same address.
   void StartScheduler();
   void StopScheduler();  // SIGTERM and wait
+  void KillScheduler();  // SIGKILL and reap: no shutdown at all
+  void KillWorker();     // SIGKILL to the agent only (its ranks live on) and reap
   void StartWorker();
   void StopWorker();
   // Restarts the worker with these extra kiln-worker flags (e.g. {"--gpus", "2"}) and waits
