@@ -132,6 +132,29 @@ struct ErrorReply {
   template <class V> void Fields(V& v) { v("code", code); v("message", message); v("errors", errors); }
 };
 
+// ---- kiln-rsh -> worker agent (its launch socket) -------------------------------------------
+
+// Run `command` (an MPI daemon's command line, as mpirun gives it to its rsh agent) through
+// /bin/sh on this node, for an attempt of a gang whose leader is elsewhere.
+struct RemoteExec {
+  static constexpr const char* kType = "remote_exec";
+  int64_t job_id = 0;
+  int64_t attempt = 0;
+  std::string secret;
+  std::string command;
+  template <class V> void Fields(V& v) {
+    v("job_id", job_id); v("attempt", attempt); v("secret", secret); v("command", command);
+  }
+};
+
+// The command ended (MPI daemons detach, so this comes soon); `output` is its last lines.
+struct RemoteExit {
+  static constexpr const char* kType = "remote_exit";
+  int64_t exit_code = 0;
+  std::vector<std::string> output;
+  template <class V> void Fields(V& v) { v("exit_code", exit_code); v("output", output); }
+};
+
 // ---- worker <-> scheduler ------------------------------------------------------------------
 
 struct RunningAttempt {
@@ -149,9 +172,14 @@ struct RegisterWorker {
   int64_t gpus = 0;
   std::vector<RunningAttempt> running;  // attempts this agent is still supervising
   std::vector<std::string> labels;      // matched against jobs' resources.labels
+  // Where other nodes reach this one: the address mpirun's hostfile names it by, and the
+  // endpoint of its launch socket (kiln-rsh asks it there to start MPI daemons).
+  std::string address;
+  std::string launch_endpoint;
   template <class V> void Fields(V& v) {
     v("name", name); v("slots", slots); v("memory_bytes", memory_bytes); v("gpus", gpus);
-    v("running", running); v("labels", labels);
+    v("running", running); v("labels", labels); v("address", address);
+    v("launch_endpoint", launch_endpoint);
   }
 };
 
@@ -180,6 +208,20 @@ struct Reregister {
 // Start an attempt. When resume_step >= 0 the attempt resumes from checkpoint `resume_step` of job
 // `resume_job` (this job, or the one it was submitted to continue), which the worker fetches with
 // ckpt_read (or opens at resume_path on a shared file system) before starting the ranks.
+// A node of a gang that spans several nodes, in rank order (the leader, which runs mpirun and
+// rank 0, first).
+struct LaunchHost {
+  std::string node;
+  std::string address;
+  int64_t ranks = 0;
+  std::string launch_endpoint;
+  std::string public_key;  // the node agent's CURVE key: kiln-rsh pins it
+  template <class V> void Fields(V& v) {
+    v("node", node); v("address", address); v("ranks", ranks);
+    v("launch_endpoint", launch_endpoint); v("public_key", public_key);
+  }
+};
+
 struct LaunchJob {
   static constexpr const char* kType = "launch";
   int64_t job_id = 0;
@@ -192,10 +234,15 @@ struct LaunchJob {
   std::string resume_path;  // set for shared_fs checkpoints
   // GPUs of this node given to the attempt: gpus_per_rank ids per local rank, in rank order.
   std::vector<int64_t> gpu_ids;
+  // A gang on several nodes: every node of it (empty for a single-node attempt), and a secret
+  // that the leader's kiln-rsh shows the other nodes' agents to have them start its daemons.
+  std::vector<LaunchHost> hosts;
+  std::string launch_secret;
   template <class V> void Fields(V& v) {
     v("job_id", job_id); v("attempt", attempt); v("spec", spec); v("ranks", ranks);
     v("resume_step", resume_step); v("resume_job", resume_job); v("resume_sha256", resume_sha256);
-    v("resume_path", resume_path); v("gpu_ids", gpu_ids);
+    v("resume_path", resume_path); v("gpu_ids", gpu_ids); v("hosts", hosts);
+    v("launch_secret", launch_secret);
   }
 };
 
@@ -369,6 +416,6 @@ struct TrainCheckpoint {
   X(KillJob) X(JobStarted) X(LogBatch) X(ProgressReport) X(JobExited)     \
   X(ExitAck) X(TrainProgress) X(TrainCheckpoint) X(CheckpointBegin) X(CheckpointOffset)        \
   X(CheckpointChunk) X(CheckpointDone) X(CheckpointRead) X(CheckpointData) X(CheckpointRemove) \
-  X(JobAdminRequest) X(NodeAdminRequest) X(WhoAmIRequest)
+  X(JobAdminRequest) X(NodeAdminRequest) X(WhoAmIRequest) X(RemoteExec) X(RemoteExit)
 
 }  // namespace kiln::protocol

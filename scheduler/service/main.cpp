@@ -35,6 +35,9 @@ int main(int argc, char** argv) {
   bool no_backfill = false;
   std::string usage_unit = "ranks";
   std::vector<std::string> weights;
+  bool single_node = false;
+  app.add_flag("--single-node-gangs", single_node,
+               "place every gang on one node (jobs that ask for several nodes wait)");
   app.add_flag("--no-backfill", no_backfill,
                "never start a job ahead of the blocked highest-priority job");
   app.add_option("--fair-share-half-life", options.fair_share_half_life_s,
@@ -54,6 +57,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   if (admin.Selected()) return admin.Run(options.state_dir);
   options.backfill = !no_backfill;
+  options.multi_node = !single_node;
   options.usage_unit = usage_unit == "gpus" ? kiln::core::UsageUnit::kGpuSeconds
                                             : kiln::core::UsageUnit::kRankSeconds;
   for (const auto& w : weights) {

@@ -238,6 +238,7 @@ void SchedulerService::HandleFrames(const transport::Frames& frames,
   }
   const Envelope& e = *envelope;
   const std::string& t = e.type;
+  connection_key_ = core::KeyOfConnection(connection);
   if (IsWorkerMessage(t)) {
     if (!AdmitWorkerMessage(peer, connection, e)) return;
   } else if (t == protocol::CheckpointRead::kType && e.auth.empty() &&

@@ -47,9 +47,9 @@ struct SchedulerOptions {
   double fair_share_half_life_s = 7 * 86400.0;
   core::UsageUnit usage_unit = core::UsageUnit::kRankSeconds;
   std::map<std::string, double> user_weights;  // default 1
-  // A gang spanning several workers needs the multi-node launcher; until it exists such jobs
-  // wait as Infeasible and every other gang is placed on one node.
-  bool multi_node = false;
+  // Gangs may span several workers (launched through kiln-rsh); off, every gang is placed on
+  // one node and jobs that ask for several wait as Infeasible.
+  bool multi_node = true;
 };
 
 // Files of the state dir that hold keys (see docs/security.md).
@@ -84,6 +84,11 @@ class SchedulerService {
     std::string peer;  // ROUTER identity
     NodeRecord record;
     bool up = false;
+    // For gangs on several nodes: where mpirun and kiln-rsh reach this node, and the CURVE key
+    // its agent connected with (which its launch socket serves with).
+    std::string address;
+    std::string launch_endpoint;
+    std::string public_key;
   };
   struct LiveAttempt {  // an attempt occupying a worker's resources until it exits
     int64_t ranks = 0;
@@ -216,6 +221,7 @@ class SchedulerService {
   std::set<std::string> admitted_worker_keys_;  // the allow-list, reloaded on admin changes
   std::map<std::string, Millis> refusal_logged_at_;  // by key: refusals are logged once a minute
   core::Caller caller_;  // who sent the client request being handled
+  std::string connection_key_;  // the CURVE key of the connection the message came on
   // Users by token, as looked up; dropped whenever the database changes underneath (an admin's
   // user add/token/remove), so a replaced or removed token stops working within one loop turn.
   std::unordered_map<std::string, core::Caller> callers_by_token_;

@@ -2,6 +2,8 @@
 // of nodes, running jobs, the queue and users, runs a pass, and carries out its plan.
 #include <spdlog/spdlog.h>
 
+#include "common/credentials.h"
+
 #include "scheduler/service/scheduler_service.h"
 
 namespace kiln::service {
@@ -263,6 +265,17 @@ void SchedulerService::Launch(JobRecord& job,
     auto other = store_->FindCheckpoint(job.resume_job, job.resume_step);
     if (other.ok() && other->has_value()) from = **other;
   }
+  // A gang on several nodes: the first node leads (runs mpirun and rank 0); every node gets the
+  // list, and a secret the leader's kiln-rsh shows the others' agents.
+  std::vector<protocol::LaunchHost> hosts;
+  std::string secret;
+  if (shares.size() > 1) {
+    secret = NewAccessToken();
+    for (const auto& [node, share] : shares) {
+      const Worker& w = workers_.at(node);
+      hosts.push_back({node, w.address, share.ranks, w.launch_endpoint, w.public_key});
+    }
+  }
   Status recorded = store_->AddAttempt({job.id, job.attempt, job.allocation, job.started_at, 0,
                                         "RUNNING", -1, "", from ? from->step : -1});
   if (!recorded.ok()) spdlog::error("job {}: cannot record attempt: {}", job.id, recorded.ToString());
@@ -275,6 +288,8 @@ void SchedulerService::Launch(JobRecord& job,
     live.launched_at = clock_.MonotonicMs();
     protocol::LaunchJob launch{job.id, job.attempt, job.spec, share.ranks, -1, 0, "", "", {}};
     for (int g : share.gpu_ids) launch.gpu_ids.push_back(g);
+    launch.hosts = hosts;
+    launch.launch_secret = secret;
     if (from) {
       launch.resume_job = from->job_id;
       launch.resume_step = from->step;

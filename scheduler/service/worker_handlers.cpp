@@ -42,6 +42,9 @@ void SchedulerService::OnRegister(const std::string& peer, const Envelope& e) {
   std::sort(w.record.labels.begin(), w.record.labels.end());
   w.record.drained = drained;
   w.record.drain_reason = drain_reason;
+  w.address = r.address;
+  w.launch_endpoint = r.launch_endpoint;
+  w.public_key = connection_key_;
   node_of_peer_[peer] = r.name;
   monitor_.Heard(r.name, clock_.MonotonicMs());
   Status saved = store_->UpsertNode(w.record);
@@ -153,13 +156,27 @@ void SchedulerService::OnJobExited(const std::string& peer, const Envelope& e) {
   live_[w->record.name].erase({m.job_id, m.attempt});
   dirty_ = true;
   Send(peer, protocol::ExitAck{m.job_id, m.attempt});
-  const int64_t exit_code = m.signal != 0 ? 128 + m.signal : m.exit_code;
-  Status noted = store_->SetAttemptExitCode(m.job_id, m.attempt, exit_code);
-  if (!noted.ok()) spdlog::error("job {}: {}", m.job_id, noted.ToString());
   auto found = store_->GetJob(m.job_id);
   if (!found.ok() || !found->has_value()) return;
   JobRecord job = **found;
+  const int64_t exit_code = m.signal != 0 ? 128 + m.signal : m.exit_code;
+  // In a gang on several nodes the leader (first node) runs mpirun, and its exit decides the
+  // attempt. A member's MPI daemon ending well is the normal end; ending badly fails the gang.
+  const bool member = job.attempt == m.attempt && job.allocation.size() > 1 &&
+                      job.node != w->record.name;
+  if (!member) {
+    Status noted = store_->SetAttemptExitCode(m.job_id, m.attempt, exit_code);
+    if (!noted.ok()) spdlog::error("job {}: {}", m.job_id, noted.ToString());
+  }
   if (job.state != core::JobState::kRunning || job.attempt != m.attempt) return;  // already decided
+  if (member) {
+    if (m.exit_code == 0 && m.signal == 0) return;
+    const std::string why = "node " + w->record.name + ": " + m.reason + " (exit code " +
+                            std::to_string(exit_code) + ")";
+    StopAttempt(job, why);
+    FailAttempt(job, why);
+    return;
+  }
   job.exit_code = m.exit_code;
   if (m.exit_code == 0 && m.signal == 0) {
     Status s = Transition(job, core::JobEvent::kSucceeded, "all ranks exited 0");

@@ -18,6 +18,12 @@ Result<std::unique_ptr<Agent>> Agent::Create(const AgentOptions& options, const 
   if (options.slots < 1) return Status::InvalidArgument("--slots: must be >= 1");
   KILN_RETURN_IF_ERROR(MakeDirs(options.run.work_dir));
   std::unique_ptr<Agent> agent(new Agent(options, clock, context));
+  agent->launch_socket_ =
+      std::make_unique<transport::Socket>(context, transport::SocketKind::kRouter, 1 << 20);
+  KILN_RETURN_IF_ERROR(agent->launch_socket_->MakeCurveServer(options.keys));
+  auto bound = agent->launch_socket_->Bind("tcp://" + options.address + ":*");
+  if (!bound.ok()) return Status::InvalidArgument("--address: " + bound.status().message());
+  agent->launch_endpoint_ = *bound;
   // Ranks left behind by an agent of this node that died without stopping them.
   int orphans = KillTagged(AnyAttemptOfNode(options.name), SIGKILL);
   if (orphans > 0) spdlog::warn("killed {} orphaned processes of earlier attempts", orphans);
@@ -79,7 +85,7 @@ std::vector<protocol::RunningAttempt> Agent::RunningAttempts() const {
 
 void Agent::SendRegister() {
   protocol::RegisterWorker r{options_.name, options_.slots, memory_bytes_, gpus_, RunningAttempts(),
-                             options_.labels};
+                             options_.labels, options_.address, launch_endpoint_};
   SendToScheduler(protocol::Encode(r));
   last_register_at_ = clock_.MonotonicMs();
   next_heartbeat_at_ = last_register_at_ + kHeartbeatIntervalMs;
@@ -100,15 +106,22 @@ void Agent::Run(const std::atomic<bool>& stop) {
 void Agent::Turn(int wait_ms) {
   transport::Poller poller;
   poller.AddSocket(*socket_);
+  poller.AddSocket(*launch_socket_);
   for (auto& [key, run] : runs_) run->AddTo(poller);
   Status waited = poller.Wait(wait_ms);
   if (!waited.ok()) spdlog::warn("{}", waited.ToString());
 
   while (auto frames = socket_->Receive()) OnMessage(*frames);
+  while (auto frames = launch_socket_->Receive()) OnRemoteExec(*frames);
 
   const Millis now = clock_.MonotonicMs();
   for (auto it = runs_.begin(); it != runs_.end();) {
     auto exited = it->second->Pump(now);
+    if (auto remote = it->second->TakeRemoteExit()) {
+      transport::Frames reply = protocol::Encode(remote->second);
+      reply.insert(reply.begin(), remote->first);
+      (void)launch_socket_->Send(reply);
+    }
     if (!exited) {
       ++it;
       continue;
@@ -220,6 +233,38 @@ void Agent::OnLaunch(const Envelope& e) {
     return;
   }
   runs_[key] = std::move(run).value();
+}
+
+void Agent::OnRemoteExec(const transport::Frames& frames) {
+  if (frames.size() < 2) return;
+  const std::string& peer = frames[0];
+  auto reply_error = [&](const Status& status) {
+    transport::Frames reply = protocol::Encode(
+        protocol::ErrorReply{StatusCodeName(status.code()), status.message(), {}});
+    reply.insert(reply.begin(), peer);
+    (void)launch_socket_->Send(reply);
+  };
+  auto envelope = protocol::DecodeEnvelope(frames[1]);
+  if (!envelope.ok()) return reply_error(envelope.status());
+  auto exec = protocol::DecodeBody<protocol::RemoteExec>(*envelope);
+  if (!exec.ok()) return reply_error(exec.status());
+  auto run = runs_.find({exec->job_id, exec->attempt});
+  if (run == runs_.end() || !run->second->is_member()) {
+    // The launch from the scheduler may simply not be here yet: kiln-rsh asks again.
+    return reply_error(Status::Unavailable("attempt " + std::to_string(exec->attempt) +
+                                           " of job " + std::to_string(exec->job_id) +
+                                           " is not (yet) placed on this node"));
+  }
+  if (exec->secret.empty() || exec->secret != run->second->launch_secret()) {
+    spdlog::warn("refused a remote command for job {} attempt {}: wrong secret", exec->job_id,
+                 exec->attempt);
+    return reply_error(Status::PermissionDenied("wrong launch secret for this attempt"));
+  }
+  if (!run->second->ReadyForRemote()) {
+    return reply_error(Status::Unavailable("still preparing (fetching the checkpoint)"));
+  }
+  Status started = run->second->StartRemote(exec->command, peer);
+  if (!started.ok()) reply_error(started);
 }
 
 void Agent::OnKill(const Envelope& e) {

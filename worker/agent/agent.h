@@ -30,6 +30,9 @@ struct AgentOptions {
   std::string scheduler;
   std::string server_key;          // the scheduler's CURVE public key (Z85)
   transport::CurveKeyPair keys;    // this worker's: the cluster key or its own, admitted by the admin
+  // The address other nodes reach this one at: mpirun's hostfile names the node by it, and the
+  // launch socket (kiln-rsh -> this agent, CURVE with `keys`) listens on it.
+  std::string address = "127.0.0.1";
   std::string name;
   int64_t slots = 1;
   std::vector<std::string> labels;  // offered to jobs' resources.labels
@@ -59,6 +62,8 @@ class Agent {
   void OnMessage(const transport::Frames& frames);
   void OnLaunch(const protocol::Envelope& e);
   void OnKill(const protocol::Envelope& e);
+  // kiln-rsh on a gang's leader asks for an MPI daemon here (launch socket).
+  void OnRemoteExec(const transport::Frames& frames);
   void ReportExit(const AttemptKey& key, const protocol::JobExited& exited);
   std::vector<protocol::RunningAttempt> RunningAttempts() const;
 
@@ -66,6 +71,8 @@ class Agent {
   const Clock& clock_;
   transport::Context& context_;
   std::unique_ptr<transport::Socket> socket_;
+  std::unique_ptr<transport::Socket> launch_socket_;  // ROUTER for kiln-rsh
+  std::string launch_endpoint_;
   int64_t memory_bytes_ = 0;
   int64_t gpus_ = 0;
   bool registered_ = false;

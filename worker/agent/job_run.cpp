@@ -46,12 +46,29 @@ Result<std::unique_ptr<JobRun>> JobRun::Start(const JobRunConfig& config,
   std::unique_ptr<JobRun> run(new JobRun(config, launch, run_dir, std::move(reports),
                                          std::move(sink), std::move(on_checkpoint)));
   run->report_key_ = report_keys->public_key;
+  if (run->leader_) {
+    // Where kiln-rsh (run by mpirun) finds the other nodes' agents, and the secret they want.
+    nlohmann::json hosts = nlohmann::json::object();
+    std::string hostfile;
+    for (const auto& h : launch.hosts) {
+      hosts[h.address] = {{"node", h.node}, {"endpoint", h.launch_endpoint},
+                          {"public_key", h.public_key}};
+      hostfile += h.address + " slots=" + std::to_string(h.ranks) + "\n";
+    }
+    nlohmann::json file = {{"job_id", launch.job_id}, {"attempt", launch.attempt},
+                           {"secret", launch.launch_secret}, {"hosts", hosts}};
+    KILN_RETURN_IF_ERROR(WriteFileAtomic(run_dir + "/launch.json", file.dump(2) + "\n", 0600));
+    KILN_RETURN_IF_ERROR(WriteFileAtomic(run_dir + "/hostfile", hostfile));
+  }
   KILN_RETURN_IF_ERROR(MakeDirs(run->checkpoint_dir_));
   if (launch.resume_step >= 0 && launch.resume_path.empty()) {
     run->fetching_ = true;
     run->RequestNextChunk(now);
     spdlog::info("job {} attempt {}: fetching checkpoint {} of job {} to resume from",
                  launch.job_id, launch.attempt, launch.resume_step, launch.resume_job);
+  } else if (run->member_) {
+    spdlog::info("job {} attempt {}: {} ranks here, waiting for the leader {} to start them",
+                 launch.job_id, launch.attempt, launch.ranks, launch.hosts.front().node);
   } else {
     KILN_RETURN_IF_ERROR(run->StartProcess());
   }
@@ -74,13 +91,16 @@ JobRun::JobRun(const JobRunConfig& config, const protocol::LaunchJob& launch, st
   shared_fs_ = checkpoint.storage == "shared_fs" && !checkpoint.storage_path.empty();
   checkpoint_dir_ = shared_fs_ ? checkpoint.storage_path + "/job-" + std::to_string(job_id_)
                                : run_dir_ + "/checkpoints";
+  tag_ = RunTag(config_.node_name, job_id_, attempt_);
+  if (launch_.hosts.size() > 1) {
+    leader_ = launch_.hosts.front().node == config_.node_name;
+    member_ = !leader_;
+  }
 }
 
 JobRun::~JobRun() {
-  if (group_ && !group_->TryReap()) {
-    group_->SignalGroup(SIGKILL);
-    KillTagged(ExactTag(group_->tag()), SIGKILL);
-  }
+  if (group_ && !group_->TryReap()) group_->SignalGroup(SIGKILL);
+  KillTagged(ExactTag(tag_), SIGKILL);  // a member's detached daemon and ranks too
 }
 
 std::string JobRun::FetchId() const {
@@ -128,23 +148,13 @@ void JobRun::OnFetchReply(const protocol::Envelope& e, const transport::Frames& 
   std::filesystem::rename(part, run_dir_ + "/resume.ckpt");
   Note("fetched checkpoint " + std::to_string(launch_.resume_step) + " of job " +
        std::to_string(launch_.resume_job) + " (" + std::to_string(fetched_) + " bytes)");
+  fetching_ = false;
+  if (member_) return;  // ready for the leader's kiln-rsh
   Status started = StartProcess();
   if (!started.ok()) failure_ = "cannot start mpirun: " + started.message();
 }
 
-Status JobRun::StartProcess() {
-  std::vector<std::string> argv = {
-      config_.mpirun_path, "-np", std::to_string(launch_.ranks), "--hostfile", run_dir_ + "/hostfile",
-      "--bind-to", "none",
-      // Shared memory between local ranks, TCP between nodes; no single-copy mechanism, which
-      // needs ptrace rights that containers often withhold.
-      "--mca", "btl", "self,vader,tcp", "--mca", "btl_vader_single_copy_mechanism", "none",
-      config_.trainer_path, "--spec", run_dir_ + "/spec.json", "--run-dir", run_dir_,
-      "--checkpoint-dir", checkpoint_dir_, "--report", "ipc://" + run_dir_ + "/agent.sock"};
-  if (launch_.resume_step >= 0) {
-    argv.push_back("--resume");
-    argv.push_back(launch_.resume_path.empty() ? run_dir_ + "/resume.ckpt" : launch_.resume_path);
-  }
+std::vector<std::pair<std::string, std::string>> JobRun::RankEnvironment() const {
   // Threads per rank: the spec's, or this node's cores shared by its ranks (no oversubscription).
   int per_rank = spec_.resources.threads_per_rank;
   if (per_rank <= 0) {
@@ -157,6 +167,9 @@ Status JobRun::StartProcess() {
       {"KILN_JOB_ID", std::to_string(job_id_)},
       {"KILN_ATTEMPT", std::to_string(attempt_)},
       {"KILN_REPORT_KEY", report_key_},
+      {"KILN_NODE", config_.node_name},
+      // kiln-train moves paths under the leader's run dir (on mpirun's command line) here.
+      {"KILN_RUN_DIR", run_dir_},
       {"OMPI_MCA_btl_base_warn_component_unused", "0"},
       // On SIGTERM mpirun passes it to the ranks and kills them after this many seconds: give
       // them the agent's grace period to save a checkpoint (the agent SIGKILLs after it anyway).
@@ -174,17 +187,70 @@ Status JobRun::StartProcess() {
     env.push_back({"OMPI_ALLOW_RUN_AS_ROOT", "1"});
     env.push_back({"OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1"});
   }
-  auto group = ProcessGroup::Start(argv, env, run_dir_, RunTag(config_.node_name, job_id_, attempt_));
+  return env;
+}
+
+Status JobRun::StartProcess() {
+  int64_t total_ranks = launch_.ranks;
+  if (leader_) {
+    total_ranks = 0;
+    for (const auto& h : launch_.hosts) total_ranks += h.ranks;
+  }
+  std::vector<std::string> argv = {
+      config_.mpirun_path, "-np", std::to_string(total_ranks), "--hostfile", run_dir_ + "/hostfile",
+      "--bind-to", "none",
+      // Shared memory between local ranks, TCP between nodes; no single-copy mechanism, which
+      // needs ptrace rights that containers often withhold.
+      "--mca", "btl", "self,vader,tcp", "--mca", "btl_vader_single_copy_mechanism", "none"};
+  auto env = RankEnvironment();
+  if (leader_) {
+    // The other nodes' MPI daemons are started by their kiln agents, through kiln-rsh, not ssh;
+    // all of them from here (no tree spawn: kiln-rsh needs this node's launch.json).
+    for (const char* arg : {"--mca", "plm_rsh_agent"}) argv.push_back(arg);
+    argv.push_back(config_.rsh_path);
+    for (const char* arg : {"--mca", "plm_rsh_no_tree_spawn", "1"}) argv.push_back(arg);
+    env.push_back({"KILN_LAUNCH_FILE", run_dir_ + "/launch.json"});
+  }
+  for (const std::string& a : {config_.trainer_path, std::string("--spec"), run_dir_ + "/spec.json",
+                               std::string("--run-dir"), run_dir_, std::string("--checkpoint-dir"),
+                               checkpoint_dir_, std::string("--report"),
+                               "ipc://" + run_dir_ + "/agent.sock"}) {
+    argv.push_back(a);
+  }
+  if (launch_.resume_step >= 0) {
+    argv.push_back("--resume");
+    argv.push_back(launch_.resume_path.empty() ? run_dir_ + "/resume.ckpt" : launch_.resume_path);
+  }
+  auto group = ProcessGroup::Start(argv, env, run_dir_, tag_);
   if (!group.ok()) return group.status();
   group_ = std::move(group).value();
   sink_(protocol::Encode(protocol::JobStarted{job_id_, attempt_, group_->pid()}));
   spdlog::info("job {} attempt {}: started mpirun (pid {}) with {} ranks in {}", job_id_, attempt_,
-               group_->pid(), launch_.ranks, run_dir_);
+               group_->pid(), total_ranks, run_dir_);
   return Status::Ok();
 }
 
+Status JobRun::StartRemote(const std::string& command, const std::string& requester) {
+  if (!ReadyForRemote()) return Status::FailedPrecondition("not ready for a remote command");
+  auto group = ProcessGroup::Start({"/bin/sh", "-c", command}, RankEnvironment(), run_dir_, tag_);
+  if (!group.ok()) return group.status();
+  group_ = std::move(group).value();
+  remote_requester_ = requester;
+  sink_(protocol::Encode(protocol::JobStarted{job_id_, attempt_, group_->pid()}));
+  Note("started the MPI daemon for " + std::to_string(launch_.ranks) + " ranks of the leader " +
+       launch_.hosts.front().node);
+  return Status::Ok();
+}
+
+std::optional<std::pair<std::string, protocol::RemoteExit>> JobRun::TakeRemoteExit() {
+  if (!remote_exit_code_ || remote_exit_taken_) return std::nullopt;
+  remote_exit_taken_ = true;
+  return std::make_pair(remote_requester_,
+                        protocol::RemoteExit{*remote_exit_code_, remote_output_});
+}
+
 void JobRun::AddTo(transport::Poller& poller) {
-  if (group_) poller.AddFd(group_->output_fd());
+  if (group_ && !remote_exit_code_) poller.AddFd(group_->output_fd());
   poller.AddSocket(*reports_);
 }
 
@@ -253,8 +319,46 @@ void JobRun::ForwardCheckpoint(const protocol::TrainCheckpoint& c) {
                                spec_.checkpoint.keep_last});
 }
 
+std::optional<protocol::JobExited> JobRun::PumpMember(Millis now) {
+  if (!group_) {  // no daemon asked for yet
+    if (kill_deadline_) return protocol::JobExited{job_id_, attempt_, -1, SIGTERM, kill_reason_};
+    if (fetching_ && now - fetch_sent_at_ > kFetchRetryMs) RequestNextChunk(now);
+    return std::nullopt;
+  }
+  if (!remote_exit_code_) {
+    bool eof = false;
+    std::vector<std::string> lines = group_->ReadLines(&eof);
+    for (auto& l : lines) {
+      output_log_ << l << '\n';
+      remote_output_.push_back(std::move(l));
+      if (remote_output_.size() > 20) remote_output_.erase(remote_output_.begin());
+    }
+    output_log_.flush();
+    auto exit = group_->TryReap();
+    if (!exit) return std::nullopt;
+    remote_exit_code_ = exit->signal != 0 ? 128 + exit->signal : exit->exit_code;
+    if (*remote_exit_code_ != 0) {
+      KillTagged(ExactTag(tag_), SIGKILL);
+      return protocol::JobExited{job_id_, attempt_, *remote_exit_code_, 0,
+                                 "the MPI daemon for the leader " + launch_.hosts.front().node +
+                                     " failed to start"};
+    }
+  }
+  if (kill_deadline_ && now >= *kill_deadline_ && !killed_hard_) {
+    KillTagged(ExactTag(tag_), SIGKILL);
+    killed_hard_ = true;
+  }
+  // The daemon detached: the attempt lives here while any of its processes does.
+  if (now < next_liveness_check_) return std::nullopt;
+  next_liveness_check_ = now + 250;
+  if (!FindTagged(ExactTag(tag_)).empty()) return std::nullopt;
+  spdlog::info("job {} attempt {}: the MPI daemon and its ranks are gone", job_id_, attempt_);
+  return protocol::JobExited{job_id_, attempt_, 0, 0, kill_reason_};
+}
+
 std::optional<protocol::JobExited> JobRun::Pump(Millis now) {
   if (failure_) return protocol::JobExited{job_id_, attempt_, 126, 0, *failure_};
+  if (member_) return PumpMember(now);
   if (!group_) {
     if (kill_deadline_) return protocol::JobExited{job_id_, attempt_, -1, SIGTERM, kill_reason_};
     if (fetching_ && now - fetch_sent_at_ > kFetchRetryMs) RequestNextChunk(now);  // lost
@@ -266,14 +370,14 @@ std::optional<protocol::JobExited> JobRun::Pump(Millis now) {
   if (kill_deadline_ && now >= *kill_deadline_ && !killed_hard_) {
     Note("still running " + std::to_string(config_.kill_grace_ms) + " ms after SIGTERM; SIGKILL");
     group_->SignalGroup(SIGKILL);
-    KillTagged(ExactTag(group_->tag()), SIGKILL);
+    KillTagged(ExactTag(tag_), SIGKILL);
     killed_hard_ = true;
   }
   auto exit = group_->TryReap();
   if (!exit) return std::nullopt;
   // The leader is gone: no rank of this attempt may outlive it.
   group_->SignalGroup(SIGKILL);
-  KillTagged(ExactTag(group_->tag()), SIGKILL);
+  KillTagged(ExactTag(tag_), SIGKILL);
   // The rest of the output and reports were written before the exit; forward them first so the
   // last checkpoint is queued for upload before the exit is reported.
   for (int i = 0; i < 100 && !eof; ++i) ForwardOutput(&eof);
@@ -289,19 +393,20 @@ void JobRun::Kill(const std::string& reason, Millis now) {
   kill_deadline_ = now + config_.kill_grace_ms;
   fetching_ = false;
   spdlog::info("job {} attempt {}: stopping ({})", job_id_, attempt_, reason);
-  if (!group_) return;
+  if (!group_ && !member_) return;
   // SIGTERM goes to the ranks, not to mpirun: mpirun answers SIGTERM by killing the ranks, which
   // would cut short the checkpoint they save on SIGTERM. Once the ranks exit, mpirun does too.
   // Before any rank exists (mpirun still starting them), the whole group gets it.
   const std::string trainer = std::filesystem::path(config_.trainer_path).filename().string();
   int ranks = 0;
-  for (pid_t pid : FindTagged(ExactTag(group_->tag()))) {
+  for (pid_t pid : FindTagged(ExactTag(tag_))) {
     std::ifstream comm("/proc/" + std::to_string(pid) + "/comm");
     std::string name;
     std::getline(comm, name);
     if (name == trainer.substr(0, 15) && ::kill(pid, SIGTERM) == 0) ++ranks;
   }
-  if (ranks == 0) group_->SignalGroup(SIGTERM);
+  if (ranks == 0 && group_ && !remote_exit_code_) group_->SignalGroup(SIGTERM);
+  if (ranks == 0 && member_) KillTagged(ExactTag(tag_), SIGTERM);  // the detached daemon
 }
 
 }  // namespace kiln::agent

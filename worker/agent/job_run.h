@@ -5,6 +5,13 @@
 //
 // Run directory <work-dir>/jobs/<job>/attempt-<n>/:
 //   spec.json  hostfile  output.log  agent.sock (ipc)  resume.ckpt (when resuming)  checkpoints/
+//   launch.json (multi-node leader: where kiln-rsh finds the other nodes' agents; 0600)
+//
+// A gang on several nodes (launch.hosts non-empty) has one leader, the first host: its JobRun
+// runs mpirun with a hostfile of every host and kiln-rsh as OpenMPI's rsh agent. On every other
+// node the JobRun is a member: it prepares the run dir (and the checkpoint to resume from), then
+// waits for kiln-rsh to ask, with the attempt's secret, for an MPI daemon (StartRemote). The
+// daemon detaches, so a member's attempt lasts while any process carrying its run tag lives.
 #pragma once
 
 #include <fstream>
@@ -26,6 +33,7 @@ struct JobRunConfig {
   std::string work_dir;
   std::string node_name;
   std::string trainer_path;  // kiln-train
+  std::string rsh_path;      // kiln-rsh, OpenMPI's rsh agent for gangs on several nodes
   std::string mpirun_path = "mpirun";
   Millis kill_grace_ms = 3000;  // SIGTERM, then SIGKILL after this long
 };
@@ -58,10 +66,22 @@ class JobRun {
   // A line from the agent itself into the job's log (and the agent's own log).
   void Note(const std::string& line);
 
+  bool is_member() const { return member_; }
+  const std::string& launch_secret() const { return launch_.launch_secret; }
+  // A member that has its run dir (and checkpoint) ready and has not started a daemon yet.
+  bool ReadyForRemote() const { return member_ && !fetching_ && !group_ && !kill_deadline_; }
+  // Member: runs `command` (from kiln-rsh) through /bin/sh with the ranks' environment.
+  Status StartRemote(const std::string& command, const std::string& requester);
+  // Member: once the command ended, its exit for the kiln-rsh that asked (once).
+  std::optional<std::pair<std::string, protocol::RemoteExit>> TakeRemoteExit();
+
  private:
   JobRun(const JobRunConfig& config, const protocol::LaunchJob& launch, std::string run_dir,
          std::unique_ptr<transport::Socket> reports, Sink sink, CheckpointSink on_checkpoint);
   Status StartProcess();
+  // OMP/BLAS threads, KILN_* variables, GPU ids, run-as-root: what the ranks' processes need.
+  std::vector<std::pair<std::string, std::string>> RankEnvironment() const;
+  std::optional<protocol::JobExited> PumpMember(Millis now);
   void RequestNextChunk(Millis now);
   void ForwardOutput(bool* eof);
   void ForwardReports();
@@ -89,6 +109,14 @@ class JobRun {
   int64_t fetched_ = 0;
   Millis fetch_sent_at_ = 0;
   std::optional<std::string> failure_;  // the attempt ended before mpirun ran
+  std::string tag_;      // KILN_RUN_TAG of every process of this attempt on this node
+  bool leader_ = false;  // runs mpirun for a gang on several nodes
+  bool member_ = false;  // hosts part of a gang whose leader is another node
+  std::string remote_requester_;
+  std::optional<int> remote_exit_code_;
+  bool remote_exit_taken_ = false;
+  std::vector<std::string> remote_output_;
+  Millis next_liveness_check_ = 0;
 };
 
 }  // namespace kiln::agent

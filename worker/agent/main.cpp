@@ -33,6 +33,7 @@ int main(int argc, char** argv) {
   std::string scheduler, log_level = "info";
   double kill_grace_s = 3.0;
   options.run.trainer_path = BesideThisExecutable("kiln-train");
+  options.run.rsh_path = BesideThisExecutable("kiln-rsh");
   app.add_option("--scheduler", scheduler,
                  std::string("scheduler address (default: $") + kiln::kSchedulerEnvVar + " or " +
                      kiln::kDefaultSchedulerAddress + ")");
@@ -50,6 +51,10 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 4096));
   app.add_option("--gpus", options.gpus, "GPUs to offer (default: detect through CUDA)")
       ->check(CLI::Range(0, 64));
+  app.add_option("--address", options.address,
+                 "this node's address for the other nodes of a multi-node job (mpirun's hostfile "
+                 "and the launch socket)")
+      ->capture_default_str();
   app.add_option("--label", options.labels,
                  "a label jobs can ask for in resources.labels (repeatable), e.g. --label nvme");
   app.add_option("--work-dir", options.run.work_dir, "directory for job run directories")

@@ -64,6 +64,19 @@ int main(int argc, char** argv) {
     comm.Abort(2);
   }
 
+  // On the other nodes of a multi-node gang, mpirun's command line names the leader's run dir;
+  // each node's agent exports its own as KILN_RUN_DIR, and paths inside the former move to it.
+  if (const char* here = std::getenv("KILN_RUN_DIR");
+      here != nullptr && *here != '\0' && options.run_dir != here) {
+    const std::string from = options.run_dir;
+    auto rebase = [&](std::string& path) {
+      if (!from.empty() && path.rfind(from, 0) == 0) path = here + path.substr(from.size());
+    };
+    rebase(spec_path);
+    rebase(options.checkpoint_dir);
+    rebase(options.resume_path);
+    options.run_dir = here;
+  }
   auto text = kiln::ReadFile(spec_path);
   if (!text.ok()) {
     std::fprintf(stderr, "[rank %d] %s\n", comm.rank(), text.status().ToString().c_str());

@@ -1,0 +1,174 @@
+// Gangs across hosts: a real multi-host cluster in network namespaces (scripts/netns-cluster.sh),
+// one worker per host, mpirun's remote daemons started through kiln-rsh and the agents.
+// Where namespaces cannot be made (not root, no CAP_NET_ADMIN), the tests say so and pass.
+#include <catch2/catch.hpp>
+
+#include <stdlib.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+
+#include "tests/integration/local_cluster.h"
+#include "worker/agent/process_group.h"
+
+using kiln::testing::CommandResult;
+using kiln::testing::RunCommand;
+using kiln::testing::WaitFor;
+using nlohmann::json;
+
+namespace {
+
+const std::string kScript = std::string(KILN_SOURCE_DIR) + "/scripts/netns-cluster.sh";
+
+class NetnsCluster {
+ public:
+  // Returns nullptr (after a warning) where namespaces cannot be made.
+  static std::unique_ptr<NetnsCluster> Up(int hosts, int slots) {
+    ::setenv("KILN_BUILD_DIR", KILN_BIN_DIR, 1);
+    CommandResult check = RunCommand({kScript, "check"}, 20);
+    if (check.exit_code != 0) {
+      WARN("network namespaces are not available here (" + check.out + check.err +
+           "): multi-host test not run");
+      return nullptr;
+    }
+    char pattern[] = "/tmp/kiln-netns-XXXXXX";
+    std::unique_ptr<NetnsCluster> cluster(new NetnsCluster(::mkdtemp(pattern)));
+    CommandResult up = RunCommand({kScript, "up", cluster->dir_, std::to_string(hosts),
+                                   std::to_string(slots)}, 60);
+    INFO(up.out + up.err);
+    REQUIRE(up.exit_code == 0);
+    return cluster;
+  }
+  ~NetnsCluster() {
+    RunCommand({kScript, "down", dir_}, 60);
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+  CommandResult Kiln(std::vector<std::string> args) {
+    args.insert(args.begin(), {kScript, "kiln", dir_});
+    return RunCommand(args, 60);
+  }
+  json Show(int64_t id) {
+    auto r = Kiln({"show", std::to_string(id), "--json"});
+    json j = json::parse(r.out, nullptr, false);
+    return j.is_discarded() ? json::object() : j;
+  }
+  json WaitForState(int64_t id, const std::vector<std::string>& states, double timeout_s) {
+    json last;
+    WaitFor([&] {
+      last = Show(id);
+      for (const auto& s : states) {
+        if (last.value("state", "") == s) return true;
+      }
+      return false;
+    }, timeout_s);
+    return last;
+  }
+  int64_t Submit(const json& spec) {
+    const std::string path = dir_ + "/spec-" + std::to_string(++specs_) + ".json";
+    std::ofstream(path) << spec.dump();
+    auto r = Kiln({"submit", path});
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    return std::stoll(r.out);
+  }
+  void KillHost(const std::string& node) {  // node names are kiln-h<N>
+    RunCommand({kScript, "kill-host", dir_, node.substr(node.rfind('h') + 1)}, 30);
+  }
+  const std::string& dir() const { return dir_; }
+
+ private:
+  explicit NetnsCluster(std::string dir) : dir_(std::move(dir)) {}
+  std::string dir_;
+  int specs_ = 0;
+};
+
+json GangSpec(const std::string& name, int epochs, int hidden) {
+  return {{"name", name},
+          {"resources", {{"ranks", 4}}},
+          {"model", {{"type", "mlp"}, {"hidden", {hidden, hidden}}}},
+          {"data", {{"type", "synthetic"}, {"samples", 16384}, {"test_samples", 512},
+                    {"features", 20}, {"classes", 3}, {"seed", 7}}},
+          {"train", {{"epochs", epochs}, {"batch_size", 128}, {"loss", "cross_entropy"},
+                     {"optimizer", {{"type", "adam"}, {"lr", 0.01}}}, {"seed", 3}}},
+          {"checkpoint", {{"every_steps", 20}, {"keep_last", 2}}},
+          {"max_retries", 2}};
+}
+
+std::vector<std::string> NodesOf(const json& attempt_or_job, const char* field) {
+  std::vector<std::string> nodes;
+  for (const auto& share : attempt_or_job[field]) nodes.push_back(share["node"]);
+  return nodes;
+}
+
+bool AnyProcessOf(int64_t id, int64_t attempt, const std::vector<std::string>& nodes) {
+  for (const auto& node : nodes) {
+    auto tag = kiln::agent::ExactTag(kiln::agent::RunTag(node, id, attempt));
+    if (!kiln::agent::FindTagged(tag).empty()) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE("a 4-rank job runs as 2 ranks on each of 2 hosts, and survives one host dying") {
+  auto cluster = NetnsCluster::Up(/*hosts=*/3, /*slots=*/2);
+  if (!cluster) return;
+
+  const int64_t first = cluster->Submit(GangSpec("gang", 2, 64));
+  json job = cluster->WaitForState(first, {"COMPLETED", "FAILED"}, 120);
+  INFO(job.dump(2));
+  REQUIRE(job["state"] == "COMPLETED");
+  REQUIRE(job["allocation"].size() == 2);
+  for (const auto& share : job["allocation"]) CHECK(share["ranks"] == 2);
+  CHECK(job["metrics"]["test_accuracy"].get<double>() > 0.8);
+  // The run dir exists on both hosts; the member's holds what its agent prepared.
+  for (const auto& node : NodesOf(job, "allocation")) {
+    const std::string host = node.substr(node.rfind('h'));
+    CHECK(std::filesystem::exists(cluster->dir() + "/" + host + "/work/jobs/" +
+                                  std::to_string(first) + "/attempt-1/spec.json"));
+  }
+
+  // Kill the second host of a longer gang after its first checkpoint: the attempt fails with
+  // the host's silence, every other rank is stopped, and attempt 2 resumes on the free hosts.
+  const int64_t id = cluster->Submit(GangSpec("survivor", 8, 256));
+  REQUIRE(WaitFor([&] {
+    auto ls = json::parse(cluster->Kiln({"ckpt", "ls", std::to_string(id), "--json"}).out,
+                          nullptr, false);
+    return ls.is_array() && !ls.empty();
+  }, 120));
+  json running = cluster->Show(id);
+  const std::vector<std::string> first_nodes = NodesOf(running, "allocation");
+  REQUIRE(first_nodes.size() == 2);
+  cluster->KillHost(first_nodes[1]);
+  job = cluster->WaitForState(id, {"COMPLETED", "FAILED"}, 180);
+  INFO(job.dump(2));
+  CHECK(job["state"] == "COMPLETED");
+  REQUIRE(job["attempts"].size() == 2);
+  const json& lost = job["attempts"][0];
+  CHECK(lost["outcome"] == "FAILED");
+  CHECK(lost["reason"].get<std::string>().find(first_nodes[1]) != std::string::npos);
+  const json& resumed = job["attempts"][1];
+  CHECK(resumed["outcome"] == "COMPLETED");
+  CHECK(resumed["resumed_from_step"].get<int64_t>() > 0);
+  const auto second_nodes = NodesOf(resumed, "nodes");
+  CHECK(std::find(second_nodes.begin(), second_nodes.end(), first_nodes[1]) == second_nodes.end());
+  CHECK(job["metrics"]["test_accuracy"].get<double>() > 0.8);
+  CHECK_FALSE(AnyProcessOf(id, 1, first_nodes));
+}
+
+TEST_CASE("cancel removes every rank and daemon of a gang on every host within 5 seconds") {
+  auto cluster = NetnsCluster::Up(/*hosts=*/2, /*slots=*/2);
+  if (!cluster) return;
+  const int64_t id = cluster->Submit(GangSpec("cancelled", 1000, 256));
+  json job = cluster->WaitForState(id, {"RUNNING"}, 60);
+  REQUIRE(WaitFor([&] { return cluster->Show(id)["metrics"].value("step", 0) > 5; }, 60));
+  const std::vector<std::string> nodes = NodesOf(cluster->Show(id), "allocation");
+  REQUIRE(nodes.size() == 2);
+  REQUIRE(AnyProcessOf(id, 1, {nodes[0]}));
+  REQUIRE(AnyProcessOf(id, 1, {nodes[1]}));  // the member's MPI daemon and ranks
+  REQUIRE(cluster->Kiln({"cancel", std::to_string(id)}).exit_code == 0);
+  CHECK(WaitFor([&] { return !AnyProcessOf(id, 1, nodes); }, 5));
+  CHECK(cluster->Show(id)["state"] == "CANCELLED");
+}
