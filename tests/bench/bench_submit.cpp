@@ -3,6 +3,10 @@
 //                   `jobs` are acknowledged; prints acknowledged submits per second.
 //   --mode noop:    the same with `show` of a job that does not exist (no durable write): the
 //                   ceiling the protocol and loop give, the baseline for submits.
+//   --mode burst:   one client sends `jobs` held submits with request ids burst-0..N-1 (as fast as
+//                   the pipeline allows) and prints one line "REQUEST_ID JOB_ID DUPLICATE" per
+//                   acknowledgement until all are acknowledged or `--seconds` pass; run it again
+//                   with the same ids to see what a retrying client gets back.
 //   --mode latency: one job at a time on an idle cluster; times submit -> mpirun running and
 //                   submit -> every rank (kiln-train process) running, seen in /proc; prints
 //                   p50/p99 of each, then cancels the job.
@@ -167,6 +171,35 @@ int Latency(transport::Context& context, const std::string& endpoint, const json
   return 0;
 }
 
+int Burst(transport::Context& context, const std::string& endpoint, const json& spec,
+          int64_t jobs, double seconds) {
+  transport::Socket socket(context, transport::SocketKind::kDealer);
+  if (!ConnectClient(socket, endpoint)) return 1;
+  const auto t0 = Clock::now();
+  int64_t sent = 0, acked = 0;
+  while (acked < jobs && Seconds(t0, Clock::now()) < seconds) {
+    while (sent < jobs && sent - acked < 256) {
+      const std::string id = "burst-" + std::to_string(sent);
+      if (!socket.Send(Request(protocol::SubmitRequest{id, spec, std::nullopt, std::nullopt, "",
+                                                      true}, id)).ok()) {
+        break;
+      }
+      ++sent;
+    }
+    transport::Poller poller;
+    poller.AddSocket(socket);
+    (void)poller.Wait(200);
+    while (auto frames = socket.Receive()) {
+      auto e = protocol::DecodeEnvelope((*frames)[0]);
+      if (!e.ok() || e->type != "submit_reply") continue;
+      ++acked;
+      std::cout << e->id << " " << e->body.value("job_id", int64_t{0}) << " "
+                << (e->body.value("duplicate", false) ? 1 : 0) << "\n" << std::flush;
+    }
+  }
+  return acked == jobs ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -178,7 +211,9 @@ int main(int argc, char** argv) {
   app.add_option("--endpoint", endpoint)->required();
   app.add_option("--credentials", credentials, "kiln credentials file (server key and token)")
       ->required();
-  app.add_option("--mode", mode)->check(CLI::IsMember({"submit", "noop", "latency"}));
+  double seconds = 60;
+  app.add_option("--mode", mode)->check(CLI::IsMember({"submit", "noop", "latency", "burst"}));
+  app.add_option("--seconds", seconds, "burst: give up after this long");
   app.add_option("--spec", spec_path)->required();
   app.add_option("--clients", clients);
   app.add_option("--window", window, "requests in flight per client");
@@ -200,6 +235,7 @@ int main(int argc, char** argv) {
   const json spec = json::parse(*text);
   transport::Context context;
   if (mode == "latency") return Latency(context, endpoint, spec, samples, work_dir);
+  if (mode == "burst") return Burst(context, endpoint, spec, jobs, seconds);
 
   Totals totals;
   const auto t0 = Clock::now();
