@@ -306,8 +306,11 @@ std::optional<std::string> InfeasibleReason(const std::vector<NodeClass>& up_cla
            " nodes" + per + " are that large";
   }
   if (total_ranks < r.ranks) {
-    return "Infeasible: needs " + DescribeNeed(r) + ", all " + std::to_string(matching) +
-           " up nodes" + per + " together hold " + std::to_string(total_ranks) + " such ranks";
+    const std::string holders = matching == 1 ? "the only up node" + per + " holds "
+                                              : "all " + std::to_string(matching) + " up nodes" +
+                                                    per + " together hold ";
+    return "Infeasible: needs " + DescribeNeed(r) + ", " + holders + std::to_string(total_ranks) +
+           " such ranks";
   }
   return std::nullopt;
 }

@@ -121,7 +121,9 @@ TEST_CASE("a job that cannot fit waits with the reason, and unknown job ids are 
     return j.value("reason", "").rfind("Infeasible", 0) == 0;
   }, 10);
   CHECK(StateIs(job, "PENDING"));
-  CHECK(job["reason"] == "Infeasible: needs 4 slots on one node, largest has 2 slots");
+  // Gangs may span nodes, so what is missing is ranks in total, not room on one node.
+  CHECK(job["reason"] ==
+        "Infeasible: needs 4 ranks (4 slots), the only up node holds 2 such ranks");
   auto missing = cluster.Kiln({"show", "999"});
   CHECK(missing.exit_code == 1);
   CHECK(missing.err.find("no job with id 999") != std::string::npos);

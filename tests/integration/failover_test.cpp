@@ -114,7 +114,7 @@ TEST_CASE("kill -9 of the scheduler: training goes on and is re-adopted, acknowl
   CHECK(all.size() == static_cast<size_t>(kSubmits) + 1);
 }
 
-TEST_CASE("an agent killed and restarted mid-run stops the orphaned ranks; the attempt fails "
+TEST_CASE("an agent killed and restarted mid-run stops the orphaned ranks, the attempt fails "
           "with that reason and the job resumes from its checkpoint") {
   LocalCluster cluster(/*slots=*/2, /*worker_timeout_s=*/5.0);
   const int64_t id = cluster.Submit(TrainingSpec("orphaned", 8));

@@ -39,3 +39,32 @@ TEST_CASE("the checkpoint table lists step, accuracy and a short hash") {
   CHECK(table.find(std::string(16, 'c')) != std::string::npos);
   CHECK(table.find(std::string(17, 'c')) == std::string::npos);
 }
+
+TEST_CASE("kiln show lists attempts with their nodes, outcome, exit code and resume step, in "
+          "aligned columns") {
+  json job = {{"id", 7}, {"name", "gang"}, {"state", "COMPLETED"}, {"attempt", 2},
+              {"max_retries", 2}, {"ranks", 4}, {"node", "h3"}, {"reason", "all ranks exited 0"},
+              {"attempts",
+               {{{"attempt", 1}, {"nodes", {{{"node", "h3"}, {"ranks", 2}}, {{"node", "h1"}, {"ranks", 2}}}},
+                 {"started_at", 1000}, {"ended_at", 2000}, {"outcome", "FAILED"},
+                 {"exit_code", 137}, {"reason", "worker h1 is DOWN"}, {"resumed_from_step", -1}},
+                {{"attempt", 2}, {"nodes", {{{"node", "h3"}, {"ranks", 2}}, {{"node", "h2"}, {"ranks", 2}}}},
+                 {"started_at", 3000}, {"ended_at", 0}, {"outcome", "RUNNING"},
+                 {"exit_code", -1}, {"reason", ""}, {"resumed_from_step", 140}}}}};
+  const std::string text = FormatJob(job);
+  CHECK(text.find("h3×2, h1×2") != std::string::npos);
+  CHECK(text.find("worker h1 is DOWN") != std::string::npos);
+  // The OUTCOME column starts at the same screen column in the header and in each row, though
+  // "×" takes two bytes.
+  auto column_of = [&](const std::string& line_start, const std::string& word) {
+    const size_t line = text.find(line_start);
+    const size_t end = text.find('\n', line);
+    const std::string l = text.substr(line, end - line);
+    size_t chars = 0;
+    for (size_t i = 0; i < l.find(word); ++i) chars += (static_cast<unsigned char>(l[i]) & 0xC0) != 0x80;
+    return chars;
+  };
+  CHECK(column_of("    #  ", "OUTCOME") == column_of("    1  ", "FAILED"));
+  CHECK(column_of("    #  ", "OUTCOME") == column_of("    2  ", "RUNNING"));
+  CHECK(text.find("140") != std::string::npos);
+}
