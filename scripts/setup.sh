@@ -16,7 +16,7 @@ packages=(
   libsqlite3-dev zlib1g-dev libssl-dev
   dataset-fashion-mnist
   procps psmisc
-  tcpdump
+  tcpdump iproute2 util-linux
 )
 
 missing=()
