@@ -241,6 +241,11 @@ void SchedulerService::HandleFrames(const transport::Frames& frames,
   connection_key_ = core::KeyOfConnection(connection);
   if (IsWorkerMessage(t)) {
     if (!AdmitWorkerMessage(peer, connection, e)) return;
+    // Any message from a worker shows it is alive, not only heartbeats: after this loop stalled
+    // (a slow fsync), its heartbeat may still wait behind hundreds of uploads on the connection.
+    if (auto name = node_of_peer_.find(peer); name != node_of_peer_.end()) {
+      monitor_.Heard(name->second, clock_.MonotonicMs());
+    }
   } else if (t == protocol::CheckpointRead::kType && e.auth.empty() &&
              IsAdmittedWorkerKey(core::KeyOfConnection(connection))) {
     // A worker fetching the checkpoint an attempt resumes from: the scheduler chose it.

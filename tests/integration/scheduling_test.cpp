@@ -178,8 +178,8 @@ TEST_CASE("holds, priorities, dependencies and drains survive a scheduler "
 TEST_CASE("cancel and time limit stop gracefully: the gang agrees on a step and saves a "
           "checkpoint there before exiting") {
   LocalCluster cluster(/*slots=*/2);
-  // Fewer, bigger steps than Long(): thousands of tiny steps a second on both cores starve this
-  // 2-core machine's agent and scheduler after ~10 s (see docs/operations.md, known problems).
+  // Bigger steps than the synthetic default, so that a step (which the stop waits for) takes
+  // milliseconds and the stop checkpoint is the only one (every_steps is huge).
   // A grace period that a loaded machine still meets: the ranks must finish a step, save and
   // report before the agent's SIGKILL.
   cluster.RestartWorkerWith({"--kill-grace", "10"});

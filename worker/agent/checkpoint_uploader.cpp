@@ -13,10 +13,35 @@ CheckpointUploader::CheckpointUploader(const Clock& clock, Sink sink, Note note)
     : clock_(clock), sink_(std::move(sink)), note_(std::move(note)) {}
 
 void CheckpointUploader::Enqueue(PendingUpload upload) {
+  const int64_t job_id = upload.job_id, attempt = upload.attempt;
+  const size_t keep = static_cast<size_t>(std::max(1, upload.keep_last));
   queue_.push_back(std::move(upload));
   if (queue_.size() == 1) {
     tries_ = 0;
     Begin();
+    return;
+  }
+  // Checkpoints that come faster than they upload would queue without bound (a tiny model
+  // checkpointing every few milliseconds): of those still waiting (the one in flight always
+  // finishes), keep the newest keep_last of this attempt; retention would drop the others anyway.
+  size_t waiting = 0;
+  for (size_t i = 1; i < queue_.size(); ++i) {
+    waiting += queue_[i].job_id == job_id && queue_[i].attempt == attempt;
+  }
+  for (size_t i = 1; i < queue_.size() && waiting > keep;) {
+    if (queue_[i].job_id != job_id || queue_[i].attempt != attempt) {
+      ++i;
+      continue;
+    }
+    if (skipped_ % 100 == 0) {
+      note_(job_id, attempt,
+            "checkpoints come faster than they upload: skipping step " +
+                std::to_string(queue_[i].step) + " (" + std::to_string(skipped_ + 1) +
+                " skipped so far; raise checkpoint.every_steps)");
+    }
+    ++skipped_;
+    queue_.erase(queue_.begin() + static_cast<std::ptrdiff_t>(i));
+    --waiting;
   }
 }
 

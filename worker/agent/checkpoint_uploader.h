@@ -2,7 +2,8 @@
 // at most kWindow chunks of kChunkBytes are read and in flight), resuming after a reconnect from
 // the offset the scheduler holds, and starting again (up to kMaxTries) when the scheduler finds
 // the upload corrupt. The protocol is described in common/protocol/messages.h. Training never
-// waits for it: the trainer only writes the file and reports its path.
+// waits for it: the trainer only writes the file and reports its path. When checkpoints arrive
+// faster than they upload, only the newest keep_last waiting ones of an attempt are kept.
 // Owned and driven by the Agent's thread.
 #pragma once
 
@@ -71,6 +72,7 @@ class CheckpointUploader {
   int tries_ = 0;
   Millis started_at_ = 0;
   Millis last_progress_at_ = 0;
+  int64_t skipped_ = 0;  // waiting checkpoints dropped for newer ones of the same attempt
 };
 
 }  // namespace kiln::agent
