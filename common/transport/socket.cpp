@@ -143,7 +143,12 @@ Socket::HandshakeReport Socket::Handshakes() {
           if (connected_without_handshake_) ++handshakes_.failed;
           connected_without_handshake_ = false;
           break;
-        default:  // a HANDSHAKE_FAILED_* event
+        case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
+          ++handshakes_.failed;
+          ++handshakes_.refused;
+          connected_without_handshake_ = false;
+          break;
+        default:  // another HANDSHAKE_FAILED_* event
           ++handshakes_.failed;
           connected_without_handshake_ = false;
           break;

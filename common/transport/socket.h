@@ -71,6 +71,7 @@ class Socket {
     int connected = 0;   // TCP/ipc connections made
     int succeeded = 0;   // security handshakes completed
     int failed = 0;      // handshakes failed, or connections closed before one completed
+    int refused = 0;     // of those, refused by the server's authentication (ZAP said no)
   };
   // Events recorded since WatchHandshakes (drains the monitor; non-blocking).
   HandshakeReport Handshakes();

@@ -48,6 +48,13 @@ Status MaySubmitAs(const Caller& caller, const std::string& user) {
                                   " (only an admin may)");
 }
 
+Status MaySubmitWithPriority(const Caller& caller, int64_t priority) {
+  if (priority <= 0 || caller.admin) return Status::Ok();
+  return Status::PermissionDenied("priority: only an admin may submit above priority 0, got " +
+                                  std::to_string(priority) + "; leave it out or ask an admin to "
+                                  "raise it (kiln priority ID N)");
+}
+
 Status MayAdministerNodes(const Caller& caller) {
   if (caller.admin) return Status::Ok();
   return Status::PermissionDenied("user " + caller.user +

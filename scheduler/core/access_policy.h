@@ -19,6 +19,7 @@ namespace kiln::core {
 struct Caller {
   std::string user;
   bool admin = false;
+  bool worker = false;  // a worker agent (by its admitted key), not a user
 };
 
 // What a request does to a job, for the refusal message and the audit table.
@@ -31,6 +32,8 @@ Status MayActOnJob(const Caller& caller, JobAction action, int64_t job_id,
 Status MayChangePriority(const Caller& caller, int64_t job_id, const std::string& owner,
                          int64_t current, int64_t requested);
 Status MaySubmitAs(const Caller& caller, const std::string& user);
+// Users submit at priority 0 or below; only admins above.
+Status MaySubmitWithPriority(const Caller& caller, int64_t priority);
 Status MayAdministerNodes(const Caller& caller);
 
 // Connection labels (the ZAP User-Id): "curve:<the peer's public key>". Whether that key may

@@ -18,7 +18,9 @@ transport::ZapVerdict SchedulerService::DecideConnection(const transport::ZapReq
     return {false, "", "kiln accepts CURVE connections only"};
   }
   // Everyone who knows the server key may talk: users prove who they are per request (token),
-  // workers by their key being admitted when each message arrives.
+  // workers by their key being admitted when each message arrives. Workers do not choose their
+  // routing id (ZeroMQ gives each connection one that no peer can claim), so no connection can
+  // take over the address the scheduler sends a worker's launches to.
   return {true, core::ConnectionIdOf(request.public_key), ""};
 }
 
@@ -32,8 +34,8 @@ void SchedulerService::RefreshWorkerKeys() {
     spdlog::warn("cannot read the worker allow-list: {}", keys.status().ToString());
     return;
   }
-  std::set<std::string> admitted;
-  for (const auto& k : *keys) admitted.insert(k.public_key);
+  std::map<std::string, std::string> admitted;
+  for (const auto& k : *keys) admitted[k.public_key] = k.name;
   admitted_worker_keys_ = std::move(admitted);
 }
 

@@ -179,8 +179,25 @@ void SchedulerService::OnCheckpointRead(const std::string& peer, const Envelope&
   KILN_DECODE_OR_REPLY(protocol::CheckpointRead, r);
   KILN_JOB_OR_REPLY(r.job_id, job);
   const std::string target = "job " + std::to_string(job.id);
-  KILN_PERMIT_OR_REPLY(core::MayActOnJob(caller_, core::JobAction::kCheckpoints, job.id, job.user),
-                       "ckpt.pull", target);
+  if (caller_.worker) {
+    // A worker reads only the checkpoint that an attempt placed on it resumes from.
+    bool resumes_from_it = false;
+    auto node = node_of_peer_.find(peer);
+    if (node != node_of_peer_.end()) {
+      for (const auto& [key, live] : live_[node->second]) {
+        resumes_from_it = resumes_from_it || live.resume == std::make_pair(r.job_id, r.step);
+      }
+    }
+    if (!resumes_from_it) {
+      return ReplyError(peer, e.id, Status::PermissionDenied(
+                                        "a worker may only read the checkpoint that an attempt "
+                                        "placed on it resumes from"));
+    }
+  } else {
+    KILN_PERMIT_OR_REPLY(
+        core::MayActOnJob(caller_, core::JobAction::kCheckpoints, job.id, job.user),
+        "ckpt.pull", target);
+  }
   auto found = store_->FindCheckpoint(r.job_id, r.step);
   KILN_OK_OR_REPLY(found);
   if (!found->has_value()) {
@@ -196,7 +213,7 @@ void SchedulerService::OnCheckpointRead(const std::string& peer, const Envelope&
   const std::string path = c.path.empty() ? checkpoints_.PathOf(c.sha256) : c.path;
   auto bytes = ReadFileRange(path, r.offset, std::min(r.length, kMaxReadBytes));
   if (!bytes.ok()) return ReplyError(peer, e.id, bytes.status());
-  if (r.offset == 0 && caller_.user != "worker") {
+  if (r.offset == 0 && !caller_.worker) {
     Audit("ckpt.pull", target, Status::Ok(), "step " + std::to_string(c.step));
   }
   Send(peer, protocol::CheckpointData{c.job_id, c.step, c.sha256, c.bytes, r.offset}, e.id,

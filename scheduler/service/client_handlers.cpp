@@ -30,6 +30,11 @@ void SchedulerService::OnSubmit(const std::string& peer, const Envelope& e) {
   auto existing = store_->FindJobByRequestId(request.request_id);
   KILN_OK_OR_REPLY(existing);
   if (existing->has_value()) {
+    if ((*existing)->user != caller_.user && !caller_.admin) {
+      return ReplyError(peer, e.id, Status::PermissionDenied(
+                                        "body.request_id: already used by another user's submit; "
+                                        "use a new request id"));
+    }
     return Send(peer, protocol::SubmitReply{(*existing)->id, true}, e.id);
   }
   if (request.user.empty()) request.user = caller_.user;
@@ -52,6 +57,8 @@ void SchedulerService::OnSubmit(const std::string& peer, const Envelope& e) {
                                               std::to_string(parsed.errors.size()) + " error(s)"),
                       SpecErrorStrings(parsed.errors));
   }
+  KILN_PERMIT_OR_REPLY(core::MaySubmitWithPriority(caller_, parsed.spec.priority), "submit",
+                       "user " + request.user);
   std::vector<std::string> dependency_errors;
   for (size_t i = 0; i < parsed.spec.depends_on.size(); ++i) {
     if (!StateOfJob(parsed.spec.depends_on[i])) {

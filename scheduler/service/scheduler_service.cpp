@@ -249,7 +249,7 @@ void SchedulerService::HandleFrames(const transport::Frames& frames,
   } else if (t == protocol::CheckpointRead::kType && e.auth.empty() &&
              IsAdmittedWorkerKey(core::KeyOfConnection(connection))) {
     // A worker fetching the checkpoint an attempt resumes from: the scheduler chose it.
-    caller_ = {"worker", true};
+    caller_ = {"worker", false, true};
     return OnCheckpointRead(peer, e);
   } else if (!AuthenticateClient(peer, e)) {
     return;

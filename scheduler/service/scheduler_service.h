@@ -164,6 +164,8 @@ class SchedulerService {
   void OnLog(const std::string& peer, const protocol::Envelope& e);
   void OnProgress(const std::string& peer, const protocol::Envelope& e);
   void OnJobExited(const std::string& peer, const protocol::Envelope& e);
+  // Whether that attempt of the job was placed on the node (live there, or in its allocation).
+  bool PlacedOn(const JobRecord& job, int64_t attempt, const std::string& node) const;
   // The worker behind `peer`, if it registered and is up; otherwise asks it to register.
   Worker* KnownWorker(const std::string& peer);
   // Compares what a worker says it runs with what we believe runs there: attempts it does not
@@ -194,6 +196,10 @@ class SchedulerService {
   std::vector<core::UserShare> UserShares(Millis now);
   std::optional<core::JobState> StateOfJob(int64_t id);
   void Launch(JobRecord& job, const std::vector<std::pair<std::string, core::NodeShare>>& shares);
+  // Why a gang placed on several nodes cannot be launched there (a node without a distinct,
+  // non-loopback --address), or "".
+  std::string UnreachableGang(
+      const std::vector<std::pair<std::string, core::NodeShare>>& shares) const;
 
   // Checkpoints (checkpoint_handlers.cpp).
   void OnCheckpointBegin(const std::string& peer, const protocol::Envelope& e);
@@ -218,7 +224,8 @@ class SchedulerService {
   std::string endpoint_;
   std::unique_ptr<transport::ZapServer> zap_;
   std::string cluster_worker_key_;         // public key of worker-cluster.key
-  std::set<std::string> admitted_worker_keys_;  // the allow-list, reloaded on admin changes
+  // The allow-list (key -> the node it was admitted as), reloaded on admin changes.
+  std::map<std::string, std::string> admitted_worker_keys_;
   std::map<std::string, Millis> refusal_logged_at_;  // by key: refusals are logged once a minute
   core::Caller caller_;  // who sent the client request being handled
   std::string connection_key_;  // the CURVE key of the connection the message came on

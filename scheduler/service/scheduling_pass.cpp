@@ -231,9 +231,29 @@ void SchedulerService::SchedulingPass() {
     JobRecord job = **found;
     std::vector<std::pair<std::string, core::NodeShare>> shares;
     for (const auto& s : start.shares) shares.push_back({names[s.node], s});
+    if (std::string why = UnreachableGang(shares); !why.empty()) {
+      active_.at(job.id).reason = why;
+      continue;
+    }
     Launch(job, shares);
   }
   capacity_left_ = AnyUsableFreeSlot();  // what the starts took is in live_ now
+}
+
+std::string SchedulerService::UnreachableGang(
+    const std::vector<std::pair<std::string, core::NodeShare>>& shares) const {
+  if (shares.size() < 2) return "";
+  std::set<std::string> addresses;
+  for (const auto& [node, share] : shares) {
+    const Worker& w = workers_.at(node);
+    if (w.launch_endpoint.empty() || w.address.empty() || w.address.rfind("127.", 0) == 0 ||
+        !addresses.insert(w.address).second) {
+      return "Waiting: placed across nodes, but node " + node + " has no address the others "
+             "can reach (" + (w.address.empty() ? "none" : w.address) + "); start its "
+             "kiln-worker with --address, or the scheduler with --single-node-gangs";
+    }
+  }
+  return "";
 }
 
 void SchedulerService::Launch(JobRecord& job,

@@ -30,6 +30,18 @@ void SchedulerService::OnRegister(const std::string& peer, const Envelope& e) {
   if (r.labels.size() > 64) {
     return ReplyError(peer, e.id, Status::InvalidArgument("register: at most 64 labels"));
   }
+  // A key on the allow-list speaks for the node it was admitted as, and no other; the shared
+  // cluster key may register any name.
+  if (auto bound = admitted_worker_keys_.find(connection_key_);
+      bound != admitted_worker_keys_.end() && !bound->second.empty() &&
+      bound->second != r.name) {
+    spdlog::warn("refused register as {}: key {} was admitted as node {}", r.name,
+                 connection_key_, bound->second);
+    return ReplyError(peer, e.id, Status::PermissionDenied(
+                                      "this worker's key was admitted as node " + bound->second +
+                                      ", not " + r.name + " (kiln-scheduler worker allow KEY "
+                                      "--name " + r.name + ")"));
+  }
   const Millis now = clock_.WallMs();
   Worker& w = workers_[r.name];
   if (!w.peer.empty() && w.peer != peer) node_of_peer_.erase(w.peer);
@@ -126,23 +138,38 @@ void SchedulerService::OnJobStarted(const std::string& peer, const Envelope& e) 
                w->record.name, m.pid);
 }
 
+bool SchedulerService::PlacedOn(const JobRecord& job, int64_t attempt,
+                                const std::string& node) const {
+  auto here = live_.find(node);
+  if (here != live_.end() && here->second.count({job.id, attempt}) > 0) return true;
+  if (job.attempt != attempt) return false;
+  for (const auto& share : job.allocation) {
+    if (share.value("node", "") == node) return true;
+  }
+  return false;
+}
+
 void SchedulerService::OnLog(const std::string& peer, const Envelope& e) {
   KILN_DECODE_OR_REPLY(protocol::LogBatch, m);
-  if (KnownWorker(peer) == nullptr) return;
+  Worker* w = KnownWorker(peer);
+  if (w == nullptr) return;
   auto job = store_->GetJob(m.job_id);
   if (!job.ok() || !job->has_value()) return;
+  if (!PlacedOn(**job, m.attempt, w->record.name)) return;  // not this worker's to report
   Status s = store_->AppendLogs(m.job_id, m.attempt, clock_.WallMs(), m.lines);
   if (!s.ok()) spdlog::error("cannot store logs of job {}: {}", m.job_id, s.ToString());
 }
 
 void SchedulerService::OnProgress(const std::string& peer, const Envelope& e) {
   KILN_DECODE_OR_REPLY(protocol::ProgressReport, m);
-  if (KnownWorker(peer) == nullptr) return;
+  Worker* w = KnownWorker(peer);
+  if (w == nullptr) return;
   if (!m.report.is_object()) return;
   auto found = store_->GetJob(m.job_id);
   if (!found.ok() || !found->has_value()) return;
   JobRecord job = **found;
   if (job.state != core::JobState::kRunning || job.attempt != m.attempt) return;
+  if (!PlacedOn(job, m.attempt, w->record.name)) return;
   // Merge, so an epoch-end report (test accuracy) is not erased by the next step report.
   for (auto it = m.report.begin(); it != m.report.end(); ++it) job.progress[it.key()] = it.value();
   Status s = store_->UpdateJob(job);
@@ -153,18 +180,34 @@ void SchedulerService::OnJobExited(const std::string& peer, const Envelope& e) {
   KILN_DECODE_OR_REPLY(protocol::JobExited, m);
   Worker* w = KnownWorker(peer);
   if (w == nullptr) return;
-  live_[w->record.name].erase({m.job_id, m.attempt});
-  dirty_ = true;
-  Send(peer, protocol::ExitAck{m.job_id, m.attempt});
+  Send(peer, protocol::ExitAck{m.job_id, m.attempt});  // stop repeating it, whatever follows
   auto found = store_->GetJob(m.job_id);
   if (!found.ok() || !found->has_value()) return;
   JobRecord job = **found;
+  // Only a node the attempt was placed on may end it.
+  if (!PlacedOn(job, m.attempt, w->record.name)) return;
+  live_[w->record.name].erase({m.job_id, m.attempt});
+  dirty_ = true;
   const int64_t exit_code = m.signal != 0 ? 128 + m.signal : m.exit_code;
   // In a gang on several nodes the leader (first node) runs mpirun, and its exit decides the
   // attempt. A member's MPI daemon ending well is the normal end; ending badly fails the gang.
   const bool member = job.attempt == m.attempt && job.allocation.size() > 1 &&
                       job.node != w->record.name;
-  if (!member) {
+  // mpirun's exit code is the leader's (the first node of the attempt), also when it arrives
+  // after the job moved on; a member's daemon exit is not.
+  bool leader = !member;
+  if (job.attempt != m.attempt) {
+    auto attempts = store_->Attempts(job.id);
+    leader = false;
+    if (attempts.ok()) {
+      for (const auto& a : *attempts) {
+        if (a.attempt == m.attempt && !a.nodes.empty() && a.nodes.is_array()) {
+          leader = a.nodes[0].value("node", "") == w->record.name;
+        }
+      }
+    }
+  }
+  if (leader) {
     Status noted = store_->SetAttemptExitCode(m.job_id, m.attempt, exit_code);
     if (!noted.ok()) spdlog::error("job {}: {}", m.job_id, noted.ToString());
   }
@@ -178,6 +221,9 @@ void SchedulerService::OnJobExited(const std::string& peer, const Envelope& e) {
     return;
   }
   job.exit_code = m.exit_code;
+  // The leader of a gang on several nodes is done: whatever the other nodes still run of this
+  // attempt (a member still fetching, or waiting for a daemon that will never come) stops now.
+  if (job.allocation.size() > 1) StopAttempt(job, "the leader's mpirun exited");
   if (m.exit_code == 0 && m.signal == 0) {
     Status s = Transition(job, core::JobEvent::kSucceeded, "all ranks exited 0");
     if (!s.ok()) spdlog::error("job {}: {}", job.id, s.ToString());

@@ -45,6 +45,10 @@ TEST_CASE("owners and admins may act on a job, other users are told who owns it"
   CHECK(core::MaySubmitAs(alice, "").ok());
   CHECK_FALSE(core::MaySubmitAs(alice, "bob").ok());
   CHECK(core::MaySubmitAs(root, "bob").ok());
+  CHECK(core::MaySubmitWithPriority(alice, 0).ok());
+  CHECK(core::MaySubmitWithPriority(alice, -5).ok());
+  CHECK_FALSE(core::MaySubmitWithPriority(alice, 1).ok());
+  CHECK(core::MaySubmitWithPriority(root, 100).ok());
   CHECK_FALSE(core::MayAdministerNodes(alice).ok());
   CHECK(core::MayAdministerNodes(root).ok());
   CHECK(core::KeyOfConnection(core::ConnectionIdOf("abc")) == "abc");

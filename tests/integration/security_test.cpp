@@ -92,6 +92,11 @@ TEST_CASE("a user may not act on another user's job, an admin may, and refusals 
   CHECK(r.exit_code == 4);
   r = cluster.KilnWith(bob, {"submit", cluster.WriteSpec(spec, "b.json"), "--resume-from", id});
   CHECK(r.exit_code == 4);
+  json urgent = spec;
+  urgent["priority"] = 5;
+  r = cluster.KilnWith(bob, {"submit", cluster.WriteSpec(urgent, "u.json")});
+  CHECK(r.exit_code == 4);
+  CHECK(Contains(r.err, "only an admin may submit above priority 0"));
   CHECK(cluster.KilnWith(alice, {"logs", id}).exit_code == 0);
   CHECK(cluster.KilnWith(alice, {"ckpt", "ls", id}).exit_code == 0);
 
@@ -204,6 +209,33 @@ TEST_CASE("a client that does not speak CURVE gets nothing from the scheduler") 
   CHECK(cluster.Kiln({"queue"}).exit_code == 0);  // and it still serves others
 }
 
+TEST_CASE("a client that claims what used to be a worker's routing id takes nothing over: the "
+          "scheduler still reaches the real worker") {
+  LocalCluster cluster;
+  kiln::transport::Context context;
+  kiln::transport::Socket impostor(context, kiln::transport::SocketKind::kDealer);
+  REQUIRE(impostor.SetRoutingId("worker:" + cluster.worker_name()).ok());
+  cluster.ConnectSecurely(impostor, /*as_worker=*/false);  // knows the server key, not admitted
+  REQUIRE(impostor.Send(kiln::protocol::Encode(kiln::protocol::Heartbeat{cluster.worker_name(),
+                                                                          {}})).ok());
+  const int64_t id = cluster.Submit(SyntheticSpec("after-impostor", 1, 1, 64));
+  CHECK(cluster.WaitForJob(id, [](const json& j) { return j["state"] == "COMPLETED"; }, 60)
+            ["state"] == "COMPLETED");
+  // The impostor got a refusal for its worker message, and never a launch.
+  bool launched = false, refused = false;
+  kiln::transport::Poller poller;
+  poller.AddSocket(impostor);
+  (void)poller.Wait(500);
+  while (auto frames = impostor.Receive()) {
+    auto e = kiln::protocol::DecodeEnvelope((*frames)[0]);
+    if (!e.ok()) continue;
+    launched = launched || e->type == kiln::protocol::LaunchJob::kType;
+    refused = refused || e->type == kiln::protocol::ErrorReply::kType;
+  }
+  CHECK_FALSE(launched);
+  CHECK(refused);
+}
+
 TEST_CASE("a worker that is not admitted is refused and logged until its key is allowed, and "
           "refused again once revoked") {
   LocalCluster cluster(2, 3.0, /*with_worker=*/false);
@@ -219,7 +251,12 @@ TEST_CASE("a worker that is not admitted is refused and logged until its key is 
   auto keys = kiln::transport::LoadKeyPair(key_file);
   REQUIRE(keys.ok());
   CHECK(Contains(Slurp(cluster.dir() + "/scheduler.log"), keys->public_key));
-  REQUIRE(cluster.Admin({"worker", "allow", keys->public_key, "--name", "node-a"}).exit_code == 0);
+  // A key admitted as another node may not register as this one.
+  REQUIRE(cluster.Admin({"worker", "allow", keys->public_key, "--name", "elsewhere"}).exit_code == 0);
+  CHECK(WaitFor([&] { return Contains(Slurp(cluster.dir() + "/worker.log"),
+                                      "was admitted as node elsewhere"); }, 15));
+  REQUIRE(cluster.Admin({"worker", "allow", keys->public_key, "--name", cluster.worker_name()})
+              .exit_code == 0);
   CHECK(Contains(cluster.Admin({"worker", "list"}).out, keys->public_key));
   auto node_state = [&] {
     auto view = json::parse(cluster.Kiln({"nodes", "--json"}).out, nullptr, false);
@@ -227,7 +264,7 @@ TEST_CASE("a worker that is not admitted is refused and logged until its key is 
   };
   CHECK(WaitFor([&] { return node_state() == "UP"; }, 15));
 
-  REQUIRE(cluster.Admin({"worker", "revoke", "node-a"}).exit_code == 0);
+  REQUIRE(cluster.Admin({"worker", "revoke", cluster.worker_name()}).exit_code == 0);
   CHECK(WaitFor([&] { return node_state() == "DOWN"; }, 15));
 }
 

@@ -54,16 +54,39 @@ Agent::Agent(AgentOptions options, const Clock& clock, transport::Context& conte
 Agent::~Agent() = default;
 
 void Agent::Connect() {
+  // No chosen routing id: ZeroMQ gives the connection one no other peer can claim, so nobody
+  // can take over what the scheduler sends this worker. After a reconnect the scheduler learns
+  // the new one when this worker registers again.
   socket_ = std::make_unique<transport::Socket>(context_, transport::SocketKind::kDealer);
-  (void)socket_->SetRoutingId("worker:" + options_.name);
   Status curve = socket_->MakeCurveClient(options_.server_key, options_.keys);
   if (!curve.ok()) spdlog::error("{}", curve.ToString());
+  (void)socket_->WatchHandshakes();
+  handshakes_seen_ = {};
   Status s = socket_->Connect(options_.scheduler);
   if (!s.ok()) spdlog::error("{}", s.ToString());
   registered_ = false;
   last_heard_ = clock_.MonotonicMs();
   SendRegister();
   uploader_.Restart();
+}
+
+void Agent::ExplainFailedHandshakes() {
+  const auto report = socket_->Handshakes();
+  if (report.failed == handshakes_seen_.failed) return;
+  const bool refused = report.refused > handshakes_seen_.refused;
+  handshakes_seen_ = report;
+  const Millis now = clock_.MonotonicMs();
+  if (now - last_handshake_note_at_ < 60000 && last_handshake_note_at_ != 0) return;
+  last_handshake_note_at_ = now;
+  if (refused) {
+    spdlog::error("the scheduler refused this worker's connection: worker not admitted (key {}); "
+                  "on the scheduler host run `kiln-scheduler worker allow {} --name {}`, or "
+                  "start the worker with the cluster key (worker-cluster.key)",
+                  options_.keys.public_key, options_.keys.public_key, options_.name);
+  } else {
+    spdlog::error("the encryption handshake with the scheduler at {} failed: is --server-key "
+                  "that scheduler's key (kiln-scheduler key show)?", options_.scheduler);
+  }
 }
 
 void Agent::SendToScheduler(transport::Frames frames) {
@@ -113,6 +136,7 @@ void Agent::Turn(int wait_ms) {
 
   while (auto frames = socket_->Receive()) OnMessage(*frames);
   while (auto frames = launch_socket_->Receive()) OnRemoteExec(*frames);
+  ExplainFailedHandshakes();
 
   const Millis now = clock_.MonotonicMs();
   for (auto it = runs_.begin(); it != runs_.end();) {
@@ -235,6 +259,18 @@ void Agent::OnLaunch(const Envelope& e) {
   runs_[key] = std::move(run).value();
 }
 
+namespace {
+// Constant time in the content: how much of a guess matched must not show in the reply time.
+bool SameSecret(const std::string& given, const std::string& expected) {
+  if (given.empty() || given.size() != expected.size()) return false;
+  unsigned char differ = 0;
+  for (size_t i = 0; i < given.size(); ++i) {
+    differ |= static_cast<unsigned char>(given[i] ^ expected[i]);
+  }
+  return differ == 0;
+}
+}  // namespace
+
 void Agent::OnRemoteExec(const transport::Frames& frames) {
   if (frames.size() < 2) return;
   const std::string& peer = frames[0];
@@ -255,7 +291,7 @@ void Agent::OnRemoteExec(const transport::Frames& frames) {
                                            " of job " + std::to_string(exec->job_id) +
                                            " is not (yet) placed on this node"));
   }
-  if (exec->secret.empty() || exec->secret != run->second->launch_secret()) {
+  if (!SameSecret(exec->secret, run->second->launch_secret())) {
     spdlog::warn("refused a remote command for job {} attempt {}: wrong secret", exec->job_id,
                  exec->attempt);
     return reply_error(Status::PermissionDenied("wrong launch secret for this attempt"));

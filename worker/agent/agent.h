@@ -2,7 +2,7 @@
 // starts and stops job attempts (JobRun), and forwards what they produce.
 //
 // Connection protocol (Paranoid Pirate style), driven from Turn():
-//   1. connect a DEALER with the stable identity "worker:<name>" and send `register`;
+//   1. connect a DEALER (routing id chosen by ZeroMQ, unclaimable) and send `register`;
 //   2. every second send `heartbeat` with the attempts running here (and repeat unacknowledged
 //      `job_exited` reports until `exit_ack`);
 //   3. after kWorkerReconnectAfterMs without hearing from the scheduler, drop the socket,
@@ -57,6 +57,8 @@ class Agent {
 
   void Connect();
   void SendToScheduler(transport::Frames frames);
+  // Logs (once a minute) why the scheduler dropped our connection during the handshake.
+  void ExplainFailedHandshakes();
   void SendRegister();
   void SendHeartbeat();
   void OnMessage(const transport::Frames& frames);
@@ -78,6 +80,8 @@ class Agent {
   bool registered_ = false;
   Millis last_heard_ = 0;
   std::string last_refusal_;
+  transport::Socket::HandshakeReport handshakes_seen_;
+  Millis last_handshake_note_at_ = 0;
   Millis last_refusal_logged_at_ = 0;
   Millis last_register_at_ = -1'000'000;
   Millis next_heartbeat_at_ = 0;

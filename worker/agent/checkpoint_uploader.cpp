@@ -1,5 +1,7 @@
 #include "worker/agent/checkpoint_uploader.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <filesystem>
 
@@ -40,6 +42,8 @@ void CheckpointUploader::Enqueue(PendingUpload upload) {
                 " skipped so far; raise checkpoint.every_steps)");
     }
     ++skipped_;
+    // On a shared file system no row will ever name the file, so retention would never free it.
+    if (queue_[i].shared_fs) ::unlink(queue_[i].path.c_str());
     queue_.erase(queue_.begin() + static_cast<std::ptrdiff_t>(i));
     --waiting;
   }

@@ -22,6 +22,9 @@ constexpr size_t kMaxLinesPerBatch = 500;
 constexpr size_t kMaxBatchBytes = 1 << 20;  // well under the 4 MiB envelope limit
 constexpr int64_t kFetchChunkBytes = 8 << 20;
 constexpr Millis kFetchRetryMs = 5000;
+// A member gives up on a leader that never asks for its daemon (kiln-rsh itself gives up after
+// 30 s; the scheduler normally stops the member long before).
+constexpr Millis kMemberWaitMs = 120000;
 
 }  // namespace
 
@@ -67,6 +70,7 @@ Result<std::unique_ptr<JobRun>> JobRun::Start(const JobRunConfig& config,
     spdlog::info("job {} attempt {}: fetching checkpoint {} of job {} to resume from",
                  launch.job_id, launch.attempt, launch.resume_step, launch.resume_job);
   } else if (run->member_) {
+    run->waiting_since_ = now;
     spdlog::info("job {} attempt {}: {} ranks here, waiting for the leader {} to start them",
                  launch.job_id, launch.attempt, launch.ranks, launch.hosts.front().node);
   } else {
@@ -149,7 +153,10 @@ void JobRun::OnFetchReply(const protocol::Envelope& e, const transport::Frames& 
   Note("fetched checkpoint " + std::to_string(launch_.resume_step) + " of job " +
        std::to_string(launch_.resume_job) + " (" + std::to_string(fetched_) + " bytes)");
   fetching_ = false;
-  if (member_) return;  // ready for the leader's kiln-rsh
+  if (member_) {  // ready for the leader's kiln-rsh
+    waiting_since_ = now;
+    return;
+  }
   Status started = StartProcess();
   if (!started.ok()) failure_ = "cannot start mpirun: " + started.message();
 }
@@ -323,6 +330,11 @@ std::optional<protocol::JobExited> JobRun::PumpMember(Millis now) {
   if (!group_) {  // no daemon asked for yet
     if (kill_deadline_) return protocol::JobExited{job_id_, attempt_, -1, SIGTERM, kill_reason_};
     if (fetching_ && now - fetch_sent_at_ > kFetchRetryMs) RequestNextChunk(now);
+    if (!fetching_ && now - waiting_since_ > kMemberWaitMs) {
+      return protocol::JobExited{job_id_, attempt_, 125, 0,
+                                 "the leader " + launch_.hosts.front().node +
+                                     " never asked this node for its MPI daemon"};
+    }
     return std::nullopt;
   }
   if (!remote_exit_code_) {

@@ -117,6 +117,7 @@ class JobRun {
   bool remote_exit_taken_ = false;
   std::vector<std::string> remote_output_;
   Millis next_liveness_check_ = 0;
+  Millis waiting_since_ = 0;  // member: ready, waiting for the leader's kiln-rsh
 };
 
 }  // namespace kiln::agent
