@@ -91,7 +91,8 @@ struct JobAdminRequest {
   template <class V> void Fields(V& v) { v("job_id", job_id); v("action", action); v("priority", priority); }
 };
 
-// Admin changes to a node: "drain" (no new work; running jobs finish) or "resume".
+// Admin changes to a node: "drain" (no new work; running jobs finish), "drain_requeue" (and
+// the jobs running there stop now, checkpoint, and wait to resume elsewhere) or "resume".
 struct NodeAdminRequest {
   static constexpr const char* kType = "node_admin";
   std::string node;

@@ -120,6 +120,9 @@ Commands::Commands(CLI::App& app) : app_(app) {
   drain_ = node->add_subcommand("drain", "no new jobs on the node; running jobs finish");
   drain_->add_option("NAME", node_, "node name (see kiln nodes)")->required();
   drain_->add_option("--reason", drain_reason_, "shown by kiln nodes");
+  drain_->add_flag("--requeue", requeue_, "also stop the jobs running there now: each saves a "
+                                          "checkpoint on SIGTERM and waits to resume elsewhere "
+                                          "(no retry is used up)");
   node_resume_ = node->add_subcommand("resume", "let a drained node take jobs again");
   node_resume_->add_option("NAME", node_, "node name")->required();
 
@@ -151,7 +154,7 @@ int Commands::RunSelected() {
   if (hold_cmd_->parsed()) return JobAdmin("hold");
   if (release_->parsed()) return JobAdmin("release");
   if (priority_cmd_->parsed()) return JobAdmin("priority");
-  if (drain_->parsed()) return NodeAdmin("drain");
+  if (drain_->parsed()) return NodeAdmin(requeue_ ? "drain_requeue" : "drain");
   if (node_resume_->parsed()) return NodeAdmin("resume");
   std::cerr << app_.help();
   return kExitUsage;

@@ -56,6 +56,7 @@ class Commands {
   int64_t step_ = -1;
   bool best_ = false;
   bool hold_ = false;
+  bool requeue_ = false;
   int64_t priority_ = 0;
   std::string node_, drain_reason_;
   std::string out_dir_ = ".";

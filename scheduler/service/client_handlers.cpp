@@ -275,22 +275,27 @@ void SchedulerService::OnNodeAdmin(const std::string& peer, const Envelope& e) {
                                                    "\" (see kiln nodes)"));
   }
   NodeRecord& record = w->second.record;
-  if (request.action == "drain") {
+  int requeued = 0;
+  if (request.action == "drain" || request.action == "drain_requeue") {
     record.drained = true;
     record.drain_reason = request.reason.empty() ? "drained by admin" : request.reason;
+    if (request.action == "drain_requeue") requeued = RequeueJobsOn(record.name);
   } else if (request.action == "resume") {
     record.drained = false;
     record.drain_reason.clear();
   } else {
     return ReplyError(peer, e.id, Status::InvalidArgument(
-                                      "body.action: must be drain or resume, got \"" +
+                                      "body.action: must be drain, drain_requeue or resume, "
+                                      "got \"" +
                                       request.action + "\""));
   }
   Status saved = store_->UpsertNode(record);
   if (!saved.ok()) return ReplyError(peer, e.id, saved);
   spdlog::info("node {}: {}{} by {}", record.name, request.action,
                record.drained ? " (" + record.drain_reason + ")" : "", caller_.user);
-  Audit("node." + request.action, "node " + record.name, Status::Ok(), record.drain_reason);
+  Audit("node." + request.action, "node " + record.name, Status::Ok(),
+        record.drain_reason + (requeued > 0 ? "; requeued " + std::to_string(requeued) + " jobs"
+                                            : ""));
   dirty_ = true;
   Send(peer, protocol::DataReply{NodeView(record, UseOf(record.name))}, e.id);
 }

@@ -9,7 +9,7 @@ namespace kiln::service {
 
 Status SchedulerService::Transition(JobRecord& job, core::JobEvent event,
                                     const std::string& reason) {
-  auto next = core::NextState(job.state, event, job.attempt, job.max_retries);
+  auto next = core::NextState(job.state, event, job.attempt - job.requeues, job.max_retries);
   if (!next.ok()) return next.status();
   const core::JobState from = job.state;
   const Millis now = clock_.WallMs();
@@ -23,7 +23,8 @@ Status SchedulerService::Transition(JobRecord& job, core::JobEvent event,
   if (from == core::JobState::kRunning) {
     // A failed attempt sends the job back to PENDING (a retry) or on to FAILED: either way the
     // attempt itself FAILED.
-    const std::string outcome = job.state == core::JobState::kPending
+    const std::string outcome = event == core::JobEvent::kRequeued ? "REQUEUED"
+                                : job.state == core::JobState::kPending
                                     ? "FAILED"
                                     : core::JobStateName(job.state);
     KILN_RETURN_IF_ERROR(store_->EndAttempt(job.id, job.attempt, now, outcome, reason));
@@ -103,6 +104,48 @@ void SchedulerService::StopTimedOutJobs(const std::vector<core::RunningJob>& run
   }
 }
 
+int SchedulerService::RequeueJobsOn(const std::string& node) {
+  std::vector<int64_t> here;
+  for (int64_t id : running_ids_) {
+    for (const auto& [name, share] : active_.at(id).allocation) {
+      if (name == node) {
+        here.push_back(id);
+        break;
+      }
+    }
+  }
+  for (int64_t id : here) {
+    auto found = store_->GetJob(id);
+    if (!found.ok() || !found->has_value()) continue;
+    JobRecord job = **found;
+    const std::string why = "requeued: node " + node + " drained by " + caller_.user;
+    StopAttempt(job, why);
+    const int64_t attempt = job.attempt;
+    const std::string leader = job.node;
+    job.requeues += 1;
+    Status s = Transition(job, core::JobEvent::kRequeued,
+                          why + "; resumes from the checkpoint it saves on the way out");
+    if (!s.ok()) {
+      spdlog::error("job {}: {}", id, s.ToString());
+      continue;
+    }
+    ActiveJob& a = active_.at(id);
+    a.queued.held = true;  // until the old attempt's exit (and so its last checkpoint) is in
+    awaiting_exit_[id] = {attempt, leader};
+    spdlog::info("job {} attempt {}: {}", id, attempt, why);
+  }
+  return static_cast<int>(here.size());
+}
+
+void SchedulerService::ReleaseRequeued(int64_t job_id) {
+  if (awaiting_exit_.erase(job_id) == 0) return;
+  auto a = active_.find(job_id);
+  if (a == active_.end()) return;
+  auto found = store_->GetJob(job_id);
+  a->second.queued.held = found.ok() && found->has_value() && (*found)->held;
+  dirty_ = true;
+}
+
 void SchedulerService::MarkWorkerDown(const std::string& name, const std::string& reason) {
   auto w = workers_.find(name);
   if (w != workers_.end()) {
@@ -122,6 +165,11 @@ void SchedulerService::MarkWorkerDown(const std::string& name, const std::string
       if (node == name) affected.insert(id);
     }
   }
+  std::vector<int64_t> released;
+  for (const auto& [id, waiting] : awaiting_exit_) {
+    if (waiting.second == name) released.push_back(id);  // its exit will never be reported
+  }
+  for (int64_t id : released) ReleaseRequeued(id);
   for (int64_t id : affected) {
     auto found = store_->GetJob(id);
     if (!found.ok() || !found->has_value()) continue;

@@ -184,6 +184,12 @@ class SchedulerService {
   // Stops the attempt's ranks (the worker sends SIGTERM, then SIGKILL after its grace period).
   void StopAttempt(const JobRecord& job, const std::string& reason);
   void StopTimedOutJobs(const std::vector<core::RunningJob>& running);
+  // Stops every attempt with ranks on the node (SIGTERM: each saves a checkpoint) and puts its
+  // job back to PENDING without using a retry; the job waits until that attempt's exit is
+  // reported (its checkpoint is registered by then). Returns how many jobs.
+  int RequeueJobsOn(const std::string& node);
+  // The requeued job's old attempt has ended (or its node died): it may be placed again.
+  void ReleaseRequeued(int64_t job_id);
 
   // Scheduling (scheduling_pass.cpp).
   void SchedulingPass();
@@ -260,6 +266,8 @@ class SchedulerService {
   Millis next_heartbeat_at_ = 0;
   Millis next_liveness_check_at_ = 0;
   Millis next_pass_at_ = 0;
+  // Requeued jobs waiting for their old attempt to exit: job id -> (attempt, its leader node).
+  std::map<int64_t, std::pair<int64_t, std::string>> awaiting_exit_;
 };
 
 }  // namespace kiln::service

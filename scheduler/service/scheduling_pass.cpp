@@ -217,6 +217,13 @@ void SchedulerService::SchedulingPass() {
     const std::string& reason = plan.ReasonOf(w);
     if (a.reason != reason) a.reason = reason;
   }
+  for (const auto& [id, waiting] : awaiting_exit_) {
+    auto a = active_.find(id);
+    if (a != active_.end()) {
+      a->second.reason = "Waiting: requeued; attempt " + std::to_string(waiting.first) +
+                         " is saving its checkpoint on " + waiting.second;
+    }
+  }
   for (const auto& f : plan.failures) {
     auto found = store_->GetJob(f.job_id);
     if (!found.ok() || !found->has_value()) continue;

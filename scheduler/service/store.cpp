@@ -125,12 +125,13 @@ constexpr AddedColumn kAddedColumns[] = {
     {"nodes", "labels", "TEXT NOT NULL DEFAULT '[]'"},
     {"nodes", "drained", "INTEGER NOT NULL DEFAULT 0"},
     {"nodes", "drain_reason", "TEXT NOT NULL DEFAULT ''"},
+    {"jobs", "requeues", "INTEGER NOT NULL DEFAULT 0"},
 };
 
 constexpr const char* kJobColumns =
     "id, request_id, name, spec, state, reason, attempt, ranks, gpus_per_rank, max_retries, node, "
     "submitted_at, started_at, finished_at, progress, exit_code, resume_job, resume_step, user, "
-    "priority, held, time_limit_ms, depends_on, allocation";
+    "priority, held, time_limit_ms, depends_on, allocation, requeues";
 
 json ParseOr(const std::string& text, json fallback) {
   json j = json::parse(text, nullptr, false);
@@ -167,6 +168,7 @@ JobRecord ReadJob(const SqliteStatement& s) {
     if (d.is_number_integer()) j.depends_on.push_back(d.get<int64_t>());
   }
   j.allocation = ParseOr(s.Text(23), json::array());
+  j.requeues = s.Int(24);
   return j;
 }
 
@@ -280,13 +282,13 @@ Result<int64_t> Store::InsertJob(const JobRecord& j) {
 Status Store::UpdateJob(const JobRecord& j) {
   SqliteStatement s(db_,
                     "UPDATE jobs SET state=?, reason=?, attempt=?, node=?, started_at=?, "
-                    "finished_at=?, progress=?, exit_code=?, priority=?, held=?, allocation=? "
-                    "WHERE id=?",
+                    "finished_at=?, progress=?, exit_code=?, priority=?, held=?, allocation=?, "
+                    "requeues=? WHERE id=?",
                     cache_.get());
   s.Bind(1, std::string(core::JobStateName(j.state))).Bind(2, j.reason).Bind(3, j.attempt);
   s.Bind(4, j.node).Bind(5, j.started_at).Bind(6, j.finished_at).Bind(7, j.progress.dump());
   s.Bind(8, j.exit_code).Bind(9, j.priority).Bind(10, int64_t{j.held ? 1 : 0});
-  s.Bind(11, j.allocation.dump()).Bind(12, j.id);
+  s.Bind(11, j.allocation.dump()).Bind(12, j.requeues).Bind(13, j.id);
   KILN_RETURN_IF_ERROR(s.Run());
   if (sqlite3_changes(db_) != 1) return Status::NotFound("job " + std::to_string(j.id));
   return Status::Ok();

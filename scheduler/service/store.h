@@ -46,6 +46,7 @@ struct JobRecord {
   std::vector<int64_t> depends_on;
   // Where the current/last attempt runs: [{"node", "ranks", "gpu_ids"}].
   nlohmann::json allocation = nlohmann::json::array();
+  int64_t requeues = 0;  // attempts an admin requeued (they use up no retry)
 };
 
 struct JobEventRecord {

@@ -188,6 +188,11 @@ void SchedulerService::OnJobExited(const std::string& peer, const Envelope& e) {
   if (!PlacedOn(job, m.attempt, w->record.name)) return;
   live_[w->record.name].erase({m.job_id, m.attempt});
   dirty_ = true;
+  if (auto waiting = awaiting_exit_.find(job.id);
+      waiting != awaiting_exit_.end() && waiting->second.first == m.attempt &&
+      waiting->second.second == w->record.name) {
+    ReleaseRequeued(job.id);  // the leader reported after its uploads: the checkpoint is in
+  }
   const int64_t exit_code = m.signal != 0 ? 128 + m.signal : m.exit_code;
   // In a gang on several nodes the leader (first node) runs mpirun, and its exit decides the
   // attempt. A member's MPI daemon ending well is the normal end; ending badly fails the gang.

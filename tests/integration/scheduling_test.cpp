@@ -214,3 +214,41 @@ TEST_CASE("cancel and time limit stop gracefully: the gang agrees on a step and 
     return ckpts.is_array() && ckpts.size() == 1 && ckpts[0].value("step", 0) > 0;
   }, 15));
 }
+
+TEST_CASE("drain --requeue stops a running job gracefully, and it resumes from the checkpoint it "
+          "saved once the node is back, without using a retry") {
+  LocalCluster cluster(/*slots=*/2);
+  cluster.RestartWorkerWith({"--kill-grace", "10"});
+  json spec = SyntheticSpec("requeued", 2, 100000, 16384);
+  spec["model"]["hidden"] = {512, 512};
+  spec["train"]["batch_size"] = 256;
+  spec["checkpoint"] = {{"every_steps", 1000000}, {"keep_last", 2}};  // only the stop's
+  spec["max_retries"] = 0;
+  const int64_t id = cluster.Submit(spec);
+  cluster.WaitForJob(id, [](const json& j) {
+    return StateIs(j, "RUNNING") && j["metrics"].value("step", 0) > 20;
+  }, 60);
+  auto drained = cluster.Kiln({"node", "drain", cluster.worker_name(), "--requeue"});
+  REQUIRE(drained.exit_code == 0);
+  json job = cluster.WaitForJob(id, [](const json& j) { return StateIs(j, "PENDING"); }, 15);
+  REQUIRE(StateIs(job, "PENDING"));
+  REQUIRE(job["attempts"].size() == 1);
+  CHECK(job["attempts"][0]["outcome"] == "REQUEUED");
+  int64_t saved = 0;
+  REQUIRE(WaitFor([&] {
+    json ckpts = json::parse(cluster.Kiln({"ckpt", "ls", std::to_string(id), "--json"}).out,
+                             nullptr, false);
+    if (!ckpts.is_array() || ckpts.empty()) return false;
+    saved = ckpts.back().value("step", 0);
+    return saved > 20;
+  }, 20));
+  REQUIRE(cluster.Kiln({"node", "resume", cluster.worker_name()}).exit_code == 0);
+  job = cluster.WaitForJob(id, [](const json& j) {
+    return StateIs(j, "RUNNING") && j.value("attempt", 0) == 2;
+  }, 30);
+  INFO(job.dump(2));
+  REQUIRE(StateIs(job, "RUNNING"));  // max_retries 0, yet attempt 2 runs: a requeue is no failure
+  REQUIRE(job["attempts"].size() == 2);
+  CHECK(job["attempts"][1]["resumed_from_step"] == saved);
+  CHECK(cluster.Kiln({"cancel", std::to_string(id)}).exit_code == 0);
+}

@@ -53,3 +53,10 @@ TEST_CASE("a timed-out job FAILS without retry, a failed dependency fails a pend
   CHECK(*NextState(JobState::kPending, JobEvent::kDependencyFailed, 0, 5) == JobState::kFailed);
   CHECK_FALSE(NextState(JobState::kRunning, JobEvent::kDependencyFailed, 1, 5).ok());
 }
+
+TEST_CASE("a requeued running job goes back to PENDING whatever its retries, a pending one cannot "
+          "be requeued") {
+  CHECK(*NextState(JobState::kRunning, JobEvent::kRequeued, 5, 0) == JobState::kPending);
+  CHECK_FALSE(NextState(JobState::kPending, JobEvent::kRequeued, 1, 3).ok());
+  CHECK_FALSE(NextState(JobState::kCompleted, JobEvent::kRequeued, 1, 3).ok());
+}
