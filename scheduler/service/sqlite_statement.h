@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "common/status.h"
 
@@ -46,6 +47,16 @@ class SqliteStatement {
   Status Run();
   // Clears the result so the statement can be bound and run again.
   void Reset();
+
+  // Steps through every row, reading each with read(*this); the first error ends it.
+  template <typename Row, typename Read>
+  Result<std::vector<Row>> Rows(Read read) {
+    std::vector<Row> rows;
+    Status status;
+    while (Step(&status)) rows.push_back(read(*this));
+    if (!status.ok()) return status;
+    return rows;
+  }
 
   int64_t Int(int column) const;
   double Double(int column) const;

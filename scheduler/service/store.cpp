@@ -307,11 +307,7 @@ Result<std::vector<JobRecord>> Store::ListJobs(bool include_finished) {
                     (include_finished ? "" : " WHERE state IN ('PENDING','RUNNING')") +
                     " ORDER BY id";
   SqliteStatement s(db_, sql.c_str());
-  std::vector<JobRecord> jobs;
-  Status status;
-  while (s.Step(&status)) jobs.push_back(ReadJob(s));
-  if (!status.ok()) return status;
-  return jobs;
+  return s.Rows<JobRecord>(ReadJob);
 }
 
 Status Store::AddEvent(const JobEventRecord& e) {
@@ -328,13 +324,9 @@ Result<std::vector<JobEventRecord>> Store::Events(int64_t job_id) {
                     "SELECT job_id, time, from_state, to_state, reason FROM job_events "
                     "WHERE job_id=? ORDER BY id");
   s.Bind(1, job_id);
-  std::vector<JobEventRecord> events;
-  Status status;
-  while (s.Step(&status)) {
-    events.push_back({s.Int(0), s.Int(1), s.Text(2), s.Text(3), s.Text(4)});
-  }
-  if (!status.ok()) return status;
-  return events;
+  return s.Rows<JobEventRecord>([](const SqliteStatement& row) {
+    return JobEventRecord{row.Int(0), row.Int(1), row.Text(2), row.Text(3), row.Text(4)};
+  });
 }
 
 Status Store::AddAttempt(const AttemptRecord& a) {
@@ -371,14 +363,11 @@ Result<std::vector<AttemptRecord>> Store::Attempts(int64_t job_id) {
                     "SELECT job_id, attempt, nodes, started_at, ended_at, outcome, exit_code, "
                     "reason, resumed_from_step FROM attempts WHERE job_id=? ORDER BY attempt");
   s.Bind(1, job_id);
-  std::vector<AttemptRecord> attempts;
-  Status status;
-  while (s.Step(&status)) {
-    attempts.push_back({s.Int(0), s.Int(1), ParseOr(s.Text(2), json::array()), s.Int(3),
-                        s.Int(4), s.Text(5), s.Int(6), s.Text(7), s.Int(8)});
-  }
-  if (!status.ok()) return status;
-  return attempts;
+  return s.Rows<AttemptRecord>([](const SqliteStatement& row) {
+    return AttemptRecord{row.Int(0), row.Int(1), ParseOr(row.Text(2), json::array()),
+                         row.Int(3), row.Int(4), row.Text(5), row.Int(6), row.Text(7),
+                         row.Int(8)};
+  });
 }
 
 Status Store::UpsertNode(const NodeRecord& n) {
@@ -401,19 +390,16 @@ Result<std::vector<NodeRecord>> Store::ListNodes() {
   SqliteStatement s(db_,
                     "SELECT name, slots, memory_bytes, gpus, state, registered_at, last_seen_at, "
                     "labels, drained, drain_reason FROM nodes ORDER BY name");
-  std::vector<NodeRecord> nodes;
-  Status status;
-  while (s.Step(&status)) {
-    NodeRecord n{s.Text(0), s.Int(1), s.Int(2), s.Int(3), s.Text(4), s.Int(5), s.Int(6)};
-    for (const auto& l : ParseOr(s.Text(7), json::array())) {
+  return s.Rows<NodeRecord>([](const SqliteStatement& row) {
+    NodeRecord n{row.Text(0), row.Int(1), row.Int(2), row.Int(3), row.Text(4), row.Int(5),
+                 row.Int(6)};
+    for (const auto& l : ParseOr(row.Text(7), json::array())) {
       if (l.is_string()) n.labels.push_back(l.get<std::string>());
     }
-    n.drained = s.Int(8) != 0;
-    n.drain_reason = s.Text(9);
-    nodes.push_back(std::move(n));
-  }
-  if (!status.ok()) return status;
-  return nodes;
+    n.drained = row.Int(8) != 0;
+    n.drain_reason = row.Text(9);
+    return n;
+  });
 }
 
 Status Store::SaveUsage(const UsageRecord& u) {
@@ -427,11 +413,9 @@ Status Store::SaveUsage(const UsageRecord& u) {
 
 Result<std::vector<UsageRecord>> Store::ListUsage() {
   SqliteStatement s(db_, "SELECT user, usage, as_of FROM usage ORDER BY user");
-  std::vector<UsageRecord> out;
-  Status status;
-  while (s.Step(&status)) out.push_back({s.Text(0), s.Double(1), s.Int(2)});
-  if (!status.ok()) return status;
-  return out;
+  return s.Rows<UsageRecord>([](const SqliteStatement& row) {
+    return UsageRecord{row.Text(0), row.Double(1), row.Int(2)};
+  });
 }
 
 Status Store::AddCheckpoint(const CheckpointRecord& c) {
@@ -462,11 +446,7 @@ Result<std::vector<CheckpointRecord>> Store::Checkpoints(int64_t job_id) {
                     " FROM checkpoints WHERE job_id=? ORDER BY step";
   SqliteStatement s(db_, sql.c_str());
   s.Bind(1, job_id);
-  std::vector<CheckpointRecord> out;
-  Status status;
-  while (s.Step(&status)) out.push_back(ReadCheckpoint(s));
-  if (!status.ok()) return status;
-  return out;
+  return s.Rows<CheckpointRecord>(ReadCheckpoint);
 }
 
 Result<std::optional<CheckpointRecord>> Store::FindCheckpoint(int64_t job_id, int64_t step) {
@@ -518,11 +498,9 @@ Result<std::vector<LogLine>> Store::Logs(int64_t job_id, int64_t after_seq, int6
                     "SELECT seq, attempt, time, line FROM logs WHERE job_id=? AND seq>? "
                     "ORDER BY seq LIMIT ?");
   s.Bind(1, job_id).Bind(2, after_seq).Bind(3, limit);
-  std::vector<LogLine> out;
-  Status status;
-  while (s.Step(&status)) out.push_back({s.Int(0), s.Int(1), s.Int(2), s.Text(3)});
-  if (!status.ok()) return status;
-  return out;
+  return s.Rows<LogLine>([](const SqliteStatement& row) {
+    return LogLine{row.Int(0), row.Int(1), row.Int(2), row.Text(3)};
+  });
 }
 
 }  // namespace kiln::service

@@ -28,11 +28,9 @@ Result<std::optional<UserRecord>> Store::FindUserByTokenDigest(const std::string
 
 Result<std::vector<UserRecord>> Store::ListUsers() {
   SqliteStatement s(db_, "SELECT name, admin, token_sha256, created_at FROM users ORDER BY name");
-  std::vector<UserRecord> users;
-  Status status;
-  while (s.Step(&status)) users.push_back({s.Text(0), s.Int(1) != 0, s.Text(2), s.Int(3)});
-  if (!status.ok()) return status;
-  return users;
+  return s.Rows<UserRecord>([](const SqliteStatement& row) {
+    return UserRecord{row.Text(0), row.Int(1) != 0, row.Text(2), row.Int(3)};
+  });
 }
 
 Result<bool> Store::RemoveUser(const std::string& name) {
@@ -59,11 +57,9 @@ Result<int64_t> Store::RevokeWorkerKey(const std::string& key_or_name) {
 Result<std::vector<WorkerKeyRecord>> Store::ListWorkerKeys() {
   SqliteStatement s(db_, "SELECT public_key, name, added_at FROM worker_keys ORDER BY name",
                     cache_.get());
-  std::vector<WorkerKeyRecord> keys;
-  Status status;
-  while (s.Step(&status)) keys.push_back({s.Text(0), s.Text(1), s.Int(2)});
-  if (!status.ok()) return status;
-  return keys;
+  return s.Rows<WorkerKeyRecord>([](const SqliteStatement& row) {
+    return WorkerKeyRecord{row.Text(0), row.Text(1), row.Int(2)};
+  });
 }
 
 Status Store::AddAudit(const AuditRecord& a) {
@@ -86,13 +82,10 @@ Result<std::vector<AuditRecord>> Store::ListAudit(int64_t limit) {
   SqliteStatement s(db_, "SELECT id, time, user, action, target, outcome, detail FROM "
                          "(SELECT * FROM audit ORDER BY id DESC LIMIT ?) ORDER BY id");
   s.Bind(1, limit);
-  std::vector<AuditRecord> rows;
-  Status status;
-  while (s.Step(&status)) {
-    rows.push_back({s.Int(0), s.Int(1), s.Text(2), s.Text(3), s.Text(4), s.Text(5), s.Text(6)});
-  }
-  if (!status.ok()) return status;
-  return rows;
+  return s.Rows<AuditRecord>([](const SqliteStatement& row) {
+    return AuditRecord{
+        row.Int(0), row.Int(1), row.Text(2), row.Text(3), row.Text(4), row.Text(5), row.Text(6)};
+  });
 }
 
 }  // namespace kiln::service
