@@ -42,6 +42,12 @@ std::string SchedulerAddress(const std::string& flag, const std::string& state_d
   return "tcp://127.0.0.1:7070";
 }
 
+// The admin's commands are audited as user "admin": whoever can run them holds the state dir.
+void AuditAdmin(Store& store, const std::string& action, const std::string& target,
+                const std::string& detail) {
+  (void)store.AddAudit({0, SystemClock().WallMs(), "admin", action, target, "ok", detail});
+}
+
 }  // namespace
 
 AdminCommands::AdminCommands(CLI::App& app) {
@@ -91,14 +97,17 @@ bool AdminCommands::Selected() const {
 
 int AdminCommands::Run(const std::string& state_dir) {
   if (key_show_->parsed()) return KeyShow(state_dir);
-  if (user_add_->parsed()) return UserAdd(state_dir, false);
-  if (user_token_->parsed()) return UserAdd(state_dir, true);
-  if (user_list_->parsed()) return UserList(state_dir);
-  if (user_remove_->parsed()) return UserRemove(state_dir);
-  if (worker_allow_->parsed()) return WorkerAllow(state_dir);
-  if (worker_revoke_->parsed()) return WorkerRevoke(state_dir);
-  if (worker_list_->parsed()) return WorkerList(state_dir);
-  if (audit_->parsed()) return AuditList(state_dir);
+  auto opened = OpenStore(state_dir);
+  if (!opened.ok()) return Fail(opened.status().message());
+  Store& store = **opened;
+  if (user_add_->parsed()) return UserAdd(store, state_dir, false);
+  if (user_token_->parsed()) return UserAdd(store, state_dir, true);
+  if (user_list_->parsed()) return UserList(store);
+  if (user_remove_->parsed()) return UserRemove(store);
+  if (worker_allow_->parsed()) return WorkerAllow(store);
+  if (worker_revoke_->parsed()) return WorkerRevoke(store);
+  if (worker_list_->parsed()) return WorkerList(store, state_dir);
+  if (audit_->parsed()) return AuditList(store);
   return Fail("no command");
 }
 
@@ -109,15 +118,13 @@ int AdminCommands::KeyShow(const std::string& state_dir) {
   return 0;
 }
 
-int AdminCommands::UserAdd(const std::string& state_dir, bool rotate) {
+int AdminCommands::UserAdd(Store& store, const std::string& state_dir, bool rotate) {
   if (!IsValidName(name_, 64)) {
     return Fail("NAME: must be 1-64 letters, digits, '-', '_' or '.', got \"" + name_ + "\"");
   }
   auto keys = EnsureSchedulerKeys(state_dir);
   if (!keys.ok()) return Fail(keys.status().message());
-  auto store = OpenStore(state_dir);
-  if (!store.ok()) return Fail(store.status().message());
-  auto users = (*store)->ListUsers();
+  auto users = store.ListUsers();
   if (!users.ok()) return Fail(users.status().message());
   const UserRecord* existing = nullptr;
   for (const auto& u : *users) {
@@ -133,13 +140,12 @@ int AdminCommands::UserAdd(const std::string& state_dir, bool rotate) {
   const bool admin = rotate ? existing->admin : admin_;
   const std::string token = NewAccessToken();
   SystemClock clock;
-  Status saved = (*store)->UpsertUser({name_, admin, AccessTokenDigest(token), clock.WallMs()});
+  Status saved = store.UpsertUser({name_, admin, AccessTokenDigest(token), clock.WallMs()});
   if (!saved.ok()) return Fail(saved.message());
   const std::string address = SchedulerAddress(scheduler_, state_dir);
   const std::string what = rotate ? "new token for " + name_ : "user " + name_ +
                                                                   (admin ? " (admin)" : "");
-  (void)(*store)->AddAudit({0, clock.WallMs(), "admin", rotate ? "user.token" : "user.add",
-                            "user " + name_, "ok", admin ? "admin" : ""});
+  AuditAdmin(store, rotate ? "user.token" : "user.add", "user " + name_, admin ? "admin" : "");
   if (!credentials_.empty()) {
     Status written = SaveCredentials(credentials_, {address, keys->public_key, name_, token});
     if (!written.ok()) return Fail(written.message());
@@ -155,10 +161,8 @@ int AdminCommands::UserAdd(const std::string& state_dir, bool rotate) {
   return 0;
 }
 
-int AdminCommands::UserList(const std::string& state_dir) {
-  auto store = OpenStore(state_dir);
-  if (!store.ok()) return Fail(store.status().message());
-  auto users = (*store)->ListUsers();
+int AdminCommands::UserList(Store& store) {
+  auto users = store.ListUsers();
   if (!users.ok()) return Fail(users.status().message());
   std::printf("%-24s %-6s %s\n", "USER", "ADMIN", "TOKEN ISSUED");
   for (const auto& u : *users) {
@@ -168,50 +172,40 @@ int AdminCommands::UserList(const std::string& state_dir) {
   return 0;
 }
 
-int AdminCommands::UserRemove(const std::string& state_dir) {
-  auto store = OpenStore(state_dir);
-  if (!store.ok()) return Fail(store.status().message());
-  auto removed = (*store)->RemoveUser(name_);
+int AdminCommands::UserRemove(Store& store) {
+  auto removed = store.RemoveUser(name_);
   if (!removed.ok()) return Fail(removed.status().message());
   if (!*removed) return Fail("no user " + name_);
-  (void)(*store)->AddAudit({0, SystemClock().WallMs(), "admin", "user.remove", "user " + name_,
-                            "ok", ""});
+  AuditAdmin(store, "user.remove", "user " + name_, "");
   std::cout << "removed user " << name_ << "; their token no longer works\n";
   return 0;
 }
 
-int AdminCommands::WorkerAllow(const std::string& state_dir) {
+int AdminCommands::WorkerAllow(Store& store) {
   if (!transport::IsCurveKey(key_)) {
     return Fail("KEY: \"" + key_ + "\" is not a CURVE public key (40 Z85 characters, as "
                 "kiln-worker prints it at start)");
   }
-  auto store = OpenStore(state_dir);
-  if (!store.ok()) return Fail(store.status().message());
   SystemClock clock;
-  Status saved = (*store)->AllowWorkerKey({key_, name_, clock.WallMs()});
+  Status saved = store.AllowWorkerKey({key_, name_, clock.WallMs()});
   if (!saved.ok()) return Fail(saved.message());
-  (void)(*store)->AddAudit({0, clock.WallMs(), "admin", "worker.allow", "node " + name_, "ok",
-                            key_});
+  AuditAdmin(store, "worker.allow", "node " + name_, key_);
   std::cout << "admitted worker key " << key_ << " (" << name_ << ")\n";
   return 0;
 }
 
-int AdminCommands::WorkerRevoke(const std::string& state_dir) {
-  auto store = OpenStore(state_dir);
-  if (!store.ok()) return Fail(store.status().message());
-  auto removed = (*store)->RevokeWorkerKey(key_);
+int AdminCommands::WorkerRevoke(Store& store) {
+  auto removed = store.RevokeWorkerKey(key_);
   if (!removed.ok()) return Fail(removed.status().message());
   if (*removed == 0) return Fail("no admitted key or node named \"" + key_ + "\"");
-  (void)(*store)->AddAudit({0, SystemClock().WallMs(), "admin", "worker.revoke", key_, "ok", ""});
+  AuditAdmin(store, "worker.revoke", key_, "");
   std::cout << "revoked " << *removed << " key(s); a connected worker holding one is refused "
                                          "within a second\n";
   return 0;
 }
 
-int AdminCommands::WorkerList(const std::string& state_dir) {
-  auto store = OpenStore(state_dir);
-  if (!store.ok()) return Fail(store.status().message());
-  auto keys = (*store)->ListWorkerKeys();
+int AdminCommands::WorkerList(Store& store, const std::string& state_dir) {
+  auto keys = store.ListWorkerKeys();
   if (!keys.ok()) return Fail(keys.status().message());
   std::printf("%-24s %-42s %s\n", "NODE", "KEY", "ADMITTED");
   for (const auto& k : *keys) {
@@ -226,10 +220,8 @@ int AdminCommands::WorkerList(const std::string& state_dir) {
   return 0;
 }
 
-int AdminCommands::AuditList(const std::string& state_dir) {
-  auto store = OpenStore(state_dir);
-  if (!store.ok()) return Fail(store.status().message());
-  auto rows = (*store)->ListAudit(std::max<int64_t>(1, limit_));
+int AdminCommands::AuditList(Store& store) {
+  auto rows = store.ListAudit(std::max<int64_t>(1, limit_));
   if (!rows.ok()) return Fail(rows.status().message());
   if (json_) {
     nlohmann::json out = nlohmann::json::array();

@@ -10,6 +10,8 @@
 
 namespace kiln::service {
 
+class Store;
+
 class AdminCommands {
  public:
   // Declares the subcommands on `app`.
@@ -20,14 +22,15 @@ class AdminCommands {
   int Run(const std::string& state_dir);
 
  private:
+  // Every command but `key show` works on the state dir's database, opened once by Run.
   int KeyShow(const std::string& state_dir);
-  int UserAdd(const std::string& state_dir, bool rotate);
-  int UserList(const std::string& state_dir);
-  int UserRemove(const std::string& state_dir);
-  int WorkerAllow(const std::string& state_dir);
-  int WorkerRevoke(const std::string& state_dir);
-  int WorkerList(const std::string& state_dir);
-  int AuditList(const std::string& state_dir);
+  int UserAdd(Store& store, const std::string& state_dir, bool rotate);
+  int UserList(Store& store);
+  int UserRemove(Store& store);
+  int WorkerAllow(Store& store);
+  int WorkerRevoke(Store& store);
+  int WorkerList(Store& store, const std::string& state_dir);
+  int AuditList(Store& store);
 
   CLI::App* key_show_ = nullptr;
   CLI::App* user_add_ = nullptr;
