@@ -18,17 +18,6 @@ namespace {
 constexpr const char* kTokenPrefix = "kiln_";
 constexpr size_t kTokenBytes = 32;
 
-std::string Hex(const unsigned char* bytes, size_t n) {
-  static const char* digits = "0123456789abcdef";
-  std::string out;
-  out.reserve(2 * n);
-  for (size_t i = 0; i < n; ++i) {
-    out += digits[bytes[i] >> 4];
-    out += digits[bytes[i] & 15];
-  }
-  return out;
-}
-
 std::string HomeDir() {
   if (const char* home = std::getenv("HOME"); home != nullptr && *home != '\0') return home;
   if (const passwd* pw = ::getpwuid(::geteuid()); pw != nullptr && pw->pw_dir != nullptr) {
@@ -41,7 +30,7 @@ std::string HomeDir() {
 std::string NewAccessToken() {
   unsigned char bytes[kTokenBytes];
   if (RAND_bytes(bytes, sizeof bytes) != 1) AbortWithMessage("no randomness for a token");
-  return kTokenPrefix + Hex(bytes, sizeof bytes);
+  return kTokenPrefix + HexOf(bytes, sizeof bytes);
 }
 
 bool LooksLikeAccessToken(const std::string& token) {

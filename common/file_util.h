@@ -19,6 +19,13 @@ Status MakeDirs(const std::string& path);
 void RemoveAllButNewest(const std::string& dir, const std::string& extension, int keep,
                         const std::vector<std::string>& in_use = {});
 
+// Lower-case hex of raw bytes.
+std::string HexOf(const unsigned char* bytes, size_t size);
+// `text` without leading and trailing whitespace (for one-line files: keys, tokens).
+std::string TrimWhitespace(const std::string& text);
+// Equal, taking the same time wherever the first difference is (for secrets).
+bool ConstantTimeEquals(const std::string& a, const std::string& b);
+
 // Hex SHA-256 of data.
 std::string Sha256Hex(const std::string& data);
 // SHA-256 computed piece by piece.

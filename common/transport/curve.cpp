@@ -12,17 +12,6 @@
 
 namespace kiln::transport {
 
-namespace {
-
-std::string Trim(const std::string& s) {
-  const size_t begin = s.find_first_not_of(" \t\r\n");
-  if (begin == std::string::npos) return "";
-  const size_t end = s.find_last_not_of(" \t\r\n");
-  return s.substr(begin, end - begin + 1);
-}
-
-}  // namespace
-
 Result<CurveKeyPair> NewCurveKeyPair() {
   char public_key[41];
   char secret_key[41];
@@ -77,7 +66,7 @@ Result<CurveKeyPair> LoadOrCreateKeyPair(const std::string& path, bool* created)
 }
 
 Result<std::string> ResolvePublicKey(const std::string& key_or_path) {
-  const std::string given = Trim(key_or_path);
+  const std::string given = TrimWhitespace(key_or_path);
   if (IsCurveKey(given)) return given;
   std::error_code ec;
   if (!std::filesystem::exists(given, ec)) {
@@ -87,7 +76,7 @@ Result<std::string> ResolvePublicKey(const std::string& key_or_path) {
   }
   auto text = ReadFile(given);
   if (!text.ok()) return text.status();
-  const std::string content = Trim(*text);
+  const std::string content = TrimWhitespace(*text);
   if (IsCurveKey(content)) return content;
   auto j = nlohmann::json::parse(content, nullptr, false);
   if (j.is_object() && j.contains("public_key") && j["public_key"].is_string() &&

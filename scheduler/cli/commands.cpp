@@ -225,9 +225,7 @@ Result<std::string> ReadToken(const std::string& file) {
       std::cerr << "\n";
     }
   }
-  const size_t begin = token.find_first_not_of(" \t\r\n");
-  const size_t end = token.find_last_not_of(" \t\r\n");
-  token = begin == std::string::npos ? "" : token.substr(begin, end - begin + 1);
+  token = TrimWhitespace(token);
   if (!LooksLikeAccessToken(token)) {
     return Status::InvalidArgument("that is not a kiln token (kiln_ and 64 hex digits, as "
                                    "kiln-scheduler user add printed it)");

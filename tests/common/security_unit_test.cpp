@@ -127,3 +127,13 @@ TEST_CASE("the envelope carries a token only when set, bounded in size and type"
   REQUIRE_FALSE(numeric.ok());
   CHECK(numeric.status().message().find("envelope.auth") != std::string::npos);
 }
+
+TEST_CASE("secrets compare equal only when equal, and one-line files are read trimmed") {
+  CHECK(ConstantTimeEquals("abc", "abc"));
+  CHECK_FALSE(ConstantTimeEquals("abc", "abd"));
+  CHECK_FALSE(ConstantTimeEquals("abc", "abcd"));
+  CHECK(TrimWhitespace("  key\r\n") == "key");
+  CHECK(TrimWhitespace(" \n\t").empty());
+  const unsigned char bytes[] = {0x00, 0xab, 0x7f};
+  CHECK(HexOf(bytes, 3) == "00ab7f");
+}

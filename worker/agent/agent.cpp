@@ -259,18 +259,6 @@ void Agent::OnLaunch(const Envelope& e) {
   runs_[key] = std::move(run).value();
 }
 
-namespace {
-// Constant time in the content: how much of a guess matched must not show in the reply time.
-bool SameSecret(const std::string& given, const std::string& expected) {
-  if (given.empty() || given.size() != expected.size()) return false;
-  unsigned char differ = 0;
-  for (size_t i = 0; i < given.size(); ++i) {
-    differ |= static_cast<unsigned char>(given[i] ^ expected[i]);
-  }
-  return differ == 0;
-}
-}  // namespace
-
 void Agent::OnRemoteExec(const transport::Frames& frames) {
   if (frames.size() < 2) return;
   const std::string& peer = frames[0];
@@ -291,7 +279,8 @@ void Agent::OnRemoteExec(const transport::Frames& frames) {
                                            " of job " + std::to_string(exec->job_id) +
                                            " is not (yet) placed on this node"));
   }
-  if (!SameSecret(exec->secret, run->second->launch_secret())) {
+  // Constant time: how much of a guess matched must not show in the reply time.
+  if (exec->secret.empty() || !ConstantTimeEquals(exec->secret, run->second->launch_secret())) {
     spdlog::warn("refused a remote command for job {} attempt {}: wrong secret", exec->job_id,
                  exec->attempt);
     return reply_error(Status::PermissionDenied("wrong launch secret for this attempt"));
