@@ -16,6 +16,17 @@ bool ReasonStarts(const json& job, const std::string& prefix) {
 json Long(const std::string& name) { return SyntheticSpec(name, 2, 100000, 4096); }
 json Short(const std::string& name, int ranks = 2) { return SyntheticSpec(name, ranks, 1, 128); }
 
+// A job that runs until stopped, whose only checkpoint is the one a graceful stop saves. Its
+// steps are bigger than the synthetic default, so a step (which the stop waits for) takes
+// milliseconds.
+json StoppableSpec(const std::string& name) {
+  json spec = SyntheticSpec(name, 2, 100000, 16384);
+  spec["model"]["hidden"] = {512, 512};
+  spec["train"]["batch_size"] = 256;
+  spec["checkpoint"] = {{"every_steps", 1000000}, {"keep_last", 2}};
+  return spec;
+}
+
 }  // namespace
 
 TEST_CASE("priority decides who goes first, held jobs wait, an admin can reorder and release") {
@@ -178,15 +189,10 @@ TEST_CASE("holds, priorities, dependencies and drains survive a scheduler "
 TEST_CASE("cancel and time limit stop gracefully: the gang agrees on a step and saves a "
           "checkpoint there before exiting") {
   LocalCluster cluster(/*slots=*/2);
-  // Bigger steps than the synthetic default, so that a step (which the stop waits for) takes
-  // milliseconds and the stop checkpoint is the only one (every_steps is huge).
   // A grace period that a loaded machine still meets: the ranks must finish a step, save and
   // report before the agent's SIGKILL.
   cluster.RestartWorkerWith({"--kill-grace", "10"});
-  json spec = SyntheticSpec("graceful", 2, 100000, 16384);
-  spec["model"]["hidden"] = {512, 512};
-  spec["train"]["batch_size"] = 256;
-  spec["checkpoint"] = {{"every_steps", 1000000}, {"keep_last", 2}};  // none until stopped
+  json spec = StoppableSpec("graceful");
   const int64_t id = cluster.Submit(spec);
   cluster.WaitForJob(id, [](const json& j) {
     return StateIs(j, "RUNNING") && j["metrics"].value("step", 0) > 20;
@@ -205,7 +211,6 @@ TEST_CASE("cancel and time limit stop gracefully: the gang agrees on a step and 
   json timed = spec;
   timed["name"] = "timed";
   timed["time_limit"] = 3;
-  timed["checkpoint"] = {{"every_steps", 1000000}, {"keep_last", 2}};
   const int64_t timed_id = cluster.Submit(timed);
   cluster.WaitForJob(timed_id, [](const json& j) { return StateIs(j, "FAILED"); }, 30);
   CHECK(WaitFor([&] {
@@ -219,10 +224,7 @@ TEST_CASE("drain --requeue stops a running job gracefully, and it resumes from t
           "saved once the node is back, without using a retry") {
   LocalCluster cluster(/*slots=*/2);
   cluster.RestartWorkerWith({"--kill-grace", "10"});
-  json spec = SyntheticSpec("requeued", 2, 100000, 16384);
-  spec["model"]["hidden"] = {512, 512};
-  spec["train"]["batch_size"] = 256;
-  spec["checkpoint"] = {{"every_steps", 1000000}, {"keep_last", 2}};  // only the stop's
+  json spec = StoppableSpec("requeued");
   spec["max_retries"] = 0;
   const int64_t id = cluster.Submit(spec);
   cluster.WaitForJob(id, [](const json& j) {
