@@ -1,6 +1,7 @@
 #include "scheduler/service/scheduler_service.h"
 
 #include <cstdlib>
+#include <unordered_map>
 
 #include <spdlog/spdlog.h>
 
@@ -22,12 +23,6 @@ constexpr int64_t kMaxMessageBytes = 16 << 20;
 constexpr int kMaxQueuedPerConnection = 256;
 constexpr const char* kZapDomain = "kiln";
 
-bool IsWorkerMessage(const std::string& t) {
-  return t == protocol::RegisterWorker::kType || t == protocol::Heartbeat::kType ||
-         t == protocol::JobStarted::kType || t == protocol::LogBatch::kType ||
-         t == protocol::ProgressReport::kType || t == protocol::CheckpointBegin::kType ||
-         t == protocol::CheckpointChunk::kType || t == protocol::JobExited::kType;
-}
 }  // namespace
 
 Result<transport::CurveKeyPair> EnsureSchedulerKeys(const std::string& state_dir) {
@@ -237,45 +232,64 @@ void SchedulerService::HandleFrames(const transport::Frames& frames,
     return;
   }
   const Envelope& e = *envelope;
-  const std::string& t = e.type;
+  // Every message the scheduler accepts: who may send it, and its handler.
+  using Handler = void (*)(SchedulerService&, const std::string& peer, const Envelope&,
+                           const transport::Frames&);
+  struct Route {
+    bool from_worker;  // worker protocol (admitted key) rather than a user's request (token)
+    Handler handle;
+  };
+#define KILN_ROUTE(M, from_worker, call)                                                 \
+  {                                                                                      \
+    protocol::M::kType, Route {                                                         \
+      from_worker, [](SchedulerService& s, const std::string& peer, const Envelope& e,   \
+                      const transport::Frames& frames) { (void)frames; s.call; }         \
+    }                                                                                    \
+  }
+  static const std::unordered_map<std::string, Route> kRoutes = {
+      KILN_ROUTE(WhoAmIRequest, false, OnWhoAmI(peer, e)),
+      KILN_ROUTE(SubmitRequest, false, OnSubmit(peer, e)),
+      KILN_ROUTE(QueueRequest, false, OnQueue(peer, e)),
+      KILN_ROUTE(ShowRequest, false, OnShow(peer, e)),
+      KILN_ROUTE(CancelRequest, false, OnCancel(peer, e)),
+      KILN_ROUTE(LogsRequest, false, OnLogs(peer, e)),
+      KILN_ROUTE(NodesRequest, false, OnNodes(peer, e)),
+      KILN_ROUTE(CheckpointsRequest, false, OnCheckpoints(peer, e)),
+      KILN_ROUTE(JobAdminRequest, false, OnJobAdmin(peer, e)),
+      KILN_ROUTE(NodeAdminRequest, false, OnNodeAdmin(peer, e)),
+      KILN_ROUTE(CheckpointRead, false, OnCheckpointRead(peer, e)),
+      KILN_ROUTE(CheckpointRemove, false, OnCheckpointRemove(peer, e)),
+      KILN_ROUTE(RegisterWorker, true, OnRegister(peer, e)),
+      KILN_ROUTE(Heartbeat, true, OnHeartbeat(peer, e)),
+      KILN_ROUTE(JobStarted, true, OnJobStarted(peer, e)),
+      KILN_ROUTE(LogBatch, true, OnLog(peer, e)),
+      KILN_ROUTE(ProgressReport, true, OnProgress(peer, e)),
+      KILN_ROUTE(CheckpointBegin, true, OnCheckpointBegin(peer, e)),
+      KILN_ROUTE(CheckpointChunk, true, OnCheckpointChunk(peer, e, frames)),
+      KILN_ROUTE(JobExited, true, OnJobExited(peer, e)),
+  };
+#undef KILN_ROUTE
+  auto route = kRoutes.find(e.type);
+  if (route == kRoutes.end()) {
+    return ReplyError(peer, e.id, Status::InvalidArgument("message type \"" + e.type +
+                                                          "\" is not accepted by the scheduler"));
+  }
   connection_key_ = core::KeyOfConnection(connection);
-  if (IsWorkerMessage(t)) {
+  if (route->second.from_worker) {
     if (!AdmitWorkerMessage(peer, connection, e)) return;
     // Any message from a worker shows it is alive, not only heartbeats: after this loop stalled
     // (a slow fsync), its heartbeat may still wait behind hundreds of uploads on the connection.
     if (auto name = node_of_peer_.find(peer); name != node_of_peer_.end()) {
       monitor_.Heard(name->second, clock_.MonotonicMs());
     }
-  } else if (t == protocol::CheckpointRead::kType && e.auth.empty() &&
-             IsAdmittedWorkerKey(core::KeyOfConnection(connection))) {
-    // A worker fetching the checkpoint an attempt resumes from: the scheduler chose it.
+  } else if (e.type == protocol::CheckpointRead::kType && e.auth.empty() &&
+             IsAdmittedWorkerKey(connection_key_)) {
+    // A worker fetching the checkpoint an attempt placed on it resumes from.
     caller_ = {"worker", false, true};
-    return OnCheckpointRead(peer, e);
   } else if (!AuthenticateClient(peer, e)) {
     return;
   }
-  if (t == protocol::WhoAmIRequest::kType) return OnWhoAmI(peer, e);
-  if (t == protocol::SubmitRequest::kType) return OnSubmit(peer, e);
-  if (t == protocol::QueueRequest::kType) return OnQueue(peer, e);
-  if (t == protocol::ShowRequest::kType) return OnShow(peer, e);
-  if (t == protocol::CancelRequest::kType) return OnCancel(peer, e);
-  if (t == protocol::LogsRequest::kType) return OnLogs(peer, e);
-  if (t == protocol::NodesRequest::kType) return OnNodes(peer, e);
-  if (t == protocol::CheckpointsRequest::kType) return OnCheckpoints(peer, e);
-  if (t == protocol::JobAdminRequest::kType) return OnJobAdmin(peer, e);
-  if (t == protocol::NodeAdminRequest::kType) return OnNodeAdmin(peer, e);
-  if (t == protocol::CheckpointRead::kType) return OnCheckpointRead(peer, e);
-  if (t == protocol::CheckpointRemove::kType) return OnCheckpointRemove(peer, e);
-  if (t == protocol::RegisterWorker::kType) return OnRegister(peer, e);
-  if (t == protocol::Heartbeat::kType) return OnHeartbeat(peer, e);
-  if (t == protocol::JobStarted::kType) return OnJobStarted(peer, e);
-  if (t == protocol::LogBatch::kType) return OnLog(peer, e);
-  if (t == protocol::ProgressReport::kType) return OnProgress(peer, e);
-  if (t == protocol::CheckpointBegin::kType) return OnCheckpointBegin(peer, e);
-  if (t == protocol::CheckpointChunk::kType) return OnCheckpointChunk(peer, e, frames);
-  if (t == protocol::JobExited::kType) return OnJobExited(peer, e);
-  ReplyError(peer, e.id, Status::InvalidArgument("message type \"" + t +
-                                                 "\" is not accepted by the scheduler"));
+  route->second.handle(*this, peer, e, frames);
 }
 
 void SchedulerService::ReplyError(const std::string& peer, const std::string& id,
