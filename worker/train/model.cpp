@@ -4,6 +4,8 @@
 
 #include <torch/script.h>
 
+#include "worker/train/max_pool.h"
+
 namespace kiln::train {
 
 namespace F = torch::nn::functional;
@@ -15,6 +17,11 @@ void AddActivation(torch::nn::Sequential& seq, const std::string& name) {
   else if (name == "tanh") seq->push_back(torch::nn::Tanh());
   else if (name == "sigmoid") seq->push_back(torch::nn::Sigmoid());
   else if (name == "gelu") seq->push_back(torch::nn::GELU());
+}
+
+// max(f(a), f(b)) = f(max(a, b)) holds for these (not for gelu, which dips below zero).
+bool NonDecreasing(const std::string& activation) {
+  return activation == "relu" || activation == "tanh" || activation == "sigmoid";
 }
 
 }  // namespace
@@ -59,8 +66,13 @@ torch::nn::Sequential BuildModel(const JobSpec& spec) {
     for (const auto& block : spec.model.conv) {
       seq->push_back(torch::nn::Conv2d(
           torch::nn::Conv2dOptions(channels, block.channels, block.kernel).padding(block.kernel / 2)));
+      // Pooling commutes with a non-decreasing activation (max(f(x)) = f(max(x))), so such an
+      // activation runs after the pool, on a k*k times smaller tensor. Neither has parameters,
+      // so the order does not change the model's state dict.
+      const bool pool_first = block.pool > 1 && NonDecreasing(spec.model.activation);
+      if (pool_first) seq->push_back(MaxPool(block.pool));
       AddActivation(seq, spec.model.activation);
-      if (block.pool > 1) seq->push_back(torch::nn::MaxPool2d(block.pool));
+      if (block.pool > 1 && !pool_first) seq->push_back(MaxPool(block.pool));
       channels = block.channels;
       side = side / block.pool;  // odd kernels (validated) keep the size before pooling
     }

@@ -11,6 +11,7 @@
 #include "common/file_util.h"
 #include "worker/train/checkpoint.h"
 #include "worker/train/datasets.h"
+#include "worker/train/fused_adam.h"
 #include "worker/train/grad_sync.h"
 #include "worker/train/lr_schedule.h"
 #include "worker/train/model.h"
@@ -39,10 +40,10 @@ std::unique_ptr<torch::optim::Optimizer> MakeOptimizer(const OptimizerSpec& o,
                     .weight_decay(o.weight_decay));
   }
   if (o.type == "adamw") {
-    return std::make_unique<torch::optim::AdamW>(
+    return std::make_unique<FusedAdamW>(
         params, torch::optim::AdamWOptions(o.lr).weight_decay(o.weight_decay));
   }
-  return std::make_unique<torch::optim::Adam>(
+  return std::make_unique<FusedAdam>(
       params, torch::optim::AdamOptions(o.lr).weight_decay(o.weight_decay));
 }
 

@@ -1,0 +1,104 @@
+#include "worker/train/fused_adam.h"
+
+#include <ATen/Parallel.h>
+
+#include "worker/train/adam_kernel.h"
+
+namespace kiln::train {
+
+namespace {
+
+constexpr int64_t kElementsPerTask = 1 << 16;  // grain of the split across intra-op threads
+
+bool Fusable(const torch::Tensor& p, const torch::Tensor& grad, bool amsgrad) {
+  return !amsgrad && p.device().is_cpu() && p.scalar_type() == torch::kFloat32 &&
+         grad.scalar_type() == torch::kFloat32 && !grad.is_sparse() && p.is_contiguous() &&
+         grad.is_contiguous();
+}
+
+// One optimizer step over every parameter with a gradient. State objects are created and keyed
+// exactly as LibTorch 1.13's Adam/AdamW do, so the base class serializes them.
+template <typename Options, typename State>
+void Step(std::vector<torch::optim::OptimizerParamGroup>& groups,
+          ska::flat_hash_map<std::string, std::unique_ptr<torch::optim::OptimizerParamState>>& states,
+          bool decoupled_weight_decay) {
+  torch::NoGradGuard no_grad;
+  for (auto& group : groups) {
+    auto& options = static_cast<Options&>(group.options());
+    for (auto& p : group.params()) {
+      if (!p.grad().defined()) continue;
+      torch::Tensor grad = p.grad();
+      TORCH_CHECK(!grad.is_sparse(), "Adam does not support sparse gradients");
+      const std::string key = c10::guts::to_string(p.unsafeGetTensorImpl());
+      auto found = states.find(key);
+      if (found == states.end()) {
+        auto created = std::make_unique<State>();
+        created->step(0);
+        created->exp_avg(torch::zeros_like(p, torch::MemoryFormat::Preserve));
+        created->exp_avg_sq(torch::zeros_like(p, torch::MemoryFormat::Preserve));
+        if (options.amsgrad()) {
+          created->max_exp_avg_sq(torch::zeros_like(p, torch::MemoryFormat::Preserve));
+        }
+        found = states.emplace(key, std::move(created)).first;
+      }
+      auto& state = static_cast<State&>(*found->second);
+      state.step(state.step() + 1);
+      const double beta1 = std::get<0>(options.betas()), beta2 = std::get<1>(options.betas());
+      const AdamCoefficients c =
+          MakeAdamCoefficients(options.lr(), beta1, beta2, options.eps(), options.weight_decay(),
+                               decoupled_weight_decay, state.step());
+      torch::Tensor& exp_avg = state.exp_avg();
+      torch::Tensor& exp_avg_sq = state.exp_avg_sq();
+      if (Fusable(p, grad, options.amsgrad()) && exp_avg.is_contiguous() &&
+          exp_avg_sq.is_contiguous()) {
+        float* param = p.data_ptr<float>();
+        const float* g = grad.data_ptr<float>();
+        float* m = exp_avg.data_ptr<float>();
+        float* v = exp_avg_sq.data_ptr<float>();
+        at::parallel_for(0, p.numel(), kElementsPerTask, [&](int64_t begin, int64_t end) {
+          AdamUpdate(c, param + begin, g + begin, m + begin, v + begin, end - begin);
+        });
+        continue;
+      }
+      // LibTorch 1.13's arithmetic, for what the kernel cannot take.
+      if (decoupled_weight_decay) {
+        if (options.weight_decay() != 0) p.mul_(c.decay);
+      } else if (options.weight_decay() != 0) {
+        grad = grad.add(p, options.weight_decay());
+      }
+      exp_avg.mul_(beta1).add_(grad, 1 - beta1);
+      exp_avg_sq.mul_(beta2).addcmul_(grad, grad, 1 - beta2);
+      torch::Tensor denom;
+      if (options.amsgrad()) {
+        torch::Tensor& max_exp_avg_sq = state.max_exp_avg_sq();
+        torch::max_out(max_exp_avg_sq, exp_avg_sq, max_exp_avg_sq);
+        denom = (max_exp_avg_sq.sqrt() / c.bias2_sqrt).add_(options.eps());
+      } else {
+        denom = (exp_avg_sq.sqrt() / c.bias2_sqrt).add_(options.eps());
+      }
+      p.addcdiv_(exp_avg, denom, -c.step_size);
+    }
+  }
+}
+
+torch::Tensor RunClosure(const torch::optim::Optimizer::LossClosure& closure) {
+  if (closure == nullptr) return {};
+  at::AutoGradMode enable_grad(true);
+  return closure();
+}
+
+}  // namespace
+
+torch::Tensor FusedAdam::step(LossClosure closure) {
+  torch::Tensor loss = RunClosure(closure);
+  Step<torch::optim::AdamOptions, torch::optim::AdamParamState>(param_groups_, state_, false);
+  return loss;
+}
+
+torch::Tensor FusedAdamW::step(LossClosure closure) {
+  torch::Tensor loss = RunClosure(closure);
+  Step<torch::optim::AdamWOptions, torch::optim::AdamWParamState>(param_groups_, state_, true);
+  return loss;
+}
+
+}  // namespace kiln::train
