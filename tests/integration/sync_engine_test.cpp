@@ -26,8 +26,16 @@ TEST_CASE("buckets reduce to the exact mean of rank-valued gradients on 2 and 3 
     auto r = RunRanks(ranks);
     INFO(r.out << r.err);
     CHECK(r.exit_code == 0);
-    CHECK(r.out.find("rank 0: 16 buckets, 0 failures") != std::string::npos);
+    CHECK(r.out.find("rank 0: 16 buckets on cpu, 0 failures") != std::string::npos);
   }
+}
+
+TEST_CASE("buckets staged through host memory, as on a GPU without CUDA-aware MPI, reduce exactly") {
+  auto r = RunRanks(2, {"--stage"});
+  INFO(r.out << r.err);
+  CHECK(r.exit_code == 0);
+  CHECK(r.out.find("rank 0: 16 buckets staged on cpu, 0 failures") != std::string::npos);
+  CHECK(r.out.find("rank 1: 16 buckets staged on cpu, 0 failures") != std::string::npos);
 }
 
 TEST_CASE("a rank that does not arrive is named in a stall report, and the step then completes") {

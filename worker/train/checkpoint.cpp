@@ -50,10 +50,12 @@ namespace {
 
 // Reads the archive at `path`; restores the model, and the optimizer when given.
 Result<CheckpointState> Load(const std::string& path, torch::nn::Module& model,
-                             torch::optim::Optimizer* optimizer) {
+                             torch::optim::Optimizer* optimizer, torch::Device device) {
   try {
     torch::serialize::InputArchive archive;
-    archive.load_from(path);
+    // Every tensor lands on `device`, whichever device wrote it: a GPU run's checkpoint loads on
+    // a CPU-only host (kiln-predict), and a CPU run's resumes on a GPU.
+    archive.load_from(path, device);
     torch::serialize::InputArchive model_archive;
     archive.read("model", model_archive);
     model.load(model_archive);
@@ -85,12 +87,13 @@ Result<CheckpointState> Load(const std::string& path, torch::nn::Module& model,
 }  // namespace
 
 Result<CheckpointState> LoadModelWeights(const std::string& path, torch::nn::Module& model) {
-  return Load(path, model, nullptr);
+  return Load(path, model, nullptr, torch::kCPU);
 }
 
 Result<CheckpointState> LoadCheckpoint(const std::string& path, torch::nn::Module& model,
-                                       torch::optim::Optimizer& optimizer) {
-  return Load(path, model, &optimizer);
+                                       torch::optim::Optimizer& optimizer,
+                                       torch::Device device) {
+  return Load(path, model, &optimizer, device);
 }
 
 }  // namespace kiln::train

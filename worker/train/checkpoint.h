@@ -29,9 +29,12 @@ Result<SavedCheckpoint> SaveCheckpoint(const std::string& path, torch::nn::Modul
                                        torch::optim::Optimizer& optimizer,
                                        const CheckpointState& state);
 // Restores only the model's parameters (for prediction); returns the saved state.
+// Restores the model's parameters, on the CPU.
 Result<CheckpointState> LoadModelWeights(const std::string& path, torch::nn::Module& model);
-// Restores model and optimizer in place and returns the saved state.
+// Restores model and optimizer in place, their tensors on `device` (the model's), and returns the
+// saved state.
 Result<CheckpointState> LoadCheckpoint(const std::string& path, torch::nn::Module& model,
-                                       torch::optim::Optimizer& optimizer);
+                                       torch::optim::Optimizer& optimizer,
+                                       torch::Device device = torch::kCPU);
 
 }  // namespace kiln::train

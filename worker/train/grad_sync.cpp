@@ -27,6 +27,11 @@ double Now() {
 GradSyncEngine::GradSyncEngine(const std::vector<torch::Tensor>& params,
                                const GradSyncOptions& options, MpiComm& comm)
     : comm_(comm), options_(options) {
+  const torch::Device device = params.empty() ? torch::Device(torch::kCPU) : params[0].device();
+  staged_ = options_.stage_through_host || (device.is_cuda() && !comm_.cuda_aware());
+  const torch::TensorOptions on_device = torch::TensorOptions().dtype(torch::kFloat32).device(device);
+  const torch::TensorOptions on_host =
+      torch::TensorOptions().dtype(torch::kFloat32).pinned_memory(device.is_cuda());
   // Gradients become ready roughly from the last layer to the first.
   std::vector<torch::Tensor> ordered(params.rbegin(), params.rend());
   std::vector<int64_t> numels;
@@ -39,7 +44,8 @@ GradSyncEngine::GradSyncEngine(const std::vector<torch::Tensor>& params,
     for (size_t i : plan.buckets[b]) total += numels[i];
     const bool last = b + 1 == plan.buckets.size();
     Bucket& bucket = buckets_[b];
-    bucket.buffer = torch::zeros({total + (last ? 2 : 0)}, torch::kFloat32);
+    bucket.buffer = torch::zeros({total + (last ? 2 : 0)}, on_device);
+    bucket.host = staged_ ? torch::empty({bucket.buffer.numel()}, on_host) : bucket.buffer;
     bucket.size = static_cast<int>(plan.buckets[b].size());
     int64_t offset = 0;
     for (size_t i : plan.buckets[b]) {
@@ -55,10 +61,7 @@ GradSyncEngine::GradSyncEngine(const std::vector<torch::Tensor>& params,
           }));
       accumulators_.push_back(std::move(accumulator));
     }
-    if (last) {
-      loss_slot_ = bucket.buffer.data_ptr<float>() + total;
-      stop_slot_ = loss_slot_ + 1;
-    }
+    if (last) control_ = bucket.buffer.narrow(0, total, 2);
   }
   if (comm_.rank() == 0) {
     arrived_.assign(static_cast<size_t>(comm_.size()), -1);
@@ -99,11 +102,12 @@ void GradSyncEngine::BeginStep(int64_t step) {
   step_ = step;
 }
 
-void GradSyncEngine::SetLocalLoss(float loss) { *loss_slot_ = loss; }
+void GradSyncEngine::SetLocalLoss(float loss) { control_[0].fill_(loss); }
 
-void GradSyncEngine::VoteStop() { *stop_slot_ = 1.0f; }
+void GradSyncEngine::VoteStop() { control_[1].fill_(1.0f); }
 
-// Called by autograd on the training thread (backward runs the CPU graph on the calling thread).
+// Called by autograd: on the training thread for a CPU graph, on autograd's thread for the
+// device for a CUDA one; either way one thread per step, and backward returns after the last.
 void GradSyncEngine::MarkReady(size_t bucket) {
   if (--buckets_[bucket].pending > 0) return;
   {
@@ -152,7 +156,7 @@ float GradSyncEngine::FinishStep() {
     b.buffer.div_(world);
     stats_.bytes_reduced += b.buffer.numel() * static_cast<int64_t>(sizeof(float));
   }
-  return *loss_slot_;
+  return control_[0].item<float>();
 }
 
 GradSyncStats GradSyncEngine::TakeStats() {
@@ -196,17 +200,21 @@ void GradSyncEngine::ReduceBucket(size_t index, int64_t step) {
     }
   }
   Bucket& bucket = buckets_[index];
+  // A synchronous copy on the default stream: it waits for the kernels that wrote the gradients.
+  if (staged_) bucket.host.copy_(bucket.buffer);
+  Allreduce(bucket.host.data_ptr<float>(), static_cast<int>(bucket.host.numel()), index, step);
+  if (staged_) bucket.buffer.copy_(bucket.host);
+}
+
+void GradSyncEngine::Allreduce(float* data, int count, size_t index, int64_t step) {
   if (comm_.thread_multiple()) {
     // The tuned blocking allreduce is the fastest path; stalls are watched by the training
     // thread meanwhile (FinishStep), which MPI_THREAD_MULTIPLE allows.
-    MPI_Allreduce(MPI_IN_PLACE, bucket.buffer.data_ptr<float>(),
-                  static_cast<int>(bucket.buffer.numel()), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+    MPI_Allreduce(MPI_IN_PLACE, data, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
     return;
   }
   MPI_Request request;
-  MPI_Iallreduce(MPI_IN_PLACE, bucket.buffer.data_ptr<float>(),
-                 static_cast<int>(bucket.buffer.numel()), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD,
-                 &request);
+  MPI_Iallreduce(MPI_IN_PLACE, data, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &request);
   const double start = Now();
   double next_report = options_.stall_timeout_ms / 1000.0;
   int done = 0;

@@ -18,8 +18,16 @@
 // have not arrived; the others report which bucket they wait for. The wait goes on (the job's
 // supervisor decides whether to kill it).
 //
+// Devices: buckets live on the parameters' device. MPI reduces host memory unless it reports CUDA
+// awareness (MpiComm::cuda_aware), so on a GPU each bucket is staged: the communication thread
+// copies it into a pinned host twin, reduces that, and copies it back. Those copies run on the
+// default CUDA stream, ordered after the backward kernels that wrote the gradients. On the CPU
+// the bucket is reduced in place. GradSyncOptions::stage_through_host forces staging on the CPU
+// too, so the staged path is tested on machines without a GPU.
+//
 // Contract: every parameter gets a gradient in every step (as DDP without
-// find_unused_parameters); each parameter's .grad is a view into its bucket.
+// find_unused_parameters); each parameter's .grad is a view into its bucket. All parameters are
+// on one device.
 #pragma once
 
 #include <atomic>
@@ -40,6 +48,7 @@ namespace kiln::train {
 struct GradSyncOptions {
   int64_t bucket_bytes = 4 << 20;
   Millis stall_timeout_ms = 120000;
+  bool stage_through_host = false;  // stage even when MPI could reduce the buckets in place
 };
 
 struct GradSyncStats {
@@ -67,7 +76,9 @@ class GradSyncEngine {
   // so every rank learns it at the same step. Cleared by BeginStep.
   void VoteStop();
   // After FinishStep: whether any rank voted to stop in this step.
-  bool StopVoted() const { return *stop_slot_ > 0; }
+  bool StopVoted() const { return control_[1].item<float>() > 0; }
+  // Whether buckets are copied through host memory for MPI.
+  bool staged() const { return staged_; }
   // After backward: waits until every bucket is reduced, averages, and returns the mean loss
   // over all ranks. Throws std::runtime_error if a parameter got no gradient in this backward.
   float FinishStep();
@@ -75,14 +86,19 @@ class GradSyncEngine {
 
  private:
   struct Bucket {
-    torch::Tensor buffer;       // float32, gradients of its parameters (+ the loss slot in the last)
-    int pending = 0;            // gradients still to arrive this step
+    torch::Tensor buffer;       // float32 on the parameters' device: their gradients (the last
+                                // bucket also holds the loss and stop-vote slots)
+    torch::Tensor host;         // what MPI reduces: a host twin of buffer when staged, else buffer
+    int pending = 0;            // gradients still to arrive this step (written by autograd's
+                                // thread for this device only; read after backward returned)
     int size = 0;               // parameters in it
   };
   void MarkReady(size_t bucket);
   void CommunicationLoop();
   void ReduceBucket(size_t index, int64_t step);
-  float* stop_slot_ = nullptr;  // after the loss slot in the last bucket
+  // Sums `count` floats at `data` (host memory, or device memory with CUDA-aware MPI) across
+  // ranks, reporting stalls.
+  void Allreduce(float* data, int count, size_t index, int64_t step);
   void ReportStall(size_t bucket, int64_t step, double waited_s);
   void PollArrivals();
 
@@ -90,7 +106,8 @@ class GradSyncEngine {
   GradSyncOptions options_;
   std::vector<Bucket> buckets_;
   std::vector<std::shared_ptr<torch::autograd::Node>> accumulators_;  // keeps the hooks alive
-  float* loss_slot_ = nullptr;
+  torch::Tensor control_;  // [loss, stop vote]: the tail of the last bucket's buffer
+  bool staged_ = false;
 
   std::mutex mu_;
   std::condition_variable cv_;

@@ -1,6 +1,9 @@
 #include "worker/train/mpi_comm.h"
 
 #include <mpi.h>
+#if __has_include(<mpi-ext.h>)
+#include <mpi-ext.h>
+#endif
 
 #include <climits>
 #include <cstdio>
@@ -24,6 +27,9 @@ MpiComm::MpiComm(int* argc, char*** argv) {
     MPI_Abort(MPI_COMM_WORLD, 3);
   }
   thread_multiple_ = provided >= MPI_THREAD_MULTIPLE;
+#if defined(MPIX_CUDA_AWARE_SUPPORT) && MPIX_CUDA_AWARE_SUPPORT
+  cuda_aware_ = MPIX_Query_cuda_support() == 1;
+#endif
   MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
   MPI_Comm_size(MPI_COMM_WORLD, &size_);
   MPI_Comm local;

@@ -20,6 +20,9 @@ class MpiComm {
   int local_rank() const { return local_rank_; }
   // MPI_THREAD_MULTIPLE: any thread may call MPI at any time.
   bool thread_multiple() const { return thread_multiple_; }
+  // The MPI library can reduce buffers in CUDA device memory (OpenMPI built with CUDA, asked at
+  // run time). Debian's OpenMPI is not.
+  bool cuda_aware() const { return cuda_aware_; }
 
   void Broadcast(float* data, size_t count, int root);
   void AllreduceSum(float* data, size_t count);
@@ -33,6 +36,7 @@ class MpiComm {
   int size_ = 1;
   int local_rank_ = 0;
   bool thread_multiple_ = false;
+  bool cuda_aware_ = false;
 };
 
 }  // namespace kiln::train

@@ -47,6 +47,25 @@ std::unique_ptr<torch::optim::Optimizer> MakeOptimizer(const OptimizerSpec& o,
       params, torch::optim::AdamOptions(o.lr).weight_decay(o.weight_decay));
 }
 
+// CUDA when the job asked for GPUs and this LibTorch sees one, else the CPU. Under the agent,
+// gpu_binding.h has narrowed CUDA_VISIBLE_DEVICES to this rank's GPUs, so its first is device 0;
+// started by hand on a node whose GPUs are all visible, local rank r takes device r * gpus/rank.
+torch::Device TrainingDevice(const JobSpec& spec, int local_rank) {
+  if (spec.resources.gpus_per_rank <= 0) return torch::kCPU;
+  if (!torch::cuda::is_available()) {
+    if (local_rank == 0) {
+      std::fprintf(stderr, "[rank 0] resources.gpus_per_rank is %d but this LibTorch sees no CUDA "
+                   "device (a CPU build, or no GPU bound to the rank): training on the CPU\n",
+                   spec.resources.gpus_per_rank);
+    }
+    return torch::kCPU;
+  }
+  const int64_t count = static_cast<int64_t>(torch::cuda::device_count());
+  const int64_t index =
+      count > spec.resources.gpus_per_rank ? (local_rank * spec.resources.gpus_per_rank) % count : 0;
+  return torch::Device(torch::kCUDA, static_cast<torch::DeviceIndex>(index));
+}
+
 struct EvalResult {
   double accuracy = 0;
   double loss = 0;
@@ -54,7 +73,7 @@ struct EvalResult {
 
 // Collective: every rank evaluates its slice of the test set; sums are allreduced.
 EvalResult Evaluate(const JobSpec& spec, torch::nn::Sequential& model, const torch::Tensor& x,
-                    const torch::Tensor& y, MpiComm& comm) {
+                    const torch::Tensor& y, torch::Device device, MpiComm& comm) {
   torch::NoGradGuard no_grad;
   const int64_t n = x.size(0);
   const int64_t per_rank = (n + comm.size() - 1) / comm.size();
@@ -63,8 +82,8 @@ EvalResult Evaluate(const JobSpec& spec, torch::nn::Sequential& model, const tor
   double sums[3] = {0, 0, 0};  // correct, count, loss * count
   for (int64_t i = begin; i < end; i += kEvalBatch) {
     const int64_t len = std::min(kEvalBatch, end - i);
-    torch::Tensor out = model->forward(x.narrow(0, i, len));
-    torch::Tensor labels = y.narrow(0, i, len);
+    torch::Tensor out = model->forward(x.narrow(0, i, len).to(device));
+    torch::Tensor labels = y.narrow(0, i, len).to(device);
     sums[0] += static_cast<double>(CountCorrect(spec, out, labels));
     sums[1] += static_cast<double>(len);
     sums[2] += ComputeLoss(spec, out, labels).item<double>() * static_cast<double>(len);
@@ -98,6 +117,8 @@ Status Trainer::Run() {
   auto built = TryBuildModel(spec_);
   if (!built.ok()) return built.status();
   torch::nn::Sequential model = *built;
+  const torch::Device device = TrainingDevice(spec_, comm_.local_rank());
+  model->to(device);
   std::vector<torch::Tensor> params = model->parameters();
   int64_t numel = 0;
   for (const auto& p : params) numel += p.numel();
@@ -105,7 +126,7 @@ Status Trainer::Run() {
     torch::NoGradGuard no_grad;
     std::vector<torch::Tensor> pieces;
     for (const auto& p : params) pieces.push_back(p.reshape({-1}));
-    torch::Tensor flat_params = torch::cat(pieces).contiguous();
+    torch::Tensor flat_params = torch::cat(pieces).to(torch::kCPU).contiguous();
     comm_.Broadcast(flat_params.data_ptr<float>(), static_cast<size_t>(numel), 0);
     int64_t offset = 0;
     for (auto& p : params) {
@@ -118,7 +139,7 @@ Status Trainer::Run() {
   int64_t step = 0;
   json last_metrics = json::object();
   if (!options_.resume_path.empty()) {
-    auto state = LoadCheckpoint(options_.resume_path, *model, *optimizer);
+    auto state = LoadCheckpoint(options_.resume_path, *model, *optimizer, device);
     if (!state.ok()) return state.status();
     step = state->step;
     last_metrics = state->metrics;
@@ -160,11 +181,12 @@ Status Trainer::Run() {
   std::filesystem::create_directories(ckpt_dir);
   if (leader) {
     std::printf("[rank 0] training %s: %d ranks x batch %d, %lld samples, %lld steps/epoch, "
-                "%lld steps, %lld parameters in %zu allreduce buckets, %d threads/rank\n",
+                "%lld steps, %lld parameters in %zu allreduce buckets%s, %d threads/rank, on %s\n",
                 spec_.name.c_str(), world, static_cast<int>(plan.batch),
                 static_cast<long long>(plan.samples), static_cast<long long>(steps_per_epoch),
                 static_cast<long long>(total_steps), static_cast<long long>(numel),
-                sync.bucket_count(), options_.threads);
+                sync.bucket_count(), sync.staged() ? " (staged through host memory)" : "",
+                options_.threads, device.str().c_str());
     std::fflush(stdout);
   }
 
@@ -211,8 +233,8 @@ Status Trainer::Run() {
     const double step_start = Seconds();
     torch::Tensor index = torch::from_blob(order.data() + plan.SliceStart(in_epoch, comm_.rank()),
                                            {batch}, torch::kInt64);
-    torch::Tensor x = data.train_x.index_select(0, index);
-    torch::Tensor y = data.train_y.index_select(0, index);
+    torch::Tensor x = data.train_x.index_select(0, index).to(device);
+    torch::Tensor y = data.train_y.index_select(0, index).to(device);
 
     if (spec_.model.dropout > 0) {
       torch::manual_seed(StepSeed(spec_.train.seed, comm_.rank(), step));
@@ -273,7 +295,7 @@ Status Trainer::Run() {
       // Evaluation metrics are named after the set: test_* or val_* (data.validation_split).
       json eval_metrics = json::object();
       if (data.test_x.defined()) {
-        EvalResult eval = Evaluate(spec_, model, data.test_x, data.test_y, comm_);
+        EvalResult eval = Evaluate(spec_, model, data.test_x, data.test_y, device, comm_);
         model->train();
         if (!spec_.IsRegression()) eval_metrics[data.eval_name + "_accuracy"] = eval.accuracy;
         eval_metrics[data.eval_name + "_loss"] = eval.loss;
@@ -322,7 +344,7 @@ Status Trainer::Run() {
   if (!options_.dump_params.empty()) {
     std::vector<torch::Tensor> pieces;
     for (const auto& p : params) pieces.push_back(p.detach().reshape({-1}));
-    torch::Tensor flat = torch::cat(pieces).contiguous();
+    torch::Tensor flat = torch::cat(pieces).to(torch::kCPU).contiguous();
     std::ofstream out(options_.dump_params + ".rank" + std::to_string(comm_.rank()),
                       std::ios::binary);
     out.write(static_cast<const char*>(flat.data_ptr()),
