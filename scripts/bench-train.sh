@@ -3,8 +3,11 @@
 # single process and DistributedDataParallel over gloo with 2 processes. Fashion-MNIST, batch 64
 # per rank, 1 thread per rank, Adam; models: the MLP 784-256-128-10 and the 2-conv CNN.
 # Throughput is global samples/s over the training steps only, after 5 warm-up steps, for both.
+# Each configuration runs KILN_BENCH_REPEAT times (default 3), the four of a model taking turns
+# (kiln 1, kiln 2, PyTorch, DDP, kiln 1, ...), so that drifts in the machine's speed hit all of
+# them alike; a figure is the median of its runs, and every run is printed.
 # Ends with one JSON line per measure.
-#   KILN_BENCH_MLP_STEPS (default 1000), KILN_BENCH_CNN_STEPS (default 60)
+#   KILN_BENCH_MLP_STEPS (default 1000), KILN_BENCH_CNN_STEPS (default 100), KILN_BENCH_REPEAT
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$repo/scripts/setup.sh" >/dev/null
@@ -19,6 +22,7 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl_va
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
 MLP_STEPS=${KILN_BENCH_MLP_STEPS:-1000}
 CNN_STEPS=${KILN_BENCH_CNN_STEPS:-100}
+REPEAT=${KILN_BENCH_REPEAT:-3}
 
 sed 's/"every_steps": 500/"every_steps": 0/' "$repo/configs/jobs/fashion-mnist-mlp.json" >"$dir/mlp.json"
 sed 's/"every_steps": 500/"every_steps": 0/' "$repo/configs/jobs/fashion-mnist-cnn.json" >"$dir/cnn.json"
@@ -36,13 +40,21 @@ pytorch_ddp() {
   wait "$other"
 }
 
-declare -A r
+median() { tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
+
+declare -A r runs
 for model in mlp cnn; do
   steps=$MLP_STEPS; [ "$model" = cnn ] && steps=$CNN_STEPS
-  r[kiln1_$model]=$(kiln "$model" 1 "$steps")
-  r[kiln2_$model]=$(kiln "$model" 2 "$steps")
-  r[torch1_$model]=$(pytorch_single "$model" "$steps")
-  r[ddp2_$model]=$(pytorch_ddp "$model" "$steps")
+  for ((rep = 1; rep <= REPEAT; rep++)); do
+    runs[kiln1_$model]+=" $(kiln "$model" 1 "$steps")"
+    runs[kiln2_$model]+=" $(kiln "$model" 2 "$steps")"
+    runs[torch1_$model]+=" $(pytorch_single "$model" "$steps")"
+    runs[ddp2_$model]+=" $(pytorch_ddp "$model" "$steps")"
+  done
+  for k in kiln1 kiln2 torch1 ddp2; do
+    r[${k}_$model]=$(echo "${runs[${k}_$model]}" | median)
+    echo "$model $k runs (samples/s):${runs[${k}_$model]} -> median ${r[${k}_$model]}"
+  done
   echo "$model: kiln 1 rank ${r[kiln1_$model]}, kiln 2 ranks ${r[kiln2_$model]}, pytorch ${r[torch1_$model]}, pytorch DDP 2 ${r[ddp2_$model]} samples/s"
 done
 

@@ -82,6 +82,17 @@ CATCH_TEST_CASE("the fused Adam falls back to LibTorch's arithmetic for amsgrad"
       torch::optim::AdamOptions(0.01).amsgrad(true));
 }
 
+CATCH_TEST_CASE("the fused Adam files its state under LibTorch's keys") {
+  std::vector<torch::Tensor> params = FreshParams();
+  FusedAdam fused(params, torch::optim::AdamOptions(0.01));
+  SetGrads(params, 0);
+  fused.step();
+  CATCH_REQUIRE(fused.state().size() == params.size());
+  // LibTorch's own step on the same object finds that state instead of making its own.
+  fused.torch::optim::Adam::step();
+  CATCH_CHECK(fused.state().size() == params.size());
+}
+
 CATCH_TEST_CASE("fused Adam state saves and loads like LibTorch's, and resumes bit-exactly") {
   std::vector<torch::Tensor> params = FreshParams();
   FusedAdam straight(params, torch::optim::AdamOptions(0.01));

@@ -1,5 +1,8 @@
 #include "worker/train/fused_adam.h"
 
+#include <sstream>
+#include <type_traits>
+
 #include <ATen/Parallel.h>
 
 #include "worker/train/adam_kernel.h"
@@ -16,11 +19,24 @@ bool Fusable(const torch::Tensor& p, const torch::Tensor& grad, bool amsgrad) {
          grad.is_contiguous();
 }
 
+// The key LibTorch's optimizers file a parameter's state under: the address of its TensorImpl,
+// as text in LibTorch 1.13 (c10::guts::to_string, an ostream of the pointer), the pointer itself
+// in LibTorch 2.
+template <typename Key>
+Key StateKey(const torch::Tensor& p) {
+  if constexpr (std::is_same_v<Key, std::string>) {
+    std::ostringstream text;
+    text << p.unsafeGetTensorImpl();
+    return text.str();
+  } else {
+    return p.unsafeGetTensorImpl();
+  }
+}
+
 // One optimizer step over every parameter with a gradient. State objects are created and keyed
-// exactly as LibTorch 1.13's Adam/AdamW do, so the base class serializes them.
-template <typename Options, typename State>
-void Step(std::vector<torch::optim::OptimizerParamGroup>& groups,
-          ska::flat_hash_map<std::string, std::unique_ptr<torch::optim::OptimizerParamState>>& states,
+// exactly as LibTorch's Adam/AdamW do, so the base class serializes them.
+template <typename Options, typename State, typename StateMap>
+void Step(std::vector<torch::optim::OptimizerParamGroup>& groups, StateMap& states,
           bool decoupled_weight_decay) {
   torch::NoGradGuard no_grad;
   for (auto& group : groups) {
@@ -29,7 +45,7 @@ void Step(std::vector<torch::optim::OptimizerParamGroup>& groups,
       if (!p.grad().defined()) continue;
       torch::Tensor grad = p.grad();
       TORCH_CHECK(!grad.is_sparse(), "Adam does not support sparse gradients");
-      const std::string key = c10::guts::to_string(p.unsafeGetTensorImpl());
+      const auto key = StateKey<typename StateMap::key_type>(p);
       auto found = states.find(key);
       if (found == states.end()) {
         auto created = std::make_unique<State>();
