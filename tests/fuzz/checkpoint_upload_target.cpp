@@ -69,7 +69,7 @@ class Harness {
     auto cluster = transport::LoadKeyPair(state + "/" + service::kWorkerClusterKeyFile);
     if (!cluster.ok()) AbortWithMessage(cluster.status().ToString());
     worker_ = core::ConnectionIdOf(cluster->public_key);
-    Worker(protocol::Encode(protocol::RegisterWorker{"w", 2, 1 << 30, 0, {}, {}}));
+    Worker(protocol::Encode(protocol::RegisterWorker{"w", 2, 1 << 30, 0, {}, {}, "", ""}));
     json spec = {{"name", "fuzz"},
                  {"resources", {{"ranks", 1}}},
                  {"model", {{"type", "mlp"}, {"hidden", {4}}}},

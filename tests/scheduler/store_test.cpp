@@ -47,7 +47,7 @@ TEST_CASE("the store keeps jobs, events, nodes, checkpoints and logs across a re
     job.progress = {{"step", 10}};
     REQUIRE((*store)->UpdateJob(job).ok());
     REQUIRE((*store)->AddEvent({id, 1001, "PENDING", "RUNNING", "placed on w1"}).ok());
-    REQUIRE((*store)->UpsertNode({"w1", 2, 1 << 20, 0, "UP", 1000, 1002}).ok());
+    REQUIRE((*store)->UpsertNode({"w1", 2, 1 << 20, 0, "UP", 1000, 1002, {}, false, ""}).ok());
     REQUIRE((*store)->AddCheckpoint({id, 1, 500, 1, {{"loss", 0.5}}, 123, "ab", 1003, ""}).ok());
     REQUIRE((*store)->AppendLogs(id, 1, 1004, {"hello", "world"}).ok());
     REQUIRE((*store)->AppendLogs(id, 1, 1005, {"again"}).ok());

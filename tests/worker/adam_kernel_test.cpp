@@ -71,3 +71,28 @@ TEST_CASE("the first Adam step moves every parameter by about the learning rate"
   CHECK(param[1] == Approx(1.01).epsilon(1e-5));
   CHECK(param[2] == Approx(0.99).epsilon(1e-4));
 }
+
+TEST_CASE("the fused Adam update rounds exactly like plain float code, whichever CPU clone runs") {
+  // AdamUpdate runs an AVX-512, AVX2 or baseline clone (vector_clones.h); none may fuse
+  // multiply-adds, so each gives what one-element-at-a-time float arithmetic gives (this file is
+  // built with -ffp-contract=off too).
+  const int n = 1001;
+  std::vector<float> param(n), grad(n), m(n, 0), v(n, 0);
+  for (int i = 0; i < n; ++i) param[i] = std::sin(0.37f * static_cast<float>(i));
+  std::vector<float> p_ref = param, m_ref = m, v_ref = v;
+  for (int t = 1; t <= 10; ++t) {
+    for (int i = 0; i < n; ++i) grad[i] = std::cos(0.11f * static_cast<float>(i) + t) * 0.01f;
+    const AdamCoefficients c = MakeAdamCoefficients(1e-3, 0.9, 0.999, 1e-8, 0.01, t % 2 == 0, t);
+    AdamUpdate(c, param.data(), grad.data(), m.data(), v.data(), n);
+    for (int i = 0; i < n; ++i) {
+      const float g = grad[i] + c.l2 * p_ref[i];
+      const float p = p_ref[i] * c.decay;
+      m_ref[i] = m_ref[i] * c.beta1 + c.one_minus_beta1 * g;
+      v_ref[i] = v_ref[i] * c.beta2 + c.one_minus_beta2 * g * g;
+      p_ref[i] = p - c.step_size * (m_ref[i] / (std::sqrt(v_ref[i]) / c.bias2_sqrt + c.eps));
+    }
+  }
+  CHECK(param == p_ref);
+  CHECK(m == m_ref);
+  CHECK(v == v_ref);
+}

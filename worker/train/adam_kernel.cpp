@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "worker/train/vector_clones.h"
+
 namespace kiln::train {
 
 AdamCoefficients MakeAdamCoefficients(double lr, double beta1, double beta2, double eps,
@@ -25,7 +27,7 @@ AdamCoefficients MakeAdamCoefficients(double lr, double beta1, double beta2, dou
   return c;
 }
 
-void AdamUpdate(const AdamCoefficients& c, float* __restrict param, const float* __restrict grad,
+KILN_VECTOR_CLONES void AdamUpdate(const AdamCoefficients& c, float* __restrict param, const float* __restrict grad,
                 float* __restrict exp_avg, float* __restrict exp_avg_sq, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     const float g = grad[i] + c.l2 * param[i];

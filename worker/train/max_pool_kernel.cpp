@@ -4,6 +4,8 @@
 #include <cstring>
 #include <limits>
 
+#include "worker/train/vector_clones.h"
+
 namespace kiln::train {
 
 namespace {
@@ -58,8 +60,8 @@ void MaxPoolPlane(const float* __restrict in, int64_t width, int64_t k, int64_t 
 
 }  // namespace
 
-void MaxPoolForward(const float* in, int64_t planes, int64_t height, int64_t width, int64_t k,
-                    float* out, uint8_t* argmax) {
+KILN_VECTOR_CLONES void MaxPoolForward(const float* in, int64_t planes, int64_t height,
+                                       int64_t width, int64_t k, float* out, uint8_t* argmax) {
   const int64_t out_h = height / k, out_w = width / k;
   for (int64_t p = 0; p < planes; ++p) {
     const float* plane_in = in + p * height * width;
@@ -73,8 +75,9 @@ void MaxPoolForward(const float* in, int64_t planes, int64_t height, int64_t wid
   }
 }
 
-void MaxPoolBackward(const float* grad_out, const uint8_t* argmax, int64_t planes, int64_t height,
-                     int64_t width, int64_t k, float* grad_in) {
+KILN_VECTOR_CLONES void MaxPoolBackward(const float* grad_out, const uint8_t* argmax,
+                                        int64_t planes, int64_t height, int64_t width,
+                                        int64_t k, float* grad_in) {
   const int64_t out_h = height / k, out_w = width / k;
   if (k == 2 && height % 2 == 0 && width % 2 == 0) {
     // Every element belongs to a window: write each window whole, no zero-fill pass. The
