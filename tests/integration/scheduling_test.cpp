@@ -123,6 +123,9 @@ TEST_CASE("GPUs are assigned by index and each rank sees only its own, labels an
   auto logs = cluster.Kiln({"logs", std::to_string(id)});
   CHECK(logs.out.find("CUDA_VISIBLE_DEVICES=0\n") != std::string::npos);
   CHECK(logs.out.find("CUDA_VISIBLE_DEVICES=1\n") != std::string::npos);
+  // This LibTorch is a CPU build: the job says so and trains on the CPU rather than failing.
+  CHECK(logs.out.find("sees no CUDA device") != std::string::npos);
+  CHECK(logs.out.find("on cpu\n") != std::string::npos);
 
   json ib = Short("ib", 1);
   ib["resources"]["labels"] = {"ib"};
