@@ -155,49 +155,58 @@ CATCH_TEST_CASE("MaxPool equals LibTorch's max_pool2d, forward and backward") {
   CATCH_CHECK(torch::equal(MaxPool(2)->forward(d), torch::max_pool2d(d, {2, 2})));
 }
 
-CATCH_TEST_CASE("the CNN with pooling before ReLU has the conventional net's outputs and gradients") {
-  auto parsed = kiln::ParseJobSpec(nlohmann::json::parse(R"({
-    "name": "cnn", "resources": {"ranks": 1},
-    "model": {"type": "cnn", "conv": [{"channels": 4, "kernel": 3, "pool": 2},
-                                      {"channels": 6, "kernel": 3, "pool": 2}],
-              "hidden": [16], "activation": "relu"},
-    "data": {"type": "fashion-mnist", "path": "/nonexistent"},
-    "train": {"epochs": 1, "batch_size": 8, "loss": "cross_entropy",
-              "optimizer": {"type": "adam", "lr": 0.001}}})"));
-  CATCH_REQUIRE(parsed.ok());
-  torch::manual_seed(11);
-  torch::nn::Sequential kiln_net = kiln::train::BuildModel(parsed.spec);
-  // The same layers in the usual order: conv, ReLU, LibTorch's max pool.
-  torch::nn::Sequential conventional;
-  conventional->push_back(torch::nn::Unflatten(torch::nn::UnflattenOptions(1, {1, 28, 28})));
-  int64_t channels = 1;
-  for (int64_t out : {4, 6}) {
-    conventional->push_back(
-        torch::nn::Conv2d(torch::nn::Conv2dOptions(channels, out, 3).padding(1)));
-    conventional->push_back(torch::nn::ReLU());
-    conventional->push_back(torch::nn::MaxPool2d(2));
-    channels = out;
-  }
-  conventional->push_back(torch::nn::Flatten());
-  conventional->push_back(torch::nn::Linear(6 * 7 * 7, 16));
-  conventional->push_back(torch::nn::ReLU());
-  conventional->push_back(torch::nn::Linear(16, 10));
-  // Same parameter names, so the state dicts line up.
-  auto kiln_params = kiln_net->named_parameters();
-  auto conventional_params = conventional->named_parameters();
-  CATCH_REQUIRE(kiln_params.size() == conventional_params.size());
-  {
-    torch::NoGradGuard no_grad;
-    for (const auto& p : kiln_params) conventional_params[p.key()].copy_(p.value());
-  }
-  torch::Tensor x = torch::randn({8, 784});
-  torch::Tensor labels = torch::randint(0, 10, {8});
-  torch::Tensor out = kiln_net->forward(x), out_ref = conventional->forward(x);
-  CATCH_CHECK(torch::equal(out, out_ref));
-  torch::nn::functional::cross_entropy(out, labels).backward();
-  torch::nn::functional::cross_entropy(out_ref, labels).backward();
-  for (const auto& p : kiln_params) {
-    CATCH_INFO(p.key());
-    CATCH_CHECK(torch::equal(p.value().grad(), conventional_params[p.key()].grad()));
+CATCH_TEST_CASE("the CNN has the conventional net's outputs and gradients, bit for bit") {
+  // With relu kiln pools first; with tanh it keeps the usual order. Either way the result must be
+  // conv, activation, LibTorch's max_pool2d.
+  for (const std::string activation : {"relu", "tanh"}) {
+    CATCH_INFO(activation);
+    auto parsed = kiln::ParseJobSpec(nlohmann::json::parse(R"({
+      "name": "cnn", "resources": {"ranks": 1},
+      "model": {"type": "cnn", "conv": [{"channels": 4, "kernel": 3, "pool": 2},
+                                        {"channels": 6, "kernel": 3, "pool": 2}],
+                "hidden": [16]},
+      "data": {"type": "fashion-mnist", "path": "/nonexistent"},
+      "train": {"epochs": 1, "batch_size": 8, "loss": "cross_entropy",
+                "optimizer": {"type": "adam", "lr": 0.001}}})"));
+    CATCH_REQUIRE(parsed.ok());
+    parsed.spec.model.activation = activation;
+    torch::manual_seed(11);
+    torch::nn::Sequential kiln_net = kiln::train::BuildModel(parsed.spec);
+    auto act = [&]() -> torch::nn::AnyModule {
+      if (activation == "relu") return torch::nn::AnyModule(torch::nn::ReLU());
+      return torch::nn::AnyModule(torch::nn::Tanh());
+    };
+    torch::nn::Sequential conventional;
+    conventional->push_back(torch::nn::Unflatten(torch::nn::UnflattenOptions(1, {1, 28, 28})));
+    int64_t channels = 1;
+    for (int64_t out : {4, 6}) {
+      conventional->push_back(
+          torch::nn::Conv2d(torch::nn::Conv2dOptions(channels, out, 3).padding(1)));
+      conventional->push_back(act());
+      conventional->push_back(torch::nn::MaxPool2d(2));
+      channels = out;
+    }
+    conventional->push_back(torch::nn::Flatten());
+    conventional->push_back(torch::nn::Linear(6 * 7 * 7, 16));
+    conventional->push_back(act());
+    conventional->push_back(torch::nn::Linear(16, 10));
+    // Same parameter names, so the state dicts line up.
+    auto kiln_params = kiln_net->named_parameters();
+    auto conventional_params = conventional->named_parameters();
+    CATCH_REQUIRE(kiln_params.size() == conventional_params.size());
+    {
+      torch::NoGradGuard no_grad;
+      for (const auto& p : kiln_params) conventional_params[p.key()].copy_(p.value());
+    }
+    torch::Tensor x = torch::randn({8, 784});
+    torch::Tensor labels = torch::randint(0, 10, {8});
+    torch::Tensor out = kiln_net->forward(x), out_ref = conventional->forward(x);
+    CATCH_CHECK(torch::equal(out, out_ref));
+    torch::nn::functional::cross_entropy(out, labels).backward();
+    torch::nn::functional::cross_entropy(out_ref, labels).backward();
+    for (const auto& p : kiln_params) {
+      CATCH_INFO(p.key());
+      CATCH_CHECK(torch::equal(p.value().grad(), conventional_params[p.key()].grad()));
+    }
   }
 }

@@ -3,7 +3,8 @@
 // LibTorch's Adam runs about eight tensor operations per parameter (two of them allocate a
 // temporary as large as the parameter), so a 3.2M-weight layer streams ~250 MB per step; this
 // loop reads param, grad and both moments once and writes param and the moments once (~90 MB).
-// The arithmetic is LibTorch 1.13's, in the same order, in float32:
+// The arithmetic is LibTorch 1.13's, in the same order, in float32 (LibTorch's vectorized ops may
+// fuse multiply-adds and so round differently; results agree to float rounding, not bit for bit):
 //   g  = grad + l2 * param                     (Adam's weight_decay; l2 = 0 for AdamW)
 //   param *= decay                              (AdamW: 1 - lr * weight_decay; 1 for Adam)
 //   m  = beta1 * m + (1 - beta1) * g

@@ -15,7 +15,7 @@ torch::Tensor TextTensor(const std::string& text) {
 }
 
 std::string TensorText(const torch::Tensor& t) {
-  torch::Tensor c = t.contiguous();
+  torch::Tensor c = t.to(torch::kCPU).contiguous();  // loaded onto the training device, maybe CUDA
   return std::string(static_cast<const char*>(c.data_ptr()), static_cast<size_t>(c.numel()));
 }
 

@@ -28,8 +28,7 @@ struct SavedCheckpoint {
 Result<SavedCheckpoint> SaveCheckpoint(const std::string& path, torch::nn::Module& model,
                                        torch::optim::Optimizer& optimizer,
                                        const CheckpointState& state);
-// Restores only the model's parameters (for prediction); returns the saved state.
-// Restores the model's parameters, on the CPU.
+// Restores only the model's parameters, on the CPU (for prediction); returns the saved state.
 Result<CheckpointState> LoadModelWeights(const std::string& path, torch::nn::Module& model);
 // Restores model and optimizer in place, their tensors on `device` (the model's), and returns the
 // saved state.

@@ -13,10 +13,14 @@ namespace {
 
 constexpr int64_t kElementsPerTask = 1 << 16;  // grain of the split across intra-op threads
 
-bool Fusable(const torch::Tensor& p, const torch::Tensor& grad, bool amsgrad) {
-  return !amsgrad && p.device().is_cpu() && p.scalar_type() == torch::kFloat32 &&
-         grad.scalar_type() == torch::kFloat32 && !grad.is_sparse() && p.is_contiguous() &&
-         grad.is_contiguous();
+// Whether the kernel can take these two tensors (a parameter and its gradient, or the two
+// moments): dense, contiguous float32 in host memory.
+bool Fusable(const torch::Tensor& a, const torch::Tensor& b, bool amsgrad) {
+  auto plain = [](const torch::Tensor& t) {
+    return t.device().is_cpu() && t.scalar_type() == torch::kFloat32 && !t.is_sparse() &&
+           t.is_contiguous();
+  };
+  return !amsgrad && plain(a) && plain(b);
 }
 
 // The key LibTorch's optimizers file a parameter's state under: the address of its TensorImpl,
@@ -65,8 +69,7 @@ void Step(std::vector<torch::optim::OptimizerParamGroup>& groups, StateMap& stat
                                decoupled_weight_decay, state.step());
       torch::Tensor& exp_avg = state.exp_avg();
       torch::Tensor& exp_avg_sq = state.exp_avg_sq();
-      if (Fusable(p, grad, options.amsgrad()) && exp_avg.is_contiguous() &&
-          exp_avg_sq.is_contiguous()) {
+      if (Fusable(p, grad, options.amsgrad()) && Fusable(exp_avg, exp_avg_sq, false)) {
         float* param = p.data_ptr<float>();
         const float* g = grad.data_ptr<float>();
         float* m = exp_avg.data_ptr<float>();
@@ -74,6 +77,11 @@ void Step(std::vector<torch::optim::OptimizerParamGroup>& groups, StateMap& stat
         at::parallel_for(0, p.numel(), kElementsPerTask, [&](int64_t begin, int64_t end) {
           AdamUpdate(c, param + begin, g + begin, m + begin, v + begin, end - begin);
         });
+        // Written behind LibTorch's back: count it as an in-place update, so autograd still
+        // notices a graph that saved the old values.
+        p.unsafeGetTensorImpl()->bump_version();
+        exp_avg.unsafeGetTensorImpl()->bump_version();
+        exp_avg_sq.unsafeGetTensorImpl()->bump_version();
         continue;
       }
       // LibTorch 1.13's arithmetic, for what the kernel cannot take.

@@ -28,7 +28,11 @@ GradSyncEngine::GradSyncEngine(const std::vector<torch::Tensor>& params,
                                const GradSyncOptions& options, MpiComm& comm)
     : comm_(comm), options_(options) {
   const torch::Device device = params.empty() ? torch::Device(torch::kCPU) : params[0].device();
-  staged_ = options_.stage_through_host || (device.is_cuda() && !comm_.cuda_aware());
+  device_ = device;
+  // Device memory goes to MPI only with CUDA-aware MPI and the blocking allreduce: OpenMPI 4
+  // takes device pointers in blocking collectives, not in MPI_Iallreduce.
+  staged_ = options_.stage_through_host ||
+            (device.is_cuda() && !(comm_.cuda_aware() && comm_.thread_multiple()));
   const torch::TensorOptions on_device = torch::TensorOptions().dtype(torch::kFloat32).device(device);
   const torch::TensorOptions on_host =
       torch::TensorOptions().dtype(torch::kFloat32).pinned_memory(device.is_cuda());
@@ -118,8 +122,8 @@ void GradSyncEngine::MarkReady(size_t bucket) {
 }
 
 float GradSyncEngine::FinishStep() {
-  // Backward on the CPU runs every hook before it returns: a bucket still waiting now will wait
-  // forever, so say which instead of hanging.
+  // Backward runs every hook before it returns (on the CPU and on CUDA): a bucket still waiting
+  // now will wait forever, so say which instead of hanging.
   for (size_t b = 0; b < buckets_.size(); ++b) {
     if (buckets_[b].pending > 0) {
       throw std::runtime_error(
@@ -166,6 +170,9 @@ GradSyncStats GradSyncEngine::TakeStats() {
 }
 
 void GradSyncEngine::CommunicationLoop() {
+  // Copies and synchronizations below act on the buckets' device, not on device 0.
+  c10::OptionalDeviceGuard on_device;
+  if (device_.is_cuda()) on_device.reset_device(device_);
   while (true) {
     for (size_t b = 0; b < buckets_.size(); ++b) {
       int64_t step;
@@ -200,8 +207,14 @@ void GradSyncEngine::ReduceBucket(size_t index, int64_t step) {
     }
   }
   Bucket& bucket = buckets_[index];
-  // A synchronous copy on the default stream: it waits for the kernels that wrote the gradients.
-  if (staged_) bucket.host.copy_(bucket.buffer);
+  // The autograd hook fired when the kernels writing this bucket were queued, not when they ran.
+  // Staged: a synchronous copy on the default stream waits for them. In place on a GPU: wait
+  // for the device before MPI reads its memory.
+  if (staged_) {
+    bucket.host.copy_(bucket.buffer);
+  } else if (device_.is_cuda()) {
+    torch::cuda::synchronize(device_.index());
+  }
   Allreduce(bucket.host.data_ptr<float>(), static_cast<int>(bucket.host.numel()), index, step);
   if (staged_) bucket.buffer.copy_(bucket.host);
 }

@@ -19,10 +19,12 @@
 // supervisor decides whether to kill it).
 //
 // Devices: buckets live on the parameters' device. MPI reduces host memory unless it reports CUDA
-// awareness (MpiComm::cuda_aware), so on a GPU each bucket is staged: the communication thread
-// copies it into a pinned host twin, reduces that, and copies it back. Those copies run on the
-// default CUDA stream, ordered after the backward kernels that wrote the gradients. On the CPU
-// the bucket is reduced in place. GradSyncOptions::stage_through_host forces staging on the CPU
+// awareness (MpiComm::cuda_aware) and runs the blocking allreduce (MPI_THREAD_MULTIPLE), so on a
+// GPU each bucket is normally staged: the communication thread copies it into a pinned host twin,
+// reduces that, and copies it back. Those copies are synchronous on the default CUDA stream, so
+// they come after the backward kernels that wrote the gradients; with CUDA-aware MPI the thread
+// synchronizes the device instead before MPI reads the bucket. On the CPU the bucket is reduced
+// in place. GradSyncOptions::stage_through_host forces staging on the CPU
 // too, so the staged path is tested on machines without a GPU.
 //
 // Contract: every parameter gets a gradient in every step (as DDP without
@@ -107,6 +109,7 @@ class GradSyncEngine {
   std::vector<Bucket> buckets_;
   std::vector<std::shared_ptr<torch::autograd::Node>> accumulators_;  // keeps the hooks alive
   torch::Tensor control_;  // [loss, stop vote]: the tail of the last bucket's buffer
+  torch::Device device_ = torch::kCPU;  // the parameters' and buckets' device
   bool staged_ = false;
 
   std::mutex mu_;

@@ -32,7 +32,6 @@ class MaxPoolFunction : public torch::autograd::Function<MaxPoolFunction> {
     ctx->saved_data["k"] = k;
     ctx->saved_data["height"] = height;
     ctx->saved_data["width"] = width;
-    ctx->mark_non_differentiable({argmax});
     return out;
   }
 

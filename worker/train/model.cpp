@@ -19,10 +19,11 @@ void AddActivation(torch::nn::Sequential& seq, const std::string& name) {
   else if (name == "gelu") seq->push_back(torch::nn::GELU());
 }
 
-// max(f(a), f(b)) = f(max(a, b)) holds for these (not for gelu, which dips below zero).
-bool NonDecreasing(const std::string& activation) {
-  return activation == "relu" || activation == "tanh" || activation == "sigmoid";
-}
+// Whether the activation may run after the max pool with bit-identical values and gradients:
+// max(relu(a), relu(b)) = relu(max(a, b)) exactly, and the gradient reaches the same element or
+// is zero either way. tanh and sigmoid are increasing too, but their vectorized and scalar paths
+// can round apart by an ulp, and gelu dips below zero, so those keep the usual order.
+bool CommutesWithMaxPool(const std::string& activation) { return activation == "relu"; }
 
 }  // namespace
 
@@ -40,6 +41,14 @@ class ScriptedModelImpl : public torch::nn::Module {
     }
   }
   torch::Tensor forward(torch::Tensor x) { return module_.forward({x}).toTensor(); }
+  // Moves the script module's buffers too (BatchNorm statistics, constants): only its
+  // parameters are registered here. The script module moves tensors with set_data, so the
+  // registered parameters stay the same tensors.
+  using torch::nn::Module::to;
+  void to(torch::Device device, bool non_blocking = false) override {
+    torch::nn::Module::to(device, non_blocking);
+    module_.to(device, non_blocking);
+  }
   void train(bool on = true) override {
     torch::nn::Module::train(on);
     module_.train(on);
@@ -66,10 +75,9 @@ torch::nn::Sequential BuildModel(const JobSpec& spec) {
     for (const auto& block : spec.model.conv) {
       seq->push_back(torch::nn::Conv2d(
           torch::nn::Conv2dOptions(channels, block.channels, block.kernel).padding(block.kernel / 2)));
-      // Pooling commutes with a non-decreasing activation (max(f(x)) = f(max(x))), so such an
-      // activation runs after the pool, on a k*k times smaller tensor. Neither has parameters,
-      // so the order does not change the model's state dict.
-      const bool pool_first = block.pool > 1 && NonDecreasing(spec.model.activation);
+      // ReLU runs after the pool, on a k*k times smaller tensor (see CommutesWithMaxPool).
+      // Neither layer has parameters, so the order does not change the model's state dict.
+      const bool pool_first = block.pool > 1 && CommutesWithMaxPool(spec.model.activation);
       if (pool_first) seq->push_back(MaxPool(block.pool));
       AddActivation(seq, spec.model.activation);
       if (block.pool > 1 && !pool_first) seq->push_back(MaxPool(block.pool));

@@ -50,13 +50,13 @@ std::unique_ptr<torch::optim::Optimizer> MakeOptimizer(const OptimizerSpec& o,
 // CUDA when the job asked for GPUs and this LibTorch sees one, else the CPU. Under the agent,
 // gpu_binding.h has narrowed CUDA_VISIBLE_DEVICES to this rank's GPUs, so its first is device 0;
 // started by hand on a node whose GPUs are all visible, local rank r takes device r * gpus/rank.
-torch::Device TrainingDevice(const JobSpec& spec, int local_rank) {
+torch::Device TrainingDevice(const JobSpec& spec, int rank, int local_rank) {
   if (spec.resources.gpus_per_rank <= 0) return torch::kCPU;
   if (!torch::cuda::is_available()) {
-    if (local_rank == 0) {
-      std::fprintf(stderr, "[rank 0] resources.gpus_per_rank is %d but this LibTorch sees no CUDA "
-                   "device (a CPU build, or no GPU bound to the rank): training on the CPU\n",
-                   spec.resources.gpus_per_rank);
+    if (local_rank == 0) {  // once per node
+      std::fprintf(stderr, "[rank %d] resources.gpus_per_rank is %d but this LibTorch sees no "
+                   "CUDA device (a CPU build, or no GPU bound to the rank): training on the CPU\n",
+                   rank, spec.resources.gpus_per_rank);
     }
     return torch::kCPU;
   }
@@ -75,6 +75,7 @@ struct EvalResult {
 EvalResult Evaluate(const JobSpec& spec, torch::nn::Sequential& model, const torch::Tensor& x,
                     const torch::Tensor& y, torch::Device device, MpiComm& comm) {
   torch::NoGradGuard no_grad;
+  model->eval();  // dropout off; the caller switches back to training
   const int64_t n = x.size(0);
   const int64_t per_rank = (n + comm.size() - 1) / comm.size();
   const int64_t begin = std::min(n, per_rank * comm.rank());
@@ -117,7 +118,10 @@ Status Trainer::Run() {
   auto built = TryBuildModel(spec_);
   if (!built.ok()) return built.status();
   torch::nn::Sequential model = *built;
-  const torch::Device device = TrainingDevice(spec_, comm_.local_rank());
+  const torch::Device device = TrainingDevice(spec_, comm_.rank(), comm_.local_rank());
+  // New tensors, CUDA contexts and pinned memory go to this rank's GPU, not to device 0.
+  c10::OptionalDeviceGuard on_device;
+  if (device.is_cuda()) on_device.reset_device(device);
   model->to(device);
   std::vector<torch::Tensor> params = model->parameters();
   int64_t numel = 0;
