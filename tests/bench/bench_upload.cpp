@@ -47,7 +47,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   auto send = [&](transport::Frames f) { (void)socket.Send(f); };
-  send(protocol::Encode(protocol::RegisterWorker{"bench-uploader", 1, 0, 0, {}}));
+  send(protocol::Encode(protocol::RegisterWorker{"bench-uploader", 1, 0, 0, {}, {}, "", ""}));
 
   std::string folder_template = dir + "/kiln-bench-upload-XXXXXX";
   if (::mkdtemp(folder_template.data()) == nullptr) return 2;

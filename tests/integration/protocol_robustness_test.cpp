@@ -132,7 +132,7 @@ TEST_CASE("a worker that does not run a launched attempt has it failed, and an a
           "that the scheduler does not want is killed") {
   LocalCluster cluster(2, 30.0, /*with_worker=*/false);
   RawClient worker(cluster, /*as_worker=*/true);
-  worker.Send(Encode(RegisterWorker{"fake", 2, 1 << 30, 0, {{999, 1}}}));
+  worker.Send(Encode(RegisterWorker{"fake", 2, 1 << 30, 0, {{999, 1}}, {}, "", ""}));
   // The attempt of job 999 it claims to run is unknown: it is told to stop it (before the ack).
   auto kill = worker.Expect("kill", 5000);
   REQUIRE(kill);
