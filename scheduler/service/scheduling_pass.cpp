@@ -313,7 +313,8 @@ void SchedulerService::Launch(JobRecord& job,
     live.memory = share.ranks * request.memory_per_rank;
     live.gpu_ids = share.gpu_ids;
     live.launched_at = clock_.MonotonicMs();
-    protocol::LaunchJob launch{job.id, job.attempt, job.spec, share.ranks, -1, 0, "", "", {}};
+    protocol::LaunchJob launch{job.id, job.attempt, job.spec, share.ranks, -1, 0, "", "",
+                               {}, {}, ""};
     for (int g : share.gpu_ids) launch.gpu_ids.push_back(g);
     launch.hosts = hosts;
     launch.launch_secret = secret;

@@ -392,7 +392,7 @@ Result<std::vector<NodeRecord>> Store::ListNodes() {
                     "labels, drained, drain_reason FROM nodes ORDER BY name");
   return s.Rows<NodeRecord>([](const SqliteStatement& row) {
     NodeRecord n{row.Text(0), row.Int(1), row.Int(2), row.Int(3), row.Text(4), row.Int(5),
-                 row.Int(6)};
+                 row.Int(6), {}, false, ""};
     for (const auto& l : ParseOr(row.Text(7), json::array())) {
       if (l.is_string()) n.labels.push_back(l.get<std::string>());
     }

@@ -49,7 +49,7 @@ void SchedulerService::OnRegister(const std::string& peer, const Envelope& e) {
   w.up = true;
   const bool drained = w.record.drained;  // an admin's drain outlives re-registration
   const std::string drain_reason = w.record.drain_reason;
-  w.record = {r.name, r.slots, r.memory_bytes, r.gpus, "UP", now, now};
+  w.record = {r.name, r.slots, r.memory_bytes, r.gpus, "UP", now, now, {}, false, ""};
   w.record.labels = r.labels;
   std::sort(w.record.labels.begin(), w.record.labels.end());
   w.record.drained = drained;
