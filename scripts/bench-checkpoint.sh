@@ -33,7 +33,7 @@ for _ in $(seq 100); do "$bin/kiln" nodes 2>/dev/null | grep -q " UP " && break;
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", b - a}'; }
 wait_done() { while true; do s=$("$bin/kiln" show "$1" --json | grep -m1 '"state"' | sed 's/.*: "\(.*\)".*/\1/'); case $s in COMPLETED) return 0;; FAILED|CANCELLED) echo "job $1 $s" >&2; return 1;; esac; sleep 0.2; done; }
-train_seconds() { "$bin/kiln" logs "$1" | sed -n 's/.*done: .*(\([0-9.]*\) s)$/\1/p' | awk '{s+=$1} END {printf "%.3f", s}'; }
+train_seconds() { "$bin/kiln" logs "$1" | sed -n 's/.*done: .*(\([0-9.]*\) s, evaluation [0-9.]* s)$/\1/p' | awk '{s+=$1} END {printf "%.3f", s}'; }
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 json() { # bench measure value unit baseline target met
   awk -v b="$1" -v m="$2" -v v="$3" -v u="$4" -v base="$5" -v t="$6" -v met="$7" 'BEGIN {
