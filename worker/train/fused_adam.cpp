@@ -13,14 +13,10 @@ namespace {
 
 constexpr int64_t kElementsPerTask = 1 << 16;  // grain of the split across intra-op threads
 
-// Whether the kernel can take these two tensors (a parameter and its gradient, or the two
-// moments): dense, contiguous float32 in host memory.
-bool Fusable(const torch::Tensor& a, const torch::Tensor& b, bool amsgrad) {
-  auto plain = [](const torch::Tensor& t) {
-    return t.device().is_cpu() && t.scalar_type() == torch::kFloat32 && !t.is_sparse() &&
-           t.is_contiguous();
-  };
-  return !amsgrad && plain(a) && plain(b);
+// Dense, contiguous float32 in host memory: what the kernel takes.
+bool Plain(const torch::Tensor& t) {
+  return t.device().is_cpu() && t.scalar_type() == torch::kFloat32 && !t.is_sparse() &&
+         t.is_contiguous();
 }
 
 // The key LibTorch's optimizers file a parameter's state under: the address of its TensorImpl,
@@ -37,18 +33,35 @@ Key StateKey(const torch::Tensor& p) {
   }
 }
 
-// One optimizer step over every parameter with a gradient. State objects are created and keyed
-// exactly as LibTorch's Adam/AdamW do, so the base class serializes them.
+// Whether the kernel can take this whole step: no amsgrad, and every parameter with a gradient,
+// the gradient and any moments already made are Plain. Otherwise the step is LibTorch's own.
 template <typename Options, typename State, typename StateMap>
-void Step(std::vector<torch::optim::OptimizerParamGroup>& groups, StateMap& states,
-          bool decoupled_weight_decay) {
+bool Fusable(const std::vector<torch::optim::OptimizerParamGroup>& groups,
+             const StateMap& states) {
+  for (const auto& group : groups) {
+    if (static_cast<const Options&>(group.options()).amsgrad()) return false;
+    for (const auto& p : group.params()) {
+      if (!p.grad().defined()) continue;
+      if (!Plain(p) || !Plain(p.grad())) return false;
+      auto found = states.find(StateKey<typename StateMap::key_type>(p));
+      if (found == states.end()) continue;
+      const auto& state = static_cast<const State&>(*found->second);
+      if (!Plain(state.exp_avg()) || !Plain(state.exp_avg_sq())) return false;
+    }
+  }
+  return true;
+}
+
+// One fused step over every parameter with a gradient. State objects are created and keyed
+// exactly as LibTorch's Adam/AdamW do, so the base class serializes them (and could take over).
+template <typename Options, typename State, typename StateMap>
+void FusedStep(std::vector<torch::optim::OptimizerParamGroup>& groups, StateMap& states,
+               bool decoupled_weight_decay) {
   torch::NoGradGuard no_grad;
   for (auto& group : groups) {
     auto& options = static_cast<Options&>(group.options());
     for (auto& p : group.params()) {
       if (!p.grad().defined()) continue;
-      torch::Tensor grad = p.grad();
-      TORCH_CHECK(!grad.is_sparse(), "Adam does not support sparse gradients");
       const auto key = StateKey<typename StateMap::key_type>(p);
       auto found = states.find(key);
       if (found == states.end()) {
@@ -56,51 +69,27 @@ void Step(std::vector<torch::optim::OptimizerParamGroup>& groups, StateMap& stat
         created->step(0);
         created->exp_avg(torch::zeros_like(p, torch::MemoryFormat::Preserve));
         created->exp_avg_sq(torch::zeros_like(p, torch::MemoryFormat::Preserve));
-        if (options.amsgrad()) {
-          created->max_exp_avg_sq(torch::zeros_like(p, torch::MemoryFormat::Preserve));
-        }
         found = states.emplace(key, std::move(created)).first;
       }
       auto& state = static_cast<State&>(*found->second);
       state.step(state.step() + 1);
-      const double beta1 = std::get<0>(options.betas()), beta2 = std::get<1>(options.betas());
-      const AdamCoefficients c =
-          MakeAdamCoefficients(options.lr(), beta1, beta2, options.eps(), options.weight_decay(),
-                               decoupled_weight_decay, state.step());
+      const AdamCoefficients c = MakeAdamCoefficients(
+          options.lr(), std::get<0>(options.betas()), std::get<1>(options.betas()), options.eps(),
+          options.weight_decay(), decoupled_weight_decay, state.step());
+      float* param = p.data_ptr<float>();
+      const float* g = p.grad().data_ptr<float>();
       torch::Tensor& exp_avg = state.exp_avg();
       torch::Tensor& exp_avg_sq = state.exp_avg_sq();
-      if (Fusable(p, grad, options.amsgrad()) && Fusable(exp_avg, exp_avg_sq, false)) {
-        float* param = p.data_ptr<float>();
-        const float* g = grad.data_ptr<float>();
-        float* m = exp_avg.data_ptr<float>();
-        float* v = exp_avg_sq.data_ptr<float>();
-        at::parallel_for(0, p.numel(), kElementsPerTask, [&](int64_t begin, int64_t end) {
-          AdamUpdate(c, param + begin, g + begin, m + begin, v + begin, end - begin);
-        });
-        // Written behind LibTorch's back: count it as an in-place update, so autograd still
-        // notices a graph that saved the old values.
-        p.unsafeGetTensorImpl()->bump_version();
-        exp_avg.unsafeGetTensorImpl()->bump_version();
-        exp_avg_sq.unsafeGetTensorImpl()->bump_version();
-        continue;
-      }
-      // LibTorch 1.13's arithmetic, for what the kernel cannot take.
-      if (decoupled_weight_decay) {
-        if (options.weight_decay() != 0) p.mul_(c.decay);
-      } else if (options.weight_decay() != 0) {
-        grad = grad.add(p, options.weight_decay());
-      }
-      exp_avg.mul_(beta1).add_(grad, 1 - beta1);
-      exp_avg_sq.mul_(beta2).addcmul_(grad, grad, 1 - beta2);
-      torch::Tensor denom;
-      if (options.amsgrad()) {
-        torch::Tensor& max_exp_avg_sq = state.max_exp_avg_sq();
-        torch::max_out(max_exp_avg_sq, exp_avg_sq, max_exp_avg_sq);
-        denom = (max_exp_avg_sq.sqrt() / c.bias2_sqrt).add_(options.eps());
-      } else {
-        denom = (exp_avg_sq.sqrt() / c.bias2_sqrt).add_(options.eps());
-      }
-      p.addcdiv_(exp_avg, denom, -c.step_size);
+      float* m = exp_avg.data_ptr<float>();
+      float* v = exp_avg_sq.data_ptr<float>();
+      at::parallel_for(0, p.numel(), kElementsPerTask, [&](int64_t begin, int64_t end) {
+        AdamUpdate(c, param + begin, g + begin, m + begin, v + begin, end - begin);
+      });
+      // Written behind LibTorch's back: count it as an in-place update, so autograd still
+      // notices a graph that saved the old values.
+      p.unsafeGetTensorImpl()->bump_version();
+      exp_avg.unsafeGetTensorImpl()->bump_version();
+      exp_avg_sq.unsafeGetTensorImpl()->bump_version();
     }
   }
 }
@@ -114,14 +103,26 @@ torch::Tensor RunClosure(const torch::optim::Optimizer::LossClosure& closure) {
 }  // namespace
 
 torch::Tensor FusedAdam::step(LossClosure closure) {
+  using Options = torch::optim::AdamOptions;
+  using State = torch::optim::AdamParamState;
   torch::Tensor loss = RunClosure(closure);
-  Step<torch::optim::AdamOptions, torch::optim::AdamParamState>(param_groups_, state_, false);
+  if (!Fusable<Options, State>(param_groups_, state_)) {
+    torch::optim::Adam::step();  // the closure has run
+    return loss;
+  }
+  FusedStep<Options, State>(param_groups_, state_, /*decoupled_weight_decay=*/false);
   return loss;
 }
 
 torch::Tensor FusedAdamW::step(LossClosure closure) {
+  using Options = torch::optim::AdamWOptions;
+  using State = torch::optim::AdamWParamState;
   torch::Tensor loss = RunClosure(closure);
-  Step<torch::optim::AdamWOptions, torch::optim::AdamWParamState>(param_groups_, state_, true);
+  if (!Fusable<Options, State>(param_groups_, state_)) {
+    torch::optim::AdamW::step();  // the closure has run
+    return loss;
+  }
+  FusedStep<Options, State>(param_groups_, state_, /*decoupled_weight_decay=*/true);
   return loss;
 }
 

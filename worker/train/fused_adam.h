@@ -1,9 +1,9 @@
 // Adam and AdamW whose per-parameter update is one fused pass (adam_kernel.h) instead of
 // LibTorch's chain of tensor operations. They are LibTorch's optimizers in every other respect:
 // the same options, the same per-parameter state objects under the same keys, so save/load and
-// checkpoints are unchanged and interchangeable with torch::optim::Adam/AdamW. Parameters the
-// kernel cannot take (not float32, not on the CPU, not contiguous, or amsgrad) are updated with
-// LibTorch's own arithmetic.
+// checkpoints are unchanged and interchangeable with torch::optim::Adam/AdamW. A step the kernel
+// cannot take whole (a parameter, gradient or moment not contiguous float32 on the CPU, e.g. on
+// CUDA; or amsgrad) is LibTorch's own step.
 #pragma once
 
 #include <torch/torch.h>

@@ -10,8 +10,25 @@ namespace kiln::train {
 
 namespace {
 
+// Any k: the window in row order, LibTorch's rule (greater, or NaN, wins).
 void MaxPoolPlane(const float* __restrict in, int64_t width, int64_t k, int64_t out_h,
-                  int64_t out_w, float* __restrict out, uint8_t* __restrict argmax);
+                  int64_t out_w, float* __restrict out, uint8_t* __restrict argmax) {
+  for (int64_t oh = 0; oh < out_h; ++oh) {
+    for (int64_t ow = 0; ow < out_w; ++ow) {
+      float best = -std::numeric_limits<float>::infinity();
+      uint8_t at = 0;
+      for (int64_t i = 0; i < k; ++i) {
+        const float* row = in + (oh * k + i) * width + ow * k;
+        for (int64_t j = 0; j < k; ++j) {
+          const float v = row[j];
+          if (v > best || v != v) best = v, at = static_cast<uint8_t>(i * k + j);
+        }
+      }
+      out[oh * out_w + ow] = best;
+      argmax[oh * out_w + ow] = at;
+    }
+  }
+}
 
 // The 2x2 case, the common one. The comparisons are branch-free (selects, not jumps): on real
 // activations which element wins is unpredictable, and a mispredicted branch per comparison
@@ -37,25 +54,6 @@ void MaxPool2x2Plane(const float* __restrict in, int64_t width, int64_t out_h, i
     }
   }
   if (nan_seen) MaxPoolPlane(in, width, 2, out_h, out_w, out, argmax);
-}
-
-void MaxPoolPlane(const float* __restrict in, int64_t width, int64_t k, int64_t out_h,
-                  int64_t out_w, float* __restrict out, uint8_t* __restrict argmax) {
-  for (int64_t oh = 0; oh < out_h; ++oh) {
-    for (int64_t ow = 0; ow < out_w; ++ow) {
-      float best = -std::numeric_limits<float>::infinity();
-      uint8_t at = 0;
-      for (int64_t i = 0; i < k; ++i) {
-        const float* row = in + (oh * k + i) * width + ow * k;
-        for (int64_t j = 0; j < k; ++j) {
-          const float v = row[j];
-          if (v > best || v != v) best = v, at = static_cast<uint8_t>(i * k + j);
-        }
-      }
-      out[oh * out_w + ow] = best;
-      argmax[oh * out_w + ow] = at;
-    }
-  }
 }
 
 }  // namespace
