@@ -77,7 +77,7 @@ struct EvalResult {
 EvalResult Evaluate(const JobSpec& spec, torch::nn::Sequential& model, const torch::Tensor& x,
                     const torch::Tensor& y, torch::Device device, MpiComm& comm) {
   torch::NoGradGuard no_grad;
-  model->eval();  // dropout off; the caller switches back to training
+  model->eval();  // dropout off while evaluating; back to training mode before returning
   const int64_t n = x.size(0);
   const int64_t per_rank = (n + comm.size() - 1) / comm.size();
   const int64_t begin = std::min(n, per_rank * comm.rank());
@@ -91,6 +91,7 @@ EvalResult Evaluate(const JobSpec& spec, torch::nn::Sequential& model, const tor
     sums[1] += static_cast<double>(len);
     sums[2] += ComputeLoss(spec, out, labels).item<double>() * static_cast<double>(len);
   }
+  model->train();
   comm.AllreduceSum(sums, 3);
   return {sums[0] / std::max(1.0, sums[1]), sums[2] / std::max(1.0, sums[1])};
 }
@@ -303,7 +304,6 @@ Status Trainer::Run() {
       const double eval_start = Seconds();
       if (data.test_x.defined()) {
         EvalResult eval = Evaluate(spec_, model, data.test_x, data.test_y, device, comm_);
-        model->train();
         if (!spec_.IsRegression()) eval_metrics[data.eval_name + "_accuracy"] = eval.accuracy;
         eval_metrics[data.eval_name + "_loss"] = eval.loss;
       }
