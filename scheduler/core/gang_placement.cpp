@@ -95,14 +95,25 @@ std::optional<std::vector<NodeShare>> FreeCapacity::Place(
   auto cap = [&](int32_t n) {
     return RanksFit(n, r, holdback != nullptr ? (*holdback)[n] : kNone);
   };
-  const auto [index, unit] = IndexFor(r);
+  // What node n can take as one of several nodes of the gang.
+  auto share_cap = [&](int32_t n) { return (*nodes_)[n].joins_gangs ? cap(n) : 0; };
+  const auto index_and_unit = IndexFor(r);  // named, not bound: the lambdas below capture them
+  const Index* index = index_and_unit.first;
+  const int64_t unit = index_and_unit.second;
+  // The tightest node that holds the whole gang.
+  auto whole = [&]() -> std::optional<std::vector<NodeShare>> {
+    for (auto it = index->lower_bound({r.ranks * unit, -1}); it != index->end(); ++it) {
+      if (cap(it->second) >= r.ranks) return std::vector<NodeShare>{{it->second, r.ranks, {}}};
+    }
+    return std::nullopt;
+  };
   std::vector<NodeShare> shares;
 
   if (r.ranks_per_node > 0) {
     const int64_t k = r.ranks_per_node;
     const int64_t nodes_needed = r.ranks / k;
     auto consider = [&](int32_t n) {
-      if (cap(n) >= k) shares.push_back({n, k, {}});
+      if ((nodes_needed == 1 ? cap(n) : share_cap(n)) >= k) shares.push_back({n, k, {}});
       return static_cast<int64_t>(shares.size()) == nodes_needed;
     };
     if (r.spread) {
@@ -121,7 +132,7 @@ std::optional<std::vector<NodeShare>> FreeCapacity::Place(
     std::vector<std::pair<int32_t, int64_t>> open;  // node, ranks it can still take
     int64_t placed = 0;
     for (auto it = index->rbegin(); it != index->rend() && it->first >= unit; ++it) {
-      const int64_t c = cap(it->second);
+      const int64_t c = r.ranks == 1 ? cap(it->second) : share_cap(it->second);
       if (c <= 0) continue;
       shares.push_back({it->second, 1, {}});
       open.push_back({it->second, c - 1});
@@ -140,17 +151,15 @@ std::optional<std::vector<NodeShare>> FreeCapacity::Place(
       }
     }
     if (placed == r.ranks) return shares;
-    return std::nullopt;
+    return whole();  // nodes that cannot share a gang may still hold it alone
   }
 
   // Pack: the tightest single node that holds the whole gang.
-  for (auto it = index->lower_bound({r.ranks * unit, -1}); it != index->end(); ++it) {
-    if (cap(it->second) >= r.ranks) return std::vector<NodeShare>{{it->second, r.ranks, {}}};
-  }
+  if (auto one = whole()) return one;
   // Else the fewest nodes: largest first.
   int64_t placed = 0;
   for (auto it = index->rbegin(); it != index->rend() && it->first >= unit; ++it) {
-    const int64_t c = cap(it->second);
+    const int64_t c = share_cap(it->second);
     if (c <= 0) continue;
     const int64_t take = std::min(c, r.ranks - placed);
     shares.push_back({it->second, take, {}});
@@ -165,7 +174,7 @@ std::optional<std::vector<NodeShare>> FreeCapacity::Place(
     if (n == shares.back().node) break;  // already the tightest
     bool chosen = false;
     for (const auto& s : shares) chosen = chosen || s.node == n;
-    if (!chosen && cap(n) >= rest) {
+    if (!chosen && share_cap(n) >= rest) {
       shares.back().node = n;
       break;
     }

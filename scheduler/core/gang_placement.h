@@ -4,6 +4,7 @@
 // tightest such node, keeping big holes for big jobs), else the fewest nodes, largest free first,
 // with the remainder on the tightest node that holds it. `spread`: one rank per node on as many
 // nodes as possible, most free first. `ranks_per_node` k: exactly k ranks on each of ranks/k nodes.
+// A node whose NodeState::joins_gangs is false takes only gangs it holds whole.
 #pragma once
 
 #include <optional>

@@ -42,6 +42,9 @@ struct NodeState {
   int64_t memory_bytes = 0;
   int gpus = 0;                     // ids 0..gpus-1
   std::vector<std::string> labels;  // sorted
+  // Whether the node may host part of a gang spread over several nodes: the others can reach
+  // it. A node that cannot still takes gangs that fit on it whole.
+  bool joins_gangs = true;
   // Held by running attempts (filled by the caller from its running jobs).
   int64_t used_slots = 0;
   int64_t used_memory = 0;

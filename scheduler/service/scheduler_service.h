@@ -202,10 +202,13 @@ class SchedulerService {
   std::vector<core::UserShare> UserShares(Millis now);
   std::optional<core::JobState> StateOfJob(int64_t id);
   void Launch(JobRecord& job, const std::vector<std::pair<std::string, core::NodeShare>>& shares);
-  // Why a gang placed on several nodes cannot be launched there (a node without a distinct,
-  // non-loopback --address), or "".
-  std::string UnreachableGang(
-      const std::vector<std::pair<std::string, core::NodeShare>>& shares) const;
+  // Whether other nodes can reach this worker for a gang spread over several nodes: it has a
+  // launch endpoint and a non-loopback --address that no other worker shares.
+  static bool JoinsGangs(const Worker& w, const std::map<std::string, int>& nodes_at_address);
+  // For the reason of a job that needs several nodes and waits for resources: "; NODES can take
+  // only gangs that fit on them whole (...)", naming the up nodes that cannot share a gang; ""
+  // when all can, or when only one node is up.
+  std::string GangHint(const std::vector<core::NodeState>& nodes);
 
   // Checkpoints (checkpoint_handlers.cpp).
   void OnCheckpointBegin(const std::string& peer, const protocol::Envelope& e);

@@ -78,6 +78,8 @@ void SchedulerService::Track(const JobRecord& job, const JobSpec& spec) {
 std::vector<core::NodeState> SchedulerService::NodeStates(std::vector<std::string>* names) {
   std::vector<core::NodeState> nodes;
   nodes.reserve(workers_.size());
+  std::map<std::string, int> nodes_at_address;
+  for (const auto& [name, w] : workers_) ++nodes_at_address[w.address];
   for (const auto& [name, w] : workers_) {
     core::NodeState n;
     n.name = name;
@@ -88,6 +90,7 @@ std::vector<core::NodeState> SchedulerService::NodeStates(std::vector<std::strin
     n.memory_bytes = w.record.memory_bytes;
     n.gpus = static_cast<int>(std::min<int64_t>(w.record.gpus, core::kMaxGpusPerNode));
     n.labels = w.record.labels;
+    n.joins_gangs = options_.multi_node && JoinsGangs(w, nodes_at_address);
     const NodeUse use = UseOf(name);
     n.used_slots = use.slots;
     n.used_memory = use.memory;
@@ -212,10 +215,26 @@ void SchedulerService::SchedulingPass() {
   core::SchedulingPlan plan = core::PlanPass(in);
 
   for (const auto& [id, why] : unplaceable) active_.at(id).reason = *why;
+  int64_t largest_up_node = 0;
+  for (const auto& n : nodes) {
+    if (n.availability == core::NodeAvailability::kUp) {
+      largest_up_node = std::max(largest_up_node, n.slots);
+    }
+  }
+  const std::string isolated = GangHint(nodes);
   for (const auto& w : plan.waits) {
     ActiveJob& a = active_.at(w.job_id);
     const std::string& reason = plan.ReasonOf(w);
-    if (a.reason != reason) a.reason = reason;
+    const core::ResourceRequest& r = a.queued.request;
+    const bool needs_several = r.Slots() > largest_up_node || (r.spread && r.ranks > 1) ||
+                               (r.ranks_per_node > 0 && r.ranks_per_node < r.ranks);
+    const bool wide =
+        w.kind == core::WaitKind::kResources && !isolated.empty() && needs_several;
+    if (wide) {
+      a.reason = reason + isolated;
+    } else if (a.reason != reason) {
+      a.reason = reason;
+    }
   }
   for (const auto& [id, waiting] : awaiting_exit_) {
     auto a = active_.find(id);
@@ -238,29 +257,30 @@ void SchedulerService::SchedulingPass() {
     JobRecord job = **found;
     std::vector<std::pair<std::string, core::NodeShare>> shares;
     for (const auto& s : start.shares) shares.push_back({names[s.node], s});
-    if (std::string why = UnreachableGang(shares); !why.empty()) {
-      active_.at(job.id).reason = why;
-      continue;
-    }
     Launch(job, shares);
   }
   capacity_left_ = AnyUsableFreeSlot();  // what the starts took is in live_ now
 }
 
-std::string SchedulerService::UnreachableGang(
-    const std::vector<std::pair<std::string, core::NodeShare>>& shares) const {
-  if (shares.size() < 2) return "";
-  std::set<std::string> addresses;
-  for (const auto& [node, share] : shares) {
-    const Worker& w = workers_.at(node);
-    if (w.launch_endpoint.empty() || w.address.empty() || w.address.rfind("127.", 0) == 0 ||
-        !addresses.insert(w.address).second) {
-      return "Waiting: placed across nodes, but node " + node + " has no address the others "
-             "can reach (" + (w.address.empty() ? "none" : w.address) + "); start its "
-             "kiln-worker with --address, or the scheduler with --single-node-gangs";
-    }
+std::string SchedulerService::GangHint(const std::vector<core::NodeState>& nodes) {
+  if (!options_.multi_node) return "";
+  std::string names;
+  int up = 0;
+  for (const auto& n : nodes) {
+    if (n.availability != core::NodeAvailability::kUp) continue;
+    ++up;
+    if (!n.joins_gangs) names += (names.empty() ? "" : ", ") + n.name;
   }
-  return "";
+  if (names.empty() || up < 2) return "";  // one node: no gang could span nodes anyway
+  return "; " + names + " can take only gangs that fit on them whole (no address the other "
+         "nodes can reach: start kiln-worker with --address, or the scheduler with "
+         "--single-node-gangs)";
+}
+
+bool SchedulerService::JoinsGangs(const Worker& w,
+                                  const std::map<std::string, int>& nodes_at_address) {
+  return !w.launch_endpoint.empty() && !w.address.empty() && w.address.rfind("127.", 0) != 0 &&
+         nodes_at_address.at(w.address) == 1;
 }
 
 void SchedulerService::Launch(JobRecord& job,

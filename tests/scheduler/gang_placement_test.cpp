@@ -132,3 +132,43 @@ TEST_CASE("infeasible reasons name the cause") {
   nodes[1].availability = NodeAvailability::kDown;
   CHECK(InfeasibleReason(nodes, Ranks(8, 1)));  // only up nodes count
 }
+
+TEST_CASE("a node the others cannot reach takes gangs whole but never shares one") {
+  std::vector<NodeState> nodes = {Node("alone", 8), Node("a", 4), Node("b", 4)};
+  nodes[0].joins_gangs = false;
+  FreeCapacity free(nodes);
+  // Whole: the isolated node is the tightest that holds 6 ranks.
+  auto whole = free.Place(Ranks(6));
+  REQUIRE(whole);
+  REQUIRE(whole->size() == 1);
+  CHECK((*whole)[0].node == 0);
+  // Across nodes: only a and b (8 ranks), never alone + another.
+  auto across = free.Place(Ranks(10));
+  CHECK_FALSE(across);
+  auto eight = free.Place(Ranks(8));
+  REQUIRE(eight);
+  CHECK(eight->size() == 1);  // alone holds all 8 by itself
+  ResourceRequest spread = Ranks(2);
+  spread.spread = true;
+  auto spread_shares = free.Place(spread);
+  REQUIRE(spread_shares);
+  CHECK(RanksOn(*spread_shares, 0) == 0);
+  CHECK(RanksOn(*spread_shares, 1) + RanksOn(*spread_shares, 2) == 2);
+  ResourceRequest per_node = Ranks(4);
+  per_node.ranks_per_node = 2;
+  auto per_node_shares = free.Place(per_node);
+  REQUIRE(per_node_shares);
+  CHECK(RanksOn(*per_node_shares, 0) == 0);
+}
+
+TEST_CASE("a spread gang on nodes that cannot share one still fits on one of them whole") {
+  std::vector<NodeState> nodes = {Node("only", 2)};
+  nodes[0].joins_gangs = false;
+  FreeCapacity free(nodes);
+  ResourceRequest spread = Ranks(2);
+  spread.spread = true;
+  auto shares = free.Place(spread);
+  REQUIRE(shares);
+  REQUIRE(shares->size() == 1);
+  CHECK((*shares)[0].ranks == 2);
+}
