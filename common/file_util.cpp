@@ -24,6 +24,14 @@ std::string Errno(const std::string& what) { return what + ": " + std::strerror(
 
 }  // namespace
 
+Status OpenFailure(const std::string& what) {
+  const int error = errno;
+  const std::string message = what + ": " + std::strerror(error);
+  if (error == ENOENT || error == ENOTDIR) return Status::NotFound(message);
+  if (error == EACCES || error == EPERM) return Status::PermissionDenied(message);
+  return Status::IoError(message);
+}
+
 Status WriteFileAtomic(const std::string& path, const std::string& data, int mode) {
   std::string tmp = path + ".tmp." + std::to_string(::getpid());
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
@@ -59,7 +67,7 @@ Status WriteFileAtomic(const std::string& path, const std::string& data, int mod
 
 Result<std::string> ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) return Status::IoError(Errno("cannot open " + path));
+  if (!in) return OpenFailure("cannot open " + path);
   std::ostringstream buffer;
   buffer << in.rdbuf();
   if (in.bad()) return Status::IoError(Errno("cannot read " + path));

@@ -11,7 +11,11 @@
 namespace kiln {
 
 Status WriteFileAtomic(const std::string& path, const std::string& data, int mode = 0644);
+// Fails NotFound (no such file), PermissionDenied (not readable) or IoError, naming the path.
 Result<std::string> ReadFile(const std::string& path);
+// The Status for an open that just failed with errno: NotFound for ENOENT/ENOTDIR,
+// PermissionDenied for EACCES/EPERM, else IoError; the message is "<what>: <strerror>".
+Status OpenFailure(const std::string& what);
 // mkdir -p.
 Status MakeDirs(const std::string& path);
 // Deletes all but the `keep` newest files of `dir` whose names end in `extension`, ordering by

@@ -168,11 +168,20 @@ void ReadData(JsonFieldReader r, DataSpec* out) {
     r.String("path", &out->path, true);
     r.String("test_path", &out->test_path, false);
     r.String("label_column", &out->label_column, true);
-    // The CSV header is read by kiln-train; the spec says how many features and classes to expect
-    // so the model can be checked before any file is opened.
-    r.Int("features", &out->features, true, 1, 1 << 20);
+    // The CSV header is read by kiln-train (the scheduler never opens the file). The number of
+    // features is the number of feature_columns when they are named, else data.features when
+    // given (checked against the header), else 0: every column of the header but the label.
+    out->features = 0;
+    r.Int("features", &out->features, false, 1, 1 << 20);
     r.Int("classes", &out->classes, false, 1, 1 << 16);
     r.StringList("feature_columns", &out->feature_columns, false);
+    const int named = static_cast<int>(out->feature_columns.size());
+    if (named > 0 && out->features == 0) out->features = named;
+    if (named > 0 && out->features != named) {
+      r.AddError(r.PathOf("features"), std::to_string(out->features) + " does not match the " +
+                                           std::to_string(named) + " feature_columns; leave it "
+                                           "out (the names say how many)");
+    }
     r.Bool("standardize", &out->standardize, false);
   }
 }
@@ -253,7 +262,10 @@ void ReadCheckpoint(JsonFieldReader r, CheckpointSpec* out) {
 void CheckConsistency(const JobSpec& s, std::vector<SpecError>* errors) {
   if (s.model.type == "cnn") {
     const int side = s.ImageSide();
-    if (side == 0) {
+    if (s.data.type == "csv" && s.data.features == 0) {
+      errors->push_back({"data.features", "is needed with model \"cnn\": the image size must be "
+                                          "known before the file is read (a square number)"});
+    } else if (side == 0) {
       errors->push_back({"model.type", "\"cnn\" needs square 1-channel images: fashion-mnist, or "
                                        "synthetic data whose features are a square number (got " +
                                        std::to_string(s.data.features) + ")"});
@@ -338,6 +350,35 @@ SpecParseResult ParseJobSpec(const json& document) {
   return result;
 }
 
+namespace {
+
+// "line L, column C: <what the parser expected>" for a parse error at e.byte (1-based) of text.
+std::string JsonErrorWhere(const std::string& text, const json::parse_error& e) {
+  const size_t end = std::min<size_t>(e.byte == 0 ? 0 : e.byte - 1, text.size());
+  size_t line = 1, column = 1;
+  for (size_t i = 0; i < end; ++i) {
+    if (text[i] == '\n') {
+      ++line;
+      column = 1;
+    } else {
+      ++column;
+    }
+  }
+  std::string detail = e.what();
+  // nlohmann's text: "[json.exception.parse_error.101] parse error at line L, column C: <detail>"
+  // ("parse error: <detail>" when it has no position).
+  for (const std::string marker : {"column ", "parse error: "}) {
+    const size_t at = detail.find(marker);
+    if (at == std::string::npos) continue;
+    const size_t colon = detail.find(": ", at);
+    if (colon != std::string::npos) detail = detail.substr(colon + 2);
+    break;
+  }
+  return "line " + std::to_string(line) + ", column " + std::to_string(column) + ": " + detail;
+}
+
+}  // namespace
+
 SpecParseResult ParseJobSpecText(const std::string& text) {
   if (JsonNestingDepth(text) > kMaxJsonDepth) {
     SpecParseResult result;
@@ -345,10 +386,12 @@ SpecParseResult ParseJobSpecText(const std::string& text) {
                                                " levels"});
     return result;
   }
-  json document = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (document.is_discarded()) {
+  json document;
+  try {
+    document = json::parse(text);
+  } catch (const json::parse_error& e) {
     SpecParseResult result;
-    result.errors.push_back({"(document)", "is not valid JSON"});
+    result.errors.push_back({"(document)", "is not valid JSON: " + JsonErrorWhere(text, e)});
     return result;
   }
   return ParseJobSpec(document);

@@ -4,6 +4,8 @@
 # follow it live to the end, print its final test accuracy and its checkpoints, stop both daemons.
 #   KILN_QUICKSTART_JOB   job spec to submit (default: configs/jobs/fashion-mnist-mlp.json)
 #   KILN_QUICKSTART_DIR   where state, logs and run dirs go (default: a new /tmp/kiln-quickstart-*)
+#   KILN_QUICKSTART_KEEP  1: leave the scheduler and worker running at the end and print the
+#                         export line that points the kiln CLI at them (docs/operations.md)
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 start_time=$(date +%s)
@@ -15,6 +17,7 @@ mkdir -p "$dir"
 
 scheduler_pid="" worker_pid=""
 stop_daemons() {
+  [ "${KILN_QUICKSTART_KEEP:-0}" = 1 ] && [ "${status:-1}" = 0 ] && return 0
   [ -n "$worker_pid" ] && kill -TERM "$worker_pid" 2>/dev/null && wait "$worker_pid" 2>/dev/null || true
   [ -n "$scheduler_pid" ] && kill -TERM "$scheduler_pid" 2>/dev/null && wait "$scheduler_pid" 2>/dev/null || true
 }
@@ -58,4 +61,9 @@ fi
 echo "checkpoints of job $job:"
 "$bin/kiln" ckpt ls "$job"
 echo "quickstart: finished in $(( $(date +%s) - start_time )) s (state and logs in $dir)"
+if [ "${KILN_QUICKSTART_KEEP:-0}" = 1 ] && [ "$status" = 0 ]; then
+  echo "quickstart: the scheduler (pid $scheduler_pid) and worker (pid $worker_pid) keep running;"
+  echo "  point the CLI at them:  export PATH=$(printf %q "$bin"):\$PATH KILN_SCHEDULER=$(printf %q "$KILN_SCHEDULER") KILN_CREDENTIALS=$(printf %q "$KILN_CREDENTIALS") STATE_DIR=$(printf %q "$dir/state")"
+  echo "  stop them:              kill $worker_pid $scheduler_pid"
+fi
 exit $status

@@ -44,7 +44,12 @@ struct SubmitReply {
   static constexpr const char* kType = "submit_reply";
   int64_t job_id = 0;
   bool duplicate = false;  // true when request_id had been seen: the existing job is returned
-  template <class V> void Fields(V& v) { v("job_id", job_id); v("duplicate", duplicate); }
+  // Set when no node that is up now could ever hold the job (it is queued all the same: nodes
+  // come and go), e.g. "Infeasible: needs 4 ranks ...", or when no node is up at all.
+  std::optional<std::string> warning;
+  template <class V> void Fields(V& v) {
+    v("job_id", job_id); v("duplicate", duplicate); v("warning", warning);
+  }
 };
 
 struct QueueRequest {
@@ -374,9 +379,13 @@ struct JobExited {
   int64_t exit_code = 0;
   int64_t signal = 0;
   std::string reason;
+  // The first error line of the lowest rank that failed here (common/rank_failure.h), and whether
+  // a retry cannot cure it.
+  std::optional<std::string> rank_error;
+  std::optional<bool> permanent;
   template <class V> void Fields(V& v) {
     v("job_id", job_id); v("attempt", attempt); v("exit_code", exit_code); v("signal", signal);
-    v("reason", reason);
+    v("reason", reason); v("rank_error", rank_error); v("permanent", permanent);
   }
 };
 

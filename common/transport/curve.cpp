@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <filesystem>
 
 #include <nlohmann/json.hpp>
@@ -12,12 +13,22 @@
 
 namespace kiln::transport {
 
+bool LooksLikePath(const std::string& value) {
+  return !value.empty() &&
+         (value[0] == '/' || value[0] == '~' || value.rfind("./", 0) == 0 ||
+          value.rfind("../", 0) == 0);
+}
+
 Result<CurveKeyPair> NewCurveKeyPair() {
   char public_key[41];
   char secret_key[41];
-  if (zmq_curve_keypair(public_key, secret_key) != 0) {
-    return Status::Internal("cannot make a CURVE keypair: this libzmq was built without CURVE");
-  }
+  // A public key that reads as a path ('/' or '.' first: 2 keys in 85) is drawn again, so that
+  // every key kiln prints can be given anywhere a key or a path is accepted.
+  do {
+    if (zmq_curve_keypair(public_key, secret_key) != 0) {
+      return Status::Internal("cannot make a CURVE keypair: this libzmq was built without CURVE");
+    }
+  } while (public_key[0] == '/' || public_key[0] == '.');
   return CurveKeyPair{public_key, secret_key};
 }
 
@@ -65,16 +76,18 @@ Result<CurveKeyPair> LoadOrCreateKeyPair(const std::string& path, bool* created)
   return pair;
 }
 
-Result<std::string> ResolvePublicKey(const std::string& key_or_path) {
-  const std::string given = TrimWhitespace(key_or_path);
-  if (IsCurveKey(given)) return given;
-  std::error_code ec;
-  if (!std::filesystem::exists(given, ec)) {
-    return Status::InvalidArgument("\"" + given + "\" is neither a 40-character Z85 public key "
-                                   "nor a file: give the scheduler's key (kiln-scheduler key "
-                                   "show) or the path of its server.pub");
+namespace {
+
+std::string ExpandHome(const std::string& path) {
+  if (path == "~" || path.rfind("~/", 0) == 0) {
+    const char* home = std::getenv("HOME");
+    if (home != nullptr && *home != '\0') return std::string(home) + path.substr(1);
   }
-  auto text = ReadFile(given);
+  return path;
+}
+
+Result<std::string> PublicKeyFromFile(const std::string& path) {
+  auto text = ReadFile(path);
   if (!text.ok()) return text.status();
   const std::string content = TrimWhitespace(*text);
   if (IsCurveKey(content)) return content;
@@ -83,7 +96,34 @@ Result<std::string> ResolvePublicKey(const std::string& key_or_path) {
       IsCurveKey(j["public_key"].get<std::string>())) {
     return j["public_key"].get<std::string>();
   }
-  return Status::InvalidArgument("file " + given + " holds no CURVE public key");
+  return Status::InvalidArgument("file " + path + " holds no CURVE public key (a server.pub, or a "
+                                 "keypair file with \"public_key\")");
+}
+
+}  // namespace
+
+Result<std::string> ResolvePublicKey(const std::string& key_or_path) {
+  const std::string given = TrimWhitespace(key_or_path);
+  if (given.empty()) {
+    return Status::InvalidArgument("empty: give the scheduler's key (kiln-scheduler key show) or "
+                                   "the path of its server.pub");
+  }
+  const std::string path = ExpandHome(given);
+  std::error_code ec;
+  if (std::filesystem::is_regular_file(path, ec)) return PublicKeyFromFile(path);
+  if (std::filesystem::exists(path, ec)) {
+    return Status::InvalidArgument(path + " is not a regular file: give the path of the "
+                                   "scheduler's server.pub or its key");
+  }
+  if (LooksLikePath(given)) {
+    return Status::NotFound("no file at " + path + " (a value that starts with /, ./, ../ or ~ "
+                            "is a path): give the path of the scheduler's server.pub, or its key "
+                            "(kiln-scheduler key show)");
+  }
+  if (IsCurveKey(given)) return given;
+  return Status::InvalidArgument("\"" + given + "\" is neither an existing file nor a CURVE "
+                                 "public key (40 Z85 characters): give the scheduler's key "
+                                 "(kiln-scheduler key show) or the path of its server.pub");
 }
 
 }  // namespace kiln::transport

@@ -51,6 +51,7 @@ class Commands {
   bool follow_ = false;
   bool json_ = false;
   bool all_ = false;
+  bool raw_ = false;
   std::string metric_;
   std::string resume_from_;
   int64_t step_ = -1;
@@ -61,7 +62,7 @@ class Commands {
   std::string node_, drain_reason_;
   std::string out_dir_ = ".";
   std::string input_, labels_, output_;
-  std::string server_key_, token_file_;
+  std::string server_key_, token_file_, login_scheduler_;
   CLI::App* login_;
   CLI::App* whoami_;
   CLI::App* submit_;
@@ -79,6 +80,7 @@ class Commands {
   CLI::App* priority_cmd_;
   CLI::App* drain_;
   CLI::App* node_resume_;
+  CLI::App* node_remove_;
 };
 
 }  // namespace kiln::cli

@@ -1,9 +1,12 @@
 #include "scheduler/cli/output.h"
 
 #include <ctime>
+
 #include <iomanip>
 #include <sstream>
 #include <vector>
+
+#include "common/quantities.h"
 
 namespace kiln::cli {
 
@@ -77,6 +80,9 @@ std::string FormatProgress(const json& job) {
   const json& m = job.contains("metrics") ? job["metrics"] : json::object();
   std::ostringstream out;
   out << "job " << Str(job, "id") << " " << Str(job, "state");
+  if (Str(job, "state") == "PENDING" && !Str(job, "reason").empty()) {
+    out << "  " << Str(job, "reason");  // --follow prints each change of why it waits
+  }
   if (m.contains("epoch")) out << "  epoch " << Str(m, "epoch") << "/" << Str(m, "epochs");
   if (m.contains("step")) out << "  step " << Str(m, "step") << "/" << Str(m, "total_steps");
   if (m.contains("loss")) out << "  loss " << Num(m, "loss", 4);
@@ -133,6 +139,10 @@ std::string FormatJob(const json& j) {
       << (j.value("held", false) ? ", held" : "") << "\n";
   if (j.value("time_limit_s", int64_t{0}) > 0) {
     out << "  time limit " << j.value("time_limit_s", int64_t{0}) << " s\n";
+  }
+  if (j.contains("resumed_from") && j["resumed_from"].is_object()) {
+    out << "  resumed from job " << Str(j["resumed_from"], "job_id") << ", checkpoint step "
+        << Str(j["resumed_from"], "step") << "\n";
   }
   if (j.contains("depends_on") && !j["depends_on"].empty()) {
     out << "  depends on " << j["depends_on"].dump() << "\n";
@@ -196,7 +206,7 @@ std::string FormatNodes(const json& nodes) {
     if (!Str(n, "drain_reason").empty()) state += " (" + Str(n, "drain_reason") + ")";
     rows.push_back({Str(n, "name"), state, Str(n, "slots"), Str(n, "used_slots"), Str(n, "gpus"),
                     n.contains("used_gpus") ? Str(n, "used_gpus") : "0",
-                    FormatBytes(n.value("memory_bytes", int64_t{0})),
+                    FormatSize(n.value("memory_bytes", int64_t{0})),
                     labels.empty() ? "-" : labels,
                     FormatTime(n.value("last_seen_at", int64_t{0}))});
   }

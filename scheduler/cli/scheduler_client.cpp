@@ -45,6 +45,7 @@ std::optional<Status> SchedulerClient::HandshakeRefused() {
 
 Result<protocol::Envelope> SchedulerClient::CallFrames(protocol::Envelope request) {
   if (!settings_.problem.ok()) return settings_.problem;
+  last_timeout_reached_scheduler_ = false;
   Status connected = socket_->Connect(settings_.address);
   if (!connected.ok()) {
     return Status::InvalidArgument("scheduler address \"" + settings_.address +
@@ -88,6 +89,7 @@ Result<protocol::Envelope> SchedulerClient::CallFrames(protocol::Envelope reques
     return envelope;
   }
   if (auto refused = HandshakeRefused()) return *refused;
+  last_timeout_reached_scheduler_ = socket_->Handshakes().succeeded > 0;
   // Drop the socket so a late reply cannot be mistaken for the answer to a later request.
   Reconnect();
   return Status::Unavailable("no reply from the scheduler at " + settings_.address + " within " +

@@ -31,6 +31,10 @@ class SchedulerClient {
   // The binary frame that came with the last reply (e.g. checkpoint bytes); empty if none.
   const std::string& last_binary() const { return last_binary_; }
 
+  // After a call that timed out: whether the encrypted connection to the scheduler was up (it got
+  // the request but did not answer in time), as opposed to a scheduler that is not there at all.
+  bool last_timeout_reached_scheduler() const { return last_timeout_reached_scheduler_; }
+
   // Sends `message` and waits for the reply with the same envelope id. An `error` reply becomes a
   // non-OK Status whose message includes every field error, one per line.
   template <typename M>
@@ -51,6 +55,7 @@ class SchedulerClient {
   std::unique_ptr<transport::Socket> socket_;
   int64_t counter_ = 0;
   std::string last_binary_;
+  bool last_timeout_reached_scheduler_ = false;
 };
 
 // Decodes a reply of type M, or returns the status of a mismatched reply.

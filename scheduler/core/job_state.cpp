@@ -30,6 +30,7 @@ const char* JobEventName(JobEvent event) {
     case JobEvent::kTimedOut: return "timed out";
     case JobEvent::kDependencyFailed: return "dependency failed";
     case JobEvent::kRequeued: return "requeued";
+    case JobEvent::kFailedPermanently: return "failed permanently";
   }
   return "unknown";
 }
@@ -51,6 +52,7 @@ Result<JobState> NextState(JobState from, JobEvent event, int64_t attempt, int64
       if (event == JobEvent::kSucceeded) return JobState::kCompleted;
       if (event == JobEvent::kCancel) return JobState::kCancelled;
       if (event == JobEvent::kRequeued) return JobState::kPending;
+      if (event == JobEvent::kFailedPermanently) return JobState::kFailed;
       if (event == JobEvent::kAttemptFailed) {
         return attempt <= max_retries ? JobState::kPending : JobState::kFailed;
       }

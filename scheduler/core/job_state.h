@@ -20,8 +20,10 @@
 namespace kiln::core {
 
 enum class JobState { kPending, kRunning, kCompleted, kFailed, kCancelled };
+// kFailedPermanently: the attempt failed in a way no retry can cure (a missing input, a bad
+// spec): the job fails whatever retries it has left.
 enum class JobEvent { kPlaced, kSucceeded, kAttemptFailed, kCancel, kTimedOut, kDependencyFailed,
-                      kRequeued };
+                      kRequeued, kFailedPermanently };
 
 const char* JobStateName(JobState state);
 std::optional<JobState> ParseJobState(const std::string& name);

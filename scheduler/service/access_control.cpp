@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/credentials.h"
+#include "common/shell_quote.h"
 #include "scheduler/service/scheduler_service.h"
 
 namespace kiln::service {
@@ -37,6 +38,14 @@ void SchedulerService::RefreshWorkerKeys() {
   std::map<std::string, std::string> admitted;
   for (const auto& k : *keys) admitted[k.public_key] = k.name;
   admitted_worker_keys_ = std::move(admitted);
+  auto revoked = store_->ListRevokedWorkerKeys();
+  if (!revoked.ok()) {
+    spdlog::warn("cannot read the revoked worker keys: {}", revoked.status().ToString());
+    return;
+  }
+  std::map<std::string, std::string> by_key;
+  for (const auto& k : *revoked) by_key[k.public_key] = k.name;
+  revoked_worker_keys_ = std::move(by_key);
 }
 
 void SchedulerService::NoticeAdminChanges() {
@@ -54,19 +63,30 @@ bool SchedulerService::AdmitWorkerMessage(const std::string& peer, const std::st
   const std::string presented = core::KeyOfConnection(connection);
   if (IsAdmittedWorkerKey(presented)) return true;
   const Millis now = clock_.MonotonicMs();
+  const std::string allow = ShellCommand({"kiln-scheduler", "--state-dir", options_.state_dir,
+                                          "worker", "allow", presented, "--name"}) +
+                            " NODE";
+  auto revoked = revoked_worker_keys_.find(presented);
   auto& logged_at = refusal_logged_at_[presented];
   if (logged_at == 0 || now - logged_at >= kRefusalLogEveryMs) {
     logged_at = now;
-    spdlog::warn("refused \"{}\" from a worker that is not admitted (key {}); admit it with "
-                 "`kiln-scheduler worker allow {} --name NODE`",
-                 e.type, presented.empty() ? "none" : presented, presented);
+    spdlog::warn("refused \"{}\" from a worker that is not admitted (key {}{}); admit it with: {}",
+                 e.type, presented.empty() ? "none" : presented,
+                 revoked != revoked_worker_keys_.end() ? ", revoked" : "", allow);
   }
   if (refusal_logged_at_.size() > 10000) refusal_logged_at_.clear();
+  if (revoked != revoked_worker_keys_.end()) {
+    ReplyError(peer, e.id, Status::PermissionDenied(
+                               "worker not admitted: an admin revoked its key " + presented +
+                               (revoked->second.empty() ? "" : " (node " + revoked->second + ")") +
+                               "; to admit it again, on the scheduler host run: " + allow));
+    return false;
+  }
   ReplyError(peer, e.id, Status::PermissionDenied(
                              "worker not admitted: this scheduler does not know the key " +
-                             presented + "; on the scheduler host run `kiln-scheduler worker "
-                             "allow " + presented + " --name NODE`, or start the worker with the "
-                             "cluster key (state dir: worker-cluster.key)"));
+                             presented + "; on the scheduler host run: " + allow +
+                             " (or start the worker with the cluster key, state dir: "
+                             "worker-cluster.key)"));
   return false;
 }
 

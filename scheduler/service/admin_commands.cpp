@@ -9,6 +9,7 @@
 #include "common/credentials.h"
 #include "common/file_util.h"
 #include "common/json_fields.h"
+#include "common/shell_quote.h"
 #include "common/transport/curve.h"
 #include "scheduler/service/scheduler_service.h"
 #include "scheduler/service/store.h"
@@ -155,8 +156,10 @@ int AdminCommands::UserAdd(Store& store, const std::string& state_dir, bool rota
   // The token goes to stdout only (never to a log); the admin hands it over privately.
   std::cout << what << "\n"
             << "token (shown once): " << token << "\n"
-            << "the user runs:  kiln login --scheduler " << address << " --server-key "
-            << keys->public_key << "\n"
+            << "the user runs:  "
+            << ShellCommand({"kiln", "login", "--scheduler", address, "--server-key",
+                             keys->public_key})
+            << "\n"
             << "                and pastes the token when asked\n";
   return 0;
 }
@@ -191,11 +194,13 @@ int AdminCommands::WorkerAllow(Store& store) {
   if (!saved.ok()) return Fail(saved.message());
   AuditAdmin(store, "worker.allow", "node " + name_, key_);
   std::cout << "admitted worker key " << key_ << " (" << name_ << ")\n";
+  (void)store.ForgetRevokedWorkerKey(key_);
   return 0;
 }
 
 int AdminCommands::WorkerRevoke(Store& store) {
-  auto removed = store.RevokeWorkerKey(key_);
+  SystemClock clock;
+  auto removed = store.RevokeWorkerKey(key_, clock.WallMs());
   if (!removed.ok()) return Fail(removed.status().message());
   if (*removed == 0) return Fail("no admitted key or node named \"" + key_ + "\"");
   AuditAdmin(store, "worker.revoke", key_, "");

@@ -1,5 +1,7 @@
 // Requests from the kiln CLI. Each handler decodes its body, reads or changes state inside the
 // turn's transaction, and queues exactly one reply.
+#include <algorithm>
+
 #include <spdlog/spdlog.h>
 
 #include "common/job_spec.h"
@@ -35,7 +37,7 @@ void SchedulerService::OnSubmit(const std::string& peer, const Envelope& e) {
                                         "body.request_id: already used by another user's submit; "
                                         "use a new request id"));
     }
-    return Send(peer, protocol::SubmitReply{(*existing)->id, true}, e.id);
+    return Send(peer, protocol::SubmitReply{(*existing)->id, true, {}}, e.id);
   }
   if (request.user.empty()) request.user = caller_.user;
   if (!IsValidName(request.user, 64)) {
@@ -102,6 +104,20 @@ void SchedulerService::OnSubmit(const std::string& peer, const Envelope& e) {
           (from_step >= 0 ? " at step " + std::to_string(from_step) : "") +
           " (see kiln ckpt ls " + std::to_string(*request.resume_from_job) + ")"));
     }
+    // Steps continue from the checkpoint's, so epochs counts the resumed ones too. On the same
+    // data a step means the same samples, and a checkpoint past the last epoch trains nothing.
+    const bool same_data = source->has_value() && (*source)->spec.is_object() &&
+                           (*source)->spec.value("data", json()) == request.spec.value("data", json());
+    if (same_data && (*from)->epoch >= parsed.spec.train.epochs) {
+      return ReplyError(
+          peer, e.id, Status::InvalidArgument("job spec rejected: nothing to train"),
+          {"train.epochs: " + std::to_string(parsed.spec.train.epochs) + " would train nothing: "
+           "the checkpoint at step " + std::to_string((*from)->step) + " of job " +
+           std::to_string(*request.resume_from_job) + " has already done " +
+           std::to_string((*from)->epoch) + " epoch(s) on the same data, and epochs counts "
+           "every epoch, the resumed ones included; set it to " +
+           std::to_string((*from)->epoch + 1) + " or more"});
+    }
     job.resume_job = *request.resume_from_job;
     job.resume_step = (*from)->step;
   }
@@ -116,7 +132,19 @@ void SchedulerService::OnSubmit(const std::string& peer, const Envelope& e) {
   spdlog::debug("job {} \"{}\" submitted by {} ({} ranks)", *id, job.name, job.user, job.ranks);
   submitted_ = true;
   Audit("submit", "job " + std::to_string(*id), Status::Ok(), job.name);
-  Send(peer, protocol::SubmitReply{*id, false}, e.id);
+  protocol::SubmitReply reply{*id, false, SubmitWarning(active_.at(*id))};
+  Send(peer, reply, e.id);
+}
+
+std::optional<std::string> SchedulerService::SubmitWarning(const ActiveJob& job) {
+  if (!job.unplaceable.empty()) return job.unplaceable;
+  std::vector<std::string> names;
+  const std::vector<core::NodeState> nodes = NodeStates(&names);
+  const bool any_up = std::any_of(nodes.begin(), nodes.end(), [](const core::NodeState& n) {
+    return n.availability == core::NodeAvailability::kUp;
+  });
+  if (!any_up) return "no worker node is up and accepting jobs now: the job waits until one is (kiln nodes)";
+  return core::InfeasibleReason(nodes, job.queued.request);
 }
 
 void SchedulerService::OnQueue(const std::string& peer, const Envelope& e) {
@@ -191,7 +219,11 @@ void SchedulerService::OnNodes(const std::string& peer, const Envelope& e) {
   auto nodes = store_->ListNodes();
   KILN_OK_OR_REPLY(nodes);
   json view = json::array();
-  for (const auto& n : *nodes) {
+  for (auto n : *nodes) {
+    // Heartbeats update the in-memory record; the row only now and then.
+    if (auto w = workers_.find(n.name); w != workers_.end()) {
+      n.last_seen_at = std::max(n.last_seen_at, w->second.record.last_seen_at);
+    }
     view.push_back(NodeView(n, UseOf(n.name)));
   }
   Send(peer, protocol::DataReply{std::move(view)}, e.id);
@@ -274,6 +306,7 @@ void SchedulerService::OnNodeAdmin(const std::string& peer, const Envelope& e) {
     return ReplyError(peer, e.id, Status::NotFound("no node named \"" + request.node +
                                                    "\" (see kiln nodes)"));
   }
+  if (request.action == "remove") return RemoveNode(peer, e, w->second);
   NodeRecord& record = w->second.record;
   int requeued = 0;
   if (request.action == "drain" || request.action == "drain_requeue") {
@@ -285,7 +318,8 @@ void SchedulerService::OnNodeAdmin(const std::string& peer, const Envelope& e) {
     record.drain_reason.clear();
   } else {
     return ReplyError(peer, e.id, Status::InvalidArgument(
-                                      "body.action: must be drain, drain_requeue or resume, "
+                                      "body.action: must be drain, drain_requeue, resume or "
+                                      "remove, "
                                       "got \"" +
                                       request.action + "\""));
   }
@@ -298,6 +332,32 @@ void SchedulerService::OnNodeAdmin(const std::string& peer, const Envelope& e) {
                                             : ""));
   dirty_ = true;
   Send(peer, protocol::DataReply{NodeView(record, UseOf(record.name))}, e.id);
+}
+
+void SchedulerService::RemoveNode(const std::string& peer, const Envelope& e, const Worker& w) {
+  const std::string name = w.record.name;
+  if (w.up) {
+    return ReplyError(peer, e.id, Status::FailedPrecondition(
+                                      "node " + name + " is UP: stop its kiln-worker (or revoke "
+                                      "its key: kiln-scheduler worker revoke " + name + ") and "
+                                      "remove it once kiln nodes shows it DOWN"));
+  }
+  if (auto live = live_.find(name); live != live_.end() && !live->second.empty()) {
+    return ReplyError(peer, e.id, Status::FailedPrecondition(
+                                      "node " + name + " still holds " +
+                                      std::to_string(live->second.size()) +
+                                      " attempt(s) that have not ended; try again once they have"));
+  }
+  auto removed = store_->RemoveNode(name);
+  if (!removed.ok()) return ReplyError(peer, e.id, removed.status());
+  if (!w.peer.empty()) node_of_peer_.erase(w.peer);
+  monitor_.Forget(name);
+  live_.erase(name);
+  workers_.erase(name);  // `w` dangles from here on
+  spdlog::info("node {}: removed by {}", name, caller_.user);
+  Audit("node.remove", "node " + name, Status::Ok());
+  dirty_ = true;
+  Send(peer, protocol::DataReply{json{{"name", name}, {"state", "REMOVED"}}}, e.id);
 }
 
 }  // namespace kiln::service

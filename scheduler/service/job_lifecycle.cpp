@@ -60,9 +60,12 @@ Status SchedulerService::Transition(JobRecord& job, core::JobEvent event,
   return Status::Ok();
 }
 
-void SchedulerService::FailAttempt(JobRecord& job, const std::string& reason) {
+void SchedulerService::FailAttempt(JobRecord& job, const std::string& reason, bool permanent) {
   std::string why = "attempt " + std::to_string(job.attempt) + " failed: " + reason;
-  Status s = Transition(job, core::JobEvent::kAttemptFailed, why);
+  if (permanent) why += " (not retried: a retry would fail the same way)";
+  Status s = Transition(job, permanent ? core::JobEvent::kFailedPermanently
+                                       : core::JobEvent::kAttemptFailed,
+                        why);
   if (!s.ok()) {
     spdlog::error("job {}: {}", job.id, s.ToString());
     return;

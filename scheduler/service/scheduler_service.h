@@ -89,7 +89,9 @@ class SchedulerService {
     std::string address;
     std::string launch_endpoint;
     std::string public_key;
+    Millis last_seen_saved_at = 0;  // when record.last_seen_at last went to the store
   };
+  static constexpr Millis kLastSeenSaveEveryMs = 30000;
   struct LiveAttempt {  // an attempt occupying a worker's resources until it exits
     int64_t ranks = 0;
     int64_t slots = 0;
@@ -154,6 +156,10 @@ class SchedulerService {
   void OnCheckpoints(const std::string& peer, const protocol::Envelope& e);
   void OnJobAdmin(const std::string& peer, const protocol::Envelope& e);
   void OnNodeAdmin(const std::string& peer, const protocol::Envelope& e);
+  // What `kiln submit` should warn about a job just queued: no up node could ever hold it.
+  std::optional<std::string> SubmitWarning(const ActiveJob& job);
+  // `kiln node remove`: forgets a DOWN node that holds nothing.
+  void RemoveNode(const std::string& peer, const protocol::Envelope& e, const Worker& w);
   // The in-memory reason of a pending job replaces the stored one in views.
   void WithLiveReason(JobRecord& job) const;
 
@@ -177,7 +183,8 @@ class SchedulerService {
   // Every state change goes through here: recorded as an event, mirrored in active_, and an
   // attempt that ends is charged to its user's fair share.
   Status Transition(JobRecord& job, core::JobEvent event, const std::string& reason);
-  void FailAttempt(JobRecord& job, const std::string& reason);
+  // Ends the attempt as failed: retried while retries are left, unless `permanent`.
+  void FailAttempt(JobRecord& job, const std::string& reason, bool permanent = false);
   void MarkWorkerDown(const std::string& name, const std::string& reason);
   void CheckSilentWorkers();
   void HeartbeatWorkers();
@@ -235,6 +242,7 @@ class SchedulerService {
   std::string cluster_worker_key_;         // public key of worker-cluster.key
   // The allow-list (key -> the node it was admitted as), reloaded on admin changes.
   std::map<std::string, std::string> admitted_worker_keys_;
+  std::map<std::string, std::string> revoked_worker_keys_;  // key -> node name it had
   std::map<std::string, Millis> refusal_logged_at_;  // by key: refusals are logged once a minute
   core::Caller caller_;  // who sent the client request being handled
   std::string connection_key_;  // the CURVE key of the connection the message came on

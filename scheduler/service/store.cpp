@@ -90,6 +90,11 @@ CREATE TABLE IF NOT EXISTS worker_keys (
   name TEXT NOT NULL,
   added_at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS revoked_worker_keys (
+  public_key TEXT PRIMARY KEY,
+  name TEXT NOT NULL,
+  revoked_at INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS audit (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
   time INTEGER NOT NULL,
@@ -384,6 +389,13 @@ Status Store::UpsertNode(const NodeRecord& n) {
   s.Bind(6, n.registered_at).Bind(7, n.last_seen_at).Bind(8, json(n.labels).dump());
   s.Bind(9, int64_t{n.drained ? 1 : 0}).Bind(10, n.drain_reason);
   return s.Run();
+}
+
+Result<bool> Store::RemoveNode(const std::string& name) {
+  SqliteStatement s(db_, "DELETE FROM nodes WHERE name=?");
+  s.Bind(1, name);
+  KILN_RETURN_IF_ERROR(s.Run());
+  return sqlite3_changes(db_) > 0;
 }
 
 Result<std::vector<NodeRecord>> Store::ListNodes() {

@@ -166,6 +166,7 @@ class Store {
 
   Status UpsertNode(const NodeRecord& node);
   Result<std::vector<NodeRecord>> ListNodes();
+  Result<bool> RemoveNode(const std::string& name);  // false when there was none
 
   Status SaveUsage(const UsageRecord& usage);
   Result<std::vector<UsageRecord>> ListUsage();
@@ -184,8 +185,13 @@ class Store {
   Result<std::vector<UserRecord>> ListUsers();
   Result<bool> RemoveUser(const std::string& name);  // false when there was none
   Status AllowWorkerKey(const WorkerKeyRecord& key);
-  // Removes the key given, or every key noted with that node name; returns how many.
-  Result<int64_t> RevokeWorkerKey(const std::string& key_or_name);
+  // Removes the key given, or every key noted with that node name, and remembers each as revoked
+  // (so a worker still holding one is told so); returns how many.
+  Result<int64_t> RevokeWorkerKey(const std::string& key_or_name, Millis now);
+  // Revoked keys ({public_key, node name, revoked_at}); AllowWorkerKey's caller forgets one
+  // admitted again.
+  Result<std::vector<WorkerKeyRecord>> ListRevokedWorkerKeys();
+  Status ForgetRevokedWorkerKey(const std::string& public_key);
   Result<std::vector<WorkerKeyRecord>> ListWorkerKeys();
   Status AddAudit(const AuditRecord& record);
   // Changes whenever another connection (an admin command) committed since the last call; what

@@ -47,11 +47,30 @@ Status Store::AllowWorkerKey(const WorkerKeyRecord& k) {
   return s.Run();
 }
 
-Result<int64_t> Store::RevokeWorkerKey(const std::string& key_or_name) {
+Result<int64_t> Store::RevokeWorkerKey(const std::string& key_or_name, Millis now) {
+  SqliteStatement remember(db_, "INSERT OR REPLACE INTO revoked_worker_keys "
+                                "(public_key, name, revoked_at) SELECT public_key, name, ? "
+                                "FROM worker_keys WHERE public_key=? OR name=?");
+  remember.Bind(1, now).Bind(2, key_or_name).Bind(3, key_or_name);
+  KILN_RETURN_IF_ERROR(remember.Run());
   SqliteStatement s(db_, "DELETE FROM worker_keys WHERE public_key=? OR name=?");
   s.Bind(1, key_or_name).Bind(2, key_or_name);
   KILN_RETURN_IF_ERROR(s.Run());
   return static_cast<int64_t>(sqlite3_changes(db_));
+}
+
+Result<std::vector<WorkerKeyRecord>> Store::ListRevokedWorkerKeys() {
+  SqliteStatement s(db_, "SELECT public_key, name, revoked_at FROM revoked_worker_keys "
+                         "ORDER BY public_key");
+  return s.Rows<WorkerKeyRecord>([](const SqliteStatement& row) {
+    return WorkerKeyRecord{row.Text(0), row.Text(1), row.Int(2)};
+  });
+}
+
+Status Store::ForgetRevokedWorkerKey(const std::string& public_key) {
+  SqliteStatement s(db_, "DELETE FROM revoked_worker_keys WHERE public_key=?");
+  s.Bind(1, public_key);
+  return s.Run();
 }
 
 Result<std::vector<WorkerKeyRecord>> Store::ListWorkerKeys() {

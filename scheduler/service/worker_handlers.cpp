@@ -3,6 +3,8 @@
 #include <spdlog/spdlog.h>
 
 #include "common/config.h"
+#include "common/quantities.h"
+#include "common/shell_quote.h"
 #include "scheduler/service/handler_macros.h"
 #include "scheduler/service/scheduler_service.h"
 
@@ -39,8 +41,10 @@ void SchedulerService::OnRegister(const std::string& peer, const Envelope& e) {
                  connection_key_, bound->second);
     return ReplyError(peer, e.id, Status::PermissionDenied(
                                       "this worker's key was admitted as node " + bound->second +
-                                      ", not " + r.name + " (kiln-scheduler worker allow KEY "
-                                      "--name " + r.name + ")"));
+                                      ", not " + r.name + "; to rename it run: " +
+                                      ShellCommand({"kiln-scheduler", "--state-dir",
+                                                    options_.state_dir, "worker", "allow",
+                                                    connection_key_, "--name", r.name})));
   }
   const Millis now = clock_.WallMs();
   Worker& w = workers_[r.name];
@@ -63,8 +67,8 @@ void SchedulerService::OnRegister(const std::string& peer, const Envelope& e) {
   if (!saved.ok()) return ReplyError(peer, e.id, saved);
 
   Reconcile(w, r.running);
-  spdlog::info("worker {} registered: {} slots, {} GPUs, {} MiB, {} running attempts", r.name,
-               r.slots, r.gpus, r.memory_bytes >> 20, r.running.size());
+  spdlog::info("worker {} registered: {} slots, {} GPUs, {} memory, {} running attempts", r.name,
+               r.slots, r.gpus, FormatSize(r.memory_bytes), r.running.size());
   dirty_ = true;
   Send(peer, protocol::RegisterAck{r.name, kHeartbeatIntervalMs}, e.id);
 }
@@ -75,6 +79,13 @@ void SchedulerService::OnHeartbeat(const std::string& peer, const Envelope& e) {
   if (w == nullptr) return;
   monitor_.Heard(w->record.name, clock_.MonotonicMs());
   w->record.last_seen_at = clock_.WallMs();
+  // kiln nodes shows the in-memory time; the row is refreshed now and then so that it stays
+  // close after a scheduler restart without a write per heartbeat.
+  if (w->record.last_seen_at - w->last_seen_saved_at >= kLastSeenSaveEveryMs) {
+    w->last_seen_saved_at = w->record.last_seen_at;
+    Status saved = store_->UpsertNode(w->record);
+    if (!saved.ok()) spdlog::warn("node {}: {}", w->record.name, saved.ToString());
+  }
   Reconcile(*w, hb.running);
 }
 
@@ -217,12 +228,14 @@ void SchedulerService::OnJobExited(const std::string& peer, const Envelope& e) {
     if (!noted.ok()) spdlog::error("job {}: {}", m.job_id, noted.ToString());
   }
   if (job.state != core::JobState::kRunning || job.attempt != m.attempt) return;  // already decided
+  const bool permanent = m.permanent.value_or(false);
   if (member) {
     if (m.exit_code == 0 && m.signal == 0) return;
-    const std::string why = "node " + w->record.name + ": " + m.reason + " (exit code " +
-                            std::to_string(exit_code) + ")";
+    const std::string why = m.rank_error ? *m.rank_error
+                                         : "node " + w->record.name + ": " + m.reason +
+                                               " (exit code " + std::to_string(exit_code) + ")";
     StopAttempt(job, why);
-    FailAttempt(job, why);
+    FailAttempt(job, why, permanent);
     return;
   }
   job.exit_code = m.exit_code;
@@ -235,10 +248,12 @@ void SchedulerService::OnJobExited(const std::string& peer, const Envelope& e) {
     spdlog::info("job {} completed", job.id);
     return;
   }
+  // The failing rank's own error says what went wrong; mpirun's exit code only that it did.
   std::string reason = m.signal != 0 ? "mpirun killed by signal " + std::to_string(m.signal)
                                      : "mpirun exited with code " + std::to_string(m.exit_code);
   if (!m.reason.empty()) reason += ": " + m.reason;
-  FailAttempt(job, reason);
+  if (m.rank_error) reason = *m.rank_error;
+  FailAttempt(job, reason, permanent);
 }
 
 }  // namespace kiln::service

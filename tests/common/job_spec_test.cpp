@@ -123,6 +123,18 @@ TEST_CASE("text that is not JSON is one error on the document") {
   CHECK(ParseJobSpecText("[1,2]").errors[0].message.find("object") != std::string::npos);
 }
 
+TEST_CASE("invalid JSON is reported with its line and column and what the parser expected") {
+  auto result = ParseJobSpecText("{\n  \"name\": \"x\",\n  \"ranks\": 2,\n}\n");
+  REQUIRE(result.errors.size() == 1);
+  const std::string message = result.errors[0].message;
+  INFO(message);
+  CHECK(message.rfind("is not valid JSON: line 4, column 1: ", 0) == 0);
+  CHECK(message.find("unexpected '}'") != std::string::npos);
+  CHECK(message.find("json.exception") == std::string::npos);
+  auto cut = ParseJobSpecText("{\"name\": ");
+  CHECK(cut.errors[0].message.find("line 1, column ") != std::string::npos);
+}
+
 TEST_CASE("job names are restricted to a safe character set") {
   json spec = ValidSpec();
   spec["name"] = "../../etc/passwd";
@@ -194,6 +206,30 @@ TEST_CASE("optimizers, schedules, clipping and csv data are validated") {
   CHECK(parsed.spec.InputFeatures() == 4);
   csv["data"].erase("label_column");
   CHECK(HasErrorOn(Errors(csv), "data.label_column"));
+}
+
+TEST_CASE("a csv spec needs no data.features: the names or the header say how many") {
+  json csv = ValidSpec();
+  csv["data"] = {{"type", "csv"}, {"path", "/data/iris.csv"}, {"label_column", "species"},
+                 {"classes", 3}};
+  auto from_header = ParseJobSpec(csv);
+  REQUIRE(from_header.ok());
+  CHECK(from_header.spec.InputFeatures() == 0);  // kiln-train reads it from the header
+  csv["data"]["feature_columns"] = {"a", "b"};
+  auto named = ParseJobSpec(csv);
+  REQUIRE(named.ok());
+  CHECK(named.spec.InputFeatures() == 2);
+  csv["data"]["features"] = 3;
+  auto errors = Errors(csv);
+  REQUIRE(HasErrorOn(errors, "data.features"));
+  csv["data"].erase("feature_columns");
+  csv["model"] = {{"type", "cnn"}, {"conv", {{{"channels", 8}, {"kernel", 3}, {"pool", 2}}}}};
+  csv["data"].erase("features");
+  errors = Errors(csv);
+  std::string all;
+  for (const auto& e : errors) all += e + "\n";
+  INFO(all);
+  CHECK(HasErrorOn(errors, "data.features"));  // a cnn needs the image size up front
 
   json mse = ValidSpec();
   mse["train"]["loss"] = "mse";

@@ -12,7 +12,7 @@ template <typename M>
 M Sample();
 
 template <> SubmitRequest Sample() { return {"req-1", json{{"name", "x"}}, 4, 500, "alice", true}; }
-template <> SubmitReply Sample() { return {42, true}; }
+template <> SubmitReply Sample() { return {42, true, "Infeasible: needs 4 ranks"}; }
 template <> QueueRequest Sample() { return {true}; }
 template <> ShowRequest Sample() { return {7}; }
 template <> CancelRequest Sample() { return {8}; }
@@ -53,7 +53,7 @@ template <> CheckpointChunk Sample() { return {std::string(64, 'a'), 8192}; }
 template <> CheckpointDone Sample() { return {std::string(64, 'a'), false, "hash mismatch"}; }
 template <> CheckpointRead Sample() { return {11, 500, 4096, 1 << 20}; }
 template <> CheckpointData Sample() { return {11, 500, std::string(64, 'a'), 1 << 22, 4096}; }
-template <> JobExited Sample() { return {11, 2, 1, 9, "killed"}; }
+template <> JobExited Sample() { return {11, 2, 1, 9, "killed", "rank 0 on n1: cannot open /d: No such file", true}; }
 template <> ExitAck Sample() { return {11, 2}; }
 template <> TrainProgress Sample() { return {json{{"step", 3}}}; }
 template <> TrainCheckpoint Sample() {

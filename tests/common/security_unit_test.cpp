@@ -114,6 +114,72 @@ TEST_CASE("keypair files are created 0600, reloaded unchanged, and public keys r
   CHECK(transport::LoadKeyPair(dir + "/k.key").status().code() == StatusCode::kPermissionDenied);
 }
 
+TEST_CASE("a server key value is a path or a key, never ambiguous: existing files win, values "
+          "that start like a path are paths, anything else must be a key") {
+  const std::string key = "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7";  // Z85, ZeroMQ's test key
+  REQUIRE(transport::IsCurveKey(key));
+
+  // A 40-character path made only of Z85 characters decodes as a key; when the file exists it is
+  // read, and when it does not the error says there is no such file.
+  std::string dir = TempDir();  // /tmp/kiln-sec-XXXXXX: 20 characters
+  dir += "/abcdefgh";           // 29
+  REQUIRE(MakeDirs(dir).ok());
+  const std::string path = dir + "/server.pub";  // 40
+  REQUIRE(path.size() == 40);
+  REQUIRE(transport::IsCurveKey(path));
+  auto missing = transport::ResolvePublicKey(path);
+  REQUIRE_FALSE(missing.ok());
+  CHECK(missing.status().code() == StatusCode::kNotFound);
+  CHECK(missing.status().message().find("no file at " + path) != std::string::npos);
+  REQUIRE(WriteFileAtomic(path, key + "\n").ok());
+  auto read = transport::ResolvePublicKey(path);
+  REQUIRE(read.ok());
+  CHECK(*read == key);
+
+  // Relative paths: ./ and ../ are paths even when no file is there.
+  CHECK(transport::ResolvePublicKey("./" + key.substr(2)).status().code() == StatusCode::kNotFound);
+  CHECK(transport::ResolvePublicKey("../" + key.substr(3)).status().code() ==
+        StatusCode::kNotFound);
+
+  // ~/ is $HOME.
+  const char* old_home = std::getenv("HOME");
+  const std::string saved_home = old_home != nullptr ? old_home : "";
+  ::setenv("HOME", dir.c_str(), 1);
+  auto home = transport::ResolvePublicKey("~/server.pub");
+  CHECK((home.ok() && *home == key));
+  CHECK(transport::ResolvePublicKey("~/absent.pub").status().code() == StatusCode::kNotFound);
+  ::setenv("HOME", saved_home.c_str(), 1);
+
+  // A key resolves as itself, with surrounding whitespace trimmed.
+  CHECK(*transport::ResolvePublicKey(" " + key + "\n") == key);
+  // Neither a file nor a key: the error says both.
+  auto neither = transport::ResolvePublicKey("abc");
+  REQUIRE_FALSE(neither.ok());
+  CHECK(neither.status().message().find("neither an existing file nor a CURVE public key") !=
+        std::string::npos);
+  CHECK_FALSE(transport::ResolvePublicKey("").ok());
+  // A directory is not a key file.
+  CHECK_FALSE(transport::ResolvePublicKey(dir).ok());
+  // A file that holds something else says so.
+  REQUIRE(WriteFileAtomic(dir + "/junk", "hello\n").ok());
+  CHECK(transport::ResolvePublicKey(dir + "/junk").status().message().find("holds no CURVE") !=
+        std::string::npos);
+}
+
+TEST_CASE("keys kiln makes never read as a path") {
+  for (int i = 0; i < 2000; ++i) {
+    auto pair = transport::NewCurveKeyPair();
+    REQUIRE(pair.ok());
+    REQUIRE_FALSE(transport::LooksLikePath(pair->public_key));
+  }
+  CHECK(transport::LooksLikePath("/x"));
+  CHECK(transport::LooksLikePath("./x"));
+  CHECK(transport::LooksLikePath("../x"));
+  CHECK(transport::LooksLikePath("~/x"));
+  CHECK_FALSE(transport::LooksLikePath(".x"));
+  CHECK_FALSE(transport::LooksLikePath("x/y"));
+}
+
 TEST_CASE("the envelope carries a token only when set, bounded in size and type") {
   protocol::Envelope e = protocol::MakeEnvelope(protocol::QueueRequest{true}, "q");
   CHECK(protocol::EncodeEnvelope(e).find("auth") == std::string::npos);

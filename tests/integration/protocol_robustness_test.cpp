@@ -124,7 +124,7 @@ TEST_CASE("a submit retried with the same request id returns the same job, not a
 TEST_CASE("a worker message from an unregistered peer is answered with reregister") {
   LocalCluster cluster;
   RawClient client(cluster, /*as_worker=*/true);
-  Envelope reply = client.Call(Encode(JobExited{1, 1, 0, 0, ""}));
+  Envelope reply = client.Call(Encode(JobExited{1, 1, 0, 0, "", {}, {}}));
   CHECK(reply.type == "reregister");
 }
 

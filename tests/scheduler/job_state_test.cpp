@@ -16,6 +16,12 @@ TEST_CASE("a failed attempt is retried while retries remain, then the job FAILS"
   CHECK(*NextState(JobState::kRunning, JobEvent::kAttemptFailed, 1, 0) == JobState::kFailed);
 }
 
+TEST_CASE("an attempt that failed permanently FAILS the job whatever retries are left") {
+  CHECK(*NextState(JobState::kRunning, JobEvent::kFailedPermanently, 1, 5) == JobState::kFailed);
+  CHECK_FALSE(NextState(JobState::kPending, JobEvent::kFailedPermanently, 1, 5).ok());
+  CHECK_FALSE(NextState(JobState::kFailed, JobEvent::kFailedPermanently, 1, 5).ok());
+}
+
 TEST_CASE("pending and running jobs can be cancelled") {
   CHECK(*NextState(JobState::kPending, JobEvent::kCancel, 0, 0) == JobState::kCancelled);
   CHECK(*NextState(JobState::kRunning, JobEvent::kCancel, 1, 0) == JobState::kCancelled);

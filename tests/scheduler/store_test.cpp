@@ -138,10 +138,20 @@ TEST_CASE("users are found by token digest only, worker keys are revoked by key 
   REQUIRE((*store)->AllowWorkerKey({"key-1", "node-a", 1}).ok());
   REQUIRE((*store)->AllowWorkerKey({"key-2", "node-a", 1}).ok());
   REQUIRE((*store)->AllowWorkerKey({"key-3", "node-b", 1}).ok());
-  CHECK(*(*store)->RevokeWorkerKey("node-a") == 2);
-  CHECK(*(*store)->RevokeWorkerKey("key-3") == 1);
-  CHECK(*(*store)->RevokeWorkerKey("key-3") == 0);
+  CHECK(*(*store)->RevokeWorkerKey("node-a", 7) == 2);
+  CHECK(*(*store)->RevokeWorkerKey("key-3", 8) == 1);
+  CHECK(*(*store)->RevokeWorkerKey("key-3", 9) == 0);
   CHECK((*store)->ListWorkerKeys()->empty());
+  // Revoked keys are remembered with their node, so a worker holding one can be told so, until
+  // the key is admitted again.
+  auto revoked = (*store)->ListRevokedWorkerKeys();
+  REQUIRE(revoked.ok());
+  REQUIRE(revoked->size() == 3);
+  CHECK((*revoked)[2].public_key == "key-3");
+  CHECK((*revoked)[2].name == "node-b");
+  CHECK((*revoked)[2].added_at == 8);
+  REQUIRE((*store)->ForgetRevokedWorkerKey("key-3").ok());
+  CHECK((*store)->ListRevokedWorkerKeys()->size() == 2);
 
   for (int i = 0; i < 5; ++i) {
     REQUIRE((*store)->AddAudit({0, i, "u", "a" + std::to_string(i), "t", "ok", ""}).ok());

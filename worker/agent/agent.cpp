@@ -6,9 +6,16 @@
 
 #include "common/config.h"
 #include "common/file_util.h"
+#include "common/quantities.h"
+#include "common/shell_quote.h"
 #include "worker/agent/node_resources.h"
 
 namespace kiln::agent {
+
+std::string AllowCommand(const std::string& public_key, const std::string& node_name) {
+  return "kiln-scheduler --state-dir STATE_DIR worker allow " + ShellQuote(public_key) +
+         " --name " + ShellQuote(node_name);
+}
 
 using protocol::Envelope;
 
@@ -80,9 +87,9 @@ void Agent::ExplainFailedHandshakes() {
   last_handshake_note_at_ = now;
   if (refused) {
     spdlog::error("the scheduler refused this worker's connection: worker not admitted (key {}); "
-                  "on the scheduler host run `kiln-scheduler worker allow {} --name {}`, or "
-                  "start the worker with the cluster key (worker-cluster.key)",
-                  options_.keys.public_key, options_.keys.public_key, options_.name);
+                  "on the scheduler host run: {}   (or start the worker with the cluster key, "
+                  "worker-cluster.key)",
+                  options_.keys.public_key, AllowCommand(options_.keys.public_key, options_.name));
   } else {
     spdlog::error("the encryption handshake with the scheduler at {} failed: is --server-key "
                   "that scheduler's key (kiln-scheduler key show)?", options_.scheduler);
@@ -120,8 +127,8 @@ void Agent::SendHeartbeat() {
 }
 
 void Agent::Run(const std::atomic<bool>& stop) {
-  spdlog::info("worker {}: {} slots, {} GPUs, {} MiB; scheduler {}", options_.name,
-               options_.slots, gpus_, memory_bytes_ >> 20, options_.scheduler);
+  spdlog::info("worker {}: {} slots, {} GPUs, {} memory; scheduler {}", options_.name,
+               options_.slots, gpus_, FormatSize(memory_bytes_), options_.scheduler);
   while (!stop.load()) Turn(100);
   StopAll("worker agent shutting down");
 }
@@ -253,7 +260,7 @@ void Agent::OnLaunch(const Envelope& e) {
                   run.status().ToString());
     ReportExit(key, protocol::JobExited{launch->job_id, launch->attempt, 127, 0,
                                         "worker could not start the job: " +
-                                            run.status().message()});
+                                            run.status().message(), {}, {}});
     return;
   }
   runs_[key] = std::move(run).value();

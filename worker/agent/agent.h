@@ -26,6 +26,10 @@
 
 namespace kiln::agent {
 
+// The admin command that admits this worker's key, quoted for pasting into bash (STATE_DIR is the
+// scheduler's state dir, which the worker does not know).
+std::string AllowCommand(const std::string& public_key, const std::string& node_name);
+
 struct AgentOptions {
   std::string scheduler;
   std::string server_key;          // the scheduler's CURVE public key (Z85)

@@ -12,6 +12,7 @@
 
 #include "common/file_util.h"
 #include "common/job_spec.h"
+#include "common/rank_failure.h"
 #include "worker/agent/node_resources.h"
 
 namespace kiln::agent {
@@ -328,12 +329,14 @@ void JobRun::ForwardCheckpoint(const protocol::TrainCheckpoint& c) {
 
 std::optional<protocol::JobExited> JobRun::PumpMember(Millis now) {
   if (!group_) {  // no daemon asked for yet
-    if (kill_deadline_) return protocol::JobExited{job_id_, attempt_, -1, SIGTERM, kill_reason_};
+    if (kill_deadline_) {
+      return protocol::JobExited{job_id_, attempt_, -1, SIGTERM, kill_reason_, {}, {}};
+    }
     if (fetching_ && now - fetch_sent_at_ > kFetchRetryMs) RequestNextChunk(now);
     if (!fetching_ && now - waiting_since_ > kMemberWaitMs) {
       return protocol::JobExited{job_id_, attempt_, 125, 0,
                                  "the leader " + launch_.hosts.front().node +
-                                     " never asked this node for its MPI daemon"};
+                                     " never asked this node for its MPI daemon", {}, {}};
     }
     return std::nullopt;
   }
@@ -353,7 +356,7 @@ std::optional<protocol::JobExited> JobRun::PumpMember(Millis now) {
       KillTagged(ExactTag(tag_), SIGKILL);
       return protocol::JobExited{job_id_, attempt_, *remote_exit_code_, 0,
                                  "the MPI daemon for the leader " + launch_.hosts.front().node +
-                                     " failed to start"};
+                                     " failed to start", {}, {}};
     }
   }
   if (kill_deadline_ && now >= *kill_deadline_ && !killed_hard_) {
@@ -365,14 +368,18 @@ std::optional<protocol::JobExited> JobRun::PumpMember(Millis now) {
   next_liveness_check_ = now + 250;
   if (!FindTagged(ExactTag(tag_)).empty()) return std::nullopt;
   spdlog::info("job {} attempt {}: the MPI daemon and its ranks are gone", job_id_, attempt_);
-  return protocol::JobExited{job_id_, attempt_, 0, 0, kill_reason_};
+  protocol::JobExited exited{job_id_, attempt_, 0, 0, kill_reason_, {}, {}};
+  if (ReadFirstRankFailure(run_dir_)) exited.exit_code = 1;  // a rank here failed
+  return WithRankFailure(exited);
 }
 
 std::optional<protocol::JobExited> JobRun::Pump(Millis now) {
-  if (failure_) return protocol::JobExited{job_id_, attempt_, 126, 0, *failure_};
+  if (failure_) return protocol::JobExited{job_id_, attempt_, 126, 0, *failure_, {}, {}};
   if (member_) return PumpMember(now);
   if (!group_) {
-    if (kill_deadline_) return protocol::JobExited{job_id_, attempt_, -1, SIGTERM, kill_reason_};
+    if (kill_deadline_) {
+      return protocol::JobExited{job_id_, attempt_, -1, SIGTERM, kill_reason_, {}, {}};
+    }
     if (fetching_ && now - fetch_sent_at_ > kFetchRetryMs) RequestNextChunk(now);  // lost
     return std::nullopt;
   }
@@ -396,7 +403,18 @@ std::optional<protocol::JobExited> JobRun::Pump(Millis now) {
   ForwardReports();
   spdlog::info("job {} attempt {}: mpirun exited (code {}, signal {})", job_id_, attempt_,
                exit->exit_code, exit->signal);
-  return protocol::JobExited{job_id_, attempt_, exit->exit_code, exit->signal, kill_reason_};
+  return WithRankFailure(
+      protocol::JobExited{job_id_, attempt_, exit->exit_code, exit->signal, kill_reason_, {}, {}});
+}
+
+protocol::JobExited JobRun::WithRankFailure(protocol::JobExited exited) const {
+  if (exited.exit_code == 0 && exited.signal == 0) return exited;
+  if (auto failure = ReadFirstRankFailure(run_dir_)) {
+    exited.rank_error = "rank " + std::to_string(failure->rank) + " on " + config_.node_name +
+                        ": " + failure->error;
+    exited.permanent = failure->permanent && kill_reason_.empty();
+  }
+  return exited;
 }
 
 void JobRun::Kill(const std::string& reason, Millis now) {

@@ -82,6 +82,8 @@ class JobRun {
   // OMP/BLAS threads, KILN_* variables, GPU ids, run-as-root: what the ranks' processes need.
   std::vector<std::pair<std::string, std::string>> RankEnvironment() const;
   std::optional<protocol::JobExited> PumpMember(Millis now);
+  // `exited` with the error of the first rank that failed here, when it did not end well.
+  protocol::JobExited WithRankFailure(protocol::JobExited exited) const;
   void RequestNextChunk(Millis now);
   void ForwardOutput(bool* eof);
   void ForwardReports();

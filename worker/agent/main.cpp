@@ -96,9 +96,9 @@ int main(int argc, char** argv) {
   }
   options.keys = *keys;
   spdlog::info("worker key {} ({}{}); unless it is the cluster key, admit it on the scheduler "
-               "host with: kiln-scheduler worker allow {} --name {}",
-               keys->public_key, key_file, created ? ", created now" : "", keys->public_key,
-               options.name);
+               "host with: {}",
+               keys->public_key, key_file, created ? ", created now" : "",
+               kiln::agent::AllowCommand(keys->public_key, options.name));
   std::signal(SIGTERM, OnSignal);
   std::signal(SIGINT, OnSignal);
   std::signal(SIGPIPE, SIG_IGN);

@@ -37,6 +37,7 @@ Result<SavedCheckpoint> SaveCheckpoint(const std::string& path, torch::nn::Modul
     archive.write("world_size", torch::tensor(state.world_size, torch::kInt64));
     archive.write("global_batch", torch::tensor(state.global_batch, torch::kInt64));
     archive.write("metrics", TextTensor(state.metrics.dump()));
+    archive.write("input", TextTensor(state.input.dump()));
     archive.save_to(out);
   } catch (const c10::Error& e) {
     return Status::Internal(std::string("serializing checkpoint: ") + e.what_without_backtrace());
@@ -49,16 +50,18 @@ Result<SavedCheckpoint> SaveCheckpoint(const std::string& path, torch::nn::Modul
 namespace {
 
 // Reads the archive at `path`; restores the model, and the optimizer when given.
-Result<CheckpointState> Load(const std::string& path, torch::nn::Module& model,
+Result<CheckpointState> Load(const std::string& path, torch::nn::Module* model,
                              torch::optim::Optimizer* optimizer, torch::Device device) {
   try {
     torch::serialize::InputArchive archive;
     // Every tensor lands on `device`, whichever device wrote it: a GPU run's checkpoint loads on
     // a CPU-only host (kiln-predict), and a CPU run's resumes on a GPU.
     archive.load_from(path, device);
-    torch::serialize::InputArchive model_archive;
-    archive.read("model", model_archive);
-    model.load(model_archive);
+    if (model != nullptr) {
+      torch::serialize::InputArchive model_archive;
+      archive.read("model", model_archive);
+      model->load(model_archive);
+    }
     if (optimizer != nullptr) {
       torch::serialize::InputArchive optimizer_archive;
       archive.read("optimizer", optimizer_archive);
@@ -77,6 +80,11 @@ Result<CheckpointState> Load(const std::string& path, torch::nn::Module& model,
     if (archive.try_read("global_batch", global_batch)) state.global_batch = global_batch.item<int64_t>();
     state.metrics = nlohmann::json::parse(TensorText(metrics), nullptr, false);
     if (state.metrics.is_discarded()) state.metrics = nlohmann::json::object();
+    torch::Tensor input;
+    if (archive.try_read("input", input)) {
+      state.input = nlohmann::json::parse(TensorText(input), nullptr, false);
+      if (!state.input.is_object()) state.input = nlohmann::json::object();
+    }
     return state;
   } catch (const c10::Error& e) {
     return Status::InvalidArgument("cannot load checkpoint " + path + ": " +
@@ -86,14 +94,18 @@ Result<CheckpointState> Load(const std::string& path, torch::nn::Module& model,
 
 }  // namespace
 
+Result<CheckpointState> ReadCheckpointState(const std::string& path) {
+  return Load(path, nullptr, nullptr, torch::kCPU);
+}
+
 Result<CheckpointState> LoadModelWeights(const std::string& path, torch::nn::Module& model) {
-  return Load(path, model, nullptr, torch::kCPU);
+  return Load(path, &model, nullptr, torch::kCPU);
 }
 
 Result<CheckpointState> LoadCheckpoint(const std::string& path, torch::nn::Module& model,
                                        torch::optim::Optimizer& optimizer,
                                        torch::Device device) {
-  return Load(path, model, &optimizer, device);
+  return Load(path, &model, &optimizer, device);
 }
 
 }  // namespace kiln::train

@@ -17,6 +17,9 @@ struct CheckpointState {
   int64_t world_size = 1;
   int64_t global_batch = 0;  // samples per step over all ranks (kept when the world size changes)
   nlohmann::json metrics = nlohmann::json::object();
+  // What the model's input rows are: {"features": N, "feature_columns": [...], "label_column"}
+  // for csv data; empty for other data and for checkpoints written before it was kept.
+  nlohmann::json input = nlohmann::json::object();
 };
 
 struct SavedCheckpoint {
@@ -28,6 +31,8 @@ struct SavedCheckpoint {
 Result<SavedCheckpoint> SaveCheckpoint(const std::string& path, torch::nn::Module& model,
                                        torch::optim::Optimizer& optimizer,
                                        const CheckpointState& state);
+// The saved state without the model (input description, step, metrics).
+Result<CheckpointState> ReadCheckpointState(const std::string& path);
 // Restores only the model's parameters, on the CPU (for prediction); returns the saved state.
 Result<CheckpointState> LoadModelWeights(const std::string& path, torch::nn::Module& model);
 // Restores model and optimizer in place, their tensors on `device` (the model's), and returns the

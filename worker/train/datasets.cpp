@@ -71,12 +71,16 @@ Dataset MakeSynthetic(const DataSpec& spec) {
   return Splits(train_x, train_y, test_x, test_y);
 }
 
-Result<std::pair<torch::Tensor, torch::Tensor>> LoadCsv(const JobSpec& job, const std::string& path) {
+// `columns`: the feature columns by name (empty: every column but the label, in file order).
+Result<std::pair<torch::Tensor, torch::Tensor>> LoadCsv(const JobSpec& job, const std::string& path,
+                                                       const std::vector<std::string>& columns,
+                                                       std::vector<std::string>* names) {
   const DataSpec& spec = job.data;
-  auto table = ReadCsvTable(path, spec.label_column, spec.feature_columns);
+  auto table = ReadCsvTable(path, spec.label_column, columns);
   if (!table.ok()) return table.status();
+  if (names != nullptr) *names = table->feature_names;
   const int64_t features = static_cast<int64_t>(table->feature_names.size());
-  if (features != spec.features) {
+  if (spec.features > 0 && features != spec.features) {
     return Status::InvalidArgument(path + ": " + std::to_string(features) +
                                    " feature columns, data.features says " +
                                    std::to_string(spec.features));
@@ -110,11 +114,14 @@ void SplitValidation(Dataset* data, double fraction, uint64_t seed) {
 }
 
 Result<Dataset> LoadCsvDataset(const JobSpec& job) {
-  auto train = LoadCsv(job, job.data.path);
+  std::vector<std::string> names;
+  auto train = LoadCsv(job, job.data.path, job.data.feature_columns, &names);
   if (!train.ok()) return train.status();
   Dataset data = Splits(train->first, train->second, torch::Tensor(), torch::Tensor());
+  data.feature_names = names;
   if (!job.data.test_path.empty()) {
-    auto test = LoadCsv(job, job.data.test_path);
+    // The test file's columns are matched to the training file's by name, in whatever order.
+    auto test = LoadCsv(job, job.data.test_path, names, nullptr);
     if (!test.ok()) return test.status();
     data.test_x = test->first;
     data.test_y = test->second;

@@ -19,6 +19,9 @@ struct Dataset {
   // split (and needed again to predict). Undefined otherwise.
   torch::Tensor feature_mean;
   torch::Tensor feature_std;
+  // csv: the training file's feature columns, in the model's input order (checkpoints keep them,
+  // so that prediction picks input columns by name).
+  std::vector<std::string> feature_names;
 };
 
 // IDX images as the model's input rows: [N, H*W] float32 scaled to [0, 1] and standardized with

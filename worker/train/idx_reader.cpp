@@ -2,6 +2,8 @@
 
 #include <zlib.h>
 
+#include "common/file_util.h"
+
 namespace kiln::train {
 
 namespace {
@@ -55,7 +57,7 @@ Result<IdxArray> ParseIdx(const std::string& bytes, const std::string& name) {
 
 Result<std::string> ReadMaybeGzipFile(const std::string& path) {
   gzFile file = gzopen(path.c_str(), "rb");
-  if (file == nullptr) return Status::IoError("cannot open " + path);
+  if (file == nullptr) return OpenFailure("cannot open " + path);
   std::string bytes;
   char buf[1 << 16];
   int n = 0;

@@ -12,12 +12,28 @@
 
 #include "common/file_util.h"
 #include "common/job_spec.h"
+#include "common/rank_failure.h"
 #include "worker/train/gpu_binding.h"
 #include "worker/train/mpi_comm.h"
 #include "worker/train/progress_reporter.h"
 #include "worker/train/trainer.h"
 
 namespace {
+
+// Every rank parses the same arguments, so a usage error ends each one alike: no abort needed
+// (and --help exits 0 without MPI's abort banner).
+int ExitForParseError(CLI::App& app, const CLI::ParseError& e) { return app.exit(e) == 0 ? 0 : 2; }
+
+// Tells the agent why this rank fails (the job's reason), then ends every rank of the job.
+[[noreturn]] void FailRank(kiln::train::MpiComm& comm, const std::string& run_dir,
+                           const std::string& error, bool permanent, int code) {
+  std::fprintf(stderr, "[rank %d] error: %s\n", comm.rank(), error.c_str());
+  std::fflush(stderr);
+  if (!run_dir.empty()) {
+    (void)kiln::WriteRankFailure(run_dir, {comm.rank(), error, permanent});
+  }
+  comm.Abort(code);
+}
 
 volatile std::sig_atomic_t g_stop_requested = 0;
 void OnStopSignal(int) { g_stop_requested = 1; }
@@ -60,8 +76,7 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    app.exit(e);
-    comm.Abort(2);
+    return ExitForParseError(app, e);
   }
 
   // On the other nodes of a multi-node gang, mpirun's command line names the leader's run dir;
@@ -79,15 +94,15 @@ int main(int argc, char** argv) {
   }
   auto text = kiln::ReadFile(spec_path);
   if (!text.ok()) {
-    std::fprintf(stderr, "[rank %d] %s\n", comm.rank(), text.status().ToString().c_str());
-    comm.Abort(2);
+    FailRank(comm, options.run_dir, "--spec: " + text.status().message(),
+             kiln::IsPermanentFailure(text.status().code()), 2);
   }
   kiln::SpecParseResult parsed = kiln::ParseJobSpecText(*text);
   if (!parsed.ok()) {
-    for (const auto& e : parsed.errors) {
-      std::fprintf(stderr, "[rank %d] spec: %s\n", comm.rank(), e.ToString().c_str());
+    for (size_t i = 1; i < parsed.errors.size(); ++i) {
+      std::fprintf(stderr, "[rank %d] spec: %s\n", comm.rank(), parsed.errors[i].ToString().c_str());
     }
-    comm.Abort(2);
+    FailRank(comm, options.run_dir, "spec: " + parsed.errors[0].ToString(), true, 2);
   }
   if (options.threads <= 0) {
     const char* env = std::getenv("KILN_THREADS_PER_RANK");
@@ -125,9 +140,7 @@ int main(int argc, char** argv) {
     }
   }
   if (!status.ok()) {
-    std::fprintf(stderr, "[rank %d] error: %s\n", comm.rank(), status.ToString().c_str());
-    std::fflush(stderr);
-    comm.Abort(1);
+    FailRank(comm, options.run_dir, status.message(), kiln::IsPermanentFailure(status.code()), 1);
   }
   return stopped ? 128 + SIGTERM : 0;  // stopped early: not a finished run
 }

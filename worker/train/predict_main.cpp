@@ -9,6 +9,7 @@
 
 #include "common/file_util.h"
 #include "common/job_spec.h"
+#include "worker/train/checkpoint.h"
 #include "worker/train/predictor.h"
 
 namespace {
@@ -40,11 +41,22 @@ int main(int argc, char** argv) {
   kiln::SpecParseResult parsed = kiln::ParseJobSpecText(*text);
   if (!parsed.ok()) return Fail("spec: " + parsed.errors[0].ToString());
   try {
-    auto rows = kiln::train::ReadPredictionInput(input, parsed.spec);
+    auto state = kiln::train::ReadCheckpointState(checkpoint);
+    if (!state.ok()) return Fail(state.status().message());
+    kiln::JobSpec spec = parsed.spec;
+    if (spec.data.features == 0) {  // csv without data.features: the checkpoint knows
+      spec.data.features = state->input.value("features", 0);
+      if (spec.data.features <= 0) {
+        return Fail("the spec has no data.features and the checkpoint does not record how many "
+                    "inputs the model takes: add data.features to the spec given with --spec");
+      }
+    }
+    const kiln::train::PredictionColumns trained = kiln::train::TrainedColumns(spec, state->input);
+    auto rows = kiln::train::ReadPredictionInput(input, spec, trained);
     if (!rows.ok()) return Fail(rows.status().message());
-    auto predictor = kiln::train::Predictor::Load(parsed.spec, checkpoint);
+    auto predictor = kiln::train::Predictor::Load(spec, checkpoint);
     if (!predictor.ok()) return Fail(predictor.status().message());
-    std::vector<kiln::train::Prediction> predictions = predictor->Predict(*rows);
+    std::vector<kiln::train::Prediction> predictions = predictor->Predict(rows->rows);
 
     std::ofstream file;
     if (!output.empty()) {
@@ -67,11 +79,15 @@ int main(int argc, char** argv) {
     }
     out.flush();
     std::cerr << "predicted " << predictions.size() << " rows";
-    if (!labels_path.empty()) {
-      auto labels = kiln::train::ReadLabels(labels_path);
+    if (!labels_path.empty() || (rows->labels.defined() && !spec.IsRegression())) {
+      // --labels wins; else the input's own label column.
+      auto labels = labels_path.empty() ? kiln::Result<torch::Tensor>(rows->labels)
+                                        : kiln::train::ReadLabels(labels_path);
       if (!labels.ok()) return Fail(labels.status().message());
+      const std::string labels_from =
+          labels_path.empty() ? input + " column \"" + trained.label_column + "\"" : labels_path;
       if (labels->size(0) != static_cast<int64_t>(predictions.size())) {
-        return Fail(labels_path + ": " + std::to_string(labels->size(0)) + " labels for " +
+        return Fail(labels_from + ": " + std::to_string(labels->size(0)) + " labels for " +
                     std::to_string(predictions.size()) + " rows");
       }
       auto l = labels->accessor<int64_t, 1>();
@@ -79,10 +95,10 @@ int main(int argc, char** argv) {
       for (size_t i = 0; i < predictions.size(); ++i) {
         correct += predictions[i].label == l[static_cast<int64_t>(i)] ? 1 : 0;
       }
-      std::snprintf(line, sizeof line, "; accuracy %.4f (%lld of %zu)", 
+      std::snprintf(line, sizeof line, "; accuracy %.4f (%lld of %zu)",
                     static_cast<double>(correct) / static_cast<double>(predictions.size()),
                     static_cast<long long>(correct), predictions.size());
-      std::cerr << line;
+      std::cerr << line << " against " << labels_from;
     }
     std::cerr << "\n";
   } catch (const c10::Error& e) {

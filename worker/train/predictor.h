@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include "common/job_spec.h"
@@ -12,10 +13,25 @@
 
 namespace kiln::train {
 
-// Input rows as the model sees them. IDX images (gzip or not) get the same scaling as training;
-// CSV rows (an optional header line, then numbers separated by commas) are used as they are.
-// Every row must have spec.InputFeatures() values; errors name the row.
-Result<torch::Tensor> ReadPredictionInput(const std::string& path, const JobSpec& spec);
+// The columns a model was trained on: from the checkpoint (which names them) or the job's spec.
+struct PredictionColumns {
+  std::vector<std::string> feature_columns;  // in the model's input order; empty: not known
+  std::string label_column;
+};
+PredictionColumns TrainedColumns(const JobSpec& spec, const nlohmann::json& checkpoint_input);
+
+struct PredictionInput {
+  torch::Tensor rows;    // float32 [N, spec.InputFeatures()]
+  torch::Tensor labels;  // int64 [N] when a CSV header has the label column; else undefined
+  bool header = false;   // CSV: columns were matched by name
+};
+
+// Input rows as the model sees them. IDX images (gzip or not) get the same scaling as training.
+// CSV: with a header line, the model's columns are picked by name in any order (and the label
+// column, when present, is returned for accuracy); without one, each row must hold exactly the
+// model's inputs in the training order. Errors name the file, line and column.
+Result<PredictionInput> ReadPredictionInput(const std::string& path, const JobSpec& spec,
+                                            const PredictionColumns& trained);
 // True labels: IDX labels, or one integer per line.
 Result<torch::Tensor> ReadLabels(const std::string& path);
 

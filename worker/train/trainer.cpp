@@ -118,7 +118,12 @@ Status Trainer::Run() {
         " is more than the " + std::to_string(plan.samples) + " training samples");
   }
 
-  auto built = TryBuildModel(spec_);
+  // csv without data.features: the training file's header says how many.
+  JobSpec model_spec = spec_;
+  if (model_spec.data.features == 0) {
+    model_spec.data.features = static_cast<int>(data.train_x.size(1));
+  }
+  auto built = TryBuildModel(model_spec);
   if (!built.ok()) return built.status();
   torch::nn::Sequential model = *built;
   const torch::Device device = TrainingDevice(spec_, comm_.rank(), comm_.local_rank());
@@ -194,15 +199,27 @@ Status Trainer::Run() {
                 static_cast<long long>(total_steps), static_cast<long long>(numel),
                 sync.bucket_count(), sync.staged() ? " (staged through host memory)" : "",
                 options_.threads, device.str().c_str());
+    if (step >= total_steps) {
+      std::printf("[rank 0] nothing to train: the checkpoint resumed from is at step %lld, and "
+                  "train.epochs %d (which counts the resumed epochs too) ends at step %lld\n",
+                  static_cast<long long>(step), spec_.train.epochs,
+                  static_cast<long long>(total_steps));
+    }
     std::fflush(stdout);
   }
 
+  nlohmann::json input = nlohmann::json::object();
+  if (spec_.data.type == "csv") {
+    input = {{"features", model_spec.data.features},
+             {"feature_columns", data.feature_names},
+             {"label_column", spec_.data.label_column}};
+  }
   int64_t saved_step = -1;
   auto save = [&](int64_t epoch) {
     if (!leader) return;
     char name[64];
     std::snprintf(name, sizeof name, "/step-%010lld.pt", static_cast<long long>(step));
-    CheckpointState state{step, epoch, world, plan.GlobalBatch(), last_metrics};
+    CheckpointState state{step, epoch, world, plan.GlobalBatch(), last_metrics, input};
     auto saved = SaveCheckpoint(ckpt_dir + name, *model, *optimizer, state);
     if (!saved.ok()) {
       std::printf("[rank 0] checkpoint at step %lld failed: %s\n", static_cast<long long>(step),

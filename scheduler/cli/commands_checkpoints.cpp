@@ -1,0 +1,104 @@
+#include "scheduler/cli/commands.h"
+
+#include <limits.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+
+#include "common/file_util.h"
+#include "scheduler/cli/checkpoint_pull.h"
+#include "scheduler/cli/cli_common.h"
+#include "scheduler/cli/output.h"
+
+namespace kiln::cli {
+
+using nlohmann::json;
+
+int Commands::CheckpointsList() {
+  SchedulerClient client = MakeClient(global_);
+  auto reply = ReplyAs<protocol::DataReply>(client.Call(protocol::CheckpointsRequest{job_id_}));
+  if (!reply.ok()) return ReportError(reply.status());
+  std::cout << (json_ ? reply->data.dump(2) + "\n" : FormatCheckpoints(reply->data));
+  return 0;
+}
+
+Result<int64_t> Commands::ChosenStep(SchedulerClient& client) {
+  if (!best_) return step_;
+  auto reply = ReplyAs<protocol::DataReply>(client.Call(protocol::ShowRequest{job_id_}));
+  if (!reply.ok()) return reply.status();
+  return BestCheckpointStep(reply->data);
+}
+
+int Commands::CheckpointsPull() {
+  SchedulerClient client = MakeClient(global_);
+  auto step = ChosenStep(client);
+  if (!step.ok()) return ReportError(step.status());
+  auto pulled = PullCheckpoint(client, job_id_, *step, out_dir_);
+  if (!pulled.ok()) return ReportError(pulled.status());
+  std::cout << pulled->path << std::endl;
+  std::cerr << "checkpoint " << pulled->step << " of job " << job_id_ << ": "
+            << FormatBytes(pulled->bytes) << ", sha256 " << pulled->sha256 << " verified\n";
+  return 0;
+}
+
+int Commands::CheckpointsRemove() {
+  SchedulerClient client = MakeClient(global_);
+  auto reply = ReplyAs<protocol::DataReply>(
+      client.Call(protocol::CheckpointRemove{job_id_, step_}));
+  if (!reply.ok()) return ReportError(reply.status());
+  const bool removed = reply->data.value("removed", false);
+  std::cout << "checkpoint " << step_ << " of job " << job_id_
+            << (removed ? " removed" : " was not there") << std::endl;
+  return 0;
+}
+
+namespace {
+
+std::string CacheDir() {
+  if (const char* xdg = std::getenv("XDG_CACHE_HOME"); xdg && *xdg) return std::string(xdg) + "/kiln";
+  if (const char* home = std::getenv("HOME"); home && *home) return std::string(home) + "/.cache/kiln";
+  return "/tmp/kiln-cache-" + std::to_string(::getuid());
+}
+
+// kiln-predict beside this executable, or $KILN_PREDICT.
+std::string PredictBinary() {
+  if (const char* env = std::getenv("KILN_PREDICT"); env && *env) return env;
+  char self[PATH_MAX];
+  ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n <= 0) return "kiln-predict";
+  self[n] = '\0';
+  return (std::filesystem::path(self).parent_path() / "kiln-predict").string();
+}
+
+}  // namespace
+
+int Commands::Predict() {
+  SchedulerClient client = MakeClient(global_);
+  auto show = ReplyAs<protocol::DataReply>(client.Call(protocol::ShowRequest{job_id_}));
+  if (!show.ok()) return ReportError(show.status());
+  auto step = best_ ? BestCheckpointStep(show->data) : Result<int64_t>(step_);
+  if (!step.ok()) return ReportError(step.status());
+  const std::string dir = CacheDir() + "/checkpoints";
+  auto pulled = PullCheckpoint(client, job_id_, *step, dir);
+  if (!pulled.ok()) return ReportError(pulled.status());
+  const std::string spec_path = dir + "/job-" + std::to_string(job_id_) + ".spec.json";
+  Status wrote = WriteFileAtomic(spec_path, show->data["spec"].dump(2));
+  if (!wrote.ok()) return ReportError(wrote);
+  std::cerr << "predicting with checkpoint " << pulled->step << " of job " << job_id_ << "\n";
+  std::vector<std::string> args = {PredictBinary(), "--spec", spec_path, "--checkpoint",
+                                   pulled->path, "--input", input_};
+  if (!labels_.empty()) args.insert(args.end(), {"--labels", labels_});
+  if (!output_.empty()) args.insert(args.end(), {"--output", output_});
+  if (json_) args.push_back("--json");
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  ::execv(argv[0], argv.data());
+  return ReportError(Status::Unavailable("cannot run " + args[0] +
+                                         " (build kiln-predict, or set KILN_PREDICT)"));
+}
+
+
+}  // namespace kiln::cli

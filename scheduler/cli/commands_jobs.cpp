@@ -1,0 +1,174 @@
+#include "scheduler/cli/commands.h"
+
+#include <unistd.h>
+
+#include <iostream>
+
+#include "common/file_util.h"
+#include "common/ids.h"
+#include "common/job_spec.h"
+#include "scheduler/cli/cli_common.h"
+#include "scheduler/cli/log_filter.h"
+#include "scheduler/cli/output.h"
+
+namespace kiln::cli {
+
+using nlohmann::json;
+
+int Commands::Submit() {
+  auto text = ReadFile(file_);
+  if (!text.ok()) return ReportError(Status::InvalidArgument(text.status().message()));
+  SpecParseResult parsed = ParseJobSpecText(*text);
+  if (!parsed.ok()) {
+    std::cerr << "kiln: job spec " << file_ << " rejected (" << parsed.errors.size()
+              << " error" << (parsed.errors.size() == 1 ? "" : "s") << "):\n";
+    for (const auto& e : parsed.errors) std::cerr << "  " << e.ToString() << "\n";
+    return kExitUsage;
+  }
+  SchedulerClient client = MakeClient(global_);
+  protocol::SubmitRequest request{NewRequestId(), json::parse(*text), std::nullopt, std::nullopt,
+                                  "", hold_};  // the scheduler takes the user from the token
+  if (!resume_from_.empty()) {
+    try {
+      size_t colon = resume_from_.find(':');
+      request.resume_from_job = std::stoll(resume_from_.substr(0, colon));
+      if (colon != std::string::npos) request.resume_from_step = std::stoll(resume_from_.substr(colon + 1));
+    } catch (const std::exception&) {
+      return ReportError(Status::InvalidArgument("--resume-from: expected ID or ID:STEP, got \"" +
+                                                 resume_from_ + "\""));
+    }
+  }
+  auto reply = ReplyAs<protocol::SubmitReply>(client.Call(request));
+  if (!reply.ok() && reply.status().code() == StatusCode::kUnavailable &&
+      client.last_timeout_reached_scheduler()) {
+    // A scheduler that took the request but did not answer in time (busy, or restarting): safe
+    // to repeat, the request id makes the scheduler return the same job. A scheduler that is not
+    // there is reported at once, within the --timeout the message names.
+    reply = ReplyAs<protocol::SubmitReply>(client.Call(request));
+  }
+  if (!reply.ok()) return ReportError(reply.status());
+  if (reply->warning) {
+    std::cerr << "kiln: warning: job " << reply->job_id << " is queued but cannot start now: "
+              << *reply->warning << "\n";
+  }
+  if (json_) {
+    json out = {{"job_id", reply->job_id}};
+    if (reply->warning) out["warning"] = *reply->warning;
+    std::cout << out.dump() << std::endl;
+  } else {
+    std::cout << reply->job_id << std::endl;
+  }
+  return follow_ ? Follow(reply->job_id) : 0;
+}
+
+int Commands::Follow(int64_t job_id) {
+  SchedulerClient client = MakeClient(global_);
+  const bool tty = ::isatty(STDERR_FILENO);
+  std::string last_line;
+  int unreachable = 0;
+  while (true) {
+    auto reply = ReplyAs<protocol::DataReply>(client.Call(protocol::ShowRequest{job_id}));
+    if (!reply.ok()) {
+      if (reply.status().code() == StatusCode::kUnavailable && ++unreachable < 6) continue;
+      return ReportError(reply.status());
+    }
+    unreachable = 0;
+    const json& job = reply->data;
+    std::string line = FormatProgress(job);
+    const std::string state = job.value("state", "");
+    if (line != last_line) {
+      if (tty) {
+        std::cerr << "\r\033[K" << line << std::flush;
+      } else {
+        std::cerr << line << "\n";
+      }
+      last_line = line;
+    }
+    if (state == "COMPLETED" || state == "FAILED" || state == "CANCELLED") {
+      if (tty) std::cerr << "\n";
+      std::cerr << "job " << job_id << " " << state;
+      if (!job.value("reason", "").empty()) std::cerr << ": " << job.value("reason", "");
+      std::cerr << "\n";
+      return state == "COMPLETED" ? 0 : kExitFailed;
+    }
+    SleepMs(tty ? 300 : 2000);
+  }
+}
+
+int Commands::JobAdmin(const std::string& action) {
+  SchedulerClient client = MakeClient(global_);
+  auto reply = ReplyAs<protocol::DataReply>(
+      client.Call(protocol::JobAdminRequest{job_id_, action, priority_}));
+  if (!reply.ok()) return ReportError(reply.status());
+  const json& job = reply->data;
+  std::cout << "job " << job.value("id", job_id_) << " " << job.value("state", "")
+            << (job.value("held", false) ? " (held)" : "") << ", priority "
+            << job.value("priority", 0) << std::endl;
+  return 0;
+}
+
+int Commands::Queue() {
+  SchedulerClient client = MakeClient(global_);
+  auto reply = ReplyAs<protocol::DataReply>(client.Call(protocol::QueueRequest{all_}));
+  if (!reply.ok()) return ReportError(reply.status());
+  std::cout << (json_ ? reply->data.dump(2) + "\n" : FormatQueue(reply->data));
+  return 0;
+}
+
+int Commands::Show() {
+  SchedulerClient client = MakeClient(global_);
+  auto reply = ReplyAs<protocol::DataReply>(client.Call(protocol::ShowRequest{job_id_}));
+  if (!reply.ok()) return ReportError(reply.status());
+  if (!metric_.empty()) {
+    const json& metrics = reply->data["metrics"];
+    if (!metrics.is_object() || !metrics.contains(metric_)) {
+      return ReportError(Status::NotFound("job " + std::to_string(job_id_) +
+                                          " has not reported metric \"" + metric_ + "\""));
+    }
+    std::cout << metrics[metric_].dump() << std::endl;
+    return 0;
+  }
+  std::cout << (json_ ? reply->data.dump(2) + "\n" : FormatJob(reply->data));
+  return 0;
+}
+
+int Commands::Cancel() {
+  SchedulerClient client = MakeClient(global_);
+  auto reply = ReplyAs<protocol::CancelReply>(client.Call(protocol::CancelRequest{job_id_}));
+  if (!reply.ok()) return ReportError(reply.status());
+  std::cout << "job " << reply->job_id << " " << reply->state << std::endl;
+  return 0;
+}
+
+int Commands::Logs() {
+  SchedulerClient client = MakeClient(global_);
+  int64_t after = 0;
+  LogFilter filter(raw_);
+  while (true) {
+    auto reply = ReplyAs<protocol::DataReply>(
+        client.Call(protocol::LogsRequest{job_id_, after, 5000}));
+    if (!reply.ok()) return ReportError(reply.status());
+    const json& data = reply->data;
+    for (const auto& l : data["lines"]) {
+      after = l.value("seq", after);
+      if (json_) {
+        std::cout << l.dump() << "\n";
+        continue;
+      }
+      for (const auto& out : filter.Add(l.value("attempt", int64_t{0}),
+                                        FormatTime(l.value("time", int64_t{0})),
+                                        l.value("line", ""))) {
+        std::cout << out << "\n";
+      }
+    }
+    std::cout.flush();
+    if (!data["lines"].empty()) continue;  // more may be waiting
+    if (!follow_ || data.value("finished", true)) {
+      for (const auto& out : filter.Flush()) std::cout << out << "\n";
+      return 0;
+    }
+    SleepMs(500);
+  }
+}
+
+}  // namespace kiln::cli
