@@ -99,6 +99,29 @@ Result<std::string> Sha256OfFile(const std::string& path) {
   return hash.FinishHex();
 }
 
+Result<std::string> ReadSmallRegularFile(const std::string& path, size_t max_bytes) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+  if (fd < 0) return OpenFailure("cannot open " + path);
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+      static_cast<uint64_t>(st.st_size) > max_bytes) {
+    ::close(fd);
+    return Status::InvalidArgument(path + " is not a regular file of at most " +
+                                   std::to_string(max_bytes) + " bytes");
+  }
+  std::string out(static_cast<size_t>(st.st_size), '\0');
+  size_t done = 0;
+  while (done < out.size()) {
+    ssize_t n = ::read(fd, out.data() + done, out.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    done += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  out.resize(done);
+  return out;
+}
+
 Result<std::string> ReadFileRange(const std::string& path, int64_t offset,
                                                int64_t length) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);

@@ -48,6 +48,9 @@ class Sha256Stream {
 
 // Hex SHA-256 of a file, read in 1 MiB blocks (bounded memory).
 Result<std::string> Sha256OfFile(const std::string& path);
+// A file that someone else controls (a job's rank wrote it): read only when it is a regular file
+// (no symlink, FIFO or device) of at most `max_bytes`; otherwise InvalidArgument.
+Result<std::string> ReadSmallRegularFile(const std::string& path, size_t max_bytes);
 // Up to `length` bytes at `offset` (fewer at the end of the file).
 Result<std::string> ReadFileRange(const std::string& path, int64_t offset, int64_t length);
 

@@ -44,7 +44,7 @@ train() { # spec ranks steps -> samples/s
 cpu1=$(train cpu 1 "$cpu_steps")
 gpu1=$(train gpu 1 "$steps")
 gpu2=$(train gpu 2 "$steps")
-grep -h "training\|CUDA\|error" "$dir"/gpu-*.log | head -6
+grep -h "training\|CUDA\|error" "$dir"/gpu-*.log | head -6 || true  # head may close the pipe early
 echo "CNN samples/s: CPU 1 rank $cpu1, GPU 1 rank $gpu1, GPU 2 ranks $gpu2"
 
 json() { # measure value unit baseline target

@@ -1,6 +1,6 @@
 #include "scheduler/cli/log_filter.h"
 
-#include <regex>
+#include <algorithm>
 
 namespace kiln::cli {
 
@@ -9,9 +9,27 @@ bool IsMpiBannerRule(const std::string& line) {
 }
 
 bool IsMpiNoiseLine(const std::string& line) {
-  static const std::regex kOrtePrefix(R"(^\[[^\]\s]+:\d+\] .*)");
-  return std::regex_match(line, kOrtePrefix) ||
+  // "[host:12345] 1 more process has sent help message help-mpi-api.txt / mpi-abort"
+  return (line.rfind("[", 0) == 0 &&
+          (line.find("] 1 more process has sent help message") != std::string::npos ||
+           line.find(" more processes have sent help message") != std::string::npos)) ||
          line.rfind("Set MCA parameter \"orte_base_help_aggregate\"", 0) == 0;
+}
+
+bool IsMpiNoiseBanner(const std::vector<std::string>& lines) {
+  // Only the banners that repeat what the ranks' own error lines say. Others (a rank killed by a
+  // signal, a launch that failed, a rank's own unprefixed output) are kept.
+  static const char* const kNoise[] = {
+      "MPI_ABORT was invoked on rank",
+      "Primary job  terminated normally, but",
+      "mpirun detected that one or more processes exited with non-zero status",
+  };
+  for (const auto& l : lines) {
+    for (const char* n : kNoise) {
+      if (l.rfind(n, 0) == 0) return true;
+    }
+  }
+  return false;
 }
 
 std::vector<std::string> LogFilter::Add(int64_t attempt, const std::string& time,
@@ -25,10 +43,11 @@ std::vector<std::string> LogFilter::Add(int64_t attempt, const std::string& time
   }
   if (IsMpiBannerRule(line)) {
     if (in_banner_) {
-      // A banner is Open MPI's unless a rank's own line ended up inside it.
-      bool ours = false;
-      for (const auto& b : banner_) ours = ours || b.rfind("[rank ", 0) == 0;
-      if (ours) {
+      // A known noise banner is dropped unless a rank's own line ended up inside it.
+      const bool ours = std::any_of(banner_.begin(), banner_.end(), [](const std::string& b) {
+        return b.rfind("[rank ", 0) == 0;
+      });
+      if (ours || !IsMpiNoiseBanner(banner_)) {
         out.push_back(line);
         for (auto& b : banner_) out.push_back(std::move(b));
         out.push_back(line);

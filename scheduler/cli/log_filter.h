@@ -1,6 +1,7 @@
 // What `kiln logs` prints of a job's output: a marker where each attempt starts, and the job's
-// own lines without Open MPI's noise (the MPI_ABORT and "mpirun detected" banners between lines of
-// dashes, and ORTE's "[host:pid] ..." help-aggregation lines). `--raw`: every line as written,
+// own lines without Open MPI's noise (the MPI_ABORT, "Primary job terminated normally" and
+// "mpirun detected" banners between lines of dashes, and ORTE's help-aggregation lines); every
+// other banner, such as a rank killed by a signal, is kept. `--raw`: every line as written,
 // no markers. Pure:
 // lines in, lines out.
 #pragma once
@@ -30,6 +31,9 @@ class LogFilter {
 // True for a line of Open MPI's own making outside its banners ("[host:1234] 1 more process has
 // sent help message ...", "Set MCA parameter \"orte_base_help_aggregate\" to 0 ...").
 bool IsMpiNoiseLine(const std::string& line);
+// True for a banner (the lines between two rules) that only repeats what the ranks' own error
+// lines say: MPI_ABORT, "Primary job terminated normally", "mpirun detected ... non-zero status".
+bool IsMpiNoiseBanner(const std::vector<std::string>& lines);
 // True for the dashed line that opens and closes Open MPI's banners.
 bool IsMpiBannerRule(const std::string& line);
 

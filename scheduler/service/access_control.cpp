@@ -63,9 +63,13 @@ bool SchedulerService::AdmitWorkerMessage(const std::string& peer, const std::st
   const std::string presented = core::KeyOfConnection(connection);
   if (IsAdmittedWorkerKey(presented)) return true;
   const Millis now = clock_.MonotonicMs();
+  // The log (read by the admin) names the state dir; the reply (to anyone who knows the server
+  // key) does not.
   const std::string allow = ShellCommand({"kiln-scheduler", "--state-dir", options_.state_dir,
                                           "worker", "allow", presented, "--name"}) +
                             " NODE";
+  const std::string allow_hint = "kiln-scheduler --state-dir STATE_DIR worker allow " +
+                                 ShellQuote(presented) + " --name NODE";
   auto revoked = revoked_worker_keys_.find(presented);
   auto& logged_at = refusal_logged_at_[presented];
   if (logged_at == 0 || now - logged_at >= kRefusalLogEveryMs) {
@@ -79,12 +83,12 @@ bool SchedulerService::AdmitWorkerMessage(const std::string& peer, const std::st
     ReplyError(peer, e.id, Status::PermissionDenied(
                                "worker not admitted: an admin revoked its key " + presented +
                                (revoked->second.empty() ? "" : " (node " + revoked->second + ")") +
-                               "; to admit it again, on the scheduler host run: " + allow));
+                               "; to admit it again, on the scheduler host run: " + allow_hint));
     return false;
   }
   ReplyError(peer, e.id, Status::PermissionDenied(
                              "worker not admitted: this scheduler does not know the key " +
-                             presented + "; on the scheduler host run: " + allow +
+                             presented + "; on the scheduler host run: " + allow_hint +
                              " (or start the worker with the cluster key, state dir: "
                              "worker-cluster.key)"));
   return false;

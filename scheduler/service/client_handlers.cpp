@@ -105,9 +105,15 @@ void SchedulerService::OnSubmit(const std::string& peer, const Envelope& e) {
           " (see kiln ckpt ls " + std::to_string(*request.resume_from_job) + ")"));
     }
     // Steps continue from the checkpoint's, so epochs counts the resumed ones too. On the same
-    // data a step means the same samples, and a checkpoint past the last epoch trains nothing.
+    // data and batch size a step means the same samples, and a checkpoint past the last epoch
+    // trains nothing. (The spec was validated, so these are objects.)
+    auto train_batch = [](const json& spec) {
+      const json train = spec.value("train", json::object());
+      return train.is_object() ? train.value("batch_size", json()) : json();
+    };
     const bool same_data = source->has_value() && (*source)->spec.is_object() &&
-                           (*source)->spec.value("data", json()) == request.spec.value("data", json());
+                           (*source)->spec.value("data", json()) == request.spec.value("data", json()) &&
+                           train_batch((*source)->spec) == train_batch(request.spec);
     if (same_data && (*from)->epoch >= parsed.spec.train.epochs) {
       return ReplyError(
           peer, e.id, Status::InvalidArgument("job spec rejected: nothing to train"),

@@ -355,11 +355,14 @@ Status Store::EndAttempt(int64_t job_id, int64_t attempt, Millis ended_at,
   return s.Run();
 }
 
-Status Store::SetAttemptExitCode(int64_t job_id, int64_t attempt, int64_t exit_code) {
+Status Store::SetAttemptExitCode(int64_t job_id, int64_t attempt, int64_t exit_code,
+                                 const std::string& note) {
   SqliteStatement s(db_,
-                    "UPDATE attempts SET exit_code=? WHERE job_id=? AND attempt=? AND exit_code=-1",
+                    "UPDATE attempts SET exit_code=?, reason=CASE WHEN ?='' THEN reason "
+                    "WHEN reason='' THEN ? ELSE reason || '; ' || ? END "
+                    "WHERE job_id=? AND attempt=? AND exit_code=-1",
                     cache_.get());
-  s.Bind(1, exit_code).Bind(2, job_id).Bind(3, attempt);
+  s.Bind(1, exit_code).Bind(2, note).Bind(3, note).Bind(4, note).Bind(5, job_id).Bind(6, attempt);
   return s.Run();
 }
 

@@ -160,7 +160,9 @@ class Store {
                     const std::string& reason);
   // Records mpirun's exit code for an attempt that has none yet (it may arrive after the
   // attempt was ended by cancel or a time limit).
-  Status SetAttemptExitCode(int64_t job_id, int64_t attempt, int64_t exit_code);
+  // Once: the first report wins. A non-empty `note` is added to the attempt's reason.
+  Status SetAttemptExitCode(int64_t job_id, int64_t attempt, int64_t exit_code,
+                            const std::string& note = "");
   Result<std::vector<AttemptRecord>> Attempts(int64_t job_id);
   Result<std::vector<JobEventRecord>> Events(int64_t job_id);
 

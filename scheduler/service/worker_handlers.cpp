@@ -4,6 +4,7 @@
 
 #include "common/config.h"
 #include "common/quantities.h"
+#include "common/rank_failure.h"
 #include "common/shell_quote.h"
 #include "scheduler/service/handler_macros.h"
 #include "scheduler/service/scheduler_service.h"
@@ -189,6 +190,9 @@ void SchedulerService::OnProgress(const std::string& peer, const Envelope& e) {
 
 void SchedulerService::OnJobExited(const std::string& peer, const Envelope& e) {
   KILN_DECODE_OR_REPLY(protocol::JobExited, m);
+  // What the agent says goes into reasons that users read in a terminal: one bounded line.
+  if (m.rank_error) m.rank_error = FirstErrorLine(*m.rank_error);
+  m.reason = FirstErrorLine(m.reason);
   Worker* w = KnownWorker(peer);
   if (w == nullptr) return;
   Send(peer, protocol::ExitAck{m.job_id, m.attempt});  // stop repeating it, whatever follows
@@ -224,7 +228,10 @@ void SchedulerService::OnJobExited(const std::string& peer, const Envelope& e) {
     }
   }
   if (leader) {
-    Status noted = store_->SetAttemptExitCode(m.job_id, m.attempt, exit_code);
+    // A gang that stopped on SIGTERM with its checkpoint saved says so beside the stop's reason.
+    const bool graceful = m.reason.rfind("stopped on SIGTERM", 0) == 0;
+    Status noted =
+        store_->SetAttemptExitCode(m.job_id, m.attempt, exit_code, graceful ? m.reason : "");
     if (!noted.ok()) spdlog::error("job {}: {}", m.job_id, noted.ToString());
   }
   if (job.state != core::JobState::kRunning || job.attempt != m.attempt) return;  // already decided

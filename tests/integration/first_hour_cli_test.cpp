@@ -75,12 +75,14 @@ TEST_CASE("a worker's refusal prints the admin command that admits it, which pas
   LocalCluster cluster(2, 3.0, /*with_worker=*/false);
   cluster.StartWorkerWith({"--key-file", cluster.dir() + "/own-worker.key"});
   const std::string marker = "to admit it again, on the scheduler host run: ";
-  std::string command;
+  // The worker hears the command with STATE_DIR (a refusal goes to anyone who knows the server
+  // key); the scheduler's log, which the admin reads, names the state dir.
   REQUIRE(WaitFor([&] {
-    command = After(Slurp(cluster.dir() + "/worker.log"), "on the scheduler host run: ");
-    return Contains(command, "--state-dir");
+    return Contains(After(Slurp(cluster.dir() + "/worker.log"), "on the scheduler host run: "),
+                    "kiln-scheduler --state-dir STATE_DIR worker allow '");
   }, 20));
-  // "kiln-scheduler --state-dir DIR worker allow 'KEY' --name NODE (or start ...)"
+  std::string command = After(Slurp(cluster.dir() + "/scheduler.log"), "admit it with: ");
+  // "kiln-scheduler --state-dir DIR worker allow 'KEY' --name NODE"
   command = command.substr(0, command.find(" NODE")) + " " + cluster.worker_name();
   INFO(command);
   REQUIRE(Contains(command, "kiln-scheduler --state-dir " + cluster.state_dir() + " worker allow"));

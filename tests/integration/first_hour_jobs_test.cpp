@@ -135,3 +135,25 @@ TEST_CASE("a csv job needs no data.features, and predict matches input columns b
   CHECK(bad.exit_code != 0);
   CHECK(Contains(bad.err, "no column \"x1\" in the header; the model was trained on x0, x1, x2"));
 }
+
+TEST_CASE("a cancel that the gang honours reads as a stop, well within the grace period") {
+  LocalCluster cluster(2);
+  // The stop takes well under a second; the grace is what a loaded machine may need to get there.
+  cluster.RestartWorkerWith({"--kill-grace", "10"});
+  const int64_t id = cluster.Submit(SyntheticSpec("long", 2, 100000, 4096));
+  REQUIRE(cluster.WaitForJob(id, [](const json& j) {
+    return j.contains("metrics") && j["metrics"].value("step", 0) > 20;
+  }, 60).value("state", "") == "RUNNING");
+  REQUIRE(cluster.Kiln({"cancel", std::to_string(id)}).exit_code == 0);
+  json job = cluster.WaitForJob(id, [](const json& j) {
+    return !j["attempts"].empty() && j["attempts"][0].value("exit_code", -1) >= 0;
+  }, 30);
+  INFO(job.dump(2));
+  const json& attempt = job["attempts"][0];
+  CHECK(attempt["exit_code"] == 143);  // stopped on SIGTERM, not SIGKILLed (137)
+  CHECK(Contains(attempt.value("reason", ""), "cancelled by admin; stopped on SIGTERM at step "));
+  CHECK(Contains(attempt.value("reason", ""), ", checkpoint saved"));
+  auto logs = cluster.Kiln({"logs", std::to_string(id)});
+  CHECK(Contains(logs.out, "stopped on SIGTERM at step"));
+  CHECK_FALSE(Contains(logs.out, "SIGKILL"));
+}

@@ -36,12 +36,24 @@ TEST_CASE("a dashed block holding a rank's own line is kept, an unterminated one
   auto kept = Run(f, 1, {kRule, "[rank 1] my table", kRule});
   CHECK(kept == std::vector<std::string>{"==== attempt 1 (T) ====", kRule, "[rank 1] my table",
                                          kRule});
-  CHECK(Run(f, 1, {kRule, "half a banner"}).empty());
-  CHECK(f.Flush() == std::vector<std::string>{kRule, "half a banner"});
+  CHECK(Run(f, 1, {kRule, "MPI_ABORT was invoked on rank 0, half a banner"}).empty());
+  CHECK(f.Flush() ==
+        std::vector<std::string>{kRule, "MPI_ABORT was invoked on rank 0, half a banner"});
 }
 
-TEST_CASE("--raw prints every line as written, without markers") {
+TEST_CASE("raw logs (kiln logs --raw) are every line as written, without markers") {
   LogFilter f(true);
   auto out = Run(f, 1, {"[rank 0] a", kRule, "MPI_ABORT was invoked", kRule});
   CHECK(out == std::vector<std::string>{"[rank 0] a", kRule, "MPI_ABORT was invoked", kRule});
+}
+
+TEST_CASE("banners that say something the ranks did not are kept: a rank killed by a signal") {
+  LogFilter f(false);
+  auto out = Run(f, 1, {kRule, "mpirun noticed that process rank 1 with PID 0 on node n1 exited "
+                               "on signal 9 (Killed).", kRule,
+                        "[epoch:3] a user line that looks like ORTE's"});
+  CHECK(out == std::vector<std::string>{"==== attempt 1 (T) ====", kRule,
+                                        "mpirun noticed that process rank 1 with PID 0 on node n1 "
+                                        "exited on signal 9 (Killed).",
+                                        kRule, "[epoch:3] a user line that looks like ORTE's"});
 }

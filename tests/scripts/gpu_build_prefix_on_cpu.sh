@@ -92,7 +92,7 @@ run=$(mktemp -d /tmp/kiln-gpu-build-test-XXXXXX)
 trap 'rm -rf "$run"' EXIT
 sed -e 's/"ranks": 2/"ranks": 1/' -e 's/"every_steps": 200/"every_steps": 0/' \
   "$repo/configs/jobs/synthetic-binary-mlp.json" >"$run/spec.json"
-"$build/kiln-train" --help | head -3
+"$build/kiln-train" --help >"$run/help.txt"; head -3 "$run/help.txt"
 out=$(mpirun --oversubscribe --bind-to none -np 1 "$build/kiln-train" --spec "$run/spec.json" \
         --run-dir "$run/run" --max-steps 40 --threads 1 2>&1) || { echo "$out"; fail "kiln-train under mpirun failed"; }
 echo "$out" | tail -5

@@ -60,9 +60,17 @@ TEST_CASE("a tagged process that left the group is still found and killed by its
   const std::string tag = "test-escape-" + std::to_string(::getpid());
   auto group = ProcessGroup::Start({"sh", "-c", "setsid sleep 60 & wait"}, {}, "/tmp", tag);
   REQUIRE(group.ok());
-  for (int i = 0; i < 200 && FindTagged(ExactTag(tag)).size() < 2; ++i) {
+  // Wait until the child has left the group (setsid done), or the group's SIGKILL takes it too.
+  auto escaped = [&] {
+    for (pid_t pid : FindTagged(ExactTag(tag))) {
+      if (::getpgid(pid) != group->pid() && ::getpgid(pid) > 0) return true;
+    }
+    return false;
+  };
+  for (int i = 0; i < 500 && !escaped(); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
+  REQUIRE(escaped());
   group->SignalGroup(SIGKILL);
   WaitExit(*group);
   CHECK(KillTagged(ExactTag(tag), SIGKILL) >= 1);

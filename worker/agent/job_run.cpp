@@ -36,6 +36,7 @@ Result<std::unique_ptr<JobRun>> JobRun::Start(const JobRunConfig& config,
   const std::string run_dir = config.work_dir + "/jobs/" + std::to_string(launch.job_id) +
                               "/attempt-" + std::to_string(launch.attempt);
   KILN_RETURN_IF_ERROR(MakeDirs(run_dir + "/checkpoints"));
+  ClearRankReports(run_dir);  // a run dir left by an earlier scheduler's job of the same id
   KILN_RETURN_IF_ERROR(WriteFileAtomic(run_dir + "/spec.json", launch.spec.dump(2) + "\n"));
   KILN_RETURN_IF_ERROR(WriteFileAtomic(run_dir + "/hostfile",
                                        "localhost slots=" + std::to_string(launch.ranks) + "\n"));
@@ -403,6 +404,15 @@ std::optional<protocol::JobExited> JobRun::Pump(Millis now) {
   ForwardReports();
   spdlog::info("job {} attempt {}: mpirun exited (code {}, signal {})", job_id_, attempt_,
                exit->exit_code, exit->signal);
+  if (exit->exit_code == 0 && exit->signal == 0) {
+    if (auto step = ReadStopMarker(run_dir_)) {  // stopped early on SIGTERM: not finished
+      Note("stopped on SIGTERM at step " + std::to_string(*step) + ", checkpoint saved");
+      return protocol::JobExited{job_id_, attempt_, kStoppedExitCode, 0,
+                                 "stopped on SIGTERM at step " + std::to_string(*step) +
+                                     ", checkpoint saved",
+                                 {}, {}};
+    }
+  }
   return WithRankFailure(
       protocol::JobExited{job_id_, attempt_, exit->exit_code, exit->signal, kill_reason_, {}, {}});
 }

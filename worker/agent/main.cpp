@@ -31,7 +31,7 @@ int main(int argc, char** argv) {
   CLI::App app{"kiln-worker: runs the ranks of kiln jobs on this node"};
   kiln::agent::AgentOptions options;
   std::string scheduler, log_level = "info";
-  double kill_grace_s = 3.0;
+  double kill_grace_s = 10.0;
   options.run.trainer_path = BesideThisExecutable("kiln-train");
   options.run.rsh_path = BesideThisExecutable("kiln-rsh");
   app.add_option("--scheduler", scheduler,

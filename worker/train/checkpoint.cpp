@@ -37,7 +37,8 @@ Result<SavedCheckpoint> SaveCheckpoint(const std::string& path, torch::nn::Modul
     archive.write("world_size", torch::tensor(state.world_size, torch::kInt64));
     archive.write("global_batch", torch::tensor(state.global_batch, torch::kInt64));
     archive.write("metrics", TextTensor(state.metrics.dump()));
-    archive.write("input", TextTensor(state.input.dump()));
+    archive.write("input", TextTensor(state.input.dump(
+                               -1, ' ', false, nlohmann::json::error_handler_t::replace)));
     archive.save_to(out);
   } catch (const c10::Error& e) {
     return Status::Internal(std::string("serializing checkpoint: ") + e.what_without_backtrace());

@@ -126,13 +126,16 @@ int main(int argc, char** argv) {
   options.stop_requested = &g_stop_requested;
   std::signal(SIGTERM, OnStopSignal);
   kiln::Status status;
-  bool stopped = false;
+  bool stopped = false, stop_marked = false;
   {
     kiln::train::ProgressReporter reporter(comm.rank() == 0 ? report : "");
     try {
       kiln::train::Trainer trainer(parsed.spec, options, comm, reporter);
       status = trainer.Run();
       stopped = trainer.stopped();
+      stop_marked = trainer.stop_marked();
+      // Every rank has saved and passed the stop barrier: a SIGTERM from here on ends the rank.
+      if (stopped) std::signal(SIGTERM, SIG_DFL);
     } catch (const c10::Error& e) {
       status = kiln::Status::Internal(std::string("LibTorch: ") + e.what_without_backtrace());
     } catch (const std::exception& e) {
@@ -142,5 +145,11 @@ int main(int argc, char** argv) {
   if (!status.ok()) {
     FailRank(comm, options.run_dir, status.message(), kiln::IsPermanentFailure(status.code()), 1);
   }
-  return stopped ? 128 + SIGTERM : 0;  // stopped early: not a finished run
+  // Stopped early is not a finished run. Under an agent (which reads rank 0's stop marker) every
+  // rank exits 0, so that mpirun ends at once instead of aborting the job (common/rank_failure.h).
+  // Rank 0 says the stop is not a finish with its code when it could not write the marker.
+  if (stopped && (report.empty() || (comm.rank() == 0 && !stop_marked))) {
+    return kiln::kStoppedExitCode;
+  }
+  return 0;
 }

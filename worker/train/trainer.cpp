@@ -9,6 +9,7 @@
 #include <torch/torch.h>
 
 #include "common/file_util.h"
+#include "common/rank_failure.h"
 #include "worker/train/checkpoint.h"
 #include "worker/train/datasets.h"
 #include "worker/train/fused_adam.h"
@@ -359,6 +360,7 @@ Status Trainer::Run() {
     // one rank exits with a failure code.
     comm_.Barrier();
     if (leader) {
+      stop_marked_ = reporter_.connected() && WriteStopMarker(options_.run_dir, step).ok();
       std::printf("[rank 0] stopped at step %lld on SIGTERM, checkpoint saved\n",
                   static_cast<long long>(step));
       std::fflush(stdout);

@@ -39,12 +39,15 @@ class Trainer {
   Status Run();
   // Run returned early because a stop was requested (the run is not finished).
   bool stopped() const { return stopped_; }
+  // Rank 0 under an agent: the stop marker (common/rank_failure.h) is written.
+  bool stop_marked() const { return stop_marked_; }
 
  private:
   const JobSpec& spec_;
   TrainerOptions options_;
   MpiComm& comm_;
   bool stopped_ = false;
+  bool stop_marked_ = false;
   ProgressReporter& reporter_;
 };
 
