@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <vector>
 
 #include "common/file_util.h"
@@ -53,6 +54,25 @@ void CheckpointStore::Remove(const std::string& sha256) {
 
 std::string CheckpointStore::PartPath(const std::string& sha256) const {
   return dir_ + "/uploads/" + sha256 + ".part";
+}
+
+int CheckpointStore::RemovePartsUntouchedSince(Millis before) {
+  int removed = 0;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(dir_ + "/uploads", ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.size() != 64 + 5 || name.substr(64) != ".part" || !IsHexSha256(name.substr(0, 64))) {
+      continue;
+    }
+    struct stat st {};
+    if (::stat(entry.path().c_str(), &st) != 0) continue;
+    const Millis modified = static_cast<Millis>(st.st_mtim.tv_sec) * 1000 +
+                            st.st_mtim.tv_nsec / 1000000;
+    if (modified >= before) continue;
+    DiscardPart(name.substr(0, 64));
+    ++removed;
+  }
+  return removed;
 }
 
 int64_t CheckpointStore::PartSize(const std::string& sha256) const {

@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 
+#include "common/clock.h"
 #include "common/file_util.h"
 
 #include "common/status.h"
@@ -30,6 +31,9 @@ class CheckpointStore {
   // Verifies the part's hash and size; on success makes it the blob, on mismatch discards it.
   Status FinishPart(const std::string& sha256, int64_t expected_bytes);
   void DiscardPart(const std::string& sha256);
+  // Removes the parts not written to since `before` (wall-clock ms): abandoned uploads. Returns
+  // how many.
+  int RemovePartsUntouchedSince(Millis before);
 
  private:
   std::string PartPath(const std::string& sha256) const;

@@ -1,6 +1,8 @@
 // kiln-scheduler: parses flags and runs the SchedulerService until SIGTERM/SIGINT.
 #include <csignal>
 #include <cstdio>
+#include <map>
+#include <optional>
 
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
@@ -8,6 +10,7 @@
 #include "common/clock.h"
 #include "common/config.h"
 #include "common/logging.h"
+#include "common/quantities.h"
 #include "scheduler/service/admin_commands.h"
 #include "scheduler/service/scheduler_service.h"
 
@@ -50,6 +53,19 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"ranks", "gpus"}));
   app.add_option("--user-weight", weights, "USER=WEIGHT: a user's fair share (default 1; "
                                            "repeatable), e.g. --user-weight alice=2");
+  // Retention: how long what only grows is kept ("30d", "12h", seconds; 0 keeps it forever).
+  std::map<std::string, std::string> keep = {
+      {"--keep-logs", "30d"}, {"--keep-events", "90d"}, {"--keep-audit", "365d"},
+      {"--keep-uploads", "2d"}};
+  app.add_option("--keep-logs", keep["--keep-logs"],
+                 "how long a finished job's log lines are kept (0: forever)")->capture_default_str();
+  app.add_option("--keep-events", keep["--keep-events"],
+                 "how long a finished job's events are kept (0: forever)")->capture_default_str();
+  app.add_option("--keep-audit", keep["--keep-audit"],
+                 "how long audit rows are kept (0: forever)")->capture_default_str();
+  app.add_option("--keep-uploads", keep["--keep-uploads"],
+                 "how long an untouched checkpoint upload is kept before it counts as abandoned "
+                 "(0: forever)")->capture_default_str();
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error")->capture_default_str();
   app.fallthrough();  // --state-dir may come after an admin command too
   app.require_subcommand(0, 1);
@@ -75,6 +91,19 @@ int main(int argc, char** argv) {
     options.user_weights[w.substr(0, eq)] = weight;
   }
   options.worker_timeout_ms = static_cast<kiln::Millis>(worker_timeout_s * 1000);
+  for (auto& [flag, text] : keep) {
+    auto seconds = text == "0" ? std::optional<int64_t>(0) : kiln::ParseDuration(text);
+    if (!seconds || *seconds < 0) {
+      std::fprintf(stderr, "kiln-scheduler: %s: expected a duration such as 30d, 12h or 3600 "
+                           "(0 keeps forever), got \"%s\"\n", flag.c_str(), text.c_str());
+      return 2;
+    }
+    const kiln::Millis ms = *seconds * 1000;
+    if (flag == "--keep-logs") options.retention.logs_ms = ms;
+    if (flag == "--keep-events") options.retention.events_ms = ms;
+    if (flag == "--keep-audit") options.retention.audit_ms = ms;
+    if (flag == "--keep-uploads") options.retention.uploads_ms = ms;
+  }
 
   kiln::InitLogging("scheduler", log_level);
   std::signal(SIGTERM, OnSignal);

@@ -173,6 +173,7 @@ void SchedulerService::Turn(int wait_ms) {
     next_heartbeat_at_ = now + kHeartbeatIntervalMs;
     HeartbeatWorkers();
   }
+  if (now >= next_prune_at_) PruneOldRecords();  // sets next_prune_at_
   const bool worth_a_pass = dirty_ || (submitted_ && capacity_left_);
   if ((worth_a_pass && now >= pass_allowed_at_) || now >= next_pass_at_) {
     dirty_ = false;

@@ -19,6 +19,7 @@
 #include <atomic>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <unordered_map>
@@ -31,6 +32,7 @@
 #include "scheduler/core/access_policy.h"
 #include "scheduler/core/fair_share.h"
 #include "scheduler/core/heartbeat_monitor.h"
+#include "scheduler/core/record_retention.h"
 #include "scheduler/core/scheduling_policy.h"
 #include "scheduler/service/checkpoint_store.h"
 #include "scheduler/service/job_views.h"
@@ -50,6 +52,8 @@ struct SchedulerOptions {
   // Gangs may span several workers (launched through kiln-rsh); off, every gang is placed on
   // one node and jobs that ask for several wait as Infeasible.
   bool multi_node = true;
+  // How long logs, events, audit rows and abandoned uploads are kept (docs/operations.md).
+  core::RecordRetention retention;
 };
 
 // Files of the state dir that hold keys (see docs/security.md).
@@ -92,6 +96,8 @@ class SchedulerService {
     Millis last_seen_saved_at = 0;  // when record.last_seen_at last went to the store
   };
   static constexpr Millis kLastSeenSaveEveryMs = 30000;
+  static constexpr Millis kLaunchResendMs = 2000;  // an unacknowledged launch is sent again
+  static constexpr int kMaxLaunchSends = 30;      // then the attempt fails: the worker is broken
   struct LiveAttempt {  // an attempt occupying a worker's resources until it exits
     int64_t ranks = 0;
     int64_t slots = 0;
@@ -99,6 +105,12 @@ class SchedulerService {
     std::vector<int> gpu_ids;
     Millis launched_at = 0;       // monotonic; 0 for attempts recovered after a restart
     bool stop_requested = false;  // kill sent; repeated while the worker still reports it
+    // The launch, resent until the worker acknowledges it (reports the attempt or its start):
+    // a lost launch is sent again, never failed. Recovered attempts count as acknowledged.
+    std::optional<protocol::LaunchJob> launch;
+    bool acknowledged = false;
+    Millis launch_sent_at = 0;
+    int launch_sends = 0;
     std::pair<int64_t, int64_t> resume{0, -1};  // checkpoint (job, step) it resumes from
   };
   using AttemptKey = std::pair<int64_t, int64_t>;  // job id, attempt
@@ -156,6 +168,8 @@ class SchedulerService {
   void OnCheckpoints(const std::string& peer, const protocol::Envelope& e);
   void OnJobAdmin(const std::string& peer, const protocol::Envelope& e);
   void OnNodeAdmin(const std::string& peer, const protocol::Envelope& e);
+  // Deletes a bounded batch of what the retention policy no longer keeps (pruning.cpp).
+  void PruneOldRecords();
   // What `kiln submit` should warn about a job just queued: no up node could ever hold it.
   std::optional<std::string> SubmitWarning(const ActiveJob& job);
   // `kiln node remove`: forgets a DOWN node that holds nothing.
@@ -276,6 +290,10 @@ class SchedulerService {
   Millis pass_allowed_at_ = 0;  // passes take at most about half the loop's time
   Millis next_heartbeat_at_ = 0;
   Millis next_liveness_check_at_ = 0;
+  // Retention (pruning.cpp): when to prune next, and up to when each kind is pruned already.
+  Millis next_prune_at_ = 0;
+  Millis logs_pruned_until_ = 0;
+  Millis events_pruned_until_ = 0;
   Millis next_pass_at_ = 0;
   // Requeued jobs waiting for their old attempt to exit: job id -> (attempt, its leader node).
   std::map<int64_t, std::pair<int64_t, std::string>> awaiting_exit_;

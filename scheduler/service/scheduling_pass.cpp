@@ -345,6 +345,9 @@ void SchedulerService::Launch(JobRecord& job,
       launch.resume_path = from->path;
       live.resume = {from->job_id, from->step};
     }
+    live.launch = launch;
+    live.launch_sent_at = live.launched_at;
+    live.launch_sends = 1;
     live_[node][{job.id, job.attempt}] = live;
     spdlog::info("job {} attempt {} -> {} ({} ranks{}{})", job.id, job.attempt, node, share.ranks,
                  share.gpu_ids.empty() ? "" : ", GPUs " + nlohmann::json(share.gpu_ids).dump(),

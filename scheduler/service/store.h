@@ -201,6 +201,13 @@ class Store {
   Result<int64_t> ExternalChangeCounter();
   Result<std::vector<AuditRecord>> ListAudit(int64_t limit);  // the newest `limit`, oldest first
 
+  // Retention (store_retention.cpp). Each deletes at most `limit` rows and returns how many: the
+  // logs or events of jobs that finished in [finished_from, finished_before), audit rows older
+  // than `before`.
+  Result<int64_t> PruneJobLogs(Millis finished_from, Millis finished_before, int64_t limit);
+  Result<int64_t> PruneJobEvents(Millis finished_from, Millis finished_before, int64_t limit);
+  Result<int64_t> PruneAudit(Millis before, int64_t limit);
+
   // Appends lines with consecutive seq numbers after the job's last one.
   Status AppendLogs(int64_t job_id, int64_t attempt, Millis time,
                     const std::vector<std::string>& lines);

@@ -102,10 +102,31 @@ void SchedulerService::Reconcile(Worker& worker, const std::vector<protocol::Run
   };
   for (auto it = live.begin(); it != live.end();) {
     const AttemptKey key = it->first;
-    if (is_reported(key) || (it->second.launched_at > 0 && now - it->second.launched_at < kLaunchGraceMs)) {
+    LiveAttempt& attempt = it->second;
+    if (is_reported(key)) {
+      attempt.acknowledged = true;
       ++it;
       continue;
     }
+    if (attempt.launch && !attempt.acknowledged && !attempt.stop_requested &&
+        attempt.launch_sends < kMaxLaunchSends) {
+      // Never acknowledged: the launch (or the worker's first report of it) was lost, e.g. in a
+      // reconnect. The agent ignores a duplicate launch, so sending it again is safe.
+      if (now - attempt.launch_sent_at >= kLaunchResendMs) {
+        Send(worker.peer, *attempt.launch);
+        attempt.launch_sent_at = now;
+        ++attempt.launch_sends;
+        spdlog::warn("job {} attempt {}: {} has not acknowledged its launch; sent again ({} of {})",
+                     key.first, key.second, name, attempt.launch_sends, kMaxLaunchSends);
+      }
+      ++it;
+      continue;
+    }
+    if (attempt.launched_at > 0 && now - attempt.launched_at < kLaunchGraceMs) {
+      ++it;
+      continue;
+    }
+    const bool key_acknowledged = attempt.acknowledged || !attempt.launch;
     it = live.erase(it);
     dirty_ = true;
     auto found = store_->GetJob(key.first);
@@ -115,8 +136,12 @@ void SchedulerService::Reconcile(Worker& worker, const std::vector<protocol::Run
     for (const auto& entry : job.allocation) ran_here = ran_here || entry.value("node", "") == name;
     if (job.state == core::JobState::kRunning && job.attempt == key.second && ran_here) {
       StopAttempt(job, "attempt lost on " + name);
-      FailAttempt(job, "worker " + name + " is not running it (the agent restarted or the launch "
-                       "was lost)");
+      FailAttempt(job, "worker " + name + " is not running it (the agent restarted" +
+                           std::string(key_acknowledged ? ")"
+                                                        : "; it never acknowledged the launch, "
+                                                          "sent " +
+                                                              std::to_string(kMaxLaunchSends) +
+                                                              " times)"));
     }
   }
   for (const auto& a : reported) {
@@ -148,6 +173,8 @@ void SchedulerService::OnJobStarted(const std::string& peer, const Envelope& e) 
   if (w == nullptr) return;
   spdlog::info("job {} attempt {} started on {} (mpirun pid {})", m.job_id, m.attempt,
                w->record.name, m.pid);
+  auto live = live_[w->record.name].find({m.job_id, m.attempt});
+  if (live != live_[w->record.name].end()) live->second.acknowledged = true;
 }
 
 bool SchedulerService::PlacedOn(const JobRecord& job, int64_t attempt,

@@ -29,6 +29,13 @@ std::string Slurp(const std::string& path) {
 
 }  // namespace
 
+// ' a' ' b' for a shell command line (the tests' own flags: no quotes inside).
+static std::string ExtraArgs(const std::vector<std::string>& args) {
+  std::string out;
+  for (const auto& a : args) out += " '" + a + "'";
+  return out;
+}
+
 std::string BinPath(const std::string& name) { return std::string(KILN_BIN_DIR) + "/" + name; }
 
 bool WaitFor(const std::function<bool()>& condition, double timeout_s) {
@@ -120,8 +127,8 @@ void LocalCluster::StartScheduler() {
   const std::string listen = endpoint_.empty() ? "tcp://127.0.0.1:*" : endpoint_;
   const std::string cmd = "exec " + BinPath("kiln-scheduler") +
                           " --listen '" + listen + "' --state-dir " + dir_ + "/state" +
-                          " --worker-timeout " + std::to_string(worker_timeout_s_) + " >>" +
-                          dir_ + "/scheduler.log 2>&1";
+                          " --worker-timeout " + std::to_string(worker_timeout_s_) +
+                          ExtraArgs(scheduler_args_) + " >>" + dir_ + "/scheduler.log 2>&1";
   auto group = agent::ProcessGroup::Start({"sh", "-c", cmd}, {}, dir_, "sched-" + worker_name_);
   if (!group.ok()) throw std::runtime_error(group.status().ToString());
   scheduler_ = std::make_unique<agent::ProcessGroup>(std::move(group).value());

@@ -41,6 +41,8 @@ class LocalCluster {
 
   // Starts the scheduler on the state dir; after the first start, on the same address.
   void StartScheduler();
+  // Extra kiln-scheduler flags for the next StartScheduler.
+  void SetSchedulerArgs(std::vector<std::string> args) { scheduler_args_ = std::move(args); }
   void StopScheduler();  // SIGTERM and wait
   void KillScheduler();  // SIGKILL and reap: no shutdown at all
   void KillWorker();     // SIGKILL to the agent only (its ranks live on) and reap
@@ -82,6 +84,7 @@ class LocalCluster {
   int slots_;
   double worker_timeout_s_;
   std::vector<std::string> worker_args_;
+  std::vector<std::string> scheduler_args_;
   std::unique_ptr<agent::ProcessGroup> scheduler_;
   std::unique_ptr<agent::ProcessGroup> worker_;
 };

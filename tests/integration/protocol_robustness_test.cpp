@@ -128,8 +128,48 @@ TEST_CASE("a worker message from an unregistered peer is answered with reregiste
   CHECK(reply.type == "reregister");
 }
 
-TEST_CASE("a worker that does not run a launched attempt has it failed, and an attempt it runs "
-          "that the scheduler does not want is killed") {
+TEST_CASE("a lost launch is sent again until the worker acknowledges it, using no retry, and an "
+          "attempt the worker stops reporting after it ran is failed") {
+  LocalCluster cluster(2, 30.0, /*with_worker=*/false);
+  RawClient worker(cluster, /*as_worker=*/true);
+  worker.Send(Encode(RegisterWorker{"fake", 2, 1 << 30, 0, {}, {}, "", ""}));
+  REQUIRE(worker.Expect("register_ack", 5000));
+  json spec = kiln::testing::SyntheticSpec("resent", 1, 1, 64);  // max_retries 0
+  const int64_t id = cluster.Submit(spec);
+  auto first = worker.Expect("launch", 5000);
+  REQUIRE(first);  // "lost": the fake worker does nothing with it and reports nothing running
+  std::optional<std::pair<Envelope, Frames>> again;
+  for (int i = 0; i < 40 && !again; ++i) {
+    worker.Send(Encode(Heartbeat{"fake", {}}));
+    again = worker.Expect("launch", 250);
+  }
+  REQUIRE(again);
+  CHECK(again->first.body["job_id"] == id);
+  CHECK(again->first.body["attempt"] == first->first.body["attempt"]);
+  CHECK(cluster.Show(id)["state"] == "RUNNING");
+  // Now it runs it, and ends it well: attempt 1 completes, no retry was needed.
+  worker.Send(Encode(Heartbeat{"fake", {{id, 1}}}));
+  worker.Send(Encode(JobExited{id, 1, 0, 0, "", {}, {}}));
+  json job = cluster.WaitForJob(id, [](const json& j) { return j["state"] == "COMPLETED"; }, 10);
+  CHECK(job["state"] == "COMPLETED");
+  CHECK(job["attempt"] == 1);
+
+  // An attempt it acknowledged and then no longer reports (an agent restarted) fails.
+  const int64_t lost = cluster.Submit(kiln::testing::SyntheticSpec("lost", 1, 1, 64));
+  REQUIRE(worker.Expect("launch", 5000));
+  worker.Send(Encode(Heartbeat{"fake", {{lost, 1}}}));
+  json failed = json::object();
+  for (int i = 0; i < 100 && failed.value("state", "") != "FAILED"; ++i) {
+    worker.Send(Encode(Heartbeat{"fake", {}}));
+    worker.Expect("heartbeat", 200);
+    failed = cluster.Show(lost);
+  }
+  CHECK(failed["state"] == "FAILED");
+  CHECK(failed["reason"].get<std::string>().find("not running it (the agent restarted)") !=
+        std::string::npos);
+}
+
+TEST_CASE("an attempt the worker runs that the scheduler does not want is killed") {
   LocalCluster cluster(2, 30.0, /*with_worker=*/false);
   RawClient worker(cluster, /*as_worker=*/true);
   worker.Send(Encode(RegisterWorker{"fake", 2, 1 << 30, 0, {{999, 1}}, {}, "", ""}));
@@ -138,18 +178,4 @@ TEST_CASE("a worker that does not run a launched attempt has it failed, and an a
   REQUIRE(kill);
   CHECK(kill->first.body["job_id"] == 999);
   REQUIRE(worker.Expect("register_ack", 5000));
-
-  const int64_t id = cluster.Submit(kiln::testing::SyntheticSpec("lost", 1, 1, 64));
-  auto launch = worker.Expect("launch", 5000);
-  REQUIRE(launch);
-  CHECK(launch->first.body["job_id"] == id);
-  // The fake worker never starts it and keeps reporting nothing running.
-  json job = json::object();
-  for (int i = 0; i < 100 && job.value("state", "") != "FAILED"; ++i) {
-    worker.Send(Encode(Heartbeat{"fake", {}}));
-    worker.Expect("heartbeat", 200);
-    job = cluster.Show(id);
-  }
-  CHECK(job["state"] == "FAILED");
-  CHECK(job["reason"].get<std::string>().find("not running it") != std::string::npos);
 }
