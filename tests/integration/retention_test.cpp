@@ -1,5 +1,5 @@
 // Retention end to end: a scheduler told to keep little prunes a finished job's logs and events,
-// old audit rows and an abandoned upload, and never a running job's.
+// old audit rows and an abandoned upload, and a worker its run dir; never a running job's.
 #include <catch2/catch.hpp>
 
 #include <sys/stat.h>
@@ -14,8 +14,8 @@ using kiln::testing::SyntheticSpec;
 using kiln::testing::WaitFor;
 using nlohmann::json;
 
-TEST_CASE("a finished job's logs and events, old audit rows and abandoned uploads are pruned, a "
-          "running job's are not") {
+TEST_CASE("a finished job's logs, events and run dir, old audit rows and abandoned uploads are "
+          "pruned, a running job's are not") {
   LocalCluster cluster(2);
   const std::string part =
       cluster.state_dir() + "/checkpoints/uploads/" + std::string(64, 'a') + ".part";
@@ -26,7 +26,7 @@ TEST_CASE("a finished job's logs and events, old audit rows and abandoned upload
   cluster.SetSchedulerArgs({"--keep-logs", "3", "--keep-events", "3", "--keep-audit", "3",
                             "--keep-uploads", "3600"});
   cluster.StartScheduler();
-  cluster.RestartWorkerWith({});
+  cluster.RestartWorkerWith({"--keep-run-dirs", "2"});
 
   const int64_t done = cluster.Submit(SyntheticSpec("short", 1, 1, 64));
   json job = cluster.WaitForJob(done, [](const json& j) { return j["state"] == "COMPLETED"; }, 60);
@@ -43,6 +43,12 @@ TEST_CASE("a finished job's logs and events, old audit rows and abandoned upload
   CHECK_FALSE(cluster.Show(running)["events"].empty());
   CHECK_FALSE(cluster.Kiln({"logs", std::to_string(running)}).out.empty());
   CHECK(::access(part.c_str(), F_OK) != 0);  // abandoned: removed
+  // The worker removes the finished attempt's run dir, never the running one's.
+  const std::string jobs = cluster.dir() + "/work/jobs/";
+  CHECK(WaitFor([&] {
+    return ::access((jobs + std::to_string(done) + "/attempt-1").c_str(), F_OK) != 0;
+  }, 20));
+  CHECK(::access((jobs + std::to_string(running) + "/attempt-1/spec.json").c_str(), F_OK) == 0);
   // The audit rows of the submits are older than 3 s by now, and pruned too.
   CHECK(WaitFor([&] {
     json rows = json::parse(cluster.Admin({"audit", "--json"}).out, nullptr, false);

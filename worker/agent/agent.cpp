@@ -2,12 +2,15 @@
 
 #include <signal.h>
 
+#include <set>
+
 #include <spdlog/spdlog.h>
 
 #include "common/config.h"
 #include "common/file_util.h"
 #include "common/quantities.h"
 #include "common/shell_quote.h"
+#include "worker/agent/run_dir_janitor.h"
 #include "worker/agent/node_resources.h"
 
 namespace kiln::agent {
@@ -113,6 +116,24 @@ std::vector<protocol::RunningAttempt> Agent::RunningAttempts() const {
   return running;
 }
 
+void Agent::SweepRunDirs() {
+  if (options_.keep_run_dirs_ms <= 0) return;
+  std::set<AttemptKey> in_use;
+  for (const auto& [key, run] : runs_) in_use.insert(key);
+  for (const auto& [key, exited] : exits_waiting_for_uploads_) in_use.insert(key);
+  for (const auto& [key, exited] : unacked_exits_) in_use.insert(key);
+  std::vector<RunDirInfo> dirs = ListRunDirs(options_.run.work_dir);
+  for (const auto& d : dirs) {
+    if (uploader_.HasPendingFor(d.job_id, d.attempt)) in_use.insert({d.job_id, d.attempt});
+  }
+  const int removed = RemoveRunDirs(
+      RunDirsToRemove(dirs, in_use, clock_.WallMs(), options_.keep_run_dirs_ms));
+  if (removed > 0) {
+    spdlog::info("removed {} run dirs of attempts that ended more than {} ago", removed,
+                 FormatDuration(options_.keep_run_dirs_ms / 1000));
+  }
+}
+
 void Agent::SendRegister() {
   protocol::RegisterWorker r{options_.name, options_.slots, memory_bytes_, gpus_, RunningAttempts(),
                              options_.labels, options_.address, launch_endpoint_};
@@ -162,6 +183,10 @@ void Agent::Turn(int wait_ms) {
     exits_waiting_for_uploads_[key] = *exited;
   }
   uploader_.Pump();
+  if (now >= next_sweep_at_) {
+    next_sweep_at_ = now + JanitorInterval(options_.keep_run_dirs_ms);
+    SweepRunDirs();
+  }
   for (auto it = exits_waiting_for_uploads_.begin(); it != exits_waiting_for_uploads_.end();) {
     if (uploader_.HasPendingFor(it->first.first, it->first.second)) {
       ++it;

@@ -41,6 +41,8 @@ struct AgentOptions {
   int64_t slots = 1;
   std::vector<std::string> labels;  // offered to jobs' resources.labels
   int64_t gpus = -1;  // -1: detect through the CUDA driver
+  // Run dirs of attempts that ended are removed this long after their last change (0: kept).
+  Millis keep_run_dirs_ms = 86400LL * 1000;
   JobRunConfig run;
 };
 
@@ -72,6 +74,8 @@ class Agent {
   void OnRemoteExec(const transport::Frames& frames);
   void ReportExit(const AttemptKey& key, const protocol::JobExited& exited);
   std::vector<protocol::RunningAttempt> RunningAttempts() const;
+  // Removes the run dirs of attempts that ended more than keep_run_dirs_ms ago.
+  void SweepRunDirs();
 
   AgentOptions options_;
   const Clock& clock_;
@@ -89,6 +93,7 @@ class Agent {
   Millis last_refusal_logged_at_ = 0;
   Millis last_register_at_ = -1'000'000;
   Millis next_heartbeat_at_ = 0;
+  Millis next_sweep_at_ = 0;
   std::map<AttemptKey, std::unique_ptr<JobRun>> runs_;
   // Exits wait until the attempt's checkpoints are uploaded, so the scheduler records the last
   // checkpoint before it decides the attempt's fate; then they are repeated until acknowledged.

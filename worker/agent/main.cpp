@@ -3,14 +3,17 @@
 
 #include <climits>
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <optional>
 
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
 #include "common/config.h"
 #include "common/logging.h"
+#include "common/quantities.h"
 #include "common/transport/curve.h"
 #include "worker/agent/agent.h"
 
@@ -64,8 +67,20 @@ int main(int argc, char** argv) {
   app.add_option("--kill-grace", kill_grace_s, "seconds between SIGTERM and SIGKILL")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 600.0));
+  std::string keep_run_dirs = "1d";
+  app.add_option("--keep-run-dirs", keep_run_dirs,
+                 "how long the run dir of an attempt that ended is kept (output log, local "
+                 "checkpoints), e.g. 12h, 7d; 0 keeps them")
+      ->capture_default_str();
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  auto keep_s = keep_run_dirs == "0" ? std::optional<int64_t>(0) : kiln::ParseDuration(keep_run_dirs);
+  if (!keep_s) {
+    std::fprintf(stderr, "kiln-worker: --keep-run-dirs: expected a duration such as 12h, 7d or "
+                         "3600 (0 keeps them), got \"%s\"\n", keep_run_dirs.c_str());
+    return 2;
+  }
+  options.keep_run_dirs_ms = *keep_s * 1000;
   options.scheduler = kiln::ResolveSchedulerAddress(scheduler);
   options.run.node_name = options.name;
   options.run.work_dir = std::filesystem::absolute(options.run.work_dir).string();
