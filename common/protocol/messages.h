@@ -383,9 +383,13 @@ struct JobExited {
   // a retry cannot cure it.
   std::optional<std::string> rank_error;
   std::optional<bool> permanent;
+  // The worker stopped the attempt because it is shutting down, not because the job failed: put
+  // the job back (its checkpoint is uploaded before this report) without using a retry.
+  std::optional<bool> requeue;
   template <class V> void Fields(V& v) {
     v("job_id", job_id); v("attempt", attempt); v("exit_code", exit_code); v("signal", signal);
     v("reason", reason); v("rank_error", rank_error); v("permanent", permanent);
+    v("requeue", requeue);
   }
 };
 

@@ -94,6 +94,7 @@ class SchedulerService {
     std::string launch_endpoint;
     std::string public_key;
     Millis last_seen_saved_at = 0;  // when record.last_seen_at last went to the store
+    bool leaving = false;  // its agent is shutting down: no new attempts until it registers again
   };
   static constexpr Millis kLastSeenSaveEveryMs = 30000;
   static constexpr Millis kLaunchResendMs = 2000;  // an unacknowledged launch is sent again

@@ -83,9 +83,9 @@ std::vector<core::NodeState> SchedulerService::NodeStates(std::vector<std::strin
   for (const auto& [name, w] : workers_) {
     core::NodeState n;
     n.name = name;
-    n.availability = !w.up                ? core::NodeAvailability::kDown
-                     : w.record.drained ? core::NodeAvailability::kDrained
-                                        : core::NodeAvailability::kUp;
+    n.availability = !w.up                              ? core::NodeAvailability::kDown
+                     : w.record.drained || w.leaving ? core::NodeAvailability::kDrained
+                                                      : core::NodeAvailability::kUp;
     n.slots = w.record.slots;
     n.memory_bytes = w.record.memory_bytes;
     n.gpus = static_cast<int>(std::min<int64_t>(w.record.gpus, core::kMaxGpusPerNode));

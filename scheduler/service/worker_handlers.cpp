@@ -49,6 +49,7 @@ void SchedulerService::OnRegister(const std::string& peer, const Envelope& e) {
   }
   const Millis now = clock_.WallMs();
   Worker& w = workers_[r.name];
+  w.leaving = false;
   if (!w.peer.empty() && w.peer != peer) node_of_peer_.erase(w.peer);
   w.peer = peer;
   w.up = true;
@@ -270,6 +271,20 @@ void SchedulerService::OnJobExited(const std::string& peer, const Envelope& e) {
                                                " (exit code " + std::to_string(exit_code) + ")";
     StopAttempt(job, why);
     FailAttempt(job, why, permanent);
+    return;
+  }
+  if (m.requeue.value_or(false) && !(m.exit_code == 0 && m.signal == 0)) {
+    // The worker is shutting down: the job did not fail. Its checkpoint is in (the agent reports
+    // after its uploads); it waits for a node again and resumes from it, using no retry.
+    const std::string why = "requeued: worker " + w->record.name + " shut down (" +
+                            (m.reason.empty() ? "stopped" : m.reason) + ")";
+    w->leaving = true;  // until it registers again
+    dirty_ = true;
+    StopAttempt(job, why);
+    job.requeues += 1;
+    Status s = Transition(job, core::JobEvent::kRequeued, why);
+    if (!s.ok()) spdlog::error("job {}: {}", job.id, s.ToString());
+    spdlog::info("job {} attempt {}: {}", job.id, m.attempt, why);
     return;
   }
   job.exit_code = m.exit_code;

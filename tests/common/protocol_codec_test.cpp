@@ -53,7 +53,7 @@ template <> CheckpointChunk Sample() { return {std::string(64, 'a'), 8192}; }
 template <> CheckpointDone Sample() { return {std::string(64, 'a'), false, "hash mismatch"}; }
 template <> CheckpointRead Sample() { return {11, 500, 4096, 1 << 20}; }
 template <> CheckpointData Sample() { return {11, 500, std::string(64, 'a'), 1 << 22, 4096}; }
-template <> JobExited Sample() { return {11, 2, 1, 9, "killed", "rank 0 on n1: cannot open /d: No such file", true}; }
+template <> JobExited Sample() { return {11, 2, 1, 9, "killed", "rank 0 on n1: cannot open /d: No such file", true, false}; }
 template <> ExitAck Sample() { return {11, 2}; }
 template <> TrainProgress Sample() { return {json{{"step", 3}}}; }
 template <> TrainCheckpoint Sample() {

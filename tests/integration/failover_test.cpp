@@ -174,3 +174,35 @@ TEST_CASE("a job of thousands of tiny steps a second, checkpointing every 20, do
   CHECK(job["metrics"].value("step", 0) > 10000);
   CHECK(cluster.Kiln({"cancel", std::to_string(id)}).exit_code == 0);
 }
+
+TEST_CASE("SIGTERM to an agent uploads the checkpoint its ranks save on the way out, reports the "
+          "exits, and the job resumes from it elsewhere without using a retry") {
+  LocalCluster cluster(/*slots=*/2, /*worker_timeout_s=*/3.0);
+  cluster.RestartWorkerWith({"--kill-grace", "10"});
+  json spec = SyntheticSpec("agent-stop", 2, 100000, 4096);
+  spec["checkpoint"]["every_steps"] = 1000000;  // only the one saved on SIGTERM
+  const int64_t id = cluster.Submit(spec);  // max_retries 0
+  REQUIRE(StateIs(cluster.WaitForJob(id, [](const json& j) {
+    return StateIs(j, "RUNNING") && j["metrics"].value("step", 0) > 50;
+  }, 60), "RUNNING"));
+  cluster.StopWorker();  // SIGTERM, waits for the agent to exit
+  json job = cluster.WaitForJob(id, [](const json& j) { return StateIs(j, "PENDING"); }, 15);
+  INFO(job.dump(2));
+  REQUIRE(StateIs(job, "PENDING"));
+  CHECK(job["attempt"] == 1);  // no retry used
+  REQUIRE(job["checkpoints"].size() == 1);
+  const int64_t saved = job["checkpoints"][0]["step"].get<int64_t>();
+  CHECK(saved > 50);
+  const json& first = job["attempts"][0];
+  CHECK(first["reason"].get<std::string>().find("requeued: worker " + cluster.worker_name() +
+                                                " shut down") != std::string::npos);
+  CHECK(first["exit_code"] == 143);
+
+  cluster.StartWorker();
+  job = cluster.WaitForJob(id, [](const json& j) {
+    return StateIs(j, "RUNNING") && j["attempts"].size() == 2;
+  }, 30);
+  REQUIRE(job["attempts"].size() == 2);
+  CHECK(job["attempts"][1]["resumed_from_step"] == saved);
+  CHECK(cluster.Kiln({"cancel", std::to_string(id)}).exit_code == 0);
+}

@@ -124,7 +124,7 @@ TEST_CASE("a submit retried with the same request id returns the same job, not a
 TEST_CASE("a worker message from an unregistered peer is answered with reregister") {
   LocalCluster cluster;
   RawClient client(cluster, /*as_worker=*/true);
-  Envelope reply = client.Call(Encode(JobExited{1, 1, 0, 0, "", {}, {}}));
+  Envelope reply = client.Call(Encode(JobExited{1, 1, 0, 0, "", {}, {}, {}}));
   CHECK(reply.type == "reregister");
 }
 
@@ -149,7 +149,7 @@ TEST_CASE("a lost launch is sent again until the worker acknowledges it, using n
   CHECK(cluster.Show(id)["state"] == "RUNNING");
   // Now it runs it, and ends it well: attempt 1 completes, no retry was needed.
   worker.Send(Encode(Heartbeat{"fake", {{id, 1}}}));
-  worker.Send(Encode(JobExited{id, 1, 0, 0, "", {}, {}}));
+  worker.Send(Encode(JobExited{id, 1, 0, 0, "", {}, {}, {}}));
   json job = cluster.WaitForJob(id, [](const json& j) { return j["state"] == "COMPLETED"; }, 10);
   CHECK(job["state"] == "COMPLETED");
   CHECK(job["attempt"] == 1);

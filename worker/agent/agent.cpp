@@ -180,6 +180,7 @@ void Agent::Turn(int wait_ms) {
     }
     const AttemptKey key = it->first;
     it = runs_.erase(it);
+    if (shutting_down_) exited->requeue = true;
     exits_waiting_for_uploads_[key] = *exited;
   }
   uploader_.Pump();
@@ -276,6 +277,12 @@ void Agent::OnLaunch(const Envelope& e) {
   if (runs_.count(key) || unacked_exits_.count(key) || exits_waiting_for_uploads_.count(key)) {
     return;  // a repeated launch
   }
+  if (shutting_down_) {  // placed here just before the node left: back to the queue
+    ReportExit(key, protocol::JobExited{launch->job_id, launch->attempt, 127, 0,
+                                        "worker " + options_.name + " is shutting down", {}, {},
+                                        true});
+    return;
+  }
   auto run = JobRun::Start(
       options_.run, *launch, context_,
       [this](transport::Frames f) { SendToScheduler(std::move(f)); },
@@ -285,7 +292,7 @@ void Agent::OnLaunch(const Envelope& e) {
                   run.status().ToString());
     ReportExit(key, protocol::JobExited{launch->job_id, launch->attempt, 127, 0,
                                         "worker could not start the job: " +
-                                            run.status().message(), {}, {}});
+                                            run.status().message(), {}, {}, {}});
     return;
   }
   runs_[key] = std::move(run).value();
@@ -332,10 +339,26 @@ void Agent::OnKill(const Envelope& e) {
 }
 
 void Agent::StopAll(const std::string& reason) {
+  // The ranks save a checkpoint on SIGTERM; that checkpoint is uploaded and the exits reported
+  // (and acknowledged) before the agent leaves, within a bound, so that the scheduler puts the
+  // jobs back to resume from it instead of finding this node DOWN and failing them.
+  shutting_down_ = true;
   for (auto& [key, run] : runs_) run->Kill(reason, clock_.MonotonicMs());
-  const Millis give_up_at = clock_.MonotonicMs() + options_.run.kill_grace_ms + 2000;
-  while (!runs_.empty() && clock_.MonotonicMs() < give_up_at) {
+  const Millis start = clock_.MonotonicMs();
+  const Millis stop_ranks_by = start + options_.run.kill_grace_ms + 2000;
+  const Millis give_up_at = stop_ranks_by + kShutdownUploadWaitMs;
+  while (clock_.MonotonicMs() < give_up_at &&
+         (!runs_.empty() || !exits_waiting_for_uploads_.empty() || !unacked_exits_.empty())) {
+    if (!runs_.empty() && clock_.MonotonicMs() >= stop_ranks_by) break;
     Turn(50);
+  }
+  if (!runs_.empty() || !exits_waiting_for_uploads_.empty() || !unacked_exits_.empty()) {
+    spdlog::warn("leaving with {} attempts still running, {} waiting for uploads and {} exits "
+                 "not acknowledged after {} ms", runs_.size(), exits_waiting_for_uploads_.size(),
+                 unacked_exits_.size(), clock_.MonotonicMs() - start);
+  } else {
+    spdlog::info("every attempt stopped, its checkpoint uploaded and its exit acknowledged in {} "
+                 "ms", clock_.MonotonicMs() - start);
   }
   runs_.clear();  // destructors SIGKILL anything left
 }

@@ -94,6 +94,10 @@ class Agent {
   Millis last_register_at_ = -1'000'000;
   Millis next_heartbeat_at_ = 0;
   Millis next_sweep_at_ = 0;
+  // StopAll: exits from here on ask the scheduler to requeue their jobs.
+  bool shutting_down_ = false;
+  // How long StopAll waits, after the ranks stopped, for uploads and acknowledgements.
+  static constexpr Millis kShutdownUploadWaitMs = 30000;
   std::map<AttemptKey, std::unique_ptr<JobRun>> runs_;
   // Exits wait until the attempt's checkpoints are uploaded, so the scheduler records the last
   // checkpoint before it decides the attempt's fate; then they are repeated until acknowledged.

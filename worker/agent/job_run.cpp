@@ -331,13 +331,13 @@ void JobRun::ForwardCheckpoint(const protocol::TrainCheckpoint& c) {
 std::optional<protocol::JobExited> JobRun::PumpMember(Millis now) {
   if (!group_) {  // no daemon asked for yet
     if (kill_deadline_) {
-      return protocol::JobExited{job_id_, attempt_, -1, SIGTERM, kill_reason_, {}, {}};
+      return protocol::JobExited{job_id_, attempt_, -1, SIGTERM, kill_reason_, {}, {}, {}};
     }
     if (fetching_ && now - fetch_sent_at_ > kFetchRetryMs) RequestNextChunk(now);
     if (!fetching_ && now - waiting_since_ > kMemberWaitMs) {
       return protocol::JobExited{job_id_, attempt_, 125, 0,
                                  "the leader " + launch_.hosts.front().node +
-                                     " never asked this node for its MPI daemon", {}, {}};
+                                     " never asked this node for its MPI daemon", {}, {}, {}};
     }
     return std::nullopt;
   }
@@ -357,7 +357,7 @@ std::optional<protocol::JobExited> JobRun::PumpMember(Millis now) {
       KillTagged(ExactTag(tag_), SIGKILL);
       return protocol::JobExited{job_id_, attempt_, *remote_exit_code_, 0,
                                  "the MPI daemon for the leader " + launch_.hosts.front().node +
-                                     " failed to start", {}, {}};
+                                     " failed to start", {}, {}, {}};
     }
   }
   if (kill_deadline_ && now >= *kill_deadline_ && !killed_hard_) {
@@ -369,17 +369,17 @@ std::optional<protocol::JobExited> JobRun::PumpMember(Millis now) {
   next_liveness_check_ = now + 250;
   if (!FindTagged(ExactTag(tag_)).empty()) return std::nullopt;
   spdlog::info("job {} attempt {}: the MPI daemon and its ranks are gone", job_id_, attempt_);
-  protocol::JobExited exited{job_id_, attempt_, 0, 0, kill_reason_, {}, {}};
+  protocol::JobExited exited{job_id_, attempt_, 0, 0, kill_reason_, {}, {}, {}};
   if (ReadFirstRankFailure(run_dir_)) exited.exit_code = 1;  // a rank here failed
   return WithRankFailure(exited);
 }
 
 std::optional<protocol::JobExited> JobRun::Pump(Millis now) {
-  if (failure_) return protocol::JobExited{job_id_, attempt_, 126, 0, *failure_, {}, {}};
+  if (failure_) return protocol::JobExited{job_id_, attempt_, 126, 0, *failure_, {}, {}, {}};
   if (member_) return PumpMember(now);
   if (!group_) {
     if (kill_deadline_) {
-      return protocol::JobExited{job_id_, attempt_, -1, SIGTERM, kill_reason_, {}, {}};
+      return protocol::JobExited{job_id_, attempt_, -1, SIGTERM, kill_reason_, {}, {}, {}};
     }
     if (fetching_ && now - fetch_sent_at_ > kFetchRetryMs) RequestNextChunk(now);  // lost
     return std::nullopt;
@@ -410,11 +410,11 @@ std::optional<protocol::JobExited> JobRun::Pump(Millis now) {
       return protocol::JobExited{job_id_, attempt_, kStoppedExitCode, 0,
                                  "stopped on SIGTERM at step " + std::to_string(*step) +
                                      ", checkpoint saved",
-                                 {}, {}};
+                                 {}, {}, {}};
     }
   }
-  return WithRankFailure(
-      protocol::JobExited{job_id_, attempt_, exit->exit_code, exit->signal, kill_reason_, {}, {}});
+  return WithRankFailure(protocol::JobExited{job_id_, attempt_, exit->exit_code, exit->signal,
+                                             kill_reason_, {}, {}, {}});
 }
 
 protocol::JobExited JobRun::WithRankFailure(protocol::JobExited exited) const {
