@@ -395,6 +395,22 @@ Status Store::UpsertNode(const NodeRecord& n) {
   return s.Run();
 }
 
+Result<bool> Store::MergeJobProgress(int64_t job_id, int64_t attempt,
+                                     const nlohmann::json& report) {
+  // json_patch (RFC 7396) would delete keys whose new value is null: a report never means that.
+  nlohmann::json patch = nlohmann::json::object();
+  for (auto it = report.begin(); it != report.end(); ++it) {
+    if (!it.value().is_null()) patch[it.key()] = it.value();
+  }
+  SqliteStatement s(db_, "UPDATE jobs SET progress = json_patch(progress, ?) "
+                         "WHERE id=? AND attempt=? AND state='RUNNING'", cache_.get());
+  s.Bind(1, patch.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace))
+      .Bind(2, job_id)
+      .Bind(3, attempt);
+  KILN_RETURN_IF_ERROR(s.Run());
+  return sqlite3_changes(db_) > 0;
+}
+
 Result<bool> Store::RemoveNode(const std::string& name) {
   SqliteStatement s(db_, "DELETE FROM nodes WHERE name=?");
   s.Bind(1, name);

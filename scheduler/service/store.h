@@ -148,6 +148,10 @@ class Store {
 
   Result<int64_t> InsertJob(const JobRecord& job);  // returns the new id; job.id is ignored
   Status UpdateJob(const JobRecord& job);
+  // Merges `report`'s top-level keys into the progress of the job's RUNNING `attempt` (one UPDATE
+  // of one column, JSON merged by SQLite: no spec parsing, no row rewrite). False when the job is
+  // not running that attempt.
+  Result<bool> MergeJobProgress(int64_t job_id, int64_t attempt, const nlohmann::json& report);
   Result<std::optional<JobRecord>> GetJob(int64_t id);
   Result<std::optional<JobRecord>> FindJobByRequestId(const std::string& request_id);
   // Jobs in id order; unfinished only unless include_finished.

@@ -205,15 +205,20 @@ void SchedulerService::OnProgress(const std::string& peer, const Envelope& e) {
   Worker* w = KnownWorker(peer);
   if (w == nullptr) return;
   if (!m.report.is_object()) return;
-  auto found = store_->GetJob(m.job_id);
-  if (!found.ok() || !found->has_value()) return;
-  JobRecord job = **found;
-  if (job.state != core::JobState::kRunning || job.attempt != m.attempt) return;
-  if (!PlacedOn(job, m.attempt, w->record.name)) return;
-  // Merge, so an epoch-end report (test accuracy) is not erased by the next step report.
-  for (auto it = m.report.begin(); it != m.report.end(); ++it) job.progress[it.key()] = it.value();
-  Status s = store_->UpdateJob(job);
-  if (!s.ok()) spdlog::error("cannot store progress of job {}: {}", m.job_id, s.ToString());
+  // Frequent: decided from memory (the job's attempt, placed on this node) and merged in one
+  // column, so that a report neither reads nor parses nor rewrites the job's row.
+  auto active = active_.find(m.job_id);
+  if (active == active_.end() || active->second.state != core::JobState::kRunning ||
+      active->second.attempt != m.attempt) {
+    return;
+  }
+  auto here = live_.find(w->record.name);
+  if (here == live_.end() || here->second.count({m.job_id, m.attempt}) == 0) return;
+  // Merged, so an epoch-end report (test accuracy) is not erased by the next step report.
+  auto merged = store_->MergeJobProgress(m.job_id, m.attempt, m.report);
+  if (!merged.ok()) {
+    spdlog::error("cannot store progress of job {}: {}", m.job_id, merged.status().ToString());
+  }
 }
 
 void SchedulerService::OnJobExited(const std::string& peer, const Envelope& e) {

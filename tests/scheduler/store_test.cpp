@@ -62,6 +62,12 @@ TEST_CASE("the store keeps jobs, events, nodes, checkpoints and logs across a re
   CHECK((*job)->node == "w1");
   CHECK((*job)->progress["step"] == 10);
   CHECK((*job)->spec["name"] == "job-r1");
+  // Progress merges key by key into the running attempt only; other keys stay, nulls are ignored.
+  CHECK(*(*store)->MergeJobProgress(id, 1, {{"loss", 0.25}, {"step", 20}, {"lr", nullptr}}));
+  CHECK_FALSE(*(*store)->MergeJobProgress(id, 2, {{"step", 99}}));  // not that attempt
+  auto merged = (*store)->GetJob(id);
+  CHECK((*merged)->progress == nlohmann::json{{"step", 20}, {"loss", 0.25}});
+  CHECK((*merged)->node == "w1");
   auto events = (*store)->Events(id);
   REQUIRE(events->size() == 1);
   CHECK((*events)[0].reason == "placed on w1");

@@ -12,7 +12,7 @@
 
 using namespace kiln::agent;
 
-TEST_CASE("run dirs in use or changed recently stay, the others go; 0 keeps everything") {
+TEST_CASE("run dirs in use or changed recently stay, the others go, and 0 keeps everything") {
   std::vector<RunDirInfo> dirs = {{1, 1, "/w/jobs/1/attempt-1", 1000},
                                   {1, 2, "/w/jobs/1/attempt-2", 1000},
                                   {2, 1, "/w/jobs/2/attempt-1", 9500}};
