@@ -53,7 +53,9 @@ Status WriteRankFailure(const std::string& run_dir, const RankFailure& failure) 
 std::optional<RankFailure> ReadFirstRankFailure(const std::string& run_dir) {
   std::optional<RankFailure> first;
   std::error_code ec;
-  for (const auto& entry : std::filesystem::directory_iterator(RankFailureDir(run_dir), ec)) {
+  std::filesystem::directory_iterator it(RankFailureDir(run_dir), ec), end;
+  for (; !ec && it != end; it.increment(ec)) {  // never throws
+    const std::filesystem::directory_entry& entry = *it;
     if (entry.path().extension() != ".json") continue;
     // Written by the job's own processes: read with care (no symlink, FIFO, huge file, or field
     // of the wrong type may hurt the agent).

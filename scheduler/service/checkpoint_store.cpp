@@ -59,7 +59,9 @@ std::string CheckpointStore::PartPath(const std::string& sha256) const {
 int CheckpointStore::RemovePartsUntouchedSince(Millis before) {
   int removed = 0;
   std::error_code ec;
-  for (const auto& entry : std::filesystem::directory_iterator(dir_ + "/uploads", ec)) {
+  std::filesystem::directory_iterator it(dir_ + "/uploads", ec), end;
+  for (; !ec && it != end; it.increment(ec)) {  // never throws: a disk error ends the sweep
+    const std::filesystem::directory_entry& entry = *it;
     const std::string name = entry.path().filename().string();
     if (name.size() != 64 + 5 || name.substr(64) != ".part" || !IsHexSha256(name.substr(0, 64))) {
       continue;

@@ -93,7 +93,7 @@ int main(int argc, char** argv) {
   options.worker_timeout_ms = static_cast<kiln::Millis>(worker_timeout_s * 1000);
   for (auto& [flag, text] : keep) {
     auto seconds = text == "0" ? std::optional<int64_t>(0) : kiln::ParseDuration(text);
-    if (!seconds || *seconds < 0) {
+    if (!seconds || *seconds < 0 || *seconds > 100LL * 365 * 86400) {
       std::fprintf(stderr, "kiln-scheduler: %s: expected a duration such as 30d, 12h or 3600 "
                            "(0 keeps forever), got \"%s\"\n", flag.c_str(), text.c_str());
       return 2;

@@ -99,6 +99,9 @@ class SchedulerService {
   static constexpr Millis kLastSeenSaveEveryMs = 30000;
   static constexpr Millis kLaunchResendMs = 2000;  // an unacknowledged launch is sent again
   static constexpr int kMaxLaunchSends = 30;      // then the attempt fails: the worker is broken
+  // Requeues a worker's shutdown may cause one job before its stops count as failures (so that no
+  // worker, broken or hostile, bounces a job forever).
+  static constexpr int64_t kMaxRequeues = 20;
   struct LiveAttempt {  // an attempt occupying a worker's resources until it exits
     int64_t ranks = 0;
     int64_t slots = 0;

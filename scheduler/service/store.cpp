@@ -2,6 +2,8 @@
 
 #include <sqlite3.h>
 
+#include <algorithm>
+
 #include "scheduler/service/sqlite_statement.h"
 
 namespace kiln::service {
@@ -105,6 +107,7 @@ CREATE TABLE IF NOT EXISTS audit (
   outcome TEXT NOT NULL,
   detail TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS audit_by_time ON audit(time);
 CREATE TABLE IF NOT EXISTS logs (
   job_id INTEGER NOT NULL,
   seq INTEGER NOT NULL,
@@ -397,16 +400,32 @@ Status Store::UpsertNode(const NodeRecord& n) {
 
 Result<bool> Store::MergeJobProgress(int64_t job_id, int64_t attempt,
                                      const nlohmann::json& report) {
-  // json_patch (RFC 7396) would delete keys whose new value is null: a report never means that.
-  nlohmann::json patch = nlohmann::json::object();
-  for (auto it = report.begin(); it != report.end(); ++it) {
-    if (!it.value().is_null()) patch[it.key()] = it.value();
+  // One json_set per key: each reported value replaces the stored one as it is (objects are not
+  // merged, a null stays null: a NaN loss shows). Keys are metric names; others are skipped.
+  auto safe_key = [](const std::string& k) {
+    return !k.empty() && k.size() <= 64 &&
+           std::all_of(k.begin(), k.end(), [](char c) {
+             return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '_' || c == '-';
+           });
+  };
+  std::vector<std::pair<std::string, std::string>> sets;
+  std::string sql = "UPDATE jobs SET progress = json_set(progress";
+  for (auto it = report.begin(); it != report.end() && sets.size() < 64; ++it) {
+    if (!safe_key(it.key())) continue;
+    sets.push_back({"$.\"" + it.key() + "\"",
+                    it.value().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)});
+    sql += ", ?, json(?)";
   }
-  SqliteStatement s(db_, "UPDATE jobs SET progress = json_patch(progress, ?) "
-                         "WHERE id=? AND attempt=? AND state='RUNNING'", cache_.get());
-  s.Bind(1, patch.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace))
-      .Bind(2, job_id)
-      .Bind(3, attempt);
+  sql += ") WHERE id=? AND attempt=? AND state='RUNNING'";
+  SqliteStatement s(db_, sql.c_str(), cache_.get());
+  int index = 1;
+  for (const auto& [path, value] : sets) {
+    s.Bind(index++, path);
+    s.Bind(index++, value);
+  }
+  s.Bind(index, job_id);
+  s.Bind(index + 1, attempt);
   KILN_RETURN_IF_ERROR(s.Run());
   return sqlite3_changes(db_) > 0;
 }

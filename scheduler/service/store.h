@@ -148,9 +148,9 @@ class Store {
 
   Result<int64_t> InsertJob(const JobRecord& job);  // returns the new id; job.id is ignored
   Status UpdateJob(const JobRecord& job);
-  // Merges `report`'s top-level keys into the progress of the job's RUNNING `attempt` (one UPDATE
-  // of one column, JSON merged by SQLite: no spec parsing, no row rewrite). False when the job is
-  // not running that attempt.
+  // Sets each of `report`'s top-level keys (metric names: letters, digits, _ and -) in the
+  // progress of the job's RUNNING `attempt`, in one UPDATE done by SQLite's json_set: the row is
+  // not read and its spec not parsed here. False when the job is not running that attempt.
   Result<bool> MergeJobProgress(int64_t job_id, int64_t attempt, const nlohmann::json& report);
   Result<std::optional<JobRecord>> GetJob(int64_t id);
   Result<std::optional<JobRecord>> FindJobByRequestId(const std::string& request_id);

@@ -267,8 +267,36 @@ void SchedulerService::OnJobExited(const std::string& peer, const Envelope& e) {
         store_->SetAttemptExitCode(m.job_id, m.attempt, exit_code, graceful ? m.reason : "");
     if (!noted.ok()) spdlog::error("job {}: {}", m.job_id, noted.ToString());
   }
+  if (m.requeue.value_or(false)) {
+    w->leaving = true;  // its agent is shutting down: nothing new there until it registers again
+    dirty_ = true;
+  }
   if (job.state != core::JobState::kRunning || job.attempt != m.attempt) return;  // already decided
   const bool permanent = m.permanent.value_or(false);
+  // The worker is shutting down: the job did not fail (a stop on SIGTERM, or a launch refused on
+  // the way out), so it goes back to the queue without using a retry, a bounded number of times.
+  const bool stopped_for_shutdown =
+      m.requeue.value_or(false) && !permanent && m.signal == 0 &&
+      (m.exit_code == kStoppedExitCode || m.exit_code == 127) && job.requeues < kMaxRequeues;
+  if (stopped_for_shutdown) {
+    const std::string why = "requeued: worker " + w->record.name + " shut down (" +
+                            (m.reason.empty() ? "stopped" : m.reason) + ")";
+    const std::string leader_node = job.node;
+    StopAttempt(job, why);
+    job.requeues += 1;
+    Status s = Transition(job, core::JobEvent::kRequeued, why);
+    if (!s.ok()) {
+      spdlog::error("job {}: {}", job.id, s.ToString());
+      return;
+    }
+    if (member) {
+      // The checkpoint the gang saves on the way out comes with the leader's exit: wait for it.
+      active_.at(job.id).queued.held = true;
+      awaiting_exit_[job.id] = {m.attempt, leader_node};
+    }
+    spdlog::info("job {} attempt {}: {}", job.id, m.attempt, why);
+    return;
+  }
   if (member) {
     if (m.exit_code == 0 && m.signal == 0) return;
     const std::string why = m.rank_error ? *m.rank_error
@@ -276,20 +304,6 @@ void SchedulerService::OnJobExited(const std::string& peer, const Envelope& e) {
                                                " (exit code " + std::to_string(exit_code) + ")";
     StopAttempt(job, why);
     FailAttempt(job, why, permanent);
-    return;
-  }
-  if (m.requeue.value_or(false) && !(m.exit_code == 0 && m.signal == 0)) {
-    // The worker is shutting down: the job did not fail. Its checkpoint is in (the agent reports
-    // after its uploads); it waits for a node again and resumes from it, using no retry.
-    const std::string why = "requeued: worker " + w->record.name + " shut down (" +
-                            (m.reason.empty() ? "stopped" : m.reason) + ")";
-    w->leaving = true;  // until it registers again
-    dirty_ = true;
-    StopAttempt(job, why);
-    job.requeues += 1;
-    Status s = Transition(job, core::JobEvent::kRequeued, why);
-    if (!s.ok()) spdlog::error("job {}: {}", job.id, s.ToString());
-    spdlog::info("job {} attempt {}: {}", job.id, m.attempt, why);
     return;
   }
   job.exit_code = m.exit_code;

@@ -179,3 +179,36 @@ TEST_CASE("an attempt the worker runs that the scheduler does not want is killed
   CHECK(kill->first.body["job_id"] == 999);
   REQUIRE(worker.Expect("register_ack", 5000));
 }
+
+TEST_CASE("a worker that sends a job back as it shuts down gets no new attempts until it "
+          "registers again, and the job uses no retry") {
+  LocalCluster cluster(2, 30.0, /*with_worker=*/false);
+  RawClient worker(cluster, /*as_worker=*/true);
+  worker.Send(Encode(RegisterWorker{"fake", 2, 1 << 30, 0, {}, {}, "", ""}));
+  REQUIRE(worker.Expect("register_ack", 5000));
+  const int64_t id = cluster.Submit(kiln::testing::SyntheticSpec("bounced", 1, 1, 64));
+  auto launch = worker.Expect("launch", 5000);
+  REQUIRE(launch);
+  worker.Send(Encode(JobExited{id, 1, 127, 0, "worker fake is shutting down", {}, {}, true}));
+  json job = cluster.WaitForJob(id, [](const json& j) { return j["state"] == "PENDING"; }, 10);
+  REQUIRE(job["state"] == "PENDING");
+  CHECK(job["attempts"][0]["outcome"] == "REQUEUED");
+  // Leaving: nothing is placed there (heartbeats keep it UP) ...
+  bool relaunched = false;
+  for (int i = 0; i < 10 && !relaunched; ++i) {
+    worker.Send(Encode(Heartbeat{"fake", {}}));
+    relaunched = worker.Expect("launch", 300).has_value();
+  }
+  CHECK_FALSE(relaunched);
+  CHECK(cluster.Show(id)["state"] == "PENDING");
+  // ... until it registers again; then the job runs there and may still fail once (max_retries 0
+  // is untouched by the requeue) or succeed.
+  worker.Send(Encode(RegisterWorker{"fake", 2, 1 << 30, 0, {}, {}, "", ""}));
+  auto again = worker.Expect("launch", 5000);
+  REQUIRE(again);
+  const int64_t attempt = again->first.body["attempt"].get<int64_t>();
+  worker.Send(Encode(Heartbeat{"fake", {{id, attempt}}}));
+  worker.Send(Encode(JobExited{id, attempt, 0, 0, "", {}, {}, {}}));
+  job = cluster.WaitForJob(id, [](const json& j) { return j["state"] == "COMPLETED"; }, 10);
+  CHECK(job["state"] == "COMPLETED");
+}

@@ -23,7 +23,8 @@ TEST_CASE("a finished job's logs, events and run dir, old audit rows and abandon
   struct utimbuf old_times {100, 100};  // untouched since 1970
   REQUIRE(::utime(part.c_str(), &old_times) == 0);
   cluster.StopScheduler();
-  cluster.SetSchedulerArgs({"--keep-logs", "3", "--keep-events", "3", "--keep-audit", "3",
+  // Long enough to see the finished job's logs first on a loaded machine, short enough to wait.
+  cluster.SetSchedulerArgs({"--keep-logs", "8", "--keep-events", "8", "--keep-audit", "8",
                             "--keep-uploads", "3600"});
   cluster.StartScheduler();
   cluster.RestartWorkerWith({"--keep-run-dirs", "2"});
@@ -49,7 +50,7 @@ TEST_CASE("a finished job's logs, events and run dir, old audit rows and abandon
     return ::access((jobs + std::to_string(done) + "/attempt-1").c_str(), F_OK) != 0;
   }, 20));
   CHECK(::access((jobs + std::to_string(running) + "/attempt-1/spec.json").c_str(), F_OK) == 0);
-  // The audit rows of the submits are older than 3 s by now, and pruned too.
+  // The audit rows of the submits are older than 8 s by now, and pruned too.
   CHECK(WaitFor([&] {
     json rows = json::parse(cluster.Admin({"audit", "--json"}).out, nullptr, false);
     for (const auto& r : rows) {

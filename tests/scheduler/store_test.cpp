@@ -62,11 +62,15 @@ TEST_CASE("the store keeps jobs, events, nodes, checkpoints and logs across a re
   CHECK((*job)->node == "w1");
   CHECK((*job)->progress["step"] == 10);
   CHECK((*job)->spec["name"] == "job-r1");
-  // Progress merges key by key into the running attempt only; other keys stay, nulls are ignored.
-  CHECK(*(*store)->MergeJobProgress(id, 1, {{"loss", 0.25}, {"step", 20}, {"lr", nullptr}}));
+  // Progress merges key by key into the running attempt only: other keys stay, a value replaces
+  // the old one whole (objects too), a null is kept, a key that is not a metric name is skipped.
+  REQUIRE(*(*store)->MergeJobProgress(id, 1, {{"sync", {{"a", 1}, {"b", 2}}}}));
+  CHECK(*(*store)->MergeJobProgress(
+      id, 1, {{"loss", nullptr}, {"step", 20}, {"sync", {{"a", 3}}}, {"x\"y", 1}}));
   CHECK_FALSE(*(*store)->MergeJobProgress(id, 2, {{"step", 99}}));  // not that attempt
   auto merged = (*store)->GetJob(id);
-  CHECK((*merged)->progress == nlohmann::json{{"step", 20}, {"loss", 0.25}});
+  CHECK((*merged)->progress ==
+        nlohmann::json{{"step", 20}, {"loss", nullptr}, {"sync", {{"a", 3}}}});
   CHECK((*merged)->node == "w1");
   auto events = (*store)->Events(id);
   REQUIRE(events->size() == 1);

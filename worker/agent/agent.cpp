@@ -126,8 +126,15 @@ void Agent::SweepRunDirs() {
   for (const auto& d : dirs) {
     if (uploader_.HasPendingFor(d.job_id, d.attempt)) in_use.insert({d.job_id, d.attempt});
   }
-  const int removed = RemoveRunDirs(
-      RunDirsToRemove(dirs, in_use, clock_.WallMs(), options_.keep_run_dirs_ms));
+  std::vector<std::string> old = RunDirsToRemove(dirs, in_use, clock_.WallMs(),
+                                                 options_.keep_run_dirs_ms);
+  // A few per turn: deleting big trees must not stall the loop past the worker timeout.
+  constexpr size_t kRemovePerSweep = 4;
+  if (old.size() > kRemovePerSweep) {
+    old.resize(kRemovePerSweep);
+    next_sweep_at_ = clock_.MonotonicMs() + 1000;
+  }
+  const int removed = RemoveRunDirs(old);
   if (removed > 0) {
     spdlog::info("removed {} run dirs of attempts that ended more than {} ago", removed,
                  FormatDuration(options_.keep_run_dirs_ms / 1000));
@@ -180,7 +187,7 @@ void Agent::Turn(int wait_ms) {
     }
     const AttemptKey key = it->first;
     it = runs_.erase(it);
-    if (shutting_down_) exited->requeue = true;
+    if (shutting_down_ && !exited->permanent.value_or(false)) exited->requeue = true;
     exits_waiting_for_uploads_[key] = *exited;
   }
   uploader_.Pump();
@@ -251,7 +258,10 @@ void Agent::OnMessage(const transport::Frames& frames) {
     OnKill(e);
   } else if (e.type == protocol::ExitAck::kType) {
     auto ack = protocol::DecodeBody<protocol::ExitAck>(e);
-    if (ack.ok()) unacked_exits_.erase({ack->job_id, ack->attempt});
+    if (ack.ok() && unacked_exits_.erase({ack->job_id, ack->attempt}) > 0) {
+      // --keep-run-dirs counts from here, the attempt's end, not from its last output line.
+      MarkRunDirEnded(options_.run.work_dir, ack->job_id, ack->attempt);
+    }
   } else if (e.type == protocol::ErrorReply::kType) {
     auto error = protocol::DecodeBody<protocol::ErrorReply>(e);
     if (!error.ok()) return;

@@ -75,7 +75,7 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   auto keep_s = keep_run_dirs == "0" ? std::optional<int64_t>(0) : kiln::ParseDuration(keep_run_dirs);
-  if (!keep_s) {
+  if (!keep_s || *keep_s > 100LL * 365 * 86400) {
     std::fprintf(stderr, "kiln-worker: --keep-run-dirs: expected a duration such as 12h, 7d or "
                          "3600 (0 keeps them), got \"%s\"\n", keep_run_dirs.c_str());
     return 2;

@@ -1,5 +1,6 @@
 #include "worker/agent/run_dir_janitor.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -42,14 +43,20 @@ std::vector<std::string> RunDirsToRemove(const std::vector<RunDirInfo>& dirs,
 
 std::vector<RunDirInfo> ListRunDirs(const std::string& work_dir) {
   std::vector<RunDirInfo> dirs;
+  // increment(ec), not ++: a directory that goes away or cannot be read ends the walk quietly.
   std::error_code ec;
-  for (const auto& job : std::filesystem::directory_iterator(work_dir + "/jobs", ec)) {
+  std::filesystem::directory_iterator jobs_it(work_dir + "/jobs", ec), end;
+  for (; !ec && jobs_it != end; jobs_it.increment(ec)) {
+    const std::filesystem::directory_entry& job = *jobs_it;
+    std::error_code probe;
     const int64_t job_id = ParseId(job.path().filename().string());
-    if (job_id < 0 || !job.is_directory(ec) || job.is_symlink(ec)) continue;
+    if (job_id < 0 || !job.is_directory(probe) || job.is_symlink(probe)) continue;
     std::error_code inner;
-    for (const auto& run : std::filesystem::directory_iterator(job.path(), inner)) {
+    std::filesystem::directory_iterator runs_it(job.path(), inner);
+    for (; !inner && runs_it != end; runs_it.increment(inner)) {
+      const std::filesystem::directory_entry& run = *runs_it;
       const std::string name = run.path().filename().string();
-      if (name.rfind("attempt-", 0) != 0 || !run.is_directory(inner) || run.is_symlink(inner)) {
+      if (name.rfind("attempt-", 0) != 0 || !run.is_directory(probe) || run.is_symlink(probe)) {
         continue;
       }
       const int64_t attempt = ParseId(name.substr(8));
@@ -60,6 +67,12 @@ std::vector<RunDirInfo> ListRunDirs(const std::string& work_dir) {
     }
   }
   return dirs;
+}
+
+void MarkRunDirEnded(const std::string& work_dir, int64_t job_id, int64_t attempt) {
+  const std::string path = work_dir + "/jobs/" + std::to_string(job_id) + "/attempt-" +
+                           std::to_string(attempt);
+  (void)::utimensat(AT_FDCWD, path.c_str(), nullptr, AT_SYMLINK_NOFOLLOW);
 }
 
 Millis JanitorInterval(Millis keep_ms) {

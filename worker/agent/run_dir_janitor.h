@@ -30,6 +30,8 @@ std::vector<std::string> RunDirsToRemove(const std::vector<RunDirInfo>& dirs,
 std::vector<RunDirInfo> ListRunDirs(const std::string& work_dir);
 // Removes `paths`, then every job folder left empty; returns how many run dirs went.
 int RemoveRunDirs(const std::vector<std::string>& paths);
+// Sets the run dir's time to now: the attempt ended (its exit was acknowledged).
+void MarkRunDirEnded(const std::string& work_dir, int64_t job_id, int64_t attempt);
 // How often to look: a tenth of keep_ms, between 1 s and 10 minutes.
 Millis JanitorInterval(Millis keep_ms);
 
