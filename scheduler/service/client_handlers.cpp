@@ -143,14 +143,12 @@ void SchedulerService::OnSubmit(const std::string& peer, const Envelope& e) {
 }
 
 std::optional<std::string> SchedulerService::SubmitWarning(const ActiveJob& job) {
+  // From the last pass's node classes (a few), not a walk over every node on each submit.
   if (!job.unplaceable.empty()) return job.unplaceable;
-  std::vector<std::string> names;
-  const std::vector<core::NodeState> nodes = NodeStates(&names);
-  const bool any_up = std::any_of(nodes.begin(), nodes.end(), [](const core::NodeState& n) {
-    return n.availability == core::NodeAvailability::kUp;
-  });
-  if (!any_up) return "no worker node is up and accepting jobs now: the job waits until one is (kiln nodes)";
-  return core::InfeasibleReason(nodes, job.queued.request);
+  if (up_node_classes_.empty()) {
+    return "no worker node is up and accepting jobs now: the job waits until one is (kiln nodes)";
+  }
+  return core::InfeasibleReason(up_node_classes_, job.queued.request);
 }
 
 void SchedulerService::OnQueue(const std::string& peer, const Envelope& e) {

@@ -121,23 +121,31 @@ int SchedulerService::RequeueJobsOn(const std::string& node) {
     auto found = store_->GetJob(id);
     if (!found.ok() || !found->has_value()) continue;
     JobRecord job = **found;
-    const std::string why = "requeued: node " + node + " drained by " + caller_.user;
-    StopAttempt(job, why);
-    const int64_t attempt = job.attempt;
-    const std::string leader = job.node;
-    job.requeues += 1;
-    Status s = Transition(job, core::JobEvent::kRequeued,
-                          why + "; resumes from the checkpoint it saves on the way out");
-    if (!s.ok()) {
-      spdlog::error("job {}: {}", id, s.ToString());
-      continue;
-    }
-    ActiveJob& a = active_.at(id);
-    a.queued.held = true;  // until the old attempt's exit (and so its last checkpoint) is in
-    awaiting_exit_[id] = {attempt, leader};
-    spdlog::info("job {} attempt {}: {}", id, attempt, why);
+    RequeueAttempt(job, "requeued: node " + node + " drained by " + caller_.user +
+                            "; resumes from the checkpoint it saves on the way out",
+                   /*wait_for_leader_exit=*/true);
   }
   return static_cast<int>(here.size());
+}
+
+void SchedulerService::RequeueAttempt(JobRecord& job, const std::string& why,
+                                      bool wait_for_leader_exit) {
+  const int64_t attempt = job.attempt;
+  const std::string leader = job.node;
+  StopAttempt(job, why);
+  job.requeues += 1;  // a requeue uses no retry
+  Status s = Transition(job, core::JobEvent::kRequeued, why);
+  if (!s.ok()) {
+    spdlog::error("job {}: {}", job.id, s.ToString());
+    return;
+  }
+  if (wait_for_leader_exit) {
+    // Held until the old attempt's leader reports its exit, which comes after its last
+    // checkpoint is uploaded: the next attempt resumes from that checkpoint (ReleaseRequeued).
+    active_.at(job.id).queued.held = true;
+    awaiting_exit_[job.id] = {attempt, leader};
+  }
+  spdlog::info("job {} attempt {}: {}", job.id, attempt, why);
 }
 
 void SchedulerService::ReleaseRequeued(int64_t job_id) {

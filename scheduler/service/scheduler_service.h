@@ -174,7 +174,8 @@ class SchedulerService {
   void OnNodeAdmin(const std::string& peer, const protocol::Envelope& e);
   // Deletes a bounded batch of what the retention policy no longer keeps (pruning.cpp).
   void PruneOldRecords();
-  // What `kiln submit` should warn about a job just queued: no up node could ever hold it.
+  // What `kiln submit` should warn about a job just queued: no node up at the last pass could
+  // ever hold it.
   std::optional<std::string> SubmitWarning(const ActiveJob& job);
   // `kiln node remove`: forgets a DOWN node that holds nothing.
   void RemoveNode(const std::string& peer, const protocol::Envelope& e, const Worker& w);
@@ -201,6 +202,9 @@ class SchedulerService {
   // Every state change goes through here: recorded as an event, mirrored in active_, and an
   // attempt that ends is charged to its user's fair share.
   Status Transition(JobRecord& job, core::JobEvent event, const std::string& reason);
+  // Stops the job's running attempt and puts the job back to PENDING without using a retry; with
+  // `wait_for_leader_exit` it stays held until that attempt's leader reports its exit.
+  void RequeueAttempt(JobRecord& job, const std::string& why, bool wait_for_leader_exit);
   // Ends the attempt as failed: retried while retries are left, unless `permanent`.
   void FailAttempt(JobRecord& job, const std::string& reason, bool permanent = false);
   void MarkWorkerDown(const std::string& name, const std::string& reason);
@@ -296,6 +300,7 @@ class SchedulerService {
   Millis next_liveness_check_at_ = 0;
   // Retention (pruning.cpp): when to prune next, and up to when each kind is pruned already.
   Millis next_prune_at_ = 0;
+  std::vector<core::NodeClass> up_node_classes_;  // as of the last pass: SubmitWarning's view
   Millis logs_pruned_until_ = 0;
   Millis events_pruned_until_ = 0;
   Millis next_pass_at_ = 0;

@@ -178,6 +178,7 @@ void SchedulerService::SchedulingPass() {
   const Millis now = clock_.WallMs();
   std::vector<std::string> names;
   std::vector<core::NodeState> nodes = NodeStates(&names);
+  up_node_classes_ = core::UpNodeClasses(nodes);  // for submits until the next pass
   std::unordered_map<std::string, int32_t> index;
   for (size_t i = 0; i < names.size(); ++i) index[names[i]] = static_cast<int32_t>(i);
   std::vector<core::RunningJob> running = RunningJobs(index);

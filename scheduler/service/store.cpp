@@ -303,6 +303,38 @@ Status Store::UpdateJob(const JobRecord& j) {
   return Status::Ok();
 }
 
+Result<bool> Store::MergeJobProgress(int64_t job_id, int64_t attempt,
+                                     const nlohmann::json& report) {
+  // One json_set per key: each reported value replaces the stored one as it is (objects are not
+  // merged, a null stays null: a NaN loss shows). Keys are metric names; others are skipped.
+  auto safe_key = [](const std::string& k) {
+    return !k.empty() && k.size() <= 64 &&
+           std::all_of(k.begin(), k.end(), [](char c) {
+             return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '_' || c == '-';
+           });
+  };
+  std::vector<std::pair<std::string, std::string>> sets;
+  std::string sql = "UPDATE jobs SET progress = json_set(progress";
+  for (auto it = report.begin(); it != report.end() && sets.size() < 64; ++it) {
+    if (!safe_key(it.key())) continue;
+    sets.push_back({"$.\"" + it.key() + "\"",
+                    it.value().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)});
+    sql += ", ?, json(?)";
+  }
+  sql += ") WHERE id=? AND attempt=? AND state='RUNNING'";
+  SqliteStatement s(db_, sql.c_str(), cache_.get());
+  int index = 1;
+  for (const auto& [path, value] : sets) {
+    s.Bind(index++, path);
+    s.Bind(index++, value);
+  }
+  s.Bind(index, job_id);
+  s.Bind(index + 1, attempt);
+  KILN_RETURN_IF_ERROR(s.Run());
+  return sqlite3_changes(db_) > 0;
+}
+
 Result<std::optional<JobRecord>> Store::GetJob(int64_t id) {
   return QueryOneJob(db_, cache_.get(), "id=?", "", id);
 }
@@ -398,38 +430,6 @@ Status Store::UpsertNode(const NodeRecord& n) {
   return s.Run();
 }
 
-Result<bool> Store::MergeJobProgress(int64_t job_id, int64_t attempt,
-                                     const nlohmann::json& report) {
-  // One json_set per key: each reported value replaces the stored one as it is (objects are not
-  // merged, a null stays null: a NaN loss shows). Keys are metric names; others are skipped.
-  auto safe_key = [](const std::string& k) {
-    return !k.empty() && k.size() <= 64 &&
-           std::all_of(k.begin(), k.end(), [](char c) {
-             return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                    c == '_' || c == '-';
-           });
-  };
-  std::vector<std::pair<std::string, std::string>> sets;
-  std::string sql = "UPDATE jobs SET progress = json_set(progress";
-  for (auto it = report.begin(); it != report.end() && sets.size() < 64; ++it) {
-    if (!safe_key(it.key())) continue;
-    sets.push_back({"$.\"" + it.key() + "\"",
-                    it.value().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)});
-    sql += ", ?, json(?)";
-  }
-  sql += ") WHERE id=? AND attempt=? AND state='RUNNING'";
-  SqliteStatement s(db_, sql.c_str(), cache_.get());
-  int index = 1;
-  for (const auto& [path, value] : sets) {
-    s.Bind(index++, path);
-    s.Bind(index++, value);
-  }
-  s.Bind(index, job_id);
-  s.Bind(index + 1, attempt);
-  KILN_RETURN_IF_ERROR(s.Run());
-  return sqlite3_changes(db_) > 0;
-}
-
 Result<bool> Store::RemoveNode(const std::string& name) {
   SqliteStatement s(db_, "DELETE FROM nodes WHERE name=?");
   s.Bind(1, name);
@@ -466,91 +466,6 @@ Result<std::vector<UsageRecord>> Store::ListUsage() {
   SqliteStatement s(db_, "SELECT user, usage, as_of FROM usage ORDER BY user");
   return s.Rows<UsageRecord>([](const SqliteStatement& row) {
     return UsageRecord{row.Text(0), row.Double(1), row.Int(2)};
-  });
-}
-
-Status Store::AddCheckpoint(const CheckpointRecord& c) {
-  SqliteStatement s(db_,
-                    "INSERT OR REPLACE INTO checkpoints (job_id, step, attempt, epoch, metrics, "
-                    "bytes, sha256, created_at, path) VALUES (?,?,?,?,?,?,?,?,?)");
-  s.Bind(1, c.job_id).Bind(2, c.step).Bind(3, c.attempt).Bind(4, c.epoch);
-  s.Bind(5, c.metrics.dump()).Bind(6, c.bytes).Bind(7, c.sha256).Bind(8, c.created_at);
-  s.Bind(9, c.path);
-  return s.Run();
-}
-
-namespace {
-constexpr const char* kCheckpointColumns =
-    "job_id, attempt, step, epoch, metrics, bytes, sha256, created_at, path";
-
-CheckpointRecord ReadCheckpoint(const SqliteStatement& s) {
-  CheckpointRecord c{s.Int(0), s.Int(1), s.Int(2), s.Int(3),
-                     json::parse(s.Text(4), nullptr, false), s.Int(5), s.Text(6), s.Int(7),
-                     s.Text(8)};
-  if (c.metrics.is_discarded()) c.metrics = json::object();
-  return c;
-}
-}  // namespace
-
-Result<std::vector<CheckpointRecord>> Store::Checkpoints(int64_t job_id) {
-  std::string sql = std::string("SELECT ") + kCheckpointColumns +
-                    " FROM checkpoints WHERE job_id=? ORDER BY step";
-  SqliteStatement s(db_, sql.c_str());
-  s.Bind(1, job_id);
-  return s.Rows<CheckpointRecord>(ReadCheckpoint);
-}
-
-Result<std::optional<CheckpointRecord>> Store::FindCheckpoint(int64_t job_id, int64_t step) {
-  std::string sql = std::string("SELECT ") + kCheckpointColumns + " FROM checkpoints WHERE job_id=?" +
-                    (step >= 0 ? " AND step=?" : " ORDER BY step DESC LIMIT 1");
-  SqliteStatement s(db_, sql.c_str());
-  s.Bind(1, job_id);
-  if (step >= 0) s.Bind(2, step);
-  Status status;
-  if (s.Step(&status)) return std::optional<CheckpointRecord>(ReadCheckpoint(s));
-  if (!status.ok()) return status;
-  return std::optional<CheckpointRecord>();
-}
-
-Status Store::DeleteCheckpoint(int64_t job_id, int64_t step) {
-  SqliteStatement s(db_, "DELETE FROM checkpoints WHERE job_id=? AND step=?");
-  s.Bind(1, job_id).Bind(2, step);
-  return s.Run();
-}
-
-Result<int64_t> Store::CountCheckpointsWithSha(const std::string& sha256) {
-  SqliteStatement s(db_, "SELECT COUNT(*) FROM checkpoints WHERE sha256=?");
-  s.Bind(1, sha256);
-  Status status;
-  int64_t count = s.Step(&status) ? s.Int(0) : 0;
-  if (!status.ok()) return status;
-  return count;
-}
-
-Status Store::AppendLogs(int64_t job_id, int64_t attempt, Millis time,
-                         const std::vector<std::string>& lines) {
-  SqliteStatement last(db_, "SELECT COALESCE(MAX(seq), 0) FROM logs WHERE job_id=?");
-  last.Bind(1, job_id);
-  Status status;
-  int64_t seq = last.Step(&status) ? last.Int(0) : 0;
-  KILN_RETURN_IF_ERROR(status);
-  SqliteStatement insert(db_, "INSERT INTO logs (job_id, seq, attempt, time, line) VALUES (?,?,?,?,?)");
-  KILN_RETURN_IF_ERROR(insert.prepare_status());
-  for (const auto& line : lines) {
-    insert.Bind(1, job_id).Bind(2, ++seq).Bind(3, attempt).Bind(4, time).Bind(5, line);
-    KILN_RETURN_IF_ERROR(insert.Run());
-    insert.Reset();
-  }
-  return Status::Ok();
-}
-
-Result<std::vector<LogLine>> Store::Logs(int64_t job_id, int64_t after_seq, int64_t limit) {
-  SqliteStatement s(db_,
-                    "SELECT seq, attempt, time, line FROM logs WHERE job_id=? AND seq>? "
-                    "ORDER BY seq LIMIT ?");
-  s.Bind(1, job_id).Bind(2, after_seq).Bind(3, limit);
-  return s.Rows<LogLine>([](const SqliteStatement& row) {
-    return LogLine{row.Int(0), row.Int(1), row.Int(2), row.Text(3)};
   });
 }
 

@@ -279,22 +279,11 @@ void SchedulerService::OnJobExited(const std::string& peer, const Envelope& e) {
       m.requeue.value_or(false) && !permanent && m.signal == 0 &&
       (m.exit_code == kStoppedExitCode || m.exit_code == 127) && job.requeues < kMaxRequeues;
   if (stopped_for_shutdown) {
-    const std::string why = "requeued: worker " + w->record.name + " shut down (" +
-                            (m.reason.empty() ? "stopped" : m.reason) + ")";
-    const std::string leader_node = job.node;
-    StopAttempt(job, why);
-    job.requeues += 1;
-    Status s = Transition(job, core::JobEvent::kRequeued, why);
-    if (!s.ok()) {
-      spdlog::error("job {}: {}", job.id, s.ToString());
-      return;
-    }
-    if (member) {
-      // The checkpoint the gang saves on the way out comes with the leader's exit: wait for it.
-      active_.at(job.id).queued.held = true;
-      awaiting_exit_[job.id] = {m.attempt, leader_node};
-    }
-    spdlog::info("job {} attempt {}: {}", job.id, m.attempt, why);
+    // A member's report comes before the leader's, which brings the checkpoint: wait for it.
+    RequeueAttempt(job,
+                   "requeued: worker " + w->record.name + " shut down (" +
+                       (m.reason.empty() ? "stopped" : m.reason) + ")",
+                   /*wait_for_leader_exit=*/member);
     return;
   }
   if (member) {

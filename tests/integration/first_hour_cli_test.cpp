@@ -11,6 +11,8 @@
 
 using kiln::testing::BinPath;
 using kiln::testing::CommandResult;
+using kiln::testing::Slurp;
+using kiln::testing::Contains;
 using kiln::testing::LocalCluster;
 using kiln::testing::RunCommand;
 using kiln::testing::SyntheticSpec;
@@ -18,15 +20,6 @@ using kiln::testing::WaitFor;
 using nlohmann::json;
 
 namespace {
-
-std::string Slurp(const std::string& path) {
-  auto text = kiln::ReadFile(path);
-  return text.ok() ? *text : "";
-}
-
-bool Contains(const std::string& haystack, const std::string& needle) {
-  return haystack.find(needle) != std::string::npos;
-}
 
 // The rest of the first line of `text` that follows `marker` ("" if none).
 std::string After(const std::string& text, const std::string& marker) {

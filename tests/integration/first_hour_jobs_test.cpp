@@ -8,16 +8,13 @@
 #include "common/file_util.h"
 #include "tests/integration/local_cluster.h"
 
+using kiln::testing::Contains;
 using kiln::testing::LocalCluster;
 using kiln::testing::SyntheticSpec;
 using kiln::testing::WaitFor;
 using nlohmann::json;
 
 namespace {
-
-bool Contains(const std::string& haystack, const std::string& needle) {
-  return haystack.find(needle) != std::string::npos;
-}
 
 bool Finished(const json& job) {
   const std::string s = job.value("state", "");

@@ -22,12 +22,16 @@ namespace {
 
 void SleepMs(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
 
+}  // namespace
+
 std::string Slurp(const std::string& path) {
   auto text = ReadFile(path);
   return text.ok() ? *text : "";
 }
 
-}  // namespace
+bool Contains(const std::string& haystack, const std::string& needle) {
+  return haystack.find(needle) != std::string::npos;
+}
 
 // ' a' ' b' for a shell command line (the tests' own flags: no quotes inside).
 static std::string ExtraArgs(const std::vector<std::string>& args) {

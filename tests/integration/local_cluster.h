@@ -26,6 +26,9 @@ struct CommandResult {
 // Runs argv (no shell), capturing stdout and stderr. Bounded by `timeout_s` (killed after).
 CommandResult RunCommand(const std::vector<std::string>& argv, double timeout_s = 60);
 std::string BinPath(const std::string& name);
+// The file's text, or "" when it cannot be read (a log not written yet).
+std::string Slurp(const std::string& path);
+bool Contains(const std::string& haystack, const std::string& needle);
 // Polls `condition` every 50 ms until it is true or timeout_s passes; returns its last value.
 bool WaitFor(const std::function<bool()>& condition, double timeout_s);
 

@@ -20,21 +20,14 @@
 #include "tests/integration/local_cluster.h"
 
 using kiln::testing::CommandResult;
+using kiln::testing::Slurp;
+using kiln::testing::Contains;
 using kiln::testing::LocalCluster;
 using kiln::testing::SyntheticSpec;
 using kiln::testing::WaitFor;
 using nlohmann::json;
 
 namespace {
-
-std::string Slurp(const std::string& path) {
-  auto text = kiln::ReadFile(path);
-  return text.ok() ? *text : "";
-}
-
-bool Contains(const std::string& haystack, const std::string& needle) {
-  return haystack.find(needle) != std::string::npos;
-}
 
 // A copy of `credentials` with one field changed.
 std::string CredentialsWith(const std::string& credentials, const std::string& field,

@@ -1,0 +1,97 @@
+// Store: what a job produces, its checkpoints (rows; the bytes are in CheckpointStore) and its
+// log lines.
+#include <sqlite3.h>
+
+#include "scheduler/service/sqlite_statement.h"
+#include "scheduler/service/store.h"
+
+namespace kiln::service {
+
+using nlohmann::json;
+
+Status Store::AddCheckpoint(const CheckpointRecord& c) {
+  SqliteStatement s(db_,
+                    "INSERT OR REPLACE INTO checkpoints (job_id, step, attempt, epoch, metrics, "
+                    "bytes, sha256, created_at, path) VALUES (?,?,?,?,?,?,?,?,?)");
+  s.Bind(1, c.job_id).Bind(2, c.step).Bind(3, c.attempt).Bind(4, c.epoch);
+  s.Bind(5, c.metrics.dump()).Bind(6, c.bytes).Bind(7, c.sha256).Bind(8, c.created_at);
+  s.Bind(9, c.path);
+  return s.Run();
+}
+
+namespace {
+constexpr const char* kCheckpointColumns =
+    "job_id, attempt, step, epoch, metrics, bytes, sha256, created_at, path";
+
+CheckpointRecord ReadCheckpoint(const SqliteStatement& s) {
+  CheckpointRecord c{s.Int(0), s.Int(1), s.Int(2), s.Int(3),
+                     json::parse(s.Text(4), nullptr, false), s.Int(5), s.Text(6), s.Int(7),
+                     s.Text(8)};
+  if (c.metrics.is_discarded()) c.metrics = json::object();
+  return c;
+}
+}  // namespace
+
+Result<std::vector<CheckpointRecord>> Store::Checkpoints(int64_t job_id) {
+  std::string sql = std::string("SELECT ") + kCheckpointColumns +
+                    " FROM checkpoints WHERE job_id=? ORDER BY step";
+  SqliteStatement s(db_, sql.c_str());
+  s.Bind(1, job_id);
+  return s.Rows<CheckpointRecord>(ReadCheckpoint);
+}
+
+Result<std::optional<CheckpointRecord>> Store::FindCheckpoint(int64_t job_id, int64_t step) {
+  std::string sql = std::string("SELECT ") + kCheckpointColumns + " FROM checkpoints WHERE job_id=?" +
+                    (step >= 0 ? " AND step=?" : " ORDER BY step DESC LIMIT 1");
+  SqliteStatement s(db_, sql.c_str());
+  s.Bind(1, job_id);
+  if (step >= 0) s.Bind(2, step);
+  Status status;
+  if (s.Step(&status)) return std::optional<CheckpointRecord>(ReadCheckpoint(s));
+  if (!status.ok()) return status;
+  return std::optional<CheckpointRecord>();
+}
+
+Status Store::DeleteCheckpoint(int64_t job_id, int64_t step) {
+  SqliteStatement s(db_, "DELETE FROM checkpoints WHERE job_id=? AND step=?");
+  s.Bind(1, job_id).Bind(2, step);
+  return s.Run();
+}
+
+Result<int64_t> Store::CountCheckpointsWithSha(const std::string& sha256) {
+  SqliteStatement s(db_, "SELECT COUNT(*) FROM checkpoints WHERE sha256=?");
+  s.Bind(1, sha256);
+  Status status;
+  int64_t count = s.Step(&status) ? s.Int(0) : 0;
+  if (!status.ok()) return status;
+  return count;
+}
+
+Status Store::AppendLogs(int64_t job_id, int64_t attempt, Millis time,
+                         const std::vector<std::string>& lines) {
+  SqliteStatement last(db_, "SELECT COALESCE(MAX(seq), 0) FROM logs WHERE job_id=?");
+  last.Bind(1, job_id);
+  Status status;
+  int64_t seq = last.Step(&status) ? last.Int(0) : 0;
+  KILN_RETURN_IF_ERROR(status);
+  SqliteStatement insert(db_, "INSERT INTO logs (job_id, seq, attempt, time, line) VALUES (?,?,?,?,?)");
+  KILN_RETURN_IF_ERROR(insert.prepare_status());
+  for (const auto& line : lines) {
+    insert.Bind(1, job_id).Bind(2, ++seq).Bind(3, attempt).Bind(4, time).Bind(5, line);
+    KILN_RETURN_IF_ERROR(insert.Run());
+    insert.Reset();
+  }
+  return Status::Ok();
+}
+
+Result<std::vector<LogLine>> Store::Logs(int64_t job_id, int64_t after_seq, int64_t limit) {
+  SqliteStatement s(db_,
+                    "SELECT seq, attempt, time, line FROM logs WHERE job_id=? AND seq>? "
+                    "ORDER BY seq LIMIT ?");
+  s.Bind(1, job_id).Bind(2, after_seq).Bind(3, limit);
+  return s.Rows<LogLine>([](const SqliteStatement& row) {
+    return LogLine{row.Int(0), row.Int(1), row.Int(2), row.Text(3)};
+  });
+}
+
+}  // namespace kiln::service
