@@ -109,7 +109,7 @@ Status SchedulerService::RegisterCheckpoint(const CheckpointRecord& record) {
 
 std::set<int64_t> SchedulerService::ProtectedSteps(int64_t job_id) {
   std::set<int64_t> steps;
-  for (const auto& [node, attempts] : live_) {
+  for (const auto& [node, attempts] : placements_.all()) {
     for (const auto& [key, a] : attempts) {
       if (a.resume.first == job_id) steps.insert(a.resume.second);
     }
@@ -184,7 +184,7 @@ void SchedulerService::OnCheckpointRead(const std::string& peer, const Envelope&
     bool resumes_from_it = false;
     auto node = node_of_peer_.find(peer);
     if (node != node_of_peer_.end()) {
-      for (const auto& [key, live] : live_[node->second]) {
+      for (const auto& [key, live] : placements_.On(node->second)) {
         resumes_from_it = resumes_from_it || live.resume == std::make_pair(r.job_id, r.step);
       }
     }

@@ -346,17 +346,16 @@ void SchedulerService::RemoveNode(const std::string& peer, const Envelope& e, co
                                       "its key: kiln-scheduler worker revoke " + name + ") and "
                                       "remove it once kiln nodes shows it DOWN"));
   }
-  if (auto live = live_.find(name); live != live_.end() && !live->second.empty()) {
+  if (const auto& held = placements_.On(name); !held.empty()) {
     return ReplyError(peer, e.id, Status::FailedPrecondition(
                                       "node " + name + " still holds " +
-                                      std::to_string(live->second.size()) +
+                                      std::to_string(held.size()) +
                                       " attempt(s) that have not ended; try again once they have"));
   }
   auto removed = store_->RemoveNode(name);
   if (!removed.ok()) return ReplyError(peer, e.id, removed.status());
   if (!w.peer.empty()) node_of_peer_.erase(w.peer);
   monitor_.Forget(name);
-  live_.erase(name);
   workers_.erase(name);  // `w` dangles from here on
   spdlog::info("node {}: removed by {}", name, caller_.user);
   Audit("node.remove", "node " + name, Status::Ok());

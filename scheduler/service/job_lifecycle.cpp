@@ -1,5 +1,7 @@
 // State changes of jobs and nodes driven by the scheduler itself: transitions (each one recorded
 // as a job event), failed attempts, silent workers and time limits.
+#include <cstdlib>
+
 #include <spdlog/spdlog.h>
 
 #include "common/quantities.h"
@@ -81,8 +83,8 @@ void SchedulerService::FailAttempt(JobRecord& job, const std::string& reason, bo
 void SchedulerService::StopAttempt(const JobRecord& job, const std::string& reason) {
   for (const auto& entry : job.allocation) {
     const std::string node = entry.value("node", "");
-    auto live = live_[node].find({job.id, job.attempt});
-    if (live != live_[node].end()) live->second.stop_requested = true;
+    Status stopped = placements_.RequestStop(node, {job.id, job.attempt});
+    if (!stopped.ok()) DieOnStoreError(stopped);
     auto w = workers_.find(node);
     if (w != workers_.end() && w->second.up) {
       Send(w->second.peer, protocol::KillJob{job.id, job.attempt, reason});
@@ -139,17 +141,32 @@ void SchedulerService::RequeueAttempt(JobRecord& job, const std::string& why,
     spdlog::error("job {}: {}", job.id, s.ToString());
     return;
   }
-  if (wait_for_leader_exit) {
+  if (wait_for_leader_exit && placements_.Has(leader, {job.id, attempt})) {
     // Held until the old attempt's leader reports its exit, which comes after its last
-    // checkpoint is uploaded: the next attempt resumes from that checkpoint (ReleaseRequeued).
+    // checkpoint is uploaded: the next attempt resumes from that checkpoint (EndPlacement).
+    Status waits = placements_.SetJobWaitsForExit(leader, {job.id, attempt});
+    if (!waits.ok()) DieOnStoreError(waits);
     active_.at(job.id).queued.held = true;
-    awaiting_exit_[job.id] = {attempt, leader};
   }
   spdlog::info("job {} attempt {}: {}", job.id, attempt, why);
 }
 
+void SchedulerService::EndPlacement(const std::string& node, const AttemptKey& key) {
+  auto removed = placements_.Erase(node, key);
+  if (!removed.ok()) DieOnStoreError(removed.status());
+  if (!removed->has_value()) return;
+  dirty_ = true;
+  if ((*removed)->job_waits_for_exit) ReleaseRequeued(key.first);
+}
+
+void SchedulerService::DieOnStoreError(const Status& status) {
+  spdlog::critical("cannot write the placement table, exiting without acknowledging {} "
+                   "messages: {}",
+                   outbox_.size(), status.ToString());
+  std::exit(70);
+}
+
 void SchedulerService::ReleaseRequeued(int64_t job_id) {
-  if (awaiting_exit_.erase(job_id) == 0) return;
   auto a = active_.find(job_id);
   if (a == active_.end()) return;
   auto found = store_->GetJob(job_id);
@@ -167,18 +184,19 @@ void SchedulerService::MarkWorkerDown(const std::string& name, const std::string
     if (!s.ok()) spdlog::error("cannot mark node {} DOWN: {}", name, s.ToString());
   }
   std::set<int64_t> affected;
-  for (const auto& [key, attempt] : live_[name]) affected.insert(key.first);
-  live_.erase(name);
+  std::vector<int64_t> released;  // requeued jobs whose old attempt's exit will never come
+  auto removed = placements_.EraseNode(name);
+  if (!removed.ok()) DieOnStoreError(removed.status());
+  for (const auto& [key, placement] : *removed) {
+    affected.insert(key.first);
+    if (placement.job_waits_for_exit) released.push_back(key.first);
+  }
   spdlog::warn("worker {} is DOWN: {}", name, reason);
   for (int64_t id : running_ids_) {
     const ActiveJob& a = active_.at(id);
     for (const auto& [node, share] : a.allocation) {
       if (node == name) affected.insert(id);
     }
-  }
-  std::vector<int64_t> released;
-  for (const auto& [id, waiting] : awaiting_exit_) {
-    if (waiting.second == name) released.push_back(id);  // its exit will never be reported
   }
   for (int64_t id : released) ReleaseRequeued(id);
   for (int64_t id : affected) {

@@ -87,7 +87,8 @@ SchedulerService::SchedulerService(SchedulerOptions options, const Clock& clock,
       zap_(std::move(zap)),
       cluster_worker_key_(std::move(cluster_worker_key)),
       monitor_(options_.worker_timeout_ms),
-      ledger_(options_.fair_share_half_life_s) {}
+      ledger_(options_.fair_share_half_life_s),
+      placements_(*store_) {}
 
 SchedulerService::~SchedulerService() = default;
 
@@ -106,6 +107,7 @@ Status SchedulerService::Recover() {
   auto usage = store_->ListUsage();
   if (!usage.ok()) return usage.status();
   for (const auto& u : *usage) ledger_.Restore(u.user, {u.usage, u.as_of});
+  KILN_RETURN_IF_ERROR(placements_.Load());
   auto jobs = store_->ListJobs(false);
   if (!jobs.ok()) return jobs.status();
   int running = 0;
@@ -118,18 +120,33 @@ Status SchedulerService::Recover() {
     }
     Track(j, parsed.spec);
     if (j.state != core::JobState::kRunning) continue;
-    for (const auto& [node, share] : active_.at(j.id).allocation) {
-      LiveAttempt live;
-      live.ranks = share.ranks;
-      live.slots = share.ranks * std::max<int64_t>(1, parsed.spec.resources.cpus_per_rank);
-      live.memory = share.ranks * parsed.spec.resources.memory_per_rank;
-      live.gpu_ids = share.gpu_ids;
-      live_[node][{j.id, j.attempt}] = live;
-    }
     ++running;
+    // A database written before placements were stored: rebuild the running attempt's from its
+    // allocation (acknowledged, as it was running when the scheduler stopped).
+    for (const auto& [node, share] : active_.at(j.id).allocation) {
+      if (placements_.Has(node, {j.id, j.attempt})) continue;
+      Placement p;
+      p.ranks = share.ranks;
+      p.slots = share.ranks * std::max<int64_t>(1, parsed.spec.resources.cpus_per_rank);
+      p.memory = share.ranks * parsed.spec.resources.memory_per_rank;
+      p.gpu_ids = share.gpu_ids;
+      p.acknowledged = true;
+      KILN_RETURN_IF_ERROR(placements_.Put(node, {j.id, j.attempt}, p));
+    }
   }
-  spdlog::info("recovered {} unfinished jobs ({} running) and {} nodes", jobs->size(), running,
-               nodes->size());
+  // Requeued jobs still waiting for their old attempt's exit stay held until it comes.
+  for (const auto& [node, here] : placements_.all()) {
+    for (const auto& [key, p] : here) {
+      auto a = active_.find(key.first);
+      if (p.job_waits_for_exit && a != active_.end() && a->second.state == core::JobState::kPending) {
+        a->second.queued.held = true;
+      }
+    }
+  }
+  size_t placed = 0;
+  for (const auto& [node, here] : placements_.all()) placed += here.size();
+  spdlog::info("recovered {} unfinished jobs ({} running), {} placements and {} nodes",
+               jobs->size(), running, placed, nodes->size());
   return Status::Ok();
 }
 

@@ -36,6 +36,7 @@
 #include "scheduler/core/scheduling_policy.h"
 #include "scheduler/service/checkpoint_store.h"
 #include "scheduler/service/job_views.h"
+#include "scheduler/service/placements.h"
 #include "scheduler/service/store.h"
 
 namespace kiln::service {
@@ -102,22 +103,6 @@ class SchedulerService {
   // Requeues a worker's shutdown may cause one job before its stops count as failures (so that no
   // worker, broken or hostile, bounces a job forever).
   static constexpr int64_t kMaxRequeues = 20;
-  struct LiveAttempt {  // an attempt occupying a worker's resources until it exits
-    int64_t ranks = 0;
-    int64_t slots = 0;
-    int64_t memory = 0;
-    std::vector<int> gpu_ids;
-    Millis launched_at = 0;       // monotonic; 0 for attempts recovered after a restart
-    bool stop_requested = false;  // kill sent; repeated while the worker still reports it
-    // The launch, resent until the worker acknowledges it (reports the attempt or its start):
-    // a lost launch is sent again, never failed. Recovered attempts count as acknowledged.
-    std::optional<protocol::LaunchJob> launch;
-    bool acknowledged = false;
-    Millis launch_sent_at = 0;
-    int launch_sends = 0;
-    std::pair<int64_t, int64_t> resume{0, -1};  // checkpoint (job, step) it resumes from
-  };
-  using AttemptKey = std::pair<int64_t, int64_t>;  // job id, attempt
   // An unfinished job as scheduling needs it; specs, logs and events stay in the database.
   struct ActiveJob {
     core::QueuedJob queued;  // id, user, priority, resources, time limit, held, dependencies
@@ -219,6 +204,15 @@ class SchedulerService {
   int RequeueJobsOn(const std::string& node);
   // The requeued job's old attempt has ended (or its node died): it may be placed again.
   void ReleaseRequeued(int64_t job_id);
+  // The attempt no longer holds anything on `node` (its exit came, or it is gone): the placement
+  // ends, and a requeued job that waited for it may be placed again.
+  void EndPlacement(const std::string& node, const AttemptKey& key);
+  // A placement's writes failed: the database is unusable (disk full, I/O error). Exits like a
+  // failed commit does, without acknowledging anything; Recover rebuilds from what committed.
+  [[noreturn]] void DieOnStoreError(const Status& status);
+  // What an attempt the scheduler did not place there (reported by a worker) holds on `node`, as
+  // far as the job's records tell: its share of the attempt's ranks, GPUs and memory.
+  Placement HoldingsOf(const JobRecord& job, int64_t attempt, const std::string& node);
 
   // Scheduling (scheduling_pass.cpp).
   void SchedulingPass();
@@ -277,7 +271,8 @@ class SchedulerService {
 
   std::map<std::string, Worker> workers_;                          // by node name
   std::map<std::string, std::string> node_of_peer_;                // ROUTER identity -> name
-  std::map<std::string, std::map<AttemptKey, LiveAttempt>> live_;  // by node name
+  // What each attempt holds on each node until it ends there (persisted; placements.h).
+  PlacementTable placements_;
   std::vector<std::pair<std::string, transport::Frames>> outbox_;
   std::vector<CheckpointRecord> deleted_checkpoints_;  // rows deleted this turn; files go after commit
   std::map<std::string, CheckpointRecord> uploads_;     // in progress, by sha256
@@ -304,8 +299,6 @@ class SchedulerService {
   Millis logs_pruned_until_ = 0;
   Millis events_pruned_until_ = 0;
   Millis next_pass_at_ = 0;
-  // Requeued jobs waiting for their old attempt to exit: job id -> (attempt, its leader node).
-  std::map<int64_t, std::pair<int64_t, std::string>> awaiting_exit_;
 };
 
 }  // namespace kiln::service

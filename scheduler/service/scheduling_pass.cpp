@@ -103,9 +103,7 @@ std::vector<core::NodeState> SchedulerService::NodeStates(std::vector<std::strin
 
 NodeUse SchedulerService::UseOf(const std::string& node) {
   NodeUse use;
-  auto live = live_.find(node);
-  if (live == live_.end()) return use;
-  for (const auto& [key, a] : live->second) {
+  for (const auto& [key, a] : placements_.On(node)) {
     use.slots += a.slots;
     use.gpus += static_cast<int64_t>(a.gpu_ids.size());
     use.memory += a.memory;
@@ -237,11 +235,13 @@ void SchedulerService::SchedulingPass() {
       a.reason = reason;
     }
   }
-  for (const auto& [id, waiting] : awaiting_exit_) {
-    auto a = active_.find(id);
-    if (a != active_.end()) {
-      a->second.reason = "Waiting: requeued; attempt " + std::to_string(waiting.first) +
-                         " is saving its checkpoint on " + waiting.second;
+  for (const auto& [node, here] : placements_.all()) {
+    for (const auto& [key, p] : here) {
+      auto a = active_.find(key.first);
+      if (p.job_waits_for_exit && a != active_.end()) {
+        a->second.reason = "Waiting: requeued; attempt " + std::to_string(key.second) +
+                           " is saving its checkpoint on " + node;
+      }
     }
   }
   for (const auto& f : plan.failures) {
@@ -260,7 +260,7 @@ void SchedulerService::SchedulingPass() {
     for (const auto& s : start.shares) shares.push_back({names[s.node], s});
     Launch(job, shares);
   }
-  capacity_left_ = AnyUsableFreeSlot();  // what the starts took is in live_ now
+  capacity_left_ = AnyUsableFreeSlot();  // what the starts took is in placements_ now
 }
 
 std::string SchedulerService::GangHint(const std::vector<core::NodeState>& nodes) {
@@ -328,12 +328,12 @@ void SchedulerService::Launch(JobRecord& job,
                                         "RUNNING", -1, "", from ? from->step : -1});
   if (!recorded.ok()) spdlog::error("job {}: cannot record attempt: {}", job.id, recorded.ToString());
   for (const auto& [node, share] : shares) {
-    LiveAttempt live;
-    live.ranks = share.ranks;
-    live.slots = share.ranks * std::max<int64_t>(1, request.cpus_per_rank);
-    live.memory = share.ranks * request.memory_per_rank;
-    live.gpu_ids = share.gpu_ids;
-    live.launched_at = clock_.MonotonicMs();
+    Placement placement;
+    placement.ranks = share.ranks;
+    placement.slots = share.ranks * std::max<int64_t>(1, request.cpus_per_rank);
+    placement.memory = share.ranks * request.memory_per_rank;
+    placement.gpu_ids = share.gpu_ids;
+    placement.launched_at = clock_.MonotonicMs();
     protocol::LaunchJob launch{job.id, job.attempt, job.spec, share.ranks, -1, 0, "", "",
                                {}, {}, ""};
     for (int g : share.gpu_ids) launch.gpu_ids.push_back(g);
@@ -344,12 +344,13 @@ void SchedulerService::Launch(JobRecord& job,
       launch.resume_step = from->step;
       launch.resume_sha256 = from->sha256;
       launch.resume_path = from->path;
-      live.resume = {from->job_id, from->step};
+      placement.resume = {from->job_id, from->step};
     }
-    live.launch = launch;
-    live.launch_sent_at = live.launched_at;
-    live.launch_sends = 1;
-    live_[node][{job.id, job.attempt}] = live;
+    placement.launch = launch;
+    placement.launch_sent_at = placement.launched_at;
+    placement.launch_sends = 1;
+    Status placed = placements_.Put(node, {job.id, job.attempt}, placement);
+    if (!placed.ok()) DieOnStoreError(placed);
     spdlog::info("job {} attempt {} -> {} ({} ranks{}{})", job.id, job.attempt, node, share.ranks,
                  share.gpu_ids.empty() ? "" : ", GPUs " + nlohmann::json(share.gpu_ids).dump(),
                  launch.resume_step >= 0 ? ", resuming at step " + std::to_string(launch.resume_step)

@@ -116,6 +116,13 @@ CREATE TABLE IF NOT EXISTS logs (
   line TEXT NOT NULL,
   PRIMARY KEY (job_id, seq)
 );
+CREATE TABLE IF NOT EXISTS placements (
+  job_id INTEGER NOT NULL,
+  attempt INTEGER NOT NULL,
+  node TEXT NOT NULL,
+  state TEXT NOT NULL,
+  PRIMARY KEY (job_id, attempt, node)
+);
 )sql";
 
 // Columns added after the first schema; Migrate() adds them to older databases.

@@ -133,6 +133,15 @@ struct AuditRecord {
   std::string detail;
 };
 
+// What one attempt holds on one node, from its placement until its exit is reported there or
+// the node is declared DOWN. `state` is owned and encoded by PlacementTable.
+struct PlacementRow {
+  int64_t job_id = 0;
+  int64_t attempt = 0;
+  std::string node;
+  nlohmann::json state = nlohmann::json::object();
+};
+
 class Store {
  public:
   // Opens (creating if needed) the database at `path` and its schema.
@@ -211,6 +220,12 @@ class Store {
   Result<int64_t> PruneJobLogs(Millis finished_from, Millis finished_before, int64_t limit);
   Result<int64_t> PruneJobEvents(Millis finished_from, Millis finished_before, int64_t limit);
   Result<int64_t> PruneAudit(Millis before, int64_t limit);
+
+  // Placements (store_placements.cpp): inserted or replaced whole, deleted when they end.
+  Status SavePlacement(const PlacementRow& row);
+  Status DeletePlacement(int64_t job_id, int64_t attempt, const std::string& node);
+  Status DeletePlacementsOn(const std::string& node);
+  Result<std::vector<PlacementRow>> ListPlacements();
 
   // Appends lines with consecutive seq numbers after the job's last one.
   Status AppendLogs(int64_t job_id, int64_t attempt, Millis time,

@@ -94,42 +94,36 @@ void SchedulerService::OnHeartbeat(const std::string& peer, const Envelope& e) {
 void SchedulerService::Reconcile(Worker& worker, const std::vector<protocol::RunningAttempt>& reported) {
   // A launch may still be on its way when the worker reports: give it this long to show up.
   constexpr Millis kLaunchGraceMs = 5000;
-  const std::string& name = worker.record.name;
+  const std::string name = worker.record.name;
   const Millis now = clock_.MonotonicMs();
-  auto& live = live_[name];
   auto is_reported = [&](const AttemptKey& key) {
     return std::find(reported.begin(), reported.end(),
                      protocol::RunningAttempt{key.first, key.second}) != reported.end();
   };
-  for (auto it = live.begin(); it != live.end();) {
-    const AttemptKey key = it->first;
-    LiveAttempt& attempt = it->second;
+  std::vector<std::pair<AttemptKey, Placement>> here(placements_.On(name).begin(),
+                                                     placements_.On(name).end());
+  for (const auto& [key, attempt] : here) {
     if (is_reported(key)) {
-      attempt.acknowledged = true;
-      ++it;
+      Status acknowledged = placements_.Acknowledge(name, key);
+      if (!acknowledged.ok()) DieOnStoreError(acknowledged);
       continue;
     }
     if (attempt.launch && !attempt.acknowledged && !attempt.stop_requested &&
         attempt.launch_sends < kMaxLaunchSends) {
       // Never acknowledged: the launch (or the worker's first report of it) was lost, e.g. in a
-      // reconnect. The agent ignores a duplicate launch, so sending it again is safe.
-      if (now - attempt.launch_sent_at >= kLaunchResendMs) {
+      // reconnect or a scheduler restart. The agent ignores a duplicate launch, so sending it
+      // again is safe.
+      if (now - attempt.launch_sent_at >= kLaunchResendMs || attempt.launch_sends == 0) {
         Send(worker.peer, *attempt.launch);
-        attempt.launch_sent_at = now;
-        ++attempt.launch_sends;
+        placements_.NoteLaunchSent(name, key, now);
         spdlog::warn("job {} attempt {}: {} has not acknowledged its launch; sent again ({} of {})",
-                     key.first, key.second, name, attempt.launch_sends, kMaxLaunchSends);
+                     key.first, key.second, name, attempt.launch_sends + 1, kMaxLaunchSends);
       }
-      ++it;
       continue;
     }
-    if (attempt.launched_at > 0 && now - attempt.launched_at < kLaunchGraceMs) {
-      ++it;
-      continue;
-    }
+    if (attempt.launched_at > 0 && now - attempt.launched_at < kLaunchGraceMs) continue;
     const bool key_acknowledged = attempt.acknowledged || !attempt.launch;
-    it = live.erase(it);
-    dirty_ = true;
+    EndPlacement(name, key);
     auto found = store_->GetJob(key.first);
     if (!found.ok() || !found->has_value()) continue;
     JobRecord job = **found;
@@ -146,26 +140,52 @@ void SchedulerService::Reconcile(Worker& worker, const std::vector<protocol::Run
     }
   }
   for (const auto& a : reported) {
-    auto it = live.find({a.job_id, a.attempt});
-    if (it != live.end()) {
-      if (it->second.stop_requested) {
+    const AttemptKey key{a.job_id, a.attempt};
+    if (const Placement* p = placements_.Find(name, key)) {
+      if (p->stop_requested) {
         Send(worker.peer, protocol::KillJob{a.job_id, a.attempt, "attempt is no longer wanted"});
       }
       continue;
     }
-    // Running there, but not an attempt we want: stop it, and count its slots until it is gone
-    // (all of the job's ranks, as the worker does not say how many run there).
+    // Running there, but not an attempt we want: stop it, and count what it holds until it is
+    // gone (its share of the attempt, as the job's records tell).
     auto found = store_->GetJob(a.job_id);
-    LiveAttempt unwanted;
-    unwanted.ranks = found.ok() && found->has_value() ? (*found)->ranks : 0;
-    unwanted.slots = unwanted.ranks;
+    Placement unwanted;
+    if (found.ok() && found->has_value()) unwanted = HoldingsOf(**found, a.attempt, name);
     unwanted.launched_at = now;
     unwanted.stop_requested = true;
-    live[{a.job_id, a.attempt}] = unwanted;
+    Status put = placements_.Put(name, key, unwanted);
+    if (!put.ok()) DieOnStoreError(put);
     Send(worker.peer, protocol::KillJob{a.job_id, a.attempt, "attempt is no longer running"});
     spdlog::warn("worker {} runs job {} attempt {}, which is no longer wanted: stopping it", name,
                  a.job_id, a.attempt);
   }
+}
+
+Placement SchedulerService::HoldingsOf(const JobRecord& job, int64_t attempt,
+                                       const std::string& node) {
+  Placement p;
+  JobSpec spec;
+  SpecParseResult parsed = ParseJobSpec(job.spec);
+  if (parsed.ok()) spec = parsed.spec;
+  // Where the attempt was placed; when no record says (an attempt id the scheduler never made),
+  // all of the job's ranks and GPUs, so that nothing it may hold is handed out twice.
+  p.ranks = job.ranks;
+  for (int g = 0; g < job.ranks * job.gpus_per_rank && g < 64; ++g) p.gpu_ids.push_back(g);
+  auto attempts = store_->Attempts(job.id);
+  if (attempts.ok()) {
+    for (const auto& a : *attempts) {
+      if (a.attempt != attempt || !a.nodes.is_array()) continue;
+      for (const auto& share : a.nodes) {
+        if (share.value("node", "") != node) continue;
+        p.ranks = share.value("ranks", int64_t{0});
+        p.gpu_ids = share.value("gpu_ids", std::vector<int>{});
+      }
+    }
+  }
+  p.slots = p.ranks * std::max<int64_t>(1, spec.resources.cpus_per_rank);
+  p.memory = p.ranks * spec.resources.memory_per_rank;
+  return p;
 }
 
 void SchedulerService::OnJobStarted(const std::string& peer, const Envelope& e) {
@@ -174,14 +194,13 @@ void SchedulerService::OnJobStarted(const std::string& peer, const Envelope& e) 
   if (w == nullptr) return;
   spdlog::info("job {} attempt {} started on {} (mpirun pid {})", m.job_id, m.attempt,
                w->record.name, m.pid);
-  auto live = live_[w->record.name].find({m.job_id, m.attempt});
-  if (live != live_[w->record.name].end()) live->second.acknowledged = true;
+  Status acknowledged = placements_.Acknowledge(w->record.name, {m.job_id, m.attempt});
+  if (!acknowledged.ok()) DieOnStoreError(acknowledged);
 }
 
 bool SchedulerService::PlacedOn(const JobRecord& job, int64_t attempt,
                                 const std::string& node) const {
-  auto here = live_.find(node);
-  if (here != live_.end() && here->second.count({job.id, attempt}) > 0) return true;
+  if (placements_.Has(node, {job.id, attempt})) return true;
   if (job.attempt != attempt) return false;
   for (const auto& share : job.allocation) {
     if (share.value("node", "") == node) return true;
@@ -212,8 +231,7 @@ void SchedulerService::OnProgress(const std::string& peer, const Envelope& e) {
       active->second.attempt != m.attempt) {
     return;
   }
-  auto here = live_.find(w->record.name);
-  if (here == live_.end() || here->second.count({m.job_id, m.attempt}) == 0) return;
+  if (!placements_.Has(w->record.name, {m.job_id, m.attempt})) return;
   // Merged, so an epoch-end report (test accuracy) is not erased by the next step report.
   auto merged = store_->MergeJobProgress(m.job_id, m.attempt, m.report);
   if (!merged.ok()) {
@@ -234,13 +252,10 @@ void SchedulerService::OnJobExited(const std::string& peer, const Envelope& e) {
   JobRecord job = **found;
   // Only a node the attempt was placed on may end it.
   if (!PlacedOn(job, m.attempt, w->record.name)) return;
-  live_[w->record.name].erase({m.job_id, m.attempt});
+  // A requeued job waiting for this exit is released: the leader reports after its uploads, so
+  // the checkpoint saved on the way out is registered by now.
+  EndPlacement(w->record.name, {m.job_id, m.attempt});
   dirty_ = true;
-  if (auto waiting = awaiting_exit_.find(job.id);
-      waiting != awaiting_exit_.end() && waiting->second.first == m.attempt &&
-      waiting->second.second == w->record.name) {
-    ReleaseRequeued(job.id);  // the leader reported after its uploads: the checkpoint is in
-  }
   const int64_t exit_code = m.signal != 0 ? 128 + m.signal : m.exit_code;
   // In a gang on several nodes the leader (first node) runs mpirun, and its exit decides the
   // attempt. A member's MPI daemon ending well is the normal end; ending badly fails the gang.

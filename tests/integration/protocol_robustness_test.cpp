@@ -6,70 +6,14 @@
 #include "common/protocol/codec.h"
 #include "common/transport/socket.h"
 #include "tests/integration/local_cluster.h"
+#include "tests/integration/raw_client.h"
 
 using kiln::testing::LocalCluster;
 using namespace kiln::protocol;
 using kiln::transport::Frames;
 using nlohmann::json;
 
-namespace {
-
-// A raw DEALER that sends arbitrary frames over CURVE: as a client it adds the admin's token to
-// every envelope that is a JSON object; as a worker it holds the cluster key.
-class RawClient {
- public:
-  explicit RawClient(const LocalCluster& cluster, bool as_worker = false)
-      : socket_(context_, kiln::transport::SocketKind::kDealer),
-        token_(as_worker ? "" : cluster.admin_token()) {
-    cluster.ConnectSecurely(socket_, as_worker);
-  }
-  Envelope Call(const Frames& frames) {
-    REQUIRE(socket_.Send(WithToken(frames)).ok());
-    kiln::transport::Poller poller;
-    poller.AddSocket(socket_);
-    REQUIRE(poller.Wait(10000).ok());
-    auto reply = socket_.Receive();
-    REQUIRE(reply.has_value());
-    auto envelope = DecodeEnvelope((*reply)[0]);
-    REQUIRE(envelope.ok());
-    return *envelope;
-  }
-  // Waits up to timeout_ms for a message of `type`, skipping others (heartbeats).
-  std::optional<std::pair<Envelope, Frames>> Expect(const std::string& type, int timeout_ms) {
-    for (int waited = 0; waited < timeout_ms; waited += 100) {
-      kiln::transport::Poller poller;
-      poller.AddSocket(socket_);
-      REQUIRE(poller.Wait(100).ok());
-      while (auto frames = socket_.Receive()) {
-        auto e = DecodeEnvelope((*frames)[0]);
-        if (e.ok() && e->type == type) return std::make_pair(*e, *frames);
-      }
-    }
-    return std::nullopt;
-  }
-  void Send(const Frames& frames) { REQUIRE(socket_.Send(WithToken(frames)).ok()); }
-  std::string ErrorOf(const Frames& frames) {
-    Envelope e = Call(frames);
-    REQUIRE(e.type == "error");
-    return e.body["message"].get<std::string>();
-  }
-
- private:
-  Frames WithToken(Frames frames) const {
-    if (token_.empty() || frames.empty()) return frames;
-    json j = json::parse(frames[0], nullptr, false);
-    if (j.is_object()) {
-      j["auth"] = token_;
-      frames[0] = j.dump();
-    }
-    return frames;
-  }
-  kiln::transport::Context context_;
-  kiln::transport::Socket socket_;
-  std::string token_;
-};
-
-}  // namespace
+using kiln::testing::RawClient;
 
 TEST_CASE("malformed frames get named errors and the scheduler keeps serving") {
   LocalCluster cluster;
