@@ -52,10 +52,20 @@ struct SubmitReply {
   }
 };
 
+// Without `limit`: every matching job as one array (older clients). With it: one page,
+// {"jobs": [...], "next_after_id": id or null}, of at most `limit` jobs and about 1 MiB; ask again
+// with after_id = next_after_id until it is null.
 struct QueueRequest {
   static constexpr const char* kType = "queue";
   bool all = false;  // include finished jobs
-  template <class V> void Fields(V& v) { v("all", all); }
+  std::optional<int64_t> limit;
+  std::optional<int64_t> after_id;             // jobs with a larger id
+  std::optional<std::string> user;             // only this user's jobs
+  std::optional<std::vector<std::string>> states;  // only jobs in these states
+  template <class V> void Fields(V& v) {
+    v("all", all); v("limit", limit); v("after_id", after_id); v("user", user);
+    v("states", states);
+  }
 };
 
 struct ShowRequest {
@@ -77,13 +87,21 @@ struct CancelReply {
   template <class V> void Fields(V& v) { v("job_id", job_id); v("state", state); }
 };
 
+// A page of a job's output: lines with seq > after_seq that pass the filters, at most `limit` and
+// about 1 MiB; the reply's "more" says whether to ask again from its last line's seq. `tail`: the
+// page starts at the tail-th last matching line instead.
 struct LogsRequest {
   static constexpr const char* kType = "logs";
   int64_t job_id = 0;
   int64_t after_seq = 0;  // return lines with seq > after_seq
   int64_t limit = 1000;
+  std::optional<int64_t> attempt;   // only this attempt's lines
+  std::optional<int64_t> since_ms;  // only lines stored at or after this wall time
+  std::optional<int64_t> rank;      // only lines a rank prefixed "[rank R]"
+  std::optional<int64_t> tail;
   template <class V> void Fields(V& v) {
-    v("job_id", job_id); v("after_seq", after_seq); v("limit", limit);
+    v("job_id", job_id); v("after_seq", after_seq); v("limit", limit); v("attempt", attempt);
+    v("since_ms", since_ms); v("rank", rank); v("tail", tail);
   }
 };
 

@@ -43,6 +43,11 @@ Commands::Commands(CLI::App& app) : app_(app) {
   queue_ = app.add_subcommand("queue", "list pending and running jobs");
   queue_->add_flag("--all,-a", all_, "include finished jobs");
   queue_->add_flag("--json", json_, "print a JSON array");
+  queue_->add_option("--user,-u", queue_user_, "only this user's jobs");
+  queue_->add_option("--state,-s", queue_states_,
+                     "only jobs in these states (PENDING, RUNNING, COMPLETED, FAILED, CANCELLED; "
+                     "comma-separated or repeated)")
+      ->delimiter(',');
 
   show_ = app.add_subcommand("show", "show one job: state, reason, metrics, events, checkpoints");
   show_->add_option("ID", job_id_, "job id")->required();
@@ -58,6 +63,15 @@ Commands::Commands(CLI::App& app) : app_(app) {
   logs_->add_flag("--json", json_, "print JSON lines {seq, attempt, time, line}");
   logs_->add_flag("--raw", raw_, "print every line as written, Open MPI's banners included, "
                                  "without attempt markers");
+  logs_->add_option("--tail,-n", tail_, "only the last N lines (with -f: then follow)")
+      ->check(CLI::NonNegativeNumber);
+  logs_->add_option("--since", since_,
+                    "only lines written since TIME (\"2026-11-30 13:05\", local time) or for "
+                    "the last DURATION (\"10m\", \"2h\")");
+  logs_->add_option("--attempt", log_attempt_, "only this attempt's lines")
+      ->check(CLI::PositiveNumber);
+  logs_->add_option("--rank", log_rank_, "only the lines rank R wrote with its \"[rank R]\" prefix")
+      ->check(CLI::NonNegativeNumber);
 
   nodes_ = app.add_subcommand("nodes", "list workers and their slots");
   nodes_->add_flag("--json", json_, "print a JSON array");

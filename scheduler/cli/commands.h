@@ -52,6 +52,12 @@ class Commands {
   bool json_ = false;
   bool all_ = false;
   bool raw_ = false;
+  std::string queue_user_;
+  std::vector<std::string> queue_states_;
+  int64_t tail_ = -1;  // -1: all lines
+  std::string since_;
+  int64_t log_attempt_ = 0;
+  int64_t log_rank_ = -1;
   std::string metric_;
   std::string resume_from_;
   int64_t step_ = -1;

@@ -2,8 +2,10 @@
 
 #include <unistd.h>
 
+#include <cctype>
 #include <iostream>
 
+#include "common/clock.h"
 #include "common/file_util.h"
 #include "common/ids.h"
 #include "common/job_spec.h"
@@ -109,9 +111,28 @@ int Commands::JobAdmin(const std::string& action) {
 
 int Commands::Queue() {
   SchedulerClient client = MakeClient(global_);
-  auto reply = ReplyAs<protocol::DataReply>(client.Call(protocol::QueueRequest{all_}));
-  if (!reply.ok()) return ReportError(reply.status());
-  std::cout << (json_ ? reply->data.dump(2) + "\n" : FormatQueue(reply->data));
+  protocol::QueueRequest request;
+  request.all = all_;
+  request.limit = 1000;
+  if (!queue_user_.empty()) request.user = queue_user_;
+  if (!queue_states_.empty()) {
+    request.states.emplace();
+    for (std::string state : queue_states_) {
+      for (auto& c : state) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+      request.states->push_back(state);
+    }
+    request.all = true;  // a finished state asked for by name is listed
+  }
+  json jobs = json::array();
+  while (true) {  // pages of at most 1000 jobs (about 1 MiB)
+    auto reply = ReplyAs<protocol::DataReply>(client.Call(request));
+    if (!reply.ok()) return ReportError(reply.status());
+    for (auto& job : reply->data["jobs"]) jobs.push_back(std::move(job));
+    const json& next = reply->data["next_after_id"];
+    if (!next.is_number_integer()) break;
+    request.after_id = next.get<int64_t>();
+  }
+  std::cout << (json_ ? jobs.dump(2) + "\n" : FormatQueue(jobs));
   return 0;
 }
 
@@ -142,15 +163,27 @@ int Commands::Cancel() {
 
 int Commands::Logs() {
   SchedulerClient client = MakeClient(global_);
-  int64_t after = 0;
+  protocol::LogsRequest request{job_id_, 0, 5000};
+  if (log_attempt_ > 0) request.attempt = log_attempt_;
+  if (log_rank_ >= 0) request.rank = log_rank_;
+  if (tail_ >= 0) request.tail = tail_;  // the first page only
+  if (!since_.empty()) {
+    auto since = ParseSince(since_, SystemClock().WallMs());
+    if (!since) {
+      return ReportError(Status::InvalidArgument(
+          "--since: \"" + since_ + "\" is neither a time (\"2026-11-30 13:05\") nor a duration "
+          "(\"10m\", \"2h\")"));
+    }
+    request.since_ms = *since;
+  }
   LogFilter filter(raw_);
   while (true) {
-    auto reply = ReplyAs<protocol::DataReply>(
-        client.Call(protocol::LogsRequest{job_id_, after, 5000}));
+    auto reply = ReplyAs<protocol::DataReply>(client.Call(request));
     if (!reply.ok()) return ReportError(reply.status());
     const json& data = reply->data;
+    request.tail.reset();
+    request.after_seq = data.value("next_after_seq", request.after_seq);
     for (const auto& l : data["lines"]) {
-      after = l.value("seq", after);
       if (json_) {
         std::cout << l.dump() << "\n";
         continue;
@@ -162,7 +195,7 @@ int Commands::Logs() {
       }
     }
     std::cout.flush();
-    if (!data["lines"].empty()) continue;  // more may be waiting
+    if (data.value("more", false)) continue;  // the next page is waiting
     if (!follow_ || data.value("finished", true)) {
       for (const auto& out : filter.Flush()) std::cout << out << "\n";
       return 0;

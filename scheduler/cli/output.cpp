@@ -76,6 +76,21 @@ std::string FormatTime(int64_t unix_ms) {
   return buf;
 }
 
+std::optional<int64_t> ParseSince(const std::string& text, int64_t now_ms) {
+  if (auto seconds = ParseDuration(text)) return now_ms - *seconds * 1000;
+  for (const char* format : {"%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M",
+                             "%Y-%m-%dT%H:%M"}) {
+    std::tm tm{};
+    const char* end = strptime(text.c_str(), format, &tm);
+    if (end == nullptr || *end != '\0') continue;
+    tm.tm_isdst = -1;
+    const std::time_t t = std::mktime(&tm);
+    if (t == static_cast<std::time_t>(-1)) return std::nullopt;
+    return static_cast<int64_t>(t) * 1000;
+  }
+  return std::nullopt;
+}
+
 std::string FormatProgress(const json& job) {
   const json& m = job.contains("metrics") ? job["metrics"] : json::object();
   std::ostringstream out;

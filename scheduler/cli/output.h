@@ -1,6 +1,7 @@
 // Human-readable rendering of the scheduler's JSON views. Pure: returns strings.
 #pragma once
 
+#include <optional>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -17,5 +18,8 @@ std::string FormatProgress(const nlohmann::json& job);
 std::string FormatBytes(int64_t bytes);
 // Local time "YYYY-MM-DD HH:MM:SS" from Unix milliseconds, "-" for 0.
 std::string FormatTime(int64_t unix_ms);
+// The inverse for flags such as `kiln logs --since`: "2026-11-30 13:05[:07]" (or with a T) in local
+// time, or a duration ago ("10m", "2h", "1d") counted back from now_ms. nullopt if neither.
+std::optional<int64_t> ParseSince(const std::string& text, int64_t now_ms);
 
 }  // namespace kiln::cli

@@ -153,14 +153,54 @@ std::optional<std::string> SchedulerService::SubmitWarning(const ActiveJob& job)
 
 void SchedulerService::OnQueue(const std::string& peer, const Envelope& e) {
   KILN_DECODE_OR_REPLY(protocol::QueueRequest, request);
-  auto jobs = store_->ListJobs(request.all);
-  KILN_OK_OR_REPLY(jobs);
-  json view = json::array();
-  for (auto& j : *jobs) {
-    WithLiveReason(j);
-    view.push_back(JobSummaryView(j));
+  JobQuery query;
+  query.include_finished = request.all;
+  query.after_id = request.after_id.value_or(0);
+  query.limit = std::clamp<int64_t>(request.limit.value_or(kMaxJobsPerReply), 1, kMaxJobsPerReply);
+  query.user = request.user.value_or("");
+  for (const auto& state : request.states.value_or(std::vector<std::string>{})) {
+    if (!core::ParseJobState(state)) {
+      return ReplyError(peer, e.id, Status::InvalidArgument(
+                                        "body.states: unknown state \"" + state + "\"; use "
+                                        "PENDING, RUNNING, COMPLETED, FAILED or CANCELLED"));
+    }
+    query.states.push_back(state);
   }
-  Send(peer, protocol::DataReply{std::move(view)}, e.id);
+  json view = json::array();
+  size_t bytes = 0;
+  bool more = false;
+  int64_t last_id = 0;
+  while (!more) {
+    auto jobs = store_->ListJobSummaries(query);
+    KILN_OK_OR_REPLY(jobs);
+    for (auto& j : *jobs) {
+      if (request.limit && bytes >= kMaxReplyBytes) {
+        more = true;
+        break;
+      }
+      WithLiveReason(j);
+      json summary = JobSummaryView(j);
+      bytes += summary.dump().size();
+      view.push_back(std::move(summary));
+      last_id = j.id;
+    }
+    if (static_cast<int64_t>(jobs->size()) < query.limit) break;
+    if (request.limit) {
+      more = true;  // a full page: the client asks for the next
+    } else {
+      query.after_id = last_id;  // an older client wants everything in one reply
+    }
+  }
+  if (!request.limit) {
+    if (bytes > kMaxUnpagedReplyBytes) {
+      return ReplyError(peer, e.id, Status::FailedPrecondition(
+                                        std::to_string(view.size()) + " jobs do not fit in one "
+                                        "reply; use a kiln CLI of this version, which pages"));
+    }
+    return Send(peer, protocol::DataReply{std::move(view)}, e.id);
+  }
+  json page = {{"jobs", std::move(view)}, {"next_after_id", more ? json(last_id) : json()}};
+  Send(peer, protocol::DataReply{std::move(page)}, e.id);
 }
 
 void SchedulerService::OnShow(const std::string& peer, const Envelope& e) {
@@ -203,17 +243,46 @@ void SchedulerService::OnLogs(const std::string& peer, const Envelope& e) {
   KILN_JOB_OR_REPLY(request.job_id, job);
   KILN_PERMIT_OR_REPLY(core::MayActOnJob(caller_, core::JobAction::kLogs, job.id, job.user),
                        "logs", "job " + std::to_string(job.id));
-  int64_t limit = std::clamp<int64_t>(request.limit, 1, 10000);
-  auto lines = store_->Logs(request.job_id, request.after_seq, limit);
+  for (const auto& [name, value] : {std::pair{"attempt", request.attempt},
+                                    std::pair{"rank", request.rank},
+                                    std::pair{"tail", request.tail}}) {
+    if (value && *value < 0) {
+      return ReplyError(peer, e.id, Status::InvalidArgument(std::string("body.") + name +
+                                                            ": must be >= 0"));
+    }
+  }
+  LogQuery query;
+  query.after_seq = request.after_seq;
+  query.limit = std::clamp<int64_t>(request.limit, 1, 10000);
+  query.attempt = request.attempt.value_or(0);
+  query.since = request.since_ms.value_or(0);
+  query.rank = request.rank.value_or(-1);
+  if (request.tail) {
+    auto from = store_->SeqBeforeLast(request.job_id, query, *request.tail);
+    KILN_OK_OR_REPLY(from);
+    query.after_seq = std::max(query.after_seq, *from);
+  }
+  auto lines = store_->Logs(request.job_id, query);
   KILN_OK_OR_REPLY(lines);
   json out = json::array();
+  size_t bytes = 0;
+  int64_t next_after_seq = query.after_seq;
+  bool more = static_cast<int64_t>(lines->size()) == query.limit;
   for (const auto& l : *lines) {
+    if (bytes >= kMaxReplyBytes) {
+      more = true;  // lines of up to 16 KiB each: the page ends at about 1 MiB
+      break;
+    }
+    bytes += l.line.size() + 64;
+    next_after_seq = l.seq;
     out.push_back({{"seq", l.seq}, {"attempt", l.attempt}, {"time", l.time}, {"line", l.line}});
   }
   json view = {{"job_id", request.job_id},
                {"state", core::JobStateName(job.state)},
                {"finished", core::IsTerminal(job.state)},
-               {"lines", std::move(out)}};
+               {"lines", std::move(out)},
+               {"more", more},
+               {"next_after_seq", next_after_seq}};
   Send(peer, protocol::DataReply{std::move(view)}, e.id);
 }
 

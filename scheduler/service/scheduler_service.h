@@ -98,6 +98,11 @@ class SchedulerService {
     bool leaving = false;  // its agent is shutting down: no new attempts until it registers again
   };
   static constexpr Millis kLastSeenSaveEveryMs = 30000;
+  // Replies that list (queue, logs) end a page at about this many bytes, far below the 4 MiB a
+  // client accepts; the client asks for the next page.
+  static constexpr size_t kMaxReplyBytes = 1 << 20;
+  static constexpr size_t kMaxUnpagedReplyBytes = 3 << 20;
+  static constexpr int64_t kMaxJobsPerReply = 5000;
   static constexpr Millis kLaunchResendMs = 2000;  // an unacknowledged launch is sent again
   static constexpr int kMaxLaunchSends = 30;      // then the attempt fails: the worker is broken
   // Requeues a worker's shutdown may cause one job before its stops count as failures (so that no

@@ -358,6 +358,29 @@ Result<std::vector<JobRecord>> Store::ListJobs(bool include_finished) {
   return s.Rows<JobRecord>(ReadJob);
 }
 
+Result<std::vector<JobRecord>> Store::ListJobSummaries(const JobQuery& q) {
+  // The spec is the bulk of a row: a listing neither reads nor parses it.
+  std::string columns = kJobColumns;
+  columns.replace(columns.find("spec,"), 5, "'null',");
+  std::string sql = "SELECT " + columns + " FROM jobs WHERE id>?";
+  if (!q.states.empty()) {
+    sql += " AND state IN (";
+    for (size_t i = 0; i < q.states.size(); ++i) sql += i ? ",?" : "?";
+    sql += ")";
+  } else if (!q.include_finished) {
+    sql += " AND state IN ('PENDING','RUNNING')";
+  }
+  if (!q.user.empty()) sql += " AND user=?";
+  sql += " ORDER BY id LIMIT ?";
+  SqliteStatement s(db_, sql.c_str());
+  int index = 1;
+  s.Bind(index++, q.after_id);
+  for (const auto& state : q.states) s.Bind(index++, state);
+  if (!q.user.empty()) s.Bind(index++, q.user);
+  s.Bind(index, q.limit);
+  return s.Rows<JobRecord>(ReadJob);
+}
+
 Status Store::AddEvent(const JobEventRecord& e) {
   SqliteStatement s(db_,
                     "INSERT INTO job_events (job_id, time, from_state, to_state, reason) "

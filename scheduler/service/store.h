@@ -101,6 +101,24 @@ struct CheckpointRecord {
   std::string path;  // shared_fs checkpoints: where the file is; empty for scheduler blobs
 };
 
+// Which of a job's log lines to read (Store::Logs).
+struct LogQuery {
+  int64_t after_seq = 0;
+  int64_t limit = 1000;
+  int64_t attempt = 0;   // 0: every attempt
+  Millis since = 0;      // 0: from the start
+  int64_t rank = -1;     // -1: every line; else lines that start with "[rank R]"
+};
+
+// Which jobs to list (Store::ListJobSummaries).
+struct JobQuery {
+  bool include_finished = false;
+  int64_t after_id = 0;
+  int64_t limit = 1000;
+  std::string user;                 // "": everyone's
+  std::vector<std::string> states;  // empty: any (unfinished only unless include_finished)
+};
+
 struct LogLine {
   int64_t seq = 0;
   int64_t attempt = 0;
@@ -165,6 +183,8 @@ class Store {
   Result<std::optional<JobRecord>> FindJobByRequestId(const std::string& request_id);
   // Jobs in id order; unfinished only unless include_finished.
   Result<std::vector<JobRecord>> ListJobs(bool include_finished);
+  // A page of jobs in id order, without their specs (JobRecord::spec is null): for listings.
+  Result<std::vector<JobRecord>> ListJobSummaries(const JobQuery& query);
 
   Status AddEvent(const JobEventRecord& event);
 
@@ -230,7 +250,11 @@ class Store {
   // Appends lines with consecutive seq numbers after the job's last one.
   Status AppendLogs(int64_t job_id, int64_t attempt, Millis time,
                     const std::vector<std::string>& lines);
-  Result<std::vector<LogLine>> Logs(int64_t job_id, int64_t after_seq, int64_t limit);
+  Result<std::vector<LogLine>> Logs(int64_t job_id, const LogQuery& query);
+  // The seq just before the `n`-th last line that matches `query` (after_seq and limit
+  // ignored), so that Logs from there returns the last n; 0 when fewer match; for n = 0, the
+  // job's last seq.
+  Result<int64_t> SeqBeforeLast(int64_t job_id, const LogQuery& query, int64_t n);
 
  private:
   explicit Store(sqlite3* db) : db_(db), cache_(std::make_unique<StatementCache>()) {}

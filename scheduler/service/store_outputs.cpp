@@ -3,6 +3,10 @@
 #include <sqlite3.h>
 
 #include "scheduler/service/sqlite_statement.h"
+#include <algorithm>
+#include <variant>
+#include <vector>
+
 #include "scheduler/service/store.h"
 
 namespace kiln::service {
@@ -84,14 +88,74 @@ Status Store::AppendLogs(int64_t job_id, int64_t attempt, Millis time,
   return Status::Ok();
 }
 
-Result<std::vector<LogLine>> Store::Logs(int64_t job_id, int64_t after_seq, int64_t limit) {
-  SqliteStatement s(db_,
-                    "SELECT seq, attempt, time, line FROM logs WHERE job_id=? AND seq>? "
-                    "ORDER BY seq LIMIT ?");
-  s.Bind(1, job_id).Bind(2, after_seq).Bind(3, limit);
+namespace {
+
+// The WHERE clause of a log query after "job_id=?" and its values, in order.
+std::string LogFilters(const LogQuery& q, std::vector<std::variant<int64_t, std::string>>* values) {
+  std::string where;
+  if (q.attempt > 0) {
+    where += " AND attempt=?";
+    values->push_back(q.attempt);
+  }
+  if (q.since > 0) {
+    where += " AND time>=?";
+    values->push_back(int64_t{q.since});
+  }
+  if (q.rank >= 0) {
+    const std::string prefix = "[rank " + std::to_string(q.rank) + "]";
+    where += " AND substr(line, 1, ?)=?";
+    values->push_back(static_cast<int64_t>(prefix.size()));
+    values->push_back(prefix);
+  }
+  return where;
+}
+
+void BindAll(SqliteStatement& s, int first,
+             const std::vector<std::variant<int64_t, std::string>>& values) {
+  for (const auto& v : values) {
+    if (std::holds_alternative<int64_t>(v)) {
+      s.Bind(first++, std::get<int64_t>(v));
+    } else {
+      s.Bind(first++, std::get<std::string>(v));
+    }
+  }
+}
+
+}  // namespace
+
+Result<std::vector<LogLine>> Store::Logs(int64_t job_id, const LogQuery& query) {
+  std::vector<std::variant<int64_t, std::string>> values;
+  const std::string sql = "SELECT seq, attempt, time, line FROM logs WHERE job_id=? AND seq>?" +
+                          LogFilters(query, &values) + " ORDER BY seq LIMIT ?";
+  SqliteStatement s(db_, sql.c_str());
+  s.Bind(1, job_id).Bind(2, query.after_seq);
+  BindAll(s, 3, values);
+  s.Bind(3 + static_cast<int>(values.size()), query.limit);
   return s.Rows<LogLine>([](const SqliteStatement& row) {
     return LogLine{row.Int(0), row.Int(1), row.Int(2), row.Text(3)};
   });
+}
+
+Result<int64_t> Store::SeqBeforeLast(int64_t job_id, const LogQuery& query, int64_t n) {
+  std::vector<std::variant<int64_t, std::string>> values;
+  if (n == 0) {  // nothing of what is there: start after the job's last line
+    SqliteStatement last(db_, "SELECT COALESCE(MAX(seq), 0) FROM logs WHERE job_id=?");
+    last.Bind(1, job_id);
+    Status status;
+    if (last.Step(&status)) return last.Int(0);
+    if (!status.ok()) return status;
+    return int64_t{0};
+  }
+  const std::string sql = "SELECT seq FROM logs WHERE job_id=?" + LogFilters(query, &values) +
+                          " ORDER BY seq DESC LIMIT 1 OFFSET ?";
+  SqliteStatement s(db_, sql.c_str());
+  s.Bind(1, job_id);
+  BindAll(s, 2, values);
+  s.Bind(2 + static_cast<int>(values.size()), n - 1);
+  Status status;
+  if (s.Step(&status)) return s.Int(0) - 1;
+  if (!status.ok()) return status;
+  return int64_t{0};
 }
 
 }  // namespace kiln::service

@@ -68,3 +68,15 @@ TEST_CASE("kiln show lists attempts with their nodes, outcome, exit code and res
   CHECK(column_of("    #  ", "OUTCOME") == column_of("    2  ", "RUNNING"));
   CHECK(text.find("140") != std::string::npos);
 }
+
+TEST_CASE("--since reads a duration ago or a local time, and names nothing else") {
+  const int64_t now = 1'800'000'000'000;
+  CHECK(ParseSince("10m", now) == now - 600'000);
+  CHECK(ParseSince("1h30m", now) == now - 5'400'000);
+  auto at = ParseSince("2026-11-30 13:05", now);
+  REQUIRE(at);
+  CHECK(FormatTime(*at) == "2026-11-30 13:05:00");  // both in local time
+  CHECK(ParseSince("2026-11-30T13:05:07", now) == *at + 7000);
+  CHECK_FALSE(ParseSince("yesterday", now));
+  CHECK_FALSE(ParseSince("2026-11-30 13:05 extra", now));
+}

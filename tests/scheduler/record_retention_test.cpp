@@ -53,9 +53,9 @@ TEST_CASE("the store prunes logs and events of jobs finished in a window, and ol
   CHECK(*(*store)->PruneJobLogs(0, 2000, 2) == 2);
   CHECK(*(*store)->PruneJobLogs(0, 2000, 2) == 1);
   CHECK(*(*store)->PruneJobLogs(0, 2000, 2) == 0);
-  CHECK((*store)->Logs(old_job, 0, 100)->empty());
-  CHECK((*store)->Logs(recent, 0, 100)->size() == 3);
-  CHECK((*store)->Logs(running, 0, 100)->size() == 3);  // never a running job's
+  CHECK((*store)->Logs(old_job, {})->empty());
+  CHECK((*store)->Logs(recent, {})->size() == 3);
+  CHECK((*store)->Logs(running, {})->size() == 3);  // never a running job's
   CHECK(*(*store)->PruneJobEvents(0, 2000, 100) == 1);
   CHECK(*(*store)->PruneJobEvents(2000, 10000, 100) == 1);  // the recent one, in a later window
   CHECK((*store)->Events(running)->size() == 1);

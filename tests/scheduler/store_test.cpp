@@ -77,11 +77,11 @@ TEST_CASE("the store keeps jobs, events, nodes, checkpoints and logs across a re
   CHECK((*events)[0].reason == "placed on w1");
   CHECK((*store)->ListNodes()->at(0).name == "w1");
   CHECK((*store)->Checkpoints(id)->at(0).step == 500);
-  auto logs = (*store)->Logs(id, 0, 10);
+  auto logs = (*store)->Logs(id, LogQuery{0, 10});
   REQUIRE(logs->size() == 3);
   CHECK((*logs)[2].seq == 3);
   CHECK((*logs)[2].line == "again");
-  CHECK((*store)->Logs(id, 2, 10)->size() == 1);
+  CHECK((*store)->Logs(id, LogQuery{2, 10})->size() == 1);
   std::filesystem::remove_all(dir);
 }
 
@@ -171,4 +171,68 @@ TEST_CASE("users are found by token digest only, worker keys are revoked by key 
   REQUIRE(rows->size() == 3);
   CHECK((*rows)[0].action == "a2");
   CHECK((*rows)[2].action == "a4");
+}
+
+TEST_CASE("log queries filter by attempt, time and rank, and find where the last N lines start") {
+  const std::string dir = TempDir();
+  auto store = Store::Open(dir + "/kiln.db");
+  REQUIRE(store.ok());
+  auto id = (*store)->InsertJob(NewJob("logs"));
+  REQUIRE(id.ok());
+  REQUIRE((*store)->AppendLogs(*id, 1, 100, {"[rank 0] a", "[rank 1] b", "[kiln-worker] c"}).ok());
+  REQUIRE((*store)->AppendLogs(*id, 2, 200, {"[rank 10] d", "[rank 1] e", "[rank 0] f"}).ok());
+  auto lines = [&](LogQuery q) {
+    std::vector<std::string> out;
+    for (const auto& l : *(*store)->Logs(*id, q)) out.push_back(l.line);
+    return out;
+  };
+  LogQuery q;
+  q.attempt = 2;
+  CHECK(lines(q) == std::vector<std::string>{"[rank 10] d", "[rank 1] e", "[rank 0] f"});
+  q = {};
+  q.rank = 1;
+  CHECK(lines(q) == std::vector<std::string>{"[rank 1] b", "[rank 1] e"});  // not rank 10
+  q = {};
+  q.since = 150;
+  CHECK(lines(q).size() == 3);
+  q = {};
+  q.limit = 2;
+  CHECK(lines(q).size() == 2);
+  // The last 2 lines start after seq 4; of rank 0's, the last 1 after seq 5; of everything, the
+  // last 0 after the last line.
+  CHECK(*(*store)->SeqBeforeLast(*id, {}, 2) == 4);
+  LogQuery rank0;
+  rank0.rank = 0;
+  CHECK(*(*store)->SeqBeforeLast(*id, rank0, 1) == 5);
+  CHECK(*(*store)->SeqBeforeLast(*id, {}, 0) == 6);
+  CHECK(*(*store)->SeqBeforeLast(*id, {}, 100) == 0);  // fewer than asked: from the start
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("job listings page by id, filter by user and state, and leave specs unread") {
+  const std::string dir = TempDir();
+  auto store = Store::Open(dir + "/kiln.db");
+  REQUIRE(store.ok());
+  for (int i = 0; i < 7; ++i) {
+    JobRecord j = NewJob("r" + std::to_string(i));
+    j.user = i % 2 ? "bob" : "ann";
+    j.state = i == 6 ? JobState::kCompleted : JobState::kPending;
+    REQUIRE((*store)->InsertJob(j).ok());
+  }
+  JobQuery q;
+  q.limit = 4;
+  auto first = (*store)->ListJobSummaries(q);
+  REQUIRE(first->size() == 4);
+  CHECK(first->front().spec.is_null());
+  q.after_id = first->back().id;
+  CHECK((*store)->ListJobSummaries(q)->size() == 2);  // the finished one is left out
+  q = {};
+  q.user = "bob";
+  CHECK((*store)->ListJobSummaries(q)->size() == 3);
+  q = {};
+  q.states = {"COMPLETED"};
+  auto done = (*store)->ListJobSummaries(q);
+  REQUIRE(done->size() == 1);
+  CHECK(done->front().user == "ann");
+  std::filesystem::remove_all(dir);
 }
