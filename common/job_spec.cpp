@@ -227,7 +227,11 @@ void ReadTrain(JsonFieldReader r, TrainSpec* out) {
   r.UInt("seed", &out->seed, false);
   r.Int("max_steps", &out->max_steps, false, 0, INT64_MAX);
   r.Double("bucket_mb", &out->bucket_mb, false, 0.0, 1024.0);
-  r.Double("stall_timeout_s", &out->stall_timeout_s, false, 0.0, 86400.0);
+  if (r.Has("stall_timeout_s")) {
+    double seconds = 0;
+    r.Double("stall_timeout_s", &seconds, true, 0.0, 86400.0);
+    out->stall_timeout_s = seconds;
+  }
 }
 
 void ReadCheckpoint(JsonFieldReader r, CheckpointSpec* out) {

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -89,7 +90,11 @@ struct TrainSpec {
   uint64_t seed = 0;
   int64_t max_steps = 0;  // 0: no limit beyond epochs
   double bucket_mb = 4.0;         // gradient allreduce bucket size
-  double stall_timeout_s = 120.0;  // report a rank that does not arrive for this long
+  // A rank that makes no step for this long is hung: its agent fails the attempt (and ranks
+  // waiting this long for an allreduce report it on stderr). Absent: the larger of 60 s and 20
+  // times the median step time.
+  std::optional<double> stall_timeout_s;
+  double StallReportAfterS() const { return stall_timeout_s.value_or(60.0); }
 };
 
 struct CheckpointSpec {

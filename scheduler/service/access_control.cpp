@@ -131,11 +131,11 @@ bool SchedulerService::AuthenticateClient(const std::string& peer, const Envelop
 
 void SchedulerService::Audit(const std::string& action, const std::string& target,
                              const Status& outcome, const std::string& detail) {
-  Status saved = store_->AddAudit({0, clock_.WallMs(), caller_.user.empty() ? "-" : caller_.user,
-                                   action, target,
-                                   outcome.ok() ? "ok" : StatusCodeName(outcome.code()),
-                                   outcome.ok() ? detail : outcome.message()});
-  if (!saved.ok()) spdlog::error("cannot write the audit table: {}", saved.ToString());
+  // Written once the message is handled (FinishMessage): a refusal is kept even when the
+  // message's other writes are rolled back, an "ok" only when they are kept.
+  pending_audit_.push_back({0, clock_.WallMs(), caller_.user.empty() ? "-" : caller_.user, action,
+                            target, outcome.ok() ? "ok" : StatusCodeName(outcome.code()),
+                            outcome.ok() ? detail : outcome.message()});
 }
 
 void SchedulerService::OnWhoAmI(const std::string& peer, const Envelope& e) {

@@ -104,10 +104,31 @@ Status SchedulerService::Recover() {
     w.up = false;  // until it registers again; its peer identity is unknown
     if (n.state == "UP") monitor_.Heard(n.name, now);
   }
+  return RebuildFromStore();
+}
+
+Status SchedulerService::RebuildFromStore() {
+  auto nodes = store_->ListNodes();
+  if (!nodes.ok()) return nodes.status();
+  for (const auto& n : *nodes) {
+    auto w = workers_.find(n.name);
+    if (w == workers_.end()) continue;
+    w->second.record.drained = n.drained;  // what admins change; liveness stays as seen
+    w->second.record.drain_reason = n.drain_reason;
+    w->second.record.labels = n.labels;
+  }
   auto usage = store_->ListUsage();
   if (!usage.ok()) return usage.status();
   for (const auto& u : *usage) ledger_.Restore(u.user, {u.usage, u.as_of});
+  active_.clear();
+  pending_order_.clear();
+  running_ids_.clear();
+  finished_states_.clear();
   KILN_RETURN_IF_ERROR(placements_.Load());
+  std::set<AttemptKey> placed_attempts;
+  for (const auto& [node, here] : placements_.all()) {
+    for (const auto& [key, p] : here) placed_attempts.insert(key);
+  }
   auto jobs = store_->ListJobs(false);
   if (!jobs.ok()) return jobs.status();
   int running = 0;
@@ -122,9 +143,10 @@ Status SchedulerService::Recover() {
     if (j.state != core::JobState::kRunning) continue;
     ++running;
     // A database written before placements were stored: rebuild the running attempt's from its
-    // allocation (acknowledged, as it was running when the scheduler stopped).
+    // allocation (acknowledged, as it was running when the scheduler stopped). Otherwise a node
+    // of the allocation without a placement is one whose part already ended (a gang member).
+    if (placed_attempts.count({j.id, j.attempt}) > 0) continue;
     for (const auto& [node, share] : active_.at(j.id).allocation) {
-      if (placements_.Has(node, {j.id, j.attempt})) continue;
       Placement p;
       p.ranks = share.ranks;
       p.slots = share.ranks * std::max<int64_t>(1, parsed.spec.resources.cpus_per_rank);
@@ -174,12 +196,7 @@ void SchedulerService::Turn(int wait_ms) {
   for (int i = 0; i < kMaxMessagesPerTurn; ++i) {
     auto frames = socket_->Receive(&connection);
     if (!frames) break;
-    try {
-      HandleFrames(*frames, connection);
-    } catch (const std::exception& e) {
-      // A handler bug must not take the daemon down with it; the message is dropped and logged.
-      spdlog::error("internal error handling a message: {}", e.what());
-    }
+    HandleOne(*frames, connection);
   }
   const Millis now = clock_.MonotonicMs();
   if (now >= next_liveness_check_at_) {
@@ -224,11 +241,7 @@ void SchedulerService::Turn(int wait_ms) {
 void SchedulerService::HandleMessage(const transport::Frames& frames,
                                      const std::string& connection) {
   if (!store_->Begin().ok()) return;
-  try {
-    HandleFrames(frames, connection);
-  } catch (const std::exception& e) {
-    spdlog::error("internal error handling a message: {}", e.what());
-  }
+  HandleOne(frames, connection);
   if (!store_->Commit().ok()) std::exit(70);
   RemoveFilesAfterCommit();
   for (auto& [peer, out] : outbox_) {
@@ -236,6 +249,55 @@ void SchedulerService::HandleMessage(const transport::Frames& frames,
     (void)socket_->Send(out);
   }
   outbox_.clear();
+}
+
+void SchedulerService::HandleOne(const transport::Frames& frames, const std::string& connection) {
+  const size_t outbox_mark = outbox_.size();
+  const size_t deleted_mark = deleted_checkpoints_.size();
+  message_failed_ = false;
+  pending_audit_.clear();
+  Status opened = store_->Savepoint();
+  if (!opened.ok()) DieOnStoreError(opened);
+  const int64_t changes_before = store_->TotalChanges();
+  std::optional<std::string> internal;
+  try {
+    HandleFrames(frames, connection);
+  } catch (const std::exception& e) {
+    // A handler bug must not take the daemon down with it: the message is undone and logged.
+    internal = e.what();
+    spdlog::error("internal error handling a message: {}", e.what());
+  }
+  if (message_failed_ || internal) {
+    // Keep only the error reply: what the handler wrote, queued and changed in memory goes.
+    std::optional<std::pair<std::string, transport::Frames>> error_reply;
+    if (!internal && outbox_.size() > outbox_mark) error_reply = outbox_.back();
+    outbox_.resize(outbox_mark);
+    deleted_checkpoints_.resize(deleted_mark);
+    const bool wrote = store_->TotalChanges() != changes_before;
+    Status undone = store_->RollbackToSavepoint();
+    if (!undone.ok()) DieOnStoreError(undone);
+    if (wrote || internal) {
+      spdlog::warn("a failed message's writes were rolled back; rebuilding state from the database");
+      Status rebuilt = RebuildFromStore();
+      if (!rebuilt.ok()) DieOnStoreError(rebuilt);
+      dirty_ = true;
+    }
+    if (error_reply) outbox_.push_back(std::move(*error_reply));
+    if (internal && frames.size() >= 2) {
+      auto envelope = protocol::DecodeEnvelope(frames[1]);
+      ReplyError(frames[0], envelope.ok() ? envelope->id : "",
+                 Status::Internal("the scheduler failed to handle this request; nothing of it "
+                                  "was applied (see the scheduler's log)"));
+    }
+  }
+  for (const auto& record : pending_audit_) {
+    if (record.outcome == "ok" && (message_failed_ || internal)) continue;
+    Status saved = store_->AddAudit(record);
+    if (!saved.ok()) spdlog::error("cannot write the audit table: {}", saved.ToString());
+  }
+  pending_audit_.clear();
+  Status released = store_->ReleaseSavepoint();
+  if (!released.ok()) DieOnStoreError(released);
 }
 
 void SchedulerService::HandleFrames(const transport::Frames& frames,
@@ -313,6 +375,7 @@ void SchedulerService::HandleFrames(const transport::Frames& frames,
 void SchedulerService::ReplyError(const std::string& peer, const std::string& id,
                                   const Status& status, std::vector<std::string> errors) {
   protocol::ErrorReply reply{StatusCodeName(status.code()), status.message(), std::move(errors)};
+  message_failed_ = true;
   Send(peer, reply, id);
 }
 

@@ -123,6 +123,14 @@ class SchedulerService {
                    std::unique_ptr<transport::Socket> socket, std::string endpoint,
                    std::unique_ptr<transport::ZapServer> zap, std::string cluster_worker_key);
   Status Recover();
+  // Rebuilds what the service keeps in memory of jobs, placements, usage and node settings from
+  // the database (Recover at start; after a message's writes were rolled back).
+  Status RebuildFromStore();
+
+  // Handles one message atomically: in a savepoint, so that a handler that fails (replies an
+  // error, or throws) leaves none of its writes, sends none of its other messages, and its
+  // in-memory changes are rebuilt from the database. Refusals are still audited.
+  void HandleOne(const transport::Frames& frames, const std::string& connection);
 
   // Dispatch (scheduler_service.cpp). `connection` is the ZAP User-Id of the sending connection.
   void HandleFrames(const transport::Frames& frames, const std::string& connection);
@@ -266,6 +274,8 @@ class SchedulerService {
   std::map<std::string, std::string> revoked_worker_keys_;  // key -> node name it had
   std::map<std::string, Millis> refusal_logged_at_;  // by key: refusals are logged once a minute
   core::Caller caller_;  // who sent the client request being handled
+  bool message_failed_ = false;  // the message being handled was answered with an error
+  std::vector<AuditRecord> pending_audit_;  // the message's audit rows, written at its end
   std::string connection_key_;  // the CURVE key of the connection the message came on
   // Users by token, as looked up; dropped whenever the database changes underneath (an admin's
   // user add/token/remove), so a replaced or removed token stops working within one loop turn.

@@ -276,6 +276,11 @@ Status Store::Rollback() {
   return Exec("ROLLBACK");
 }
 
+Status Store::Savepoint() { return Exec("SAVEPOINT message"); }
+Status Store::RollbackToSavepoint() { return Exec("ROLLBACK TO message"); }
+Status Store::ReleaseSavepoint() { return Exec("RELEASE message"); }
+int64_t Store::TotalChanges() const { return sqlite3_total_changes64(db_); }
+
 Result<int64_t> Store::InsertJob(const JobRecord& j) {
   SqliteStatement s(db_,
                     "INSERT INTO jobs (request_id, name, spec, state, reason, attempt, ranks, "

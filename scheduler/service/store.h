@@ -172,6 +172,13 @@ class Store {
   Status Commit();
   Status Rollback();
   bool InTransaction() const { return in_transaction_; }
+  // A savepoint inside the open transaction: one per message, so that a handler that fails
+  // leaves none of its writes. RollbackToSavepoint keeps the savepoint open; Release ends it.
+  Status Savepoint();
+  Status RollbackToSavepoint();
+  Status ReleaseSavepoint();
+  // Rows inserted, updated or deleted by this connection since it opened.
+  int64_t TotalChanges() const;
 
   Result<int64_t> InsertJob(const JobRecord& job);  // returns the new id; job.id is ignored
   Status UpdateJob(const JobRecord& job);

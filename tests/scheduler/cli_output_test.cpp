@@ -69,7 +69,7 @@ TEST_CASE("kiln show lists attempts with their nodes, outcome, exit code and res
   CHECK(text.find("140") != std::string::npos);
 }
 
-TEST_CASE("--since reads a duration ago or a local time, and names nothing else") {
+TEST_CASE("kiln logs --since reads a duration ago or a local time, and names nothing else") {
   const int64_t now = 1'800'000'000'000;
   CHECK(ParseSince("10m", now) == now - 600'000);
   CHECK(ParseSince("1h30m", now) == now - 5'400'000);

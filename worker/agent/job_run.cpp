@@ -1,5 +1,7 @@
 #include "worker/agent/job_run.h"
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -13,6 +15,7 @@
 #include "common/file_util.h"
 #include "common/job_spec.h"
 #include "common/rank_failure.h"
+#include "common/step_beacon.h"
 #include "worker/agent/node_resources.h"
 
 namespace kiln::agent {
@@ -37,6 +40,8 @@ Result<std::unique_ptr<JobRun>> JobRun::Start(const JobRunConfig& config,
                               "/attempt-" + std::to_string(launch.attempt);
   KILN_RETURN_IF_ERROR(MakeDirs(run_dir + "/checkpoints"));
   ClearRankReports(run_dir);  // a run dir left by an earlier scheduler's job of the same id
+  std::error_code ignored;
+  std::filesystem::remove_all(StepBeaconDir(run_dir), ignored);  // never follows a link
   KILN_RETURN_IF_ERROR(WriteFileAtomic(run_dir + "/spec.json", launch.spec.dump(2) + "\n"));
   KILN_RETURN_IF_ERROR(WriteFileAtomic(run_dir + "/hostfile",
                                        "localhost slots=" + std::to_string(launch.ranks) + "\n"));
@@ -92,7 +97,12 @@ JobRun::JobRun(const JobRunConfig& config, const protocol::LaunchJob& launch, st
       reports_(std::move(reports)),
       sink_(std::move(sink)),
       on_checkpoint_(std::move(on_checkpoint)),
-      output_log_(run_dir_ + "/output.log", std::ios::app) {
+      output_log_(run_dir_ + "/output.log", std::ios::app),
+      stall_watch_(spec_.train.stall_timeout_s
+                       ? std::optional<Millis>(
+                             static_cast<Millis>(*spec_.train.stall_timeout_s * 1000))
+                       : std::nullopt,
+                   /*whole_gang_here=*/launch.hosts.size() <= 1) {
   const CheckpointSpec& checkpoint = spec_.checkpoint;
   shared_fs_ = checkpoint.storage == "shared_fs" && !checkpoint.storage_path.empty();
   checkpoint_dir_ = shared_fs_ ? checkpoint.storage_path + "/job-" + std::to_string(job_id_)
@@ -360,6 +370,7 @@ std::optional<protocol::JobExited> JobRun::PumpMember(Millis now) {
                                      " failed to start", {}, {}, {}};
     }
   }
+  WatchForStalls(now);
   if (kill_deadline_ && now >= *kill_deadline_ && !killed_hard_) {
     KillTagged(ExactTag(tag_), SIGKILL);
     killed_hard_ = true;
@@ -387,6 +398,7 @@ std::optional<protocol::JobExited> JobRun::Pump(Millis now) {
   bool eof = false;
   ForwardOutput(&eof);
   ForwardReports();
+  WatchForStalls(now);
   if (kill_deadline_ && now >= *kill_deadline_ && !killed_hard_) {
     Note("still running " + std::to_string(config_.kill_grace_ms) + " ms after SIGTERM; SIGKILL");
     group_->SignalGroup(SIGKILL);
@@ -418,6 +430,12 @@ std::optional<protocol::JobExited> JobRun::Pump(Millis now) {
 }
 
 protocol::JobExited JobRun::WithRankFailure(protocol::JobExited exited) const {
+  if (stall_reason_) {  // killed for it: the stall is the reason, and a retry may cure it
+    if (exited.exit_code == 0 && exited.signal == 0) exited.exit_code = 1;
+    exited.rank_error = *stall_reason_;
+    exited.permanent = false;
+    return exited;
+  }
   if (exited.exit_code == 0 && exited.signal == 0) return exited;
   if (auto failure = ReadFirstRankFailure(run_dir_)) {
     exited.rank_error = "rank " + std::to_string(failure->rank) + " on " + config_.node_name +
@@ -425,6 +443,47 @@ protocol::JobExited JobRun::WithRankFailure(protocol::JobExited exited) const {
     exited.permanent = failure->permanent && kill_reason_.empty();
   }
   return exited;
+}
+
+void JobRun::WatchForStalls(Millis now) {
+  if (kill_deadline_ || now < next_stall_check_) return;
+  next_stall_check_ = now + 1000;
+  // The job's processes write these files: the folder and each file are opened without following
+  // a link, and only small regular files are read.
+  const int dir = ::open(StepBeaconDir(run_dir_).c_str(),
+                         O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (dir < 0) return;
+  DIR* listing = ::fdopendir(dir);
+  if (listing == nullptr) {
+    ::close(dir);
+    return;
+  }
+  int files = 0;
+  while (const dirent* entry = ::readdir(listing)) {
+    const auto rank = RankOfStepBeacon(entry->d_name);
+    if (!rank || ++files > 4096) continue;
+    const int fd = ::openat(dir, entry->d_name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) continue;
+    struct stat st;
+    char text[kStepBeaconMaxBytes + 1];
+    ssize_t n = -1;
+    if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+        st.st_size <= static_cast<off_t>(kStepBeaconMaxBytes)) {
+      n = ::pread(fd, text, kStepBeaconMaxBytes, 0);
+    }
+    ::close(fd);
+    if (n <= 0) continue;
+    if (auto beacon = ParseStepBeacon(std::string(text, static_cast<size_t>(n)))) {
+      stall_watch_.Observe(*rank, *beacon, now);
+    }
+  }
+  ::closedir(listing);
+  auto verdict = stall_watch_.Check(now);
+  if (!verdict) return;
+  stall_reason_ = StallWatch::Describe(*verdict, config_.node_name);
+  Note(*stall_reason_ + "; stopping the attempt");
+  Kill(*stall_reason_, now);
+  kill_deadline_ = now;  // SIGKILL at once: a hung rank saves no checkpoint
 }
 
 void JobRun::Kill(const std::string& reason, Millis now) {

@@ -26,6 +26,7 @@
 #include "common/transport/socket.h"
 #include "worker/agent/checkpoint_uploader.h"
 #include "worker/agent/process_group.h"
+#include "worker/agent/stall_watch.h"
 
 namespace kiln::agent {
 
@@ -88,6 +89,9 @@ class JobRun {
   void ForwardOutput(bool* eof);
   void ForwardReports();
   void ForwardCheckpoint(const protocol::TrainCheckpoint& c);
+  // Once a second: reads the ranks' step beacons here and, when a rank hangs, kills the attempt
+  // (SIGKILL: a hung rank saves nothing) with the stall as its reason.
+  void WatchForStalls(Millis now);
 
   JobRunConfig config_;
   protocol::LaunchJob launch_;
@@ -120,6 +124,9 @@ class JobRun {
   std::vector<std::string> remote_output_;
   Millis next_liveness_check_ = 0;
   Millis waiting_since_ = 0;  // member: ready, waiting for the leader's kiln-rsh
+  StallWatch stall_watch_;
+  Millis next_stall_check_ = 0;
+  std::optional<std::string> stall_reason_;  // the attempt was killed because a rank hung
 };
 
 }  // namespace kiln::agent

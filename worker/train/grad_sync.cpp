@@ -134,11 +134,16 @@ float GradSyncEngine::FinishStep() {
     }
   }
   const double start = Now();
+  bool said_waiting = false;
   {
     std::unique_lock<std::mutex> lock(mu_);
     const auto slice = std::chrono::milliseconds(std::min<Millis>(1000, options_.stall_timeout_ms));
     double next_report = options_.stall_timeout_ms / 1000.0;
     while (!cv_.wait_for(lock, slice, [&] { return reduced_ == buckets_.size(); })) {
+      if (!said_waiting && options_.on_waiting) {
+        said_waiting = true;
+        options_.on_waiting(true);
+      }
       // Only with MPI_THREAD_MULTIPLE does the comm thread sit in a blocking allreduce; otherwise
       // it reports stalls itself.
       if (!comm_.thread_multiple()) continue;
@@ -153,6 +158,7 @@ float GradSyncEngine::FinishStep() {
       lock.lock();
     }
   }
+  if (said_waiting) options_.on_waiting(false);
   stats_.wait_s += Now() - start;
   ++stats_.steps;
   const float world = static_cast<float>(comm_.size());

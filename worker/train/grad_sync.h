@@ -35,6 +35,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -51,6 +52,9 @@ struct GradSyncOptions {
   int64_t bucket_bytes = 4 << 20;
   Millis stall_timeout_ms = 120000;
   bool stage_through_host = false;  // stage even when MPI could reduce the buckets in place
+  // Called with true when the training thread has waited a second for the allreduce, and with
+  // false when that wait ends (the rank's step beacon: worker/train/step_beacon_writer.h).
+  std::function<void(bool)> on_waiting;
 };
 
 struct GradSyncStats {

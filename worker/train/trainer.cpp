@@ -14,6 +14,7 @@
 #include "worker/train/datasets.h"
 #include "worker/train/fused_adam.h"
 #include "worker/train/grad_sync.h"
+#include "worker/train/step_beacon_writer.h"
 #include "worker/train/lr_schedule.h"
 #include "worker/train/model.h"
 #include "worker/train/shard_plan.h"
@@ -180,10 +181,13 @@ Status Trainer::Run() {
   // Gradients live in the engine's buckets; each .grad is a view into one. Made after a resume:
   // loading a checkpoint replaces the parameters' storage (Tensor::set_), which drops the gradient
   // accumulators the engine hooks into.
-  GradSyncEngine sync(params,
-                      {static_cast<int64_t>(spec_.train.bucket_mb * (1 << 20)),
-                       static_cast<Millis>(spec_.train.stall_timeout_s * 1000)},
-                      comm_);
+  // Shows this rank's agent that it makes progress (hang detection: worker/agent/stall_watch.h).
+  StepBeaconWriter beacon(options_.run_dir, comm_.rank());
+  GradSyncOptions sync_options;
+  sync_options.bucket_bytes = static_cast<int64_t>(spec_.train.bucket_mb * (1 << 20));
+  sync_options.stall_timeout_ms = static_cast<Millis>(spec_.train.StallReportAfterS() * 1000);
+  sync_options.on_waiting = [&beacon](bool waiting) { beacon.Waiting(waiting); };
+  GradSyncEngine sync(params, sync_options, comm_);
 
   const int64_t steps_per_epoch = plan.StepsPerEpoch();
   int64_t total_steps = steps_per_epoch * spec_.train.epochs;
@@ -280,6 +284,7 @@ Status Trainer::Run() {
     for (auto& group : optimizer->param_groups()) group.options().set_lr(lr);
     optimizer->step();
     ++step;
+    beacon.Step(step);
     if (step - first_step > kWarmupSteps) step_time_s += Seconds() - step_start;
     window_loss += global_loss;
     ++window_steps;
@@ -321,7 +326,9 @@ Status Trainer::Run() {
       json eval_metrics = json::object();
       const double eval_start = Seconds();
       if (data.test_x.defined()) {
+        beacon.Beat();
         EvalResult eval = Evaluate(spec_, model, data.test_x, data.test_y, device, comm_);
+        beacon.Beat();
         if (!spec_.IsRegression()) eval_metrics[data.eval_name + "_accuracy"] = eval.accuracy;
         eval_metrics[data.eval_name + "_loss"] = eval.loss;
       }

@@ -1,0 +1,85 @@
+// Hang detection: a rank that stops making steps (SIGSTOP here; a deadlock or a lost peer in
+// production) fails its attempt with a reason naming the rank, the node and the last step, and
+// the job resumes from its checkpoint like after any other failure.
+#include <catch2/catch.hpp>
+
+#include <dirent.h>
+#include <signal.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <iterator>
+
+#include "tests/integration/local_cluster.h"
+
+using kiln::testing::LocalCluster;
+using kiln::testing::SyntheticSpec;
+using kiln::testing::WaitFor;
+using nlohmann::json;
+
+namespace {
+
+std::string ProcFile(pid_t pid, const char* name) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/" + name, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+}
+
+// The kiln-train process of `rank` running in `run_dir_part` (e.g. "/jobs/3/attempt-1"), or 0.
+pid_t RankProcess(const std::string& run_dir_part, int rank) {
+  pid_t found = 0;
+  DIR* proc = ::opendir("/proc");
+  while (dirent* e = ::readdir(proc)) {
+    char* end = nullptr;
+    const long pid = std::strtol(e->d_name, &end, 10);
+    if (*end != '\0' || pid <= 0) continue;
+    const std::string cmdline = ProcFile(static_cast<pid_t>(pid), "cmdline");
+    if (cmdline.find("kiln-train") == std::string::npos ||
+        cmdline.find(run_dir_part) == std::string::npos) {
+      continue;
+    }
+    const std::string environ = ProcFile(static_cast<pid_t>(pid), "environ");
+    if (environ.find(std::string("OMPI_COMM_WORLD_RANK=") + std::to_string(rank) + '\0') !=
+        std::string::npos) {
+      found = static_cast<pid_t>(pid);
+    }
+  }
+  ::closedir(proc);
+  return found;
+}
+
+bool Gone(pid_t pid) {
+  const std::string stat = ProcFile(pid, "stat");
+  return stat.empty() || stat.find(") Z ") != std::string::npos;
+}
+
+}  // namespace
+
+TEST_CASE("a rank that makes no step for the stall timeout fails its attempt with a reason naming "
+          "it, and the job resumes from its checkpoint") {
+  LocalCluster cluster(/*slots=*/2, /*worker_timeout_s=*/30.0);
+  json spec = SyntheticSpec("hangs", 2, 2000, 1024);  // far more steps than the test waits for
+  spec["train"]["stall_timeout_s"] = 3;
+  spec["checkpoint"]["every_steps"] = 100;
+  spec["max_retries"] = 1;
+  const int64_t id = cluster.Submit(spec);
+  json running = cluster.WaitForJob(id, [](const json& j) {
+    return j.value("state", "") == "RUNNING" && j["metrics"].value("step", 0) > 300;
+  }, 120);
+  REQUIRE(running["metrics"].value("step", 0) > 300);
+  const std::string run_dir_part = "/jobs/" + std::to_string(id) + "/attempt-1";
+  pid_t rank1 = 0;
+  REQUIRE(WaitFor([&] { return (rank1 = RankProcess(run_dir_part, 1)) != 0; }, 10));
+  REQUIRE(::kill(rank1, SIGSTOP) == 0);
+
+  json job = cluster.WaitForJob(id, [](const json& j) { return j.value("attempt", 0) >= 2; }, 60);
+  INFO(job.dump(2));
+  REQUIRE(job["attempt"] == 2);
+  const std::string reason = job["attempts"][0]["reason"];
+  CHECK(reason.find("Stalled: rank 1 on " + cluster.worker_name() + " made no step for ") !=
+        std::string::npos);
+  CHECK(reason.find(" after step ") != std::string::npos);
+  CHECK(job["attempts"][1]["resumed_from_step"].get<int64_t>() >= 300);
+  // The stopped rank did not outlive its attempt.
+  CHECK(WaitFor([&] { return Gone(rank1); }, 10));
+  CHECK(cluster.Kiln({"cancel", std::to_string(id)}).exit_code == 0);
+}
