@@ -13,6 +13,8 @@ constexpr const char* kSchedulerEnvVar = "KILN_SCHEDULER";
 // nothing from the scheduler for kWorkerReconnectAfterMs reconnects and registers again.
 constexpr int kHeartbeatIntervalMs = 1000;
 constexpr int kDefaultWorkerTimeoutMs = 5000;
+// How long a worker cut off from the scheduler keeps running its attempts (docs/operations.md).
+constexpr int kDefaultWorkerLeaseMs = 30000;
 constexpr int kWorkerReconnectAfterMs = 3000;
 
 // The address a client should use: the flag if given, else $KILN_SCHEDULER, else the default.

@@ -10,9 +10,11 @@
 #   netns-cluster.sh kiln DIR ARGS...      run the kiln CLI as the admin, from host 0
 #   netns-cluster.sh kill-host DIR N       SIGKILL every process of host N (a machine dying)
 #   netns-cluster.sh start-worker DIR N    (re)start host N's worker
+#   netns-cluster.sh link DIR N down|up    cut host N off the network, or join it again
 #   netns-cluster.sh down DIR              stop everything and delete the namespaces
 # State, logs and work dirs go under DIR. KILN_BUILD_DIR picks the binaries (default build/);
-# WORKER_TIMEOUT (default 3) is the scheduler's --worker-timeout in seconds.
+# WORKER_TIMEOUT (default 3) is the scheduler's --worker-timeout in seconds, WORKER_LEASE (default
+# 3 x WORKER_TIMEOUT) its --worker-lease.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bin="${KILN_BUILD_DIR:-$repo/build}"
@@ -69,7 +71,8 @@ case "$command" in
       ip netns exec "$host" ip link set "k${id}v$i" up
     done
     ip netns exec "$(ns "$dir" 0)" "$bin/kiln-scheduler" --listen "$(endpoint)" \
-      --state-dir "$dir/state" --worker-timeout "${WORKER_TIMEOUT:-3}" >>"$dir/scheduler.log" 2>&1 &
+      --state-dir "$dir/state" --worker-timeout "${WORKER_TIMEOUT:-3}" \
+      --worker-lease "${WORKER_LEASE:-$((3 * ${WORKER_TIMEOUT:-3}))}" >>"$dir/scheduler.log" 2>&1 &
     echo $! >"$dir/scheduler.pid"
     for _ in $(seq 100); do [ -s "$dir/state/endpoint" ] && break; sleep 0.1; done
     [ -s "$dir/state/endpoint" ] || { echo "scheduler did not start"; cat "$dir/scheduler.log"; exit 1; }
@@ -98,6 +101,10 @@ case "$command" in
     dir=$(cd "$1" && pwd)
     start_worker "$dir" "$2"
     ;;
+  link)
+    dir=$(cd "$1" && pwd)
+    ip netns exec "$(bridge_ns "$dir")" ip link set "k$(ns_id "$dir")p$2" "$3"
+    ;;
   down)
     dir=$(cd "$1" && pwd)
     workers=$(cat "$dir/workers" 2>/dev/null || echo 0)
@@ -114,7 +121,7 @@ case "$command" in
     ip netns del "$(bridge_ns "$dir")" 2>/dev/null || true
     ;;
   *)
-    sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac

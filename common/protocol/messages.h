@@ -207,11 +207,16 @@ struct RegisterWorker {
   }
 };
 
+// `lease_ms`: how long the worker may run its attempts without hearing from the scheduler; it
+// stops them itself before then (self-fencing), and only after it does the scheduler fail them.
 struct RegisterAck {
   static constexpr const char* kType = "register_ack";
   std::string name;
   int64_t heartbeat_interval_ms = 0;
-  template <class V> void Fields(V& v) { v("name", name); v("heartbeat_interval_ms", heartbeat_interval_ms); }
+  std::optional<int64_t> lease_ms;
+  template <class V> void Fields(V& v) {
+    v("name", name); v("heartbeat_interval_ms", heartbeat_interval_ms); v("lease_ms", lease_ms);
+  }
 };
 
 // Sent both ways. From a worker it carries the attempts it runs; from the scheduler `running` is empty.
@@ -286,12 +291,34 @@ struct JobStarted {
   template <class V> void Fields(V& v) { v("job_id", job_id); v("attempt", attempt); v("pid", pid); }
 };
 
+// Lines of an attempt's output on one node. Numbered (first_line present): the lines of the
+// attempt on that node are numbered from 0, the scheduler stores each number once and answers
+// log_ack; the worker resends what is not acknowledged (worker/agent/log_shipper.h).
+// `oldest_line`: the oldest line the worker still holds (those before it it had to drop).
 struct LogBatch {
   static constexpr const char* kType = "log";
   int64_t job_id = 0;
   int64_t attempt = 0;
   std::vector<std::string> lines;
-  template <class V> void Fields(V& v) { v("job_id", job_id); v("attempt", attempt); v("lines", lines); }
+  std::optional<int64_t> first_line;
+  std::optional<int64_t> oldest_line;
+  template <class V> void Fields(V& v) {
+    v("job_id", job_id); v("attempt", attempt); v("lines", lines); v("first_line", first_line);
+    v("oldest_line", oldest_line);
+  }
+};
+
+// Scheduler -> worker: every line of that attempt's output from this node before `next_line` is
+// stored. `rewind`: a batch came after a gap (lines lost on the way): send again from next_line.
+struct LogAck {
+  static constexpr const char* kType = "log_ack";
+  int64_t job_id = 0;
+  int64_t attempt = 0;
+  int64_t next_line = 0;
+  bool rewind = false;
+  template <class V> void Fields(V& v) {
+    v("job_id", job_id); v("attempt", attempt); v("next_line", next_line); v("rewind", rewind);
+  }
 };
 
 // Rank 0's progress: {"step", "epoch", "total_steps", "loss", "samples_per_s", "test_accuracy", ...}
@@ -446,7 +473,7 @@ struct TrainCheckpoint {
   X(CancelReply) X(LogsRequest) X(NodesRequest) X(CheckpointsRequest) X(DataReply)            \
   X(ErrorReply) X(RegisterWorker) X(RegisterAck) X(Heartbeat) X(Reregister) X(LaunchJob)      \
   X(KillJob) X(JobStarted) X(LogBatch) X(ProgressReport) X(JobExited)     \
-  X(ExitAck) X(TrainProgress) X(TrainCheckpoint) X(CheckpointBegin) X(CheckpointOffset)        \
+  X(ExitAck) X(LogAck) X(TrainProgress) X(TrainCheckpoint) X(CheckpointBegin) X(CheckpointOffset)        \
   X(CheckpointChunk) X(CheckpointDone) X(CheckpointRead) X(CheckpointData) X(CheckpointRemove) \
   X(JobAdminRequest) X(NodeAdminRequest) X(WhoAmIRequest) X(RemoteExec) X(RemoteExit)
 

@@ -14,6 +14,7 @@ const char* JobActionName(JobAction action) {
     case JobAction::kLogs: return "read the logs of";
     case JobAction::kCheckpoints: return "read the checkpoints of";
     case JobAction::kRemoveCheckpoint: return "remove checkpoints of";
+    case JobAction::kShow: return "see";
   }
   return "act on";
 }
@@ -24,6 +25,16 @@ Status MayActOnJob(const Caller& caller, JobAction action, int64_t job_id,
   return Status::PermissionDenied("user " + caller.user + " may not " + JobActionName(action) +
                                   " job " + std::to_string(job_id) + ": it belongs to " + owner +
                                   " (only its owner or an admin may)");
+}
+
+Status MayRelease(const Caller& caller, int64_t job_id, const std::string& owner,
+                  bool held_by_admin) {
+  KILN_RETURN_IF_ERROR(MayActOnJob(caller, JobAction::kRelease, job_id, owner));
+  if (held_by_admin && !caller.admin) {
+    return Status::PermissionDenied("job " + std::to_string(job_id) + " was held by an admin; "
+                                    "only an admin may release it (ask one, or cancel it)");
+  }
+  return Status::Ok();
 }
 
 Status MayChangePriority(const Caller& caller, int64_t job_id, const std::string& owner,

@@ -1,9 +1,10 @@
 // Who may do what: pure rules, no I/O. The scheduler authenticates a request (token -> Caller)
 // and a connection (CURVE key -> worker or client), then asks these functions.
 //
-//   users       submit; see the queue, any job and the nodes (like squeue); cancel, hold,
-//               release, read logs and checkpoints (pull, predict, remove) of their own jobs;
-//               lower their own jobs' priority
+//   users       submit; see the queue (other users' jobs without their specs, metrics or
+//               reasons of running or finished jobs) and the nodes; see (show), cancel, hold,
+//               release (unless an admin held it), read logs and checkpoints (pull, predict,
+//               remove) of their own jobs; lower their own jobs' priority
 //   admins      all of that on every job, raise priorities, submit as another user, drain and
 //               resume nodes
 //   workers     only the worker protocol, and only with a key that is admitted
@@ -23,12 +24,16 @@ struct Caller {
 };
 
 // What a request does to a job, for the refusal message and the audit table.
-enum class JobAction { kCancel, kHold, kRelease, kLogs, kCheckpoints, kRemoveCheckpoint };
+enum class JobAction { kCancel, kHold, kRelease, kLogs, kCheckpoints, kRemoveCheckpoint, kShow };
 const char* JobActionName(JobAction action);
 
 // OK, or PermissionDenied naming the job, its owner and what would allow it.
 Status MayActOnJob(const Caller& caller, JobAction action, int64_t job_id,
                    const std::string& owner);
+// Releasing a hold: the owner may release only a hold the owner set; a hold an admin put on
+// someone's job stays until an admin releases it.
+Status MayRelease(const Caller& caller, int64_t job_id, const std::string& owner,
+                  bool held_by_admin);
 Status MayChangePriority(const Caller& caller, int64_t job_id, const std::string& owner,
                          int64_t current, int64_t requested);
 Status MaySubmitAs(const Caller& caller, const std::string& user);

@@ -30,7 +30,8 @@ CheckpointSpec CheckpointSpecOf(const JobRecord& job) {
 
 void SchedulerService::OnCheckpointBegin(const std::string& peer, const Envelope& e) {
   KILN_DECODE_OR_REPLY(protocol::CheckpointBegin, m);
-  if (KnownWorker(peer) == nullptr) return;
+  Worker* w = KnownWorker(peer);
+  if (w == nullptr) return;
   auto done = [&](bool ok, const std::string& reason) {
     Send(peer, protocol::CheckpointDone{m.sha256, ok, reason});
   };
@@ -40,6 +41,19 @@ void SchedulerService::OnCheckpointBegin(const std::string& peer, const Envelope
   }
   auto job = store_->GetJob(m.job_id);
   if (!job.ok() || !job->has_value()) return done(false, "no job " + std::to_string(m.job_id));
+  // A worker key reaches only the attempts placed on that worker: anything else is refused and
+  // audited, so that an admitted but rogue worker cannot add a checkpoint to another job.
+  if (!PlacedOn(**job, m.attempt, w->record.name)) {
+    caller_ = {"worker " + w->record.name, false, true};
+    Audit("ckpt.upload", "job " + std::to_string(m.job_id),
+          Status::PermissionDenied("attempt " + std::to_string(m.attempt) +
+                                   " of the job is not placed on " + w->record.name));
+    spdlog::warn("worker {} announced a checkpoint of job {} attempt {}, which is not placed "
+                 "there: refused",
+                 w->record.name, m.job_id, m.attempt);
+    return done(false, "job " + std::to_string(m.job_id) + " attempt " +
+                           std::to_string(m.attempt) + " is not placed on this worker");
+  }
   CheckpointRecord record{m.job_id, m.attempt, m.step, m.epoch,
                           m.metrics.is_object() ? m.metrics : json::object(),
                           m.bytes, m.sha256, clock_.WallMs(), m.path.value_or("")};
@@ -50,8 +64,11 @@ void SchedulerService::OnCheckpointBegin(const std::string& peer, const Envelope
       return done(false, "path " + *m.path + " is not a readable file under the job's "
                          "checkpoint.storage.path as the scheduler sees it");
     }
-  } else if (!checkpoints_.Has(m.sha256)) {
-    uploads_[m.sha256] = record;
+  } else if (!checkpoints_.Has(m.sha256) || !JobHasBlob(m.job_id, m.sha256)) {
+    // A blob is attached by its hash alone only to a job that already holds it (a repeated
+    // report); otherwise its bytes come, verified against the hash, so that knowing another
+    // job's hash gives nobody its checkpoint.
+    uploads_[m.sha256] = {record, w->record.name};
     Send(peer, protocol::CheckpointOffset{m.sha256, checkpoints_.PartSize(m.sha256), false});
     return;
   }
@@ -62,18 +79,23 @@ void SchedulerService::OnCheckpointBegin(const std::string& peer, const Envelope
 void SchedulerService::OnCheckpointChunk(const std::string& peer, const Envelope& e,
                                          const transport::Frames& frames) {
   KILN_DECODE_OR_REPLY(protocol::CheckpointChunk, m);
-  if (KnownWorker(peer) == nullptr) return;
+  Worker* w = KnownWorker(peer);
+  if (w == nullptr) return;
   auto upload = uploads_.find(m.sha256);
   if (upload == uploads_.end() || frames.size() < 3) {
     return Send(peer, protocol::CheckpointDone{m.sha256, false,
                                                "no upload in progress; send ckpt_begin"});
+  }
+  if (upload->second.node != w->record.name) {  // only the worker that announced it
+    return Send(peer, protocol::CheckpointDone{m.sha256, false,
+                                               "this upload was announced by another worker"});
   }
   const int64_t have = checkpoints_.PartSize(m.sha256);
   if (m.offset != have) {
     // A duplicate (offset < have) is acknowledged; a gap (offset > have) makes the worker rewind.
     return Send(peer, protocol::CheckpointOffset{m.sha256, have, m.offset > have});
   }
-  const CheckpointRecord record = upload->second;
+  const CheckpointRecord record = upload->second.record;
   const std::string& bytes = frames[2];
   auto fail = [&](const std::string& reason) {
     checkpoints_.DiscardPart(m.sha256);
@@ -96,6 +118,15 @@ void SchedulerService::OnCheckpointChunk(const std::string& peer, const Envelope
   uploads_.erase(m.sha256);
   Status registered = RegisterCheckpoint(record);
   Send(peer, protocol::CheckpointDone{m.sha256, registered.ok(), registered.message()});
+}
+
+bool SchedulerService::JobHasBlob(int64_t job_id, const std::string& sha256) {
+  auto rows = store_->Checkpoints(job_id);
+  if (!rows.ok()) return false;
+  for (const auto& c : *rows) {
+    if (c.sha256 == sha256 && c.path.empty()) return true;
+  }
+  return false;
 }
 
 Status SchedulerService::RegisterCheckpoint(const CheckpointRecord& record) {

@@ -158,6 +158,14 @@ void SchedulerService::OnQueue(const std::string& peer, const Envelope& e) {
   query.after_id = request.after_id.value_or(0);
   query.limit = std::clamp<int64_t>(request.limit.value_or(kMaxJobsPerReply), 1, kMaxJobsPerReply);
   query.user = request.user.value_or("");
+  if (options_.private_jobs && !caller_.admin) {
+    if (!query.user.empty() && query.user != caller_.user) {
+      return ReplyError(peer, e.id, Status::PermissionDenied(
+                                        "body.user: this scheduler keeps jobs private "
+                                        "(--private-jobs): you may list only your own"));
+    }
+    query.user = caller_.user;
+  }
   for (const auto& state : request.states.value_or(std::vector<std::string>{})) {
     if (!core::ParseJobState(state)) {
       return ReplyError(peer, e.id, Status::InvalidArgument(
@@ -180,6 +188,12 @@ void SchedulerService::OnQueue(const std::string& peer, const Envelope& e) {
       }
       WithLiveReason(j);
       json summary = JobSummaryView(j);
+      if (!caller_.admin && j.user != caller_.user) {
+        // Another user's job: what it asks for and why it waits, not how it is doing or why it
+        // failed (a rank's error names paths).
+        summary.erase("metrics");
+        if (j.state != core::JobState::kPending) summary["reason"] = "";
+      }
       bytes += summary.dump().size();
       view.push_back(std::move(summary));
       last_id = j.id;
@@ -206,6 +220,9 @@ void SchedulerService::OnQueue(const std::string& peer, const Envelope& e) {
 void SchedulerService::OnShow(const std::string& peer, const Envelope& e) {
   KILN_DECODE_OR_REPLY(protocol::ShowRequest, request);
   KILN_JOB_OR_REPLY(request.job_id, record);
+  // Its spec, paths, metrics and checkpoint hashes are its owner's.
+  KILN_PERMIT_OR_REPLY(core::MayActOnJob(caller_, core::JobAction::kShow, record.id, record.user),
+                       "show", "job " + std::to_string(record.id));
   auto events = store_->Events(request.job_id);
   KILN_OK_OR_REPLY(events);
   auto attempts = store_->Attempts(request.job_id);
@@ -310,11 +327,11 @@ void SchedulerService::OnJobAdmin(const std::string& peer, const Envelope& e) {
     KILN_PERMIT_OR_REPLY(core::MayChangePriority(caller_, job.id, job.user, job.priority,
                                                  request.priority),
                          "priority", target);
+  } else if (request.action == "release") {
+    KILN_PERMIT_OR_REPLY(core::MayRelease(caller_, job.id, job.user, job.held_by_admin),
+                         request.action, target);
   } else {
-    KILN_PERMIT_OR_REPLY(core::MayActOnJob(caller_, request.action == "hold"
-                                                        ? core::JobAction::kHold
-                                                        : core::JobAction::kRelease,
-                                           job.id, job.user),
+    KILN_PERMIT_OR_REPLY(core::MayActOnJob(caller_, core::JobAction::kHold, job.id, job.user),
                          request.action, target);
   }
   auto active = active_.find(job.id);
@@ -339,7 +356,10 @@ void SchedulerService::OnJobAdmin(const std::string& peer, const Envelope& e) {
                                         (hold ? "held" : "not held")));
     }
     job.held = a.queued.held = hold;
-    what = (hold ? "held by " : "released by ") + caller_.user;
+    // An admin's hold on another user's job is the admin's to release.
+    job.held_by_admin = hold && caller_.admin && caller_.user != job.user;
+    what = (hold ? "held by " : "released by ") + caller_.user +
+           (job.held_by_admin ? " (an admin: only an admin may release it)" : "");
   } else if (request.action == "priority") {
     if (request.priority < -1000000 || request.priority > 1000000) {
       return ReplyError(peer, e.id, Status::InvalidArgument(

@@ -176,13 +176,29 @@ void SchedulerService::ReleaseRequeued(int64_t job_id) {
 
 void SchedulerService::MarkWorkerDown(const std::string& name, const std::string& reason) {
   auto w = workers_.find(name);
-  if (w != workers_.end()) {
-    w->second.up = false;
-    w->second.record.state = "DOWN";
-    node_of_peer_.erase(w->second.peer);
-    Status s = store_->UpsertNode(w->second.record);
-    if (!s.ok()) spdlog::error("cannot mark node {} DOWN: {}", name, s.ToString());
+  if (w == workers_.end()) return;
+  w->second.up = false;
+  w->second.record.state = "DOWN";
+  node_of_peer_.erase(w->second.peer);
+  Status s = store_->UpsertNode(w->second.record);
+  if (!s.ok()) spdlog::error("cannot mark node {} DOWN: {}", name, s.ToString());
+  const size_t held = placements_.On(name).size();
+  dirty_ = true;
+  if (held == 0) {
+    spdlog::warn("worker {} is DOWN: {}", name, reason);
+    return;
   }
+  // Last heard about a timeout ago: the lease counts from then.
+  w->second.lease_ends_at =
+      clock_.MonotonicMs() + options_.worker_lease_ms - options_.worker_timeout_ms;
+  spdlog::warn("worker {} is DOWN: {}; its {} attempt(s) keep their places until its lease ends "
+               "in {} s (its agent stops them itself if it is only cut off)",
+               name, reason, held,
+               (options_.worker_lease_ms - options_.worker_timeout_ms) / 1000);
+}
+
+void SchedulerService::EndLease(const std::string& name, const std::string& reason) {
+  if (auto w = workers_.find(name); w != workers_.end()) w->second.lease_ends_at = 0;
   std::set<int64_t> affected;
   std::vector<int64_t> released;  // requeued jobs whose old attempt's exit will never come
   auto removed = placements_.EraseNode(name);
@@ -191,7 +207,7 @@ void SchedulerService::MarkWorkerDown(const std::string& name, const std::string
     affected.insert(key.first);
     if (placement.job_waits_for_exit) released.push_back(key.first);
   }
-  spdlog::warn("worker {} is DOWN: {}", name, reason);
+  spdlog::warn("worker {}: {}", name, reason);
   for (int64_t id : running_ids_) {
     const ActiveJob& a = active_.at(id);
     for (const auto& [node, share] : a.allocation) {
@@ -214,9 +230,18 @@ void SchedulerService::MarkWorkerDown(const std::string& name, const std::string
 }
 
 void SchedulerService::CheckSilentWorkers() {
-  for (const auto& name : monitor_.TakeExpired(clock_.MonotonicMs())) {
+  const Millis now = clock_.MonotonicMs();
+  for (const auto& name : monitor_.TakeExpired(now)) {
     MarkWorkerDown(name, "no heartbeat for " + std::to_string(options_.worker_timeout_ms / 1000.0)
                              .substr(0, 4) + " s");
+  }
+  std::vector<std::string> ended;
+  for (const auto& [name, w] : workers_) {
+    if (!w.up && w.lease_ends_at > 0 && now >= w.lease_ends_at) ended.push_back(name);
+  }
+  for (const auto& name : ended) {
+    EndLease(name, "no heartbeat for " + std::to_string(options_.worker_lease_ms / 1000) +
+                       " s: its lease ended");
   }
 }
 

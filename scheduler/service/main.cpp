@@ -35,6 +35,16 @@ int main(int argc, char** argv) {
                  "seconds of silence after which a worker is DOWN")
       ->capture_default_str()
       ->check(CLI::Range(0.5, 3600.0));
+  double worker_lease_s = kiln::kDefaultWorkerLeaseMs / 1000.0;
+  app.add_option("--worker-lease", worker_lease_s,
+                 "seconds a worker cut off from the scheduler keeps its running attempts: its "
+                 "agent stops them itself before this ends, and only then are they failed and "
+                 "placed elsewhere (at least --worker-timeout)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.5, 86400.0));
+  app.add_flag("--private-jobs", options.private_jobs,
+               "kiln queue shows non-admins only their own jobs (otherwise other users' jobs are "
+               "listed without specs, metrics or failure reasons)");
   bool no_backfill = false;
   std::string usage_unit = "ranks";
   std::vector<std::string> weights;
@@ -91,6 +101,12 @@ int main(int argc, char** argv) {
     options.user_weights[w.substr(0, eq)] = weight;
   }
   options.worker_timeout_ms = static_cast<kiln::Millis>(worker_timeout_s * 1000);
+  options.worker_lease_ms = static_cast<kiln::Millis>(worker_lease_s * 1000);
+  if (options.worker_lease_ms < options.worker_timeout_ms) {
+    std::fprintf(stderr, "kiln-scheduler: --worker-lease: %g s is shorter than --worker-timeout "
+                         "(%g s); give it at least as long\n", worker_lease_s, worker_timeout_s);
+    return 2;
+  }
   for (auto& [flag, text] : keep) {
     auto seconds = text == "0" ? std::optional<int64_t>(0) : kiln::ParseDuration(text);
     if (!seconds || *seconds < 0 || *seconds > 100LL * 365 * 86400) {

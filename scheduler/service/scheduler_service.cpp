@@ -104,7 +104,15 @@ Status SchedulerService::Recover() {
     w.up = false;  // until it registers again; its peer identity is unknown
     if (n.state == "UP") monitor_.Heard(n.name, now);
   }
-  return RebuildFromStore();
+  KILN_RETURN_IF_ERROR(RebuildFromStore());
+  // A node DOWN before the restart may still hold attempts: its agent stops them within a lease
+  // of silence, which has lasted at least since this scheduler stopped; a full lease from now.
+  for (auto& [name, w] : workers_) {
+    if (w.record.state != "UP" && !placements_.On(name).empty()) {
+      w.lease_ends_at = now + options_.worker_lease_ms;
+    }
+  }
+  return Status::Ok();
 }
 
 Status SchedulerService::RebuildFromStore() {

@@ -45,6 +45,9 @@ struct SchedulerOptions {
   std::string listen = "tcp://127.0.0.1:7070";
   std::string state_dir;
   Millis worker_timeout_ms = 5000;
+  // A DOWN worker's attempts keep their places until its lease ends (its agent stops them itself
+  // by then); only then are they failed and placed elsewhere.
+  Millis worker_lease_ms = 30000;
   // Scheduling policy (see docs/operations.md).
   bool backfill = true;
   double fair_share_half_life_s = 7 * 86400.0;
@@ -53,6 +56,8 @@ struct SchedulerOptions {
   // Gangs may span several workers (launched through kiln-rsh); off, every gang is placed on
   // one node and jobs that ask for several wait as Infeasible.
   bool multi_node = true;
+  // `kiln queue` lists only the caller's own jobs to non-admins (like Slurm's PrivateData=jobs).
+  bool private_jobs = false;
   // How long logs, events, audit rows and abandoned uploads are kept (docs/operations.md).
   core::RecordRetention retention;
 };
@@ -96,6 +101,7 @@ class SchedulerService {
     std::string public_key;
     Millis last_seen_saved_at = 0;  // when record.last_seen_at last went to the store
     bool leaving = false;  // its agent is shutting down: no new attempts until it registers again
+    Millis lease_ends_at = 0;  // DOWN: when its attempts are failed (0: none held)
   };
   static constexpr Millis kLastSeenSaveEveryMs = 30000;
   // Replies that list (queue, logs) end a page at about this many bytes, far below the 4 MiB a
@@ -205,7 +211,10 @@ class SchedulerService {
   void RequeueAttempt(JobRecord& job, const std::string& why, bool wait_for_leader_exit);
   // Ends the attempt as failed: retried while retries are left, unless `permanent`.
   void FailAttempt(JobRecord& job, const std::string& reason, bool permanent = false);
+  // The worker is silent: DOWN (no new work); its attempts keep their places until its lease ends.
   void MarkWorkerDown(const std::string& name, const std::string& reason);
+  // Its lease ended (its agent has stopped them, or is gone): its attempts end and fail.
+  void EndLease(const std::string& name, const std::string& reason);
   void CheckSilentWorkers();
   void HeartbeatWorkers();
   // Stops the attempt's ranks (the worker sends SIGTERM, then SIGKILL after its grace period).
@@ -254,6 +263,8 @@ class SchedulerService {
   void OnCheckpointRead(const std::string& peer, const protocol::Envelope& e);
   void OnCheckpointRemove(const std::string& peer, const protocol::Envelope& e);
   Status RegisterCheckpoint(const CheckpointRecord& record);
+  // Whether one of the job's checkpoints is stored as the blob `sha256`.
+  bool JobHasBlob(int64_t job_id, const std::string& sha256);
   // Steps of job_id's checkpoints that an attempt resumes from or a pending job will resume from.
   std::set<int64_t> ProtectedSteps(int64_t job_id);
   void ApplyRetention(const JobRecord& job);
@@ -290,7 +301,11 @@ class SchedulerService {
   PlacementTable placements_;
   std::vector<std::pair<std::string, transport::Frames>> outbox_;
   std::vector<CheckpointRecord> deleted_checkpoints_;  // rows deleted this turn; files go after commit
-  std::map<std::string, CheckpointRecord> uploads_;     // in progress, by sha256
+  struct Upload {
+    CheckpointRecord record;
+    std::string node;  // the worker that announced it; only it may send the chunks
+  };
+  std::map<std::string, Upload> uploads_;  // in progress, by sha256
   std::unordered_map<int64_t, ActiveJob> active_;  // unfinished jobs, by id
   // PENDING jobs by (-priority, id): the order the policy wants its queue in.
   std::map<std::pair<int64_t, int64_t>, ActiveJob*> pending_order_;

@@ -116,6 +116,13 @@ CREATE TABLE IF NOT EXISTS logs (
   line TEXT NOT NULL,
   PRIMARY KEY (job_id, seq)
 );
+CREATE TABLE IF NOT EXISTS log_cursors (
+  job_id INTEGER NOT NULL,
+  attempt INTEGER NOT NULL,
+  node TEXT NOT NULL,
+  next_line INTEGER NOT NULL,
+  PRIMARY KEY (job_id, attempt, node)
+);
 CREATE TABLE IF NOT EXISTS placements (
   job_id INTEGER NOT NULL,
   attempt INTEGER NOT NULL,
@@ -142,12 +149,13 @@ constexpr AddedColumn kAddedColumns[] = {
     {"nodes", "drained", "INTEGER NOT NULL DEFAULT 0"},
     {"nodes", "drain_reason", "TEXT NOT NULL DEFAULT ''"},
     {"jobs", "requeues", "INTEGER NOT NULL DEFAULT 0"},
+    {"jobs", "held_by_admin", "INTEGER NOT NULL DEFAULT 0"},
 };
 
 constexpr const char* kJobColumns =
     "id, request_id, name, spec, state, reason, attempt, ranks, gpus_per_rank, max_retries, node, "
     "submitted_at, started_at, finished_at, progress, exit_code, resume_job, resume_step, user, "
-    "priority, held, time_limit_ms, depends_on, allocation, requeues";
+    "priority, held, time_limit_ms, depends_on, allocation, requeues, held_by_admin";
 
 json ParseOr(const std::string& text, json fallback) {
   json j = json::parse(text, nullptr, false);
@@ -185,6 +193,7 @@ JobRecord ReadJob(const SqliteStatement& s) {
   }
   j.allocation = ParseOr(s.Text(23), json::array());
   j.requeues = s.Int(24);
+  j.held_by_admin = s.Int(25) != 0;
   return j;
 }
 
@@ -304,12 +313,13 @@ Status Store::UpdateJob(const JobRecord& j) {
   SqliteStatement s(db_,
                     "UPDATE jobs SET state=?, reason=?, attempt=?, node=?, started_at=?, "
                     "finished_at=?, progress=?, exit_code=?, priority=?, held=?, allocation=?, "
-                    "requeues=? WHERE id=?",
+                    "requeues=?, held_by_admin=? WHERE id=?",
                     cache_.get());
   s.Bind(1, std::string(core::JobStateName(j.state))).Bind(2, j.reason).Bind(3, j.attempt);
   s.Bind(4, j.node).Bind(5, j.started_at).Bind(6, j.finished_at).Bind(7, j.progress.dump());
   s.Bind(8, j.exit_code).Bind(9, j.priority).Bind(10, int64_t{j.held ? 1 : 0});
-  s.Bind(11, j.allocation.dump()).Bind(12, j.requeues).Bind(13, j.id);
+  s.Bind(11, j.allocation.dump()).Bind(12, j.requeues);
+  s.Bind(13, int64_t{j.held_by_admin ? 1 : 0}).Bind(14, j.id);
   KILN_RETURN_IF_ERROR(s.Run());
   if (sqlite3_changes(db_) != 1) return Status::NotFound("job " + std::to_string(j.id));
   return Status::Ok();

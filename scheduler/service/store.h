@@ -47,6 +47,7 @@ struct JobRecord {
   // Where the current/last attempt runs: [{"node", "ranks", "gpu_ids"}].
   nlohmann::json allocation = nlohmann::json::array();
   int64_t requeues = 0;  // attempts an admin requeued (they use up no retry)
+  bool held_by_admin = false;  // held by an admin: its owner may not release it
 };
 
 struct JobEventRecord {
@@ -258,6 +259,10 @@ class Store {
   Status AppendLogs(int64_t job_id, int64_t attempt, Millis time,
                     const std::vector<std::string>& lines);
   Result<std::vector<LogLine>> Logs(int64_t job_id, const LogQuery& query);
+  // How many numbered lines of an attempt's output from `node` are stored (the next number
+  // expected); SetLogCursor records more.
+  Result<int64_t> LogCursor(int64_t job_id, int64_t attempt, const std::string& node);
+  Status SetLogCursor(int64_t job_id, int64_t attempt, const std::string& node, int64_t next_line);
   // The seq just before the `n`-th last line that matches `query` (after_seq and limit
   // ignored), so that Logs from there returns the last n; 0 when fewer match; for n = 0, the
   // job's last seq.

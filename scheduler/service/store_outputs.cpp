@@ -136,6 +136,27 @@ Result<std::vector<LogLine>> Store::Logs(int64_t job_id, const LogQuery& query) 
   });
 }
 
+Result<int64_t> Store::LogCursor(int64_t job_id, int64_t attempt, const std::string& node) {
+  SqliteStatement s(db_,
+                    "SELECT next_line FROM log_cursors WHERE job_id=? AND attempt=? AND node=?",
+                    cache_.get());
+  s.Bind(1, job_id).Bind(2, attempt).Bind(3, node);
+  Status status;
+  if (s.Step(&status)) return s.Int(0);
+  if (!status.ok()) return status;
+  return int64_t{0};
+}
+
+Status Store::SetLogCursor(int64_t job_id, int64_t attempt, const std::string& node,
+                           int64_t next_line) {
+  SqliteStatement s(db_,
+                    "INSERT OR REPLACE INTO log_cursors (job_id, attempt, node, next_line) "
+                    "VALUES (?,?,?,?)",
+                    cache_.get());
+  s.Bind(1, job_id).Bind(2, attempt).Bind(3, node).Bind(4, next_line);
+  return s.Run();
+}
+
 Result<int64_t> Store::SeqBeforeLast(int64_t job_id, const LogQuery& query, int64_t n) {
   std::vector<std::variant<int64_t, std::string>> values;
   if (n == 0) {  // nothing of what is there: start after the job's last line

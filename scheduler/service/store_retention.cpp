@@ -26,6 +26,9 @@ Result<int64_t> PruneRowsOfFinishedJobs(sqlite3* db, const char* table, const ch
 }  // namespace
 
 Result<int64_t> Store::PruneJobLogs(Millis finished_from, Millis finished_before, int64_t limit) {
+  auto cursors = PruneRowsOfFinishedJobs(db_, "log_cursors", "rowid", finished_from,
+                                         finished_before, limit);
+  if (!cursors.ok()) return cursors.status();
   return PruneRowsOfFinishedJobs(db_, "logs", "rowid", finished_from, finished_before, limit);
 }
 

@@ -63,6 +63,7 @@ void SchedulerService::OnRegister(const std::string& peer, const Envelope& e) {
   w.address = r.address;
   w.launch_endpoint = r.launch_endpoint;
   w.public_key = connection_key_;
+  w.lease_ends_at = 0;  // back within its lease: what it still runs goes on (Reconcile)
   node_of_peer_[peer] = r.name;
   monitor_.Heard(r.name, clock_.MonotonicMs());
   Status saved = store_->UpsertNode(w.record);
@@ -72,7 +73,7 @@ void SchedulerService::OnRegister(const std::string& peer, const Envelope& e) {
   spdlog::info("worker {} registered: {} slots, {} GPUs, {} memory, {} running attempts", r.name,
                r.slots, r.gpus, FormatSize(r.memory_bytes), r.running.size());
   dirty_ = true;
-  Send(peer, protocol::RegisterAck{r.name, kHeartbeatIntervalMs}, e.id);
+  Send(peer, protocol::RegisterAck{r.name, kHeartbeatIntervalMs, options_.worker_lease_ms}, e.id);
 }
 
 void SchedulerService::OnHeartbeat(const std::string& peer, const Envelope& e) {
@@ -212,11 +213,58 @@ void SchedulerService::OnLog(const std::string& peer, const Envelope& e) {
   KILN_DECODE_OR_REPLY(protocol::LogBatch, m);
   Worker* w = KnownWorker(peer);
   if (w == nullptr) return;
+  const std::string& node = w->record.name;
   auto job = store_->GetJob(m.job_id);
   if (!job.ok() || !job->has_value()) return;
-  if (!PlacedOn(**job, m.attempt, w->record.name)) return;  // not this worker's to report
-  Status s = store_->AppendLogs(m.job_id, m.attempt, clock_.WallMs(), m.lines);
-  if (!s.ok()) spdlog::error("cannot store logs of job {}: {}", m.job_id, s.ToString());
+  // Only output of an attempt placed on this node is stored: while it runs there, or later (the
+  // rest of its output, resent after the attempt ended).
+  bool ran_here = PlacedOn(**job, m.attempt, node);
+  if (!ran_here && m.first_line) {
+    auto attempts = store_->Attempts(m.job_id);
+    if (attempts.ok()) {
+      for (const auto& a : *attempts) {
+        if (a.attempt != m.attempt || !a.nodes.is_array()) continue;
+        for (const auto& share : a.nodes) ran_here = ran_here || share.value("node", "") == node;
+      }
+    }
+  }
+  if (!m.first_line) {  // an older worker: fire and forget
+    if (!ran_here) return;
+    Status s = store_->AppendLogs(m.job_id, m.attempt, clock_.WallMs(), m.lines);
+    if (!s.ok()) spdlog::error("cannot store logs of job {}: {}", m.job_id, s.ToString());
+    return;
+  }
+  const int64_t first = *m.first_line;
+  const int64_t batch_end = first + static_cast<int64_t>(m.lines.size());
+  if (!ran_here) {  // not this node's to report: acknowledged (so it stops), never stored
+    return Send(peer, protocol::LogAck{m.job_id, m.attempt, batch_end, false});
+  }
+  auto cursor = store_->LogCursor(m.job_id, m.attempt, node);
+  if (!cursor.ok()) return ReplyError(peer, e.id, cursor.status());
+  int64_t next = *cursor;
+  std::vector<std::string> lines;
+  if (first > next && m.oldest_line.value_or(0) > next) {
+    // Lines the worker had to drop (its buffer for this attempt was full): say so, in their place.
+    const int64_t lost = std::min(first, *m.oldest_line) - next;
+    lines.push_back("[kiln-worker] " + std::to_string(lost) + " lines of output were lost: more "
+                    "than the worker buffers waited for the scheduler (all of them are in "
+                    "output.log in the attempt's run dir on " + node + ")");
+    next += lost;
+  }
+  if (first > next) {  // a gap: earlier lines were lost on the way; ask for them again
+    return Send(peer, protocol::LogAck{m.job_id, m.attempt, next, true});
+  }
+  for (int64_t n = std::max(first, next); n < batch_end; ++n) {
+    lines.push_back(std::move(m.lines[static_cast<size_t>(n - first)]));  // duplicates skipped
+  }
+  next = std::max(next, batch_end);
+  if (!lines.empty()) {
+    Status s = store_->AppendLogs(m.job_id, m.attempt, clock_.WallMs(), lines);
+    if (!s.ok()) return ReplyError(peer, e.id, s);
+    Status saved = store_->SetLogCursor(m.job_id, m.attempt, node, next);
+    if (!saved.ok()) return ReplyError(peer, e.id, saved);
+  }
+  Send(peer, protocol::LogAck{m.job_id, m.attempt, next, false});
 }
 
 void SchedulerService::OnProgress(const std::string& peer, const Envelope& e) {
@@ -325,6 +373,17 @@ void SchedulerService::OnJobExited(const std::string& peer, const Envelope& e) {
                                      : "mpirun exited with code " + std::to_string(m.exit_code);
   if (!m.reason.empty()) reason += ": " + m.reason;
   if (m.rank_error) reason = *m.rank_error;
+  // A gang whose member node went silent fails on the leader first (mpirun loses that node's
+  // daemon): the silent node is the cause.
+  std::string down;
+  for (const auto& share : job.allocation) {
+    const std::string node = share.value("node", "");
+    auto other = workers_.find(node);
+    if (node != w->record.name && other != workers_.end() && !other->second.up) {
+      down += (down.empty() ? "" : ", ") + node;
+    }
+  }
+  if (!down.empty()) reason = "worker " + down + " is DOWN (" + reason + ")";
   FailAttempt(job, reason, permanent);
 }
 

@@ -42,7 +42,8 @@ template <> RemoteExec Sample() { return {11, 2, "secret", "orted -mca ess \"env
 template <> RemoteExit Sample() { return {0, {"started"}}; }
 template <> KillJob Sample() { return {11, 2, "cancelled"}; }
 template <> JobStarted Sample() { return {11, 2, 1234}; }
-template <> LogBatch Sample() { return {11, 2, {"line one", "line two"}}; }
+template <> LogBatch Sample() { return {11, 2, {"line one", "line two"}, 40, 12}; }
+template <> LogAck Sample() { return {11, 2, 42, true}; }
 template <> ProgressReport Sample() { return {11, 2, json{{"step", 10}, {"loss", 0.5}}}; }
 template <> CheckpointBegin Sample() {
   return {11, 2, 500, 1, json{{"loss", 0.3}}, 1024, std::string(64, 'a'), "/shared/a.pt"};

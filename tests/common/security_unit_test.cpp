@@ -53,6 +53,21 @@ TEST_CASE("owners and admins may act on a job, other users are told who owns it"
   CHECK(core::MayAdministerNodes(root).ok());
   CHECK(core::KeyOfConnection(core::ConnectionIdOf("abc")) == "abc");
   CHECK(core::KeyOfConnection("").empty());
+  // Seeing a job (its spec, paths, checkpoints) is its owner's, like touching it.
+  CHECK(core::MayActOnJob(alice, JobAction::kShow, 7, "alice").ok());
+  CHECK(core::MayActOnJob(bob, JobAction::kShow, 7, "alice").message() ==
+        "user bob may not see job 7: it belongs to alice (only its owner or an admin may)");
+}
+
+TEST_CASE("an owner releases only the holds the owner set") {
+  const Caller alice{"alice", false}, bob{"bob", false}, root{"root", true};
+  CHECK(core::MayRelease(alice, 7, "alice", /*held_by_admin=*/false).ok());
+  Status refused = core::MayRelease(alice, 7, "alice", /*held_by_admin=*/true);
+  CHECK(refused.code() == StatusCode::kPermissionDenied);
+  CHECK(refused.message() ==
+        "job 7 was held by an admin; only an admin may release it (ask one, or cancel it)");
+  CHECK(core::MayRelease(root, 7, "alice", true).ok());
+  CHECK_FALSE(core::MayRelease(bob, 7, "alice", false).ok());
 }
 
 TEST_CASE("tokens are random, well-formed, and stored only as a digest") {

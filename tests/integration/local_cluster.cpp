@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <filesystem>
@@ -126,12 +127,22 @@ LocalCluster::~LocalCluster() {
 
 pid_t LocalCluster::worker_pid() const { return worker_ ? worker_->pid() : -1; }
 
+namespace {
+bool HasFlag(const std::vector<std::string>& args, const std::string& flag) {
+  return std::find(args.begin(), args.end(), flag) != args.end();
+}
+}  // namespace
+
 void LocalCluster::StartScheduler() {
   std::filesystem::remove(dir_ + "/state/endpoint");
   const std::string listen = endpoint_.empty() ? "tcp://127.0.0.1:*" : endpoint_;
   const std::string cmd = "exec " + BinPath("kiln-scheduler") +
                           " --listen '" + listen + "' --state-dir " + dir_ + "/state" +
                           " --worker-timeout " + std::to_string(worker_timeout_s_) +
+                          // Tests that kill workers fail over in seconds, not the default 30.
+                          (HasFlag(scheduler_args_, "--worker-lease")
+                               ? ""
+                               : " --worker-lease " + std::to_string(3 * worker_timeout_s_)) +
                           ExtraArgs(scheduler_args_) + " >>" + dir_ + "/scheduler.log 2>&1";
   auto group = agent::ProcessGroup::Start({"sh", "-c", cmd}, {}, dir_, "sched-" + worker_name_);
   if (!group.ok()) throw std::runtime_error(group.status().ToString());

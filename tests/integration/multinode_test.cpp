@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "tests/integration/local_cluster.h"
 #include "worker/agent/process_group.h"
@@ -24,8 +25,9 @@ const std::string kScript = std::string(KILN_SOURCE_DIR) + "/scripts/netns-clust
 class NetnsCluster {
  public:
   // Returns nullptr (after a warning) where namespaces cannot be made.
-  static std::unique_ptr<NetnsCluster> Up(int hosts, int slots) {
+  static std::unique_ptr<NetnsCluster> Up(int hosts, int slots, int lease_s = 9) {
     ::setenv("KILN_BUILD_DIR", KILN_BIN_DIR, 1);
+    ::setenv("WORKER_LEASE", std::to_string(lease_s).c_str(), 1);
     CommandResult check = RunCommand({kScript, "check"}, 20);
     if (check.exit_code != 0) {
       WARN("network namespaces are not available here (" + check.out + check.err +
@@ -75,6 +77,11 @@ class NetnsCluster {
   }
   void KillHost(const std::string& node) {  // node names are kiln-h<N>
     RunCommand({kScript, "kill-host", dir_, node.substr(node.rfind('h') + 1)}, 30);
+  }
+  // Cuts the host off the network ("down") or joins it again ("up").
+  void Link(const std::string& node, const std::string& state) {
+    REQUIRE(RunCommand({kScript, "link", dir_, node.substr(node.rfind('h') + 1), state}, 30)
+                .exit_code == 0);
   }
   const std::string& dir() const { return dir_; }
 
@@ -171,4 +178,79 @@ TEST_CASE("cancel removes every rank and daemon of a gang on every host within 5
   REQUIRE(cluster->Kiln({"cancel", std::to_string(id)}).exit_code == 0);
   CHECK(WaitFor([&] { return !AnyProcessOf(id, 1, nodes); }, 5));
   CHECK(cluster->Show(id)["state"] == "CANCELLED");
+}
+
+json PairSpec(const std::string& name) {  // 2 ranks: fits one host of 2 slots
+  json spec = GangSpec(name, 1000, 256);
+  spec["resources"]["ranks"] = 2;
+  return spec;
+}
+
+TEST_CASE("a worker cut off for less than its lease keeps its attempt: nothing restarts when the "
+          "link comes back") {
+  auto cluster = NetnsCluster::Up(/*hosts=*/1, /*slots=*/2, /*lease_s=*/20);
+  if (!cluster) return;
+  const int64_t id = cluster->Submit(PairSpec("partitioned"));
+  REQUIRE(WaitFor([&] { return cluster->Show(id)["metrics"].value("step", 0) > 5; }, 60));
+  const std::string node = NodesOf(cluster->Show(id), "allocation").at(0);
+  cluster->Link(node, "down");
+  REQUIRE(WaitFor([&] {  // the scheduler sees the silence (3 s) ...
+    auto nodes = json::parse(cluster->Kiln({"nodes", "--json"}).out, nullptr, false);
+    return nodes.is_array() && !nodes.empty() && nodes[0]["state"] == "DOWN";
+  }, 20));
+  std::this_thread::sleep_for(std::chrono::seconds(3));  // ... and the partition lasts a while
+  CHECK(AnyProcessOf(id, 1, {node}));  // the ranks train on, cut off
+  cluster->Link(node, "up");
+  json before = cluster->Show(id);
+  REQUIRE(WaitFor([&] {
+    json now = cluster->Show(id);
+    return now["metrics"].value("step", 0) > before["metrics"].value("step", 0) + 20;
+  }, 60));
+  json job = cluster->Show(id);
+  INFO(job.dump(2));
+  CHECK(job["state"] == "RUNNING");
+  CHECK(job["attempt"] == 1);
+  CHECK(job["attempts"].size() == 1);
+  auto nodes = json::parse(cluster->Kiln({"nodes", "--json"}).out);
+  CHECK(nodes[0]["state"] == "UP");
+  CHECK(cluster->Kiln({"cancel", std::to_string(id)}).exit_code == 0);
+}
+
+TEST_CASE("a worker cut off for longer than its lease stops its attempt itself before the job is "
+          "placed elsewhere, so it never runs twice at once") {
+  auto cluster = NetnsCluster::Up(/*hosts=*/2, /*slots=*/2, /*lease_s=*/9);
+  if (!cluster) return;
+  const int64_t id = cluster->Submit(PairSpec("fenced"));
+  REQUIRE(WaitFor([&] {
+    auto ls = json::parse(cluster->Kiln({"ckpt", "ls", std::to_string(id), "--json"}).out,
+                          nullptr, false);
+    return ls.is_array() && !ls.empty();
+  }, 120));
+  const std::string cut = NodesOf(cluster->Show(id), "allocation").at(0);
+  cluster->Link(cut, "down");
+  // Until attempt 2 runs, watch both: attempt 1's processes on the cut-off host must be gone
+  // before attempt 2 is placed.
+  bool first_gone = false;
+  bool overlapped = false;
+  json job;
+  const bool moved = WaitFor([&] {
+    first_gone = first_gone || !AnyProcessOf(id, 1, {cut});
+    job = cluster->Show(id);
+    if (job.value("attempt", 0) < 2) return false;
+    overlapped = !first_gone && AnyProcessOf(id, 1, {cut});
+    return true;
+  }, 60);
+  INFO(job.dump(2));
+  REQUIRE(moved);
+  CHECK(first_gone);
+  CHECK_FALSE(overlapped);
+  const std::string reason = job["attempts"][0]["reason"];
+  CHECK(reason.find("worker " + cut + " is DOWN") != std::string::npos);
+  CHECK(reason.find("lease ended") != std::string::npos);
+  CHECK(NodesOf(job, "allocation").at(0) != cut);
+  const std::string log = kiln::testing::Slurp(cluster->dir() + "/" + cut.substr(cut.rfind('h')) +
+                                               "/worker.log");
+  CHECK(log.find("self-fencing") != std::string::npos);
+  cluster->Link(cut, "up");
+  CHECK(cluster->Kiln({"cancel", std::to_string(id)}).exit_code == 0);
 }

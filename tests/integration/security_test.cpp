@@ -70,9 +70,19 @@ TEST_CASE("a user may not act on another user's job, an admin may, and refusals 
   REQUIRE(job["state"] == "COMPLETED");
   CHECK(job["user"] == "alice");  // the token's user, not what the client claims
 
-  // Anyone may look (like squeue); only the owner may touch.
-  CHECK(cluster.KilnWith(bob, {"show", id}).exit_code == 0);
-  CommandResult r = cluster.KilnWith(bob, {"logs", id});
+  // Anyone may see that it is there (like squeue), without its metrics or why it ended; only
+  // the owner may see its spec, paths and checkpoints (show) or touch it.
+  CommandResult r = cluster.KilnWith(bob, {"show", id});
+  CHECK(r.exit_code == 4);
+  CHECK(Contains(r.err, "user bob may not see job " + id + ": it belongs to alice"));
+  json listed = json::parse(cluster.KilnWith(bob, {"queue", "--all", "--json"}).out);
+  REQUIRE(listed.size() == 1);
+  CHECK(listed[0]["user"] == "alice");
+  CHECK_FALSE(listed[0].contains("metrics"));
+  CHECK(listed[0]["reason"] == "");
+  CHECK(json::parse(cluster.KilnWith(alice, {"queue", "--all", "--json"}).out)[0]
+            .contains("metrics"));
+  r = cluster.KilnWith(bob, {"logs", id});
   CHECK(r.exit_code == 4);
   CHECK(Contains(r.err, "user bob may not read the logs of job " + id + ": it belongs to alice"));
   r = cluster.KilnWith(bob, {"ckpt", "ls", id});
@@ -114,6 +124,29 @@ TEST_CASE("a user may not act on another user's job, an admin may, and refusals 
   CHECK(cluster.Kiln({"cancel", hid}).exit_code == 0);
   CHECK(cluster.Show(std::stoll(hid))["state"] == "CANCELLED");
 
+  // Holds: alice releases her own; one an admin put on her job stays until an admin releases it.
+  // (The node is drained meanwhile, so that released jobs stay PENDING.)
+  REQUIRE(cluster.Kiln({"node", "drain", cluster.worker_name()}).exit_code == 0);
+  auto second = cluster.KilnWith(alice, {"submit", "--hold", cluster.WriteSpec(spec, "h2.json")});
+  REQUIRE(second.exit_code == 0);
+  const std::string sid = second.out.substr(0, second.out.find('\n'));
+  CHECK(cluster.KilnWith(alice, {"release", sid}).exit_code == 0);
+  CHECK(cluster.KilnWith(alice, {"hold", sid}).exit_code == 0);
+  CHECK(cluster.KilnWith(alice, {"release", sid}).exit_code == 0);
+  auto third = cluster.KilnWith(alice, {"submit", cluster.WriteSpec(spec, "h3.json")});
+  REQUIRE(third.exit_code == 0);
+  const std::string tid = third.out.substr(0, third.out.find('\n'));
+  REQUIRE(cluster.Kiln({"hold", tid}).exit_code == 0);
+  r = cluster.KilnWith(alice, {"release", tid});
+  CHECK(r.exit_code == 4);
+  CHECK(Contains(r.err, "job " + tid + " was held by an admin; only an admin may release it"));
+  CHECK(cluster.Show(std::stoll(tid))["held"] == true);
+  CHECK(cluster.Kiln({"release", tid}).exit_code == 0);
+  CHECK(cluster.Show(std::stoll(tid))["held"] == false);
+  CHECK(cluster.Kiln({"cancel", sid}).exit_code == 0);
+  CHECK(cluster.Kiln({"cancel", tid}).exit_code == 0);
+  CHECK(cluster.Kiln({"node", "resume", cluster.worker_name()}).exit_code == 0);
+
   json audit = AuditRows(cluster);
   CHECK(HasAuditRow(audit, "alice", "submit", "ok"));
   CHECK(HasAuditRow(audit, "bob", "cancel", "PERMISSION_DENIED"));
@@ -121,6 +154,7 @@ TEST_CASE("a user may not act on another user's job, an admin may, and refusals 
   CHECK(HasAuditRow(audit, "bob", "node.drain", "PERMISSION_DENIED"));
   CHECK(HasAuditRow(audit, "alice", "priority", "PERMISSION_DENIED"));
   CHECK(HasAuditRow(audit, "admin", "cancel", "ok"));
+  CHECK(HasAuditRow(audit, "bob", "show", "PERMISSION_DENIED"));
 }
 
 TEST_CASE("a wrong or replaced token, missing or loose credentials and a wrong server key are "

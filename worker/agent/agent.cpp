@@ -2,6 +2,7 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <set>
 
 #include <spdlog/spdlog.h>
@@ -53,10 +54,10 @@ Agent::Agent(AgentOptions options, const Clock& clock, transport::Context& conte
               run->second->Note(line);
             } else {
               spdlog::warn("job {} attempt {}: {}", job_id, attempt, line);
-              SendToScheduler(protocol::Encode(
-                  protocol::LogBatch{job_id, attempt, {"[kiln-worker] " + line}}));
+              logs_.Add(job_id, attempt, {"[kiln-worker] " + line}, clock_.MonotonicMs());
             }
-          }) {
+          }),
+      logs_([this](transport::Frames f) { SendToScheduler(std::move(f)); }) {
   memory_bytes_ = DetectMemoryBytes();
   gpus_ = options_.gpus >= 0 ? options_.gpus : DetectCudaGpus();
 }
@@ -76,6 +77,7 @@ void Agent::Connect() {
   if (!s.ok()) spdlog::error("{}", s.ToString());
   registered_ = false;
   last_heard_ = clock_.MonotonicMs();
+  if (scheduler_heard_at_ == 0) scheduler_heard_at_ = last_heard_;
   SendRegister();
   uploader_.Restart();
 }
@@ -191,6 +193,14 @@ void Agent::Turn(int wait_ms) {
     exits_waiting_for_uploads_[key] = *exited;
   }
   uploader_.Pump();
+  logs_.Pump(now);
+  {
+    std::set<AttemptKey> in_use;
+    for (const auto& [key, run] : runs_) in_use.insert(key);
+    for (const auto& [key, exited] : exits_waiting_for_uploads_) in_use.insert(key);
+    for (const auto& [key, exited] : unacked_exits_) in_use.insert(key);
+    logs_.ForgetAcknowledged(in_use);
+  }
   if (now >= next_sweep_at_) {
     next_sweep_at_ = now + JanitorInterval(options_.keep_run_dirs_ms);
     SweepRunDirs();
@@ -204,6 +214,7 @@ void Agent::Turn(int wait_ms) {
     it = exits_waiting_for_uploads_.erase(it);
   }
 
+  FenceIfCutOff(now);
   if (now - last_heard_ > kWorkerReconnectAfterMs) {
     spdlog::warn("no word from the scheduler for {} ms; reconnecting", now - last_heard_);
     Connect();
@@ -215,6 +226,23 @@ void Agent::Turn(int wait_ms) {
       SendRegister();
     }
   }
+}
+
+void Agent::FenceIfCutOff(Millis now) {
+  if (!lease_ms_ || runs_.empty()) return;
+  // Stopped, SIGKILL included, with 2 s to spare before the scheduler's lease ends (at least half
+  // the lease in any case).
+  const Millis fence_after =
+      std::max(*lease_ms_ / 2, *lease_ms_ - options_.run.kill_grace_ms - 2000);
+  const Millis silent = now - scheduler_heard_at_;
+  if (silent < fence_after) return;
+  const std::string reason = "no word from the scheduler for " + std::to_string(silent / 1000) +
+                             " s: stopped before its lease of " +
+                             std::to_string(*lease_ms_ / 1000) +
+                             " s ends, so that it is not run twice (self-fencing)";
+  if (!fencing_) spdlog::error("{}; stopping {} attempt(s)", reason, runs_.size());
+  fencing_ = true;
+  for (auto& [key, run] : runs_) run->Kill(reason, now);  // once each: Kill is idempotent
 }
 
 void Agent::ReportExit(const AttemptKey& key, const protocol::JobExited& exited) {
@@ -230,6 +258,8 @@ void Agent::OnMessage(const transport::Frames& frames) {
     return;
   }
   last_heard_ = clock_.MonotonicMs();
+  scheduler_heard_at_ = last_heard_;
+  fencing_ = false;
   const Envelope& e = *envelope;
   if (e.id.rfind("fetch-", 0) == 0) {  // a reply to a JobRun's checkpoint read
     for (auto& [key, run] : runs_) {
@@ -246,6 +276,11 @@ void Agent::OnMessage(const transport::Frames& frames) {
   } else if (e.type == protocol::RegisterAck::kType) {
     if (!registered_) spdlog::info("registered with the scheduler");
     registered_ = true;
+    auto ack = protocol::DecodeBody<protocol::RegisterAck>(e);
+    if (ack.ok() && ack->lease_ms && *ack->lease_ms > 0) lease_ms_ = *ack->lease_ms;
+    // What was sent before may have been lost with the old connection or scheduler: output
+    // first (it comes before the exit it belongs to), then the exits.
+    logs_.Restart(clock_.MonotonicMs());
     for (const auto& [key, exited] : unacked_exits_) SendToScheduler(protocol::Encode(exited));
   } else if (e.type == protocol::Reregister::kType) {
     // Every message sent before our register arrived is answered with reregister: send one
@@ -256,6 +291,9 @@ void Agent::OnMessage(const transport::Frames& frames) {
     OnLaunch(e);
   } else if (e.type == protocol::KillJob::kType) {
     OnKill(e);
+  } else if (e.type == protocol::LogAck::kType) {
+    auto ack = protocol::DecodeBody<protocol::LogAck>(e);
+    if (ack.ok()) logs_.OnAck(*ack, clock_.MonotonicMs());
   } else if (e.type == protocol::ExitAck::kType) {
     auto ack = protocol::DecodeBody<protocol::ExitAck>(e);
     if (ack.ok() && unacked_exits_.erase({ack->job_id, ack->attempt}) > 0) {
@@ -296,6 +334,9 @@ void Agent::OnLaunch(const Envelope& e) {
   auto run = JobRun::Start(
       options_.run, *launch, context_,
       [this](transport::Frames f) { SendToScheduler(std::move(f)); },
+      [this](int64_t job_id, int64_t attempt, std::vector<std::string> lines) {
+        logs_.Add(job_id, attempt, std::move(lines), clock_.MonotonicMs());
+      },
       [this](PendingUpload u) { uploader_.Enqueue(std::move(u)); }, clock_.MonotonicMs());
   if (!run.ok()) {
     spdlog::error("job {} attempt {}: cannot start: {}", launch->job_id, launch->attempt,
@@ -358,7 +399,8 @@ void Agent::StopAll(const std::string& reason) {
   const Millis stop_ranks_by = start + options_.run.kill_grace_ms + 2000;
   const Millis give_up_at = stop_ranks_by + kShutdownUploadWaitMs;
   while (clock_.MonotonicMs() < give_up_at &&
-         (!runs_.empty() || !exits_waiting_for_uploads_.empty() || !unacked_exits_.empty())) {
+         (!runs_.empty() || !exits_waiting_for_uploads_.empty() || !unacked_exits_.empty() ||
+          logs_.AnyUnacknowledged())) {
     if (!runs_.empty() && clock_.MonotonicMs() >= stop_ranks_by) break;
     Turn(50);
   }

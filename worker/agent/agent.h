@@ -16,6 +16,7 @@
 #include <atomic>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "common/clock.h"
@@ -23,6 +24,7 @@
 #include "common/transport/socket.h"
 #include "worker/agent/checkpoint_uploader.h"
 #include "worker/agent/job_run.h"
+#include "worker/agent/log_shipper.h"
 
 namespace kiln::agent {
 
@@ -76,6 +78,9 @@ class Agent {
   std::vector<protocol::RunningAttempt> RunningAttempts() const;
   // Removes the run dirs of attempts that ended more than keep_run_dirs_ms ago.
   void SweepRunDirs();
+  // Cut off from the scheduler for nearly its lease: stops every attempt here before the
+  // scheduler may place them elsewhere, so that no job runs twice at once.
+  void FenceIfCutOff(Millis now);
 
   AgentOptions options_;
   const Clock& clock_;
@@ -86,7 +91,11 @@ class Agent {
   int64_t memory_bytes_ = 0;
   int64_t gpus_ = 0;
   bool registered_ = false;
-  Millis last_heard_ = 0;
+  Millis last_heard_ = 0;  // reset by a reconnect
+  // Self-fencing: the scheduler's lease (from register_ack), and when it was last heard at all.
+  std::optional<Millis> lease_ms_;
+  Millis scheduler_heard_at_ = 0;
+  bool fencing_ = false;
   std::string last_refusal_;
   transport::Socket::HandshakeReport handshakes_seen_;
   Millis last_handshake_note_at_ = 0;
@@ -104,6 +113,7 @@ class Agent {
   std::map<AttemptKey, protocol::JobExited> exits_waiting_for_uploads_;
   std::map<AttemptKey, protocol::JobExited> unacked_exits_;
   CheckpointUploader uploader_;
+  LogShipper logs_;  // every attempt's output, until the scheduler acknowledged it
 };
 
 }  // namespace kiln::agent

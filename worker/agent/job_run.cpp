@@ -22,8 +22,6 @@ namespace kiln::agent {
 
 namespace {
 
-constexpr size_t kMaxLinesPerBatch = 500;
-constexpr size_t kMaxBatchBytes = 1 << 20;  // well under the 4 MiB envelope limit
 constexpr int64_t kFetchChunkBytes = 8 << 20;
 constexpr Millis kFetchRetryMs = 5000;
 // A member gives up on a leader that never asks for its daemon (kiln-rsh itself gives up after
@@ -35,7 +33,8 @@ constexpr Millis kMemberWaitMs = 120000;
 Result<std::unique_ptr<JobRun>> JobRun::Start(const JobRunConfig& config,
                                               const protocol::LaunchJob& launch,
                                               transport::Context& context, Sink sink,
-                                              CheckpointSink on_checkpoint, Millis now) {
+                                              LineSink lines, CheckpointSink on_checkpoint,
+                                              Millis now) {
   const std::string run_dir = config.work_dir + "/jobs/" + std::to_string(launch.job_id) +
                               "/attempt-" + std::to_string(launch.attempt);
   KILN_RETURN_IF_ERROR(MakeDirs(run_dir + "/checkpoints"));
@@ -54,7 +53,8 @@ Result<std::unique_ptr<JobRun>> JobRun::Start(const JobRunConfig& config,
   auto bound = reports->Bind("ipc://" + run_dir + "/agent.sock");
   if (!bound.ok()) return bound.status();
   std::unique_ptr<JobRun> run(new JobRun(config, launch, run_dir, std::move(reports),
-                                         std::move(sink), std::move(on_checkpoint)));
+                                         std::move(sink), std::move(lines),
+                                         std::move(on_checkpoint)));
   run->report_key_ = report_keys->public_key;
   if (run->leader_) {
     // Where kiln-rsh (run by mpirun) finds the other nodes' agents, and the secret they want.
@@ -87,7 +87,8 @@ Result<std::unique_ptr<JobRun>> JobRun::Start(const JobRunConfig& config,
 }
 
 JobRun::JobRun(const JobRunConfig& config, const protocol::LaunchJob& launch, std::string run_dir,
-               std::unique_ptr<transport::Socket> reports, Sink sink, CheckpointSink on_checkpoint)
+               std::unique_ptr<transport::Socket> reports, Sink sink, LineSink lines,
+               CheckpointSink on_checkpoint)
     : config_(config),
       launch_(launch),
       spec_(ParseJobSpec(launch.spec).spec),
@@ -96,6 +97,7 @@ JobRun::JobRun(const JobRunConfig& config, const protocol::LaunchJob& launch, st
       run_dir_(std::move(run_dir)),
       reports_(std::move(reports)),
       sink_(std::move(sink)),
+      lines_(std::move(lines)),
       on_checkpoint_(std::move(on_checkpoint)),
       output_log_(run_dir_ + "/output.log", std::ios::app),
       stall_watch_(spec_.train.stall_timeout_s
@@ -277,7 +279,7 @@ void JobRun::Note(const std::string& line) {
   spdlog::warn("job {} attempt {}: {}", job_id_, attempt_, line);
   output_log_ << "[kiln-worker] " << line << '\n';
   output_log_.flush();
-  sink_(protocol::Encode(protocol::LogBatch{job_id_, attempt_, {"[kiln-worker] " + line}}));
+  lines_(job_id_, attempt_, {"[kiln-worker] " + line});
 }
 
 void JobRun::ForwardOutput(bool* eof) {
@@ -285,19 +287,7 @@ void JobRun::ForwardOutput(bool* eof) {
   if (lines.empty()) return;
   for (const auto& l : lines) output_log_ << l << '\n';
   output_log_.flush();
-  protocol::LogBatch batch{job_id_, attempt_, {}};
-  size_t bytes = 0;
-  for (auto& line : lines) {
-    if (!batch.lines.empty() &&
-        (batch.lines.size() >= kMaxLinesPerBatch || bytes + line.size() > kMaxBatchBytes)) {
-      sink_(protocol::Encode(batch));
-      batch.lines.clear();
-      bytes = 0;
-    }
-    bytes += line.size();
-    batch.lines.push_back(std::move(line));
-  }
-  if (!batch.lines.empty()) sink_(protocol::Encode(batch));
+  lines_(job_id_, attempt_, std::move(lines));
 }
 
 void JobRun::ForwardReports() {

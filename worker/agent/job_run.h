@@ -43,12 +43,15 @@ class JobRun {
  public:
   using Sink = std::function<void(transport::Frames)>;
   using CheckpointSink = std::function<void(PendingUpload)>;
+  // Output lines of this attempt, in order (the agent's LogShipper numbers and ships them).
+  using LineSink = std::function<void(int64_t job_id, int64_t attempt, std::vector<std::string>)>;
 
   // Writes the run dir; then fetches the checkpoint to resume from, if any, and starts mpirun.
   static Result<std::unique_ptr<JobRun>> Start(const JobRunConfig& config,
                                                const protocol::LaunchJob& launch,
                                                transport::Context& context, Sink sink,
-                                               CheckpointSink on_checkpoint, Millis now);
+                                               LineSink lines, CheckpointSink on_checkpoint,
+                                               Millis now);
   ~JobRun();
 
   int64_t job_id() const { return job_id_; }
@@ -78,7 +81,8 @@ class JobRun {
 
  private:
   JobRun(const JobRunConfig& config, const protocol::LaunchJob& launch, std::string run_dir,
-         std::unique_ptr<transport::Socket> reports, Sink sink, CheckpointSink on_checkpoint);
+         std::unique_ptr<transport::Socket> reports, Sink sink, LineSink lines,
+         CheckpointSink on_checkpoint);
   Status StartProcess();
   // OMP/BLAS threads, KILN_* variables, GPU ids, run-as-root: what the ranks' processes need.
   std::vector<std::pair<std::string, std::string>> RankEnvironment() const;
@@ -103,6 +107,7 @@ class JobRun {
   std::unique_ptr<transport::Socket> reports_;
   std::string report_key_;  // CURVE public key of reports_, for kiln-train
   Sink sink_;
+  LineSink lines_;
   CheckpointSink on_checkpoint_;
   std::ofstream output_log_;
   std::string kill_reason_;
