@@ -11,6 +11,8 @@
 #   netns-cluster.sh kill-host DIR N       SIGKILL every process of host N (a machine dying)
 #   netns-cluster.sh start-worker DIR N    (re)start host N's worker
 #   netns-cluster.sh link DIR N down|up    cut host N off the network, or join it again
+#   netns-cluster.sh kill-scheduler DIR    SIGKILL the scheduler; start-scheduler DIR starts it
+#   netns-cluster.sh ns DIR N              print host N's network namespace
 #   netns-cluster.sh down DIR              stop everything and delete the namespaces
 # State, logs and work dirs go under DIR. KILN_BUILD_DIR picks the binaries (default build/);
 # WORKER_TIMEOUT (default 3) is the scheduler's --worker-timeout in seconds, WORKER_LEASE (default
@@ -37,6 +39,17 @@ start_worker() {  # start_worker DIR I
     --server-key "$dir/state/server.pub" --key-file "$dir/state/worker-cluster.key" \
     >>"$dir/h$i/worker.log" 2>&1 &
   echo $! >"$dir/h$i/pid"
+}
+
+start_scheduler() {  # start_scheduler DIR: on host 0, waits until it listens
+  local dir=$1
+  rm -f "$dir/state/endpoint"
+  ip netns exec "$(ns "$dir" 0)" "$bin/kiln-scheduler" --listen "$(endpoint)" \
+    --state-dir "$dir/state" --worker-timeout "${WORKER_TIMEOUT:-3}" \
+    --worker-lease "${WORKER_LEASE:-$((3 * ${WORKER_TIMEOUT:-3}))}" >>"$dir/scheduler.log" 2>&1 &
+  echo $! >"$dir/scheduler.pid"
+  for _ in $(seq 100); do [ -s "$dir/state/endpoint" ] && break; sleep 0.1; done
+  [ -s "$dir/state/endpoint" ] || { echo "scheduler did not start"; cat "$dir/scheduler.log"; exit 1; }
 }
 
 case "$command" in
@@ -70,12 +83,7 @@ case "$command" in
       ip netns exec "$host" ip addr add "$(address "$i")/24" dev "k${id}v$i"
       ip netns exec "$host" ip link set "k${id}v$i" up
     done
-    ip netns exec "$(ns "$dir" 0)" "$bin/kiln-scheduler" --listen "$(endpoint)" \
-      --state-dir "$dir/state" --worker-timeout "${WORKER_TIMEOUT:-3}" \
-      --worker-lease "${WORKER_LEASE:-$((3 * ${WORKER_TIMEOUT:-3}))}" >>"$dir/scheduler.log" 2>&1 &
-    echo $! >"$dir/scheduler.pid"
-    for _ in $(seq 100); do [ -s "$dir/state/endpoint" ] && break; sleep 0.1; done
-    [ -s "$dir/state/endpoint" ] || { echo "scheduler did not start"; cat "$dir/scheduler.log"; exit 1; }
+    start_scheduler "$dir"
     "$bin/kiln-scheduler" --state-dir "$dir/state" user add admin --admin \
       --credentials "$dir/admin.json" --scheduler "$(endpoint)" >/dev/null
     for i in $(seq 1 "$workers"); do start_worker "$dir" "$i"; done
@@ -101,6 +109,18 @@ case "$command" in
     dir=$(cd "$1" && pwd)
     start_worker "$dir" "$2"
     ;;
+  ns)
+    dir=$(cd "$1" && pwd)
+    ns "$dir" "$2"
+    ;;
+  kill-scheduler)
+    dir=$(cd "$1" && pwd)
+    kill -KILL "$(cat "$dir/scheduler.pid")" 2>/dev/null || true
+    ;;
+  start-scheduler)
+    dir=$(cd "$1" && pwd)
+    start_scheduler "$dir"
+    ;;
   link)
     dir=$(cd "$1" && pwd)
     ip netns exec "$(bridge_ns "$dir")" ip link set "k$(ns_id "$dir")p$2" "$3"
@@ -121,7 +141,7 @@ case "$command" in
     ip netns del "$(bridge_ns "$dir")" 2>/dev/null || true
     ;;
   *)
-    sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac

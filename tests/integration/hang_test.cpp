@@ -1,6 +1,7 @@
-// Hang detection: a rank that stops making steps (SIGSTOP here; a deadlock or a lost peer in
-// production) fails its attempt with a reason naming the rank, the node and the last step, and
-// the job resumes from its checkpoint like after any other failure.
+// The agent's watchdogs. Hang detection: a rank that stops making steps (SIGSTOP here; a deadlock
+// or a lost peer in production) fails its attempt with a reason naming the rank, the node and the
+// last step, and the job resumes from its checkpoint like after any other failure. Memory: a rank
+// over resources.memory_per_rank is killed, and the job fails with OutOfMemory, not retried.
 #include <catch2/catch.hpp>
 
 #include <dirent.h>
@@ -82,4 +83,25 @@ TEST_CASE("a rank that makes no step for the stall timeout fails its attempt wit
   // The stopped rank did not outlive its attempt.
   CHECK(WaitFor([&] { return Gone(rank1); }, 10));
   CHECK(cluster.Kiln({"cancel", std::to_string(id)}).exit_code == 0);
+}
+
+TEST_CASE("a rank over memory_per_rank is killed: the job fails with OutOfMemory naming the rank, "
+          "node and size, is not retried, and leaves no process") {
+  LocalCluster cluster(/*slots=*/2, /*worker_timeout_s=*/30.0);
+  json spec = SyntheticSpec("greedy", 2, 2000, 1024);
+  spec["resources"]["memory_per_rank"] = "48MiB";  // LibTorch alone takes more
+  spec["max_retries"] = 2;
+  const int64_t id = cluster.Submit(spec);
+  json job = cluster.WaitForJob(id, [](const json& j) {
+    return j.value("state", "") == "FAILED" || j.value("state", "") == "COMPLETED";
+  }, 120);
+  INFO(job.dump(2));
+  REQUIRE(job["state"] == "FAILED");
+  CHECK(job["attempt"] == 1);  // not retried
+  const std::string reason = job["reason"];
+  CHECK(reason.find("OutOfMemory: rank ") != std::string::npos);
+  CHECK(reason.find(" on node " + cluster.worker_name() + " used ") != std::string::npos);
+  CHECK(reason.find(", over memory_per_rank 48.0 MiB") != std::string::npos);
+  CHECK(WaitFor([&] { return RankProcess("/jobs/" + std::to_string(id) + "/", 0) == 0 &&
+                             RankProcess("/jobs/" + std::to_string(id) + "/", 1) == 0; }, 10));
 }

@@ -1,6 +1,7 @@
 #include <catch2/catch.hpp>
 
 #include "common/step_beacon.h"
+#include "worker/agent/memory_watch.h"
 #include "worker/agent/stall_watch.h"
 
 using kiln::ParseStepBeacon;
@@ -83,4 +84,14 @@ TEST_CASE("ranks that all wait here blame nobody here until twice the timeout, u
   busy.Observe(1, {5, 5, false}, 0);
   busy.Observe(1, {5, 9, false}, 15000);
   CHECK_FALSE(busy.Check(21000));
+}
+
+TEST_CASE("a rank over memory_per_rank is named with what it used; within the limit nothing is") {
+  using kiln::agent::OverMemory;
+  const int64_t gib = int64_t{1} << 30;
+  CHECK_FALSE(OverMemory({{0, 3 * gib}, {1, 4 * gib}}, 4 * gib, "w1"));
+  CHECK_FALSE(OverMemory({{0, 9 * gib}}, 0, "w1"));  // no limit
+  auto over = OverMemory({{0, 4 * gib + 1}, {1, 4 * gib + gib * 3 / 10}}, 4 * gib, "w1");
+  REQUIRE(over);
+  CHECK(*over == "OutOfMemory: rank 1 on node w1 used 4.3 GiB, over memory_per_rank 4.0 GiB");
 }

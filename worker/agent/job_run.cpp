@@ -110,6 +110,10 @@ JobRun::JobRun(const JobRunConfig& config, const protocol::LaunchJob& launch, st
   checkpoint_dir_ = shared_fs_ ? checkpoint.storage_path + "/job-" + std::to_string(job_id_)
                                : run_dir_ + "/checkpoints";
   tag_ = RunTag(config_.node_name, job_id_, attempt_);
+  if (spec_.resources.memory_per_rank > 0) {
+    memory_sampler_.emplace(tag_,
+                            std::filesystem::path(config_.trainer_path).filename().string());
+  }
   if (launch_.hosts.size() > 1) {
     leader_ = launch_.hosts.front().node == config_.node_name;
     member_ = !leader_;
@@ -361,6 +365,7 @@ std::optional<protocol::JobExited> JobRun::PumpMember(Millis now) {
     }
   }
   WatchForStalls(now);
+  WatchMemory(now);
   if (kill_deadline_ && now >= *kill_deadline_ && !killed_hard_) {
     KillTagged(ExactTag(tag_), SIGKILL);
     killed_hard_ = true;
@@ -389,6 +394,7 @@ std::optional<protocol::JobExited> JobRun::Pump(Millis now) {
   ForwardOutput(&eof);
   ForwardReports();
   WatchForStalls(now);
+  WatchMemory(now);
   if (kill_deadline_ && now >= *kill_deadline_ && !killed_hard_) {
     Note("still running " + std::to_string(config_.kill_grace_ms) + " ms after SIGTERM; SIGKILL");
     group_->SignalGroup(SIGKILL);
@@ -420,10 +426,10 @@ std::optional<protocol::JobExited> JobRun::Pump(Millis now) {
 }
 
 protocol::JobExited JobRun::WithRankFailure(protocol::JobExited exited) const {
-  if (stall_reason_) {  // killed for it: the stall is the reason, and a retry may cure it
+  if (watchdog_reason_) {  // killed for it: that is the reason
     if (exited.exit_code == 0 && exited.signal == 0) exited.exit_code = 1;
-    exited.rank_error = *stall_reason_;
-    exited.permanent = false;
+    exited.rank_error = *watchdog_reason_;
+    exited.permanent = watchdog_permanent_;
     return exited;
   }
   if (exited.exit_code == 0 && exited.signal == 0) return exited;
@@ -470,10 +476,24 @@ void JobRun::WatchForStalls(Millis now) {
   ::closedir(listing);
   auto verdict = stall_watch_.Check(now);
   if (!verdict) return;
-  stall_reason_ = StallWatch::Describe(*verdict, config_.node_name);
-  Note(*stall_reason_ + "; stopping the attempt");
-  Kill(*stall_reason_, now);
-  kill_deadline_ = now;  // SIGKILL at once: a hung rank saves no checkpoint
+  KillForWatchdog(StallWatch::Describe(*verdict, config_.node_name), /*permanent=*/false, now);
+}
+
+void JobRun::WatchMemory(Millis now) {
+  if (!memory_sampler_ || kill_deadline_ || now < next_memory_check_) return;
+  next_memory_check_ = now + 250;
+  auto over = OverMemory(memory_sampler_->Sample(now), spec_.resources.memory_per_rank,
+                         config_.node_name);
+  // Not retried: the same job on the same data needs the same memory the next time.
+  if (over) KillForWatchdog(*over, /*permanent=*/true, now);
+}
+
+void JobRun::KillForWatchdog(const std::string& reason, bool permanent, Millis now) {
+  watchdog_reason_ = reason;
+  watchdog_permanent_ = permanent;
+  Note(reason + "; stopping the attempt");
+  Kill(reason, now);
+  kill_deadline_ = now;  // SIGKILL at once: a hung rank saves nothing, nor does one over memory
 }
 
 void JobRun::Kill(const std::string& reason, Millis now) {

@@ -26,6 +26,7 @@
 #include "common/transport/socket.h"
 #include "worker/agent/checkpoint_uploader.h"
 #include "worker/agent/process_group.h"
+#include "worker/agent/memory_watch.h"
 #include "worker/agent/stall_watch.h"
 
 namespace kiln::agent {
@@ -96,6 +97,11 @@ class JobRun {
   // Once a second: reads the ranks' step beacons here and, when a rank hangs, kills the attempt
   // (SIGKILL: a hung rank saves nothing) with the stall as its reason.
   void WatchForStalls(Millis now);
+  // 4 times a second, with resources.memory_per_rank set: kills the attempt when a rank here is
+  // over it (OutOfMemory; not retried).
+  void WatchMemory(Millis now);
+  // Kills the attempt at once for what a watchdog found; `reason` becomes the exit's rank error.
+  void KillForWatchdog(const std::string& reason, bool permanent, Millis now);
 
   JobRunConfig config_;
   protocol::LaunchJob launch_;
@@ -131,7 +137,11 @@ class JobRun {
   Millis waiting_since_ = 0;  // member: ready, waiting for the leader's kiln-rsh
   StallWatch stall_watch_;
   Millis next_stall_check_ = 0;
-  std::optional<std::string> stall_reason_;  // the attempt was killed because a rank hung
+  std::optional<RankMemorySampler> memory_sampler_;  // with a memory_per_rank limit
+  Millis next_memory_check_ = 0;
+  // The attempt was killed by a watchdog (a hung rank, a rank over its memory) for this reason.
+  std::optional<std::string> watchdog_reason_;
+  bool watchdog_permanent_ = false;
 };
 
 }  // namespace kiln::agent
