@@ -16,7 +16,7 @@
 #   netns-cluster.sh down DIR              stop everything and delete the namespaces
 # State, logs and work dirs go under DIR. KILN_BUILD_DIR picks the binaries (default build/);
 # WORKER_TIMEOUT (default 3) is the scheduler's --worker-timeout in seconds, WORKER_LEASE (default
-# 3 x WORKER_TIMEOUT) its --worker-lease.
+# 5 x WORKER_TIMEOUT) its --worker-lease.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bin="${KILN_BUILD_DIR:-$repo/build}"
@@ -46,7 +46,7 @@ start_scheduler() {  # start_scheduler DIR: on host 0, waits until it listens
   rm -f "$dir/state/endpoint"
   ip netns exec "$(ns "$dir" 0)" "$bin/kiln-scheduler" --listen "$(endpoint)" \
     --state-dir "$dir/state" --worker-timeout "${WORKER_TIMEOUT:-3}" \
-    --worker-lease "${WORKER_LEASE:-$((3 * ${WORKER_TIMEOUT:-3}))}" >>"$dir/scheduler.log" 2>&1 &
+    --worker-lease "${WORKER_LEASE:-$((5 * ${WORKER_TIMEOUT:-3}))}" >>"$dir/scheduler.log" 2>&1 &
   echo $! >"$dir/scheduler.pid"
   for _ in $(seq 100); do [ -s "$dir/state/endpoint" ] && break; sleep 0.1; done
   [ -s "$dir/state/endpoint" ] || { echo "scheduler did not start"; cat "$dir/scheduler.log"; exit 1; }

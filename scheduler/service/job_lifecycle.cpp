@@ -73,6 +73,7 @@ void SchedulerService::FailAttempt(JobRecord& job, const std::string& reason, bo
     return;
   }
   if (job.state == core::JobState::kPending) {
+    HoldUntilAttemptGone(job.id, job.attempt);
     spdlog::warn("job {} {}; retrying ({} of {} retries used)", job.id, why, job.attempt,
                  job.max_retries);
   } else {
@@ -141,14 +142,33 @@ void SchedulerService::RequeueAttempt(JobRecord& job, const std::string& why,
     spdlog::error("job {}: {}", job.id, s.ToString());
     return;
   }
-  if (wait_for_leader_exit && placements_.Has(leader, {job.id, attempt})) {
-    // Held until the old attempt's leader reports its exit, which comes after its last
-    // checkpoint is uploaded: the next attempt resumes from that checkpoint (EndPlacement).
-    Status waits = placements_.SetJobWaitsForExit(leader, {job.id, attempt});
-    if (!waits.ok()) DieOnStoreError(waits);
-    active_.at(job.id).queued.held = true;
-  }
+  // Held until the old attempt has left every node; its leader's exit comes after its last
+  // checkpoint is uploaded, so the next attempt resumes from that checkpoint (EndPlacement).
+  (void)wait_for_leader_exit;
+  (void)leader;
+  HoldUntilAttemptGone(job.id, attempt);
   spdlog::info("job {} attempt {}: {}", job.id, attempt, why);
+}
+
+void SchedulerService::HoldUntilAttemptGone(int64_t job_id, int64_t attempt) {
+  bool waits = false;
+  for (const auto& [node, here] : placements_.all()) {
+    if (here.count({job_id, attempt}) == 0) continue;
+    Status marked = placements_.SetJobWaitsForExit(node, {job_id, attempt});
+    if (!marked.ok()) DieOnStoreError(marked);
+    waits = true;
+  }
+  auto a = active_.find(job_id);
+  if (waits && a != active_.end()) a->second.queued.held = true;
+}
+
+bool SchedulerService::JobWaitsForAnExit(int64_t job_id) const {
+  for (const auto& [node, here] : placements_.all()) {
+    for (const auto& [key, p] : here) {
+      if (key.first == job_id && p.job_waits_for_exit) return true;
+    }
+  }
+  return false;
 }
 
 void SchedulerService::EndPlacement(const std::string& node, const AttemptKey& key) {
@@ -156,7 +176,8 @@ void SchedulerService::EndPlacement(const std::string& node, const AttemptKey& k
   if (!removed.ok()) DieOnStoreError(removed.status());
   if (!removed->has_value()) return;
   dirty_ = true;
-  if ((*removed)->job_waits_for_exit) ReleaseRequeued(key.first);
+  // The last node of an old attempt is done: its job may be placed again.
+  if ((*removed)->job_waits_for_exit && !JobWaitsForAnExit(key.first)) ReleaseRequeued(key.first);
 }
 
 void SchedulerService::DieOnStoreError(const Status& status) {
@@ -205,7 +226,9 @@ void SchedulerService::EndLease(const std::string& name, const std::string& reas
   if (!removed.ok()) DieOnStoreError(removed.status());
   for (const auto& [key, placement] : *removed) {
     affected.insert(key.first);
-    if (placement.job_waits_for_exit) released.push_back(key.first);
+    if (placement.job_waits_for_exit && !JobWaitsForAnExit(key.first)) {
+      released.push_back(key.first);
+    }
   }
   spdlog::warn("worker {}: {}", name, reason);
   for (int64_t id : running_ids_) {

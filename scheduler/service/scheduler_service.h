@@ -229,6 +229,11 @@ class SchedulerService {
   // The attempt no longer holds anything on `node` (its exit came, or it is gone): the placement
   // ends, and a requeued job that waited for it may be placed again.
   void EndPlacement(const std::string& node, const AttemptKey& key);
+  // A job whose attempt ended (failed or requeued) while that attempt's processes may still run
+  // on some nodes (stopping) is held until every one of those placements has ended, so that one
+  // job never runs two attempts at once, and the next resumes from the last checkpoint.
+  void HoldUntilAttemptGone(int64_t job_id, int64_t attempt);
+  bool JobWaitsForAnExit(int64_t job_id) const;
   // A placement's writes failed: the database is unusable (disk full, I/O error). Exits like a
   // failed commit does, without acknowledging anything; Recover rebuilds from what committed.
   [[noreturn]] void DieOnStoreError(const Status& status);

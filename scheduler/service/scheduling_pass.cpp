@@ -239,8 +239,9 @@ void SchedulerService::SchedulingPass() {
     for (const auto& [key, p] : here) {
       auto a = active_.find(key.first);
       if (p.job_waits_for_exit && a != active_.end()) {
-        a->second.reason = "Waiting: requeued; attempt " + std::to_string(key.second) +
-                           " is saving its checkpoint on " + node;
+        a->second.reason = "Waiting: attempt " + std::to_string(key.second) +
+                           " is still stopping on " + node + " (saving its checkpoint); the job "
+                           "starts again once it has";
       }
     }
   }

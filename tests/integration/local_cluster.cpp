@@ -142,7 +142,7 @@ void LocalCluster::StartScheduler() {
                           // Tests that kill workers fail over in seconds, not the default 30.
                           (HasFlag(scheduler_args_, "--worker-lease")
                                ? ""
-                               : " --worker-lease " + std::to_string(3 * worker_timeout_s_)) +
+                               : " --worker-lease " + std::to_string(5 * worker_timeout_s_)) +
                           ExtraArgs(scheduler_args_) + " >>" + dir_ + "/scheduler.log 2>&1";
   auto group = agent::ProcessGroup::Start({"sh", "-c", cmd}, {}, dir_, "sched-" + worker_name_);
   if (!group.ok()) throw std::runtime_error(group.status().ToString());

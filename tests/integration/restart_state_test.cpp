@@ -4,6 +4,8 @@
 // fake (RawClient), so that each step of a job's life can be held still across the restart.
 #include <catch2/catch.hpp>
 
+#include <memory>
+
 #include "common/file_util.h"
 #include "common/protocol/codec.h"
 #include "tests/integration/local_cluster.h"
@@ -133,7 +135,7 @@ TEST_CASE("a requeued job still waits for its stop checkpoint after a scheduler 
   CHECK_FALSE(ExpectLaunch(b, id, 3000, "node-b"));
   json job = cluster.Show(id);
   CHECK(job["state"] == "PENDING");
-  CHECK(job["reason"].get<std::string>().find("saving its checkpoint on node-a") !=
+  CHECK(job["reason"].get<std::string>().find("attempt 1 is still stopping on node-a") !=
         std::string::npos);
   a.Send(Encode(JobExited{id, 1, 143, 0, "stopped on SIGTERM", {}, {}, {}}));
   auto launched = ExpectLaunch(b, id, 10000, "node-b");
@@ -165,4 +167,59 @@ TEST_CASE("after a scheduler restart an attempt still stopping keeps its GPU unt
   auto launched = ExpectLaunch(worker, second, 10000, "gpu-node");
   REQUIRE(launched);
   CHECK(launched->body["gpu_ids"] == json::array({0}));
+}
+
+TEST_CASE("a gang whose member failed is placed again only once its other nodes' part is gone, so "
+          "that it never runs two attempts at once") {
+  LocalCluster cluster(2, 30.0, /*with_worker=*/false);
+  std::vector<std::unique_ptr<RawClient>> workers;
+  for (int i = 0; i < 3; ++i) {
+    workers.push_back(std::make_unique<RawClient>(cluster, /*as_worker=*/true));
+    const std::string n = std::to_string(i + 1);
+    workers[i]->Send(Encode(RegisterWorker{"gang-" + n, 1, 1 << 30, 0, {}, {}, "10.9.0." + n,
+                                           "tcp://10.9.0." + n + ":7071"}));
+    REQUIRE(workers[i]->Expect("register_ack", 5000));
+  }
+  json spec = SyntheticSpec("pair", 2, 1, 64);
+  spec["resources"]["ranks_per_node"] = 1;
+  spec["max_retries"] = 1;
+  const int64_t id = cluster.Submit(spec);
+  // Two of the three get attempt 1; the first host named in the launch leads.
+  std::vector<int> placed;
+  std::string leader;
+  for (int i = 0; i < 3; ++i) {
+    if (auto launch = workers[i]->Expect("launch", placed.size() < 2 ? 3000 : 500)) {
+      placed.push_back(i);
+      leader = launch->first.body["hosts"][0]["node"];
+    }
+  }
+  REQUIRE(placed.size() == 2);
+  const int lead = "gang-" + std::to_string(placed[0] + 1) == leader ? placed[0] : placed[1];
+  const int member = lead == placed[0] ? placed[1] : placed[0];
+  const int spare = 3 - placed[0] - placed[1];
+  for (int i : placed) {
+    workers[i]->Send(Encode(Heartbeat{"gang-" + std::to_string(i + 1), {{id, 1}}}));
+  }
+  // The member's part fails; the leader's ranks are still stopping.
+  workers[member]->Send(Encode(JobExited{id, 1, 1, 0, "orted failed", {}, {}, {}}));
+  REQUIRE(workers[lead]->Expect("kill", 5000));
+  REQUIRE(cluster.WaitForJob(id, [](const json& j) { return j["state"] == "PENDING"; }, 10)
+              ["state"] == "PENDING");
+  const std::string lead_name = "gang-" + std::to_string(lead + 1);
+  for (int t = 0; t < 12; ++t) {  // 3 s: attempt 2 goes nowhere meanwhile
+    workers[lead]->Send(Encode(Heartbeat{lead_name, {{id, 1}}}));
+    CHECK_FALSE(workers[member]->Expect("launch", 125));
+    CHECK_FALSE(workers[spare]->Expect("launch", 125));
+  }
+  CHECK(cluster.Show(id)["reason"].get<std::string>().find("attempt 1 is still stopping on " +
+                                                           lead_name) != std::string::npos);
+  workers[lead]->Send(Encode(JobExited{id, 1, 137, 9, "killed", {}, {}, {}}));
+  bool relaunched = false;
+  for (int t = 0; t < 40 && !relaunched; ++t) {
+    for (int i = 0; i < 3 && !relaunched; ++i) {
+      relaunched = workers[i]->Expect("launch", 100).has_value();
+    }
+  }
+  CHECK(relaunched);
+  CHECK(cluster.Show(id)["attempt"] == 2);
 }

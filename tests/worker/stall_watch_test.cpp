@@ -86,7 +86,7 @@ TEST_CASE("ranks that all wait here blame nobody here until twice the timeout, u
   CHECK_FALSE(busy.Check(21000));
 }
 
-TEST_CASE("a rank over memory_per_rank is named with what it used; within the limit nothing is") {
+TEST_CASE("a rank over memory_per_rank is named with what it used, and within the limit nothing is") {
   using kiln::agent::OverMemory;
   const int64_t gib = int64_t{1} << 30;
   CHECK_FALSE(OverMemory({{0, 3 * gib}, {1, 4 * gib}}, 4 * gib, "w1"));
