@@ -3,7 +3,10 @@
 # bridge that lives in a namespace of its own, with addresses in 10.77.0.0/24 that exist only
 # inside the namespaces (nothing is added to the host's own network). Host 0 runs the scheduler
 # (10.77.0.1); hosts 1..N each run a worker (10.77.0.N+1) in their own UTS namespace, so every
-# host has its own hostname (kiln-hN) as real machines do. Needs root (ip netns, unshare).
+# host has its own hostname (kiln-hN) as real machines do. Node names carry the cluster's id
+# (kiln-ID-hN): all the namespaces share one /proc, and an agent finds (and kills) the leftover
+# processes of its node by name, so two clusters on one machine must not share names. Needs root
+# (ip netns, unshare).
 #
 #   netns-cluster.sh check                 exit 0 when namespaces can be made here
 #   netns-cluster.sh up DIR [N] [SLOTS]    start the scheduler and N workers (default 2, 2 slots)
@@ -34,7 +37,7 @@ start_worker() {  # start_worker DIR I
   slots=$(cat "$dir/slots")
   mkdir -p "$dir/h$i"
   ip netns exec "$(ns "$dir" "$i")" unshare --uts sh -c "hostname kiln-h$i; exec \"\$0\" \"\$@\"" \
-    "$bin/kiln-worker" --scheduler "$(endpoint)" --name "kiln-h$i" --slots "$slots" \
+    "$bin/kiln-worker" --scheduler "$(endpoint)" --name "kiln-$(ns_id "$dir")-h$i" --slots "$slots" \
     --address "$(address "$i")" --work-dir "$dir/h$i/work" --kill-grace 3 \
     --server-key "$dir/state/server.pub" --key-file "$dir/state/worker-cluster.key" \
     >>"$dir/h$i/worker.log" 2>&1 &

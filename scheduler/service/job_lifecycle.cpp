@@ -125,16 +125,13 @@ int SchedulerService::RequeueJobsOn(const std::string& node) {
     if (!found.ok() || !found->has_value()) continue;
     JobRecord job = **found;
     RequeueAttempt(job, "requeued: node " + node + " drained by " + caller_.user +
-                            "; resumes from the checkpoint it saves on the way out",
-                   /*wait_for_leader_exit=*/true);
+                            "; resumes from the checkpoint it saves on the way out");
   }
   return static_cast<int>(here.size());
 }
 
-void SchedulerService::RequeueAttempt(JobRecord& job, const std::string& why,
-                                      bool wait_for_leader_exit) {
+void SchedulerService::RequeueAttempt(JobRecord& job, const std::string& why) {
   const int64_t attempt = job.attempt;
-  const std::string leader = job.node;
   StopAttempt(job, why);
   job.requeues += 1;  // a requeue uses no retry
   Status s = Transition(job, core::JobEvent::kRequeued, why);
@@ -144,8 +141,6 @@ void SchedulerService::RequeueAttempt(JobRecord& job, const std::string& why,
   }
   // Held until the old attempt has left every node; its leader's exit comes after its last
   // checkpoint is uploaded, so the next attempt resumes from that checkpoint (EndPlacement).
-  (void)wait_for_leader_exit;
-  (void)leader;
   HoldUntilAttemptGone(job.id, attempt);
   spdlog::info("job {} attempt {}: {}", job.id, attempt, why);
 }

@@ -206,9 +206,9 @@ class SchedulerService {
   // Every state change goes through here: recorded as an event, mirrored in active_, and an
   // attempt that ends is charged to its user's fair share.
   Status Transition(JobRecord& job, core::JobEvent event, const std::string& reason);
-  // Stops the job's running attempt and puts the job back to PENDING without using a retry; with
-  // `wait_for_leader_exit` it stays held until that attempt's leader reports its exit.
-  void RequeueAttempt(JobRecord& job, const std::string& why, bool wait_for_leader_exit);
+  // Stops the job's running attempt and puts the job back to PENDING without using a retry; it
+  // stays held until every node of that attempt has ended (HoldUntilAttemptGone).
+  void RequeueAttempt(JobRecord& job, const std::string& why);
   // Ends the attempt as failed: retried while retries are left, unless `permanent`.
   void FailAttempt(JobRecord& job, const std::string& reason, bool permanent = false);
   // The worker is silent: DOWN (no new work); its attempts keep their places until its lease ends.

@@ -342,11 +342,10 @@ void SchedulerService::OnJobExited(const std::string& peer, const Envelope& e) {
       m.requeue.value_or(false) && !permanent && m.signal == 0 &&
       (m.exit_code == kStoppedExitCode || m.exit_code == 127) && job.requeues < kMaxRequeues;
   if (stopped_for_shutdown) {
-    // A member's report comes before the leader's, which brings the checkpoint: wait for it.
+    // The job waits for the attempt's other nodes (the leader's exit brings the checkpoint).
     RequeueAttempt(job,
                    "requeued: worker " + w->record.name + " shut down (" +
-                       (m.reason.empty() ? "stopped" : m.reason) + ")",
-                   /*wait_for_leader_exit=*/member);
+                       (m.reason.empty() ? "stopped" : m.reason) + ")");
     return;
   }
   if (member) {

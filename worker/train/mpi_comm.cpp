@@ -5,9 +5,12 @@
 #include <mpi-ext.h>
 #endif
 
+#include <chrono>
 #include <climits>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <thread>
 
 namespace kiln::train {
 
@@ -40,28 +43,55 @@ MpiComm::MpiComm(int* argc, char*** argv) {
 
 MpiComm::~MpiComm() { MPI_Finalize(); }
 
+void MpiComm::Complete(MPI_Request* request) {
+  const auto start = std::chrono::steady_clock::now();
+  bool said_waiting = false;
+  int done = 0;
+  for (int64_t spins = 1;; ++spins) {
+    MPI_Test(request, &done, MPI_STATUS_IGNORE);
+    if (done) break;
+    std::this_thread::yield();
+    if (!said_waiting && wait_hook_ && spins % 1024 == 0 &&
+        std::chrono::steady_clock::now() - start > std::chrono::seconds(1)) {
+      said_waiting = true;
+      wait_hook_(true);
+    }
+  }
+  if (said_waiting) wait_hook_(false);
+}
+
 void MpiComm::Broadcast(float* data, size_t count, int root) {
   for (size_t off = 0; off < count; off += kMaxChunk) {
     int n = static_cast<int>(std::min(kMaxChunk, count - off));
-    MPI_Bcast(data + off, n, MPI_FLOAT, root, MPI_COMM_WORLD);
+    MPI_Request request;
+    MPI_Ibcast(data + off, n, MPI_FLOAT, root, MPI_COMM_WORLD, &request);
+    Complete(&request);
   }
 }
 
 void MpiComm::AllreduceSum(float* data, size_t count) {
   for (size_t off = 0; off < count; off += kMaxChunk) {
     int n = static_cast<int>(std::min(kMaxChunk, count - off));
-    MPI_Allreduce(MPI_IN_PLACE, data + off, n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+    MPI_Request request;
+    MPI_Iallreduce(MPI_IN_PLACE, data + off, n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &request);
+    Complete(&request);
   }
 }
 
 void MpiComm::AllreduceSum(double* data, size_t count) {
   for (size_t off = 0; off < count; off += kMaxChunk) {
     int n = static_cast<int>(std::min(kMaxChunk, count - off));
-    MPI_Allreduce(MPI_IN_PLACE, data + off, n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+    MPI_Request request;
+    MPI_Iallreduce(MPI_IN_PLACE, data + off, n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD, &request);
+    Complete(&request);
   }
 }
 
-void MpiComm::Barrier() { MPI_Barrier(MPI_COMM_WORLD); }
+void MpiComm::Barrier() {
+  MPI_Request request;
+  MPI_Ibarrier(MPI_COMM_WORLD, &request);
+  Complete(&request);
+}
 
 void MpiComm::Abort(int code) {
   MPI_Abort(MPI_COMM_WORLD, code);

@@ -2,7 +2,10 @@
 // Torch-free: works on raw float buffers.
 #pragma once
 
+#include <mpi.h>
+
 #include <cstddef>
+#include <functional>
 #include <string>
 
 namespace kiln::train {
@@ -24,6 +27,11 @@ class MpiComm {
   // run time). Debian's OpenMPI is not.
   bool cuda_aware() const { return cuda_aware_; }
 
+  // Called with true once a collective below has waited a second for the other ranks, and with
+  // false when it completes (the rank's step beacon: worker/train/step_beacon_writer.h). The
+  // collectives are non-blocking calls completed by a yielding test loop, so that the wait is seen.
+  void SetWaitHook(std::function<void(bool)> hook) { wait_hook_ = std::move(hook); }
+
   void Broadcast(float* data, size_t count, int root);
   void AllreduceSum(float* data, size_t count);
   void AllreduceSum(double* data, size_t count);
@@ -37,6 +45,8 @@ class MpiComm {
   int local_rank_ = 0;
   bool thread_multiple_ = false;
   bool cuda_aware_ = false;
+  std::function<void(bool)> wait_hook_;
+  void Complete(MPI_Request* request);
 };
 
 }  // namespace kiln::train

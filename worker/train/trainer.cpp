@@ -183,6 +183,13 @@ Status Trainer::Run() {
   // accumulators the engine hooks into.
   // Shows this rank's agent that it makes progress (hang detection: worker/agent/stall_watch.h).
   StepBeaconWriter beacon(options_.run_dir, comm_.rank());
+  // Waits in the other collectives (evaluation, a stop's barrier) count as waiting too; the hook
+  // is cleared before the beacon goes.
+  comm_.SetWaitHook([&beacon](bool waiting) { beacon.Waiting(waiting); });
+  struct ClearHook {
+    MpiComm& comm;
+    ~ClearHook() { comm.SetWaitHook(nullptr); }
+  } clear_hook{comm_};
   GradSyncOptions sync_options;
   sync_options.bucket_bytes = static_cast<int64_t>(spec_.train.bucket_mb * (1 << 20));
   sync_options.stall_timeout_ms = static_cast<Millis>(spec_.train.StallReportAfterS() * 1000);
