@@ -240,6 +240,9 @@ class SchedulerService {
   // What an attempt the scheduler did not place there (reported by a worker) holds on `node`, as
   // far as the job's records tell: its share of the attempt's ranks, GPUs and memory.
   Placement HoldingsOf(const JobRecord& job, int64_t attempt, const std::string& node);
+  // The nodes the job's `attempt` was placed on, as recorded ([{"node", "ranks", "gpu_ids"}],
+  // the first leads); empty when there is no such attempt.
+  nlohmann::json RecordedNodes(int64_t job_id, int64_t attempt);
 
   // Scheduling (scheduling_pass.cpp).
   void SchedulingPass();

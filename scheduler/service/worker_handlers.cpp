@@ -163,6 +163,16 @@ void SchedulerService::Reconcile(Worker& worker, const std::vector<protocol::Run
   }
 }
 
+nlohmann::json SchedulerService::RecordedNodes(int64_t job_id, int64_t attempt) {
+  auto attempts = store_->Attempts(job_id);
+  if (attempts.ok()) {
+    for (const auto& a : *attempts) {
+      if (a.attempt == attempt && a.nodes.is_array()) return a.nodes;
+    }
+  }
+  return nlohmann::json::array();
+}
+
 Placement SchedulerService::HoldingsOf(const JobRecord& job, int64_t attempt,
                                        const std::string& node) {
   Placement p;
@@ -173,16 +183,10 @@ Placement SchedulerService::HoldingsOf(const JobRecord& job, int64_t attempt,
   // all of the job's ranks and GPUs, so that nothing it may hold is handed out twice.
   p.ranks = job.ranks;
   for (int g = 0; g < job.ranks * job.gpus_per_rank && g < 64; ++g) p.gpu_ids.push_back(g);
-  auto attempts = store_->Attempts(job.id);
-  if (attempts.ok()) {
-    for (const auto& a : *attempts) {
-      if (a.attempt != attempt || !a.nodes.is_array()) continue;
-      for (const auto& share : a.nodes) {
-        if (share.value("node", "") != node) continue;
-        p.ranks = share.value("ranks", int64_t{0});
-        p.gpu_ids = share.value("gpu_ids", std::vector<int>{});
-      }
-    }
+  for (const auto& share : RecordedNodes(job.id, attempt)) {
+    if (share.value("node", "") != node) continue;
+    p.ranks = share.value("ranks", int64_t{0});
+    p.gpu_ids = share.value("gpu_ids", std::vector<int>{});
   }
   p.slots = p.ranks * std::max<int64_t>(1, spec.resources.cpus_per_rank);
   p.memory = p.ranks * spec.resources.memory_per_rank;
@@ -220,12 +224,8 @@ void SchedulerService::OnLog(const std::string& peer, const Envelope& e) {
   // rest of its output, resent after the attempt ended).
   bool ran_here = PlacedOn(**job, m.attempt, node);
   if (!ran_here && m.first_line) {
-    auto attempts = store_->Attempts(m.job_id);
-    if (attempts.ok()) {
-      for (const auto& a : *attempts) {
-        if (a.attempt != m.attempt || !a.nodes.is_array()) continue;
-        for (const auto& share : a.nodes) ran_here = ran_here || share.value("node", "") == node;
-      }
+    for (const auto& share : RecordedNodes(m.job_id, m.attempt)) {
+      ran_here = ran_here || share.value("node", "") == node;
     }
   }
   if (!m.first_line) {  // an older worker: fire and forget
@@ -313,15 +313,8 @@ void SchedulerService::OnJobExited(const std::string& peer, const Envelope& e) {
   // after the job moved on; a member's daemon exit is not.
   bool leader = !member;
   if (job.attempt != m.attempt) {
-    auto attempts = store_->Attempts(job.id);
-    leader = false;
-    if (attempts.ok()) {
-      for (const auto& a : *attempts) {
-        if (a.attempt == m.attempt && !a.nodes.empty() && a.nodes.is_array()) {
-          leader = a.nodes[0].value("node", "") == w->record.name;
-        }
-      }
-    }
+    const nlohmann::json nodes = RecordedNodes(job.id, m.attempt);
+    leader = !nodes.empty() && nodes[0].value("node", "") == w->record.name;
   }
   if (leader) {
     // A gang that stopped on SIGTERM with its checkpoint saved says so beside the stop's reason.

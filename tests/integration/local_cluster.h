@@ -29,6 +29,8 @@ std::string BinPath(const std::string& name);
 // The file's text, or "" when it cannot be read (a log not written yet).
 std::string Slurp(const std::string& path);
 bool Contains(const std::string& haystack, const std::string& needle);
+// The lines of a command's output, without their newlines.
+std::vector<std::string> SplitLines(const std::string& text);
 // Polls `condition` every 50 ms until it is true or timeout_s passes; returns its last value.
 bool WaitFor(const std::function<bool()>& condition, double timeout_s);
 

@@ -13,18 +13,12 @@
 
 using kiln::testing::LocalCluster;
 using kiln::testing::RawClient;
+using kiln::testing::SplitLines;
 using kiln::testing::SyntheticSpec;
 using namespace kiln::protocol;
 using nlohmann::json;
 
 namespace {
-
-std::vector<std::string> Lines(const std::string& text) {
-  std::vector<std::string> out;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) out.push_back(line);
-  return out;
-}
 
 LogBatch Numbered(int64_t job, int64_t first, int64_t count, int64_t oldest) {
   LogBatch b{job, 1, {}, first, oldest};
@@ -60,7 +54,7 @@ TEST_CASE("numbered output is stored once per line: duplicates are skipped, a ga
   CHECK(dropped.next_line == 32);
   CHECK_FALSE(dropped.rewind);
 
-  auto logs = Lines(cluster.Kiln({"logs", std::to_string(id), "--raw"}).out);
+  auto logs = SplitLines(cluster.Kiln({"logs", std::to_string(id), "--raw"}).out);
   REQUIRE(logs.size() == 25 + 1 + 2);
   for (int n = 0; n < 25; ++n) CHECK(logs[n] == "line " + std::to_string(n));
   CHECK(logs[25].find("5 lines of output were lost") != std::string::npos);
@@ -90,7 +84,7 @@ TEST_CASE("the ranks' output reaches kiln logs exactly once across scheduler kil
   const int64_t total = job["metrics"]["step"];
   REQUIRE(total == 500 * 128);
   std::map<int64_t, int> seen;
-  for (const auto& line : Lines(cluster.Kiln({"logs", std::to_string(id), "--raw"}, 60).out)) {
+  for (const auto& line : SplitLines(cluster.Kiln({"logs", std::to_string(id), "--raw"}, 60).out)) {
     const auto at = line.find(" step ");
     if (line.rfind("[rank 0] epoch ", 0) != 0 || at == std::string::npos) continue;
     seen[std::stoll(line.substr(at + 6))] += 1;

@@ -13,20 +13,10 @@
 
 using kiln::testing::LocalCluster;
 using kiln::testing::RawClient;
+using kiln::testing::SplitLines;
 using kiln::testing::SyntheticSpec;
 using namespace kiln::protocol;
 using nlohmann::json;
-
-namespace {
-
-std::vector<std::string> Lines(const std::string& text) {
-  std::vector<std::string> out;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) out.push_back(line);
-  return out;
-}
-
-}  // namespace
 
 TEST_CASE("kiln logs pages long output, every line once, and --tail, --attempt, --rank and "
           "--since select lines") {
@@ -58,13 +48,13 @@ TEST_CASE("kiln logs pages long output, every line once, and --tail, --attempt, 
   worker.Send(Encode(LogBatch{id, 2, {"[rank 0] second a", "[rank 1] second b",
                                       "[kiln-worker] second c"}}));
   REQUIRE(kiln::testing::WaitFor(
-      [&] { return Lines(cluster.Kiln({"logs", std::to_string(id), "--attempt", "2", "--raw"}).out)
+      [&] { return SplitLines(cluster.Kiln({"logs", std::to_string(id), "--attempt", "2", "--raw"}).out)
                        .size() == 3; },
       10));
 
   auto all = cluster.Kiln({"logs", std::to_string(id), "--raw"}, 60);
   REQUIRE(all.exit_code == 0);
-  auto lines = Lines(all.out);
+  auto lines = SplitLines(all.out);
   REQUIRE(lines.size() == kLines + 3);
   for (int i = 0; i < kLines; ++i) {
     REQUIRE(lines[i].rfind("[rank " + std::to_string(i % 2) + "] line " + std::to_string(i) + " ",
@@ -73,15 +63,15 @@ TEST_CASE("kiln logs pages long output, every line once, and --tail, --attempt, 
   CHECK(lines.back() == "[kiln-worker] second c");
 
   auto tail = cluster.Kiln({"logs", std::to_string(id), "--raw", "--tail", "2"});
-  CHECK(Lines(tail.out) == std::vector<std::string>{"[rank 1] second b", "[kiln-worker] second c"});
+  CHECK(SplitLines(tail.out) == std::vector<std::string>{"[rank 1] second b", "[kiln-worker] second c"});
   auto rank1 = cluster.Kiln({"logs", std::to_string(id), "--raw", "--rank", "1", "--tail", "2"});
-  REQUIRE(Lines(rank1.out).size() == 2);
-  CHECK(Lines(rank1.out)[0].rfind("[rank 1] line 639 ", 0) == 0);
-  CHECK(Lines(rank1.out)[1] == "[rank 1] second b");
+  REQUIRE(SplitLines(rank1.out).size() == 2);
+  CHECK(SplitLines(rank1.out)[0].rfind("[rank 1] line 639 ", 0) == 0);
+  CHECK(SplitLines(rank1.out)[1] == "[rank 1] second b");
   auto second_attempt = cluster.Kiln({"logs", std::to_string(id), "--raw", "--attempt", "2"});
-  CHECK(Lines(second_attempt.out).size() == 3);
+  CHECK(SplitLines(second_attempt.out).size() == 3);
   auto recent = cluster.Kiln({"logs", std::to_string(id), "--raw", "--since", "1h"}, 60);
-  CHECK(Lines(recent.out).size() == kLines + 3);
+  CHECK(SplitLines(recent.out).size() == kLines + 3);
   auto future = cluster.Kiln({"logs", std::to_string(id), "--raw", "--since", "2099-01-01 00:00"});
   CHECK(future.exit_code == 0);
   CHECK(future.out.empty());
@@ -117,7 +107,7 @@ TEST_CASE("kiln queue lists 12,000 pending jobs in pages and filters by user and
   for (const auto& j : jobs) ids.insert(j["id"].get<int64_t>());
   CHECK(ids.size() == kJobs + 1);
   auto table = cluster.Kiln({"queue"}, 120);
-  CHECK(Lines(table.out).size() == kJobs + 2);  // a header and one row each
+  CHECK(SplitLines(table.out).size() == kJobs + 2);  // a header and one row each
 
   json bobs = json::parse(cluster.Kiln({"queue", "--json", "--user", "bob"}).out);
   REQUIRE(bobs.size() == 1);

@@ -106,24 +106,25 @@ void Agent::SendToScheduler(transport::Frames frames) {
   if (!s.ok()) spdlog::debug("message to scheduler dropped: {}", s.ToString());
 }
 
-std::vector<protocol::RunningAttempt> Agent::RunningAttempts() const {
-  std::vector<protocol::RunningAttempt> running;
-  for (const auto& [key, run] : runs_) running.push_back({key.first, key.second});
+std::set<Agent::AttemptKey> Agent::AttemptsNotEnded() const {
   // An attempt that exited is still ours until the scheduler acknowledged its exit; otherwise a
   // re-register in between would make the scheduler fail an attempt that in fact succeeded.
-  for (const auto& [key, exited] : exits_waiting_for_uploads_) {
-    running.push_back({key.first, key.second});
-  }
-  for (const auto& [key, exited] : unacked_exits_) running.push_back({key.first, key.second});
+  std::set<AttemptKey> keys;
+  for (const auto& [key, run] : runs_) keys.insert(key);
+  for (const auto& [key, exited] : exits_waiting_for_uploads_) keys.insert(key);
+  for (const auto& [key, exited] : unacked_exits_) keys.insert(key);
+  return keys;
+}
+
+std::vector<protocol::RunningAttempt> Agent::RunningAttempts() const {
+  std::vector<protocol::RunningAttempt> running;
+  for (const auto& key : AttemptsNotEnded()) running.push_back({key.first, key.second});
   return running;
 }
 
 void Agent::SweepRunDirs() {
   if (options_.keep_run_dirs_ms <= 0) return;
-  std::set<AttemptKey> in_use;
-  for (const auto& [key, run] : runs_) in_use.insert(key);
-  for (const auto& [key, exited] : exits_waiting_for_uploads_) in_use.insert(key);
-  for (const auto& [key, exited] : unacked_exits_) in_use.insert(key);
+  std::set<AttemptKey> in_use = AttemptsNotEnded();
   std::vector<RunDirInfo> dirs = ListRunDirs(options_.run.work_dir);
   for (const auto& d : dirs) {
     if (uploader_.HasPendingFor(d.job_id, d.attempt)) in_use.insert({d.job_id, d.attempt});
@@ -194,13 +195,7 @@ void Agent::Turn(int wait_ms) {
   }
   uploader_.Pump();
   logs_.Pump(now);
-  {
-    std::set<AttemptKey> in_use;
-    for (const auto& [key, run] : runs_) in_use.insert(key);
-    for (const auto& [key, exited] : exits_waiting_for_uploads_) in_use.insert(key);
-    for (const auto& [key, exited] : unacked_exits_) in_use.insert(key);
-    logs_.ForgetAcknowledged(in_use);
-  }
+  logs_.ForgetAcknowledged(AttemptsNotEnded());
   if (now >= next_sweep_at_) {
     next_sweep_at_ = now + JanitorInterval(options_.keep_run_dirs_ms);
     SweepRunDirs();

@@ -16,6 +16,7 @@
 #include <atomic>
 #include <map>
 #include <memory>
+#include <set>
 #include <optional>
 #include <string>
 
@@ -76,6 +77,8 @@ class Agent {
   void OnRemoteExec(const transport::Frames& frames);
   void ReportExit(const AttemptKey& key, const protocol::JobExited& exited);
   std::vector<protocol::RunningAttempt> RunningAttempts() const;
+  // Attempts running here, or ended but not yet acknowledged by the scheduler.
+  std::set<AttemptKey> AttemptsNotEnded() const;
   // Removes the run dirs of attempts that ended more than keep_run_dirs_ms ago.
   void SweepRunDirs();
   // Cut off from the scheduler for nearly its lease: stops every attempt here before the
