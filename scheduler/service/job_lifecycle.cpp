@@ -38,9 +38,12 @@ Status SchedulerService::Transition(JobRecord& job, core::JobEvent event,
   if (from == core::JobState::kRunning && a.started_at > 0) {
     // The attempt ended: charge what it used to its user's fair share.
     const std::string& user = user_names_[a.queued.user];
+    // Nothing to charge (no entry) when the attempt ended the millisecond it started, or the
+    // wall clock stepped back.
     ledger_.Charge(user, core::UsageRate(a.queued.request, options_.usage_unit), a.started_at, now);
-    const auto& entry = ledger_.entries().at(user);
-    KILN_RETURN_IF_ERROR(store_->SaveUsage({user, entry.usage, entry.as_of}));
+    if (auto entry = ledger_.entries().find(user); entry != ledger_.entries().end()) {
+      KILN_RETURN_IF_ERROR(store_->SaveUsage({user, entry->second.usage, entry->second.as_of}));
+    }
   }
   if (from == core::JobState::kPending) pending_order_.erase({-a.queued.priority, job.id});
   if (from == core::JobState::kRunning) running_ids_.erase(job.id);

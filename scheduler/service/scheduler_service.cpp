@@ -16,12 +16,6 @@ namespace {
 constexpr int kMaxMessagesPerTurn = 2000;
 constexpr Millis kLivenessCheckEveryMs = 250;
 constexpr Millis kPassEveryMs = 1000;
-// A message is at most an envelope plus one checkpoint chunk (8 MiB); larger ones are refused by
-// ZeroMQ before they are read. Each connection may have this many messages waiting before
-// ZeroMQ stops reading it (the other connections are still served, fair-queued).
-constexpr int64_t kMaxMessageBytes = 16 << 20;
-constexpr int kMaxQueuedPerConnection = 256;
-constexpr const char* kZapDomain = "kiln";
 
 }  // namespace
 
@@ -45,6 +39,19 @@ Result<std::unique_ptr<SchedulerService>> SchedulerService::Create(const Schedul
                                                                    const Clock& clock,
                                                                    transport::Context& context) {
   if (options.state_dir.empty()) return Status::InvalidArgument("--state-dir is required");
+  auto keys = EnsureSchedulerKeys(options.state_dir);
+  if (!keys.ok()) return keys.status();
+  auto transport = BindZmqTransport(context, *keys, options.listen);
+  if (!transport.ok()) return transport.status();
+  spdlog::info("server public key {} (also in {}/{})", keys->public_key, options.state_dir,
+               kServerPublicKeyFile);
+  return Create(options, clock, std::move(transport).value());
+}
+
+Result<std::unique_ptr<SchedulerService>> SchedulerService::Create(
+    const SchedulerOptions& options, const Clock& clock,
+    std::unique_ptr<ServiceTransport> transport) {
+  if (options.state_dir.empty()) return Status::InvalidArgument("--state-dir is required");
   KILN_RETURN_IF_ERROR(MakeDirs(options.state_dir));
   auto store = Store::Open(options.state_dir + "/kiln.db");
   if (!store.ok()) return store.status();
@@ -52,21 +59,10 @@ Result<std::unique_ptr<SchedulerService>> SchedulerService::Create(const Schedul
   if (!keys.ok()) return keys.status();
   auto cluster = transport::LoadKeyPair(options.state_dir + "/" + kWorkerClusterKeyFile);
   if (!cluster.ok()) return cluster.status();
-  // The ZAP handler must exist before the first handshake.
-  auto zap = transport::ZapServer::Bind(context);
-  if (!zap.ok()) return zap.status();
-  auto socket = std::make_unique<transport::Socket>(context, transport::SocketKind::kRouter,
-                                                    kMaxMessageBytes);
-  socket->SetHighWaterMarks(100000, kMaxQueuedPerConnection);
-  KILN_RETURN_IF_ERROR(socket->MakeCurveServer(*keys, kZapDomain));
-  auto endpoint = socket->Bind(options.listen);
-  if (!endpoint.ok()) return endpoint.status();
-  KILN_RETURN_IF_ERROR(WriteFileAtomic(options.state_dir + "/endpoint", *endpoint + "\n"));
-  spdlog::info("server public key {} (also in {}/{})", keys->public_key, options.state_dir,
-               kServerPublicKeyFile);
+  KILN_RETURN_IF_ERROR(
+      WriteFileAtomic(options.state_dir + "/endpoint", transport->endpoint() + "\n"));
   std::unique_ptr<SchedulerService> service(new SchedulerService(
-      options, clock, std::move(store).value(), std::move(socket), *endpoint,
-      std::move(zap).value(), cluster->public_key));
+      options, clock, std::move(store).value(), std::move(transport), cluster->public_key));
   service->RefreshWorkerKeys();
   KILN_RETURN_IF_ERROR(service->checkpoints_.Init());
   KILN_RETURN_IF_ERROR(service->Recover());
@@ -75,16 +71,13 @@ Result<std::unique_ptr<SchedulerService>> SchedulerService::Create(const Schedul
 
 SchedulerService::SchedulerService(SchedulerOptions options, const Clock& clock,
                                    std::unique_ptr<Store> store,
-                                   std::unique_ptr<transport::Socket> socket, std::string endpoint,
-                                   std::unique_ptr<transport::ZapServer> zap,
+                                   std::unique_ptr<ServiceTransport> transport,
                                    std::string cluster_worker_key)
     : options_(std::move(options)),
       clock_(clock),
       store_(std::move(store)),
       checkpoints_(options_.state_dir + "/checkpoints"),
-      socket_(std::move(socket)),
-      endpoint_(std::move(endpoint)),
-      zap_(std::move(zap)),
+      transport_(std::move(transport)),
       cluster_worker_key_(std::move(cluster_worker_key)),
       monitor_(options_.worker_timeout_ms),
       ledger_(options_.fair_share_half_life_s),
@@ -181,18 +174,14 @@ Status SchedulerService::RebuildFromStore() {
 }
 
 void SchedulerService::Run(const std::atomic<bool>& stop) {
-  spdlog::info("listening on {}, state in {}", endpoint_, options_.state_dir);
+  spdlog::info("listening on {}, state in {}", endpoint(), options_.state_dir);
   while (!stop.load()) Turn(100);
   spdlog::info("shutting down");
 }
 
 void SchedulerService::Turn(int wait_ms) {
-  transport::Poller poller;
-  poller.AddSocket(*socket_);
-  poller.AddSocket(zap_->socket());
-  Status waited = poller.Wait(wait_ms);
-  if (!waited.ok()) spdlog::warn("{}", waited.ToString());
-  zap_->AnswerPending([this](const transport::ZapRequest& r) { return DecideConnection(r); });
+  transport_->Wait(wait_ms,
+                   [this](const transport::ZapRequest& r) { return DecideConnection(r); });
 
   Status begun = store_->Begin();
   if (!begun.ok()) {
@@ -202,7 +191,7 @@ void SchedulerService::Turn(int wait_ms) {
   NoticeAdminChanges();
   std::string connection;
   for (int i = 0; i < kMaxMessagesPerTurn; ++i) {
-    auto frames = socket_->Receive(&connection);
+    auto frames = transport_->Receive(&connection);
     if (!frames) break;
     HandleOne(*frames, connection);
   }
@@ -238,9 +227,13 @@ void SchedulerService::Turn(int wait_ms) {
     std::exit(70);
   }
   RemoveFilesAfterCommit();
+  SendOutbox();
+}
+
+void SchedulerService::SendOutbox() {
   for (auto& [peer, frames] : outbox_) {
     frames.insert(frames.begin(), peer);
-    Status sent = socket_->Send(frames);
+    Status sent = transport_->Send(frames);
     if (!sent.ok()) spdlog::debug("reply dropped: {}", sent.ToString());
   }
   outbox_.clear();
@@ -252,11 +245,7 @@ void SchedulerService::HandleMessage(const transport::Frames& frames,
   HandleOne(frames, connection);
   if (!store_->Commit().ok()) std::exit(70);
   RemoveFilesAfterCommit();
-  for (auto& [peer, out] : outbox_) {
-    out.insert(out.begin(), peer);
-    (void)socket_->Send(out);
-  }
-  outbox_.clear();
+  SendOutbox();
 }
 
 void SchedulerService::HandleOne(const transport::Frames& frames, const std::string& connection) {

@@ -26,8 +26,6 @@
 
 #include "common/clock.h"
 #include "common/protocol/codec.h"
-#include "common/transport/socket.h"
-#include "common/transport/zap_server.h"
 #include "common/job_spec.h"
 #include "scheduler/core/access_policy.h"
 #include "scheduler/core/fair_share.h"
@@ -37,6 +35,7 @@
 #include "scheduler/service/checkpoint_store.h"
 #include "scheduler/service/job_views.h"
 #include "scheduler/service/placements.h"
+#include "scheduler/service/service_transport.h"
 #include "scheduler/service/store.h"
 
 namespace kiln::service {
@@ -78,9 +77,13 @@ class SchedulerService {
   static Result<std::unique_ptr<SchedulerService>> Create(const SchedulerOptions& options,
                                                           const Clock& clock,
                                                           transport::Context& context);
+  // The same over any transport: the deterministic harness's in-memory one, for tests.
+  static Result<std::unique_ptr<SchedulerService>> Create(
+      const SchedulerOptions& options, const Clock& clock,
+      std::unique_ptr<ServiceTransport> transport);
   ~SchedulerService();
 
-  const std::string& endpoint() const { return endpoint_; }
+  const std::string& endpoint() const { return transport_->endpoint(); }
   // Runs loop turns until `stop` becomes true.
   void Run(const std::atomic<bool>& stop);
   // One turn, waiting at most wait_ms for input. Exposed for tests.
@@ -126,8 +129,7 @@ class SchedulerService {
   };
 
   SchedulerService(SchedulerOptions options, const Clock& clock, std::unique_ptr<Store> store,
-                   std::unique_ptr<transport::Socket> socket, std::string endpoint,
-                   std::unique_ptr<transport::ZapServer> zap, std::string cluster_worker_key);
+                   std::unique_ptr<ServiceTransport> transport, std::string cluster_worker_key);
   Status Recover();
   // Rebuilds what the service keeps in memory of jobs, placements, usage and node settings from
   // the database (Recover at start; after a message's writes were rolled back).
@@ -137,6 +139,7 @@ class SchedulerService {
   // error, or throws) leaves none of its writes, sends none of its other messages, and its
   // in-memory changes are rebuilt from the database. Refusals are still audited.
   void HandleOne(const transport::Frames& frames, const std::string& connection);
+  void SendOutbox();  // after the commit that made its messages true
 
   // Dispatch (scheduler_service.cpp). `connection` is the ZAP User-Id of the sending connection.
   void HandleFrames(const transport::Frames& frames, const std::string& connection);
@@ -284,9 +287,7 @@ class SchedulerService {
   const Clock& clock_;
   std::unique_ptr<Store> store_;
   CheckpointStore checkpoints_;
-  std::unique_ptr<transport::Socket> socket_;
-  std::string endpoint_;
-  std::unique_ptr<transport::ZapServer> zap_;
+  std::unique_ptr<ServiceTransport> transport_;
   std::string cluster_worker_key_;         // public key of worker-cluster.key
   // The allow-list (key -> the node it was admitted as), reloaded on admin changes.
   std::map<std::string, std::string> admitted_worker_keys_;
