@@ -56,11 +56,10 @@ void SchedulerService::NoticeAdminChanges() {
   RefreshWorkerKeys();
 }
 
-bool SchedulerService::AdmitWorkerMessage(const std::string& peer, const std::string& connection,
-                                          const Envelope& e) {
+bool SchedulerService::AdmitWorkerMessage(Request& req) {
   // Checked against the allow-list as it is now: an admitted key works at once, a revoked one
   // stops within a liveness check, neither waits for a reconnect.
-  const std::string presented = core::KeyOfConnection(connection);
+  const std::string& presented = req.connection_key;
   if (IsAdmittedWorkerKey(presented)) return true;
   const Millis now = clock_.MonotonicMs();
   // The log (read by the admin) names the state dir; the reply (to anyone who knows the server
@@ -75,71 +74,71 @@ bool SchedulerService::AdmitWorkerMessage(const std::string& peer, const std::st
   if (logged_at == 0 || now - logged_at >= kRefusalLogEveryMs) {
     logged_at = now;
     spdlog::warn("refused \"{}\" from a worker that is not admitted (key {}{}); admit it with: {}",
-                 e.type, presented.empty() ? "none" : presented,
+                 req.envelope.type, presented.empty() ? "none" : presented,
                  revoked != revoked_worker_keys_.end() ? ", revoked" : "", allow);
   }
   if (refusal_logged_at_.size() > 10000) refusal_logged_at_.clear();
   if (revoked != revoked_worker_keys_.end()) {
-    ReplyError(peer, e.id, Status::PermissionDenied(
-                               "worker not admitted: an admin revoked its key " + presented +
-                               (revoked->second.empty() ? "" : " (node " + revoked->second + ")") +
-                               "; to admit it again, on the scheduler host run: " + allow_hint));
+    ReplyError(req, Status::PermissionDenied(
+                        "worker not admitted: an admin revoked its key " + presented +
+                        (revoked->second.empty() ? "" : " (node " + revoked->second + ")") +
+                        "; to admit it again, on the scheduler host run: " + allow_hint));
     return false;
   }
-  ReplyError(peer, e.id, Status::PermissionDenied(
-                             "worker not admitted: this scheduler does not know the key " +
-                             presented + "; on the scheduler host run: " + allow_hint +
-                             " (or start the worker with the cluster key, state dir: "
-                             "worker-cluster.key)"));
+  ReplyError(req,
+             Status::PermissionDenied("worker not admitted: this scheduler does not know the key " +
+                                      presented + "; on the scheduler host run: " + allow_hint +
+                                      " (or start the worker with the cluster key, state dir: "
+                                      "worker-cluster.key)"));
   return false;
 }
 
-bool SchedulerService::AuthenticateClient(const std::string& peer, const Envelope& e) {
-  caller_ = {};
-  if (e.auth.empty()) {
-    ReplyError(peer, e.id, Status::Unauthenticated(
-                               "the request carries no token: run `kiln login` with the token "
-                               "your admin gave you (kiln-scheduler user add NAME)"));
+bool SchedulerService::AuthenticateClient(Request& req) {
+  req.caller = {};
+  if (req.envelope.auth.empty()) {
+    ReplyError(req, Status::Unauthenticated(
+                        "the request carries no token: run `kiln login` with the token "
+                        "your admin gave you (kiln-scheduler user add NAME)"));
     return false;
   }
   Status refused = Status::Unauthenticated(
       "the token is not valid on this scheduler: it was replaced (kiln-scheduler user token NAME) "
       "or removed, or is for another cluster; run `kiln login` with a current token");
-  if (!LooksLikeAccessToken(e.auth)) {
-    ReplyError(peer, e.id, refused);
+  if (!LooksLikeAccessToken(req.envelope.auth)) {
+    ReplyError(req, refused);
     return false;
   }
-  if (auto known = callers_by_token_.find(e.auth); known != callers_by_token_.end()) {
-    caller_ = known->second;
+  if (auto known = callers_by_token_.find(req.envelope.auth); known != callers_by_token_.end()) {
+    req.caller = known->second;
     return true;
   }
-  auto user = store_->FindUserByTokenDigest(AccessTokenDigest(e.auth));
+  auto user = store_->FindUserByTokenDigest(AccessTokenDigest(req.envelope.auth));
   if (!user.ok()) {
-    ReplyError(peer, e.id, user.status());
+    ReplyError(req, user.status());
     return false;
   }
   if (!user->has_value()) {
-    spdlog::warn("refused a \"{}\" request with an unknown token", e.type);
-    ReplyError(peer, e.id, refused);
+    spdlog::warn("refused a \"{}\" request with an unknown token", req.envelope.type);
+    ReplyError(req, refused);
     return false;
   }
-  caller_ = {(*user)->name, (*user)->admin};
+  req.caller = {(*user)->name, (*user)->admin};
   if (callers_by_token_.size() >= 100000) callers_by_token_.clear();
-  callers_by_token_[e.auth] = caller_;
+  callers_by_token_[req.envelope.auth] = req.caller;
   return true;
 }
 
-void SchedulerService::Audit(const std::string& action, const std::string& target,
+void SchedulerService::Audit(Request& req, const std::string& action, const std::string& target,
                              const Status& outcome, const std::string& detail) {
-  // Written once the message is handled (FinishMessage): a refusal is kept even when the
-  // message's other writes are rolled back, an "ok" only when they are kept.
-  pending_audit_.push_back({0, clock_.WallMs(), caller_.user.empty() ? "-" : caller_.user, action,
-                            target, outcome.ok() ? "ok" : StatusCodeName(outcome.code()),
-                            outcome.ok() ? detail : outcome.message()});
+  // Written once the message is handled (HandleOne): a refusal is kept even when the message's
+  // other writes are rolled back, an "ok" only when they are kept.
+  req.audit.push_back({0, clock_.WallMs(), req.caller.user.empty() ? "-" : req.caller.user, action,
+                       target, outcome.ok() ? "ok" : StatusCodeName(outcome.code()),
+                       outcome.ok() ? detail : outcome.message()});
 }
 
-void SchedulerService::OnWhoAmI(const std::string& peer, const Envelope& e) {
-  Send(peer, protocol::DataReply{{{"user", caller_.user}, {"admin", caller_.admin}}}, e.id);
+void SchedulerService::OnWhoAmI(Request& req) {
+  Reply(req, protocol::DataReply{{{"user", req.caller.user}, {"admin", req.caller.admin}}});
 }
 
 }  // namespace kiln::service

@@ -28,12 +28,12 @@ CheckpointSpec CheckpointSpecOf(const JobRecord& job) {
 
 }  // namespace
 
-void SchedulerService::OnCheckpointBegin(const std::string& peer, const Envelope& e) {
+void SchedulerService::OnCheckpointBegin(Request& req) {
   KILN_DECODE_OR_REPLY(protocol::CheckpointBegin, m);
-  Worker* w = KnownWorker(peer);
+  Worker* w = KnownWorker(req.peer);
   if (w == nullptr) return;
   auto done = [&](bool ok, const std::string& reason) {
-    Send(peer, protocol::CheckpointDone{m.sha256, ok, reason});
+    Send(req.peer, protocol::CheckpointDone{m.sha256, ok, reason});
   };
   if (!IsHexSha256(m.sha256)) return done(false, "sha256: must be 64 lowercase hex digits");
   if (m.bytes <= 0 || m.bytes > kMaxCheckpointBytes) {
@@ -44,8 +44,8 @@ void SchedulerService::OnCheckpointBegin(const std::string& peer, const Envelope
   // A worker key reaches only the attempts placed on that worker: anything else is refused and
   // audited, so that an admitted but rogue worker cannot add a checkpoint to another job.
   if (!PlacedOn(**job, m.attempt, w->record.name)) {
-    caller_ = {"worker " + w->record.name, false, true};
-    Audit("ckpt.upload", "job " + std::to_string(m.job_id),
+    req.caller = {"worker " + w->record.name, false, true};
+    Audit(req, "ckpt.upload", "job " + std::to_string(m.job_id),
           Status::PermissionDenied("attempt " + std::to_string(m.attempt) +
                                    " of the job is not placed on " + w->record.name));
     spdlog::warn("worker {} announced a checkpoint of job {} attempt {}, which is not placed "
@@ -68,56 +68,32 @@ void SchedulerService::OnCheckpointBegin(const std::string& peer, const Envelope
     // A blob is attached by its hash alone only to a job that already holds it (a repeated
     // report); otherwise its bytes come, verified against the hash, so that knowing another
     // job's hash gives nobody its checkpoint.
-    uploads_[m.sha256] = {record, w->record.name};
-    Send(peer, protocol::CheckpointOffset{m.sha256, checkpoints_.PartSize(m.sha256), false});
-    return;
+    const int64_t held = uploads_.Announce(record, w->record.name);
+    return Send(req.peer, protocol::CheckpointOffset{m.sha256, held, false});
   }
   Status s = RegisterCheckpoint(record);
   done(s.ok(), s.ok() ? "" : s.message());
 }
 
-void SchedulerService::OnCheckpointChunk(const std::string& peer, const Envelope& e,
-                                         const transport::Frames& frames) {
+void SchedulerService::OnCheckpointChunk(Request& req) {
   KILN_DECODE_OR_REPLY(protocol::CheckpointChunk, m);
-  Worker* w = KnownWorker(peer);
+  Worker* w = KnownWorker(req.peer);
   if (w == nullptr) return;
-  auto upload = uploads_.find(m.sha256);
-  if (upload == uploads_.end() || frames.size() < 3) {
-    return Send(peer, protocol::CheckpointDone{m.sha256, false,
-                                               "no upload in progress; send ckpt_begin"});
+  if (req.frames.size() < 3) {
+    return Send(req.peer, protocol::CheckpointDone{m.sha256, false, "a chunk carries its bytes"});
   }
-  if (upload->second.node != w->record.name) {  // only the worker that announced it
-    return Send(peer, protocol::CheckpointDone{m.sha256, false,
-                                               "this upload was announced by another worker"});
+  auto result = uploads_.Chunk(m.sha256, w->record.name, m.offset, req.frames[2]);
+  switch (result.kind) {
+    case UploadRegistry::ChunkResult::kContinue:
+      return Send(req.peer, protocol::CheckpointOffset{m.sha256, result.offset, result.resync});
+    case UploadRegistry::ChunkResult::kRejected:
+      return Send(req.peer, protocol::CheckpointDone{m.sha256, false, result.reason});
+    case UploadRegistry::ChunkResult::kComplete: {
+      Status registered = RegisterCheckpoint(result.record);
+      return Send(req.peer,
+                  protocol::CheckpointDone{m.sha256, registered.ok(), registered.message()});
+    }
   }
-  const int64_t have = checkpoints_.PartSize(m.sha256);
-  if (m.offset != have) {
-    // A duplicate (offset < have) is acknowledged; a gap (offset > have) makes the worker rewind.
-    return Send(peer, protocol::CheckpointOffset{m.sha256, have, m.offset > have});
-  }
-  const CheckpointRecord record = upload->second.record;
-  const std::string& bytes = frames[2];
-  auto fail = [&](const std::string& reason) {
-    checkpoints_.DiscardPart(m.sha256);
-    uploads_.erase(m.sha256);
-    spdlog::warn("checkpoint upload of job {} step {} rejected: {}", record.job_id, record.step,
-                 reason);
-    Send(peer, protocol::CheckpointDone{m.sha256, false, reason});
-  };
-  if (have + static_cast<int64_t>(bytes.size()) > record.bytes) {
-    return fail("upload is longer than the " + std::to_string(record.bytes) + " bytes announced");
-  }
-  Status appended = checkpoints_.AppendPart(m.sha256, m.offset, bytes);
-  if (!appended.ok()) return fail(appended.message());
-  const int64_t now_have = have + static_cast<int64_t>(bytes.size());
-  if (now_have < record.bytes) {
-    return Send(peer, protocol::CheckpointOffset{m.sha256, now_have, false});
-  }
-  Status finished = checkpoints_.FinishPart(m.sha256, record.bytes);
-  if (!finished.ok()) return fail(finished.message());
-  uploads_.erase(m.sha256);
-  Status registered = RegisterCheckpoint(record);
-  Send(peer, protocol::CheckpointDone{m.sha256, registered.ok(), registered.message()});
 }
 
 bool SchedulerService::JobHasBlob(int64_t job_id, const std::string& sha256) {
@@ -194,85 +170,88 @@ void SchedulerService::RemoveFilesAfterCommit() {
   deleted_checkpoints_.clear();
 }
 
-void SchedulerService::OnCheckpoints(const std::string& peer, const Envelope& e) {
+void SchedulerService::OnCheckpoints(Request& req) {
   KILN_DECODE_OR_REPLY(protocol::CheckpointsRequest, request);
   KILN_JOB_OR_REPLY(request.job_id, job);
-  KILN_PERMIT_OR_REPLY(core::MayActOnJob(caller_, core::JobAction::kCheckpoints, job.id, job.user),
-                       "ckpt.ls", "job " + std::to_string(job.id));
+  KILN_PERMIT_OR_REPLY(
+      core::MayActOnJob(req.caller, core::JobAction::kCheckpoints, job.id, job.user), "ckpt.ls",
+      "job " + std::to_string(job.id));
   auto checkpoints = store_->Checkpoints(request.job_id);
   KILN_OK_OR_REPLY(checkpoints);
   json view = json::array();
   for (const auto& c : *checkpoints) view.push_back(CheckpointView(c));
-  Send(peer, protocol::DataReply{std::move(view)}, e.id);
+  Reply(req, protocol::DataReply{std::move(view)});
 }
 
-void SchedulerService::OnCheckpointRead(const std::string& peer, const Envelope& e) {
+void SchedulerService::OnCheckpointRead(Request& req) {
   KILN_DECODE_OR_REPLY(protocol::CheckpointRead, r);
   KILN_JOB_OR_REPLY(r.job_id, job);
   const std::string target = "job " + std::to_string(job.id);
-  if (caller_.worker) {
+  if (req.caller.worker) {
     // A worker reads only the checkpoint that an attempt placed on it resumes from.
     bool resumes_from_it = false;
-    auto node = node_of_peer_.find(peer);
+    auto node = node_of_peer_.find(req.peer);
     if (node != node_of_peer_.end()) {
       for (const auto& [key, live] : placements_.On(node->second)) {
         resumes_from_it = resumes_from_it || live.resume == std::make_pair(r.job_id, r.step);
       }
     }
     if (!resumes_from_it) {
-      return ReplyError(peer, e.id, Status::PermissionDenied(
-                                        "a worker may only read the checkpoint that an attempt "
+      return ReplyError(
+          req, Status::PermissionDenied("a worker may only read the checkpoint that an attempt "
                                         "placed on it resumes from"));
     }
   } else {
     KILN_PERMIT_OR_REPLY(
-        core::MayActOnJob(caller_, core::JobAction::kCheckpoints, job.id, job.user),
-        "ckpt.pull", target);
+        core::MayActOnJob(req.caller, core::JobAction::kCheckpoints, job.id, job.user), "ckpt.pull",
+        target);
   }
   auto found = store_->FindCheckpoint(r.job_id, r.step);
   KILN_OK_OR_REPLY(found);
   if (!found->has_value()) {
-    return ReplyError(peer, e.id, Status::NotFound(
-        "job " + std::to_string(r.job_id) + " has no checkpoint" +
-        (r.step >= 0 ? " at step " + std::to_string(r.step) : "")));
+    return ReplyError(req,
+                      Status::NotFound("job " + std::to_string(r.job_id) + " has no checkpoint" +
+                                       (r.step >= 0 ? " at step " + std::to_string(r.step) : "")));
   }
   const CheckpointRecord& c = **found;
   if (r.offset < 0 || r.offset > c.bytes || r.length < 0) {
-    return ReplyError(peer, e.id, Status::InvalidArgument(
-        "offset/length: must lie within the checkpoint's " + std::to_string(c.bytes) + " bytes"));
+    return ReplyError(req,
+                      Status::InvalidArgument("offset/length: must lie within the checkpoint's " +
+                                              std::to_string(c.bytes) + " bytes"));
   }
   const std::string path = c.path.empty() ? checkpoints_.PathOf(c.sha256) : c.path;
   auto bytes = ReadFileRange(path, r.offset, std::min(r.length, kMaxReadBytes));
-  if (!bytes.ok()) return ReplyError(peer, e.id, bytes.status());
-  if (r.offset == 0 && !caller_.worker) {
-    Audit("ckpt.pull", target, Status::Ok(), "step " + std::to_string(c.step));
+  if (!bytes.ok()) return ReplyError(req, bytes.status());
+  if (r.offset == 0 && !req.caller.worker) {
+    Audit(req, "ckpt.pull", target, Status::Ok(), "step " + std::to_string(c.step));
   }
-  Send(peer, protocol::CheckpointData{c.job_id, c.step, c.sha256, c.bytes, r.offset}, e.id,
-       {std::move(bytes).value()});
+  Reply(req, protocol::CheckpointData{c.job_id, c.step, c.sha256, c.bytes, r.offset},
+        {std::move(bytes).value()});
 }
 
-void SchedulerService::OnCheckpointRemove(const std::string& peer, const Envelope& e) {
+void SchedulerService::OnCheckpointRemove(Request& req) {
   KILN_DECODE_OR_REPLY(protocol::CheckpointRemove, r);
   KILN_JOB_OR_REPLY(r.job_id, job);
   const std::string target = "job " + std::to_string(job.id);
-  KILN_PERMIT_OR_REPLY(core::MayActOnJob(caller_, core::JobAction::kRemoveCheckpoint, job.id,
-                                         job.user),
-                       "ckpt.rm", target);
+  KILN_PERMIT_OR_REPLY(
+      core::MayActOnJob(req.caller, core::JobAction::kRemoveCheckpoint, job.id, job.user),
+      "ckpt.rm", target);
   auto found = store_->FindCheckpoint(r.job_id, r.step);
   KILN_OK_OR_REPLY(found);
   if (!found->has_value() || r.step < 0) {
     // Idempotent: removing what is not there succeeds and says so.
-    return Send(peer, protocol::DataReply{json{{"removed", false}}}, e.id);
+    return Reply(req, protocol::DataReply{json{{"removed", false}}});
   }
   if (ProtectedSteps(r.job_id).count(r.step) > 0) {
-    return ReplyError(peer, e.id, Status::FailedPrecondition(
-        "checkpoint " + std::to_string(r.step) + " of job " + std::to_string(r.job_id) +
-        " is what a running or pending attempt resumes from; cancel that job first"));
+    return ReplyError(
+        req, Status::FailedPrecondition(
+                 "checkpoint " + std::to_string(r.step) + " of job " + std::to_string(r.job_id) +
+                 " is what a running or pending attempt resumes from; cancel that job first"));
   }
   DeleteCheckpointRow(**found);
-  spdlog::info("job {} checkpoint at step {} removed by {}", r.job_id, r.step, caller_.user);
-  Audit("ckpt.rm", target, Status::Ok(), "step " + std::to_string(r.step));
-  Send(peer, protocol::DataReply{json{{"removed", true}}}, e.id);
+  spdlog::info("job {} checkpoint at step {} removed by {}", r.job_id, r.step, req.caller.user);
+  Audit(req, "ckpt.rm", target, Status::Ok(), "step " + std::to_string(r.step));
+  Reply(req, protocol::DataReply{json{{"removed", true}}});
 }
 
 }  // namespace kiln::service

@@ -17,59 +17,61 @@ using nlohmann::json;
 
 
 void SchedulerService::WithLiveReason(JobRecord& job) const {
-  auto a = active_.find(job.id);
-  if (a != active_.end() && job.state == core::JobState::kPending && !a->second.reason.empty()) {
-    job.reason = a->second.reason;
+  const ActiveJob* a = jobs_.Find(job.id);
+  if (a != nullptr && job.state == core::JobState::kPending && !a->reason.empty()) {
+    job.reason = a->reason;
   }
 }
 
-void SchedulerService::OnSubmit(const std::string& peer, const Envelope& e) {
+void SchedulerService::OnSubmit(Request& req) {
   KILN_DECODE_OR_REPLY(protocol::SubmitRequest, request);
   if (request.request_id.empty() || request.request_id.size() > 128) {
-    return ReplyError(peer, e.id,
-                      Status::InvalidArgument("body.request_id: must be 1-128 characters"));
+    return ReplyError(req, Status::InvalidArgument("body.request_id: must be 1-128 characters"));
   }
   auto existing = store_->FindJobByRequestId(request.request_id);
   KILN_OK_OR_REPLY(existing);
   if (existing->has_value()) {
-    if ((*existing)->user != caller_.user && !caller_.admin) {
-      return ReplyError(peer, e.id, Status::PermissionDenied(
-                                        "body.request_id: already used by another user's submit; "
+    if ((*existing)->user != req.caller.user && !req.caller.admin) {
+      return ReplyError(
+          req, Status::PermissionDenied("body.request_id: already used by another user's submit; "
                                         "use a new request id"));
     }
-    return Send(peer, protocol::SubmitReply{(*existing)->id, true, {}}, e.id);
+    return Reply(req, protocol::SubmitReply{(*existing)->id, true, {}});
   }
-  if (request.user.empty()) request.user = caller_.user;
+  if (request.user.empty()) request.user = req.caller.user;
   if (!IsValidName(request.user, 64)) {
-    return ReplyError(peer, e.id, Status::InvalidArgument(
-                                      "body.user: must be 1-64 letters, digits, '-', '_' or '.'"));
+    return ReplyError(
+        req, Status::InvalidArgument("body.user: must be 1-64 letters, digits, '-', '_' or '.'"));
   }
-  KILN_PERMIT_OR_REPLY(core::MaySubmitAs(caller_, request.user), "submit", "user " + request.user);
+  KILN_PERMIT_OR_REPLY(core::MaySubmitAs(req.caller, request.user), "submit",
+                       "user " + request.user);
   if (const size_t bytes = request.spec.dump().size(); bytes > kMaxSpecBytes) {
-    return ReplyError(peer, e.id, Status::InvalidArgument(
-                                      "spec: " + std::to_string(bytes / 1024) + " KiB is over the "
-                                      "limit of " + std::to_string(kMaxSpecBytes / 1024) +
-                                      " KiB; put large inputs in files the job reads"));
+    return ReplyError(req,
+                      Status::InvalidArgument("spec: " + std::to_string(bytes / 1024) +
+                                              " KiB is over the "
+                                              "limit of " +
+                                              std::to_string(kMaxSpecBytes / 1024) +
+                                              " KiB; put large inputs in files the job reads"));
   }
   SpecParseResult parsed = ParseJobSpec(request.spec);
   if (!parsed.ok()) {
     spdlog::info("refused a job spec with {} errors", parsed.errors.size());
-    return ReplyError(peer, e.id,
+    return ReplyError(req,
                       Status::InvalidArgument("job spec rejected: " +
                                               std::to_string(parsed.errors.size()) + " error(s)"),
                       SpecErrorStrings(parsed.errors));
   }
-  KILN_PERMIT_OR_REPLY(core::MaySubmitWithPriority(caller_, parsed.spec.priority), "submit",
+  KILN_PERMIT_OR_REPLY(core::MaySubmitWithPriority(req.caller, parsed.spec.priority), "submit",
                        "user " + request.user);
   std::vector<std::string> dependency_errors;
   for (size_t i = 0; i < parsed.spec.depends_on.size(); ++i) {
-    if (!StateOfJob(parsed.spec.depends_on[i])) {
+    if (!jobs_.StateOf(parsed.spec.depends_on[i])) {
       dependency_errors.push_back("depends_on[" + std::to_string(i) + "]: no job with id " +
                                   std::to_string(parsed.spec.depends_on[i]));
     }
   }
   if (!dependency_errors.empty()) {
-    return ReplyError(peer, e.id, Status::InvalidArgument("job spec rejected: unknown dependency"),
+    return ReplyError(req, Status::InvalidArgument("job spec rejected: unknown dependency"),
                       dependency_errors);
   }
   JobRecord job;
@@ -91,7 +93,7 @@ void SchedulerService::OnSubmit(const std::string& peer, const Envelope& e) {
     auto source = store_->GetJob(*request.resume_from_job);
     KILN_OK_OR_REPLY(source);
     if (source->has_value()) {
-      KILN_PERMIT_OR_REPLY(core::MayActOnJob(caller_, core::JobAction::kCheckpoints,
+      KILN_PERMIT_OR_REPLY(core::MayActOnJob(req.caller, core::JobAction::kCheckpoints,
                                              (*source)->id, (*source)->user),
                            "submit", "job " + std::to_string((*source)->id));
     }
@@ -99,10 +101,12 @@ void SchedulerService::OnSubmit(const std::string& peer, const Envelope& e) {
     auto from = store_->FindCheckpoint(*request.resume_from_job, from_step);
     KILN_OK_OR_REPLY(from);
     if (!from->has_value()) {
-      return ReplyError(peer, e.id, Status::NotFound(
-          "resume from job " + std::to_string(*request.resume_from_job) + ": no checkpoint" +
-          (from_step >= 0 ? " at step " + std::to_string(from_step) : "") +
-          " (see kiln ckpt ls " + std::to_string(*request.resume_from_job) + ")"));
+      return ReplyError(
+          req,
+          Status::NotFound("resume from job " + std::to_string(*request.resume_from_job) +
+                           ": no checkpoint" +
+                           (from_step >= 0 ? " at step " + std::to_string(from_step) : "") +
+                           " (see kiln ckpt ls " + std::to_string(*request.resume_from_job) + ")"));
     }
     // Steps continue from the checkpoint's, so epochs counts the resumed ones too. On the same
     // data and batch size a step means the same samples, and a checkpoint past the last epoch
@@ -116,11 +120,13 @@ void SchedulerService::OnSubmit(const std::string& peer, const Envelope& e) {
                            train_batch((*source)->spec) == train_batch(request.spec);
     if (same_data && (*from)->epoch >= parsed.spec.train.epochs) {
       return ReplyError(
-          peer, e.id, Status::InvalidArgument("job spec rejected: nothing to train"),
-          {"train.epochs: " + std::to_string(parsed.spec.train.epochs) + " would train nothing: "
-           "the checkpoint at step " + std::to_string((*from)->step) + " of job " +
-           std::to_string(*request.resume_from_job) + " has already done " +
-           std::to_string((*from)->epoch) + " epoch(s) on the same data, and epochs counts "
+          req, Status::InvalidArgument("job spec rejected: nothing to train"),
+          {"train.epochs: " + std::to_string(parsed.spec.train.epochs) +
+           " would train nothing: "
+           "the checkpoint at step " +
+           std::to_string((*from)->step) + " of job " + std::to_string(*request.resume_from_job) +
+           " has already done " + std::to_string((*from)->epoch) +
+           " epoch(s) on the same data, and epochs counts "
            "every epoch, the resumed ones included; set it to " +
            std::to_string((*from)->epoch + 1) + " or more"});
     }
@@ -132,14 +138,14 @@ void SchedulerService::OnSubmit(const std::string& peer, const Envelope& e) {
   Status event = store_->AddEvent({*id, job.submitted_at, "", "PENDING",
                                    std::string("submitted by ") + job.user +
                                        (job.held ? ", held" : "")});
-  if (!event.ok()) return ReplyError(peer, e.id, event);
+  if (!event.ok()) return ReplyError(req, event);
   job.id = *id;
-  Track(job, parsed.spec);
+  const ActiveJob& tracked = jobs_.Track(job, parsed.spec);
   spdlog::debug("job {} \"{}\" submitted by {} ({} ranks)", *id, job.name, job.user, job.ranks);
   submitted_ = true;
-  Audit("submit", "job " + std::to_string(*id), Status::Ok(), job.name);
-  protocol::SubmitReply reply{*id, false, SubmitWarning(active_.at(*id))};
-  Send(peer, reply, e.id);
+  Audit(req, "submit", "job " + std::to_string(*id), Status::Ok(), job.name);
+  protocol::SubmitReply reply{*id, false, SubmitWarning(tracked)};
+  Reply(req, reply);
 }
 
 std::optional<std::string> SchedulerService::SubmitWarning(const ActiveJob& job) {
@@ -151,26 +157,27 @@ std::optional<std::string> SchedulerService::SubmitWarning(const ActiveJob& job)
   return core::InfeasibleReason(up_node_classes_, job.queued.request);
 }
 
-void SchedulerService::OnQueue(const std::string& peer, const Envelope& e) {
+void SchedulerService::OnQueue(Request& req) {
   KILN_DECODE_OR_REPLY(protocol::QueueRequest, request);
   JobQuery query;
   query.include_finished = request.all;
   query.after_id = request.after_id.value_or(0);
   query.limit = std::clamp<int64_t>(request.limit.value_or(kMaxJobsPerReply), 1, kMaxJobsPerReply);
   query.user = request.user.value_or("");
-  if (options_.private_jobs && !caller_.admin) {
-    if (!query.user.empty() && query.user != caller_.user) {
-      return ReplyError(peer, e.id, Status::PermissionDenied(
-                                        "body.user: this scheduler keeps jobs private "
-                                        "(--private-jobs): you may list only your own"));
+  if (options_.private_jobs && !req.caller.admin) {
+    if (!query.user.empty() && query.user != req.caller.user) {
+      return ReplyError(req,
+                        Status::PermissionDenied("body.user: this scheduler keeps jobs private "
+                                                 "(--private-jobs): you may list only your own"));
     }
-    query.user = caller_.user;
+    query.user = req.caller.user;
   }
   for (const auto& state : request.states.value_or(std::vector<std::string>{})) {
     if (!core::ParseJobState(state)) {
-      return ReplyError(peer, e.id, Status::InvalidArgument(
-                                        "body.states: unknown state \"" + state + "\"; use "
-                                        "PENDING, RUNNING, COMPLETED, FAILED or CANCELLED"));
+      return ReplyError(
+          req, Status::InvalidArgument("body.states: unknown state \"" + state +
+                                       "\"; use "
+                                       "PENDING, RUNNING, COMPLETED, FAILED or CANCELLED"));
     }
     query.states.push_back(state);
   }
@@ -188,7 +195,7 @@ void SchedulerService::OnQueue(const std::string& peer, const Envelope& e) {
       }
       WithLiveReason(j);
       json summary = JobSummaryView(j);
-      if (!caller_.admin && j.user != caller_.user) {
+      if (!req.caller.admin && j.user != req.caller.user) {
         // Another user's job: what it asks for and why it waits, not how it is doing or why it
         // failed (a rank's error names paths).
         summary.erase("metrics");
@@ -207,22 +214,24 @@ void SchedulerService::OnQueue(const std::string& peer, const Envelope& e) {
   }
   if (!request.limit) {
     if (bytes > kMaxUnpagedReplyBytes) {
-      return ReplyError(peer, e.id, Status::FailedPrecondition(
-                                        std::to_string(view.size()) + " jobs do not fit in one "
-                                        "reply; use a kiln CLI of this version, which pages"));
+      return ReplyError(
+          req, Status::FailedPrecondition(std::to_string(view.size()) +
+                                          " jobs do not fit in one "
+                                          "reply; use a kiln CLI of this version, which pages"));
     }
-    return Send(peer, protocol::DataReply{std::move(view)}, e.id);
+    return Reply(req, protocol::DataReply{std::move(view)});
   }
   json page = {{"jobs", std::move(view)}, {"next_after_id", more ? json(last_id) : json()}};
-  Send(peer, protocol::DataReply{std::move(page)}, e.id);
+  Reply(req, protocol::DataReply{std::move(page)});
 }
 
-void SchedulerService::OnShow(const std::string& peer, const Envelope& e) {
+void SchedulerService::OnShow(Request& req) {
   KILN_DECODE_OR_REPLY(protocol::ShowRequest, request);
   KILN_JOB_OR_REPLY(request.job_id, record);
   // Its spec, paths, metrics and checkpoint hashes are its owner's.
-  KILN_PERMIT_OR_REPLY(core::MayActOnJob(caller_, core::JobAction::kShow, record.id, record.user),
-                       "show", "job " + std::to_string(record.id));
+  KILN_PERMIT_OR_REPLY(
+      core::MayActOnJob(req.caller, core::JobAction::kShow, record.id, record.user), "show",
+      "job " + std::to_string(record.id));
   auto events = store_->Events(request.job_id);
   KILN_OK_OR_REPLY(events);
   auto attempts = store_->Attempts(request.job_id);
@@ -230,42 +239,42 @@ void SchedulerService::OnShow(const std::string& peer, const Envelope& e) {
   auto checkpoints = store_->Checkpoints(request.job_id);
   KILN_OK_OR_REPLY(checkpoints);
   WithLiveReason(record);
-  Send(peer, protocol::DataReply{JobDetailView(record, *events, *attempts, *checkpoints)}, e.id);
+  Reply(req, protocol::DataReply{JobDetailView(record, *events, *attempts, *checkpoints)});
 }
 
-void SchedulerService::OnCancel(const std::string& peer, const Envelope& e) {
+void SchedulerService::OnCancel(Request& req) {
   KILN_DECODE_OR_REPLY(protocol::CancelRequest, request);
   KILN_JOB_OR_REPLY(request.job_id, job);
   const std::string target = "job " + std::to_string(job.id);
-  KILN_PERMIT_OR_REPLY(core::MayActOnJob(caller_, core::JobAction::kCancel, job.id, job.user),
+  KILN_PERMIT_OR_REPLY(core::MayActOnJob(req.caller, core::JobAction::kCancel, job.id, job.user),
                        "cancel", target);
   const bool was_running = job.state == core::JobState::kRunning;
-  const std::string why = "cancelled by " + caller_.user;
+  const std::string why = "cancelled by " + req.caller.user;
   Status changed = Transition(job, core::JobEvent::kCancel, why);
   if (!changed.ok()) {
-    return ReplyError(peer, e.id,
-                      Status::FailedPrecondition("job " + std::to_string(job.id) + " is " +
-                                                 core::JobStateName(job.state) +
-                                                 "; only PENDING or RUNNING jobs can be cancelled"));
+    return ReplyError(
+        req, Status::FailedPrecondition("job " + std::to_string(job.id) + " is " +
+                                        core::JobStateName(job.state) +
+                                        "; only PENDING or RUNNING jobs can be cancelled"));
   }
   if (was_running) StopAttempt(job, why);
   spdlog::info("job {} {}", job.id, why);
-  Audit("cancel", target, Status::Ok());
+  Audit(req, "cancel", target, Status::Ok());
   dirty_ = true;
-  Send(peer, protocol::CancelReply{job.id, core::JobStateName(job.state)}, e.id);
+  Reply(req, protocol::CancelReply{job.id, core::JobStateName(job.state)});
 }
 
-void SchedulerService::OnLogs(const std::string& peer, const Envelope& e) {
+void SchedulerService::OnLogs(Request& req) {
   KILN_DECODE_OR_REPLY(protocol::LogsRequest, request);
   KILN_JOB_OR_REPLY(request.job_id, job);
-  KILN_PERMIT_OR_REPLY(core::MayActOnJob(caller_, core::JobAction::kLogs, job.id, job.user),
+  KILN_PERMIT_OR_REPLY(core::MayActOnJob(req.caller, core::JobAction::kLogs, job.id, job.user),
                        "logs", "job " + std::to_string(job.id));
   for (const auto& [name, value] : {std::pair{"attempt", request.attempt},
                                     std::pair{"rank", request.rank},
                                     std::pair{"tail", request.tail}}) {
     if (value && *value < 0) {
-      return ReplyError(peer, e.id, Status::InvalidArgument(std::string("body.") + name +
-                                                            ": must be >= 0"));
+      return ReplyError(req,
+                        Status::InvalidArgument(std::string("body.") + name + ": must be >= 0"));
     }
   }
   LogQuery query;
@@ -300,10 +309,10 @@ void SchedulerService::OnLogs(const std::string& peer, const Envelope& e) {
                {"lines", std::move(out)},
                {"more", more},
                {"next_after_seq", next_after_seq}};
-  Send(peer, protocol::DataReply{std::move(view)}, e.id);
+  Reply(req, protocol::DataReply{std::move(view)});
 }
 
-void SchedulerService::OnNodes(const std::string& peer, const Envelope& e) {
+void SchedulerService::OnNodes(Request& req) {
   KILN_DECODE_OR_REPLY(protocol::NodesRequest, request);
   (void)request;
   auto nodes = store_->ListNodes();
@@ -316,140 +325,138 @@ void SchedulerService::OnNodes(const std::string& peer, const Envelope& e) {
     }
     view.push_back(NodeView(n, UseOf(n.name)));
   }
-  Send(peer, protocol::DataReply{std::move(view)}, e.id);
+  Reply(req, protocol::DataReply{std::move(view)});
 }
 
-void SchedulerService::OnJobAdmin(const std::string& peer, const Envelope& e) {
+void SchedulerService::OnJobAdmin(Request& req) {
   KILN_DECODE_OR_REPLY(protocol::JobAdminRequest, request);
   KILN_JOB_OR_REPLY(request.job_id, job);
   const std::string target = "job " + std::to_string(job.id);
   if (request.action == "priority") {
-    KILN_PERMIT_OR_REPLY(core::MayChangePriority(caller_, job.id, job.user, job.priority,
-                                                 request.priority),
-                         "priority", target);
+    KILN_PERMIT_OR_REPLY(
+        core::MayChangePriority(req.caller, job.id, job.user, job.priority, request.priority),
+        "priority", target);
   } else if (request.action == "release") {
-    KILN_PERMIT_OR_REPLY(core::MayRelease(caller_, job.id, job.user, job.held_by_admin),
+    KILN_PERMIT_OR_REPLY(core::MayRelease(req.caller, job.id, job.user, job.held_by_admin),
                          request.action, target);
   } else {
-    KILN_PERMIT_OR_REPLY(core::MayActOnJob(caller_, core::JobAction::kHold, job.id, job.user),
+    KILN_PERMIT_OR_REPLY(core::MayActOnJob(req.caller, core::JobAction::kHold, job.id, job.user),
                          request.action, target);
   }
-  auto active = active_.find(job.id);
-  if (active == active_.end()) {
-    return ReplyError(peer, e.id, Status::FailedPrecondition(
-                                      "job " + std::to_string(job.id) + " is " +
-                                      core::JobStateName(job.state) + "; it has finished"));
+  ActiveJob* active = jobs_.Find(job.id);
+  if (active == nullptr) {
+    return ReplyError(
+        req, Status::FailedPrecondition("job " + std::to_string(job.id) + " is " +
+                                        core::JobStateName(job.state) + "; it has finished"));
   }
-  ActiveJob& a = active->second;
+  ActiveJob& a = *active;
   std::string what;
   if (request.action == "hold" || request.action == "release") {
     const bool hold = request.action == "hold";
     if (hold && job.state != core::JobState::kPending) {
-      return ReplyError(peer, e.id, Status::FailedPrecondition(
-                                        "job " + std::to_string(job.id) + " is " +
-                                        core::JobStateName(job.state) +
-                                        "; only PENDING jobs can be held (cancel stops it)"));
+      return ReplyError(
+          req, Status::FailedPrecondition("job " + std::to_string(job.id) + " is " +
+                                          core::JobStateName(job.state) +
+                                          "; only PENDING jobs can be held (cancel stops it)"));
     }
     if (job.held == hold) {
-      return ReplyError(peer, e.id, Status::FailedPrecondition(
-                                        "job " + std::to_string(job.id) + " is already " +
-                                        (hold ? "held" : "not held")));
+      return ReplyError(
+          req, Status::FailedPrecondition("job " + std::to_string(job.id) + " is already " +
+                                          (hold ? "held" : "not held")));
     }
     job.held = a.queued.held = hold;
     // An admin's hold on another user's job is the admin's to release.
-    job.held_by_admin = hold && caller_.admin && caller_.user != job.user;
-    what = (hold ? "held by " : "released by ") + caller_.user +
+    job.held_by_admin = hold && req.caller.admin && req.caller.user != job.user;
+    what = (hold ? "held by " : "released by ") + req.caller.user +
            (job.held_by_admin ? " (an admin: only an admin may release it)" : "");
   } else if (request.action == "priority") {
     if (request.priority < -1000000 || request.priority > 1000000) {
-      return ReplyError(peer, e.id, Status::InvalidArgument(
-                                        "body.priority: must be within -1000000..1000000"));
-    }
-    if (job.state == core::JobState::kPending) {
-      pending_order_.erase({-a.queued.priority, job.id});
-      pending_order_[{-request.priority, job.id}] = &a;
+      return ReplyError(req,
+                        Status::InvalidArgument("body.priority: must be within -1000000..1000000"));
     }
     what = "priority " + std::to_string(job.priority) + " -> " + std::to_string(request.priority) +
-           " by " + caller_.user;
-    job.priority = a.queued.priority = request.priority;
+           " by " + req.caller.user;
+    job.priority = request.priority;
+    jobs_.SetPriority(a, request.priority);
   } else {
-    return ReplyError(peer, e.id, Status::InvalidArgument(
-                                      "body.action: must be hold, release or priority, got \"" +
-                                      request.action + "\""));
+    return ReplyError(
+        req, Status::InvalidArgument("body.action: must be hold, release or priority, got \"" +
+                                     request.action + "\""));
   }
   Status saved = store_->UpdateJob(job);
   if (saved.ok()) {
     const std::string state = core::JobStateName(job.state);
     saved = store_->AddEvent({job.id, clock_.WallMs(), state, state, what});
   }
-  if (!saved.ok()) return ReplyError(peer, e.id, saved);
+  if (!saved.ok()) return ReplyError(req, saved);
   spdlog::info("job {}: {}", job.id, what);
-  Audit(request.action, target, Status::Ok(), what);
+  Audit(req, request.action, target, Status::Ok(), what);
   dirty_ = true;
   WithLiveReason(job);
-  Send(peer, protocol::DataReply{JobSummaryView(job)}, e.id);
+  Reply(req, protocol::DataReply{JobSummaryView(job)});
 }
 
-void SchedulerService::OnNodeAdmin(const std::string& peer, const Envelope& e) {
+void SchedulerService::OnNodeAdmin(Request& req) {
   KILN_DECODE_OR_REPLY(protocol::NodeAdminRequest, request);
-  KILN_PERMIT_OR_REPLY(core::MayAdministerNodes(caller_), "node." + request.action,
+  KILN_PERMIT_OR_REPLY(core::MayAdministerNodes(req.caller), "node." + request.action,
                        "node " + request.node);
   auto w = workers_.find(request.node);
   if (w == workers_.end()) {
-    return ReplyError(peer, e.id, Status::NotFound("no node named \"" + request.node +
-                                                   "\" (see kiln nodes)"));
+    return ReplyError(req,
+                      Status::NotFound("no node named \"" + request.node + "\" (see kiln nodes)"));
   }
-  if (request.action == "remove") return RemoveNode(peer, e, w->second);
+  if (request.action == "remove") return RemoveNode(req, w->second);
   NodeRecord& record = w->second.record;
   int requeued = 0;
   if (request.action == "drain" || request.action == "drain_requeue") {
     record.drained = true;
     record.drain_reason = request.reason.empty() ? "drained by admin" : request.reason;
-    if (request.action == "drain_requeue") requeued = RequeueJobsOn(record.name);
+    if (request.action == "drain_requeue") requeued = RequeueJobsOn(record.name, req.caller.user);
   } else if (request.action == "resume") {
     record.drained = false;
     record.drain_reason.clear();
   } else {
-    return ReplyError(peer, e.id, Status::InvalidArgument(
-                                      "body.action: must be drain, drain_requeue, resume or "
-                                      "remove, "
-                                      "got \"" +
-                                      request.action + "\""));
+    return ReplyError(
+        req, Status::InvalidArgument("body.action: must be drain, drain_requeue, resume or "
+                                     "remove, "
+                                     "got \"" +
+                                     request.action + "\""));
   }
   Status saved = store_->UpsertNode(record);
-  if (!saved.ok()) return ReplyError(peer, e.id, saved);
+  if (!saved.ok()) return ReplyError(req, saved);
   spdlog::info("node {}: {}{} by {}", record.name, request.action,
-               record.drained ? " (" + record.drain_reason + ")" : "", caller_.user);
-  Audit("node." + request.action, "node " + record.name, Status::Ok(),
-        record.drain_reason + (requeued > 0 ? "; requeued " + std::to_string(requeued) + " jobs"
-                                            : ""));
+               record.drained ? " (" + record.drain_reason + ")" : "", req.caller.user);
+  Audit(req, "node." + request.action, "node " + record.name, Status::Ok(),
+        record.drain_reason +
+            (requeued > 0 ? "; requeued " + std::to_string(requeued) + " jobs" : ""));
   dirty_ = true;
-  Send(peer, protocol::DataReply{NodeView(record, UseOf(record.name))}, e.id);
+  Reply(req, protocol::DataReply{NodeView(record, UseOf(record.name))});
 }
 
-void SchedulerService::RemoveNode(const std::string& peer, const Envelope& e, const Worker& w) {
+void SchedulerService::RemoveNode(Request& req, const Worker& w) {
   const std::string name = w.record.name;
   if (w.up) {
-    return ReplyError(peer, e.id, Status::FailedPrecondition(
-                                      "node " + name + " is UP: stop its kiln-worker (or revoke "
-                                      "its key: kiln-scheduler worker revoke " + name + ") and "
-                                      "remove it once kiln nodes shows it DOWN"));
+    return ReplyError(req, Status::FailedPrecondition("node " + name +
+                                                      " is UP: stop its kiln-worker (or revoke "
+                                                      "its key: kiln-scheduler worker revoke " +
+                                                      name +
+                                                      ") and "
+                                                      "remove it once kiln nodes shows it DOWN"));
   }
   if (const auto& held = placements_.On(name); !held.empty()) {
-    return ReplyError(peer, e.id, Status::FailedPrecondition(
-                                      "node " + name + " still holds " +
-                                      std::to_string(held.size()) +
-                                      " attempt(s) that have not ended; try again once they have"));
+    return ReplyError(req, Status::FailedPrecondition(
+                               "node " + name + " still holds " + std::to_string(held.size()) +
+                               " attempt(s) that have not ended; try again once they have"));
   }
   auto removed = store_->RemoveNode(name);
-  if (!removed.ok()) return ReplyError(peer, e.id, removed.status());
+  if (!removed.ok()) return ReplyError(req, removed.status());
   if (!w.peer.empty()) node_of_peer_.erase(w.peer);
   monitor_.Forget(name);
   workers_.erase(name);  // `w` dangles from here on
-  spdlog::info("node {}: removed by {}", name, caller_.user);
-  Audit("node.remove", "node " + name, Status::Ok());
+  spdlog::info("node {}: removed by {}", name, req.caller.user);
+  Audit(req, "node.remove", "node " + name, Status::Ok());
   dirty_ = true;
-  Send(peer, protocol::DataReply{json{{"name", name}, {"state", "REMOVED"}}}, e.id);
+  Reply(req, protocol::DataReply{json{{"name", name}, {"state", "REMOVED"}}});
 }
 
 }  // namespace kiln::service

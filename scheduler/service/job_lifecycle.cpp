@@ -11,57 +11,20 @@ namespace kiln::service {
 
 Status SchedulerService::Transition(JobRecord& job, core::JobEvent event,
                                     const std::string& reason) {
-  auto next = core::NextState(job.state, event, job.attempt - job.requeues, job.max_retries);
-  if (!next.ok()) return next.status();
-  const core::JobState from = job.state;
   const Millis now = clock_.WallMs();
-  job.state = *next;
-  job.reason = reason;
-  if (job.state == core::JobState::kRunning) job.started_at = now;
-  if (core::IsTerminal(job.state)) job.finished_at = now;
-  KILN_RETURN_IF_ERROR(store_->UpdateJob(job));
-  KILN_RETURN_IF_ERROR(store_->AddEvent({job.id, now, core::JobStateName(from),
-                                         core::JobStateName(job.state), reason}));
-  if (from == core::JobState::kRunning) {
-    // A failed attempt sends the job back to PENDING (a retry) or on to FAILED: either way the
-    // attempt itself FAILED.
-    const std::string outcome = event == core::JobEvent::kRequeued ? "REQUEUED"
-                                : job.state == core::JobState::kPending
-                                    ? "FAILED"
-                                    : core::JobStateName(job.state);
-    KILN_RETURN_IF_ERROR(store_->EndAttempt(job.id, job.attempt, now, outcome, reason));
-  }
-
-  auto active = active_.find(job.id);
-  if (active == active_.end()) return Status::Ok();
-  ActiveJob& a = active->second;
-  if (from == core::JobState::kRunning && a.started_at > 0) {
-    // The attempt ended: charge what it used to its user's fair share.
-    const std::string& user = user_names_[a.queued.user];
-    // Nothing to charge (no entry) when the attempt ended the millisecond it started, or the
-    // wall clock stepped back.
-    ledger_.Charge(user, core::UsageRate(a.queued.request, options_.usage_unit), a.started_at, now);
-    if (auto entry = ledger_.entries().find(user); entry != ledger_.entries().end()) {
-      KILN_RETURN_IF_ERROR(store_->SaveUsage({user, entry->second.usage, entry->second.as_of}));
-    }
-  }
-  if (from == core::JobState::kPending) pending_order_.erase({-a.queued.priority, job.id});
-  if (from == core::JobState::kRunning) running_ids_.erase(job.id);
-  a.state = job.state;
-  a.reason = reason;
-  if (core::IsTerminal(job.state)) {
-    finished_states_[job.id] = job.state;
-    active_.erase(active);
-  } else if (job.state == core::JobState::kPending) {
-    a.allocation.clear();
-    a.started_at = 0;
-    pending_order_[{-a.queued.priority, job.id}] = &a;
-  } else if (job.state == core::JobState::kRunning) {
-    running_ids_.insert(job.id);
-    a.attempt = job.attempt;
-    a.started_at = now;
-  }
+  auto ended = jobs_.Transition(job, event, reason, now);
+  if (!ended.ok()) return ended.status();
   dirty_ = true;
+  if (!ended->has_value()) return Status::Ok();
+  // The attempt ended: charge what it used to its user's fair share. Nothing to charge (no
+  // entry) when it ended the millisecond it started, or the wall clock stepped back.
+  const JobTable::EndedAttempt& attempt = **ended;
+  ledger_.Charge(attempt.user, core::UsageRate(attempt.request, options_.usage_unit),
+                 attempt.started_at, now);
+  if (auto entry = ledger_.entries().find(attempt.user); entry != ledger_.entries().end()) {
+    KILN_RETURN_IF_ERROR(
+        store_->SaveUsage({attempt.user, entry->second.usage, entry->second.as_of}));
+  }
   return Status::Ok();
 }
 
@@ -113,10 +76,10 @@ void SchedulerService::StopTimedOutJobs(const std::vector<core::RunningJob>& run
   }
 }
 
-int SchedulerService::RequeueJobsOn(const std::string& node) {
+int SchedulerService::RequeueJobsOn(const std::string& node, const std::string& by) {
   std::vector<int64_t> here;
-  for (int64_t id : running_ids_) {
-    for (const auto& [name, share] : active_.at(id).allocation) {
+  for (int64_t id : jobs_.running()) {
+    for (const auto& [name, share] : jobs_.At(id).allocation) {
       if (name == node) {
         here.push_back(id);
         break;
@@ -127,7 +90,7 @@ int SchedulerService::RequeueJobsOn(const std::string& node) {
     auto found = store_->GetJob(id);
     if (!found.ok() || !found->has_value()) continue;
     JobRecord job = **found;
-    RequeueAttempt(job, "requeued: node " + node + " drained by " + caller_.user +
+    RequeueAttempt(job, "requeued: node " + node + " drained by " + by +
                             "; resumes from the checkpoint it saves on the way out");
   }
   return static_cast<int>(here.size());
@@ -156,8 +119,8 @@ void SchedulerService::HoldUntilAttemptGone(int64_t job_id, int64_t attempt) {
     if (!marked.ok()) DieOnStoreError(marked);
     waits = true;
   }
-  auto a = active_.find(job_id);
-  if (waits && a != active_.end()) a->second.queued.held = true;
+  ActiveJob* a = jobs_.Find(job_id);
+  if (waits && a != nullptr) a->queued.held = true;
 }
 
 bool SchedulerService::JobWaitsForAnExit(int64_t job_id) const {
@@ -186,10 +149,10 @@ void SchedulerService::DieOnStoreError(const Status& status) {
 }
 
 void SchedulerService::ReleaseRequeued(int64_t job_id) {
-  auto a = active_.find(job_id);
-  if (a == active_.end()) return;
+  ActiveJob* a = jobs_.Find(job_id);
+  if (a == nullptr) return;
   auto found = store_->GetJob(job_id);
-  a->second.queued.held = found.ok() && found->has_value() && (*found)->held;
+  a->queued.held = found.ok() && found->has_value() && (*found)->held;
   dirty_ = true;
 }
 
@@ -229,8 +192,8 @@ void SchedulerService::EndLease(const std::string& name, const std::string& reas
     }
   }
   spdlog::warn("worker {}: {}", name, reason);
-  for (int64_t id : running_ids_) {
-    const ActiveJob& a = active_.at(id);
+  for (int64_t id : jobs_.running()) {
+    const ActiveJob& a = jobs_.At(id);
     for (const auto& [node, share] : a.allocation) {
       if (node == name) affected.insert(id);
     }

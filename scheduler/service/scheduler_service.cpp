@@ -77,11 +77,13 @@ SchedulerService::SchedulerService(SchedulerOptions options, const Clock& clock,
       clock_(clock),
       store_(std::move(store)),
       checkpoints_(options_.state_dir + "/checkpoints"),
+      uploads_(checkpoints_),
       transport_(std::move(transport)),
       cluster_worker_key_(std::move(cluster_worker_key)),
       monitor_(options_.worker_timeout_ms),
       ledger_(options_.fair_share_half_life_s),
-      placements_(*store_) {}
+      placements_(*store_),
+      jobs_(*store_, options_.multi_node) {}
 
 SchedulerService::~SchedulerService() = default;
 
@@ -121,10 +123,7 @@ Status SchedulerService::RebuildFromStore() {
   auto usage = store_->ListUsage();
   if (!usage.ok()) return usage.status();
   for (const auto& u : *usage) ledger_.Restore(u.user, {u.usage, u.as_of});
-  active_.clear();
-  pending_order_.clear();
-  running_ids_.clear();
-  finished_states_.clear();
+  jobs_.Clear();
   KILN_RETURN_IF_ERROR(placements_.Load());
   std::set<AttemptKey> placed_attempts;
   for (const auto& [node, here] : placements_.all()) {
@@ -140,14 +139,14 @@ Status SchedulerService::RebuildFromStore() {
                     SpecErrorStrings(parsed.errors).front());
       continue;
     }
-    Track(j, parsed.spec);
+    ActiveJob& tracked = jobs_.Track(j, parsed.spec);
     if (j.state != core::JobState::kRunning) continue;
     ++running;
     // A database written before placements were stored: rebuild the running attempt's from its
     // allocation (acknowledged, as it was running when the scheduler stopped). Otherwise a node
     // of the allocation without a placement is one whose part already ended (a gang member).
     if (placed_attempts.count({j.id, j.attempt}) > 0) continue;
-    for (const auto& [node, share] : active_.at(j.id).allocation) {
+    for (const auto& [node, share] : tracked.allocation) {
       Placement p;
       p.ranks = share.ranks;
       p.slots = share.ranks * std::max<int64_t>(1, parsed.spec.resources.cpus_per_rank);
@@ -160,9 +159,9 @@ Status SchedulerService::RebuildFromStore() {
   // Requeued jobs still waiting for their old attempt's exit stay held until it comes.
   for (const auto& [node, here] : placements_.all()) {
     for (const auto& [key, p] : here) {
-      auto a = active_.find(key.first);
-      if (p.job_waits_for_exit && a != active_.end() && a->second.state == core::JobState::kPending) {
-        a->second.queued.held = true;
+      ActiveJob* a = jobs_.Find(key.first);
+      if (p.job_waits_for_exit && a != nullptr && a->state == core::JobState::kPending) {
+        a->queued.held = true;
       }
     }
   }
@@ -251,20 +250,19 @@ void SchedulerService::HandleMessage(const transport::Frames& frames,
 void SchedulerService::HandleOne(const transport::Frames& frames, const std::string& connection) {
   const size_t outbox_mark = outbox_.size();
   const size_t deleted_mark = deleted_checkpoints_.size();
-  message_failed_ = false;
-  pending_audit_.clear();
   Status opened = store_->Savepoint();
   if (!opened.ok()) DieOnStoreError(opened);
   const int64_t changes_before = store_->TotalChanges();
+  Request req(frames, core::KeyOfConnection(connection));
   std::optional<std::string> internal;
   try {
-    HandleFrames(frames, connection);
+    Dispatch(req);
   } catch (const std::exception& e) {
     // A handler bug must not take the daemon down with it: the message is undone and logged.
     internal = e.what();
     spdlog::error("internal error handling a message: {}", e.what());
   }
-  if (message_failed_ || internal) {
+  if (req.failed || internal) {
     // Keep only the error reply: what the handler wrote, queued and changed in memory goes.
     std::optional<std::pair<std::string, transport::Frames>> error_reply;
     if (!internal && outbox_.size() > outbox_mark) error_reply = outbox_.back();
@@ -280,100 +278,86 @@ void SchedulerService::HandleOne(const transport::Frames& frames, const std::str
       dirty_ = true;
     }
     if (error_reply) outbox_.push_back(std::move(*error_reply));
-    if (internal && frames.size() >= 2) {
-      auto envelope = protocol::DecodeEnvelope(frames[1]);
-      ReplyError(frames[0], envelope.ok() ? envelope->id : "",
-                 Status::Internal("the scheduler failed to handle this request; nothing of it "
-                                  "was applied (see the scheduler's log)"));
+    if (internal && !req.peer.empty()) {
+      ReplyError(req, Status::Internal("the scheduler failed to handle this request; nothing of "
+                                       "it was applied (see the scheduler's log)"));
     }
   }
-  for (const auto& record : pending_audit_) {
-    if (record.outcome == "ok" && (message_failed_ || internal)) continue;
+  for (const auto& record : req.audit) {
+    if (record.outcome == "ok" && (req.failed || internal)) continue;
     Status saved = store_->AddAudit(record);
     if (!saved.ok()) spdlog::error("cannot write the audit table: {}", saved.ToString());
   }
-  pending_audit_.clear();
   Status released = store_->ReleaseSavepoint();
   if (!released.ok()) DieOnStoreError(released);
 }
 
-void SchedulerService::HandleFrames(const transport::Frames& frames,
-                                    const std::string& connection) {
+void SchedulerService::Dispatch(Request& req) {
   // ROUTER frames: [peer identity][envelope][binary...]
-  if (frames.size() < 2) return;
-  const std::string& peer = frames[0];
-  auto envelope = protocol::DecodeEnvelope(frames[1]);
+  if (req.frames.size() < 2) return;
+  req.peer = req.frames[0];
+  auto envelope = protocol::DecodeEnvelope(req.frames[1]);
   if (!envelope.ok()) {
     spdlog::warn("rejected malformed message: {}", envelope.status().message());
-    ReplyError(peer, "", envelope.status());
-    return;
+    return ReplyError(req, envelope.status());
   }
-  const Envelope& e = *envelope;
+  req.envelope = std::move(envelope).value();
   // Every message the scheduler accepts: who may send it, and its handler.
-  using Handler = void (*)(SchedulerService&, const std::string& peer, const Envelope&,
-                           const transport::Frames&);
+  using Handler = void (SchedulerService::*)(Request&);
   struct Route {
     bool from_worker;  // worker protocol (admitted key) rather than a user's request (token)
     Handler handle;
   };
-#define KILN_ROUTE(M, from_worker, call)                                                 \
-  {                                                                                      \
-    protocol::M::kType, Route {                                                         \
-      from_worker, [](SchedulerService& s, const std::string& peer, const Envelope& e,   \
-                      const transport::Frames& frames) { (void)frames; s.call; }         \
-    }                                                                                    \
-  }
   static const std::unordered_map<std::string, Route> kRoutes = {
-      KILN_ROUTE(WhoAmIRequest, false, OnWhoAmI(peer, e)),
-      KILN_ROUTE(SubmitRequest, false, OnSubmit(peer, e)),
-      KILN_ROUTE(QueueRequest, false, OnQueue(peer, e)),
-      KILN_ROUTE(ShowRequest, false, OnShow(peer, e)),
-      KILN_ROUTE(CancelRequest, false, OnCancel(peer, e)),
-      KILN_ROUTE(LogsRequest, false, OnLogs(peer, e)),
-      KILN_ROUTE(NodesRequest, false, OnNodes(peer, e)),
-      KILN_ROUTE(CheckpointsRequest, false, OnCheckpoints(peer, e)),
-      KILN_ROUTE(JobAdminRequest, false, OnJobAdmin(peer, e)),
-      KILN_ROUTE(NodeAdminRequest, false, OnNodeAdmin(peer, e)),
-      KILN_ROUTE(CheckpointRead, false, OnCheckpointRead(peer, e)),
-      KILN_ROUTE(CheckpointRemove, false, OnCheckpointRemove(peer, e)),
-      KILN_ROUTE(RegisterWorker, true, OnRegister(peer, e)),
-      KILN_ROUTE(Heartbeat, true, OnHeartbeat(peer, e)),
-      KILN_ROUTE(JobStarted, true, OnJobStarted(peer, e)),
-      KILN_ROUTE(LogBatch, true, OnLog(peer, e)),
-      KILN_ROUTE(ProgressReport, true, OnProgress(peer, e)),
-      KILN_ROUTE(CheckpointBegin, true, OnCheckpointBegin(peer, e)),
-      KILN_ROUTE(CheckpointChunk, true, OnCheckpointChunk(peer, e, frames)),
-      KILN_ROUTE(JobExited, true, OnJobExited(peer, e)),
+      {protocol::WhoAmIRequest::kType, {false, &SchedulerService::OnWhoAmI}},
+      {protocol::SubmitRequest::kType, {false, &SchedulerService::OnSubmit}},
+      {protocol::QueueRequest::kType, {false, &SchedulerService::OnQueue}},
+      {protocol::ShowRequest::kType, {false, &SchedulerService::OnShow}},
+      {protocol::CancelRequest::kType, {false, &SchedulerService::OnCancel}},
+      {protocol::LogsRequest::kType, {false, &SchedulerService::OnLogs}},
+      {protocol::NodesRequest::kType, {false, &SchedulerService::OnNodes}},
+      {protocol::CheckpointsRequest::kType, {false, &SchedulerService::OnCheckpoints}},
+      {protocol::JobAdminRequest::kType, {false, &SchedulerService::OnJobAdmin}},
+      {protocol::NodeAdminRequest::kType, {false, &SchedulerService::OnNodeAdmin}},
+      {protocol::CheckpointRead::kType, {false, &SchedulerService::OnCheckpointRead}},
+      {protocol::CheckpointRemove::kType, {false, &SchedulerService::OnCheckpointRemove}},
+      {protocol::RegisterWorker::kType, {true, &SchedulerService::OnRegister}},
+      {protocol::Heartbeat::kType, {true, &SchedulerService::OnHeartbeat}},
+      {protocol::JobStarted::kType, {true, &SchedulerService::OnJobStarted}},
+      {protocol::LogBatch::kType, {true, &SchedulerService::OnLog}},
+      {protocol::ProgressReport::kType, {true, &SchedulerService::OnProgress}},
+      {protocol::CheckpointBegin::kType, {true, &SchedulerService::OnCheckpointBegin}},
+      {protocol::CheckpointChunk::kType, {true, &SchedulerService::OnCheckpointChunk}},
+      {protocol::JobExited::kType, {true, &SchedulerService::OnJobExited}},
   };
-#undef KILN_ROUTE
+  const protocol::Envelope& e = req.envelope;
   auto route = kRoutes.find(e.type);
   if (route == kRoutes.end()) {
-    return ReplyError(peer, e.id, Status::InvalidArgument("message type \"" + e.type +
-                                                          "\" is not accepted by the scheduler"));
+    return ReplyError(req, Status::InvalidArgument("message type \"" + e.type +
+                                                   "\" is not accepted by the scheduler"));
   }
-  connection_key_ = core::KeyOfConnection(connection);
   if (route->second.from_worker) {
-    if (!AdmitWorkerMessage(peer, connection, e)) return;
+    if (!AdmitWorkerMessage(req)) return;
     // Any message from a worker shows it is alive, not only heartbeats: after this loop stalled
     // (a slow fsync), its heartbeat may still wait behind hundreds of uploads on the connection.
-    if (auto name = node_of_peer_.find(peer); name != node_of_peer_.end()) {
+    if (auto name = node_of_peer_.find(req.peer); name != node_of_peer_.end()) {
       monitor_.Heard(name->second, clock_.MonotonicMs());
     }
   } else if (e.type == protocol::CheckpointRead::kType && e.auth.empty() &&
-             IsAdmittedWorkerKey(connection_key_)) {
+             IsAdmittedWorkerKey(req.connection_key)) {
     // A worker fetching the checkpoint an attempt placed on it resumes from.
-    caller_ = {"worker", false, true};
-  } else if (!AuthenticateClient(peer, e)) {
+    req.caller = {"worker", false, true};
+  } else if (!AuthenticateClient(req)) {
     return;
   }
-  route->second.handle(*this, peer, e, frames);
+  (this->*route->second.handle)(req);
 }
 
-void SchedulerService::ReplyError(const std::string& peer, const std::string& id,
-                                  const Status& status, std::vector<std::string> errors) {
-  protocol::ErrorReply reply{StatusCodeName(status.code()), status.message(), std::move(errors)};
-  message_failed_ = true;
-  Send(peer, reply, id);
+void SchedulerService::ReplyError(Request& req, const Status& status,
+                                  std::vector<std::string> errors) {
+  req.failed = true;
+  Reply(req,
+        protocol::ErrorReply{StatusCodeName(status.code()), status.message(), std::move(errors)});
 }
 
 }  // namespace kiln::service

@@ -25,18 +25,21 @@
 #include <unordered_map>
 
 #include "common/clock.h"
-#include "common/protocol/codec.h"
 #include "common/job_spec.h"
+#include "common/protocol/codec.h"
 #include "scheduler/core/access_policy.h"
 #include "scheduler/core/fair_share.h"
 #include "scheduler/core/heartbeat_monitor.h"
 #include "scheduler/core/record_retention.h"
 #include "scheduler/core/scheduling_policy.h"
 #include "scheduler/service/checkpoint_store.h"
+#include "scheduler/service/job_table.h"
 #include "scheduler/service/job_views.h"
 #include "scheduler/service/placements.h"
+#include "scheduler/service/request.h"
 #include "scheduler/service/service_transport.h"
 #include "scheduler/service/store.h"
+#include "scheduler/service/upload_registry.h"
 
 namespace kiln::service {
 
@@ -117,16 +120,6 @@ class SchedulerService {
   // Requeues a worker's shutdown may cause one job before its stops count as failures (so that no
   // worker, broken or hostile, bounces a job forever).
   static constexpr int64_t kMaxRequeues = 20;
-  // An unfinished job as scheduling needs it; specs, logs and events stay in the database.
-  struct ActiveJob {
-    core::QueuedJob queued;  // id, user, priority, resources, time limit, held, dependencies
-    core::JobState state = core::JobState::kPending;
-    int64_t attempt = 0;
-    Millis started_at = 0;  // wall clock, current attempt
-    std::vector<std::pair<std::string, core::NodeShare>> allocation;  // node name, share
-    std::string reason;     // why it waits (pending), from the latest pass
-    std::string unplaceable;  // set when this scheduler cannot place it at all (multi-node)
-  };
 
   SchedulerService(SchedulerOptions options, const Clock& clock, std::unique_ptr<Store> store,
                    std::unique_ptr<ServiceTransport> transport, std::string cluster_worker_key);
@@ -141,10 +134,15 @@ class SchedulerService {
   void HandleOne(const transport::Frames& frames, const std::string& connection);
   void SendOutbox();  // after the commit that made its messages true
 
-  // Dispatch (scheduler_service.cpp). `connection` is the ZAP User-Id of the sending connection.
-  void HandleFrames(const transport::Frames& frames, const std::string& connection);
-  void ReplyError(const std::string& peer, const std::string& id, const Status& status,
-                  std::vector<std::string> errors = {});
+  // Dispatch (scheduler_service.cpp): decodes the envelope, checks the sender (a worker's key, a
+  // user's token) and calls the message's handler.
+  void Dispatch(Request& req);
+  // Answers the request with an error; the request counts as failed (its writes are undone).
+  void ReplyError(Request& req, const Status& status, std::vector<std::string> errors = {});
+  template <typename M>
+  void Reply(Request& req, const M& message, transport::Frames binary = {}) {
+    Send(req.peer, message, req.envelope.id, std::move(binary));
+  }
   template <typename M>
   void Send(const std::string& peer, const M& message, const std::string& id = "",
             transport::Frames binary = {}) {
@@ -160,42 +158,42 @@ class SchedulerService {
   void NoticeAdminChanges();
   // True when `connection` is an admitted worker's; otherwise replies PermissionDenied and logs
   // the refusal (at most once a minute per key).
-  bool AdmitWorkerMessage(const std::string& peer, const std::string& connection,
-                          const protocol::Envelope& e);
-  // Sets caller_ from the envelope's token, or replies Unauthenticated and returns false.
-  bool AuthenticateClient(const std::string& peer, const protocol::Envelope& e);
-  // Records what caller_ did, or was refused, in the audit table (inside the turn's transaction).
-  void Audit(const std::string& action, const std::string& target, const Status& outcome,
-             const std::string& detail = "");
-  void OnWhoAmI(const std::string& peer, const protocol::Envelope& e);
+  bool AdmitWorkerMessage(Request& req);
+  // Sets req.caller from the envelope's token, or replies Unauthenticated and returns false.
+  bool AuthenticateClient(Request& req);
+  // Records what req.caller did, or was refused, for the audit table (written when the request
+  // ends: a refusal always, an "ok" only if the request's writes are kept).
+  void Audit(Request& req, const std::string& action, const std::string& target,
+             const Status& outcome, const std::string& detail = "");
+  void OnWhoAmI(Request& req);
 
   // Client requests (client_handlers.cpp).
-  void OnSubmit(const std::string& peer, const protocol::Envelope& e);
-  void OnQueue(const std::string& peer, const protocol::Envelope& e);
-  void OnShow(const std::string& peer, const protocol::Envelope& e);
-  void OnCancel(const std::string& peer, const protocol::Envelope& e);
-  void OnLogs(const std::string& peer, const protocol::Envelope& e);
-  void OnNodes(const std::string& peer, const protocol::Envelope& e);
-  void OnCheckpoints(const std::string& peer, const protocol::Envelope& e);
-  void OnJobAdmin(const std::string& peer, const protocol::Envelope& e);
-  void OnNodeAdmin(const std::string& peer, const protocol::Envelope& e);
+  void OnSubmit(Request& req);
+  void OnQueue(Request& req);
+  void OnShow(Request& req);
+  void OnCancel(Request& req);
+  void OnLogs(Request& req);
+  void OnNodes(Request& req);
+  void OnCheckpoints(Request& req);
+  void OnJobAdmin(Request& req);
+  void OnNodeAdmin(Request& req);
   // Deletes a bounded batch of what the retention policy no longer keeps (pruning.cpp).
   void PruneOldRecords();
   // What `kiln submit` should warn about a job just queued: no node up at the last pass could
   // ever hold it.
   std::optional<std::string> SubmitWarning(const ActiveJob& job);
   // `kiln node remove`: forgets a DOWN node that holds nothing.
-  void RemoveNode(const std::string& peer, const protocol::Envelope& e, const Worker& w);
+  void RemoveNode(Request& req, const Worker& w);
   // The in-memory reason of a pending job replaces the stored one in views.
   void WithLiveReason(JobRecord& job) const;
 
   // Worker messages (worker_handlers.cpp).
-  void OnRegister(const std::string& peer, const protocol::Envelope& e);
-  void OnHeartbeat(const std::string& peer, const protocol::Envelope& e);
-  void OnJobStarted(const std::string& peer, const protocol::Envelope& e);
-  void OnLog(const std::string& peer, const protocol::Envelope& e);
-  void OnProgress(const std::string& peer, const protocol::Envelope& e);
-  void OnJobExited(const std::string& peer, const protocol::Envelope& e);
+  void OnRegister(Request& req);
+  void OnHeartbeat(Request& req);
+  void OnJobStarted(Request& req);
+  void OnLog(Request& req);
+  void OnProgress(Request& req);
+  void OnJobExited(Request& req);
   // Whether that attempt of the job was placed on the node (live there, or in its allocation).
   bool PlacedOn(const JobRecord& job, int64_t attempt, const std::string& node) const;
   // The worker behind `peer`, if it registered and is up; otherwise asks it to register.
@@ -206,8 +204,8 @@ class SchedulerService {
   void Reconcile(Worker& worker, const std::vector<protocol::RunningAttempt>& reported);
 
   // Job lifecycle (job_lifecycle.cpp).
-  // Every state change goes through here: recorded as an event, mirrored in active_, and an
-  // attempt that ends is charged to its user's fair share.
+  // Every state change goes through here (JobTable::Transition), and an attempt that ends is
+  // charged to its user's fair share.
   Status Transition(JobRecord& job, core::JobEvent event, const std::string& reason);
   // Stops the job's running attempt and puts the job back to PENDING without using a retry; it
   // stays held until every node of that attempt has ended (HoldUntilAttemptGone).
@@ -226,7 +224,7 @@ class SchedulerService {
   // Stops every attempt with ranks on the node (SIGTERM: each saves a checkpoint) and puts its
   // job back to PENDING without using a retry; the job waits until that attempt's exit is
   // reported (its checkpoint is registered by then). Returns how many jobs.
-  int RequeueJobsOn(const std::string& node);
+  int RequeueJobsOn(const std::string& node, const std::string& by);
   // The requeued job's old attempt has ended (or its node died): it may be placed again.
   void ReleaseRequeued(int64_t job_id);
   // The attempt no longer holds anything on `node` (its exit came, or it is gone): the placement
@@ -249,14 +247,11 @@ class SchedulerService {
 
   // Scheduling (scheduling_pass.cpp).
   void SchedulingPass();
-  void Track(const JobRecord& job, const JobSpec& spec);  // adds an unfinished job to active_
-  int32_t UserIndex(const std::string& user);
   std::vector<core::NodeState> NodeStates(std::vector<std::string>* names);
   NodeUse UseOf(const std::string& node);  // what live attempts hold there
   bool AnyUsableFreeSlot();                // on an up, undrained node
   std::vector<core::RunningJob> RunningJobs(const std::unordered_map<std::string, int32_t>& index);
   std::vector<core::UserShare> UserShares(Millis now);
-  std::optional<core::JobState> StateOfJob(int64_t id);
   void Launch(JobRecord& job, const std::vector<std::pair<std::string, core::NodeShare>>& shares);
   // Whether other nodes can reach this worker for a gang spread over several nodes: it has a
   // launch endpoint and a non-loopback --address that no other worker shares.
@@ -267,12 +262,11 @@ class SchedulerService {
   std::string GangHint(const std::vector<core::NodeState>& nodes);
 
   // Checkpoints (checkpoint_handlers.cpp).
-  void OnCheckpointBegin(const std::string& peer, const protocol::Envelope& e);
-  // `frames` as received: [peer][envelope][chunk bytes].
-  void OnCheckpointChunk(const std::string& peer, const protocol::Envelope& e,
-                         const transport::Frames& frames);
-  void OnCheckpointRead(const std::string& peer, const protocol::Envelope& e);
-  void OnCheckpointRemove(const std::string& peer, const protocol::Envelope& e);
+  void OnCheckpointBegin(Request& req);
+  // req.frames: [peer][envelope][chunk bytes].
+  void OnCheckpointChunk(Request& req);
+  void OnCheckpointRead(Request& req);
+  void OnCheckpointRemove(Request& req);
   Status RegisterCheckpoint(const CheckpointRecord& record);
   // Whether one of the job's checkpoints is stored as the blob `sha256`.
   bool JobHasBlob(int64_t job_id, const std::string& sha256);
@@ -287,16 +281,13 @@ class SchedulerService {
   const Clock& clock_;
   std::unique_ptr<Store> store_;
   CheckpointStore checkpoints_;
+  UploadRegistry uploads_;  // checkpoint uploads in progress (their bytes in checkpoints_)
   std::unique_ptr<ServiceTransport> transport_;
   std::string cluster_worker_key_;         // public key of worker-cluster.key
   // The allow-list (key -> the node it was admitted as), reloaded on admin changes.
   std::map<std::string, std::string> admitted_worker_keys_;
   std::map<std::string, std::string> revoked_worker_keys_;  // key -> node name it had
   std::map<std::string, Millis> refusal_logged_at_;  // by key: refusals are logged once a minute
-  core::Caller caller_;  // who sent the client request being handled
-  bool message_failed_ = false;  // the message being handled was answered with an error
-  std::vector<AuditRecord> pending_audit_;  // the message's audit rows, written at its end
-  std::string connection_key_;  // the CURVE key of the connection the message came on
   // Users by token, as looked up; dropped whenever the database changes underneath (an admin's
   // user add/token/remove), so a replaced or removed token stops working within one loop turn.
   std::unordered_map<std::string, core::Caller> callers_by_token_;
@@ -308,20 +299,11 @@ class SchedulerService {
   std::map<std::string, std::string> node_of_peer_;                // ROUTER identity -> name
   // What each attempt holds on each node until it ends there (persisted; placements.h).
   PlacementTable placements_;
+  // Every job's state changes, and the view of unfinished jobs that scheduling reads.
+  JobTable jobs_;
   std::vector<std::pair<std::string, transport::Frames>> outbox_;
-  std::vector<CheckpointRecord> deleted_checkpoints_;  // rows deleted this turn; files go after commit
-  struct Upload {
-    CheckpointRecord record;
-    std::string node;  // the worker that announced it; only it may send the chunks
-  };
-  std::map<std::string, Upload> uploads_;  // in progress, by sha256
-  std::unordered_map<int64_t, ActiveJob> active_;  // unfinished jobs, by id
-  // PENDING jobs by (-priority, id): the order the policy wants its queue in.
-  std::map<std::pair<int64_t, int64_t>, ActiveJob*> pending_order_;
-  std::set<int64_t> running_ids_;  // RUNNING jobs of active_
-  std::vector<std::string> user_names_;
-  std::unordered_map<std::string, int32_t> user_index_;
-  std::unordered_map<int64_t, core::JobState> finished_states_;  // for dependency checks
+  std::vector<CheckpointRecord>
+      deleted_checkpoints_;  // rows deleted this turn; files go after commit
   bool dirty_ = true;  // something changed that a scheduling pass could act on
   // Jobs were submitted since the last pass. New jobs alone cannot start anything when the last
   // pass left no free slot on any usable node: then they wait for the next event or the periodic

@@ -8,73 +8,6 @@
 
 namespace kiln::service {
 
-namespace {
-
-core::ResourceRequest RequestOf(const JobSpec& spec) {
-  core::ResourceRequest r;
-  const ResourceSpec& res = spec.resources;
-  r.ranks = res.ranks;
-  r.cpus_per_rank = res.cpus_per_rank;
-  r.gpus_per_rank = res.gpus_per_rank;
-  r.memory_per_rank = res.memory_per_rank;
-  r.ranks_per_node = res.ranks_per_node;
-  r.spread = res.placement == "spread";
-  r.labels = res.labels;
-  return r;
-}
-
-}  // namespace
-
-int32_t SchedulerService::UserIndex(const std::string& user) {
-  auto [it, inserted] = user_index_.try_emplace(user, static_cast<int32_t>(user_names_.size()));
-  if (inserted) user_names_.push_back(user);
-  return it->second;
-}
-
-void SchedulerService::Track(const JobRecord& job, const JobSpec& spec) {
-  ActiveJob a;
-  a.queued.id = job.id;
-  a.queued.user = UserIndex(job.user);
-  a.queued.priority = job.priority;
-  a.queued.request = RequestOf(spec);
-  a.queued.time_limit_ms = job.time_limit_ms;
-  a.queued.held = job.held;
-  a.queued.depends_on = job.depends_on;
-  a.state = job.state;
-  a.attempt = job.attempt;
-  a.reason = job.reason;
-  if (!options_.multi_node) {
-    // One node per gang until the multi-node launcher exists.
-    core::ResourceRequest& r = a.queued.request;
-    const bool needs_several = (r.ranks_per_node > 0 && r.ranks_per_node < r.ranks) ||
-                               (r.spread && r.ranks > 1);
-    if (needs_several) {
-      a.unplaceable = "Infeasible: asks for ranks on several nodes (" +
-                      std::string(r.spread ? "placement \"spread\"" : "ranks_per_node") +
-                      "), and this scheduler runs with --multi-node off";
-    }
-    r.ranks_per_node = r.ranks;
-    r.spread = false;
-  }
-  if (job.state == core::JobState::kRunning) {
-    a.started_at = job.started_at;
-    for (const auto& entry : job.allocation) {
-      core::NodeShare share;
-      share.ranks = entry.value("ranks", int64_t{0});
-      for (const auto& g : entry.value("gpu_ids", nlohmann::json::array())) {
-        if (g.is_number_integer()) share.gpu_ids.push_back(g.get<int>());
-      }
-      a.allocation.push_back({entry.value("node", ""), share});
-    }
-    if (a.allocation.empty() && !job.node.empty()) {  // a database from before allocations
-      a.allocation.push_back({job.node, core::NodeShare{0, job.ranks, {}}});
-    }
-  }
-  ActiveJob& tracked = active_[job.id] = std::move(a);
-  if (job.state == core::JobState::kRunning) running_ids_.insert(job.id);
-  if (job.state == core::JobState::kPending) pending_order_[{-job.priority, job.id}] = &tracked;
-}
-
 std::vector<core::NodeState> SchedulerService::NodeStates(std::vector<std::string>* names) {
   std::vector<core::NodeState> nodes;
   nodes.reserve(workers_.size());
@@ -123,8 +56,8 @@ bool SchedulerService::AnyUsableFreeSlot() {
 std::vector<core::RunningJob> SchedulerService::RunningJobs(
     const std::unordered_map<std::string, int32_t>& index) {
   std::vector<core::RunningJob> running;
-  for (int64_t id : running_ids_) {
-    const ActiveJob& a = active_.at(id);
+  for (int64_t id : jobs_.running()) {
+    const ActiveJob& a = jobs_.At(id);
     core::RunningJob r;
     r.id = id;
     r.user = a.queued.user;
@@ -145,31 +78,21 @@ std::vector<core::RunningJob> SchedulerService::RunningJobs(
 }
 
 std::vector<core::UserShare> SchedulerService::UserShares(Millis now) {
-  std::vector<core::UserShare> users(user_names_.size());
+  const std::vector<std::string>& names = jobs_.user_names();
+  std::vector<core::UserShare> users(names.size());
   for (size_t u = 0; u < users.size(); ++u) {
-    users[u].name = user_names_[u];
-    users[u].usage = ledger_.Usage(user_names_[u], now);
-    auto w = options_.user_weights.find(user_names_[u]);
+    users[u].name = names[u];
+    users[u].usage = ledger_.Usage(names[u], now);
+    auto w = options_.user_weights.find(names[u]);
     users[u].weight = w != options_.user_weights.end() ? w->second : 1.0;
   }
-  for (int64_t id : running_ids_) {
-    const ActiveJob& a = active_.at(id);
+  for (int64_t id : jobs_.running()) {
+    const ActiveJob& a = jobs_.At(id);
     if (a.started_at == 0) continue;
     users[a.queued.user].usage += ledger_.RunningCharge(
         core::UsageRate(a.queued.request, options_.usage_unit), a.started_at, now);
   }
   return users;
-}
-
-std::optional<core::JobState> SchedulerService::StateOfJob(int64_t id) {
-  auto a = active_.find(id);
-  if (a != active_.end()) return a->second.state;
-  auto f = finished_states_.find(id);
-  if (f != finished_states_.end()) return f->second;
-  auto found = store_->GetJob(id);
-  if (!found.ok() || !found->has_value()) return std::nullopt;
-  if (core::IsTerminal((*found)->state)) finished_states_[id] = (*found)->state;
-  return (*found)->state;
 }
 
 void SchedulerService::SchedulingPass() {
@@ -181,7 +104,7 @@ void SchedulerService::SchedulingPass() {
   for (size_t i = 0; i < names.size(); ++i) index[names[i]] = static_cast<int32_t>(i);
   std::vector<core::RunningJob> running = RunningJobs(index);
   StopTimedOutJobs(running);
-  if (pending_order_.empty()) {
+  if (jobs_.pending().empty()) {
     capacity_left_ = AnyUsableFreeSlot();
     return;
   }
@@ -191,8 +114,8 @@ void SchedulerService::SchedulingPass() {
   in.running = &running;
   std::unordered_map<int64_t, core::JobState> dependencies;
   std::vector<std::pair<int64_t, const std::string*>> unplaceable;
-  in.queue.reserve(pending_order_.size());
-  for (const auto& [key, job] : pending_order_) {
+  in.queue.reserve(jobs_.pending().size());
+  for (const auto& [key, job] : jobs_.pending()) {
     const ActiveJob& a = *job;
     if (!a.unplaceable.empty() && !a.queued.held) {
       unplaceable.push_back({key.second, &a.unplaceable});
@@ -201,7 +124,7 @@ void SchedulerService::SchedulingPass() {
     in.queue.push_back(&a.queued);
     for (int64_t d : a.queued.depends_on) {
       if (dependencies.count(d)) continue;
-      if (auto state = StateOfJob(d)) dependencies[d] = *state;
+      if (auto state = jobs_.StateOf(d)) dependencies[d] = *state;
     }
   }
   std::vector<core::UserShare> users = UserShares(now);
@@ -213,7 +136,7 @@ void SchedulerService::SchedulingPass() {
   in.backfill = options_.backfill;
   core::SchedulingPlan plan = core::PlanPass(in);
 
-  for (const auto& [id, why] : unplaceable) active_.at(id).reason = *why;
+  for (const auto& [id, why] : unplaceable) jobs_.At(id).reason = *why;
   int64_t largest_up_node = 0;
   for (const auto& n : nodes) {
     if (n.availability == core::NodeAvailability::kUp) {
@@ -222,7 +145,7 @@ void SchedulerService::SchedulingPass() {
   }
   const std::string isolated = GangHint(nodes);
   for (const auto& w : plan.waits) {
-    ActiveJob& a = active_.at(w.job_id);
+    ActiveJob& a = jobs_.At(w.job_id);
     const std::string& reason = plan.ReasonOf(w);
     const core::ResourceRequest& r = a.queued.request;
     const bool needs_several = r.Slots() > largest_up_node || (r.spread && r.ranks > 1) ||
@@ -237,11 +160,12 @@ void SchedulerService::SchedulingPass() {
   }
   for (const auto& [node, here] : placements_.all()) {
     for (const auto& [key, p] : here) {
-      auto a = active_.find(key.first);
-      if (p.job_waits_for_exit && a != active_.end()) {
-        a->second.reason = "Waiting: attempt " + std::to_string(key.second) +
-                           " is still stopping on " + node + " (saving its checkpoint); the job "
-                           "starts again once it has";
+      ActiveJob* a = jobs_.Find(key.first);
+      if (p.job_waits_for_exit && a != nullptr) {
+        a->reason = "Waiting: attempt " + std::to_string(key.second) + " is still stopping on " +
+                    node +
+                    " (saving its checkpoint); the job "
+                    "starts again once it has";
       }
     }
   }
@@ -288,7 +212,7 @@ bool SchedulerService::JoinsGangs(const Worker& w,
 void SchedulerService::Launch(JobRecord& job,
                               const std::vector<std::pair<std::string, core::NodeShare>>& shares) {
   if (shares.empty()) return;
-  const core::ResourceRequest& request = active_.at(job.id).queued.request;
+  const core::ResourceRequest& request = jobs_.At(job.id).queued.request;
   job.attempt += 1;
   job.node = shares.front().first;
   job.allocation = nlohmann::json::array();
@@ -303,7 +227,7 @@ void SchedulerService::Launch(JobRecord& job,
     spdlog::error("job {}: cannot start: {}", job.id, s.ToString());
     return;
   }
-  active_.at(job.id).allocation = shares;
+  jobs_.At(job.id).allocation = shares;
 
   // Resume from this job's latest checkpoint, or else from the one it was submitted to continue.
   auto own = store_->FindCheckpoint(job.id, -1);

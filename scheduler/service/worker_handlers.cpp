@@ -23,35 +23,34 @@ SchedulerService::Worker* SchedulerService::KnownWorker(const std::string& peer)
   return nullptr;
 }
 
-void SchedulerService::OnRegister(const std::string& peer, const Envelope& e) {
+void SchedulerService::OnRegister(Request& req) {
   KILN_DECODE_OR_REPLY(protocol::RegisterWorker, r);
   if (r.name.empty() || r.name.size() > 128 || r.slots < 1 || r.gpus < 0) {
-    return ReplyError(peer, e.id, Status::InvalidArgument(
-                                      "register: name must be 1-128 characters, slots >= 1, "
-                                      "gpus >= 0"));
+    return ReplyError(
+        req, Status::InvalidArgument("register: name must be 1-128 characters, slots >= 1, "
+                                     "gpus >= 0"));
   }
   if (r.labels.size() > 64) {
-    return ReplyError(peer, e.id, Status::InvalidArgument("register: at most 64 labels"));
+    return ReplyError(req, Status::InvalidArgument("register: at most 64 labels"));
   }
   // A key on the allow-list speaks for the node it was admitted as, and no other; the shared
   // cluster key may register any name.
-  if (auto bound = admitted_worker_keys_.find(connection_key_);
-      bound != admitted_worker_keys_.end() && !bound->second.empty() &&
-      bound->second != r.name) {
+  if (auto bound = admitted_worker_keys_.find(req.connection_key);
+      bound != admitted_worker_keys_.end() && !bound->second.empty() && bound->second != r.name) {
     spdlog::warn("refused register as {}: key {} was admitted as node {}", r.name,
-                 connection_key_, bound->second);
-    return ReplyError(peer, e.id, Status::PermissionDenied(
-                                      "this worker's key was admitted as node " + bound->second +
-                                      ", not " + r.name + "; to rename it run: " +
-                                      ShellCommand({"kiln-scheduler", "--state-dir",
-                                                    options_.state_dir, "worker", "allow",
-                                                    connection_key_, "--name", r.name})));
+                 req.connection_key, bound->second);
+    return ReplyError(
+        req, Status::PermissionDenied(
+                 "this worker's key was admitted as node " + bound->second + ", not " + r.name +
+                 "; to rename it run: " +
+                 ShellCommand({"kiln-scheduler", "--state-dir", options_.state_dir, "worker",
+                               "allow", req.connection_key, "--name", r.name})));
   }
   const Millis now = clock_.WallMs();
   Worker& w = workers_[r.name];
   w.leaving = false;
-  if (!w.peer.empty() && w.peer != peer) node_of_peer_.erase(w.peer);
-  w.peer = peer;
+  if (!w.peer.empty() && w.peer != req.peer) node_of_peer_.erase(w.peer);
+  w.peer = req.peer;
   w.up = true;
   const bool drained = w.record.drained;  // an admin's drain outlives re-registration
   const std::string drain_reason = w.record.drain_reason;
@@ -62,23 +61,23 @@ void SchedulerService::OnRegister(const std::string& peer, const Envelope& e) {
   w.record.drain_reason = drain_reason;
   w.address = r.address;
   w.launch_endpoint = r.launch_endpoint;
-  w.public_key = connection_key_;
+  w.public_key = req.connection_key;
   w.lease_ends_at = 0;  // back within its lease: what it still runs goes on (Reconcile)
-  node_of_peer_[peer] = r.name;
+  node_of_peer_[req.peer] = r.name;
   monitor_.Heard(r.name, clock_.MonotonicMs());
   Status saved = store_->UpsertNode(w.record);
-  if (!saved.ok()) return ReplyError(peer, e.id, saved);
+  if (!saved.ok()) return ReplyError(req, saved);
 
   Reconcile(w, r.running);
   spdlog::info("worker {} registered: {} slots, {} GPUs, {} memory, {} running attempts", r.name,
                r.slots, r.gpus, FormatSize(r.memory_bytes), r.running.size());
   dirty_ = true;
-  Send(peer, protocol::RegisterAck{r.name, kHeartbeatIntervalMs, options_.worker_lease_ms}, e.id);
+  Reply(req, protocol::RegisterAck{r.name, kHeartbeatIntervalMs, options_.worker_lease_ms});
 }
 
-void SchedulerService::OnHeartbeat(const std::string& peer, const Envelope& e) {
+void SchedulerService::OnHeartbeat(Request& req) {
   KILN_DECODE_OR_REPLY(protocol::Heartbeat, hb);
-  Worker* w = KnownWorker(peer);
+  Worker* w = KnownWorker(req.peer);
   if (w == nullptr) return;
   monitor_.Heard(w->record.name, clock_.MonotonicMs());
   w->record.last_seen_at = clock_.WallMs();
@@ -193,9 +192,9 @@ Placement SchedulerService::HoldingsOf(const JobRecord& job, int64_t attempt,
   return p;
 }
 
-void SchedulerService::OnJobStarted(const std::string& peer, const Envelope& e) {
+void SchedulerService::OnJobStarted(Request& req) {
   KILN_DECODE_OR_REPLY(protocol::JobStarted, m);
-  Worker* w = KnownWorker(peer);
+  Worker* w = KnownWorker(req.peer);
   if (w == nullptr) return;
   spdlog::info("job {} attempt {} started on {} (mpirun pid {})", m.job_id, m.attempt,
                w->record.name, m.pid);
@@ -213,9 +212,9 @@ bool SchedulerService::PlacedOn(const JobRecord& job, int64_t attempt,
   return false;
 }
 
-void SchedulerService::OnLog(const std::string& peer, const Envelope& e) {
+void SchedulerService::OnLog(Request& req) {
   KILN_DECODE_OR_REPLY(protocol::LogBatch, m);
-  Worker* w = KnownWorker(peer);
+  Worker* w = KnownWorker(req.peer);
   if (w == nullptr) return;
   const std::string& node = w->record.name;
   auto job = store_->GetJob(m.job_id);
@@ -237,10 +236,10 @@ void SchedulerService::OnLog(const std::string& peer, const Envelope& e) {
   const int64_t first = *m.first_line;
   const int64_t batch_end = first + static_cast<int64_t>(m.lines.size());
   if (!ran_here) {  // not this node's to report: acknowledged (so it stops), never stored
-    return Send(peer, protocol::LogAck{m.job_id, m.attempt, batch_end, false});
+    return Send(req.peer, protocol::LogAck{m.job_id, m.attempt, batch_end, false});
   }
   auto cursor = store_->LogCursor(m.job_id, m.attempt, node);
-  if (!cursor.ok()) return ReplyError(peer, e.id, cursor.status());
+  if (!cursor.ok()) return ReplyError(req, cursor.status());
   int64_t next = *cursor;
   std::vector<std::string> lines;
   if (first > next && m.oldest_line.value_or(0) > next) {
@@ -252,7 +251,7 @@ void SchedulerService::OnLog(const std::string& peer, const Envelope& e) {
     next += lost;
   }
   if (first > next) {  // a gap: earlier lines were lost on the way; ask for them again
-    return Send(peer, protocol::LogAck{m.job_id, m.attempt, next, true});
+    return Send(req.peer, protocol::LogAck{m.job_id, m.attempt, next, true});
   }
   for (int64_t n = std::max(first, next); n < batch_end; ++n) {
     lines.push_back(std::move(m.lines[static_cast<size_t>(n - first)]));  // duplicates skipped
@@ -260,23 +259,23 @@ void SchedulerService::OnLog(const std::string& peer, const Envelope& e) {
   next = std::max(next, batch_end);
   if (!lines.empty()) {
     Status s = store_->AppendLogs(m.job_id, m.attempt, clock_.WallMs(), lines);
-    if (!s.ok()) return ReplyError(peer, e.id, s);
+    if (!s.ok()) return ReplyError(req, s);
     Status saved = store_->SetLogCursor(m.job_id, m.attempt, node, next);
-    if (!saved.ok()) return ReplyError(peer, e.id, saved);
+    if (!saved.ok()) return ReplyError(req, saved);
   }
-  Send(peer, protocol::LogAck{m.job_id, m.attempt, next, false});
+  Send(req.peer, protocol::LogAck{m.job_id, m.attempt, next, false});
 }
 
-void SchedulerService::OnProgress(const std::string& peer, const Envelope& e) {
+void SchedulerService::OnProgress(Request& req) {
   KILN_DECODE_OR_REPLY(protocol::ProgressReport, m);
-  Worker* w = KnownWorker(peer);
+  Worker* w = KnownWorker(req.peer);
   if (w == nullptr) return;
   if (!m.report.is_object()) return;
   // Frequent: decided from memory (the job's attempt, placed on this node) and merged in one
   // column, so that a report neither reads nor parses nor rewrites the job's row.
-  auto active = active_.find(m.job_id);
-  if (active == active_.end() || active->second.state != core::JobState::kRunning ||
-      active->second.attempt != m.attempt) {
+  const ActiveJob* active = jobs_.Find(m.job_id);
+  if (active == nullptr || active->state != core::JobState::kRunning ||
+      active->attempt != m.attempt) {
     return;
   }
   if (!placements_.Has(w->record.name, {m.job_id, m.attempt})) return;
@@ -287,14 +286,14 @@ void SchedulerService::OnProgress(const std::string& peer, const Envelope& e) {
   }
 }
 
-void SchedulerService::OnJobExited(const std::string& peer, const Envelope& e) {
+void SchedulerService::OnJobExited(Request& req) {
   KILN_DECODE_OR_REPLY(protocol::JobExited, m);
   // What the agent says goes into reasons that users read in a terminal: one bounded line.
   if (m.rank_error) m.rank_error = FirstErrorLine(*m.rank_error);
   m.reason = FirstErrorLine(m.reason);
-  Worker* w = KnownWorker(peer);
+  Worker* w = KnownWorker(req.peer);
   if (w == nullptr) return;
-  Send(peer, protocol::ExitAck{m.job_id, m.attempt});  // stop repeating it, whatever follows
+  Send(req.peer, protocol::ExitAck{m.job_id, m.attempt});  // stop repeating it, whatever follows
   auto found = store_->GetJob(m.job_id);
   if (!found.ok() || !found->has_value()) return;
   JobRecord job = **found;

@@ -25,7 +25,9 @@ std::string ProcFile(pid_t pid, const char* name) {
   return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
 }
 
-// The kiln-train process of `rank` running in `run_dir_part` (e.g. "/jobs/3/attempt-1"), or 0.
+// The kiln-train process of `rank` running in `run_dir_part`, or 0. Give the whole run dir
+// (the cluster's work dir included): clusters of tests running in parallel number their jobs
+// from 1 too, and a SIGSTOP must not land on another test's rank.
 pid_t RankProcess(const std::string& run_dir_part, int rank) {
   pid_t found = 0;
   DIR* proc = ::opendir("/proc");
@@ -67,7 +69,8 @@ TEST_CASE("a rank that makes no step for the stall timeout fails its attempt wit
     return j.value("state", "") == "RUNNING" && j["metrics"].value("step", 0) > 300;
   }, 120);
   REQUIRE(running["metrics"].value("step", 0) > 300);
-  const std::string run_dir_part = "/jobs/" + std::to_string(id) + "/attempt-1";
+  const std::string run_dir_part =
+      cluster.dir() + "/work/jobs/" + std::to_string(id) + "/attempt-1/";
   pid_t rank1 = 0;
   REQUIRE(WaitFor([&] { return (rank1 = RankProcess(run_dir_part, 1)) != 0; }, 10));
   REQUIRE(::kill(rank1, SIGSTOP) == 0);
@@ -102,6 +105,7 @@ TEST_CASE("a rank over memory_per_rank is killed: the job fails with OutOfMemory
   CHECK(reason.find("OutOfMemory: rank ") != std::string::npos);
   CHECK(reason.find(" on node " + cluster.worker_name() + " used ") != std::string::npos);
   CHECK(reason.find(", over memory_per_rank 48.0 MiB") != std::string::npos);
-  CHECK(WaitFor([&] { return RankProcess("/jobs/" + std::to_string(id) + "/", 0) == 0 &&
-                             RankProcess("/jobs/" + std::to_string(id) + "/", 1) == 0; }, 10));
+  const std::string jobs_dir = cluster.dir() + "/work/jobs/" + std::to_string(id) + "/";
+  CHECK(WaitFor([&] { return RankProcess(jobs_dir, 0) == 0 && RankProcess(jobs_dir, 1) == 0; },
+                10));
 }

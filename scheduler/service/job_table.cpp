@@ -1,0 +1,159 @@
+#include "scheduler/service/job_table.h"
+
+namespace kiln::service {
+
+namespace {
+
+core::ResourceRequest RequestOf(const JobSpec& spec) {
+  core::ResourceRequest r;
+  const ResourceSpec& res = spec.resources;
+  r.ranks = res.ranks;
+  r.cpus_per_rank = res.cpus_per_rank;
+  r.gpus_per_rank = res.gpus_per_rank;
+  r.memory_per_rank = res.memory_per_rank;
+  r.ranks_per_node = res.ranks_per_node;
+  r.spread = res.placement == "spread";
+  r.labels = res.labels;
+  return r;
+}
+
+}  // namespace
+
+void JobTable::Clear() {
+  active_.clear();
+  pending_.clear();
+  running_.clear();
+  finished_states_.clear();
+}
+
+int32_t JobTable::UserIndex(const std::string& user) {
+  auto [it, inserted] = user_index_.try_emplace(user, static_cast<int32_t>(user_names_.size()));
+  if (inserted) user_names_.push_back(user);
+  return it->second;
+}
+
+ActiveJob& JobTable::Track(const JobRecord& job, const JobSpec& spec) {
+  ActiveJob a;
+  a.queued.id = job.id;
+  a.queued.user = UserIndex(job.user);
+  a.queued.priority = job.priority;
+  a.queued.request = RequestOf(spec);
+  a.queued.time_limit_ms = job.time_limit_ms;
+  a.queued.held = job.held;
+  a.queued.depends_on = job.depends_on;
+  a.state = job.state;
+  a.attempt = job.attempt;
+  a.reason = job.reason;
+  if (!multi_node_) {
+    core::ResourceRequest& r = a.queued.request;
+    const bool needs_several =
+        (r.ranks_per_node > 0 && r.ranks_per_node < r.ranks) || (r.spread && r.ranks > 1);
+    if (needs_several) {
+      a.unplaceable = "Infeasible: asks for ranks on several nodes (" +
+                      std::string(r.spread ? "placement \"spread\"" : "ranks_per_node") +
+                      "), and this scheduler runs with --multi-node off";
+    }
+    r.ranks_per_node = r.ranks;
+    r.spread = false;
+  }
+  if (job.state == core::JobState::kRunning) {
+    a.started_at = job.started_at;
+    for (const auto& entry : job.allocation) {
+      core::NodeShare share;
+      share.ranks = entry.value("ranks", int64_t{0});
+      for (const auto& g : entry.value("gpu_ids", nlohmann::json::array())) {
+        if (g.is_number_integer()) share.gpu_ids.push_back(g.get<int>());
+      }
+      a.allocation.push_back({entry.value("node", ""), share});
+    }
+    if (a.allocation.empty() && !job.node.empty()) {  // a database from before allocations
+      a.allocation.push_back({job.node, core::NodeShare{0, job.ranks, {}}});
+    }
+  }
+  ActiveJob& tracked = active_[job.id] = std::move(a);
+  if (job.state == core::JobState::kRunning) running_.insert(job.id);
+  if (job.state == core::JobState::kPending) pending_[{-job.priority, job.id}] = &tracked;
+  return tracked;
+}
+
+Result<std::optional<JobTable::EndedAttempt>> JobTable::Transition(JobRecord& job,
+                                                                   core::JobEvent event,
+                                                                   const std::string& reason,
+                                                                   Millis now) {
+  auto next = core::NextState(job.state, event, job.attempt - job.requeues, job.max_retries);
+  if (!next.ok()) return next.status();
+  const core::JobState from = job.state;
+  job.state = *next;
+  job.reason = reason;
+  if (job.state == core::JobState::kRunning) job.started_at = now;
+  if (core::IsTerminal(job.state)) job.finished_at = now;
+  KILN_RETURN_IF_ERROR(store_.UpdateJob(job));
+  KILN_RETURN_IF_ERROR(store_.AddEvent(
+      {job.id, now, core::JobStateName(from), core::JobStateName(job.state), reason}));
+  if (from == core::JobState::kRunning) {
+    // A failed attempt sends the job back to PENDING (a retry) or on to FAILED: either way the
+    // attempt itself FAILED.
+    const std::string outcome = event == core::JobEvent::kRequeued ? "REQUEUED"
+                                : job.state == core::JobState::kPending
+                                    ? "FAILED"
+                                    : core::JobStateName(job.state);
+    KILN_RETURN_IF_ERROR(store_.EndAttempt(job.id, job.attempt, now, outcome, reason));
+  }
+
+  std::optional<EndedAttempt> ended;
+  auto active = active_.find(job.id);
+  if (active == active_.end()) return ended;
+  ActiveJob& a = active->second;
+  if (from == core::JobState::kRunning && a.started_at > 0) {
+    ended = EndedAttempt{user_names_[a.queued.user], a.queued.request, a.started_at};
+  }
+  if (from == core::JobState::kPending) pending_.erase({-a.queued.priority, job.id});
+  if (from == core::JobState::kRunning) running_.erase(job.id);
+  a.state = job.state;
+  a.reason = reason;
+  if (core::IsTerminal(job.state)) {
+    finished_states_[job.id] = job.state;
+    active_.erase(active);
+  } else if (job.state == core::JobState::kPending) {
+    a.allocation.clear();
+    a.started_at = 0;
+    pending_[{-a.queued.priority, job.id}] = &a;
+  } else if (job.state == core::JobState::kRunning) {
+    running_.insert(job.id);
+    a.attempt = job.attempt;
+    a.started_at = now;
+  }
+  return ended;
+}
+
+void JobTable::SetPriority(ActiveJob& job, int64_t priority) {
+  if (job.state == core::JobState::kPending) {
+    pending_.erase({-job.queued.priority, job.queued.id});
+    pending_[{-priority, job.queued.id}] = &job;
+  }
+  job.queued.priority = priority;
+}
+
+ActiveJob* JobTable::Find(int64_t id) {
+  auto a = active_.find(id);
+  return a == active_.end() ? nullptr : &a->second;
+}
+
+const ActiveJob* JobTable::Find(int64_t id) const {
+  auto a = active_.find(id);
+  return a == active_.end() ? nullptr : &a->second;
+}
+
+ActiveJob& JobTable::At(int64_t id) { return active_.at(id); }
+
+std::optional<core::JobState> JobTable::StateOf(int64_t id) {
+  if (const ActiveJob* a = Find(id)) return a->state;
+  auto f = finished_states_.find(id);
+  if (f != finished_states_.end()) return f->second;
+  auto found = store_.GetJob(id);
+  if (!found.ok() || !found->has_value()) return std::nullopt;
+  if (core::IsTerminal((*found)->state)) finished_states_[id] = (*found)->state;
+  return (*found)->state;
+}
+
+}  // namespace kiln::service

@@ -1,0 +1,85 @@
+// The scheduler's jobs. Every state change of a job goes through JobTable::Transition, which
+// writes the job's row, its event, and the end of its attempt to the store (inside the turn's
+// transaction) and keeps the view of unfinished jobs that scheduling reads: by id, the PENDING
+// ones in queue order, the RUNNING ones, and the final state of finished jobs that others depend
+// on. The view holds nothing the store does not: Track rebuilds it from job rows (at start, and
+// after a message's writes were rolled back); a pending job's latest reason is the one field
+// kept only here (every pass recomputes it).
+#pragma once
+
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "common/job_spec.h"
+#include "scheduler/core/job_state.h"
+#include "scheduler/core/scheduling_policy.h"
+#include "scheduler/service/store.h"
+
+namespace kiln::service {
+
+// An unfinished job as scheduling needs it; specs, logs and events stay in the database.
+struct ActiveJob {
+  core::QueuedJob queued;  // id, user, priority, resources, time limit, held, dependencies
+  core::JobState state = core::JobState::kPending;
+  int64_t attempt = 0;
+  Millis started_at = 0;                                            // wall clock, current attempt
+  std::vector<std::pair<std::string, core::NodeShare>> allocation;  // node name, share
+  std::string reason;       // why it waits (pending), from the latest pass
+  std::string unplaceable;  // set when this scheduler cannot place it at all (multi-node)
+};
+
+class JobTable {
+ public:
+  // `multi_node` off: every gang must fit on one node; those that ask for several are marked
+  // unplaceable when tracked.
+  JobTable(Store& store, bool multi_node) : store_(store), multi_node_(multi_node) {}
+
+  // Forgets the view (before tracking every unfinished job again).
+  void Clear();
+  // Adds an unfinished job to the view, from its row and its parsed spec.
+  ActiveJob& Track(const JobRecord& job, const JobSpec& spec);
+
+  // What a transition ended, for fair-share charging: the attempt that ran, when it left RUNNING.
+  struct EndedAttempt {
+    std::string user;
+    core::ResourceRequest request;
+    Millis started_at = 0;
+  };
+  // Moves `job` through `event` (core::NextState) at wall time `now`: the row, an event and the
+  // attempt's end are written; the view follows (a finished job leaves it).
+  Result<std::optional<EndedAttempt>> Transition(JobRecord& job, core::JobEvent event,
+                                                 const std::string& reason, Millis now);
+  // A PENDING or RUNNING job's new priority (the row is the caller's to write).
+  void SetPriority(ActiveJob& job, int64_t priority);
+
+  ActiveJob* Find(int64_t id);
+  const ActiveJob* Find(int64_t id) const;
+  ActiveJob& At(int64_t id);  // a job the view holds (throws std::out_of_range otherwise)
+  // PENDING jobs by (-priority, id): the order the policy wants its queue in.
+  const std::map<std::pair<int64_t, int64_t>, ActiveJob*>& pending() const { return pending_; }
+  const std::set<int64_t>& running() const { return running_; }
+  // A job's state, for dependency checks: from the view, a cache of finished ones, or the store.
+  std::optional<core::JobState> StateOf(int64_t id);
+  size_t size() const { return active_.size(); }
+
+  // Users are numbered in the order they are first seen (the policy's UserShare index).
+  int32_t UserIndex(const std::string& user);
+  const std::vector<std::string>& user_names() const { return user_names_; }
+
+ private:
+  Store& store_;
+  bool multi_node_;
+  std::unordered_map<int64_t, ActiveJob> active_;
+  std::map<std::pair<int64_t, int64_t>, ActiveJob*> pending_;
+  std::set<int64_t> running_;
+  std::unordered_map<int64_t, core::JobState> finished_states_;
+  std::vector<std::string> user_names_;
+  std::unordered_map<std::string, int32_t> user_index_;
+};
+
+}  // namespace kiln::service
