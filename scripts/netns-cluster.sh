@@ -38,7 +38,7 @@ start_worker() {  # start_worker DIR I
   mkdir -p "$dir/h$i"
   ip netns exec "$(ns "$dir" "$i")" unshare --uts sh -c "hostname kiln-h$i; exec \"\$0\" \"\$@\"" \
     "$bin/kiln-worker" --scheduler "$(endpoint)" --name "kiln-$(ns_id "$dir")-h$i" --slots "$slots" \
-    --address "$(address "$i")" --work-dir "$dir/h$i/work" --kill-grace 3 \
+    --address "$(address "$i")" --work-dir "$dir/h$i/work" --kill-grace 3 --no-pin-cpus \
     --server-key "$dir/state/server.pub" --key-file "$dir/state/worker-cluster.key" \
     >>"$dir/h$i/worker.log" 2>&1 &
   echo $! >"$dir/h$i/pid"

@@ -49,6 +49,15 @@ class Pass {
       key_[u] = (*in_.users)[u].usage / weight_[u];
     }
     user_queues_.resize(users + 1);
+    running_ranks_.assign(users + 1, 0);
+    running_gpus_.assign(users + 1, 0);
+    if (in_.running != nullptr) {
+      for (const auto& r : *in_.running) {
+        const int32_t u = UserIndexOf(r.user);
+        running_ranks_[u] += r.request.ranks;
+        running_gpus_[u] += r.request.ranks * r.request.gpus_per_rank;
+      }
+    }
 
     std::vector<const QueuedJob*> queue = in_.queue;
     auto before = [](const QueuedJob* a, const QueuedJob* b) {
@@ -67,10 +76,34 @@ class Pass {
   }
 
  private:
-  int32_t UserOf(const QueuedJob& j) const {
-    return j.user >= 0 && static_cast<size_t>(j.user) + 1 < key_.size()
-               ? j.user
+  int32_t UserIndexOf(int32_t user) const {
+    return user >= 0 && static_cast<size_t>(user) + 1 < key_.size()
+               ? user
                : static_cast<int32_t>(key_.size() - 1);
+  }
+  int32_t UserOf(const QueuedJob& j) const { return UserIndexOf(j.user); }
+
+  // Waits the job when starting it would take its user past a quota.
+  bool OverQuota(const QueuedJob& j) {
+    const int32_t u = UserOf(j);
+    if (in_.users == nullptr || static_cast<size_t>(u) >= in_.users->size()) return false;
+    const UserShare& user = (*in_.users)[u];
+    const int64_t gpus = j.request.ranks * j.request.gpus_per_rank;
+    std::string why;
+    if (user.max_running_ranks > 0 &&
+        running_ranks_[u] + j.request.ranks > user.max_running_ranks) {
+      why = "Quota: user " + user.name + " runs " + std::to_string(running_ranks_[u]) + " of " +
+            std::to_string(user.max_running_ranks) + " ranks allowed; this job needs " +
+            std::to_string(j.request.ranks) + " more";
+    } else if (user.max_gpus > 0 && gpus > 0 && running_gpus_[u] + gpus > user.max_gpus) {
+      why = "Quota: user " + user.name + " runs " + std::to_string(running_gpus_[u]) + " of " +
+            std::to_string(user.max_gpus) + " GPUs allowed; this job needs " +
+            std::to_string(gpus) + " more";
+    } else {
+      return false;
+    }
+    Wait(j, WaitKind::kQuota, Reason(std::move(why)));
+    return true;
   }
   const std::string& UserName(int32_t u) const {
     static const std::string kUnknown = "(unknown)";
@@ -166,6 +199,7 @@ class Pass {
   }
 
   void Try(const QueuedJob& j, ShapeMemo& m) {
+    if (OverQuota(j)) return;
     if (holder_ == nullptr) {
       if (!m.failed_now) {
         if (auto shares = free_.Place(j.request)) return Start(j, std::move(*shares), false);
@@ -255,6 +289,8 @@ class Pass {
     }
     const int32_t u = UserOf(j);
     key_[u] += UsageRate(j.request, in_.usage_unit) * in_.commitment_s / weight_[u];
+    running_ranks_[u] += j.request.ranks;
+    running_gpus_[u] += j.request.ranks * j.request.gpus_per_rank;
     plan_.starts.push_back({j.id, std::move(shares), backfilled});
     start_limits_.push_back(j.time_limit_ms);
     start_requests_.push_back(&j.request);
@@ -363,6 +399,8 @@ class Pass {
   // Jobs started in this pass, in plan_.starts order (limits and requests, for the reservation).
   std::vector<Millis> start_limits_;
   std::vector<const ResourceRequest*> start_requests_;
+  std::vector<int64_t> running_ranks_;  // by user: running now plus started in this pass
+  std::vector<int64_t> running_gpus_;
   std::vector<size_t> started_bounded_;
   // The reservation, once a job is blocked.
   const QueuedJob* holder_ = nullptr;
@@ -378,6 +416,7 @@ class Pass {
 const char* WaitKindName(WaitKind kind) {
   switch (kind) {
     case WaitKind::kHeld: return "Held";
+    case WaitKind::kQuota: return "Quota";
     case WaitKind::kDependency: return "Dependency";
     case WaitKind::kInfeasible: return "Infeasible";
     case WaitKind::kNoWorkers: return "NoWorkers";

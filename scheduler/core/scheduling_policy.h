@@ -49,6 +49,10 @@ struct UserShare {
   std::string name;
   double usage = 0;   // decayed usage including running jobs' charges (FairShareLedger)
   double weight = 1;  // > 0
+  // The admin's quotas (0: no limit): ranks and GPUs the user's running jobs may hold at once.
+  // A job that would take the user past one waits (WaitKind::kQuota) and reserves nothing.
+  int64_t max_running_ranks = 0;
+  int64_t max_gpus = 0;
 };
 
 struct SchedulingInput {
@@ -73,7 +77,8 @@ enum class WaitKind : uint8_t {
   kResources,
   kPriority,
   kFairShare,
-  kReserved
+  kReserved,
+  kQuota
 };
 const char* WaitKindName(WaitKind kind);
 

@@ -54,6 +54,21 @@ void SchedulerService::NoticeAdminChanges() {
   external_changes_ = *counter;
   callers_by_token_.clear();
   RefreshWorkerKeys();
+  RefreshQuotas();
+}
+
+void SchedulerService::RefreshQuotas() {
+  auto users = store_->ListUsers();
+  if (!users.ok()) {
+    spdlog::warn("cannot read the users' quotas: {}", users.status().ToString());
+    return;
+  }
+  std::unordered_map<std::string, UserQuota> quotas;
+  for (const auto& u : *users) {
+    if (!(u.quota == UserQuota{})) quotas[u.name] = u.quota;
+  }
+  if (quotas != quotas_) dirty_ = true;  // jobs waiting on a quota may start now
+  quotas_ = std::move(quotas);
 }
 
 bool SchedulerService::AdmitWorkerMessage(Request& req) {
@@ -118,7 +133,20 @@ bool SchedulerService::AuthenticateClient(Request& req) {
     return false;
   }
   if (!user->has_value()) {
-    spdlog::warn("refused a \"{}\" request with an unknown token", req.envelope.type);
+    // Anyone who knows the server key can send these: logged at most once a minute, with how
+    // many were not logged, so that a flood cannot fill the admin's disk.
+    const Millis now = clock_.MonotonicMs();
+    if (unknown_token_logged_at_ == 0 || now - unknown_token_logged_at_ >= kRefusalLogEveryMs) {
+      spdlog::warn("refused a \"{}\" request with an unknown token{}", req.envelope.type,
+                   unknown_tokens_unlogged_ > 0
+                       ? " (and " + std::to_string(unknown_tokens_unlogged_) +
+                             " more since the last such warning)"
+                       : std::string());
+      unknown_token_logged_at_ = now;
+      unknown_tokens_unlogged_ = 0;
+    } else {
+      ++unknown_tokens_unlogged_;
+    }
     ReplyError(req, refused);
     return false;
   }

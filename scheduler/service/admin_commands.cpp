@@ -1,14 +1,15 @@
 #include "scheduler/service/admin_commands.h"
 
+#include <cstdlib>
 #include <ctime>
 #include <iostream>
-
 #include <nlohmann/json.hpp>
 
 #include "common/clock.h"
 #include "common/credentials.h"
 #include "common/file_util.h"
 #include "common/json_fields.h"
+#include "common/quantities.h"
 #include "common/shell_quote.h"
 #include "common/transport/curve.h"
 #include "scheduler/service/scheduler_service.h"
@@ -72,6 +73,14 @@ AdminCommands::AdminCommands(CLI::App& app) {
   user_list_ = user->add_subcommand("list", "list users");
   user_remove_ = user->add_subcommand("remove", "remove a user; their token stops working");
   user_remove_->add_option("NAME", name_, "user name")->required();
+  user_set_ = user->add_subcommand("set", "set a user's quotas (0 or none: no limit)");
+  user_set_->add_option("NAME", name_, "user name")->required();
+  user_set_->add_option("--max-pending", max_pending_, "PENDING jobs at once (more are refused)");
+  user_set_->add_option("--max-running-ranks", max_running_ranks_,
+                        "ranks of running jobs at once (more wait)");
+  user_set_->add_option("--max-gpus", max_gpus_, "GPUs of running jobs at once (more wait)");
+  user_set_->add_option("--max-checkpoint-bytes", max_checkpoint_bytes_,
+                        "checkpoint storage, e.g. 50GiB (uploads past it are refused)");
 
   CLI::App* worker = app.add_subcommand("worker", "the worker key allow-list");
   worker->require_subcommand(1);
@@ -89,7 +98,7 @@ AdminCommands::AdminCommands(CLI::App& app) {
 }
 
 bool AdminCommands::Selected() const {
-  for (const CLI::App* c : {key_show_, user_add_, user_token_, user_list_, user_remove_,
+  for (const CLI::App* c : {key_show_, user_add_, user_token_, user_list_, user_remove_, user_set_,
                             worker_allow_, worker_revoke_, worker_list_, audit_}) {
     if (c->parsed()) return true;
   }
@@ -105,6 +114,7 @@ int AdminCommands::Run(const std::string& state_dir) {
   if (user_token_->parsed()) return UserAdd(store, state_dir, true);
   if (user_list_->parsed()) return UserList(store);
   if (user_remove_->parsed()) return UserRemove(store);
+  if (user_set_->parsed()) return UserSet(store);
   if (worker_allow_->parsed()) return WorkerAllow(store);
   if (worker_revoke_->parsed()) return WorkerRevoke(store);
   if (worker_list_->parsed()) return WorkerList(store, state_dir);
@@ -167,11 +177,69 @@ int AdminCommands::UserAdd(Store& store, const std::string& state_dir, bool rota
 int AdminCommands::UserList(Store& store) {
   auto users = store.ListUsers();
   if (!users.ok()) return Fail(users.status().message());
-  std::printf("%-24s %-6s %s\n", "USER", "ADMIN", "TOKEN ISSUED");
+  auto limit = [](int64_t n, bool size = false) {
+    return n <= 0 ? std::string("-") : size ? FormatSize(n) : std::to_string(n);
+  };
+  std::printf("%-24s %-6s %-19s %-8s %-8s %-6s %s\n", "USER", "ADMIN", "TOKEN ISSUED", "PENDING",
+              "RANKS", "GPUS", "CHECKPOINTS");
   for (const auto& u : *users) {
-    std::printf("%-24s %-6s %s\n", u.name.c_str(), u.admin ? "yes" : "no",
-                Time(u.created_at).c_str());
+    std::printf("%-24s %-6s %-19s %-8s %-8s %-6s %s\n", u.name.c_str(), u.admin ? "yes" : "no",
+                Time(u.created_at).c_str(), limit(u.quota.max_pending).c_str(),
+                limit(u.quota.max_running_ranks).c_str(), limit(u.quota.max_gpus).c_str(),
+                limit(u.quota.max_checkpoint_bytes, true).c_str());
   }
+  return 0;
+}
+
+int AdminCommands::UserSet(Store& store) {
+  auto users = store.ListUsers();
+  if (!users.ok()) return Fail(users.status().message());
+  const UserRecord* user = nullptr;
+  for (const auto& u : *users) {
+    if (u.name == name_) user = &u;
+  }
+  if (user == nullptr) return Fail("no user " + name_ + " (kiln-scheduler user list)");
+  UserQuota quota = user->quota;
+  struct Field {
+    const char* flag;
+    const std::string& text;
+    int64_t* value;
+    bool size;
+  };
+  for (const Field& f :
+       {Field{"--max-pending", max_pending_, &quota.max_pending, false},
+        Field{"--max-running-ranks", max_running_ranks_, &quota.max_running_ranks, false},
+        Field{"--max-gpus", max_gpus_, &quota.max_gpus, false},
+        Field{"--max-checkpoint-bytes", max_checkpoint_bytes_, &quota.max_checkpoint_bytes,
+              true}}) {
+    if (f.text.empty()) continue;
+    if (f.text == "none" || f.text == "0") {
+      *f.value = 0;
+      continue;
+    }
+    std::optional<int64_t> parsed;
+    if (f.size) {
+      parsed = ParseSize(f.text);
+    } else {
+      char* end = nullptr;
+      const long long n = std::strtoll(f.text.c_str(), &end, 10);
+      if (end != f.text.c_str() && *end == '\0') parsed = n;
+    }
+    if (!parsed || *parsed < 0) {
+      return Fail(std::string(f.flag) + ": must be " +
+                  (f.size ? "a size such as 50GiB" : "a whole number") +
+                  ", 0 or none (no limit), got \"" + f.text + "\"");
+    }
+    *f.value = *parsed;
+  }
+  auto saved = store.SetUserQuota(name_, quota);
+  if (!saved.ok()) return Fail(saved.status().message());
+  const std::string detail = "max_pending=" + std::to_string(quota.max_pending) +
+                             " max_running_ranks=" + std::to_string(quota.max_running_ranks) +
+                             " max_gpus=" + std::to_string(quota.max_gpus) +
+                             " max_checkpoint_bytes=" + std::to_string(quota.max_checkpoint_bytes);
+  AuditAdmin(store, "user.set", "user " + name_, detail);
+  std::cout << "user " << name_ << ": " << detail << " (0: no limit)\n";
   return 0;
 }
 

@@ -27,6 +27,7 @@ class AdminCommands {
   int UserAdd(Store& store, const std::string& state_dir, bool rotate);
   int UserList(Store& store);
   int UserRemove(Store& store);
+  int UserSet(Store& store);
   int WorkerAllow(Store& store);
   int WorkerRevoke(Store& store);
   int WorkerList(Store& store, const std::string& state_dir);
@@ -37,6 +38,7 @@ class AdminCommands {
   CLI::App* user_token_ = nullptr;
   CLI::App* user_list_ = nullptr;
   CLI::App* user_remove_ = nullptr;
+  CLI::App* user_set_ = nullptr;
   CLI::App* worker_allow_ = nullptr;
   CLI::App* worker_revoke_ = nullptr;
   CLI::App* worker_list_ = nullptr;
@@ -48,6 +50,8 @@ class AdminCommands {
   std::string credentials_;  // where to write the new user's credentials file
   std::string scheduler_;    // the address written into it
   int64_t limit_ = 50;
+  // `user set`: each quota as given ("" not given; "0" or "none" removes the limit).
+  std::string max_pending_, max_running_ranks_, max_gpus_, max_checkpoint_bytes_;
   bool json_ = false;
 };
 

@@ -1,11 +1,12 @@
 // Checkpoints: resumable verified uploads from workers (protocol in common/protocol/messages.h),
 // the registry, retention, and chunked reads for `kiln ckpt pull` and workers that resume.
-#include <unistd.h>
-
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include "common/file_util.h"
 #include "common/job_spec.h"
+#include "common/quantities.h"
+#include "common/safe_open.h"
 #include "scheduler/core/checkpoint_retention.h"
 #include "scheduler/service/handler_macros.h"
 #include "scheduler/service/job_views.h"
@@ -60,16 +61,30 @@ void SchedulerService::OnCheckpointBegin(Request& req) {
   if (m.path) {
     const CheckpointSpec spec = CheckpointSpecOf(**job);
     if (spec.storage != "shared_fs" || m.path->rfind(spec.storage_path + "/", 0) != 0 ||
-        m.path->find("/../") != std::string::npos || ::access(m.path->c_str(), R_OK) != 0) {
-      return done(false, "path " + *m.path + " is not a readable file under the job's "
-                         "checkpoint.storage.path as the scheduler sees it");
+        m.path->find("/../") != std::string::npos) {
+      return done(false, "path " + *m.path + " is not under the job's checkpoint.storage.path");
     }
+    // The job's account can write there: the scheduler (maybe root) opens it only as a regular
+    // file of the announced size reached through no link, and reads it the same way later.
+    auto opened = ReadRegularRange(*m.path, 0, 0, m.bytes);
+    if (!opened.ok()) {
+      return done(false, "path " + *m.path + " is not a readable regular file of " +
+                             std::to_string(m.bytes) + " bytes as the scheduler sees it (" +
+                             opened.status().message() + ")");
+    }
+  } else if (auto refused = CheckpointQuotaRefusal((*job)->user, m.bytes)) {
+    spdlog::warn("job {}: checkpoint at step {} refused: {}", m.job_id, m.step, *refused);
+    return done(false, *refused);
   } else if (!checkpoints_.Has(m.sha256) || !JobHasBlob(m.job_id, m.sha256)) {
     // A blob is attached by its hash alone only to a job that already holds it (a repeated
     // report); otherwise its bytes come, verified against the hash, so that knowing another
     // job's hash gives nobody its checkpoint.
-    const int64_t held = uploads_.Announce(record, w->record.name);
-    return Send(req.peer, protocol::CheckpointOffset{m.sha256, held, false});
+    auto announced = uploads_.Announce(record, w->record.name);
+    if (announced.kind == UploadRegistry::ChunkResult::kContinue) {
+      return Send(req.peer, protocol::CheckpointOffset{m.sha256, announced.offset, false});
+    }
+    Status registered = RegisterCheckpoint(announced.record);
+    return done(registered.ok(), registered.ok() ? "" : registered.message());
   }
   Status s = RegisterCheckpoint(record);
   done(s.ok(), s.ok() ? "" : s.message());
@@ -94,6 +109,18 @@ void SchedulerService::OnCheckpointChunk(Request& req) {
                   protocol::CheckpointDone{m.sha256, registered.ok(), registered.message()});
     }
   }
+}
+
+std::optional<std::string> SchedulerService::CheckpointQuotaRefusal(const std::string& user,
+                                                                    int64_t bytes) {
+  auto quota = quotas_.find(user);
+  if (quota == quotas_.end() || quota->second.max_checkpoint_bytes <= 0) return std::nullopt;
+  auto stored = store_->CheckpointBytesOfUser(user);
+  if (!stored.ok() || *stored + bytes <= quota->second.max_checkpoint_bytes) return std::nullopt;
+  return "Quota: user " + user + " stores " + FormatSize(*stored) + " of checkpoints, and " +
+         FormatSize(bytes) + " more would pass the " +
+         FormatSize(quota->second.max_checkpoint_bytes) +
+         " allowed; remove some (kiln ckpt rm JOB STEP) or lower checkpoint.keep_last";
 }
 
 bool SchedulerService::JobHasBlob(int64_t job_id, const std::string& sha256) {
@@ -219,8 +246,12 @@ void SchedulerService::OnCheckpointRead(Request& req) {
                       Status::InvalidArgument("offset/length: must lie within the checkpoint's " +
                                               std::to_string(c.bytes) + " bytes"));
   }
-  const std::string path = c.path.empty() ? checkpoints_.PathOf(c.sha256) : c.path;
-  auto bytes = ReadFileRange(path, r.offset, std::min(r.length, kMaxReadBytes));
+  // A shared_fs checkpoint lies where the job's account can write: read through no link, as a
+  // regular file, never past the size registered.
+  auto bytes = c.path.empty()
+                   ? ReadFileRange(checkpoints_.PathOf(c.sha256), r.offset,
+                                   std::min(r.length, kMaxReadBytes))
+                   : ReadRegularRange(c.path, r.offset, std::min(r.length, kMaxReadBytes), c.bytes);
   if (!bytes.ok()) return ReplyError(req, bytes.status());
   if (r.offset == 0 && !req.caller.worker) {
     Audit(req, "ckpt.pull", target, Status::Ok(), "step " + std::to_string(c.step));

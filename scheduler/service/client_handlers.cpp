@@ -45,13 +45,22 @@ void SchedulerService::OnSubmit(Request& req) {
   }
   KILN_PERMIT_OR_REPLY(core::MaySubmitAs(req.caller, request.user), "submit",
                        "user " + request.user);
+  if (auto quota = quotas_.find(request.user);
+      quota != quotas_.end() && quota->second.max_pending > 0 &&
+      jobs_.PendingOf(request.user) >= quota->second.max_pending) {
+    KILN_PERMIT_OR_REPLY(
+        Status::FailedPrecondition(
+            "Quota: user " + request.user + " has " +
+            std::to_string(jobs_.PendingOf(request.user)) + " of " +
+            std::to_string(quota->second.max_pending) +
+            " pending jobs allowed; submit again when some have started, or cancel some"),
+        "submit", "user " + request.user);
+  }
   if (const size_t bytes = request.spec.dump().size(); bytes > kMaxSpecBytes) {
-    return ReplyError(req,
-                      Status::InvalidArgument("spec: " + std::to_string(bytes / 1024) +
-                                              " KiB is over the "
-                                              "limit of " +
-                                              std::to_string(kMaxSpecBytes / 1024) +
-                                              " KiB; put large inputs in files the job reads"));
+    return ReplyError(req, Status::InvalidArgument(
+                               "spec: " + std::to_string(bytes / 1024) + " KiB is over the limit "
+                               "of " + std::to_string(kMaxSpecBytes / 1024) +
+                               " KiB; put large inputs in files the job reads"));
   }
   SpecParseResult parsed = ParseJobSpec(request.spec);
   if (!parsed.ok()) {

@@ -24,11 +24,21 @@ void JobTable::Clear() {
   pending_.clear();
   running_.clear();
   finished_states_.clear();
+  pending_by_user_.assign(pending_by_user_.size(), 0);
+}
+
+int64_t JobTable::PendingOf(const std::string& user) const {
+  auto u = user_index_.find(user);
+  if (u == user_index_.end() || static_cast<size_t>(u->second) >= pending_by_user_.size()) return 0;
+  return pending_by_user_[u->second];
 }
 
 int32_t JobTable::UserIndex(const std::string& user) {
   auto [it, inserted] = user_index_.try_emplace(user, static_cast<int32_t>(user_names_.size()));
-  if (inserted) user_names_.push_back(user);
+  if (inserted) {
+    user_names_.push_back(user);
+    pending_by_user_.push_back(0);
+  }
   return it->second;
 }
 
@@ -72,7 +82,10 @@ ActiveJob& JobTable::Track(const JobRecord& job, const JobSpec& spec) {
   }
   ActiveJob& tracked = active_[job.id] = std::move(a);
   if (job.state == core::JobState::kRunning) running_.insert(job.id);
-  if (job.state == core::JobState::kPending) pending_[{-job.priority, job.id}] = &tracked;
+  if (job.state == core::JobState::kPending) {
+    pending_[{-job.priority, job.id}] = &tracked;
+    ++pending_by_user_[tracked.queued.user];
+  }
   return tracked;
 }
 
@@ -107,7 +120,10 @@ Result<std::optional<JobTable::EndedAttempt>> JobTable::Transition(JobRecord& jo
   if (from == core::JobState::kRunning && a.started_at > 0) {
     ended = EndedAttempt{user_names_[a.queued.user], a.queued.request, a.started_at};
   }
-  if (from == core::JobState::kPending) pending_.erase({-a.queued.priority, job.id});
+  if (from == core::JobState::kPending) {
+    pending_.erase({-a.queued.priority, job.id});
+    --pending_by_user_[a.queued.user];
+  }
   if (from == core::JobState::kRunning) running_.erase(job.id);
   a.state = job.state;
   a.reason = reason;
@@ -118,6 +134,7 @@ Result<std::optional<JobTable::EndedAttempt>> JobTable::Transition(JobRecord& jo
     a.allocation.clear();
     a.started_at = 0;
     pending_[{-a.queued.priority, job.id}] = &a;
+    ++pending_by_user_[a.queued.user];
   } else if (job.state == core::JobState::kRunning) {
     running_.insert(job.id);
     a.attempt = job.attempt;

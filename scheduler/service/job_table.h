@@ -66,6 +66,8 @@ class JobTable {
   // A job's state, for dependency checks: from the view, a cache of finished ones, or the store.
   std::optional<core::JobState> StateOf(int64_t id);
   size_t size() const { return active_.size(); }
+  // How many PENDING jobs the user has (for the max_pending quota).
+  int64_t PendingOf(const std::string& user) const;
 
   // Users are numbered in the order they are first seen (the policy's UserShare index).
   int32_t UserIndex(const std::string& user);
@@ -77,6 +79,7 @@ class JobTable {
   std::unordered_map<int64_t, ActiveJob> active_;
   std::map<std::pair<int64_t, int64_t>, ActiveJob*> pending_;
   std::set<int64_t> running_;
+  std::vector<int64_t> pending_by_user_;  // by user index
   std::unordered_map<int64_t, core::JobState> finished_states_;
   std::vector<std::string> user_names_;
   std::unordered_map<std::string, int32_t> user_index_;

@@ -64,6 +64,7 @@ Result<std::unique_ptr<SchedulerService>> SchedulerService::Create(
   std::unique_ptr<SchedulerService> service(new SchedulerService(
       options, clock, std::move(store).value(), std::move(transport), cluster->public_key));
   service->RefreshWorkerKeys();
+  service->RefreshQuotas();
   KILN_RETURN_IF_ERROR(service->checkpoints_.Init());
   KILN_RETURN_IF_ERROR(service->Recover());
   return service;

@@ -154,6 +154,8 @@ class SchedulerService {
   transport::ZapVerdict DecideConnection(const transport::ZapRequest& request);
   bool IsAdmittedWorkerKey(const std::string& key) const;
   void RefreshWorkerKeys();
+  // Reloads the users' quotas (at start, and when an admin changed the database).
+  void RefreshQuotas();
   // Drops cached users and reloads worker keys when an admin command changed the database.
   void NoticeAdminChanges();
   // True when `connection` is an admitted worker's; otherwise replies PermissionDenied and logs
@@ -268,6 +270,8 @@ class SchedulerService {
   void OnCheckpointRead(Request& req);
   void OnCheckpointRemove(Request& req);
   Status RegisterCheckpoint(const CheckpointRecord& record);
+  // Why storing `bytes` more of the user's checkpoints is refused (max_checkpoint_bytes), if it is.
+  std::optional<std::string> CheckpointQuotaRefusal(const std::string& user, int64_t bytes);
   // Whether one of the job's checkpoints is stored as the blob `sha256`.
   bool JobHasBlob(int64_t job_id, const std::string& sha256);
   // Steps of job_id's checkpoints that an attempt resumes from or a pending job will resume from.
@@ -288,6 +292,9 @@ class SchedulerService {
   std::map<std::string, std::string> admitted_worker_keys_;
   std::map<std::string, std::string> revoked_worker_keys_;  // key -> node name it had
   std::map<std::string, Millis> refusal_logged_at_;  // by key: refusals are logged once a minute
+  std::unordered_map<std::string, UserQuota> quotas_;  // by user, those with a limit set
+  Millis unknown_token_logged_at_ = 0;                 // unknown tokens: one warning a minute
+  int64_t unknown_tokens_unlogged_ = 0;
   // Users by token, as looked up; dropped whenever the database changes underneath (an admin's
   // user add/token/remove), so a replaced or removed token stops working within one loop turn.
   std::unordered_map<std::string, core::Caller> callers_by_token_;

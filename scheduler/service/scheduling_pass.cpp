@@ -83,6 +83,10 @@ std::vector<core::UserShare> SchedulerService::UserShares(Millis now) {
   for (size_t u = 0; u < users.size(); ++u) {
     users[u].name = names[u];
     users[u].usage = ledger_.Usage(names[u], now);
+    if (auto q = quotas_.find(names[u]); q != quotas_.end()) {
+      users[u].max_running_ranks = q->second.max_running_ranks;
+      users[u].max_gpus = q->second.max_gpus;
+    }
     auto w = options_.user_weights.find(names[u]);
     users[u].weight = w != options_.user_weights.end() ? w->second : 1.0;
   }

@@ -150,6 +150,10 @@ constexpr AddedColumn kAddedColumns[] = {
     {"nodes", "drain_reason", "TEXT NOT NULL DEFAULT ''"},
     {"jobs", "requeues", "INTEGER NOT NULL DEFAULT 0"},
     {"jobs", "held_by_admin", "INTEGER NOT NULL DEFAULT 0"},
+    {"users", "max_pending", "INTEGER NOT NULL DEFAULT 0"},
+    {"users", "max_running_ranks", "INTEGER NOT NULL DEFAULT 0"},
+    {"users", "max_gpus", "INTEGER NOT NULL DEFAULT 0"},
+    {"users", "max_checkpoint_bytes", "INTEGER NOT NULL DEFAULT 0"},
 };
 
 constexpr const char* kJobColumns =

@@ -128,11 +128,24 @@ struct LogLine {
 };
 
 // A user the admin created. The token itself is never stored, only its SHA-256.
+// What an admin allows a user at once (0: no limit). See docs/operations.md.
+struct UserQuota {
+  int64_t max_pending = 0;           // PENDING jobs: a submit past it is refused
+  int64_t max_running_ranks = 0;     // ranks of RUNNING jobs: more wait (Quota)
+  int64_t max_gpus = 0;              // GPUs of RUNNING jobs: more wait (Quota)
+  int64_t max_checkpoint_bytes = 0;  // checkpoints stored: an upload past it is refused
+  bool operator==(const UserQuota& o) const {
+    return max_pending == o.max_pending && max_running_ranks == o.max_running_ranks &&
+           max_gpus == o.max_gpus && max_checkpoint_bytes == o.max_checkpoint_bytes;
+  }
+};
+
 struct UserRecord {
   std::string name;
   bool admin = false;
   std::string token_sha256;
   Millis created_at = 0;
+  UserQuota quota;  // written by SetUserQuota only
 };
 
 struct WorkerKeyRecord {  // a worker's CURVE public key on the allow-list
@@ -227,6 +240,9 @@ class Store {
   Result<std::optional<UserRecord>> FindUserByTokenDigest(const std::string& token_sha256);
   Result<std::vector<UserRecord>> ListUsers();
   Result<bool> RemoveUser(const std::string& name);  // false when there was none
+  Result<bool> SetUserQuota(const std::string& name, const UserQuota& quota);  // false: no user
+  // Bytes of the checkpoints stored for the user's jobs (blobs shared by jobs count per job).
+  Result<int64_t> CheckpointBytesOfUser(const std::string& user);
   Status AllowWorkerKey(const WorkerKeyRecord& key);
   // Removes the key given, or every key noted with that node name, and remembers each as revoked
   // (so a worker still holding one is told so); returns how many.

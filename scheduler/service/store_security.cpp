@@ -14,23 +14,53 @@ Status Store::UpsertUser(const UserRecord& u) {
   return s.Run();
 }
 
+namespace {
+
+#define KILN_USER_COLUMNS                                                             \
+  "name, admin, token_sha256, created_at, max_pending, max_running_ranks, max_gpus, " \
+  "max_checkpoint_bytes"
+
+UserRecord UserOf(const SqliteStatement& row) {
+  return UserRecord{row.Text(0), row.Int(1) != 0, row.Text(2), row.Int(3),
+                    UserQuota{row.Int(4), row.Int(5), row.Int(6), row.Int(7)}};
+}
+
+}  // namespace
+
 Result<std::optional<UserRecord>> Store::FindUserByTokenDigest(const std::string& token_sha256) {
-  SqliteStatement s(db_, "SELECT name, admin, token_sha256, created_at FROM users "
-                         "WHERE token_sha256=?", cache_.get());
+  SqliteStatement s(db_, "SELECT " KILN_USER_COLUMNS " FROM users WHERE token_sha256=?",
+                    cache_.get());
   s.Bind(1, token_sha256);
   Status status;
-  if (s.Step(&status)) {
-    return std::optional<UserRecord>(UserRecord{s.Text(0), s.Int(1) != 0, s.Text(2), s.Int(3)});
-  }
+  if (s.Step(&status)) return std::optional<UserRecord>(UserOf(s));
   if (!status.ok()) return status;
   return std::optional<UserRecord>();
 }
 
 Result<std::vector<UserRecord>> Store::ListUsers() {
-  SqliteStatement s(db_, "SELECT name, admin, token_sha256, created_at FROM users ORDER BY name");
-  return s.Rows<UserRecord>([](const SqliteStatement& row) {
-    return UserRecord{row.Text(0), row.Int(1) != 0, row.Text(2), row.Int(3)};
-  });
+  SqliteStatement s(db_, "SELECT " KILN_USER_COLUMNS " FROM users ORDER BY name");
+  return s.Rows<UserRecord>(UserOf);
+}
+
+Result<bool> Store::SetUserQuota(const std::string& name, const UserQuota& q) {
+  SqliteStatement s(db_,
+                    "UPDATE users SET max_pending=?, max_running_ranks=?, max_gpus=?, "
+                    "max_checkpoint_bytes=? WHERE name=?");
+  s.Bind(1, q.max_pending).Bind(2, q.max_running_ranks).Bind(3, q.max_gpus);
+  s.Bind(4, q.max_checkpoint_bytes).Bind(5, name);
+  KILN_RETURN_IF_ERROR(s.Run());
+  return sqlite3_changes(db_) > 0;
+}
+
+Result<int64_t> Store::CheckpointBytesOfUser(const std::string& user) {
+  SqliteStatement s(db_,
+                    "SELECT COALESCE(SUM(c.bytes), 0) FROM checkpoints c "
+                    "JOIN jobs j ON j.id = c.job_id WHERE j.user=?");
+  s.Bind(1, user);
+  Status status;
+  if (s.Step(&status)) return s.Int(0);
+  if (!status.ok()) return status;
+  return int64_t{0};
 }
 
 Result<bool> Store::RemoveUser(const std::string& name) {

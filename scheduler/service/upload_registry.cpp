@@ -4,9 +4,33 @@
 
 namespace kiln::service {
 
-int64_t UploadRegistry::Announce(const CheckpointRecord& record, const std::string& node) {
+UploadRegistry::ChunkResult UploadRegistry::Announce(const CheckpointRecord& record,
+                                                     const std::string& node) {
+  ChunkResult result;
+  result.kind = ChunkResult::kContinue;
+  const int64_t have = blobs_.PartSize(record.sha256);
+  if (have < record.bytes) {
+    uploads_[record.sha256] = {record, node};
+    result.offset = have;
+    return result;
+  }
+  // Whole already: the worker would have nothing left to send, and this registry would wait for
+  // a chunk forever (the agent's exit waits for its uploads: the job would never end).
+  uploads_.erase(record.sha256);
+  Status finished = blobs_.FinishPart(record.sha256, record.bytes);  // discards a bad part
+  if (finished.ok()) {
+    result.kind = ChunkResult::kComplete;
+    result.record = record;
+    return result;
+  }
+  spdlog::warn(
+      "checkpoint upload of job {} step {}: the bytes held were not it ({}); starting "
+      "it again",
+      record.job_id, record.step, finished.message());
+  blobs_.DiscardPart(record.sha256);
   uploads_[record.sha256] = {record, node};
-  return blobs_.PartSize(record.sha256);
+  result.offset = 0;
+  return result;
 }
 
 UploadRegistry::ChunkResult UploadRegistry::Chunk(const std::string& sha256,

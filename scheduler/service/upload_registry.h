@@ -21,11 +21,7 @@ class UploadRegistry {
  public:
   explicit UploadRegistry(CheckpointStore& blobs) : blobs_(blobs) {}
 
-  // `node` will upload the blob for `record`; a previous announcement of the same bytes is
-  // replaced. Returns how many bytes are already held (where the upload continues).
-  int64_t Announce(const CheckpointRecord& record, const std::string& node);
-
-  // What a chunk led to.
+  // What an announcement or a chunk led to.
   struct ChunkResult {
     enum Kind {
       kContinue,  // send from `offset` next (`resync`: a gap; rewind there)
@@ -37,6 +33,11 @@ class UploadRegistry {
     std::string reason;
     CheckpointRecord record;
   };
+  // `node` will upload the blob for `record`; a previous announcement of the same bytes is
+  // replaced. Usually kContinue from the bytes already held. When they are all held already (a
+  // scheduler killed while it finished the upload: the part is whole but was never made a
+  // blob), the upload is finished now: kComplete, or kContinue from 0 if they were wrong.
+  ChunkResult Announce(const CheckpointRecord& record, const std::string& node);
   // Bytes at `offset` of the upload of `sha256`, sent by `node`.
   ChunkResult Chunk(const std::string& sha256, const std::string& node, int64_t offset,
                     const std::string& bytes);

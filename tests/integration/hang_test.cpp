@@ -14,41 +14,13 @@
 #include "tests/integration/local_cluster.h"
 
 using kiln::testing::LocalCluster;
+using kiln::testing::ProcFile;
+using kiln::testing::RankProcess;
 using kiln::testing::SyntheticSpec;
 using kiln::testing::WaitFor;
 using nlohmann::json;
 
 namespace {
-
-std::string ProcFile(pid_t pid, const char* name) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/" + name, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-}
-
-// The kiln-train process of `rank` running in `run_dir_part`, or 0. Give the whole run dir
-// (the cluster's work dir included): clusters of tests running in parallel number their jobs
-// from 1 too, and a SIGSTOP must not land on another test's rank.
-pid_t RankProcess(const std::string& run_dir_part, int rank) {
-  pid_t found = 0;
-  DIR* proc = ::opendir("/proc");
-  while (dirent* e = ::readdir(proc)) {
-    char* end = nullptr;
-    const long pid = std::strtol(e->d_name, &end, 10);
-    if (*end != '\0' || pid <= 0) continue;
-    const std::string cmdline = ProcFile(static_cast<pid_t>(pid), "cmdline");
-    if (cmdline.find("kiln-train") == std::string::npos ||
-        cmdline.find(run_dir_part) == std::string::npos) {
-      continue;
-    }
-    const std::string environ = ProcFile(static_cast<pid_t>(pid), "environ");
-    if (environ.find(std::string("OMPI_COMM_WORLD_RANK=") + std::to_string(rank) + '\0') !=
-        std::string::npos) {
-      found = static_cast<pid_t>(pid);
-    }
-  }
-  ::closedir(proc);
-  return found;
-}
 
 bool Gone(pid_t pid) {
   const std::string stat = ProcFile(pid, "stat");

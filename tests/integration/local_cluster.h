@@ -33,6 +33,12 @@ bool Contains(const std::string& haystack, const std::string& needle);
 std::vector<std::string> SplitLines(const std::string& text);
 // Polls `condition` every 50 ms until it is true or timeout_s passes; returns its last value.
 bool WaitFor(const std::function<bool()>& condition, double timeout_s);
+// The contents of /proc/PID/NAME ("" when the process is gone).
+std::string ProcFile(pid_t pid, const char* name);
+// The kiln-train process of `rank` whose command line names `run_dir_part`, or 0. Give the whole
+// run dir (the cluster's work dir included): clusters of tests running in parallel number their
+// jobs from 1 too.
+pid_t RankProcess(const std::string& run_dir_part, int rank);
 
 class LocalCluster {
  public:

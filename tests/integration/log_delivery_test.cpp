@@ -1,12 +1,12 @@
 // Job output reaches `kiln logs` exactly once: numbered lines, stored once each, acknowledged,
 // and resent by the worker after gaps, reconnects and scheduler restarts.
 #include <catch2/catch.hpp>
-
 #include <chrono>
 #include <map>
-#include <thread>
 #include <sstream>
+#include <thread>
 
+#include "common/file_util.h"
 #include "common/protocol/codec.h"
 #include "tests/integration/local_cluster.h"
 #include "tests/integration/raw_client.h"
@@ -94,4 +94,65 @@ TEST_CASE("the ranks' output reaches kiln logs exactly once across scheduler kil
     CHECK(seen[step] == 1);
   }
   CHECK(seen.size() == static_cast<size_t>(total / 100));
+}
+
+TEST_CASE(
+    "output an agent shipped but never saw acknowledged is sent again by the agent that "
+    "replaces it: every line the node saw reaches kiln logs once") {
+  LocalCluster cluster(/*slots=*/2, /*worker_timeout_s=*/30.0);
+  // 256 steps an epoch, a progress line every 100 steps, for far longer than the test.
+  const int64_t id = cluster.Submit(SyntheticSpec("spooled", 1, 500, 4096));
+  json seen = cluster.WaitForJob(
+      id,
+      [](const json& j) {
+        return j.value("state", "") != "RUNNING" || j["metrics"].value("step", 0) > 3000;
+      },
+      120);
+  REQUIRE(seen["state"] == "RUNNING");
+  // No acknowledgements while the scheduler is down: output piles up in the agent (and its
+  // spool); then the agent dies with it, and a new agent takes the node over.
+  cluster.KillScheduler();
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  cluster.KillWorker();
+  cluster.StartScheduler();
+  cluster.StartWorker();
+  json job = cluster.WaitForJob(
+      id,
+      [](const json& j) {
+        return j.value("state", "") == "FAILED" || j.value("state", "") == "COMPLETED";
+      },
+      60);
+  INFO(job.dump(2));
+  REQUIRE(job["state"] == "FAILED");  // the new agent stopped the orphaned ranks (max_retries 0)
+
+  auto steps_of = [](const std::vector<std::string>& lines) {
+    std::map<int64_t, int> steps;
+    for (const auto& line : lines) {
+      const auto at = line.find(" step ");
+      if (line.rfind("[rank 0] epoch ", 0) != 0 || at == std::string::npos) continue;
+      steps[std::stoll(line.substr(at + 6))] += 1;
+    }
+    return steps;
+  };
+  auto output =
+      kiln::ReadFile(cluster.dir() + "/work/jobs/" + std::to_string(id) + "/attempt-1/output.log");
+  REQUIRE(output.ok());
+  const std::map<int64_t, int> on_node = steps_of(SplitLines(*output));
+  REQUIRE(!on_node.empty());
+  // Lines printed while the scheduler was down exist, so some were never acknowledged.
+  REQUIRE(on_node.rbegin()->first > seen["metrics"]["step"].get<int64_t>() + 200);
+  std::map<int64_t, int> in_logs;
+  REQUIRE(kiln::testing::WaitFor(
+      [&] {
+        in_logs = steps_of(SplitLines(
+            cluster.Kiln({"logs", std::to_string(id), "--raw", "--attempt", "1"}, 60).out));
+        return in_logs.size() >= on_node.size();
+      },
+      30));
+  for (const auto& [step, count] : on_node) {
+    INFO("step " << step);
+    CHECK(count == 1);
+    CHECK(in_logs[step] == 1);
+  }
+  CHECK(in_logs.size() == on_node.size());
 }

@@ -345,3 +345,30 @@ TEST_CASE("traffic captured on loopback does not show the job spec in clear text
   CHECK_FALSE(Contains(captured, "synthetic"));
   CHECK_FALSE(Contains(captured, "kiln_"));
 }
+
+TEST_CASE(
+    "an admin's quota set with kiln-scheduler user set refuses a submit past it, and a "
+    "bad value is refused naming the flag") {
+  LocalCluster cluster(2, 30.0, /*with_worker=*/false);
+  const std::string alice = cluster.AddUser("alice");
+  auto bad = cluster.Admin({"user", "set", "alice", "--max-gpus", "lots"});
+  CHECK(bad.exit_code != 0);
+  CHECK(Contains(bad.err + bad.out,
+                 "--max-gpus: must be a whole number, 0 or none (no limit), "
+                 "got \"lots\""));
+  auto set = cluster.Admin(
+      {"user", "set", "alice", "--max-pending", "1", "--max-checkpoint-bytes", "1GiB"});
+  REQUIRE(set.exit_code == 0);
+  auto listed = cluster.Admin({"user", "list"});
+  CHECK(Contains(listed.out, "1.0 GiB"));
+
+  const std::string spec = cluster.WriteSpec(SyntheticSpec("waits", 1, 1, 64));
+  CHECK(cluster.KilnWith(alice, {"submit", spec}).exit_code == 0);  // no worker: it stays PENDING
+  CommandResult refused = cluster.KilnWith(alice, {"submit", spec});
+  CHECK(refused.exit_code != 0);
+  CHECK(Contains(refused.err, "Quota: user alice has 1 of 1 pending jobs allowed"));
+  CHECK(HasAuditRow(AuditRows(cluster), "alice", "submit", "FAILED_PRECONDITION"));
+  // Lifting it works at once, without a restart.
+  REQUIRE(cluster.Admin({"user", "set", "alice", "--max-pending", "none"}).exit_code == 0);
+  CHECK(cluster.KilnWith(alice, {"submit", spec}).exit_code == 0);
+}

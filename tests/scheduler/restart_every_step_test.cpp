@@ -4,9 +4,9 @@
 // exactly as the run without a restart did: same attempts on the same nodes, resumed from the
 // same checkpoints, same state changes, no retry used, and never two attempts at once.
 #include <catch2/catch.hpp>
-
 #include <functional>
 
+#include "common/file_util.h"
 #include "tests/scheduler/service_harness.h"
 
 using kiln::testing::FakeWorker;
@@ -265,4 +265,46 @@ TEST_CASE("a gang on two nodes ends the same with a scheduler restart before any
       CHECK(GangLife(at) == expected);
     }
   }
+}
+
+TEST_CASE(
+    "an upload whose bytes a killed scheduler held whole, but never made a blob, is "
+    "finished when the worker announces it again") {
+  ServiceHarness h;
+  FakeWorker a(h, "node-a");
+  const int64_t id = h.Submit(TinySpec("whole"));
+  a.Register();
+  REQUIRE(RunUntil(h, {&a}, [&] { return a.LaunchOf(id).has_value(); }));
+  a.Start(id, 1);
+  h.Turn(0);
+  // The old scheduler appended the last chunk and was killed before it renamed the part.
+  const std::string bytes(3000, 'w');
+  const std::string sha = kiln::Sha256Hex(bytes);
+  REQUIRE(
+      kiln::WriteFileAtomic(h.state_dir() + "/checkpoints/uploads/" + sha + ".part", bytes).ok());
+  h.Restart();
+  a.Heartbeat();
+  h.Turn(250);
+  a.Poll();
+  h.Turn(0);
+  auto done = a.Upload(id, 1, 10, bytes, /*stop_after=*/0);  // nothing left to send
+  REQUIRE(done);
+  INFO(done->body().dump());
+  CHECK(done->envelope.type == "ckpt_done");
+  CHECK(done->body()["ok"] == true);
+  CHECK(h.Show(id)["checkpoints"].size() == 1);
+
+  // Whole but wrong bytes: thrown away, and the upload starts again from 0.
+  const std::string other(2000, 'v');
+  const std::string other_sha = kiln::Sha256Hex(other);
+  REQUIRE(kiln::WriteFileAtomic(h.state_dir() + "/checkpoints/uploads/" + other_sha + ".part",
+                                std::string(2000, 'x'))
+              .ok());
+  auto again = a.Upload(id, 1, 20, other, /*stop_after=*/0);
+  REQUIRE(again);
+  CHECK(again->envelope.type == "ckpt_offset");
+  CHECK(again->body()["offset"] == 0);
+  auto finished = a.Upload(id, 1, 20, other);
+  REQUIRE(finished);
+  CHECK(finished->body()["ok"] == true);
 }

@@ -1,6 +1,8 @@
+#include "scheduler/core/scheduling_policy.h"
+
+#include <algorithm>
 #include <catch2/catch.hpp>
 
-#include "scheduler/core/scheduling_policy.h"
 #include "tests/scheduler/policy_fixtures.h"
 
 using namespace kiln::core;
@@ -241,4 +243,32 @@ TEST_CASE("time limits: running jobs past their limit are timed out") {
   running[2].id = 3;
   running[2].end_by = 300;
   CHECK(TimedOut(running, 200) == std::vector<int64_t>{1});
+}
+
+TEST_CASE(
+    "quotas: a job that would take its user past max_gpus or max_running_ranks waits, "
+    "reserves nothing, and others start") {
+  Scenario s;
+  s.nodes = {Node("a", 16, 8)};
+  s.users[0].max_gpus = 2;                               // alice
+  s.users[1].max_running_ranks = 4;                      // bob
+  s.Run(100, 0, 2, 0, /*gpus_per_rank=*/1, /*user=*/0);  // alice holds 2 GPUs already
+  s.Queue(1, Ranks(1, 1), 0);                            // alice: a third GPU
+  s.Queue(2, Ranks(2), 1);                               // bob: 2 of 4 ranks
+  s.Queue(3, Ranks(2), 1);                               // bob: 4 of 4
+  s.Queue(4, Ranks(1), 1);                               // bob: a fifth rank
+  s.Queue(5, Ranks(2), 2);                               // carol: no quota
+  s.Queue(6, Ranks(1), 0);  // alice without GPUs: her GPU quota does not apply
+  auto plan = s.Plan();
+  std::vector<int64_t> started = StartedIds(plan);
+  std::sort(started.begin(), started.end());
+  CHECK(started == std::vector<int64_t>{2, 3, 5, 6});
+  REQUIRE(WaitOf(plan, 1));
+  CHECK(WaitOf(plan, 1)->kind == WaitKind::kQuota);
+  CHECK(plan.ReasonOf(*WaitOf(plan, 1)) ==
+        "Quota: user alice runs 2 of 2 GPUs allowed; this job needs 1 more");
+  REQUIRE(WaitOf(plan, 4));
+  CHECK(plan.ReasonOf(*WaitOf(plan, 4)) ==
+        "Quota: user bob runs 4 of 4 ranks allowed; this job needs 1 more");
+  CHECK_FALSE(plan.reservation.has_value());
 }

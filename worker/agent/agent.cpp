@@ -38,6 +38,20 @@ Result<std::unique_ptr<Agent>> Agent::Create(const AgentOptions& options, const 
   // Ranks left behind by an agent of this node that died without stopping them.
   int orphans = KillTagged(AnyAttemptOfNode(options.name), SIGKILL);
   if (orphans > 0) spdlog::warn("killed {} orphaned processes of earlier attempts", orphans);
+  // Output an earlier agent of this node shipped but never saw acknowledged: sent again once
+  // this one has registered.
+  size_t recovered_lines = 0;
+  std::vector<LogSpool::Unacknowledged> unacknowledged = agent->spool_.Recover();
+  for (auto& u : unacknowledged) {
+    recovered_lines += u.lines.size();
+    agent->logs_.Restore(u.job_id, u.attempt, u.first_line, std::move(u.lines));
+  }
+  if (recovered_lines > 0) {
+    spdlog::info(
+        "{} lines of output of {} earlier attempts were never acknowledged; sending them "
+        "again",
+        recovered_lines, unacknowledged.size());
+  }
   agent->Connect();
   return agent;
 }
@@ -54,15 +68,23 @@ Agent::Agent(AgentOptions options, const Clock& clock, transport::Context& conte
               run->second->Note(line);
             } else {
               spdlog::warn("job {} attempt {}: {}", job_id, attempt, line);
-              logs_.Add(job_id, attempt, {"[kiln-worker] " + line}, clock_.MonotonicMs());
+              Ship(job_id, attempt, {"[kiln-worker] " + line});
             }
           }),
-      logs_([this](transport::Frames f) { SendToScheduler(std::move(f)); }) {
+      logs_([this](transport::Frames f) { SendToScheduler(std::move(f)); }),
+      spool_(options_.run.work_dir),
+      cores_(options_.pin_cpus ? AllowedCpus() : std::vector<int>{}) {
   memory_bytes_ = DetectMemoryBytes();
   gpus_ = options_.gpus >= 0 ? options_.gpus : DetectCudaGpus();
 }
 
 Agent::~Agent() = default;
+
+void Agent::Ship(int64_t job_id, int64_t attempt, std::vector<std::string> lines) {
+  for (auto& line : lines) std::replace(line.begin(), line.end(), '\n', ' ');  // one line each
+  spool_.Append(job_id, attempt, lines);
+  logs_.Add(job_id, attempt, std::move(lines), clock_.MonotonicMs());
+}
 
 void Agent::Connect() {
   // No chosen routing id: ZeroMQ gives the connection one no other peer can claim, so nobody
@@ -190,12 +212,15 @@ void Agent::Turn(int wait_ms) {
     }
     const AttemptKey key = it->first;
     it = runs_.erase(it);
+    cores_.Release(key);
     if (shutting_down_ && !exited->permanent.value_or(false)) exited->requeue = true;
     exits_waiting_for_uploads_[key] = *exited;
   }
   uploader_.Pump();
   logs_.Pump(now);
-  logs_.ForgetAcknowledged(AttemptsNotEnded());
+  for (const auto& [job_id, attempt] : logs_.ForgetAcknowledged(AttemptsNotEnded())) {
+    spool_.Close(job_id, attempt);
+  }
   if (now >= next_sweep_at_) {
     next_sweep_at_ = now + JanitorInterval(options_.keep_run_dirs_ms);
     SweepRunDirs();
@@ -288,7 +313,10 @@ void Agent::OnMessage(const transport::Frames& frames) {
     OnKill(e);
   } else if (e.type == protocol::LogAck::kType) {
     auto ack = protocol::DecodeBody<protocol::LogAck>(e);
-    if (ack.ok()) logs_.OnAck(*ack, clock_.MonotonicMs());
+    if (ack.ok()) {
+      logs_.OnAck(*ack, clock_.MonotonicMs());
+      spool_.Acknowledged(ack->job_id, ack->attempt, ack->next_line);
+    }
   } else if (e.type == protocol::ExitAck::kType) {
     auto ack = protocol::DecodeBody<protocol::ExitAck>(e);
     if (ack.ok() && unacked_exits_.erase({ack->job_id, ack->attempt}) > 0) {
@@ -326,14 +354,29 @@ void Agent::OnLaunch(const Envelope& e) {
                                         true});
     return;
   }
+  // An attempt that runs only here gets CPUs of its own when enough are free (a gang's other
+  // nodes are started by mpirun, which passes them the leader's environment: not pinned).
+  std::vector<int> cpus;
+  if (launch->hosts.empty()) {
+    const nlohmann::json resources = launch->spec.is_object()
+                                         ? launch->spec.value("resources", nlohmann::json::object())
+                                         : nlohmann::json::object();
+    const nlohmann::json per_rank = resources.is_object()
+                                        ? resources.value("cpus_per_rank", nlohmann::json(1))
+                                        : nlohmann::json(1);
+    const int64_t cpus_per_rank =
+        std::max<int64_t>(1, per_rank.is_number_integer() ? per_rank.get<int64_t>() : 1);
+    cpus = cores_.Take(key, launch->ranks * cpus_per_rank);
+  }
   auto run = JobRun::Start(
       options_.run, *launch, context_,
       [this](transport::Frames f) { SendToScheduler(std::move(f)); },
       [this](int64_t job_id, int64_t attempt, std::vector<std::string> lines) {
-        logs_.Add(job_id, attempt, std::move(lines), clock_.MonotonicMs());
+        Ship(job_id, attempt, std::move(lines));
       },
-      [this](PendingUpload u) { uploader_.Enqueue(std::move(u)); }, clock_.MonotonicMs());
+      [this](PendingUpload u) { uploader_.Enqueue(std::move(u)); }, clock_.MonotonicMs(), cpus);
   if (!run.ok()) {
+    cores_.Release(key);
     spdlog::error("job {} attempt {}: cannot start: {}", launch->job_id, launch->attempt,
                   run.status().ToString());
     ReportExit(key, protocol::JobExited{launch->job_id, launch->attempt, 127, 0,

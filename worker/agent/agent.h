@@ -16,16 +16,18 @@
 #include <atomic>
 #include <map>
 #include <memory>
-#include <set>
 #include <optional>
+#include <set>
 #include <string>
 
 #include "common/clock.h"
 #include "common/protocol/codec.h"
 #include "common/transport/socket.h"
 #include "worker/agent/checkpoint_uploader.h"
+#include "worker/agent/core_allocator.h"
 #include "worker/agent/job_run.h"
 #include "worker/agent/log_shipper.h"
+#include "worker/agent/log_spool.h"
 
 namespace kiln::agent {
 
@@ -46,6 +48,10 @@ struct AgentOptions {
   int64_t gpus = -1;  // -1: detect through the CUDA driver
   // Run dirs of attempts that ended are removed this long after their last change (0: kept).
   Millis keep_run_dirs_ms = 86400LL * 1000;
+  // Pin each single-node attempt's ranks to CPUs of their own while enough are free
+  // (core_allocator.h); off, ranks float over every CPU of the node. Turn it off where several
+  // agents share one machine (test clusters): each pins from the same first CPUs.
+  bool pin_cpus = true;
   JobRunConfig run;
 };
 
@@ -117,6 +123,10 @@ class Agent {
   std::map<AttemptKey, protocol::JobExited> unacked_exits_;
   CheckpointUploader uploader_;
   LogShipper logs_;  // every attempt's output, until the scheduler acknowledged it
+  LogSpool spool_;   // the same lines on disk, for an agent that restarts
+  CoreAllocator cores_;  // CPUs pinned to running attempts (none when pinning is off)
+  // Lines of an attempt's output: spooled, then shipped.
+  void Ship(int64_t job_id, int64_t attempt, std::vector<std::string> lines);
 };
 
 }  // namespace kiln::agent

@@ -1,13 +1,13 @@
 #include "worker/agent/checkpoint_uploader.h"
 
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <filesystem>
 
-#include <spdlog/spdlog.h>
-
 #include "common/file_util.h"
+#include "common/safe_open.h"
 
 namespace kiln::agent {
 
@@ -90,8 +90,10 @@ void CheckpointUploader::OnOffset(const protocol::CheckpointOffset& m) {
 void CheckpointUploader::SendChunks() {
   const PendingUpload& u = queue_.front();
   while (next_ < u.bytes && next_ - acked_ < kWindow * kChunkBytes) {
-    auto chunk = ReadFileRange(u.path, next_,
-                                                     std::min(kChunkBytes, u.bytes - next_));
+    // The file is in a folder the job's account can write: no links, a regular file, and never
+    // past the size announced.
+    auto chunk = ReadRegularRange(u.path, next_, std::min(kChunkBytes, u.bytes - next_), u.bytes,
+                                  u.trusted_dir);
     if (!chunk.ok() || chunk->empty()) {
       return Finish(false, "cannot read " + u.path + " to upload it: " +
                                (chunk.ok() ? "file shrank" : chunk.status().message()));

@@ -31,6 +31,8 @@ struct PendingUpload {
   std::string sha256;
   bool shared_fs = false;  // record the path only, upload nothing
   int keep_last = 3;       // local files of this folder to keep once uploaded (scheduler storage)
+  // A folder the agent controls above `path` (its work dir); below it no link is followed.
+  std::string trusted_dir;
 };
 
 class CheckpointUploader {

@@ -2,14 +2,15 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
-
-#include <spdlog/spdlog.h>
 
 #include "common/file_util.h"
 #include "common/job_spec.h"
@@ -33,7 +34,7 @@ Result<std::unique_ptr<JobRun>> JobRun::Start(const JobRunConfig& config,
                                               const protocol::LaunchJob& launch,
                                               transport::Context& context, Sink sink,
                                               LineSink lines, CheckpointSink on_checkpoint,
-                                              Millis now) {
+                                              Millis now, std::vector<int> cpu_ids) {
   const std::string run_dir = config.work_dir + "/jobs/" + std::to_string(launch.job_id) +
                               "/attempt-" + std::to_string(launch.attempt);
   KILN_RETURN_IF_ERROR(MakeDirs(run_dir + "/checkpoints"));
@@ -55,6 +56,7 @@ Result<std::unique_ptr<JobRun>> JobRun::Start(const JobRunConfig& config,
                                          std::move(sink), std::move(lines),
                                          std::move(on_checkpoint)));
   run->report_key_ = report_keys->public_key;
+  run->cpu_ids_ = std::move(cpu_ids);
   if (run->leader_) {
     // Where kiln-rsh (run by mpirun) finds the other nodes' agents, and the secret they want.
     nlohmann::json hosts = nlohmann::json::object();
@@ -148,21 +150,33 @@ void JobRun::OnFetchReply(const protocol::Envelope& e, const transport::Frames& 
   auto data = protocol::DecodeBody<protocol::CheckpointData>(e);
   if (!data.ok() || frames.size() < 2 || data->offset != fetched_) return;  // stale or repeated
   const std::string part = run_dir_ + "/resume.ckpt.part";
-  if (fetched_ == 0) std::filesystem::remove(part);
-  {
-    std::ofstream out(part, std::ios::binary | std::ios::app);
-    out.write(frames[1].data(), static_cast<std::streamsize>(frames[1].size()));
-    if (!out) {
-      failure_ = "cannot write " + part;
-      fetching_ = false;
-      return;
-    }
+  if (fetched_ == 0) {
+    // A new file, never one a job planted under that name (a link would make root write
+    // through it): the name is removed first and created exclusively, without following links.
+    (void)::unlink(part.c_str());
+    resume_part_ =
+        UniqueFd(::open(part.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+    resume_hash_ = std::make_unique<Sha256Stream>();
   }
-  fetched_ += static_cast<int64_t>(frames[1].size());
-  if (fetched_ < data->bytes && !frames[1].empty()) return RequestNextChunk(now);
+  const std::string& bytes = frames[1];
+  size_t written = 0;
+  while (resume_part_.get() >= 0 && written < bytes.size()) {
+    const ssize_t n = ::write(resume_part_.get(), bytes.data() + written, bytes.size() - written);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    written += static_cast<size_t>(n);
+  }
+  if (resume_part_.get() < 0 || written < bytes.size()) {
+    failure_ = "cannot write " + part + ": " + std::strerror(errno);
+    fetching_ = false;
+    return;
+  }
+  resume_hash_->Update(bytes.data(), bytes.size());
+  fetched_ += static_cast<int64_t>(bytes.size());
+  if (fetched_ < data->bytes && !bytes.empty()) return RequestNextChunk(now);
   fetching_ = false;
-  auto sha = Sha256OfFile(part);
-  if (!sha.ok() || *sha != launch_.resume_sha256 || fetched_ != data->bytes) {
+  resume_part_ = UniqueFd();
+  if (resume_hash_->FinishHex() != launch_.resume_sha256 || fetched_ != data->bytes) {
     failure_ = "the fetched checkpoint does not match its sha256; not resuming from it";
     return;
   }
@@ -181,6 +195,8 @@ void JobRun::OnFetchReply(const protocol::Envelope& e, const transport::Frames& 
 std::vector<std::pair<std::string, std::string>> JobRun::RankEnvironment() const {
   // Threads per rank: the spec's, or this node's cores shared by its ranks (no oversubscription).
   int per_rank = spec_.resources.threads_per_rank;
+  const int64_t cpus_per_rank = std::max<int64_t>(1, spec_.resources.cpus_per_rank);
+  if (per_rank <= 0 && !cpu_ids_.empty()) per_rank = static_cast<int>(cpus_per_rank);
   if (per_rank <= 0) {
     per_rank = static_cast<int>(std::max<int64_t>(1, DetectCpuCount() / std::max<int64_t>(1, launch_.ranks)));
   }
@@ -206,6 +222,13 @@ std::vector<std::pair<std::string, std::string>> JobRun::RankEnvironment() const
     env.push_back({"CUDA_VISIBLE_DEVICES", ids});
     env.push_back({"KILN_GPU_IDS", ids});
     env.push_back({"KILN_GPUS_PER_RANK", std::to_string(spec_.resources.gpus_per_rank)});
+  }
+  if (!cpu_ids_.empty()) {
+    // Each rank binds itself to its slice before it starts a thread (worker/train/cpu_binding.h).
+    std::string ids;
+    for (int c : cpu_ids_) ids += (ids.empty() ? "" : ",") + std::to_string(c);
+    env.push_back({"KILN_CPU_IDS", ids});
+    env.push_back({"KILN_CPUS_PER_RANK", std::to_string(cpus_per_rank)});
   }
   if (::geteuid() == 0) {
     env.push_back({"OMPI_ALLOW_RUN_AS_ROOT", "1"});
@@ -328,7 +351,8 @@ void JobRun::ForwardCheckpoint(const protocol::TrainCheckpoint& c) {
   on_checkpoint_(PendingUpload{job_id_, attempt_, c.step, c.epoch,
                                c.metrics.is_object() ? c.metrics : nlohmann::json::object(),
                                path.string(), c.bytes, c.sha256, shared_fs_,
-                               spec_.checkpoint.keep_last});
+                               spec_.checkpoint.keep_last,
+                               std::filesystem::weakly_canonical(config_.work_dir, ec).string()});
 }
 
 std::optional<protocol::JobExited> JobRun::PumpMember(Millis now) {

@@ -21,12 +21,14 @@
 #include <string>
 
 #include "common/clock.h"
+#include "common/file_util.h"
 #include "common/job_spec.h"
 #include "common/protocol/codec.h"
+#include "common/safe_open.h"
 #include "common/transport/socket.h"
 #include "worker/agent/checkpoint_uploader.h"
-#include "worker/agent/process_group.h"
 #include "worker/agent/memory_watch.h"
+#include "worker/agent/process_group.h"
 #include "worker/agent/stall_watch.h"
 
 namespace kiln::agent {
@@ -48,11 +50,13 @@ class JobRun {
   using LineSink = std::function<void(int64_t job_id, int64_t attempt, std::vector<std::string>)>;
 
   // Writes the run dir; then fetches the checkpoint to resume from, if any, and starts mpirun.
+  // `cpu_ids`: the CPUs of this node the ranks are pinned to, cpus_per_rank per local rank in
+  // rank order (core_allocator.h); empty: not pinned.
   static Result<std::unique_ptr<JobRun>> Start(const JobRunConfig& config,
                                                const protocol::LaunchJob& launch,
                                                transport::Context& context, Sink sink,
                                                LineSink lines, CheckpointSink on_checkpoint,
-                                               Millis now);
+                                               Millis now, std::vector<int> cpu_ids = {});
   ~JobRun();
 
   int64_t job_id() const { return job_id_; }
@@ -124,6 +128,9 @@ class JobRun {
   // Fetching the checkpoint to resume from (before mpirun starts).
   bool fetching_ = false;
   int64_t fetched_ = 0;
+  std::vector<int> cpu_ids_;                   // pinned CPUs (empty: not pinned)
+  UniqueFd resume_part_;                       // resume.ckpt.part while it is fetched
+  std::unique_ptr<Sha256Stream> resume_hash_;  // of the bytes fetched so far
   Millis fetch_sent_at_ = 0;
   std::optional<std::string> failure_;  // the attempt ended before mpirun ran
   std::string tag_;      // KILN_RUN_TAG of every process of this attempt on this node

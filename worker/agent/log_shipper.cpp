@@ -23,6 +23,20 @@ void LogShipper::Add(int64_t job_id, int64_t attempt, std::vector<std::string> l
   SendFrom(key, s, now);
 }
 
+void LogShipper::Restore(int64_t job_id, int64_t attempt, int64_t first_line,
+                         std::vector<std::string> lines) {
+  if (lines.empty()) return;
+  Stream& s = streams_[{job_id, attempt}];
+  s = Stream{};
+  s.first_held = first_line;
+  s.next_line = first_line + static_cast<int64_t>(lines.size());
+  s.sent_upto = first_line;
+  for (auto& line : lines) {
+    s.bytes += line.size();
+    s.held.push_back(std::move(line));
+  }
+}
+
 void LogShipper::SendFrom(const Key& key, Stream& s, Millis now) {
   while (s.sent_upto < s.next_line) {
     protocol::LogBatch batch{key.first, key.second, {}, s.sent_upto, s.first_held};
@@ -78,11 +92,18 @@ void LogShipper::Restart(Millis now) {
   }
 }
 
-void LogShipper::ForgetAcknowledged(const std::set<Key>& in_use) {
+std::vector<LogShipper::Key> LogShipper::ForgetAcknowledged(const std::set<Key>& in_use) {
+  std::vector<Key> forgotten;
   for (auto it = streams_.begin(); it != streams_.end();) {
     const bool done = it->second.first_held >= it->second.next_line;
-    it = done && in_use.count(it->first) == 0 ? streams_.erase(it) : std::next(it);
+    if (done && in_use.count(it->first) == 0) {
+      forgotten.push_back(it->first);
+      it = streams_.erase(it);
+    } else {
+      ++it;
+    }
   }
+  return forgotten;
 }
 
 bool LogShipper::HasUnacknowledged(int64_t job_id, int64_t attempt) const {

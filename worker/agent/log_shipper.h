@@ -39,14 +39,19 @@ class LogShipper {
 
   // New lines of the attempt; sent now.
   void Add(int64_t job_id, int64_t attempt, std::vector<std::string> lines, Millis now);
+  // Lines numbered from `first_line` that an earlier agent process shipped and the scheduler
+  // never acknowledged (read back from the spool, log_spool.h); sent at the next Restart (when
+  // the agent has registered).
+  void Restore(int64_t job_id, int64_t attempt, int64_t first_line, std::vector<std::string> lines);
   void OnAck(const protocol::LogAck& ack, Millis now);
   // Resends what has waited too long for an acknowledgement.
   void Pump(Millis now);
   // A new connection: whatever was sent on the old one may be lost; resend it all.
   void Restart(Millis now);
   // Forgets the attempts whose lines are all acknowledged, except those in `in_use` (still
-  // running, or exit not yet acknowledged: more lines may come).
-  void ForgetAcknowledged(const std::set<std::pair<int64_t, int64_t>>& in_use);
+  // running, or exit not yet acknowledged: more lines may come). Returns those forgotten.
+  std::vector<std::pair<int64_t, int64_t>> ForgetAcknowledged(
+      const std::set<std::pair<int64_t, int64_t>>& in_use);
   bool HasUnacknowledged(int64_t job_id, int64_t attempt) const;
   bool AnyUnacknowledged() const;
   int64_t dropped(int64_t job_id, int64_t attempt) const;

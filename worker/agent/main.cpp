@@ -72,6 +72,10 @@ int main(int argc, char** argv) {
                  "how long the run dir of an attempt that ended is kept (output log, local "
                  "checkpoints), e.g. 12h, 7d; 0 keeps them")
       ->capture_default_str();
+  bool no_pin_cpus = false;
+  app.add_flag("--no-pin-cpus", no_pin_cpus,
+               "let ranks float over every CPU instead of pinning each single-node attempt's "
+               "ranks to CPUs of their own (for several agents on one machine)");
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   auto keep_s = keep_run_dirs == "0" ? std::optional<int64_t>(0) : kiln::ParseDuration(keep_run_dirs);
@@ -81,6 +85,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   options.keep_run_dirs_ms = *keep_s * 1000;
+  options.pin_cpus = !no_pin_cpus;
   options.scheduler = kiln::ResolveSchedulerAddress(scheduler);
   options.run.node_name = options.name;
   options.run.work_dir = std::filesystem::absolute(options.run.work_dir).string();

@@ -1,18 +1,18 @@
 // kiln-train: one rank of a kiln job, started by mpirun. Parses flags and the spec, then runs the
 // Trainer. An error on any rank aborts the whole MPI job with a message naming the cause.
 #include <dlfcn.h>
+#include <torch/torch.h>
 
+#include <CLI/CLI.hpp>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <thread>
 
-#include <CLI/CLI.hpp>
-#include <torch/torch.h>
-
 #include "common/file_util.h"
 #include "common/job_spec.h"
 #include "common/rank_failure.h"
+#include "worker/train/cpu_binding.h"
 #include "worker/train/gpu_binding.h"
 #include "worker/train/mpi_comm.h"
 #include "worker/train/progress_reporter.h"
@@ -56,6 +56,7 @@ void YieldWhenCoresAreFull() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  kiln::train::BindRankCpus();  // before any thread starts: they all inherit its CPUs
   YieldWhenCoresAreFull();
   const std::string gpus = kiln::train::BindRankGpus();  // before anything touches CUDA
   kiln::train::MpiComm comm(&argc, &argv);

@@ -1,0 +1,116 @@
+#include "common/safe_open.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+#include "common/file_util.h"
+
+namespace kiln {
+
+UniqueFd::~UniqueFd() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+UniqueFd& UniqueFd::operator=(UniqueFd&& other) noexcept {
+  if (this != &other) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = other.release();
+  }
+  return *this;
+}
+
+namespace {
+
+std::vector<std::string> Components(const std::string& relative) {
+  std::vector<std::string> parts;
+  size_t start = 0;
+  while (start <= relative.size()) {
+    size_t end = relative.find('/', start);
+    if (end == std::string::npos) end = relative.size();
+    if (end > start) parts.push_back(relative.substr(start, end - start));
+    start = end + 1;
+  }
+  return parts;
+}
+
+Status Refuse(const std::string& path, const std::string& why) {
+  return Status::InvalidArgument(path + " " + why + "; refusing to open it");
+}
+
+}  // namespace
+
+Result<UniqueFd> OpenRegularNoFollow(const std::string& path, const std::string& trusted) {
+  if (path.empty() || path[0] != '/') return Refuse(path, "is not an absolute path");
+  std::string below = path;
+  UniqueFd dir;
+  std::string root = trusted;
+  while (root.size() > 1 && root.back() == '/') root.pop_back();
+  if (!root.empty() && path.compare(0, root.size() + 1, root + "/") == 0) {
+    dir = UniqueFd(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (dir.get() < 0) return OpenFailure("cannot open " + root);
+    below = path.substr(root.size() + 1);
+  } else {
+    dir = UniqueFd(::open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (dir.get() < 0) return OpenFailure("cannot open /");
+  }
+  const std::vector<std::string> parts = Components(below);
+  if (parts.empty()) return Refuse(path, "names no file");
+  for (size_t i = 0; i < parts.size(); ++i) {
+    if (parts[i] == "..") return Refuse(path, "contains ..");
+    if (parts[i] == ".") continue;
+    const bool last = i + 1 == parts.size();
+    const int flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC | (last ? O_NONBLOCK : O_DIRECTORY);
+    UniqueFd next(::openat(dir.get(), parts[i].c_str(), flags));
+    if (next.get() < 0) {
+      if (errno == ELOOP || (errno == ENOTDIR && !last)) {
+        struct stat st {};
+        if (::fstatat(dir.get(), parts[i].c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+            S_ISLNK(st.st_mode)) {
+          return Refuse(path, "goes through a symbolic link (" + parts[i] + ")");
+        }
+      }
+      return OpenFailure("cannot open " + path);
+    }
+    dir = std::move(next);
+  }
+  struct stat st {};
+  if (::fstat(dir.get(), &st) != 0) return OpenFailure("cannot stat " + path);
+  if (!S_ISREG(st.st_mode)) return Refuse(path, "is not a regular file");
+  if (st.st_nlink != 1) return Refuse(path, "has other hard links");
+  // Reads block normally from here on (O_NONBLOCK only kept the open from waiting on a FIFO).
+  ::fcntl(dir.get(), F_SETFL, ::fcntl(dir.get(), F_GETFL) & ~O_NONBLOCK);
+  return dir;
+}
+
+Result<std::string> ReadRegularRange(const std::string& path, int64_t offset, int64_t length,
+                                     int64_t max_size, const std::string& trusted) {
+  auto fd = OpenRegularNoFollow(path, trusted);
+  if (!fd.ok()) return fd.status();
+  struct stat st {};
+  if (::fstat(fd->get(), &st) != 0) return OpenFailure("cannot stat " + path);
+  if (st.st_size > max_size) {
+    return Refuse(path, "has grown to " + std::to_string(st.st_size) + " bytes, past the " +
+                            std::to_string(max_size) + " recorded");
+  }
+  if (offset < 0 || length < 0) return Status::InvalidArgument("offset and length must be >= 0");
+  const int64_t end = std::min<int64_t>(offset + length, max_size);
+  std::string out(static_cast<size_t>(std::max<int64_t>(0, end - offset)), '\0');
+  size_t done = 0;
+  while (done < out.size()) {
+    const ssize_t n = ::pread(fd->get(), out.data() + done, out.size() - done,
+                              static_cast<off_t>(offset) + static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Status::IoError("cannot read " + path + ": " + std::strerror(errno));
+    if (n == 0) break;
+    done += static_cast<size_t>(n);
+  }
+  out.resize(done);
+  return out;
+}
+
+}  // namespace kiln
