@@ -79,11 +79,12 @@ bool SchedulerService::AdmitWorkerMessage(Request& req) {
   const Millis now = clock_.MonotonicMs();
   // The log (read by the admin) names the state dir; the reply (to anyone who knows the server
   // key) does not.
+  // The key goes after "--": a Z85 key may start with '-', which would read as an option.
   const std::string allow = ShellCommand({"kiln-scheduler", "--state-dir", options_.state_dir,
-                                          "worker", "allow", presented, "--name"}) +
-                            " NODE";
-  const std::string allow_hint = "kiln-scheduler --state-dir STATE_DIR worker allow " +
-                                 ShellQuote(presented) + " --name NODE";
+                                          "worker", "allow", "--name"}) +
+                            " NODE -- " + ShellQuote(presented);
+  const std::string allow_hint =
+      "kiln-scheduler --state-dir STATE_DIR worker allow --name NODE -- " + ShellQuote(presented);
   auto revoked = revoked_worker_keys_.find(presented);
   auto& logged_at = refusal_logged_at_[presented];
   if (logged_at == 0 || now - logged_at >= kRefusalLogEveryMs) {

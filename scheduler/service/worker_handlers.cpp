@@ -44,7 +44,7 @@ void SchedulerService::OnRegister(Request& req) {
                  "this worker's key was admitted as node " + bound->second + ", not " + r.name +
                  "; to rename it run: " +
                  ShellCommand({"kiln-scheduler", "--state-dir", options_.state_dir, "worker",
-                               "allow", req.connection_key, "--name", r.name})));
+                               "allow", "--name", r.name, "--", req.connection_key})));
   }
   const Millis now = clock_.WallMs();
   Worker& w = workers_[r.name];

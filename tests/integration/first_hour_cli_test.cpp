@@ -72,11 +72,13 @@ TEST_CASE("a worker's refusal prints the admin command that admits it, which pas
   // key); the scheduler's log, which the admin reads, names the state dir.
   REQUIRE(WaitFor([&] {
     return Contains(After(Slurp(cluster.dir() + "/worker.log"), "on the scheduler host run: "),
-                    "kiln-scheduler --state-dir STATE_DIR worker allow '");
+                    "kiln-scheduler --state-dir STATE_DIR worker allow --name NODE -- '");
   }, 20));
   std::string command = After(Slurp(cluster.dir() + "/scheduler.log"), "admit it with: ");
-  // "kiln-scheduler --state-dir DIR worker allow 'KEY' --name NODE"
-  command = command.substr(0, command.find(" NODE")) + " " + cluster.worker_name();
+  // "kiln-scheduler --state-dir DIR worker allow --name NODE -- 'KEY'" (the key may start
+  // with '-': it comes after "--")
+  REQUIRE(command.find(" NODE -- '") != std::string::npos);
+  command.replace(command.find(" NODE -- '") + 1, 4, cluster.worker_name());
   INFO(command);
   REQUIRE(Contains(command, "kiln-scheduler --state-dir " + cluster.state_dir() + " worker allow"));
   auto allowed = Bash(command);
@@ -90,7 +92,8 @@ TEST_CASE("a worker's refusal prints the admin command that admits it, which pas
   // The worker's own start-up line names the command too, quoted.
   const std::string own = After(Slurp(cluster.dir() + "/worker.log"), "admit it on the scheduler "
                                                                          "host with: ");
-  REQUIRE(Contains(own, "kiln-scheduler --state-dir STATE_DIR worker allow '"));
+  REQUIRE(Contains(own, "kiln-scheduler --state-dir STATE_DIR worker allow --name " +
+                            cluster.worker_name() + " -- '"));
   CHECK(Bash("bash -n -c " + kiln::ShellQuote(own)).exit_code == 0);
 
   REQUIRE(cluster.Admin({"worker", "revoke", cluster.worker_name()}).exit_code == 0);

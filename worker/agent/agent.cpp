@@ -17,8 +17,9 @@
 namespace kiln::agent {
 
 std::string AllowCommand(const std::string& public_key, const std::string& node_name) {
-  return "kiln-scheduler --state-dir STATE_DIR worker allow " + ShellQuote(public_key) +
-         " --name " + ShellQuote(node_name);
+  // The key after "--": a Z85 key may start with '-', which would otherwise read as an option.
+  return "kiln-scheduler --state-dir STATE_DIR worker allow --name " + ShellQuote(node_name) +
+         " -- " + ShellQuote(public_key);
 }
 
 using protocol::Envelope;
