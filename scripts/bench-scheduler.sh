@@ -7,19 +7,16 @@
 #  (c) submits/s with one `kiln submit` process per job, against Slurm's `sbatch` on a one-node
 #      Slurm started here (scripts/bench/slurm_local.sh; installs slurm-wlm and munge);
 #  (d) submit -> every rank running on an idle node, p50 and p99 (baseline: bare `mpirun -np 2`);
-#  (e) scheduler memory (VmHWM) with 100,000 pending jobs (baseline: the idle daemon);
-#  (f) the worker agent's CPU while one job runs 8 ranks on it, with its watchdogs on (memory
-#      sampled 4 times a second, stall beacons read every second, CPU pinning) against the same
-#      job without memory_per_rank (no memory watchdog).
+#  (e) scheduler memory (VmHWM) with 100,000 pending jobs (baseline: the idle daemon).
 # KILN_BENCH_QUICK=1 shrinks the sizes. KILN_BENCH_SLURM=0 skips (c)'s Slurm side.
-# KILN_BENCH_PARTS="a b c d f" picks parts ((e) runs with (b)).
+# KILN_BENCH_PARTS="a b c d" picks parts ((e) runs with (b)).
 # Ends with one JSON line per measure.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$repo/scripts/setup.sh" >/dev/null
 bin="${KILN_BUILD_DIR:-$repo/build}"
 quick="${KILN_BENCH_QUICK:-0}"
-parts="${KILN_BENCH_PARTS:-a b c d f}"
+parts="${KILN_BENCH_PARTS:-a b c d}"
 dir=$(mktemp -d /tmp/kiln-bench-sched-XXXXXX)
 chmod 755 "$dir"  # the Slurm side runs munged as the munge user, under this folder
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
@@ -165,55 +162,6 @@ echo "kiln: $latency; bare mpirun -np 2 true: p50 $bare_p50 ms"
 emit scheduler submit_to_ranks_p50_ms "$(field "$latency" ranks_p50_ms)" ms "$bare_p50" 50 lower
 emit scheduler submit_to_ranks_p99_ms "$(field "$latency" ranks_p99_ms)" ms "$bare_p50" 200 lower
 emit scheduler submit_to_mpirun_p50_ms "$(field "$latency" launched_p50_ms)" ms "$bare_p50" 50 lower
-fi
-
-if part f; then
-echo "== (f) the agent's CPU with 8 ranks running, watchdogs on and off"
-window=$([ "$quick" = 1 ] && echo 10 || echo 30)
-agent_cpu_pct() {  # agent_cpu_pct NAME MEMORY_PER_RANK: % of one core the agent used over $window s
-  start_scheduler "$1"
-  "$bin/kiln-worker" --scheduler "$endpoint" --name "$1" --slots 8 --work-dir "$dir/$1-work" \
-    --server-key "$state/server.pub" --key-file "$state/worker-cluster.key" \
-    >"$dir/$1-worker.log" 2>&1 &
-  local agent=$!
-  pids+=("$agent")
-  for _ in $(seq 100); do KILN_SCHEDULER="$endpoint" "$bin/kiln" nodes 2>/dev/null | grep -q " UP " && break; sleep 0.1; done
-  python3 - "$2" >"$dir/$1.json" <<'PY'
-import json, sys
-spec = {"name": "watched", "resources": {"ranks": 8},
-        "model": {"type": "mlp", "hidden": [32]},
-        "data": {"type": "synthetic", "samples": 4096, "features": 20, "classes": 3},
-        "train": {"epochs": 100000, "batch_size": 16, "loss": "cross_entropy",
-                  "optimizer": {"type": "sgd", "lr": 0.01}}}
-if sys.argv[1] != "none":
-    spec["resources"]["memory_per_rank"] = sys.argv[1]
-print(json.dumps(spec))
-PY
-  local job
-  job=$(KILN_SCHEDULER="$endpoint" "$bin/kiln" submit "$dir/$1.json")
-  for _ in $(seq 600); do
-    KILN_SCHEDULER="$endpoint" "$bin/kiln" show "$job" --json 2>/dev/null |
-      python3 -c 'import json,sys; j=json.load(sys.stdin); sys.exit(0 if j["state"]=="RUNNING" and j["metrics"].get("step",0)>0 else 1)' && break
-    sleep 0.5
-  done
-  sleep 3  # past start-up
-  local hz t0 t1
-  hz=$(getconf CLK_TCK)
-  t0=$(awk '{print $14 + $15}' "/proc/$agent/stat")
-  sleep "$window"
-  t1=$(awk '{print $14 + $15}' "/proc/$agent/stat")
-  KILN_SCHEDULER="$endpoint" "$bin/kiln" cancel "$job" >/dev/null
-  sleep 2
-  kill -TERM "$agent"; wait "$agent" 2>/dev/null || true
-  stop_scheduler
-  awk -v a="$t0" -v b="$t1" -v hz="$hz" -v w="$window" 'BEGIN {printf "%.3f", 100 * (b - a) / hz / w}'
-}
-with=$(agent_cpu_pct watchdogs 4GiB)
-without=$(agent_cpu_pct plain none)
-echo "agent CPU with 8 ranks: $with % of a core with the memory watchdog, $without % without"
-cost=$(awk -v a="$with" -v b="$without" 'BEGIN {printf "%.3f", a - b}')
-emit agent agent_cpu_pct_8_ranks "$with" "% of a core" "$without" 5 lower
-emit agent memory_watchdog_cpu_cost_pct_8_ranks "$cost" "% of a core" "$without" 1 lower
 fi
 
 printf '%s\n' "${results[@]}"
