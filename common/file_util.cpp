@@ -1,5 +1,7 @@
 #include "common/file_util.h"
 
+#include "common/safe_open.h"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -124,24 +126,9 @@ Result<std::string> ReadSmallRegularFile(const std::string& path, size_t max_byt
 
 Result<std::string> ReadFileRange(const std::string& path, int64_t offset,
                                                int64_t length) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Status::IoError(Errno("cannot open " + path));
-  std::string out(static_cast<size_t>(std::max<int64_t>(0, length)), '\0');
-  size_t done = 0;
-  while (done < out.size()) {
-    ssize_t n = ::pread(fd, out.data() + done, out.size() - done,
-                        static_cast<off_t>(offset) + static_cast<off_t>(done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      ::close(fd);
-      return Status::IoError(Errno("cannot read " + path));
-    }
-    if (n == 0) break;
-    done += static_cast<size_t>(n);
-  }
-  ::close(fd);
-  out.resize(done);
-  return out;
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) return Status::IoError(Errno("cannot open " + path));
+  return ReadAt(fd.get(), offset, length, path);
 }
 
 void RemoveAllButNewest(const std::string& dir, const std::string& extension, int keep,

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <vector>
@@ -43,6 +44,32 @@ Status Refuse(const std::string& path, const std::string& why) {
 }
 
 }  // namespace
+
+Result<std::string> ReadAt(int fd, int64_t offset, int64_t length, const std::string& path) {
+  std::string out(static_cast<size_t>(std::max<int64_t>(0, length)), '\0');
+  size_t done = 0;
+  while (done < out.size()) {
+    const ssize_t n = ::pread(fd, out.data() + done, out.size() - done,
+                              static_cast<off_t>(offset) + static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Status::IoError("cannot read " + path + ": " + std::strerror(errno));
+    if (n == 0) break;
+    done += static_cast<size_t>(n);
+  }
+  out.resize(done);
+  return out;
+}
+
+Status WriteAll(int fd, const std::string& data, const std::string& path) {
+  size_t done = 0;
+  while (done < data.size()) {
+    const ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return Status::IoError("cannot write " + path + ": " + std::strerror(errno));
+    done += static_cast<size_t>(n);
+  }
+  return Status::Ok();
+}
 
 Result<UniqueFd> OpenRegularNoFollow(const std::string& path, const std::string& trusted) {
   if (path.empty() || path[0] != '/') return Refuse(path, "is not an absolute path");
@@ -98,19 +125,7 @@ Result<std::string> ReadRegularRange(const std::string& path, int64_t offset, in
                             std::to_string(max_size) + " recorded");
   }
   if (offset < 0 || length < 0) return Status::InvalidArgument("offset and length must be >= 0");
-  const int64_t end = std::min<int64_t>(offset + length, max_size);
-  std::string out(static_cast<size_t>(std::max<int64_t>(0, end - offset)), '\0');
-  size_t done = 0;
-  while (done < out.size()) {
-    const ssize_t n = ::pread(fd->get(), out.data() + done, out.size() - done,
-                              static_cast<off_t>(offset) + static_cast<off_t>(done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return Status::IoError("cannot read " + path + ": " + std::strerror(errno));
-    if (n == 0) break;
-    done += static_cast<size_t>(n);
-  }
-  out.resize(done);
-  return out;
+  return ReadAt(fd->get(), offset, std::min<int64_t>(offset + length, max_size) - offset, path);
 }
 
 }  // namespace kiln

@@ -34,6 +34,12 @@ class UniqueFd {
   int fd_;
 };
 
+// Up to `length` bytes at `offset` of the open file `fd` (fewer at its end); `path` names it in
+// errors. Retries interrupted reads.
+Result<std::string> ReadAt(int fd, int64_t offset, int64_t length, const std::string& path);
+// Writes all of `data` at the file's position (retrying short and interrupted writes).
+Status WriteAll(int fd, const std::string& data, const std::string& path);
+
 // Opens the absolute `path` for reading. `trusted`: a folder the daemon itself controls (its work
 // dir; "" for none) under which `path` lies; its own components may be links (an admin's
 // choice), the components below it may not. Fails NotFound, PermissionDenied, or

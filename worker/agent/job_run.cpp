@@ -159,15 +159,11 @@ void JobRun::OnFetchReply(const protocol::Envelope& e, const transport::Frames& 
     resume_hash_ = std::make_unique<Sha256Stream>();
   }
   const std::string& bytes = frames[1];
-  size_t written = 0;
-  while (resume_part_.get() >= 0 && written < bytes.size()) {
-    const ssize_t n = ::write(resume_part_.get(), bytes.data() + written, bytes.size() - written);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    written += static_cast<size_t>(n);
-  }
-  if (resume_part_.get() < 0 || written < bytes.size()) {
-    failure_ = "cannot write " + part + ": " + std::strerror(errno);
+  Status written = resume_part_.get() < 0
+                       ? Status::IoError("cannot create " + part + ": " + std::strerror(errno))
+                       : WriteAll(resume_part_.get(), bytes, part);
+  if (!written.ok()) {
+    failure_ = written.message();
     fetching_ = false;
     return;
   }

@@ -3,6 +3,8 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
+
+#include "common/safe_open.h"
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -16,19 +18,6 @@ namespace {
 
 constexpr const char* kSpoolFile = "log.spool";
 constexpr const char* kAckedFile = "log.acked";
-
-bool WriteAll(int fd, const std::string& data) {
-  size_t done = 0;
-  while (done < data.size()) {
-    const ssize_t n = ::write(fd, data.data() + done, data.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return false;
-    }
-    done += static_cast<size_t>(n);
-  }
-  return true;
-}
 
 // The acknowledged count, or 0 when the file is missing or not a number.
 int64_t ReadAcked(int dir_fd) {
@@ -145,11 +134,11 @@ void LogSpool::Append(int64_t job_id, int64_t attempt, const std::vector<std::st
     file->full = true;  // the rest is shipped from memory only
     return;
   }
-  if (!WriteAll(file->spool_fd, data)) {
+  if (Status written = WriteAll(file->spool_fd, data, kSpoolFile); !written.ok()) {
     spdlog::warn(
         "job {} attempt {}: cannot spool output ({}); unacknowledged lines will not "
         "survive an agent restart",
-        job_id, attempt, std::strerror(errno));
+        job_id, attempt, written.message());
     Abandon(key, *file);
     return;
   }
