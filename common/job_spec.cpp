@@ -30,6 +30,13 @@ void ReadResources(JsonFieldReader r, ResourceSpec* out) {
   }
   r.Enum("placement", &out->placement, false, {"pack", "spread"});
   r.StringList("labels", &out->labels, false);
+  for (size_t i = 0; i < out->labels.size(); ++i) {
+    if (out->labels[i].find(':') != std::string::npos) {  // kiln's own (scheduler/core/accounts.h)
+      r.AddError(
+          r.PathOf("labels") + "[" + std::to_string(i) + "]",
+          "must not contain ':' (kiln's account labels use it), got \"" + out->labels[i] + "\"");
+    }
+  }
   std::sort(out->labels.begin(), out->labels.end());
   if (r.Has("memory_per_rank")) {
     const json& v = r.Raw("memory_per_rank");

@@ -22,7 +22,7 @@ trap cleanup EXIT
 pids+=($!)
 for _ in $(seq 100); do [ -s "$dir/state/endpoint" ] && break; sleep 0.1; done
 export KILN_SCHEDULER="$(cat "$dir/state/endpoint")"
-"$bin/kiln-scheduler" --state-dir "$dir/state" user add bench --admin \
+"$bin/kiln-scheduler" --state-dir "$dir/state" user add bench --admin --unix-user "$(id -un)" --allow-root \
   --credentials "$dir/bench.json" >/dev/null
 export KILN_CREDENTIALS="$dir/bench.json"
 keys=(--server-key "$dir/state/server.pub" --key-file "$dir/state/worker-cluster.key")

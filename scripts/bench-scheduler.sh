@@ -56,7 +56,7 @@ start_scheduler() {  # start_scheduler NAME: a fresh daemon; sets $endpoint and 
   endpoint="$(cat "$dir/$1/endpoint")"
   state="$dir/$1"
   # Security is on, as in production: an admin user whose credentials the clients use.
-  "$bin/kiln-scheduler" --state-dir "$state" user add bench --admin \
+  "$bin/kiln-scheduler" --state-dir "$state" user add bench --admin --unix-user "$(id -un)" --allow-root \
     --credentials "$state/bench.json" --scheduler "$endpoint" >/dev/null
   export KILN_CREDENTIALS="$state/bench.json"
 }

@@ -80,7 +80,7 @@ scheduler_pid=$!
 for _ in $(seq 100); do [ -s "$state/endpoint" ] && break; sleep 0.1; done
 [ -s "$state/endpoint" ] || { echo "docs-check: the scheduler did not start"; cat "$work/scheduler.log"; exit 1; }
 export KILN_SCHEDULER="$(cat "$state/endpoint")"
-"$bin/kiln-scheduler" --state-dir "$state" user add docs-admin --admin \
+"$bin/kiln-scheduler" --state-dir "$state" user add docs-admin --admin --unix-user "$(id -un)" --allow-root \
   --credentials "$work/credentials.json" >/dev/null
 export KILN_CREDENTIALS="$work/credentials.json"
 "$bin/kiln-worker" --name docs-node --slots 2 --work-dir "$work/node" \

@@ -87,7 +87,7 @@ case "$command" in
       ip netns exec "$host" ip link set "k${id}v$i" up
     done
     start_scheduler "$dir"
-    "$bin/kiln-scheduler" --state-dir "$dir/state" user add admin --admin \
+    "$bin/kiln-scheduler" --state-dir "$dir/state" user add admin --admin --unix-user "$(id -un)" --allow-root \
       --credentials "$dir/admin.json" --scheduler "$(endpoint)" >/dev/null
     for i in $(seq 1 "$workers"); do start_worker "$dir" "$i"; done
     for _ in $(seq 200); do

@@ -34,7 +34,7 @@ echo "quickstart: scheduler key $(cat "$dir/state/server.pub") (every connection
 
 # Security stays on: an admin user for you, whose token the CLI reads from a 0600 file, and the
 # worker admitted by the cluster key in the state dir.
-"$bin/kiln-scheduler" --state-dir "$dir/state" user add "$(id -un)" --admin \
+"$bin/kiln-scheduler" --state-dir "$dir/state" user add "$(id -un)" --admin --allow-root \
   --credentials "$dir/credentials.json"
 export KILN_CREDENTIALS="$dir/credentials.json"
 "$bin/kiln-worker" --name "$(hostname)-local" --slots 2 --work-dir "$dir/work" \

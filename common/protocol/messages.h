@@ -200,10 +200,15 @@ struct RegisterWorker {
   // endpoint of its launch socket (kiln-rsh asks it there to start MPI daemons).
   std::string address;
   std::string launch_endpoint;
+  // Whom the agent runs as: a root agent starts jobs as any account the node has, any other
+  // agent only as its own (scheduler/core/accounts.h). Absent from agents older than this field.
+  std::optional<int64_t> agent_uid;
+  std::optional<std::string> agent_account;
   template <class V> void Fields(V& v) {
     v("name", name); v("slots", slots); v("memory_bytes", memory_bytes); v("gpus", gpus);
     v("running", running); v("labels", labels); v("address", address);
-    v("launch_endpoint", launch_endpoint);
+    v("launch_endpoint", launch_endpoint); v("agent_uid", agent_uid);
+    v("agent_account", agent_account);
   }
 };
 
@@ -214,9 +219,35 @@ struct RegisterAck {
   std::string name;
   int64_t heartbeat_interval_ms = 0;
   std::optional<int64_t> lease_ms;
+  // The Unix accounts users' jobs run as: the worker looks each up and answers with `accounts`.
+  std::optional<std::vector<std::string>> accounts;
   template <class V> void Fields(V& v) {
     v("name", name); v("heartbeat_interval_ms", heartbeat_interval_ms); v("lease_ms", lease_ms);
+    v("accounts", accounts);
   }
+};
+
+// Scheduler -> worker: accounts that users were mapped to since the worker registered.
+struct CheckAccounts {
+  static constexpr const char* kType = "check_accounts";
+  std::vector<std::string> accounts;
+  template <class V> void Fields(V& v) { v("accounts", accounts); }
+};
+
+struct AccountUid {
+  std::string account;
+  int64_t uid = -1;  // -1: the node has no such account
+  template <class V> void Fields(V& v) { v("account", account); v("uid", uid); }
+  bool operator==(const AccountUid& o) const { return account == o.account && uid == o.uid; }
+};
+
+// Worker -> scheduler: what getpwnam said of accounts it was asked about (after register_ack and
+// check_accounts), or of one whose answer changed since (an account added or removed there).
+struct AccountReport {
+  static constexpr const char* kType = "accounts";
+  std::string name;  // the node
+  std::vector<AccountUid> accounts;
+  template <class V> void Fields(V& v) { v("name", name); v("accounts", accounts); }
 };
 
 // Sent both ways. From a worker it carries the attempts it runs; from the scheduler `running` is empty.
@@ -267,11 +298,16 @@ struct LaunchJob {
   // that the leader's kiln-rsh shows the other nodes' agents to have them start its daemons.
   std::vector<LaunchHost> hosts;
   std::string launch_secret;
+  // The Unix account the attempt's processes run as, and whether it may be uid 0. Absent (a
+  // scheduler older than this field): an agent that is not root runs the job as its own account,
+  // a root agent refuses it.
+  std::optional<std::string> run_as;
+  std::optional<bool> allow_root;
   template <class V> void Fields(V& v) {
     v("job_id", job_id); v("attempt", attempt); v("spec", spec); v("ranks", ranks);
     v("resume_step", resume_step); v("resume_job", resume_job); v("resume_sha256", resume_sha256);
     v("resume_path", resume_path); v("gpu_ids", gpu_ids); v("hosts", hosts);
-    v("launch_secret", launch_secret);
+    v("launch_secret", launch_secret); v("run_as", run_as); v("allow_root", allow_root);
   }
 };
 
@@ -475,6 +511,7 @@ struct TrainCheckpoint {
   X(KillJob) X(JobStarted) X(LogBatch) X(ProgressReport) X(JobExited)     \
   X(ExitAck) X(LogAck) X(TrainProgress) X(TrainCheckpoint) X(CheckpointBegin) X(CheckpointOffset)        \
   X(CheckpointChunk) X(CheckpointDone) X(CheckpointRead) X(CheckpointData) X(CheckpointRemove) \
-  X(JobAdminRequest) X(NodeAdminRequest) X(WhoAmIRequest) X(RemoteExec) X(RemoteExit)
+  X(JobAdminRequest) X(NodeAdminRequest) X(WhoAmIRequest) X(RemoteExec) X(RemoteExit)       \
+  X(CheckAccounts) X(AccountReport)
 
 }  // namespace kiln::protocol

@@ -6,6 +6,8 @@
 #include <map>
 #include <tuple>
 
+#include "scheduler/core/accounts.h"
+
 namespace kiln::core {
 
 namespace {
@@ -283,10 +285,24 @@ std::optional<std::string> InfeasibleReason(const std::vector<NodeClass>& up_cla
     if (r.ranks_per_node > 0 && fit >= r.ranks_per_node) nodes_holding_k += c.count;
   }
   if (up_classes.empty()) return std::nullopt;
-  if (matching == 0) {
-    return "Infeasible: no up node has labels " + JoinLabels(r.labels);
+  // The admin's labels are named; kiln's account label is not (the service explains accounts).
+  std::vector<std::string> visible;
+  for (const auto& l : r.labels) {
+    if (!IsInternalLabel(l)) visible.push_back(l);
   }
-  const std::string per = r.labels.empty() ? "" : " with labels " + JoinLabels(r.labels);
+  const bool account = visible.size() < r.labels.size();
+  if (matching == 0) {
+    bool visible_match = false;
+    for (const auto& c : up_classes)
+      visible_match = visible_match || HasAllLabels(c.labels, visible);
+    if (account && visible_match) {
+      return "Account: no up node" +
+             std::string(visible.empty() ? "" : " with labels " + JoinLabels(visible)) +
+             " can run jobs as the Unix account its user maps to";
+    }
+    return "Infeasible: no up node has labels " + JoinLabels(visible);
+  }
+  const std::string per = visible.empty() ? "" : " with labels " + JoinLabels(visible);
   if (std::max<int64_t>(1, r.cpus_per_rank) > largest.slots) {
     return "Infeasible: needs " + std::to_string(r.cpus_per_rank) + " slots per rank, largest node" +
            per + " has " + std::to_string(largest.slots);

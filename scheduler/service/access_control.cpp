@@ -54,21 +54,7 @@ void SchedulerService::NoticeAdminChanges() {
   external_changes_ = *counter;
   callers_by_token_.clear();
   RefreshWorkerKeys();
-  RefreshQuotas();
-}
-
-void SchedulerService::RefreshQuotas() {
-  auto users = store_->ListUsers();
-  if (!users.ok()) {
-    spdlog::warn("cannot read the users' quotas: {}", users.status().ToString());
-    return;
-  }
-  std::unordered_map<std::string, UserQuota> quotas;
-  for (const auto& u : *users) {
-    if (!(u.quota == UserQuota{})) quotas[u.name] = u.quota;
-  }
-  if (quotas != quotas_) dirty_ = true;  // jobs waiting on a quota may start now
-  quotas_ = std::move(quotas);
+  RefreshUsers();
 }
 
 bool SchedulerService::AdmitWorkerMessage(Request& req) {

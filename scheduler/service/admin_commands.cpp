@@ -12,6 +12,7 @@
 #include "common/quantities.h"
 #include "common/shell_quote.h"
 #include "common/transport/curve.h"
+#include "scheduler/core/accounts.h"
 #include "scheduler/service/scheduler_service.h"
 #include "scheduler/service/store.h"
 
@@ -73,8 +74,18 @@ AdminCommands::AdminCommands(CLI::App& app) {
   user_list_ = user->add_subcommand("list", "list users");
   user_remove_ = user->add_subcommand("remove", "remove a user; their token stops working");
   user_remove_->add_option("NAME", name_, "user name")->required();
-  user_set_ = user->add_subcommand("set", "set a user's quotas (0 or none: no limit)");
+  user_set_ = user->add_subcommand("set",
+                                   "set a user's Unix account and quotas (0 or none: no "
+                                   "limit)");
   user_set_->add_option("NAME", name_, "user name")->required();
+  for (CLI::App* c : {user_add_, user_set_}) {
+    c->add_option("--unix-user", unix_user_,
+                  "the Unix account the user's jobs run as on the nodes (default: the user's "
+                  "name)");
+    c->add_flag("--allow-root", allow_root_,
+                "let that account be uid 0 (root); without it such jobs never start");
+  }
+  user_set_->add_flag("--no-allow-root", no_allow_root_, "take back --allow-root");
   user_set_->add_option("--max-pending", max_pending_, "PENDING jobs at once (more are refused)");
   user_set_->add_option("--max-running-ranks", max_running_ranks_,
                         "ranks of running jobs at once (more wait)");
@@ -149,14 +160,29 @@ int AdminCommands::UserAdd(Store& store, const std::string& state_dir, bool rota
     return Fail("no user " + name_ + "; create it with `kiln-scheduler user add " + name_ + "`");
   }
   const bool admin = rotate ? existing->admin : admin_;
+  UserAccount account{unix_user_, allow_root_};
+  if (!unix_user_.empty() && !core::IsValidUnixAccountName(unix_user_)) {
+    return Fail(BadAccount());
+  }
+  if (unix_user_.empty() && !rotate && !core::IsValidUnixAccountName(name_)) {
+    return Fail("NAME: \"" + name_ +
+                "\" is not a Unix account name, so it cannot be the "
+                "account the user's jobs run as: give one with --unix-user ACCOUNT");
+  }
+  if (rotate) account = existing->account;
   const std::string token = NewAccessToken();
   SystemClock clock;
-  Status saved = store.UpsertUser({name_, admin, AccessTokenDigest(token), clock.WallMs()});
+  Status saved =
+      store.UpsertUser({name_, admin, AccessTokenDigest(token), clock.WallMs(), {}, account});
   if (!saved.ok()) return Fail(saved.message());
   const std::string address = SchedulerAddress(scheduler_, state_dir);
   const std::string what = rotate ? "new token for " + name_ : "user " + name_ +
                                                                   (admin ? " (admin)" : "");
-  AuditAdmin(store, rotate ? "user.token" : "user.add", "user " + name_, admin ? "admin" : "");
+  const std::string runs_as =
+      "unix_user=" + (account.unix_user.empty() ? name_ : account.unix_user) +
+      (account.allow_root ? " allow_root" : "");
+  AuditAdmin(store, rotate ? "user.token" : "user.add", "user " + name_,
+             (admin ? "admin " : "") + runs_as);
   if (!credentials_.empty()) {
     Status written = SaveCredentials(credentials_, {address, keys->public_key, name_, token});
     if (!written.ok()) return Fail(written.message());
@@ -180,13 +206,14 @@ int AdminCommands::UserList(Store& store) {
   auto limit = [](int64_t n, bool size = false) {
     return n <= 0 ? std::string("-") : size ? FormatSize(n) : std::to_string(n);
   };
-  std::printf("%-24s %-6s %-19s %-8s %-8s %-6s %s\n", "USER", "ADMIN", "TOKEN ISSUED", "PENDING",
-              "RANKS", "GPUS", "CHECKPOINTS");
+  std::printf("%-24s %-6s %-22s %-19s %-8s %-8s %-6s %s\n", "USER", "ADMIN", "UNIX ACCOUNT",
+              "TOKEN ISSUED", "PENDING", "RANKS", "GPUS", "CHECKPOINTS");
   for (const auto& u : *users) {
-    std::printf("%-24s %-6s %-19s %-8s %-8s %-6s %s\n", u.name.c_str(), u.admin ? "yes" : "no",
-                Time(u.created_at).c_str(), limit(u.quota.max_pending).c_str(),
-                limit(u.quota.max_running_ranks).c_str(), limit(u.quota.max_gpus).c_str(),
-                limit(u.quota.max_checkpoint_bytes, true).c_str());
+    const std::string account = u.unix_user() + (u.account.allow_root ? " (root ok)" : "");
+    std::printf("%-24s %-6s %-22s %-19s %-8s %-8s %-6s %s\n", u.name.c_str(),
+                u.admin ? "yes" : "no", account.c_str(), Time(u.created_at).c_str(),
+                limit(u.quota.max_pending).c_str(), limit(u.quota.max_running_ranks).c_str(),
+                limit(u.quota.max_gpus).c_str(), limit(u.quota.max_checkpoint_bytes, true).c_str());
   }
   return 0;
 }
@@ -232,15 +259,34 @@ int AdminCommands::UserSet(Store& store) {
     }
     *f.value = *parsed;
   }
+  if (allow_root_ && no_allow_root_) return Fail("--allow-root and --no-allow-root: give one");
+  UserAccount account = user->account;
+  if (!unix_user_.empty()) {
+    if (!core::IsValidUnixAccountName(unix_user_)) return Fail(BadAccount());
+    account.unix_user = unix_user_ == name_ ? "" : unix_user_;
+  }
+  if (allow_root_) account.allow_root = true;
+  if (no_allow_root_) account.allow_root = false;
   auto saved = store.SetUserQuota(name_, quota);
   if (!saved.ok()) return Fail(saved.status().message());
-  const std::string detail = "max_pending=" + std::to_string(quota.max_pending) +
-                             " max_running_ranks=" + std::to_string(quota.max_running_ranks) +
-                             " max_gpus=" + std::to_string(quota.max_gpus) +
-                             " max_checkpoint_bytes=" + std::to_string(quota.max_checkpoint_bytes);
+  auto account_saved = store.SetUserAccount(name_, account);
+  if (!account_saved.ok()) return Fail(account_saved.status().message());
+  const std::string detail =
+      "unix_user=" + (account.unix_user.empty() ? name_ : account.unix_user) +
+      (account.allow_root ? " allow_root" : "") +
+      " max_pending=" + std::to_string(quota.max_pending) +
+      " max_running_ranks=" + std::to_string(quota.max_running_ranks) +
+      " max_gpus=" + std::to_string(quota.max_gpus) +
+      " max_checkpoint_bytes=" + std::to_string(quota.max_checkpoint_bytes);
   AuditAdmin(store, "user.set", "user " + name_, detail);
   std::cout << "user " << name_ << ": " << detail << " (0: no limit)\n";
   return 0;
+}
+
+std::string AdminCommands::BadAccount() const {
+  return "--unix-user: must be a Unix account name (1-32 letters, digits, '.', '_' or '-', not "
+         "starting with '-' or '.'), got \"" +
+         unix_user_ + "\"";
 }
 
 int AdminCommands::UserRemove(Store& store) {

@@ -32,6 +32,7 @@ class AdminCommands {
   int WorkerRevoke(Store& store);
   int WorkerList(Store& store, const std::string& state_dir);
   int AuditList(Store& store);
+  std::string BadAccount() const;  // the error for an invalid --unix-user
 
   CLI::App* key_show_ = nullptr;
   CLI::App* user_add_ = nullptr;
@@ -52,6 +53,10 @@ class AdminCommands {
   int64_t limit_ = 50;
   // `user set`: each quota as given ("" not given; "0" or "none" removes the limit).
   std::string max_pending_, max_running_ranks_, max_gpus_, max_checkpoint_bytes_;
+  // `user add` and `user set`: the Unix account jobs run as, and the opt-in to uid 0.
+  std::string unix_user_;
+  bool allow_root_ = false;
+  bool no_allow_root_ = false;
   bool json_ = false;
 };
 

@@ -163,7 +163,9 @@ std::optional<std::string> SchedulerService::SubmitWarning(const ActiveJob& job)
   if (up_node_classes_.empty()) {
     return "no worker node is up and accepting jobs now: the job waits until one is (kiln nodes)";
   }
-  return core::InfeasibleReason(up_node_classes_, job.queued.request);
+  auto why = core::InfeasibleReason(up_node_classes_, job.queued.request);
+  if (why && why->rfind("Account:", 0) == 0) return AccountWait(job).value_or(*why);
+  return why;
 }
 
 void SchedulerService::OnQueue(Request& req) {

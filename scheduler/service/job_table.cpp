@@ -1,5 +1,7 @@
 #include "scheduler/service/job_table.h"
 
+#include <algorithm>
+
 namespace kiln::service {
 
 namespace {
@@ -17,7 +19,33 @@ core::ResourceRequest RequestOf(const JobSpec& spec) {
   return r;
 }
 
+// Replaces the account label among a request's (sorted) labels.
+void SetAccountLabel(core::ResourceRequest& r, const std::string& label) {
+  r.labels.erase(std::remove_if(r.labels.begin(), r.labels.end(), core::IsInternalLabel),
+                 r.labels.end());
+  r.labels.insert(std::lower_bound(r.labels.begin(), r.labels.end(), label), label);
+}
+
 }  // namespace
+
+std::string JobTable::AccountLabelOf(const std::string& user) const {
+  auto it = account_labels_.find(user);
+  return it != account_labels_.end() ? it->second : core::AccountLabel(user, false);
+}
+
+bool JobTable::SetAccountLabels(std::unordered_map<std::string, std::string> labels) {
+  if (labels == account_labels_) return false;
+  account_labels_ = std::move(labels);
+  bool changed = false;
+  for (auto& [id, a] : active_) {
+    const std::string label = AccountLabelOf(user_names_[a.queued.user]);
+    const auto& l = a.queued.request.labels;
+    if (std::find(l.begin(), l.end(), label) != l.end()) continue;
+    SetAccountLabel(a.queued.request, label);
+    changed = true;
+  }
+  return changed;
+}
 
 void JobTable::Clear() {
   active_.clear();
@@ -48,6 +76,7 @@ ActiveJob& JobTable::Track(const JobRecord& job, const JobSpec& spec) {
   a.queued.user = UserIndex(job.user);
   a.queued.priority = job.priority;
   a.queued.request = RequestOf(spec);
+  SetAccountLabel(a.queued.request, AccountLabelOf(job.user));
   a.queued.time_limit_ms = job.time_limit_ms;
   a.queued.held = job.held;
   a.queued.depends_on = job.depends_on;

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "common/job_spec.h"
+#include "scheduler/core/accounts.h"
 #include "scheduler/core/job_state.h"
 #include "scheduler/core/scheduling_policy.h"
 #include "scheduler/service/store.h"
@@ -69,6 +70,12 @@ class JobTable {
   // How many PENDING jobs the user has (for the max_pending quota).
   int64_t PendingOf(const std::string& user) const;
 
+  // The account label (scheduler/core/accounts.h) each user's jobs need, by user; a user not
+  // named needs the label of an account of the user's own name, not root. Jobs already tracked
+  // whose user's label changed are relabelled. Returns whether any was.
+  bool SetAccountLabels(std::unordered_map<std::string, std::string> labels);
+  std::string AccountLabelOf(const std::string& user) const;
+
   // Users are numbered in the order they are first seen (the policy's UserShare index).
   int32_t UserIndex(const std::string& user);
   const std::vector<std::string>& user_names() const { return user_names_; }
@@ -83,6 +90,7 @@ class JobTable {
   std::unordered_map<int64_t, core::JobState> finished_states_;
   std::vector<std::string> user_names_;
   std::unordered_map<std::string, int32_t> user_index_;
+  std::unordered_map<std::string, std::string> account_labels_;  // by user name
 };
 
 }  // namespace kiln::service

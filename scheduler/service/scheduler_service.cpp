@@ -64,7 +64,7 @@ Result<std::unique_ptr<SchedulerService>> SchedulerService::Create(
   std::unique_ptr<SchedulerService> service(new SchedulerService(
       options, clock, std::move(store).value(), std::move(transport), cluster->public_key));
   service->RefreshWorkerKeys();
-  service->RefreshQuotas();
+  service->RefreshUsers();
   KILN_RETURN_IF_ERROR(service->checkpoints_.Init());
   KILN_RETURN_IF_ERROR(service->Recover());
   return service;
@@ -324,6 +324,7 @@ void SchedulerService::Dispatch(Request& req) {
       {protocol::CheckpointRemove::kType, {false, &SchedulerService::OnCheckpointRemove}},
       {protocol::RegisterWorker::kType, {true, &SchedulerService::OnRegister}},
       {protocol::Heartbeat::kType, {true, &SchedulerService::OnHeartbeat}},
+      {protocol::AccountReport::kType, {true, &SchedulerService::OnAccountReport}},
       {protocol::JobStarted::kType, {true, &SchedulerService::OnJobStarted}},
       {protocol::LogBatch::kType, {true, &SchedulerService::OnLog}},
       {protocol::ProgressReport::kType, {true, &SchedulerService::OnProgress}},

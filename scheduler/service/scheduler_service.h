@@ -28,6 +28,7 @@
 #include "common/job_spec.h"
 #include "common/protocol/codec.h"
 #include "scheduler/core/access_policy.h"
+#include "scheduler/core/accounts.h"
 #include "scheduler/core/fair_share.h"
 #include "scheduler/core/heartbeat_monitor.h"
 #include "scheduler/core/record_retention.h"
@@ -108,6 +109,9 @@ class SchedulerService {
     Millis last_seen_saved_at = 0;  // when record.last_seen_at last went to the store
     bool leaving = false;  // its agent is shutting down: no new attempts until it registers again
     Millis lease_ends_at = 0;  // DOWN: when its attempts are failed (0: none held)
+    core::NodeAccounts accounts;  // whom its agent runs as, and the accounts it reported
+    // The admin's labels and the account labels, sorted: the labels placement matches.
+    std::vector<std::string> policy_labels;
   };
   static constexpr Millis kLastSeenSaveEveryMs = 30000;
   // Replies that list (queue, logs) end a page at about this many bytes, far below the 4 MiB a
@@ -154,8 +158,9 @@ class SchedulerService {
   transport::ZapVerdict DecideConnection(const transport::ZapRequest& request);
   bool IsAdmittedWorkerKey(const std::string& key) const;
   void RefreshWorkerKeys();
-  // Reloads the users' quotas (at start, and when an admin changed the database).
-  void RefreshQuotas();
+  // Reloads the users' quotas and Unix accounts (at start, and when an admin changed the
+  // database); workers are asked about accounts they were not asked about yet.
+  void RefreshUsers();
   // Drops cached users and reloads worker keys when an admin command changed the database.
   void NoticeAdminChanges();
   // True when `connection` is an admitted worker's; otherwise replies PermissionDenied and logs
@@ -192,6 +197,7 @@ class SchedulerService {
   // Worker messages (worker_handlers.cpp).
   void OnRegister(Request& req);
   void OnHeartbeat(Request& req);
+  void OnAccountReport(Request& req);
   void OnJobStarted(Request& req);
   void OnLog(Request& req);
   void OnProgress(Request& req);
@@ -262,6 +268,14 @@ class SchedulerService {
   // only gangs that fit on them whole (...)", naming the up nodes that cannot share a gang; ""
   // when all can, or when only one node is up.
   std::string GangHint(const std::vector<core::NodeState>& nodes);
+  // Accounts (user_accounts.cpp). The Unix account `user`'s jobs run as (unix_user never empty),
+  // and whether it may be uid 0.
+  UserAccount AccountOf(const std::string& user) const;
+  const std::string& UnixUserOf(const std::string& user) const;
+  // Recomputes a worker's policy_labels from its own labels and its accounts.
+  static void RefreshPolicyLabels(Worker& w);
+  // Why no up node can run `job` as its user's account ("Account: ..."); nullopt when one can.
+  std::optional<std::string> AccountWait(const ActiveJob& job);
 
   // Checkpoints (checkpoint_handlers.cpp).
   void OnCheckpointBegin(Request& req);
@@ -293,6 +307,8 @@ class SchedulerService {
   std::map<std::string, std::string> revoked_worker_keys_;  // key -> node name it had
   std::map<std::string, Millis> refusal_logged_at_;  // by key: refusals are logged once a minute
   std::unordered_map<std::string, UserQuota> quotas_;  // by user, those with a limit set
+  std::unordered_map<std::string, UserRecord> users_;  // by name, as of the last RefreshUsers
+  std::set<std::string> mapped_accounts_;              // every user's Unix account
   Millis unknown_token_logged_at_ = 0;                 // unknown tokens: one warning a minute
   int64_t unknown_tokens_unlogged_ = 0;
   // Users by token, as looked up; dropped whenever the database changes underneath (an admin's

@@ -22,7 +22,7 @@ std::vector<core::NodeState> SchedulerService::NodeStates(std::vector<std::strin
     n.slots = w.record.slots;
     n.memory_bytes = w.record.memory_bytes;
     n.gpus = static_cast<int>(std::min<int64_t>(w.record.gpus, core::kMaxGpusPerNode));
-    n.labels = w.record.labels;
+    n.labels = w.policy_labels;
     n.joins_gangs = options_.multi_node && JoinsGangs(w, nodes_at_address);
     const NodeUse use = UseOf(name);
     n.used_slots = use.slots;
@@ -151,6 +151,10 @@ void SchedulerService::SchedulingPass() {
   for (const auto& w : plan.waits) {
     ActiveJob& a = jobs_.At(w.job_id);
     const std::string& reason = plan.ReasonOf(w);
+    if (w.kind == core::WaitKind::kInfeasible && reason.rfind("Account:", 0) == 0) {
+      a.reason = AccountWait(a).value_or(reason);  // the user, the account and each node's why
+      continue;
+    }
     const core::ResourceRequest& r = a.queued.request;
     const bool needs_several = r.Slots() > largest_up_node || (r.spread && r.ranks > 1) ||
                                (r.ranks_per_node > 0 && r.ranks_per_node < r.ranks);
@@ -265,6 +269,9 @@ void SchedulerService::Launch(JobRecord& job,
     placement.launched_at = clock_.MonotonicMs();
     protocol::LaunchJob launch{job.id, job.attempt, job.spec, share.ranks, -1, 0, "", "",
                                {}, {}, ""};
+    const UserAccount account = AccountOf(job.user);
+    launch.run_as = account.unix_user;
+    launch.allow_root = account.allow_root;
     for (int g : share.gpu_ids) launch.gpu_ids.push_back(g);
     launch.hosts = hosts;
     launch.launch_secret = secret;

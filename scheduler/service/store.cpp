@@ -154,6 +154,8 @@ constexpr AddedColumn kAddedColumns[] = {
     {"users", "max_running_ranks", "INTEGER NOT NULL DEFAULT 0"},
     {"users", "max_gpus", "INTEGER NOT NULL DEFAULT 0"},
     {"users", "max_checkpoint_bytes", "INTEGER NOT NULL DEFAULT 0"},
+    {"users", "unix_user", "TEXT NOT NULL DEFAULT ''"},
+    {"users", "allow_root", "INTEGER NOT NULL DEFAULT 0"},
 };
 
 constexpr const char* kJobColumns =

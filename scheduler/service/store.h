@@ -140,12 +140,26 @@ struct UserQuota {
   }
 };
 
+// The Unix account a user's jobs run as on the nodes (resolved there with getpwnam).
+struct UserAccount {
+  std::string unix_user;    // empty: the account of the user's own name
+  bool allow_root = false;  // the account may be uid 0 (an admin's explicit opt-in)
+  bool operator==(const UserAccount& o) const {
+    return unix_user == o.unix_user && allow_root == o.allow_root;
+  }
+};
+
 struct UserRecord {
   std::string name;
   bool admin = false;
   std::string token_sha256;
   Millis created_at = 0;
-  UserQuota quota;  // written by SetUserQuota only
+  UserQuota quota;      // written by SetUserQuota only
+  UserAccount account;  // written by UpsertUser when the user is created, then SetUserAccount
+  // The Unix account the user's jobs run as.
+  const std::string& unix_user() const {
+    return account.unix_user.empty() ? name : account.unix_user;
+  }
 };
 
 struct WorkerKeyRecord {  // a worker's CURVE public key on the allow-list
@@ -241,6 +255,8 @@ class Store {
   Result<std::vector<UserRecord>> ListUsers();
   Result<bool> RemoveUser(const std::string& name);  // false when there was none
   Result<bool> SetUserQuota(const std::string& name, const UserQuota& quota);  // false: no user
+  Result<bool> SetUserAccount(const std::string& name,
+                              const UserAccount& account);  // false: no user
   // Bytes of the checkpoints stored for the user's jobs (blobs shared by jobs count per job).
   Result<int64_t> CheckpointBytesOfUser(const std::string& user);
   Status AllowWorkerKey(const WorkerKeyRecord& key);

@@ -6,11 +6,14 @@
 namespace kiln::service {
 
 Status Store::UpsertUser(const UserRecord& u) {
+  // A new token for an existing user keeps the user's account and quotas.
   SqliteStatement s(db_,
-                    "INSERT INTO users (name, admin, token_sha256, created_at) VALUES (?,?,?,?) "
+                    "INSERT INTO users (name, admin, token_sha256, created_at, unix_user, "
+                    "allow_root) VALUES (?,?,?,?,?,?) "
                     "ON CONFLICT(name) DO UPDATE SET admin=excluded.admin, "
                     "token_sha256=excluded.token_sha256, created_at=excluded.created_at");
   s.Bind(1, u.name).Bind(2, int64_t{u.admin ? 1 : 0}).Bind(3, u.token_sha256).Bind(4, u.created_at);
+  s.Bind(5, u.account.unix_user).Bind(6, int64_t{u.account.allow_root ? 1 : 0});
   return s.Run();
 }
 
@@ -18,11 +21,15 @@ namespace {
 
 #define KILN_USER_COLUMNS                                                             \
   "name, admin, token_sha256, created_at, max_pending, max_running_ranks, max_gpus, " \
-  "max_checkpoint_bytes"
+  "max_checkpoint_bytes, unix_user, allow_root"
 
 UserRecord UserOf(const SqliteStatement& row) {
-  return UserRecord{row.Text(0), row.Int(1) != 0, row.Text(2), row.Int(3),
-                    UserQuota{row.Int(4), row.Int(5), row.Int(6), row.Int(7)}};
+  return UserRecord{row.Text(0),
+                    row.Int(1) != 0,
+                    row.Text(2),
+                    row.Int(3),
+                    UserQuota{row.Int(4), row.Int(5), row.Int(6), row.Int(7)},
+                    UserAccount{row.Text(8), row.Int(9) != 0}};
 }
 
 }  // namespace
@@ -48,6 +55,13 @@ Result<bool> Store::SetUserQuota(const std::string& name, const UserQuota& q) {
                     "max_checkpoint_bytes=? WHERE name=?");
   s.Bind(1, q.max_pending).Bind(2, q.max_running_ranks).Bind(3, q.max_gpus);
   s.Bind(4, q.max_checkpoint_bytes).Bind(5, name);
+  KILN_RETURN_IF_ERROR(s.Run());
+  return sqlite3_changes(db_) > 0;
+}
+
+Result<bool> Store::SetUserAccount(const std::string& name, const UserAccount& a) {
+  SqliteStatement s(db_, "UPDATE users SET unix_user=?, allow_root=? WHERE name=?");
+  s.Bind(1, a.unix_user).Bind(2, int64_t{a.allow_root ? 1 : 0}).Bind(3, name);
   KILN_RETURN_IF_ERROR(s.Run());
   return sqlite3_changes(db_) > 0;
 }

@@ -55,8 +55,13 @@ void SchedulerService::OnRegister(Request& req) {
   const bool drained = w.record.drained;  // an admin's drain outlives re-registration
   const std::string drain_reason = w.record.drain_reason;
   w.record = {r.name, r.slots, r.memory_bytes, r.gpus, "UP", now, now, {}, false, ""};
-  w.record.labels = r.labels;
+  w.record.labels.clear();
+  for (const auto& l : r.labels) {  // account labels are the scheduler's to give (accounts.h)
+    if (!core::IsInternalLabel(l)) w.record.labels.push_back(l);
+  }
   std::sort(w.record.labels.begin(), w.record.labels.end());
+  w.accounts = core::NodeAccounts{r.agent_uid, r.agent_account.value_or(""), {}};
+  RefreshPolicyLabels(w);
   w.record.drained = drained;
   w.record.drain_reason = drain_reason;
   w.address = r.address;
@@ -72,7 +77,9 @@ void SchedulerService::OnRegister(Request& req) {
   spdlog::info("worker {} registered: {} slots, {} GPUs, {} memory, {} running attempts", r.name,
                r.slots, r.gpus, FormatSize(r.memory_bytes), r.running.size());
   dirty_ = true;
-  Reply(req, protocol::RegisterAck{r.name, kHeartbeatIntervalMs, options_.worker_lease_ms});
+  Reply(req, protocol::RegisterAck{
+                 r.name, kHeartbeatIntervalMs, options_.worker_lease_ms,
+                 std::vector<std::string>(mapped_accounts_.begin(), mapped_accounts_.end())});
 }
 
 void SchedulerService::OnHeartbeat(Request& req) {

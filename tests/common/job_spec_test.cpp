@@ -294,3 +294,13 @@ TEST_CASE("dropout follows hidden layers and is bounded") {
   CHECK(Errors(spec) == std::vector<std::string>{
                            "model.dropout: needs hidden layers (it follows each one); add \"hidden\""});
 }
+
+TEST_CASE("a spec cannot name kiln's account labels") {
+  auto spec = ValidSpec();
+  spec["resources"]["labels"] = {"nvme", "unix-any:root"};
+  auto errors = Errors(spec);
+  REQUIRE(errors.size() == 1);
+  CHECK(errors[0] ==
+        "resources.labels[1]: must not contain ':' (kiln's account labels use it), "
+        "got \"unix-any:root\"");
+}

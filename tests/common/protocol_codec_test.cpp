@@ -24,19 +24,48 @@ template <> CheckpointsRequest Sample() { return {10}; }
 template <> DataReply Sample() { return {json::array({1, 2, 3})}; }
 template <> ErrorReply Sample() { return {"INVALID_ARGUMENT", "bad", {"a: b", "c: d"}}; }
 template <> RegisterWorker Sample() {
-  return {"node-a", 4, 1 << 30, 2, {{3, 1}, {4, 2}}, {"ib", "nvme"}, "10.0.0.2",
-          "tcp://10.0.0.2:4000"};
+  return {"node-a",
+          4,
+          1 << 30,
+          2,
+          {{3, 1}, {4, 2}},
+          {"ib", "nvme"},
+          "10.0.0.2",
+          "tcp://10.0.0.2:4000",
+          0,
+          std::string("root")};
 }
 template <> JobAdminRequest Sample() { return {12, "priority", 7}; }
 template <> NodeAdminRequest Sample() { return {"node-a", "drain", "maintenance"}; }
-template <> RegisterAck Sample() { return {"node-a", 1000}; }
+template <>
+RegisterAck Sample() {
+  return {"node-a", 1000, 30000, std::vector<std::string>{"alice", "bob"}};
+}
+template <>
+CheckAccounts Sample() {
+  return {{"carol"}};
+}
+template <>
+AccountReport Sample() {
+  return {"node-a", {{"alice", 1000}, {"ghost", -1}}};
+}
 template <> Heartbeat Sample() { return {"node-a", {{5, 1}}}; }
 template <> Reregister Sample() { return {"unknown"}; }
 template <> LaunchJob Sample() {
-  return {11, 2, json{{"name", "j"}}, 4, 500, 10, std::string(64, 'd'), "/shared/x.pt", {1, 3},
+  return {11,
+          2,
+          json{{"name", "j"}},
+          4,
+          500,
+          10,
+          std::string(64, 'd'),
+          "/shared/x.pt",
+          {1, 3},
           {{"a", "10.0.0.1", 2, "tcp://10.0.0.1:4000", "key-a"},
            {"b", "10.0.0.2", 2, "tcp://10.0.0.2:4000", "key-b"}},
-          "secret"};
+          "secret",
+          std::string("alice"),
+          false};
 }
 template <> RemoteExec Sample() { return {11, 2, "secret", "orted -mca ess \"env\""}; }
 template <> RemoteExit Sample() { return {0, {"started"}}; }

@@ -193,11 +193,13 @@ void LocalCluster::StartScheduler() {
   if (::access((dir_ + "/admin.json").c_str(), R_OK) != 0) AddUser("admin", true);
 }
 
-std::string LocalCluster::AddUser(const std::string& name, bool admin) {
+std::string LocalCluster::AddUser(const std::string& name, bool admin,
+                                  const std::string& unix_user) {
   const std::string path = dir_ + "/" + name + ".json";
-  std::vector<std::string> args = {"user", "add", name, "--credentials", path, "--scheduler",
-                                   endpoint_};
+  std::vector<std::string> args = {"user",        "add",     name,          "--credentials", path,
+                                   "--scheduler", endpoint_, "--unix-user", unix_user};
   if (admin) args.push_back("--admin");
+  if (unix_user == "root") args.push_back("--allow-root");
   auto r = Admin(args);
   if (r.exit_code != 0) throw std::runtime_error("user add " + name + " failed: " + r.err);
   return path;

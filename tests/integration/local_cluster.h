@@ -72,8 +72,10 @@ class LocalCluster {
                          double timeout_s = 30);
   // Runs `kiln-scheduler --state-dir <state> args...` (the admin's offline commands).
   CommandResult Admin(std::vector<std::string> args, double timeout_s = 30);
-  // Creates a user; returns the path of their credentials file.
-  std::string AddUser(const std::string& name, bool admin = false);
+  // Creates a user whose jobs run as `unix_user` (root, allowed, unless given); returns the path
+  // of their credentials file.
+  std::string AddUser(const std::string& name, bool admin = false,
+                      const std::string& unix_user = "root");
   std::string state_dir() const { return dir_ + "/state"; }
   std::string server_key() const;
   transport::CurveKeyPair worker_cluster_keys() const;

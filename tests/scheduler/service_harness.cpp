@@ -53,7 +53,7 @@ ServiceHarness::ServiceHarness(service::SchedulerOptions options)
     auto store = service::Store::Open(options_.state_dir + "/kiln.db");
     if (!store.ok()) throw std::runtime_error(store.status().ToString());
     if (!(*store)->UpsertUser({"alice", false, AccessTokenDigest(alice_), 0}).ok() ||
-        !(*store)->UpsertUser({"root", true, AccessTokenDigest(root_), 0}).ok()) {
+        !(*store)->UpsertUser({"root", true, AccessTokenDigest(root_), 0, {}, {"", true}}).ok()) {
       throw std::runtime_error("cannot add the harness's users");
     }
   }
@@ -138,9 +138,13 @@ void FakeWorker::Send(const Envelope& envelope, transport::Frames binary) {
 
 void FakeWorker::Register() {
   protocol::RegisterWorker r{name_, slots_, int64_t{8} << 30, gpus_, NotEnded(), {}, address_, ""};
+  r.agent_uid = 0;  // a root agent, as in the README's set-up
+  r.agent_account = "root";
   if (!address_.empty()) r.launch_endpoint = "tcp://" + address_ + ":7071";
   started_ = true;
   Send(r);
+  // Like an agent that was asked before (agent.cpp sends what it knows after each register).
+  Send(protocol::AccountReport{name_, {{"alice", 1000}, {"root", 0}}});
 }
 
 std::vector<protocol::RunningAttempt> FakeWorker::NotEnded() const {
@@ -165,7 +169,15 @@ void FakeWorker::Poll() {
     const std::string& type = r.envelope.type;
     if (type == "reregister") {
       asked_to_register = true;
-    } else if (type == "register_ack") {
+    } else if (type == "register_ack" || type == "check_accounts") {
+      // Every account the scheduler asks about exists here: root is uid 0, the others 1000.
+      protocol::AccountReport report{name_, {}};
+      for (const auto& a : r.body().value("accounts", nlohmann::json::array())) {
+        const std::string account = a.get<std::string>();
+        report.accounts.push_back({account, account == "root" ? 0 : 1000});
+      }
+      if (!report.accounts.empty()) Send(report);
+      if (type == "check_accounts") continue;
       for (const auto& [key, exited] : unacked_exits_) Send(exited);
     } else if (type == "launch") {
       auto launch = protocol::DecodeBody<protocol::LaunchJob>(r.envelope);

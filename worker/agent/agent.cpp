@@ -1,18 +1,18 @@
 #include "worker/agent/agent.h"
 
 #include <signal.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <set>
-
-#include <spdlog/spdlog.h>
 
 #include "common/config.h"
 #include "common/file_util.h"
 #include "common/quantities.h"
 #include "common/shell_quote.h"
-#include "worker/agent/run_dir_janitor.h"
 #include "worker/agent/node_resources.h"
+#include "worker/agent/run_dir_janitor.h"
 
 namespace kiln::agent {
 
@@ -170,7 +170,10 @@ void Agent::SweepRunDirs() {
 void Agent::SendRegister() {
   protocol::RegisterWorker r{options_.name, options_.slots, memory_bytes_, gpus_, RunningAttempts(),
                              options_.labels, options_.address, launch_endpoint_};
+  r.agent_uid = static_cast<int64_t>(::geteuid());
+  r.agent_account = OwnAccount();
   SendToScheduler(protocol::Encode(r));
+  ReportAccounts(accounts_.Known());
   last_register_at_ = clock_.MonotonicMs();
   next_heartbeat_at_ = last_register_at_ + kHeartbeatIntervalMs;
 }
@@ -247,6 +250,36 @@ void Agent::Turn(int wait_ms) {
       SendRegister();
     }
   }
+  if (registered_ && now >= next_account_check_) {  // an account added or removed here since
+    next_account_check_ = now + kAccountCheckEveryMs;
+    ReportAccounts(accounts_.Recheck());
+  }
+}
+
+void Agent::ReportAccounts(std::vector<protocol::AccountUid> accounts) {
+  if (accounts.empty()) return;
+  SendToScheduler(protocol::Encode(protocol::AccountReport{options_.name, std::move(accounts)}));
+}
+
+Result<std::optional<RunAs>> Agent::AccountFor(const protocol::LaunchJob& launch) {
+  const bool root = ::geteuid() == 0;
+  if (!launch.run_as) {
+    if (root) {
+      return Status::FailedPrecondition(
+          "Account: the scheduler named no account to run the job "
+          "as, and this agent runs as root; upgrade the scheduler");
+    }
+    return std::optional<RunAs>();  // a scheduler from before accounts: as this agent
+  }
+  auto who = ResolveRunAs(*launch.run_as, launch.allow_root.value_or(false), options_.name);
+  if (!who.ok()) {
+    ReportAccounts(accounts_.Check({*launch.run_as}));  // the scheduler's view was out of date
+    return who.status();
+  }
+  // A root agent always switches (the job never sees the agent's environment); any other agent
+  // already is the account.
+  if (!root) return std::optional<RunAs>();
+  return std::optional<RunAs>(std::move(who).value());
 }
 
 void Agent::FenceIfCutOff(Millis now) {
@@ -299,6 +332,7 @@ void Agent::OnMessage(const transport::Frames& frames) {
     registered_ = true;
     auto ack = protocol::DecodeBody<protocol::RegisterAck>(e);
     if (ack.ok() && ack->lease_ms && *ack->lease_ms > 0) lease_ms_ = *ack->lease_ms;
+    if (ack.ok() && ack->accounts) ReportAccounts(accounts_.Check(*ack->accounts));
     // What was sent before may have been lost with the old connection or scheduler: output
     // first (it comes before the exit it belongs to), then the exits.
     logs_.Restart(clock_.MonotonicMs());
@@ -308,6 +342,9 @@ void Agent::OnMessage(const transport::Frames& frames) {
     // register per heartbeat interval, not one per answer.
     registered_ = false;
     if (clock_.MonotonicMs() - last_register_at_ >= kHeartbeatIntervalMs) SendRegister();
+  } else if (e.type == protocol::CheckAccounts::kType) {
+    auto check = protocol::DecodeBody<protocol::CheckAccounts>(e);
+    if (check.ok()) ReportAccounts(accounts_.Check(check->accounts));
   } else if (e.type == protocol::LaunchJob::kType) {
     OnLaunch(e);
   } else if (e.type == protocol::KillJob::kType) {
@@ -355,6 +392,18 @@ void Agent::OnLaunch(const Envelope& e) {
                                         true});
     return;
   }
+  auto account = AccountFor(*launch);
+  if (!account.ok()) {
+    // Never started here; the job goes back to the queue (without using a retry), and the
+    // account report just sent keeps it off this node.
+    spdlog::warn("job {} attempt {}: not started: {}", launch->job_id, launch->attempt,
+                 account.status().message());
+    ReportExit(
+        key,
+        protocol::JobExited{
+            launch->job_id, launch->attempt, 126, 0, account.status().message(), {}, {}, true});
+    return;
+  }
   // An attempt that runs only here gets CPUs of its own when enough are free (a gang's other
   // nodes are started by mpirun, which passes them the leader's environment: not pinned).
   std::vector<int> cpus;
@@ -375,7 +424,8 @@ void Agent::OnLaunch(const Envelope& e) {
       [this](int64_t job_id, int64_t attempt, std::vector<std::string> lines) {
         Ship(job_id, attempt, std::move(lines));
       },
-      [this](PendingUpload u) { uploader_.Enqueue(std::move(u)); }, clock_.MonotonicMs(), cpus);
+      [this](PendingUpload u) { uploader_.Enqueue(std::move(u)); }, clock_.MonotonicMs(), cpus,
+      *account);
   if (!run.ok()) {
     cores_.Release(key);
     spdlog::error("job {} attempt {}: cannot start: {}", launch->job_id, launch->attempt,

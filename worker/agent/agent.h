@@ -23,6 +23,7 @@
 #include "common/clock.h"
 #include "common/protocol/codec.h"
 #include "common/transport/socket.h"
+#include "worker/agent/account_reporter.h"
 #include "worker/agent/checkpoint_uploader.h"
 #include "worker/agent/core_allocator.h"
 #include "worker/agent/job_run.h"
@@ -125,6 +126,12 @@ class Agent {
   LogShipper logs_;  // every attempt's output, until the scheduler acknowledged it
   LogSpool spool_;   // the same lines on disk, for an agent that restarts
   CoreAllocator cores_;  // CPUs pinned to running attempts (none when pinning is off)
+  AccountReporter accounts_{LookUpUid};  // the accounts the scheduler asked about
+  Millis next_account_check_ = 0;
+  static constexpr Millis kAccountCheckEveryMs = 30000;
+  void ReportAccounts(std::vector<protocol::AccountUid> accounts);
+  // The account a launch's processes run as here; the error is the job's reason.
+  Result<std::optional<RunAs>> AccountFor(const protocol::LaunchJob& launch);
   // Lines of an attempt's output: spooled, then shipped.
   void Ship(int64_t job_id, int64_t attempt, std::vector<std::string> lines);
 };

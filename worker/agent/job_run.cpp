@@ -34,9 +34,17 @@ Result<std::unique_ptr<JobRun>> JobRun::Start(const JobRunConfig& config,
                                               const protocol::LaunchJob& launch,
                                               transport::Context& context, Sink sink,
                                               LineSink lines, CheckpointSink on_checkpoint,
-                                              Millis now, std::vector<int> cpu_ids) {
+                                              Millis now, std::vector<int> cpu_ids,
+                                              std::optional<RunAs> as) {
   const std::string run_dir = config.work_dir + "/jobs/" + std::to_string(launch.job_id) +
                               "/attempt-" + std::to_string(launch.attempt);
+  if (as) {
+    // A run dir left by an earlier scheduler's job of the same id may hold a job's links: the
+    // agent writes only into a fresh one, then gives it to the account.
+    std::error_code removed;
+    std::filesystem::remove_all(run_dir, removed);  // never follows a link
+    if (removed) return Status::IoError("cannot clear " + run_dir + ": " + removed.message());
+  }
   KILN_RETURN_IF_ERROR(MakeDirs(run_dir + "/checkpoints"));
   ClearRankReports(run_dir);  // a run dir left by an earlier scheduler's job of the same id
   std::error_code ignored;
@@ -57,6 +65,7 @@ Result<std::unique_ptr<JobRun>> JobRun::Start(const JobRunConfig& config,
                                          std::move(on_checkpoint)));
   run->report_key_ = report_keys->public_key;
   run->cpu_ids_ = std::move(cpu_ids);
+  run->as_ = std::move(as);
   if (run->leader_) {
     // Where kiln-rsh (run by mpirun) finds the other nodes' agents, and the secret they want.
     nlohmann::json hosts = nlohmann::json::object();
@@ -71,7 +80,10 @@ Result<std::unique_ptr<JobRun>> JobRun::Start(const JobRunConfig& config,
     KILN_RETURN_IF_ERROR(WriteFileAtomic(run_dir + "/launch.json", file.dump(2) + "\n", 0600));
     KILN_RETURN_IF_ERROR(WriteFileAtomic(run_dir + "/hostfile", hostfile));
   }
-  KILN_RETURN_IF_ERROR(MakeDirs(run->checkpoint_dir_));
+  if (!run->as_ || !run->shared_fs_) {
+    KILN_RETURN_IF_ERROR(MakeDirs(run->checkpoint_dir_));
+  }  // else the ranks make it, with the account's rights there
+  if (run->as_) KILN_RETURN_IF_ERROR(GiveTree(run_dir, *run->as_));
   if (launch.resume_step >= 0 && launch.resume_path.empty()) {
     run->fetching_ = true;
     run->RequestNextChunk(now);
@@ -156,6 +168,10 @@ void JobRun::OnFetchReply(const protocol::Envelope& e, const transport::Frames& 
     (void)::unlink(part.c_str());
     resume_part_ =
         UniqueFd(::open(part.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+    // The ranks read it as the job's account.
+    if (as_ && resume_part_.get() >= 0 && ::fchown(resume_part_.get(), as_->uid, as_->gid) != 0) {
+      resume_part_ = UniqueFd();
+    }
     resume_hash_ = std::make_unique<Sha256Stream>();
   }
   const std::string& bytes = frames[1];
@@ -226,7 +242,7 @@ std::vector<std::pair<std::string, std::string>> JobRun::RankEnvironment() const
     env.push_back({"KILN_CPU_IDS", ids});
     env.push_back({"KILN_CPUS_PER_RANK", std::to_string(cpus_per_rank)});
   }
-  if (::geteuid() == 0) {
+  if ((as_ ? as_->uid : ::geteuid()) == 0) {
     env.push_back({"OMPI_ALLOW_RUN_AS_ROOT", "1"});
     env.push_back({"OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1"});
   }
@@ -264,7 +280,7 @@ Status JobRun::StartProcess() {
     argv.push_back("--resume");
     argv.push_back(launch_.resume_path.empty() ? run_dir_ + "/resume.ckpt" : launch_.resume_path);
   }
-  auto group = ProcessGroup::Start(argv, env, run_dir_, tag_);
+  auto group = ProcessGroup::Start(argv, env, run_dir_, tag_, as_ ? &*as_ : nullptr);
   if (!group.ok()) return group.status();
   group_ = std::move(group).value();
   sink_(protocol::Encode(protocol::JobStarted{job_id_, attempt_, group_->pid()}));
@@ -275,7 +291,8 @@ Status JobRun::StartProcess() {
 
 Status JobRun::StartRemote(const std::string& command, const std::string& requester) {
   if (!ReadyForRemote()) return Status::FailedPrecondition("not ready for a remote command");
-  auto group = ProcessGroup::Start({"/bin/sh", "-c", command}, RankEnvironment(), run_dir_, tag_);
+  auto group = ProcessGroup::Start({"/bin/sh", "-c", command}, RankEnvironment(), run_dir_, tag_,
+                                   as_ ? &*as_ : nullptr);
   if (!group.ok()) return group.status();
   group_ = std::move(group).value();
   remote_requester_ = requester;

@@ -29,6 +29,7 @@
 #include "worker/agent/checkpoint_uploader.h"
 #include "worker/agent/memory_watch.h"
 #include "worker/agent/process_group.h"
+#include "worker/agent/run_as.h"
 #include "worker/agent/stall_watch.h"
 
 namespace kiln::agent {
@@ -51,12 +52,14 @@ class JobRun {
 
   // Writes the run dir; then fetches the checkpoint to resume from, if any, and starts mpirun.
   // `cpu_ids`: the CPUs of this node the ranks are pinned to, cpus_per_rank per local rank in
-  // rank order (core_allocator.h); empty: not pinned.
+  // rank order (core_allocator.h); empty: not pinned. `as`: the account every process of the
+  // attempt runs as (run_as.h), which is given the run dir (0700); none: the agent's own.
   static Result<std::unique_ptr<JobRun>> Start(const JobRunConfig& config,
                                                const protocol::LaunchJob& launch,
                                                transport::Context& context, Sink sink,
                                                LineSink lines, CheckpointSink on_checkpoint,
-                                               Millis now, std::vector<int> cpu_ids = {});
+                                               Millis now, std::vector<int> cpu_ids = {},
+                                               std::optional<RunAs> as = std::nullopt);
   ~JobRun();
 
   int64_t job_id() const { return job_id_; }
@@ -129,6 +132,7 @@ class JobRun {
   bool fetching_ = false;
   int64_t fetched_ = 0;
   std::vector<int> cpu_ids_;                   // pinned CPUs (empty: not pinned)
+  std::optional<RunAs> as_;                    // the job's account (none: the agent's)
   UniqueFd resume_part_;                       // resume.ckpt.part while it is fetched
   std::unique_ptr<Sha256Stream> resume_hash_;  // of the bytes fetched so far
   Millis fetch_sent_at_ = 0;

@@ -2,7 +2,9 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -17,7 +19,7 @@ namespace kiln::agent {
 Result<ProcessGroup> ProcessGroup::Start(
     const std::vector<std::string>& argv,
     const std::vector<std::pair<std::string, std::string>>& env, const std::string& cwd,
-    const std::string& tag) {
+    const std::string& tag, const RunAs* as) {
   if (argv.empty()) return Status::InvalidArgument("empty command");
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) {
@@ -34,8 +36,14 @@ Result<ProcessGroup> ProcessGroup::Start(
     return false;
   };
   std::vector<std::string> env_strings;
-  for (char** e = environ; *e != nullptr; ++e) {
-    if (!overridden(*e)) env_strings.emplace_back(*e);
+  if (as != nullptr) {
+    for (const auto& [k, v] : CleanEnvironment(*as)) {
+      if (!overridden((k + "=").c_str())) env_strings.push_back(k + "=" + v);
+    }
+  } else {
+    for (char** e = environ; *e != nullptr; ++e) {
+      if (!overridden(*e)) env_strings.emplace_back(*e);
+    }
   }
   for (const auto& [k, v] : env) env_strings.push_back(k + "=" + v);
   env_strings.push_back("KILN_RUN_TAG=" + tag);
@@ -58,7 +66,20 @@ Result<ProcessGroup> ProcessGroup::Start(
     ::dup2(fds[1], STDERR_FILENO);
     int devnull = ::open("/dev/null", O_RDONLY);
     if (devnull >= 0) ::dup2(devnull, STDIN_FILENO);
-    if (!cwd.empty() && ::chdir(cwd.c_str()) != 0) _exit(126);
+    if (as != nullptr) {
+      // Groups first, uid last: once the uid is dropped the others cannot change any more.
+      if (::setgroups(as->groups.size(), as->groups.data()) != 0 || ::setgid(as->gid) != 0 ||
+          ::setuid(as->uid) != 0 || ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
+        const char msg[] = "kiln-worker: cannot take the job's account (setgroups/setgid/setuid)\n";
+        (void)!::write(STDERR_FILENO, msg, sizeof msg - 1);
+        _exit(126);
+      }
+    }
+    if (!cwd.empty() && ::chdir(cwd.c_str()) != 0) {
+      const char msg[] = "kiln-worker: cannot enter the run directory\n";
+      (void)!::write(STDERR_FILENO, msg, sizeof msg - 1);
+      _exit(126);
+    }
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);

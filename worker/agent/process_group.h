@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "worker/agent/run_as.h"
 
 namespace kiln::agent {
 
@@ -23,9 +24,13 @@ struct ExitStatus {
 class ProcessGroup {
  public:
   // Starts argv[0] (searched in PATH) with `env` added to this process's environment, in `cwd`.
+  // With `as`: the child takes the account's groups, gid and uid (then PR_SET_NO_NEW_PRIVS)
+  // before it enters `cwd`, and its environment is CleanEnvironment(*as) plus `env`, none of
+  // this process's.
   static Result<ProcessGroup> Start(const std::vector<std::string>& argv,
                                     const std::vector<std::pair<std::string, std::string>>& env,
-                                    const std::string& cwd, const std::string& tag);
+                                    const std::string& cwd, const std::string& tag,
+                                    const RunAs* as = nullptr);
   ProcessGroup(ProcessGroup&& other) noexcept;
   ProcessGroup& operator=(ProcessGroup&& other) noexcept;
   ~ProcessGroup();
