@@ -1,9 +1,11 @@
 #include "worker/train/model.h"
 
-#include <algorithm>
-
 #include <torch/script.h>
 
+#include <algorithm>
+#include <fstream>
+
+#include "common/file_util.h"
 #include "worker/train/max_pool.h"
 
 namespace kiln::train {
@@ -99,6 +101,11 @@ torch::nn::Sequential BuildModel(const JobSpec& spec) {
 }
 
 Result<torch::nn::Sequential> TryBuildModel(const JobSpec& spec) {
+  if (spec.model.type == "torchscript") {
+    // Opened first with the rank's own rights, so that "Permission denied" names the path.
+    std::ifstream probe(spec.model.path, std::ios::binary);
+    if (!probe) return OpenFailure("model.path: cannot open " + spec.model.path);
+  }
   try {
     return BuildModel(spec);
   } catch (const c10::Error& e) {
