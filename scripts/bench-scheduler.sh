@@ -7,7 +7,10 @@
 #  (c) submits/s with one `kiln submit` process per job, against Slurm's `sbatch` on a one-node
 #      Slurm started here (scripts/bench/slurm_local.sh; installs slurm-wlm and munge);
 #  (d) submit -> every rank running on an idle node, p50 and p99 (baseline: bare `mpirun -np 2`);
-#  (e) scheduler memory (VmHWM) with 100,000 pending jobs (baseline: the idle daemon).
+#  (e) scheduler memory (VmHWM) with 100,000 pending jobs (baseline: the idle daemon);
+#  (f) submit -> every rank running with uid mapping on (a root agent starting the job as the
+#      account kiln-bench) against off (the agent itself runs as kiln-bench and starts it as
+#      itself: no lookup, chown, clean environment or uid switch). Creates the account (useradd).
 # KILN_BENCH_QUICK=1 shrinks the sizes. KILN_BENCH_SLURM=0 skips (c)'s Slurm side.
 # KILN_BENCH_PARTS="a b c d" picks parts ((e) runs with (b)).
 # Ends with one JSON line per measure.
@@ -16,7 +19,7 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$repo/scripts/setup.sh" >/dev/null
 bin="${KILN_BUILD_DIR:-$repo/build}"
 quick="${KILN_BENCH_QUICK:-0}"
-parts="${KILN_BENCH_PARTS:-a b c d}"
+parts="${KILN_BENCH_PARTS:-a b c d f}"
 dir=$(mktemp -d /tmp/kiln-bench-sched-XXXXXX)
 chmod 755 "$dir"  # the Slurm side runs munged as the munge user, under this folder
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
@@ -162,6 +165,48 @@ echo "kiln: $latency; bare mpirun -np 2 true: p50 $bare_p50 ms"
 emit scheduler submit_to_ranks_p50_ms "$(field "$latency" ranks_p50_ms)" ms "$bare_p50" 50 lower
 emit scheduler submit_to_ranks_p99_ms "$(field "$latency" ranks_p99_ms)" ms "$bare_p50" 200 lower
 emit scheduler submit_to_mpirun_p50_ms "$(field "$latency" launched_p50_ms)" ms "$bare_p50" 50 lower
+fi
+
+if part f; then
+echo "== (f) submit -> all ranks running, uid mapping on vs off"
+id -u kiln-bench >/dev/null 2>&1 || useradd --no-create-home --shell /usr/sbin/nologin kiln-bench
+samples=$([ "$quick" = 1 ] && echo 5 || echo 20)
+map_latency() {  # map_latency NAME on|off: p50 ms of submit -> ranks running
+  local name=$1 mode=$2 work="$dir/work-$1" wpid
+  start_scheduler "$name"
+  "$bin/kiln-scheduler" --state-dir "$state" user set bench --unix-user kiln-bench >/dev/null
+  mkdir -p "$work"
+  chmod 755 "$dir"
+  local key="$state/worker-cluster.key" pub="$state/server.pub"
+  if [ "$mode" = off ]; then  # the agent is kiln-bench: keys and a work dir of its own
+    cp "$state/worker-cluster.key" "$work/cluster.key"
+    cp "$state/server.pub" "$work/server.pub"
+    chown -R kiln-bench: "$work"
+    key="$work/cluster.key" pub="$work/server.pub"
+    setpriv --reuid kiln-bench --regid kiln-bench --init-groups env -u OMPI_ALLOW_RUN_AS_ROOT \
+      -u OMPI_ALLOW_RUN_AS_ROOT_CONFIRM HOME=/ \
+      "$bin/kiln-worker" --scheduler "$endpoint" --name "$name" --slots 2 --work-dir "$work" \
+      --server-key "$pub" --key-file "$key" >"$dir/$name-worker.log" 2>&1 &
+  else
+    "$bin/kiln-worker" --scheduler "$endpoint" --name "$name" --slots 2 --work-dir "$work" \
+      --server-key "$state/server.pub" --key-file "$key" >"$dir/$name-worker.log" 2>&1 &
+  fi
+  wpid=$!
+  pids+=("$wpid")
+  for _ in $(seq 100); do KILN_SCHEDULER="$endpoint" "$bin/kiln" nodes 2>/dev/null | grep -q " UP " && break; sleep 0.1; done
+  "$bin/kiln-bench-submit" --credentials "$KILN_CREDENTIALS" --endpoint "$endpoint" --mode latency \
+    --spec "$spec" --samples "$samples" --work-dir "$work" | tee "$dir/$name.latency" >&2
+  kill -TERM "$wpid" 2>/dev/null || true
+  wait "$wpid" 2>/dev/null || true
+  stop_scheduler
+}
+map_latency map-off off 2>/dev/null
+map_latency map-on on 2>/dev/null
+off_p50=$(field "$(cat "$dir/map-off.latency")" ranks_p50_ms)
+on_p50=$(field "$(cat "$dir/map-on.latency")" ranks_p50_ms)
+echo "uid mapping on: p50 $on_p50 ms; off (agent runs as the account): p50 $off_p50 ms"
+emit scheduler submit_to_ranks_p50_ms_uid_mapping_on "$on_p50" ms "$off_p50" \
+  "$(awk -v b="$off_p50" 'BEGIN {print 1.05 * b}')" lower
 fi
 
 printf '%s\n' "${results[@]}"

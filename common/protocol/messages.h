@@ -188,6 +188,13 @@ struct RunningAttempt {
   bool operator==(const RunningAttempt& o) const { return job_id == o.job_id && attempt == o.attempt; }
 };
 
+struct AccountUid {
+  std::string account;
+  int64_t uid = -1;  // -1: the node has no such account
+  template <class V> void Fields(V& v) { v("account", account); v("uid", uid); }
+  bool operator==(const AccountUid& o) const { return account == o.account && uid == o.uid; }
+};
+
 struct RegisterWorker {
   static constexpr const char* kType = "register";
   std::string name;
@@ -204,11 +211,14 @@ struct RegisterWorker {
   // agent only as its own (scheduler/core/accounts.h). Absent from agents older than this field.
   std::optional<int64_t> agent_uid;
   std::optional<std::string> agent_account;
+  // The accounts this agent was asked about before (AccountReport), so that a restarted
+  // scheduler can place jobs at once.
+  std::optional<std::vector<AccountUid>> accounts;
   template <class V> void Fields(V& v) {
     v("name", name); v("slots", slots); v("memory_bytes", memory_bytes); v("gpus", gpus);
     v("running", running); v("labels", labels); v("address", address);
     v("launch_endpoint", launch_endpoint); v("agent_uid", agent_uid);
-    v("agent_account", agent_account);
+    v("agent_account", agent_account); v("accounts", accounts);
   }
 };
 
@@ -232,13 +242,6 @@ struct CheckAccounts {
   static constexpr const char* kType = "check_accounts";
   std::vector<std::string> accounts;
   template <class V> void Fields(V& v) { v("accounts", accounts); }
-};
-
-struct AccountUid {
-  std::string account;
-  int64_t uid = -1;  // -1: the node has no such account
-  template <class V> void Fields(V& v) { v("account", account); v("uid", uid); }
-  bool operator==(const AccountUid& o) const { return account == o.account && uid == o.uid; }
 };
 
 // Worker -> scheduler: what getpwnam said of accounts it was asked about (after register_ack and

@@ -64,26 +64,26 @@ void SchedulerService::RefreshPolicyLabels(Worker& w) {
   w.policy_labels = std::move(labels);
 }
 
-void SchedulerService::OnAccountReport(Request& req) {
-  KILN_DECODE_OR_REPLY(protocol::AccountReport, report);
-  Worker* w = KnownWorker(req.peer);
-  if (w == nullptr) return;
-  if (report.accounts.size() > kMaxReportedAccounts) {
-    return ReplyError(
-        req, Status::InvalidArgument("accounts: at most " + std::to_string(kMaxReportedAccounts)));
-  }
+bool SchedulerService::SetAccountUids(Worker& w, const std::vector<protocol::AccountUid>& uids) {
   bool changed = false;
-  for (const auto& a : report.accounts) {
+  for (const auto& a : uids) {
     if (!core::IsValidUnixAccountName(a.account)) continue;  // never asked about: ignored
+    if (w.accounts.uids.size() >= kMaxReportedAccounts && !w.accounts.uids.count(a.account)) break;
     const int64_t uid = a.uid < 0 ? -1 : a.uid;
-    auto [it, inserted] = w->accounts.uids.try_emplace(a.account, uid);
+    auto [it, inserted] = w.accounts.uids.try_emplace(a.account, uid);
     if (!inserted && it->second == uid) continue;
     it->second = uid;
     changed = true;
-    spdlog::info("node {}: account {} {}", w->record.name, a.account,
-                 uid < 0 ? std::string("does not exist there") : "is uid " + std::to_string(uid));
+    spdlog::debug("node {}: account {} {}", w.record.name, a.account,
+                  uid < 0 ? std::string("does not exist there") : "is uid " + std::to_string(uid));
   }
-  if (!changed) return;
+  return changed;
+}
+
+void SchedulerService::OnAccountReport(Request& req) {
+  KILN_DECODE_OR_REPLY(protocol::AccountReport, report);
+  Worker* w = KnownWorker(req.peer);
+  if (w == nullptr || !SetAccountUids(*w, report.accounts)) return;
   RefreshPolicyLabels(*w);
   dirty_ = true;
 }

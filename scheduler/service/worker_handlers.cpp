@@ -61,6 +61,7 @@ void SchedulerService::OnRegister(Request& req) {
   }
   std::sort(w.record.labels.begin(), w.record.labels.end());
   w.accounts = core::NodeAccounts{r.agent_uid, r.agent_account.value_or(""), {}};
+  if (r.accounts) SetAccountUids(w, *r.accounts);
   RefreshPolicyLabels(w);
   w.record.drained = drained;
   w.record.drain_reason = drain_reason;

@@ -33,7 +33,8 @@ template <> RegisterWorker Sample() {
           "10.0.0.2",
           "tcp://10.0.0.2:4000",
           0,
-          std::string("root")};
+          std::string("root"),
+          std::vector<AccountUid>{{"alice", 1000}}};
 }
 template <> JobAdminRequest Sample() { return {12, "priority", 7}; }
 template <> NodeAdminRequest Sample() { return {"node-a", "drain", "maintenance"}; }

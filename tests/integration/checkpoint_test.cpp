@@ -13,6 +13,7 @@
 #include "common/transport/socket.h"
 #include "tests/integration/local_cluster.h"
 
+using kiln::testing::AsRootAgent;
 using kiln::testing::LocalCluster;
 using kiln::testing::SyntheticSpec;
 using kiln::testing::WaitFor;
@@ -196,7 +197,7 @@ class FakeWorker {
       : socket_(context_, kiln::transport::SocketKind::kDealer) {
     REQUIRE(socket_.SetRoutingId("worker:fake").ok());
     cluster.ConnectSecurely(socket_, /*as_worker=*/true);
-    Send(Encode(RegisterWorker{"fake", 1, 1 << 30, 0, {}, {}, "", ""}));
+    Send(Encode(AsRootAgent(RegisterWorker{"fake", 1, 1 << 30, 0, {}, {}, "", ""})));
     REQUIRE(Expect("register_ack"));
   }
   void Send(const kiln::transport::Frames& f) { REQUIRE(socket_.Send(f).ok()); }

@@ -125,6 +125,13 @@ pid_t RankProcess(const std::string& run_dir_part, int rank) {
   return found;
 }
 
+protocol::RegisterWorker AsRootAgent(protocol::RegisterWorker r) {
+  r.agent_uid = 0;
+  r.agent_account = "root";
+  r.accounts = std::vector<protocol::AccountUid>{{"root", 0}};
+  return r;
+}
+
 json SyntheticSpec(const std::string& name, int ranks, int epochs, int samples) {
   return {{"name", name},
           {"resources", {{"ranks", ranks}}},

@@ -6,12 +6,12 @@
 
 #include <functional>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
+#include "common/protocol/messages.h"
 #include "common/transport/socket.h"
 #include "worker/agent/process_group.h"
 
@@ -101,6 +101,10 @@ class LocalCluster {
   std::unique_ptr<agent::ProcessGroup> scheduler_;
   std::unique_ptr<agent::ProcessGroup> worker_;
 };
+
+// A fake worker's register as kiln-worker run by root sends it: the agent's uid and the accounts
+// it has (root, which the cluster's users map to by default).
+protocol::RegisterWorker AsRootAgent(protocol::RegisterWorker r);
 
 // A small synthetic job: `epochs` epochs of `samples` samples, on `ranks` ranks.
 nlohmann::json SyntheticSpec(const std::string& name, int ranks, int epochs, int samples);

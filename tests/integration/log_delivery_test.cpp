@@ -11,6 +11,7 @@
 #include "tests/integration/local_cluster.h"
 #include "tests/integration/raw_client.h"
 
+using kiln::testing::AsRootAgent;
 using kiln::testing::LocalCluster;
 using kiln::testing::RawClient;
 using kiln::testing::SplitLines;
@@ -32,7 +33,7 @@ TEST_CASE("numbered output is stored once per line: duplicates are skipped, a ga
           "again, and lines the worker dropped are reported as lost") {
   LocalCluster cluster(2, 30.0, /*with_worker=*/false);
   RawClient worker(cluster, /*as_worker=*/true);
-  worker.Send(Encode(RegisterWorker{"fake", 2, 1 << 30, 0, {}, {}, "", ""}));
+  worker.Send(Encode(AsRootAgent(RegisterWorker{"fake", 2, 1 << 30, 0, {}, {}, "", ""})));
   REQUIRE(worker.Expect("register_ack", 5000));
   const int64_t id = cluster.Submit(SyntheticSpec("numbered", 1, 1, 64));
   REQUIRE(worker.Expect("launch", 5000));

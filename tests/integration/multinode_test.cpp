@@ -1,13 +1,15 @@
 // Gangs across hosts: a real multi-host cluster in network namespaces (scripts/netns-cluster.sh),
 // one worker per host, mpirun's remote daemons started through kiln-rsh and the agents.
 // Where namespaces cannot be made (not root, no CAP_NET_ADMIN), the tests say so and pass.
-#include <catch2/catch.hpp>
-
+#include <pwd.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <thread>
 
 #include "tests/integration/local_cluster.h"
@@ -25,7 +27,10 @@ const std::string kScript = std::string(KILN_SOURCE_DIR) + "/scripts/netns-clust
 class NetnsCluster {
  public:
   // Returns nullptr (after a warning) where namespaces cannot be made.
-  static std::unique_ptr<NetnsCluster> Up(int hosts, int slots, int lease_s = 9) {
+  // `own_bin`: the binaries are copied into the cluster's folder (0711), so that a job's account
+  // can run kiln-train and kiln-rsh wherever the build dir is.
+  static std::unique_ptr<NetnsCluster> Up(int hosts, int slots, int lease_s = 9,
+                                          bool own_bin = false) {
     ::setenv("KILN_BUILD_DIR", KILN_BIN_DIR, 1);
     ::setenv("WORKER_LEASE", std::to_string(lease_s).c_str(), 1);
     CommandResult check = RunCommand({kScript, "check"}, 20);
@@ -36,6 +41,16 @@ class NetnsCluster {
     }
     char pattern[] = "/tmp/kiln-netns-XXXXXX";
     std::unique_ptr<NetnsCluster> cluster(new NetnsCluster(::mkdtemp(pattern)));
+    if (own_bin) {
+      const std::string bin = cluster->dir_ + "/bin";
+      std::filesystem::create_directories(bin);
+      for (const char* name : {"kiln", "kiln-scheduler", "kiln-worker", "kiln-rsh", "kiln-train"}) {
+        std::filesystem::copy_file(std::string(KILN_BIN_DIR) + "/" + name, bin + "/" + name);
+      }
+      REQUIRE(::chmod(cluster->dir_.c_str(), 0711) == 0);
+      REQUIRE(::chmod(bin.c_str(), 0755) == 0);
+      ::setenv("KILN_BUILD_DIR", bin.c_str(), 1);
+    }
     CommandResult up = RunCommand({kScript, "up", cluster->dir_, std::to_string(hosts),
                                    std::to_string(slots)}, 60);
     INFO(up.out + up.err);
@@ -252,5 +267,56 @@ TEST_CASE("a worker cut off for longer than its lease stops its attempt itself b
                                                "/worker.log");
   CHECK(log.find("self-fencing") != std::string::npos);
   cluster->Link(cut, "up");
+  CHECK(cluster->Kiln({"cancel", std::to_string(id)}).exit_code == 0);
+}
+
+TEST_CASE(
+    "a gang of a mapped user runs as its account on every host: mpirun, the MPI daemons "
+    "and every rank") {
+  if (::getpwnam("kiln-t-alice") == nullptr) {
+    RunCommand({"useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", "kiln-t-alice"});
+  }
+  const passwd* account = ::getpwnam("kiln-t-alice");
+  REQUIRE(account != nullptr);
+  const uid_t uid = account->pw_uid;
+  auto cluster = NetnsCluster::Up(/*hosts=*/2, /*slots=*/2, /*lease_s=*/9, /*own_bin=*/true);
+  if (!cluster) return;
+  REQUIRE(
+      RunCommand({cluster->dir() + "/bin/kiln-scheduler", "--state-dir", cluster->dir() + "/state",
+                  "user", "set", "admin", "--unix-user", "kiln-t-alice"})
+          .exit_code == 0);
+  const int64_t id = cluster->Submit(GangSpec("mapped", 40, 64));
+  json job = cluster->WaitForState(id, {"RUNNING"}, 60);
+  REQUIRE(job["allocation"].size() == 2);
+  const std::vector<std::string> nodes = NodesOf(job, "allocation");
+  // Every process of the attempt on both hosts, once the ranks run on both.
+  std::map<std::string, std::vector<pid_t>> processes;
+  auto ranks_on = [&](const std::string& node) {
+    int ranks = 0;
+    for (pid_t pid : processes[node]) {
+      ranks += kiln::testing::ProcFile(pid, "comm") == "kiln-train\n" ? 1 : 0;
+    }
+    return ranks;
+  };
+  REQUIRE(WaitFor(
+      [&] {
+        for (const auto& node : nodes) {
+          processes[node] =
+              kiln::agent::FindTagged(kiln::agent::ExactTag(kiln::agent::RunTag(node, id, 1)));
+        }
+        return ranks_on(nodes[0]) == 2 && ranks_on(nodes[1]) == 2;
+      },
+      60));
+  const std::string expected = std::to_string(uid);
+  for (const auto& node : nodes) {
+    for (pid_t pid : processes[node]) {
+      const std::string status = kiln::testing::ProcFile(pid, "status");
+      const auto at = status.find("Uid:");
+      if (at == std::string::npos) continue;  // ended meanwhile
+      INFO(node << " pid " << pid << ": " << kiln::testing::ProcFile(pid, "cmdline"));
+      CHECK(status.substr(at, status.find('\n', at) - at) ==
+            "Uid:\t" + expected + "\t" + expected + "\t" + expected + "\t" + expected);
+    }
+  }
   CHECK(cluster->Kiln({"cancel", std::to_string(id)}).exit_code == 0);
 }

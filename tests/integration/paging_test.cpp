@@ -11,6 +11,7 @@
 #include "tests/integration/local_cluster.h"
 #include "tests/integration/raw_client.h"
 
+using kiln::testing::AsRootAgent;
 using kiln::testing::LocalCluster;
 using kiln::testing::RawClient;
 using kiln::testing::SplitLines;
@@ -22,7 +23,7 @@ TEST_CASE("kiln logs pages long output, every line once, and --tail, --attempt, 
           "--since select lines") {
   LocalCluster cluster(2, 30.0, /*with_worker=*/false);
   RawClient worker(cluster, /*as_worker=*/true);
-  worker.Send(Encode(RegisterWorker{"fake", 2, 1 << 30, 0, {}, {}, "", ""}));
+  worker.Send(Encode(AsRootAgent(RegisterWorker{"fake", 2, 1 << 30, 0, {}, {}, "", ""})));
   REQUIRE(worker.Expect("register_ack", 5000));
   json spec = SyntheticSpec("chatty", 1, 1, 64);
   spec["max_retries"] = 1;

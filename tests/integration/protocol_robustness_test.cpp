@@ -8,6 +8,7 @@
 #include "tests/integration/local_cluster.h"
 #include "tests/integration/raw_client.h"
 
+using kiln::testing::AsRootAgent;
 using kiln::testing::LocalCluster;
 using namespace kiln::protocol;
 using kiln::transport::Frames;
@@ -76,7 +77,7 @@ TEST_CASE("a lost launch is sent again until the worker acknowledges it, using n
           "attempt the worker stops reporting after it ran is failed") {
   LocalCluster cluster(2, 30.0, /*with_worker=*/false);
   RawClient worker(cluster, /*as_worker=*/true);
-  worker.Send(Encode(RegisterWorker{"fake", 2, 1 << 30, 0, {}, {}, "", ""}));
+  worker.Send(Encode(AsRootAgent(RegisterWorker{"fake", 2, 1 << 30, 0, {}, {}, "", ""})));
   REQUIRE(worker.Expect("register_ack", 5000));
   json spec = kiln::testing::SyntheticSpec("resent", 1, 1, 64);  // max_retries 0
   const int64_t id = cluster.Submit(spec);
@@ -116,7 +117,7 @@ TEST_CASE("a lost launch is sent again until the worker acknowledges it, using n
 TEST_CASE("an attempt the worker runs that the scheduler does not want is killed") {
   LocalCluster cluster(2, 30.0, /*with_worker=*/false);
   RawClient worker(cluster, /*as_worker=*/true);
-  worker.Send(Encode(RegisterWorker{"fake", 2, 1 << 30, 0, {{999, 1}}, {}, "", ""}));
+  worker.Send(Encode(AsRootAgent(RegisterWorker{"fake", 2, 1 << 30, 0, {{999, 1}}, {}, "", ""})));
   // The attempt of job 999 it claims to run is unknown: it is told to stop it (before the ack).
   auto kill = worker.Expect("kill", 5000);
   REQUIRE(kill);
@@ -128,7 +129,7 @@ TEST_CASE("a worker that sends a job back as it shuts down gets no new attempts 
           "registers again, and the job uses no retry") {
   LocalCluster cluster(2, 30.0, /*with_worker=*/false);
   RawClient worker(cluster, /*as_worker=*/true);
-  worker.Send(Encode(RegisterWorker{"fake", 2, 1 << 30, 0, {}, {}, "", ""}));
+  worker.Send(Encode(AsRootAgent(RegisterWorker{"fake", 2, 1 << 30, 0, {}, {}, "", ""})));
   REQUIRE(worker.Expect("register_ack", 5000));
   const int64_t id = cluster.Submit(kiln::testing::SyntheticSpec("bounced", 1, 1, 64));
   auto launch = worker.Expect("launch", 5000);
@@ -147,7 +148,7 @@ TEST_CASE("a worker that sends a job back as it shuts down gets no new attempts 
   CHECK(cluster.Show(id)["state"] == "PENDING");
   // ... until it registers again; then the job runs there and may still fail once (max_retries 0
   // is untouched by the requeue) or succeed.
-  worker.Send(Encode(RegisterWorker{"fake", 2, 1 << 30, 0, {}, {}, "", ""}));
+  worker.Send(Encode(AsRootAgent(RegisterWorker{"fake", 2, 1 << 30, 0, {}, {}, "", ""})));
   auto again = worker.Expect("launch", 5000);
   REQUIRE(again);
   const int64_t attempt = again->first.body["attempt"].get<int64_t>();

@@ -11,6 +11,7 @@
 #include "tests/integration/local_cluster.h"
 #include "tests/integration/raw_client.h"
 
+using kiln::testing::AsRootAgent;
 using kiln::testing::LocalCluster;
 using kiln::testing::RawClient;
 using kiln::testing::SyntheticSpec;
@@ -22,7 +23,7 @@ namespace {
 // Registers (again, after a restart) as `name`, reporting `running`.
 void Register(RawClient& worker, const std::string& name, std::vector<RunningAttempt> running,
               int64_t gpus = 0) {
-  worker.Send(Encode(RegisterWorker{name, 2, 1 << 30, gpus, running, {}, "", ""}));
+  worker.Send(Encode(AsRootAgent(RegisterWorker{name, 2, 1 << 30, gpus, running, {}, "", ""})));
   REQUIRE(worker.Expect("register_ack", 10000));
 }
 
@@ -101,7 +102,7 @@ TEST_CASE("a launch lost with a killed scheduler is sent again by the restarted 
   RestartScheduler(cluster);
   worker.Send(Encode(Heartbeat{"fake", {}}));
   REQUIRE(worker.Expect("reregister", 10000));
-  worker.Send(Encode(RegisterWorker{"fake", 2, 1 << 30, 0, {}, {}, "", ""}));
+  worker.Send(Encode(AsRootAgent(RegisterWorker{"fake", 2, 1 << 30, 0, {}, {}, "", ""})));
   auto again = ExpectLaunch(worker, id, 10000, "fake");
   REQUIRE(again);
   CHECK(again->body["attempt"] == 1);
@@ -176,8 +177,8 @@ TEST_CASE("a gang whose member failed is placed again only once its other nodes'
   for (int i = 0; i < 3; ++i) {
     workers.push_back(std::make_unique<RawClient>(cluster, /*as_worker=*/true));
     const std::string n = std::to_string(i + 1);
-    workers[i]->Send(Encode(RegisterWorker{"gang-" + n, 1, 1 << 30, 0, {}, {}, "10.9.0." + n,
-                                           "tcp://10.9.0." + n + ":7071"}));
+    workers[i]->Send(Encode(AsRootAgent(RegisterWorker{
+        "gang-" + n, 1, 1 << 30, 0, {}, {}, "10.9.0." + n, "tcp://10.9.0." + n + ":7071"})));
     REQUIRE(workers[i]->Expect("register_ack", 5000));
   }
   json spec = SyntheticSpec("pair", 2, 1, 64);

@@ -8,6 +8,7 @@
 #include "tests/integration/local_cluster.h"
 #include "tests/integration/raw_client.h"
 
+using kiln::testing::AsRootAgent;
 using kiln::testing::LocalCluster;
 using kiln::testing::RawClient;
 using kiln::testing::SyntheticSpec;
@@ -17,7 +18,7 @@ using nlohmann::json;
 namespace {
 
 void Register(RawClient& worker, const std::string& name) {
-  worker.Send(Encode(RegisterWorker{name, 1, 1 << 30, 0, {}, {}, "", ""}));
+  worker.Send(Encode(AsRootAgent(RegisterWorker{name, 1, 1 << 30, 0, {}, {}, "", ""})));
   REQUIRE(worker.Expect("register_ack", 5000));
 }
 

@@ -140,11 +140,11 @@ void FakeWorker::Register() {
   protocol::RegisterWorker r{name_, slots_, int64_t{8} << 30, gpus_, NotEnded(), {}, address_, ""};
   r.agent_uid = 0;  // a root agent, as in the README's set-up
   r.agent_account = "root";
+  // Like an agent that was asked before: every account exists, root is uid 0, the others 1000.
+  r.accounts = std::vector<protocol::AccountUid>{{"alice", 1000}, {"root", 0}};
   if (!address_.empty()) r.launch_endpoint = "tcp://" + address_ + ":7071";
   started_ = true;
   Send(r);
-  // Like an agent that was asked before (agent.cpp sends what it knows after each register).
-  Send(protocol::AccountReport{name_, {{"alice", 1000}, {"root", 0}}});
 }
 
 std::vector<protocol::RunningAttempt> FakeWorker::NotEnded() const {
@@ -170,7 +170,6 @@ void FakeWorker::Poll() {
     if (type == "reregister") {
       asked_to_register = true;
     } else if (type == "register_ack" || type == "check_accounts") {
-      // Every account the scheduler asks about exists here: root is uid 0, the others 1000.
       protocol::AccountReport report{name_, {}};
       for (const auto& a : r.body().value("accounts", nlohmann::json::array())) {
         const std::string account = a.get<std::string>();

@@ -24,7 +24,7 @@ class AccountReporter {
   std::vector<protocol::AccountUid> Check(const std::vector<std::string>& accounts);
   // Looks every remembered account up again; the accounts whose answer changed.
   std::vector<protocol::AccountUid> Recheck();
-  // The answers given so far (sent after each register: a restarted scheduler knows them at once).
+  // The answers given so far (sent with each register: a restarted scheduler knows them at once).
   std::vector<protocol::AccountUid> Known() const;
 
  private:

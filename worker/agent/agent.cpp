@@ -172,8 +172,8 @@ void Agent::SendRegister() {
                              options_.labels, options_.address, launch_endpoint_};
   r.agent_uid = static_cast<int64_t>(::geteuid());
   r.agent_account = OwnAccount();
+  r.accounts = accounts_.Known();
   SendToScheduler(protocol::Encode(r));
-  ReportAccounts(accounts_.Known());
   last_register_at_ = clock_.MonotonicMs();
   next_heartbeat_at_ = last_register_at_ + kHeartbeatIntervalMs;
 }
