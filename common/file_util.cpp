@@ -105,10 +105,10 @@ Result<std::string> ReadSmallRegularFile(const std::string& path, size_t max_byt
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
   if (fd < 0) return OpenFailure("cannot open " + path);
   struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1 ||
       static_cast<uint64_t>(st.st_size) > max_bytes) {
     ::close(fd);
-    return Status::InvalidArgument(path + " is not a regular file of at most " +
+    return Status::InvalidArgument(path + " is not a regular file (with one link) of at most " +
                                    std::to_string(max_bytes) + " bytes");
   }
   std::string out(static_cast<size_t>(st.st_size), '\0');

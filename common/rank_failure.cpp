@@ -1,10 +1,10 @@
 #include "common/rank_failure.h"
 
 #include <filesystem>
-
 #include <nlohmann/json.hpp>
 
 #include "common/file_util.h"
+#include "common/safe_open.h"
 
 namespace kiln {
 
@@ -57,9 +57,11 @@ std::optional<RankFailure> ReadFirstRankFailure(const std::string& run_dir) {
   for (; !ec && it != end; it.increment(ec)) {  // never throws
     const std::filesystem::directory_entry& entry = *it;
     if (entry.path().extension() != ".json") continue;
-    // Written by the job's own processes: read with care (no symlink, FIFO, huge file, or field
-    // of the wrong type may hurt the agent).
-    auto text = ReadSmallRegularFile(entry.path().string(), kMaxMarkerBytes);
+    // Written by the job's own processes: read with care (no symlink at any component below the
+    // run dir, no FIFO, huge file, or field of the wrong type may hurt the agent). The folder may
+    // have been made a link to elsewhere: listing it then names files, but none is read.
+    auto text =
+        ReadRegularRange(entry.path().string(), 0, kMaxMarkerBytes, kMaxMarkerBytes, run_dir);
     if (!text.ok()) continue;
     auto j = nlohmann::json::parse(*text, nullptr, false);
     if (!j.is_object() || !j.contains("rank") || !j["rank"].is_number_integer() ||

@@ -1,5 +1,6 @@
 #include "common/safe_open.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -71,7 +72,11 @@ Status WriteAll(int fd, const std::string& data, const std::string& path) {
   return Status::Ok();
 }
 
-Result<UniqueFd> OpenRegularNoFollow(const std::string& path, const std::string& trusted) {
+namespace {
+
+// Opens `path` below `trusted` as OpenRegularNoFollow describes; the last component as a folder
+// when `want_dir`, else as anything but a link (the caller checks what it got).
+Result<UniqueFd> OpenBelow(const std::string& path, const std::string& trusted, bool want_dir) {
   if (path.empty() || path[0] != '/') return Refuse(path, "is not an absolute path");
   std::string below = path;
   UniqueFd dir;
@@ -91,10 +96,11 @@ Result<UniqueFd> OpenRegularNoFollow(const std::string& path, const std::string&
     if (parts[i] == "..") return Refuse(path, "contains ..");
     if (parts[i] == ".") continue;
     const bool last = i + 1 == parts.size();
-    const int flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC | (last ? O_NONBLOCK : O_DIRECTORY);
+    const int flags =
+        O_RDONLY | O_NOFOLLOW | O_CLOEXEC | (last && !want_dir ? O_NONBLOCK : O_DIRECTORY);
     UniqueFd next(::openat(dir.get(), parts[i].c_str(), flags));
     if (next.get() < 0) {
-      if (errno == ELOOP || (errno == ENOTDIR && !last)) {
+      if (errno == ELOOP || errno == ENOTDIR) {
         struct stat st {};
         if (::fstatat(dir.get(), parts[i].c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
             S_ISLNK(st.st_mode)) {
@@ -105,13 +111,83 @@ Result<UniqueFd> OpenRegularNoFollow(const std::string& path, const std::string&
     }
     dir = std::move(next);
   }
+  return dir;
+}
+
+// The folder and the name of `path`'s last component.
+std::pair<std::string, std::string> SplitLast(const std::string& path) {
+  const size_t slash = path.find_last_of('/');
+  if (slash == std::string::npos) return {"", path};
+  return {slash == 0 ? "/" : path.substr(0, slash), path.substr(slash + 1)};
+}
+
+}  // namespace
+
+Result<UniqueFd> OpenRegularNoFollow(const std::string& path, const std::string& trusted) {
+  auto opened = OpenBelow(path, trusted, /*want_dir=*/false);
+  if (!opened.ok()) return opened.status();
+  UniqueFd fd = std::move(opened).value();
   struct stat st {};
-  if (::fstat(dir.get(), &st) != 0) return OpenFailure("cannot stat " + path);
+  if (::fstat(fd.get(), &st) != 0) return OpenFailure("cannot stat " + path);
   if (!S_ISREG(st.st_mode)) return Refuse(path, "is not a regular file");
   if (st.st_nlink != 1) return Refuse(path, "has other hard links");
   // Reads block normally from here on (O_NONBLOCK only kept the open from waiting on a FIFO).
-  ::fcntl(dir.get(), F_SETFL, ::fcntl(dir.get(), F_GETFL) & ~O_NONBLOCK);
-  return dir;
+  ::fcntl(fd.get(), F_SETFL, ::fcntl(fd.get(), F_GETFL) & ~O_NONBLOCK);
+  return fd;
+}
+
+Result<UniqueFd> OpenDirNoFollow(const std::string& dir, const std::string& trusted) {
+  return OpenBelow(dir, trusted, /*want_dir=*/true);
+}
+
+Status UnlinkNoFollow(const std::string& path, const std::string& trusted,
+                      std::optional<uid_t> owner) {
+  const auto [folder, name] = SplitLast(path);
+  if (name.empty() || name == "." || name == "..") return Refuse(path, "names no file");
+  auto dir = OpenDirNoFollow(folder, trusted);
+  if (!dir.ok()) return dir.status();
+  struct stat st {};
+  if (::fstatat(dir->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    return OpenFailure("cannot stat " + path);
+  }
+  if (owner && st.st_uid != *owner) return Refuse(path, "belongs to another account");
+  if (::unlinkat(dir->get(), name.c_str(), 0) != 0) return OpenFailure("cannot remove " + path);
+  return Status::Ok();
+}
+
+void RemoveAllButNewestNoFollow(const std::string& dir, const std::string& trusted,
+                                const std::string& extension, int keep,
+                                const std::vector<std::string>& in_use,
+                                std::optional<uid_t> owner) {
+  auto opened = OpenDirNoFollow(dir, trusted);
+  if (!opened.ok()) return;
+  const int dir_fd = opened->get();
+  DIR* listing = ::fdopendir(::dup(dir_fd));
+  if (listing == nullptr) return;
+  std::vector<std::pair<struct timespec, std::string>> files;
+  while (const dirent* entry = ::readdir(listing)) {
+    const std::string name = entry->d_name;
+    if (name.size() <= extension.size() ||
+        name.compare(name.size() - extension.size(), extension.size(), extension) != 0) {
+      continue;
+    }
+    struct stat st {};
+    if (::fstatat(dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode) ||
+        (owner && st.st_uid != *owner)) {
+      continue;
+    }
+    if (std::find(in_use.begin(), in_use.end(), dir + "/" + name) != in_use.end()) continue;
+    files.push_back({st.st_mtim, name});
+  }
+  ::closedir(listing);
+  std::sort(files.begin(), files.end(), [](const auto& a, const auto& b) {
+    if (a.first.tv_sec != b.first.tv_sec) return a.first.tv_sec > b.first.tv_sec;
+    if (a.first.tv_nsec != b.first.tv_nsec) return a.first.tv_nsec > b.first.tv_nsec;
+    return a.second > b.second;
+  });
+  for (size_t i = static_cast<size_t>(std::max(keep, 0)); i < files.size(); ++i) {
+    (void)::unlinkat(dir_fd, files[i].second.c_str(), 0);
+  }
 }
 
 Result<std::string> ReadRegularRange(const std::string& path, int64_t offset, int64_t length,

@@ -7,8 +7,12 @@
 // the size that was recorded for it.
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 
@@ -49,5 +53,18 @@ Result<UniqueFd> OpenRegularNoFollow(const std::string& path, const std::string&
 // `max_size` (the size recorded for it: it has been changed since).
 Result<std::string> ReadRegularRange(const std::string& path, int64_t offset, int64_t length,
                                      int64_t max_size, const std::string& trusted = "");
+// The folder `dir`, opened the same way (no link at any component below `trusted`).
+Result<UniqueFd> OpenDirNoFollow(const std::string& dir, const std::string& trusted = "");
+// Removes the file `path` (not a folder), reached the same way; with `owner`, only a file that
+// account owns.
+Status UnlinkNoFollow(const std::string& path, const std::string& trusted = "",
+                      std::optional<uid_t> owner = std::nullopt);
+// In `dir` (reached the same way): removes all but the newest `keep` regular files named
+// *`extension`, never one named in `in_use` (full paths) and, with `owner`, never one another
+// account owns.
+void RemoveAllButNewestNoFollow(const std::string& dir, const std::string& trusted,
+                                const std::string& extension, int keep,
+                                const std::vector<std::string>& in_use,
+                                std::optional<uid_t> owner = std::nullopt);
 
 }  // namespace kiln

@@ -470,10 +470,13 @@ struct JobExited {
   // The worker stopped the attempt because it is shutting down, not because the job failed: put
   // the job back (its checkpoint is uploaded before this report) without using a retry.
   std::optional<bool> requeue;
+  // The worker did not start the attempt: it cannot run it as the job's account (the reason says
+  // why). The job goes back to the queue without using a retry; the node stays in service.
+  std::optional<bool> account_refused;
   template <class V> void Fields(V& v) {
     v("job_id", job_id); v("attempt", attempt); v("exit_code", exit_code); v("signal", signal);
     v("reason", reason); v("rank_error", rank_error); v("permanent", permanent);
-    v("requeue", requeue);
+    v("requeue", requeue); v("account_refused", account_refused);
   }
 };
 

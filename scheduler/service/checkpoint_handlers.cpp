@@ -60,9 +60,14 @@ void SchedulerService::OnCheckpointBegin(Request& req) {
                           m.bytes, m.sha256, clock_.WallMs(), m.path.value_or("")};
   if (m.path) {
     const CheckpointSpec spec = CheckpointSpecOf(**job);
-    if (spec.storage != "shared_fs" || m.path->rfind(spec.storage_path + "/", 0) != 0 ||
-        m.path->find("/../") != std::string::npos) {
-      return done(false, "path " + *m.path + " is not under the job's checkpoint.storage.path");
+    // Exactly STORAGE_PATH/job-ID/NAME: the folder the job's ranks made for this job, nothing
+    // else under the storage path (which other users may share).
+    const std::string folder = spec.storage_path + "/job-" + std::to_string(m.job_id) + "/";
+    const std::string name = m.path->rfind(folder, 0) == 0 ? m.path->substr(folder.size()) : "";
+    if (spec.storage != "shared_fs" || name.empty() || name.find('/') != std::string::npos ||
+        name == "." || name == "..") {
+      return done(false, "path " + *m.path + " is not a file in " + folder +
+                             " (the job's folder under checkpoint.storage.path)");
     }
     // The job's account can write there: the scheduler (maybe root) opens it only as a regular
     // file of the announced size reached through no link, and reads it the same way later.
@@ -187,7 +192,9 @@ void SchedulerService::DeleteCheckpointRow(const CheckpointRecord& record) {
 void SchedulerService::RemoveFilesAfterCommit() {
   for (const auto& c : deleted_checkpoints_) {
     if (!c.path.empty()) {
-      ::unlink(c.path.c_str());  // shared_fs: the file belongs to this one checkpoint
+      // shared_fs: the file belongs to this one checkpoint; its folder is the job's, so no link
+      // is followed on the way (the job could have made the folder a link to another).
+      (void)UnlinkNoFollow(c.path);
       continue;
     }
     // Blobs are shared by content: one is removed only when no checkpoint row refers to it.

@@ -30,7 +30,9 @@ void SetAccountLabel(core::ResourceRequest& r, const std::string& label) {
 
 std::string JobTable::AccountLabelOf(const std::string& user) const {
   auto it = account_labels_.find(user);
-  return it != account_labels_.end() ? it->second : core::AccountLabel(user, false);
+  // A user no longer in the database: a label no node carries (the job waits, never runs as an
+  // account of the same name that may be someone else's).
+  return it != account_labels_.end() ? it->second : "unix-none:" + user;
 }
 
 bool JobTable::SetAccountLabels(std::unordered_map<std::string, std::string> labels) {

@@ -71,7 +71,7 @@ class JobTable {
   int64_t PendingOf(const std::string& user) const;
 
   // The account label (scheduler/core/accounts.h) each user's jobs need, by user; a user not
-  // named needs the label of an account of the user's own name, not root. Jobs already tracked
+  // named (removed from the database) gets one that no node carries. Jobs already tracked
   // whose user's label changed are relabelled. Returns whether any was.
   bool SetAccountLabels(std::unordered_map<std::string, std::string> labels);
   std::string AccountLabelOf(const std::string& user) const;

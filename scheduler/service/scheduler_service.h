@@ -272,8 +272,8 @@ class SchedulerService {
   // and whether it may be uid 0.
   UserAccount AccountOf(const std::string& user) const;
   const std::string& UnixUserOf(const std::string& user) const;
-  // Records what a worker said of accounts (at most 100,000 per node); whether any changed.
-  static bool SetAccountUids(Worker& w, const std::vector<protocol::AccountUid>& uids);
+  // Records what a worker said of accounts users map to (others are ignored); whether any changed.
+  bool SetAccountUids(Worker& w, const std::vector<protocol::AccountUid>& uids);
   // Recomputes a worker's policy_labels from its own labels and its accounts.
   static void RefreshPolicyLabels(Worker& w);
   // Why no up node can run `job` as its user's account ("Account: ..."); nullopt when one can.

@@ -9,12 +9,6 @@
 
 namespace kiln::service {
 
-namespace {
-
-constexpr size_t kMaxReportedAccounts = 100000;
-
-}  // namespace
-
 void SchedulerService::RefreshUsers() {
   auto users = store_->ListUsers();
   if (!users.ok()) {
@@ -67,8 +61,7 @@ void SchedulerService::RefreshPolicyLabels(Worker& w) {
 bool SchedulerService::SetAccountUids(Worker& w, const std::vector<protocol::AccountUid>& uids) {
   bool changed = false;
   for (const auto& a : uids) {
-    if (!core::IsValidUnixAccountName(a.account)) continue;  // never asked about: ignored
-    if (w.accounts.uids.size() >= kMaxReportedAccounts && !w.accounts.uids.count(a.account)) break;
+    if (mapped_accounts_.count(a.account) == 0) continue;  // no user's: nothing to keep
     const int64_t uid = a.uid < 0 ? -1 : a.uid;
     auto [it, inserted] = w.accounts.uids.try_emplace(a.account, uid);
     if (!inserted && it->second == uid) continue;
@@ -90,6 +83,11 @@ void SchedulerService::OnAccountReport(Request& req) {
 
 std::optional<std::string> SchedulerService::AccountWait(const ActiveJob& job) {
   const std::string& user = jobs_.user_names()[job.queued.user];
+  if (users_.count(user) == 0) {
+    return "Account: user " + user +
+           " no longer exists, so its jobs run as no account (kiln "
+           "cancel them, or an admin adds the user again)";
+  }
   const std::string label = jobs_.AccountLabelOf(user);
   std::vector<std::pair<std::string, std::string>> problems;
   const std::string& account = UnixUserOf(user);

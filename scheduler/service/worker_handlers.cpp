@@ -330,11 +330,17 @@ void SchedulerService::OnJobExited(Request& req) {
         store_->SetAttemptExitCode(m.job_id, m.attempt, exit_code, graceful ? m.reason : "");
     if (!noted.ok()) spdlog::error("job {}: {}", m.job_id, noted.ToString());
   }
-  if (m.requeue.value_or(false)) {
+  const bool account_refused = m.account_refused.value_or(false);
+  if (m.requeue.value_or(false) && !account_refused) {
     w->leaving = true;  // its agent is shutting down: nothing new there until it registers again
     dirty_ = true;
   }
   if (job.state != core::JobState::kRunning || job.attempt != m.attempt) return;  // already decided
+  if (account_refused && job.requeues < kMaxRequeues) {
+    // Never started: the node's account report (sent before this exit) keeps the job off it.
+    RequeueAttempt(job, "requeued: " + m.reason);
+    return;
+  }
   const bool permanent = m.permanent.value_or(false);
   // The worker is shutting down: the job did not fail (a stop on SIGTERM, or a launch refused on
   // the way out), so it goes back to the queue without using a retry, a bounded number of times.

@@ -2,6 +2,7 @@
 // link, and never past the recorded size.
 #include "common/safe_open.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -74,4 +75,45 @@ TEST_CASE("a FIFO, a device and a hard-linked file are refused without blocking"
   auto hard = kiln::OpenRegularNoFollow(s.dir + "/hard.ckpt", s.dir);
   REQUIRE_FALSE(hard.ok());
   CHECK(hard.status().message().find("other hard links") != std::string::npos);
+}
+
+TEST_CASE("removals in a job's folder never go through a link, nor touch another account's file") {
+  Scratch s;
+  REQUIRE(kiln::MakeDirs(s.dir + "/work/run/checkpoints").ok());
+  REQUIRE(kiln::MakeDirs(s.dir + "/victim").ok());
+  for (const char* name : {"a.pt", "b.pt", "keep.txt"}) {
+    REQUIRE(kiln::WriteFileAtomic(s.dir + "/victim/" + name, "secret").ok());
+  }
+  const std::string work = s.dir + "/work";
+  // The job made its checkpoint folder a link to the victim's folder after reporting a file.
+  std::filesystem::remove_all(work + "/run/checkpoints");
+  std::filesystem::create_directory_symlink(s.dir + "/victim", work + "/run/checkpoints");
+  auto unlinked = kiln::UnlinkNoFollow(work + "/run/checkpoints/a.pt", work);
+  REQUIRE_FALSE(unlinked.ok());
+  CHECK(unlinked.message().find("goes through a symbolic link (checkpoints)") != std::string::npos);
+  kiln::RemoveAllButNewestNoFollow(work + "/run/checkpoints", work, ".pt", 0, {});
+  CHECK(std::filesystem::exists(s.dir + "/victim/a.pt"));
+  CHECK(std::filesystem::exists(s.dir + "/victim/b.pt"));
+
+  // In a real folder: only *.pt beyond the newest `keep`, never one in use or another account's.
+  std::filesystem::remove(work + "/run/checkpoints");
+  REQUIRE(kiln::MakeDirs(work + "/run/checkpoints").ok());
+  const std::string dir = work + "/run/checkpoints";
+  for (int i = 1; i <= 4; ++i) {
+    REQUIRE(kiln::WriteFileAtomic(dir + "/step-" + std::to_string(i) + ".pt", "x").ok());
+    struct timespec times[2] = {{1000 + i, 0}, {1000 + i, 0}};
+    REQUIRE(::utimensat(AT_FDCWD, (dir + "/step-" + std::to_string(i) + ".pt").c_str(), times, 0) ==
+            0);
+  }
+  REQUIRE(::chown((dir + "/step-1.pt").c_str(), 65534, 65534) == 0);  // not the job's
+  kiln::RemoveAllButNewestNoFollow(dir, work, ".pt", 1, {dir + "/step-2.pt"}, ::geteuid());
+  CHECK(std::filesystem::exists(dir + "/step-1.pt"));  // another account's
+  CHECK(std::filesystem::exists(dir + "/step-2.pt"));  // in use
+  CHECK_FALSE(std::filesystem::exists(dir + "/step-3.pt"));
+  CHECK(std::filesystem::exists(dir + "/step-4.pt"));  // the newest
+  auto others = kiln::UnlinkNoFollow(dir + "/step-1.pt", work, ::geteuid());
+  REQUIRE_FALSE(others.ok());
+  CHECK(others.message().find("belongs to another account") != std::string::npos);
+  CHECK(kiln::UnlinkNoFollow(dir + "/step-4.pt", work, ::geteuid()).ok());
+  CHECK_FALSE(std::filesystem::exists(dir + "/step-4.pt"));
 }

@@ -1,5 +1,6 @@
 #include "worker/agent/run_as.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -73,12 +74,17 @@ TEST_CASE("a process started as an account runs with its ids, no new privileges 
   CHECK(st.st_uid == 0);  // the link was chowned, not what it points to
 
   ::setenv("KILN_AGENT_SECRET_TEST", "leaked", 1);
+  const int agent_fd = ::open("/etc/hostname", O_RDONLY);  // no O_CLOEXEC, like std::ofstream's
+  REQUIRE(agent_fd >= 3);
   auto group = ProcessGroup::Start(
       {"/bin/sh", "-c",
        "id -u; id -g; grep NoNewPrivs /proc/self/status; echo \"home=$HOME user=$USER\"; "
-       "env | grep -c KILN_AGENT_SECRET_TEST; echo $KILN_JOB_VAR; cat /etc/shadow 2>&1 | head -1"},
+       "env | grep -c KILN_AGENT_SECRET_TEST; echo $KILN_JOB_VAR; cat /etc/shadow 2>&1 | head -1; "
+       "[ -e /proc/self/fd/" +
+           std::to_string(agent_fd) + " ] && echo fd-leaked || echo fd-closed"},
       {{"KILN_JOB_VAR", "given"}}, dir, "n1-1-1", &*nobody);
   ::unsetenv("KILN_AGENT_SECRET_TEST");
+  ::close(agent_fd);
   REQUIRE(group.ok());
   std::vector<std::string> lines;
   bool eof = false;
@@ -86,7 +92,7 @@ TEST_CASE("a process started as an account runs with its ids, no new privileges 
     for (auto& l : group->ReadLines(&eof)) lines.push_back(l);
     if (!eof) ::usleep(10000);
   }
-  REQUIRE(lines.size() == 7);
+  REQUIRE(lines.size() == 8);
   CHECK(lines[0] == "65534");
   CHECK(lines[1] == std::to_string(nobody->gid));
   CHECK(lines[2] == "NoNewPrivs:\t1");
@@ -94,5 +100,6 @@ TEST_CASE("a process started as an account runs with its ids, no new privileges 
   CHECK(lines[4] == "0");  // nothing of the agent's environment but what CleanEnvironment passes
   CHECK(lines[5] == "given");
   CHECK(lines[6].find("Permission denied") != std::string::npos);
+  CHECK(lines[7] == "fd-closed");  // none of the agent's descriptors reach the job
   std::filesystem::remove_all(dir);
 }

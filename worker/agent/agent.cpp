@@ -398,10 +398,10 @@ void Agent::OnLaunch(const Envelope& e) {
     // account report just sent keeps it off this node.
     spdlog::warn("job {} attempt {}: not started: {}", launch->job_id, launch->attempt,
                  account.status().message());
-    ReportExit(
-        key,
-        protocol::JobExited{
-            launch->job_id, launch->attempt, 126, 0, account.status().message(), {}, {}, true});
+    protocol::JobExited refused{
+        launch->job_id, launch->attempt, 126, 0, account.status().message(), {}, {}, {}};
+    refused.account_refused = true;
+    ReportExit(key, refused);
     return;
   }
   // An attempt that runs only here gets CPUs of its own when enough are free (a gang's other

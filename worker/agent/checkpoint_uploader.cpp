@@ -43,7 +43,9 @@ void CheckpointUploader::Enqueue(PendingUpload upload) {
     }
     ++skipped_;
     // On a shared file system no row will ever name the file, so retention would never free it.
-    if (queue_[i].shared_fs) ::unlink(queue_[i].path.c_str());
+    if (queue_[i].shared_fs) {
+      (void)UnlinkNoFollow(queue_[i].path, queue_[i].trusted_dir, queue_[i].owner);
+    }
     queue_.erase(queue_.begin() + static_cast<std::ptrdiff_t>(i));
     --waiting;
   }
@@ -127,8 +129,8 @@ void CheckpointUploader::Finish(bool ok, const std::string& reason) {
     if (!u.shared_fs) {
       std::vector<std::string> in_use;
       for (const auto& q : queue_) in_use.push_back(q.path);
-      RemoveAllButNewest(std::filesystem::path(u.path).parent_path().string(), ".pt", u.keep_last,
-                         in_use);
+      RemoveAllButNewestNoFollow(std::filesystem::path(u.path).parent_path().string(),
+                                 u.trusted_dir, ".pt", u.keep_last, in_use, u.owner);
     }
   } else {
     note_(u.job_id, u.attempt, "checkpoint at step " + std::to_string(u.step) +

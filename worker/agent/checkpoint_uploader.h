@@ -10,9 +10,9 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
 
 #include "common/clock.h"
 #include "common/protocol/codec.h"
@@ -31,8 +31,10 @@ struct PendingUpload {
   std::string sha256;
   bool shared_fs = false;  // record the path only, upload nothing
   int keep_last = 3;       // local files of this folder to keep once uploaded (scheduler storage)
-  // A folder the agent controls above `path` (its work dir); below it no link is followed.
+  // A folder above `path` that the job cannot replace (the agent's work dir, or the spec's
+  // storage path); below it no link is followed.
   std::string trusted_dir;
+  std::optional<uid_t> owner;  // the job's account: only its files are removed
 };
 
 class CheckpointUploader {

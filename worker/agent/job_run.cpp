@@ -66,6 +66,10 @@ Result<std::unique_ptr<JobRun>> JobRun::Start(const JobRunConfig& config,
   run->report_key_ = report_keys->public_key;
   run->cpu_ids_ = std::move(cpu_ids);
   run->as_ = std::move(as);
+  if (run->memory_sampler_) {  // only the account's processes count (owner())
+    run->memory_sampler_.emplace(
+        run->tag_, std::filesystem::path(config.trainer_path).filename().string(), run->owner());
+  }
   if (run->leader_) {
     // Where kiln-rsh (run by mpirun) finds the other nodes' agents, and the secret they want.
     nlohmann::json hosts = nlohmann::json::object();
@@ -348,24 +352,46 @@ void JobRun::ForwardReports() {
 }
 
 void JobRun::ForwardCheckpoint(const protocol::TrainCheckpoint& c) {
-  // The path comes from a child process: it must resolve to a regular file inside this attempt's
-  // checkpoint folder (never a FIFO or /dev/zero), with the size it claims.
-  std::error_code ec;
-  const auto dir = std::filesystem::weakly_canonical(checkpoint_dir_, ec);
-  const auto path = std::filesystem::weakly_canonical(c.path, ec);
-  if (ec || path.parent_path() != dir) {
+  // The path comes from a child process, and names a file in a folder the job's account can
+  // write: it must be a file directly in this attempt's checkpoint folder, reached through no
+  // link below the folder the agent trusts (its work dir, or the spec's storage path), a regular
+  // file of the account's with the size it claims. Nothing is resolved or followed, so the job
+  // can neither point the agent elsewhere nor learn of files it cannot see.
+  const std::filesystem::path reported(c.path);
+  const std::string name = reported.filename().string();
+  if (reported.parent_path().string() != checkpoint_dir_ || name.size() < 4 ||
+      name.compare(name.size() - 3, 3, ".pt") != 0) {
     return Note("ignoring a checkpoint report outside the checkpoint folder: " + c.path);
   }
-  struct stat st;
-  if (::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size != c.bytes) {
+  std::error_code ec;
+  const std::string work = std::filesystem::weakly_canonical(config_.work_dir, ec).string();
+  const std::string trusted = shared_fs_ ? spec_.checkpoint.storage_path : work;
+  const std::string relative =
+      shared_fs_ ? "job-" + std::to_string(job_id_)
+                 : run_dir_.substr(std::min(run_dir_.size(), config_.work_dir.size() + 1)) +
+                       "/checkpoints";
+  const std::string path = trusted + "/" + relative + "/" + name;
+  auto opened = OpenRegularNoFollow(path, trusted);
+  struct stat st {};
+  if (!opened.ok() || ::fstat(opened->get(), &st) != 0 || st.st_size != c.bytes ||
+      st.st_uid != owner()) {
     return Note("checkpoint at step " + std::to_string(c.step) +
-                " is not a regular file of the reported size");
+                " is not a regular file of the job's account of the reported size" +
+                (opened.ok() ? std::string("") : ": " + opened.status().message()));
   }
-  on_checkpoint_(PendingUpload{job_id_, attempt_, c.step, c.epoch,
-                               c.metrics.is_object() ? c.metrics : nlohmann::json::object(),
-                               path.string(), c.bytes, c.sha256, shared_fs_,
-                               spec_.checkpoint.keep_last,
-                               std::filesystem::weakly_canonical(config_.work_dir, ec).string()});
+  PendingUpload upload{job_id_,
+                       attempt_,
+                       c.step,
+                       c.epoch,
+                       c.metrics.is_object() ? c.metrics : nlohmann::json::object(),
+                       path,
+                       c.bytes,
+                       c.sha256,
+                       shared_fs_,
+                       spec_.checkpoint.keep_last,
+                       trusted};
+  upload.owner = owner();
+  on_checkpoint_(std::move(upload));
 }
 
 std::optional<protocol::JobExited> JobRun::PumpMember(Millis now) {
@@ -409,7 +435,7 @@ std::optional<protocol::JobExited> JobRun::PumpMember(Millis now) {
   // The daemon detached: the attempt lives here while any of its processes does.
   if (now < next_liveness_check_) return std::nullopt;
   next_liveness_check_ = now + 250;
-  if (!FindTagged(ExactTag(tag_)).empty()) return std::nullopt;
+  if (!FindTagged(ExactTag(tag_), owner()).empty()) return std::nullopt;
   spdlog::info("job {} attempt {}: the MPI daemon and its ranks are gone", job_id_, attempt_);
   protocol::JobExited exited{job_id_, attempt_, 0, 0, kill_reason_, {}, {}, {}};
   if (ReadFirstRankFailure(run_dir_)) exited.exit_code = 1;  // a rank here failed
@@ -489,7 +515,7 @@ void JobRun::Kill(const std::string& reason, Millis now) {
   // Before any rank exists (mpirun still starting them), the whole group gets it.
   const std::string trainer = std::filesystem::path(config_.trainer_path).filename().string();
   int ranks = 0;
-  for (pid_t pid : FindTagged(ExactTag(tag_))) {
+  for (pid_t pid : FindTagged(ExactTag(tag_), owner())) {
     std::ifstream comm("/proc/" + std::to_string(pid) + "/comm");
     std::string name;
     std::getline(comm, name);

@@ -14,6 +14,8 @@
 // daemon detaches, so a member's attempt lasts while any process carrying its run tag lives.
 #pragma once
 
+#include <unistd.h>
+
 #include <fstream>
 #include <functional>
 #include <memory>
@@ -133,6 +135,9 @@ class JobRun {
   int64_t fetched_ = 0;
   std::vector<int> cpu_ids_;                   // pinned CPUs (empty: not pinned)
   std::optional<RunAs> as_;                    // the job's account (none: the agent's)
+  // The uid every process of the attempt has: only processes of it are counted or stopped as
+  // the attempt's (any process may carry its run tag).
+  uid_t owner() const { return as_ ? as_->uid : ::geteuid(); }
   UniqueFd resume_part_;                       // resume.ckpt.part while it is fetched
   std::unique_ptr<Sha256Stream> resume_hash_;  // of the bytes fetched so far
   Millis fetch_sent_at_ = 0;

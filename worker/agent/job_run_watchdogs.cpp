@@ -35,7 +35,7 @@ void JobRun::WatchForStalls(Millis now) {
     struct stat st;
     char text[kStepBeaconMaxBytes + 1];
     ssize_t n = -1;
-    if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+    if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink == 1 &&
         st.st_size <= static_cast<off_t>(kStepBeaconMaxBytes)) {
       n = ::pread(fd, text, kStepBeaconMaxBytes, 0);
     }

@@ -24,8 +24,9 @@ std::optional<std::string> OverMemory(const std::vector<RankMemory>& ranks, int6
          FormatSize(worst->rss_bytes) + ", over memory_per_rank " + FormatSize(limit_bytes);
 }
 
-RankMemorySampler::RankMemorySampler(std::string run_tag, std::string process_name)
-    : run_tag_(std::move(run_tag)), process_name_(std::move(process_name)) {}
+RankMemorySampler::RankMemorySampler(std::string run_tag, std::string process_name,
+                                     std::optional<uid_t> owner)
+    : run_tag_(std::move(run_tag)), process_name_(std::move(process_name)), owner_(owner) {}
 
 namespace {
 
@@ -60,7 +61,7 @@ std::vector<RankMemory> RankMemorySampler::Sample(Millis now) {
   if (now - refreshed_at_ >= 2000) {
     refreshed_at_ = now;
     std::map<pid_t, int> found;
-    for (pid_t pid : FindTagged(ExactTag(run_tag_))) {
+    for (pid_t pid : FindTagged(ExactTag(run_tag_), owner_)) {
       std::string comm = ReadProc(pid, "comm");
       if (!comm.empty() && comm.back() == '\n') comm.pop_back();
       if (comm != process_name_.substr(0, 15)) continue;

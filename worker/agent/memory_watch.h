@@ -31,12 +31,16 @@ std::optional<std::string> OverMemory(const std::vector<RankMemory>& ranks, int6
 // The process list is refreshed every 2 s; the sizes on every call (/proc/PID/statm).
 class RankMemorySampler {
  public:
-  RankMemorySampler(std::string run_tag, std::string process_name);
+  // `owner`: only processes of this uid count (the job's account; another user's process may
+  // carry the tag to have this attempt killed).
+  RankMemorySampler(std::string run_tag, std::string process_name,
+                    std::optional<uid_t> owner = std::nullopt);
   std::vector<RankMemory> Sample(Millis now);
 
  private:
   std::string run_tag_;
   std::string process_name_;
+  std::optional<uid_t> owner_;
   std::map<pid_t, int> ranks_;  // pid -> rank
   Millis refreshed_at_ = -1'000'000;
 };

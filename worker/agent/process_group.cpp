@@ -66,6 +66,9 @@ Result<ProcessGroup> ProcessGroup::Start(
     ::dup2(fds[1], STDERR_FILENO);
     int devnull = ::open("/dev/null", O_RDONLY);
     if (devnull >= 0) ::dup2(devnull, STDIN_FILENO);
+    // Nothing of the agent's reaches the job: not its sockets, nor other attempts' output.log
+    // (opened without O_CLOEXEC by std::ofstream), nor the spool.
+    ::close_range(3, ~0U, 0);
     if (as != nullptr) {
       // Groups first, uid last: once the uid is dropped the others cannot change any more.
       if (::setgroups(as->groups.size(), as->groups.data()) != 0 || ::setgid(as->gid) != 0 ||
@@ -220,7 +223,20 @@ TagMatcher AnyAttemptOfJob(const std::string& node, int64_t job_id) {
   };
 }
 
-std::vector<pid_t> FindTagged(const TagMatcher& matches) {
+std::optional<uid_t> RealUidOf(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("Uid:", 0) != 0) continue;
+    char* end = nullptr;
+    const unsigned long uid = std::strtoul(line.c_str() + 4, &end, 10);
+    if (end == line.c_str() + 4) return std::nullopt;
+    return static_cast<uid_t>(uid);
+  }
+  return std::nullopt;
+}
+
+std::vector<pid_t> FindTagged(const TagMatcher& matches, std::optional<uid_t> owner) {
   std::vector<pid_t> found;
   const std::string key = "KILN_RUN_TAG=";
   DIR* proc = ::opendir("/proc");
@@ -235,7 +251,10 @@ std::vector<pid_t> FindTagged(const TagMatcher& matches) {
     std::string var;
     while (std::getline(environ_file, var, '\0')) {
       if (var.compare(0, key.size(), key) == 0) {
-        if (matches(var.substr(key.size()))) found.push_back(static_cast<pid_t>(pid));
+        if (matches(var.substr(key.size())) &&
+            (!owner || RealUidOf(static_cast<pid_t>(pid)) == owner)) {
+          found.push_back(static_cast<pid_t>(pid));
+        }
         break;
       }
     }

@@ -67,8 +67,11 @@ TagMatcher ExactTag(const std::string& tag);
 TagMatcher AnyAttemptOfNode(const std::string& node);                // <node>-<n>-<n>
 TagMatcher AnyAttemptOfJob(const std::string& node, int64_t job_id);  // <node>-<job>-<n>
 
-// Processes whose KILN_RUN_TAG matches.
-std::vector<pid_t> FindTagged(const TagMatcher& matches);
+// Processes whose KILN_RUN_TAG matches; with `owner`, only those whose real uid it is (another
+// user's process may carry any tag it likes).
+std::vector<pid_t> FindTagged(const TagMatcher& matches, std::optional<uid_t> owner = std::nullopt);
+// The real uid of a process (the first field of Uid: in /proc/PID/status), or nullopt.
+std::optional<uid_t> RealUidOf(pid_t pid);
 // Sends `signal` to each process FindTagged returns; returns how many were signalled.
 int KillTagged(const TagMatcher& matches, int signal);
 
