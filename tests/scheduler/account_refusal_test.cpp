@@ -13,16 +13,9 @@ using nlohmann::json;
 namespace {
 
 json Spec(const std::string& name) {
-  return {{"name", name},
-          {"resources", {{"ranks", 1}}},
-          {"model", {{"type", "mlp"}, {"hidden", {4}}}},
-          {"data", {{"type", "synthetic"}, {"samples", 8}, {"features", 2}, {"classes", 2}}},
-          {"train",
-           {{"epochs", 1},
-            {"batch_size", 4},
-            {"loss", "cross_entropy"},
-            {"optimizer", {{"type", "sgd"}, {"lr", 0.1}}}}},
-          {"max_retries", 0}};
+  json spec = kiln::testing::SmallSpec(name, 1);
+  spec["max_retries"] = 0;
+  return spec;
 }
 
 }  // namespace

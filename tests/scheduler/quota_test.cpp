@@ -8,22 +8,11 @@
 
 using kiln::testing::FakeWorker;
 using kiln::testing::ServiceHarness;
+using kiln::testing::SmallSpec;
 using namespace kiln::protocol;
 using nlohmann::json;
 
 namespace {
-
-json Spec(const std::string& name, int64_t ranks) {
-  return {{"name", name},
-          {"resources", {{"ranks", ranks}}},
-          {"model", {{"type", "mlp"}, {"hidden", {4}}}},
-          {"data", {{"type", "synthetic"}, {"samples", 8}, {"features", 2}, {"classes", 2}}},
-          {"train",
-           {{"epochs", 1},
-            {"batch_size", 4},
-            {"loss", "cross_entropy"},
-            {"optimizer", {{"type", "sgd"}, {"lr", 0.1}}}}}};
-}
 
 // As an admin's `kiln-scheduler user set alice ...` does: another connection to the database.
 void SetQuota(ServiceHarness& h, const kiln::service::UserQuota& quota) {
@@ -40,9 +29,9 @@ TEST_CASE("a submit past max_pending is refused with the limit named") {
   ServiceHarness h;
   SetQuota(h, {2, 0, 0, 0});
   h.Turn(0);
-  h.Submit(Spec("one", 1));
-  h.Submit(Spec("two", 1));
-  auto third = h.Ask(h.alice(), SubmitRequest{"third", Spec("three", 1), {}, {}, "", false});
+  h.Submit(SmallSpec("one", 1));
+  h.Submit(SmallSpec("two", 1));
+  auto third = h.Ask(h.alice(), SubmitRequest{"third", SmallSpec("three", 1), {}, {}, "", false});
   REQUIRE(third.envelope.type == "error");
   CHECK(third.body()["message"] ==
         "Quota: user alice has 2 of 2 pending jobs allowed; submit again when some have "
@@ -51,7 +40,7 @@ TEST_CASE("a submit past max_pending is refused with the limit named") {
   FakeWorker w(h, "node-a", 1);
   w.Register();
   h.RunFor(1000);
-  auto fourth = h.Ask(h.alice(), SubmitRequest{"fourth", Spec("four", 1), {}, {}, "", false});
+  auto fourth = h.Ask(h.alice(), SubmitRequest{"fourth", SmallSpec("four", 1), {}, {}, "", false});
   CHECK(fourth.envelope.type == "submit_reply");
 }
 
@@ -63,9 +52,9 @@ TEST_CASE(
   FakeWorker w(h, "node-a", 8, 4);
   w.Register();
   h.Turn(0);
-  const int64_t first = h.Submit(Spec("first", 2));
-  const int64_t second = h.Submit(Spec("second", 2));
-  json gpu_spec = Spec("gpus", 1);
+  const int64_t first = h.Submit(SmallSpec("first", 2));
+  const int64_t second = h.Submit(SmallSpec("second", 2));
+  json gpu_spec = SmallSpec("gpus", 1);
   gpu_spec["resources"]["gpus_per_rank"] = 2;
   const int64_t gpus = h.Submit(gpu_spec);
   h.RunFor(1000);
@@ -88,7 +77,7 @@ TEST_CASE("a checkpoint upload past max_checkpoint_bytes is refused and says so"
   FakeWorker w(h, "node-a");
   w.Register();
   h.Turn(0);
-  const int64_t id = h.Submit(Spec("saves", 1));
+  const int64_t id = h.Submit(SmallSpec("saves", 1));
   h.RunFor(500);
   w.Poll();
   REQUIRE(w.LaunchOf(id));

@@ -270,4 +270,16 @@ std::pair<bool, std::string> FakeWorker::Fetch(int64_t job_id, int64_t step, int
   return {false, got.back().body().value("message", "")};
 }
 
+nlohmann::json SmallSpec(const std::string& name, int64_t ranks) {
+  return {{"name", name},
+          {"resources", {{"ranks", ranks}}},
+          {"model", {{"type", "mlp"}, {"hidden", {4}}}},
+          {"data", {{"type", "synthetic"}, {"samples", 8}, {"features", 2}, {"classes", 2}}},
+          {"train",
+           {{"epochs", 1},
+            {"batch_size", 4},
+            {"loss", "cross_entropy"},
+            {"optimizer", {{"type", "sgd"}, {"lr", 0.1}}}}}};
+}
+
 }  // namespace kiln::testing

@@ -155,4 +155,7 @@ class FakeWorker {
   std::vector<Received> replies_;
 };
 
+// A spec that trains almost nothing: `ranks` ranks, 8 synthetic samples, one epoch.
+nlohmann::json SmallSpec(const std::string& name, int64_t ranks);
+
 }  // namespace kiln::testing
