@@ -50,7 +50,7 @@ TEST_CASE(
   REQUIRE(cpus.size() >= 2);
   LocalCluster cluster(/*slots=*/4, /*worker_timeout_s=*/30.0, /*with_worker=*/false);
   cluster.StartWorkerWith({"--pin-cpus"});
-  json spec = SyntheticSpec("pinned", 2, 500, 4096);  // far longer than the test
+  json spec = SyntheticSpec("pinned", 2, 100000, 4096);  // hours: far longer than the test
   spec["resources"]["cpus_per_rank"] = 1;
   const int64_t pinned = cluster.Submit(spec);
   REQUIRE(cluster.WaitForJob(
@@ -76,7 +76,7 @@ TEST_CASE(
   CHECK(cpus1 == std::to_string(cpus[1]));
 
   // Only this machine's other CPUs (none on 2) are left: the next attempt floats over all.
-  json other = SyntheticSpec("unpinned", 2, 500, 4096);
+  json other = SyntheticSpec("unpinned", 2, 100000, 4096);
   const int64_t floating = cluster.Submit(other);
   if (cpus.size() == 2) {
     REQUIRE(cluster.WaitForJob(
@@ -95,6 +95,10 @@ TEST_CASE(
     CHECK(all != std::to_string(cpus[1]));
     CHECK(all.find_first_of("-,") != std::string::npos);
   }
-  CHECK(cluster.Kiln({"cancel", std::to_string(pinned)}).exit_code == 0);
-  CHECK(cluster.Kiln({"cancel", std::to_string(floating)}).exit_code == 0);
+  for (const int64_t id : {pinned, floating}) {
+    const auto cancel = cluster.Kiln({"cancel", std::to_string(id)});
+    INFO("cancel " << id << ": " << cancel.out << cancel.err << "\nshow: "
+                   << cluster.Kiln({"show", std::to_string(id)}).out);
+    CHECK(cancel.exit_code == 0);
+  }
 }
