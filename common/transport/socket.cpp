@@ -159,6 +159,25 @@ Socket::HandshakeReport Socket::Handshakes() {
   return handshakes_;
 }
 
+void Socket::SetRouterMandatory() { socket_->set(zmq::sockopt::router_mandatory, true); }
+
+SendOutcome Socket::TrySend(const Frames& frames) {
+  if (frames.empty()) return SendOutcome::kGone;
+  try {
+    for (size_t i = 0; i < frames.size(); ++i) {
+      auto flags = zmq::send_flags::dontwait;
+      if (i + 1 < frames.size()) flags = flags | zmq::send_flags::sndmore;
+      // Only the first frame can fail: the rest of a message is queued with it.
+      if (!socket_->send(zmq::buffer(frames[i].data(), frames[i].size()), flags)) {
+        return SendOutcome::kFull;
+      }
+    }
+    return SendOutcome::kSent;
+  } catch (const zmq::error_t& e) {
+    return e.num() == EAGAIN ? SendOutcome::kFull : SendOutcome::kGone;
+  }
+}
+
 Status Socket::Send(const Frames& frames) {
   if (frames.empty()) return Status::InvalidArgument("cannot send an empty message");
   try {

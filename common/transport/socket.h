@@ -34,6 +34,12 @@ class Context {
 
 enum class SocketKind { kRouter, kDealer, kPush, kPull, kRep };
 
+enum class SendOutcome {
+  kSent,  // taken by ZeroMQ
+  kFull,  // the peer's queue is full (its high-water mark): try again later
+  kGone,  // a ROUTER with SetRouterMandatory has no such peer (it disconnected)
+};
+
 class Socket {
  public:
   // A ROUTER hands a routing id over to the newest connection that claims it, so a worker that
@@ -55,6 +61,9 @@ class Socket {
   // Messages queued per peer in each direction before ZeroMQ pushes back: it refuses sends to
   // that peer, or stops reading that peer's connection until the queue drains.
   void SetHighWaterMarks(int send, int receive);
+  // ROUTER only: a send to an unknown peer, or to one whose queue is full, fails (see TrySend)
+  // instead of being dropped in silence.
+  void SetRouterMandatory();
 
   // CURVE (before Bind): this socket is a server with `keys`; every peer must know keys.public_key.
   // With a non-empty `zap_domain`, each handshake is put to the ZapServer of the same Context,
@@ -79,6 +88,8 @@ class Socket {
   // Sends all frames as one message without blocking; a full queue or unknown ROUTER peer drops
   // the message and returns Unavailable. For a ROUTER, frames[0] is the peer identity.
   Status Send(const Frames& frames);
+  // As Send, telling a full queue from a peer that is gone.
+  SendOutcome TrySend(const Frames& frames);
   // Non-blocking; nullopt when nothing is waiting. `user_id`, when given, receives the ZAP
   // "User-Id" of the connection the message came on (empty without ZAP).
   std::optional<Frames> Receive(std::string* user_id = nullptr);

@@ -14,6 +14,8 @@ using protocol::Envelope;
 
 namespace {
 constexpr int kMaxMessagesPerTurn = 2000;
+// Eight checkpoint chunks: a burst of ckpt_read costs at most this much before it is sent.
+constexpr size_t kMaxOutboxBytesPerTurn = 64 << 20;
 constexpr Millis kLivenessCheckEveryMs = 250;
 constexpr Millis kPassEveryMs = 1000;
 
@@ -190,7 +192,7 @@ void SchedulerService::Turn(int wait_ms) {
   }
   NoticeAdminChanges();
   std::string connection;
-  for (int i = 0; i < kMaxMessagesPerTurn; ++i) {
+  for (int i = 0; i < kMaxMessagesPerTurn && outbox_bytes_ < kMaxOutboxBytesPerTurn; ++i) {
     auto frames = transport_->Receive(&connection);
     if (!frames) break;
     HandleOne(*frames, connection);
@@ -237,6 +239,7 @@ void SchedulerService::SendOutbox() {
     if (!sent.ok()) spdlog::debug("reply dropped: {}", sent.ToString());
   }
   outbox_.clear();
+  outbox_bytes_ = 0;
 }
 
 void SchedulerService::HandleMessage(const transport::Frames& frames,

@@ -151,6 +151,7 @@ class SchedulerService {
   void Send(const std::string& peer, const M& message, const std::string& id = "",
             transport::Frames binary = {}) {
     outbox_.push_back({peer, protocol::Encode(message, id, std::move(binary))});
+    for (const auto& frame : outbox_.back().second) outbox_bytes_ += frame.size();
   }
 
   // Access control (access_control.cpp).
@@ -327,6 +328,9 @@ class SchedulerService {
   // Every job's state changes, and the view of unfinished jobs that scheduling reads.
   JobTable jobs_;
   std::vector<std::pair<std::string, transport::Frames>> outbox_;
+  // Bytes put in the outbox this turn (rolled-back replies included): a turn stops taking
+  // messages past kMaxOutboxBytesPerTurn, so replies never pile up in memory before they are sent.
+  size_t outbox_bytes_ = 0;
   std::vector<CheckpointRecord>
       deleted_checkpoints_;  // rows deleted this turn; files go after commit
   bool dirty_ = true;  // something changed that a scheduling pass could act on

@@ -2,6 +2,11 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
+#include "common/file_util.h"
+#include "scheduler/service/outbound_queues.h"
+
 namespace kiln::service {
 
 namespace {
@@ -10,6 +15,13 @@ namespace {
 // ZeroMQ stops reading it (the other connections are still served, fair-queued).
 constexpr int64_t kMaxMessageBytes = 16 << 20;
 constexpr int kMaxQueuedPerConnection = 256;
+// Replies ZeroMQ holds for one connection (a few: a high-water mark counts messages, and one
+// checkpoint chunk is 8 MiB); more wait in OutboundQueues, up to kMaxWaitingPerConnection bytes,
+// past which the connection is cut off. An honest client has one request out at a time.
+constexpr int kZmqQueuedPerConnection = 4;
+constexpr int64_t kMaxWaitingPerConnection = 24 << 20;
+// While replies wait, the loop wakes this often to offer them again.
+constexpr int kRetrySendMs = 5;
 constexpr const char* kZapDomain = "kiln";
 
 class ZmqServiceTransport final : public ServiceTransport {
@@ -21,24 +33,43 @@ class ZmqServiceTransport final : public ServiceTransport {
   const std::string& endpoint() const override { return endpoint_; }
 
   void Wait(int wait_ms, const ConnectionDecider& decide) override {
+    if (queues_.HasWaiting()) wait_ms = std::min(wait_ms, kRetrySendMs);
     transport::Poller poller;
     poller.AddSocket(*socket_);
     poller.AddSocket(zap_->socket());
     Status waited = poller.Wait(wait_ms);
     if (!waited.ok()) spdlog::warn("{}", waited.ToString());
     zap_->AnswerPending(decide);
+    queues_.Flush(try_send_);
   }
 
   std::optional<transport::Frames> Receive(std::string* connection) override {
-    return socket_->Receive(connection);
+    while (true) {
+      auto frames = socket_->Receive(connection);
+      if (!frames || frames->empty() || !queues_.IsCutOff(frames->front())) return frames;
+    }
   }
 
-  Status Send(const transport::Frames& frames) override { return socket_->Send(frames); }
+  Status Send(const transport::Frames& frames) override {
+    if (frames.empty()) return Status::InvalidArgument("cannot send an empty message");
+    if (queues_.IsCutOff(frames[0])) return Status::Unavailable("connection was cut off");
+    if (queues_.Send(frames, try_send_)) {
+      spdlog::warn(
+          "cut off connection {}: it left more than {} MiB of replies unread (a client that "
+          "sends requests without reading the answers); its requests are ignored from now on",
+          HexOf(reinterpret_cast<const unsigned char*>(frames[0].data()), frames[0].size()),
+          kMaxWaitingPerConnection >> 20);
+      return Status::Unavailable("connection cut off");
+    }
+    return Status::Ok();
+  }
 
  private:
   std::unique_ptr<transport::ZapServer> zap_;
   std::unique_ptr<transport::Socket> socket_;
   std::string endpoint_;
+  OutboundQueues queues_{kMaxWaitingPerConnection};
+  TrySend try_send_ = [this](const transport::Frames& f) { return socket_->TrySend(f); };
 };
 
 }  // namespace
@@ -51,7 +82,8 @@ Result<std::unique_ptr<ServiceTransport>> BindZmqTransport(transport::Context& c
   if (!zap.ok()) return zap.status();
   auto socket = std::make_unique<transport::Socket>(context, transport::SocketKind::kRouter,
                                                     kMaxMessageBytes);
-  socket->SetHighWaterMarks(100000, kMaxQueuedPerConnection);
+  socket->SetHighWaterMarks(kZmqQueuedPerConnection, kMaxQueuedPerConnection);
+  socket->SetRouterMandatory();
   KILN_RETURN_IF_ERROR(socket->MakeCurveServer(keys, kZapDomain));
   auto endpoint = socket->Bind(listen);
   if (!endpoint.ok()) return endpoint.status();

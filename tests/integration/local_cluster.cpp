@@ -171,6 +171,7 @@ LocalCluster::~LocalCluster() {
 }
 
 pid_t LocalCluster::worker_pid() const { return worker_ ? worker_->pid() : -1; }
+pid_t LocalCluster::scheduler_pid() const { return scheduler_ ? scheduler_->pid() : -1; }
 
 namespace {
 bool HasFlag(const std::vector<std::string>& args, const std::string& flag) {
@@ -228,8 +229,10 @@ transport::CurveKeyPair LocalCluster::worker_cluster_keys() const {
   return *keys;
 }
 
-std::string LocalCluster::admin_token() const {
-  json j = json::parse(Slurp(dir_ + "/admin.json"), nullptr, false);
+std::string LocalCluster::admin_token() const { return TokenOf(dir_ + "/admin.json"); }
+
+std::string LocalCluster::TokenOf(const std::string& credentials) const {
+  json j = json::parse(Slurp(credentials), nullptr, false);
   return j.is_object() ? j.value("token", "") : "";
 }
 

@@ -49,6 +49,7 @@ class LocalCluster {
   const std::string& endpoint() const { return endpoint_; }
   const std::string& worker_name() const { return worker_name_; }
   pid_t worker_pid() const;
+  pid_t scheduler_pid() const;
 
   // Starts the scheduler on the state dir; after the first start, on the same address.
   void StartScheduler();
@@ -80,6 +81,8 @@ class LocalCluster {
   std::string server_key() const;
   transport::CurveKeyPair worker_cluster_keys() const;
   std::string admin_token() const;
+  // The token in a credentials file AddUser wrote.
+  std::string TokenOf(const std::string& credentials) const;
   // Connects `socket` to the scheduler over CURVE: as an admitted worker (the cluster key), or as
   // a client with a fresh key (which then needs a token in each envelope).
   void ConnectSecurely(transport::Socket& socket, bool as_worker) const;

@@ -18,15 +18,23 @@ namespace kiln::testing {
 using kiln::protocol::DecodeEnvelope;
 using kiln::protocol::Envelope;
 
-// A raw DEALER that sends arbitrary frames over CURVE: as a client it adds the admin's token to
-// every envelope that is a JSON object; as a worker it holds the cluster key.
+// A raw DEALER that sends arbitrary frames over CURVE: as a client it adds a user's token (the
+// admin's unless given) to every envelope that is a JSON object; as a worker it holds the cluster
+// key.
 class RawClient {
  public:
-  explicit RawClient(const LocalCluster& cluster, bool as_worker = false)
+  // `token`: the user it speaks for (the admin's when empty); ignored for a worker.
+  // `receive_queue`: how many messages ZeroMQ takes off the wire for it unread (0: the default).
+  explicit RawClient(const LocalCluster& cluster, bool as_worker = false, std::string token = "",
+                     int receive_queue = 0)
       : socket_(context_, kiln::transport::SocketKind::kDealer),
-        token_(as_worker ? "" : cluster.admin_token()) {
+        token_(as_worker       ? ""
+               : token.empty() ? cluster.admin_token()
+                               : std::move(token)) {
+    if (receive_queue > 0) socket_.SetHighWaterMarks(100000, receive_queue);
     cluster.ConnectSecurely(socket_, as_worker);
   }
+  kiln::transport::Socket& socket() { return socket_; }
   Envelope Call(const transport::Frames& frames) {
     REQUIRE(socket_.Send(WithToken(frames)).ok());
     kiln::transport::Poller poller;
