@@ -10,7 +10,9 @@
 #  (e) scheduler memory (VmHWM) with 100,000 pending jobs (baseline: the idle daemon);
 #  (f) submit -> every rank running with uid mapping on (a root agent starting the job as the
 #      account kiln-bench) against off (the agent itself runs as kiln-bench and starts it as
-#      itself: no lookup, chown, clean environment or uid switch). Creates the account (useradd).
+#      itself: no lookup, chown, clean environment or uid switch). Creates the account (useradd);
+#  (g) the agent's CPU use while 8 ranks of one job run, with the memory watchdog (memory_per_rank
+#      set) against without: the watchdog's cost (target: under 1 % of one core).
 # KILN_BENCH_QUICK=1 shrinks the sizes. KILN_BENCH_SLURM=0 skips (c)'s Slurm side.
 # KILN_BENCH_PARTS="a b c d" picks parts ((e) runs with (b)).
 # Ends with one JSON line per measure.
@@ -19,7 +21,7 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$repo/scripts/setup.sh" >/dev/null
 bin="${KILN_BUILD_DIR:-$repo/build}"
 quick="${KILN_BENCH_QUICK:-0}"
-parts="${KILN_BENCH_PARTS:-a b c d f}"
+parts="${KILN_BENCH_PARTS:-a b c d f g}"
 dir=$(mktemp -d /tmp/kiln-bench-sched-XXXXXX)
 chmod 755 "$dir"  # the Slurm side runs munged as the munge user, under this folder
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
@@ -207,6 +209,51 @@ on_p50=$(field "$(cat "$dir/map-on.latency")" ranks_p50_ms)
 echo "uid mapping on: p50 $on_p50 ms; off (agent runs as the account): p50 $off_p50 ms"
 emit scheduler submit_to_ranks_p50_ms_uid_mapping_on "$on_p50" ms "$off_p50" \
   "$(awk -v b="$off_p50" 'BEGIN {print 1.05 * b}')" lower
+fi
+
+if part g; then
+echo "== (g) the memory watchdog's CPU cost: the agent with 8 ranks running, with and without memory_per_rank"
+window=$([ "$quick" = 1 ] && echo 10 || echo 30)
+spec8="$dir/spec8.json"
+agent_cpu() {  # agent_cpu NAME MEMORY_PER_RANK|none: the agent's CPU seconds over $window s
+  local name=$1 memory=$2 work="$dir/work-$1" wpid id
+  start_scheduler "$name"
+  mkdir -p "$work"
+  "$bin/kiln-worker" --scheduler "$endpoint" --name "$name" --slots 8 --work-dir "$work" \
+    --server-key "$state/server.pub" --key-file "$state/worker-cluster.key" >"$dir/$name-worker.log" 2>&1 &
+  wpid=$!
+  pids+=("$wpid")
+  for _ in $(seq 100); do KILN_SCHEDULER="$endpoint" "$bin/kiln" nodes 2>/dev/null | grep -q " UP " && break; sleep 0.1; done
+  python3 - "$spec" "$spec8" "$memory" <<'PY'
+import json, sys
+spec = json.load(open(sys.argv[1]))
+spec["resources"] = {"ranks": 8}
+if sys.argv[3] != "none":
+    spec["resources"]["memory_per_rank"] = sys.argv[3]
+json.dump(spec, open(sys.argv[2], "w"))
+PY
+  id=$(KILN_SCHEDULER="$endpoint" "$bin/kiln" submit "$spec8")
+  for _ in $(seq 600); do
+    [ "$(pgrep -c -x kiln-train 2>/dev/null || true)" -ge 8 ] && break
+    sleep 0.1
+  done
+  sleep 5  # past start-up: data generated, first steps taken
+  local t0 t1
+  t0=$(awk '{print $14 + $15}' "/proc/$wpid/stat")
+  sleep "$window"
+  t1=$(awk '{print $14 + $15}' "/proc/$wpid/stat")
+  KILN_SCHEDULER="$endpoint" "$bin/kiln" cancel "$id" >/dev/null || true
+  kill -TERM "$wpid" 2>/dev/null || true
+  wait "$wpid" 2>/dev/null || true
+  stop_scheduler
+  awk -v a="$t0" -v b="$t1" -v hz="$(getconf CLK_TCK)" -v w="$window" \
+    'BEGIN {printf "%.3f\n", 100 * (b - a) / hz / w}'
+}
+off_cpu=$(agent_cpu watch-off none 2>/dev/null)
+on_cpu=$(agent_cpu watch-on 1GiB 2>/dev/null)
+echo "agent CPU with 8 ranks: ${on_cpu}% of one core with the memory watchdog, ${off_cpu}% without"
+emit scheduler agent_cpu_percent_8_ranks_memory_watchdog "$on_cpu" "% of one core" "$off_cpu" \
+  "$(awk -v b="$off_cpu" 'BEGIN {print b + 1}')" lower
 fi
 
 printf '%s\n' "${results[@]}"

@@ -141,12 +141,7 @@ void SchedulerService::EndPlacement(const std::string& node, const AttemptKey& k
   if ((*removed)->job_waits_for_exit && !JobWaitsForAnExit(key.first)) ReleaseRequeued(key.first);
 }
 
-void SchedulerService::DieOnStoreError(const Status& status) {
-  spdlog::critical("cannot write the placement table, exiting without acknowledging {} "
-                   "messages: {}",
-                   outbox_.size(), status.ToString());
-  std::exit(70);
-}
+void SchedulerService::DieOnStoreError(const Status& status) { throw StoreWriteFailed(status); }
 
 void SchedulerService::ReleaseRequeued(int64_t job_id) {
   ActiveJob* a = jobs_.Find(job_id);

@@ -13,9 +13,6 @@ namespace kiln::service {
 using protocol::Envelope;
 
 namespace {
-constexpr int kMaxMessagesPerTurn = 2000;
-// Eight checkpoint chunks: a burst of ckpt_read costs at most this much before it is sent.
-constexpr size_t kMaxOutboxBytesPerTurn = 64 << 20;
 constexpr Millis kLivenessCheckEveryMs = 250;
 constexpr Millis kPassEveryMs = 1000;
 
@@ -184,19 +181,36 @@ void SchedulerService::Run(const std::atomic<bool>& stop) {
 void SchedulerService::Turn(int wait_ms) {
   transport_->Wait(wait_ms,
                    [this](const transport::ZapRequest& r) { return DecideConnection(r); });
+  if (read_only_ && !TryLeaveReadOnly()) return ReadOnlyTurn();
 
   Status begun = store_->Begin();
   if (!begun.ok()) {
     spdlog::error("cannot open transaction: {}", begun.ToString());
     return;
   }
-  NoticeAdminChanges();
-  std::string connection;
-  for (int i = 0; i < kMaxMessagesPerTurn && outbox_bytes_ < kMaxOutboxBytesPerTurn; ++i) {
-    auto frames = transport_->Receive(&connection);
-    if (!frames) break;
-    HandleOne(*frames, connection);
+  turn_requests_.clear();
+  Status committed;
+  try {
+    NoticeAdminChanges();
+    std::string connection;
+    for (int i = 0; i < kMaxMessagesPerTurn && outbox_bytes_ < kMaxOutboxBytesPerTurn; ++i) {
+      auto frames = transport_->Receive(&connection);
+      if (!frames) break;
+      HandleOne(*frames, connection);
+    }
+    RunTimersAndPass();
+    committed = store_->Commit();
+  } catch (const StoreWriteFailed& failed) {
+    committed = failed.status();
   }
+  // Nothing of a turn that did not commit may be acknowledged: it is undone, and its requests
+  // are answered with errors (EnterReadOnly).
+  if (!committed.ok()) return EnterReadOnly(committed);
+  RemoveFilesAfterCommit();
+  SendOutbox();
+}
+
+void SchedulerService::RunTimersAndPass() {
   const Millis now = clock_.MonotonicMs();
   if (now >= next_liveness_check_at_) {
     next_liveness_check_at_ = now + kLivenessCheckEveryMs;
@@ -219,17 +233,6 @@ void SchedulerService::Turn(int wait_ms) {
     const Millis took = clock_.MonotonicMs() - now;
     pass_allowed_at_ = now + 4 * took;
   }
-  Status committed = store_->Commit();
-  if (!committed.ok()) {
-    // Nothing of this turn is durable, so nothing of it may be acknowledged, and the in-memory
-    // view (workers, live attempts) may now disagree with the database. Exit without replying:
-    // a restart rebuilds everything from the database (Recover), which is still consistent.
-    spdlog::critical("commit failed, exiting without acknowledging {} messages: {}",
-                     outbox_.size(), committed.ToString());
-    std::exit(70);
-  }
-  RemoveFilesAfterCommit();
-  SendOutbox();
 }
 
 void SchedulerService::SendOutbox() {
@@ -244,9 +247,23 @@ void SchedulerService::SendOutbox() {
 
 void SchedulerService::HandleMessage(const transport::Frames& frames,
                                      const std::string& connection) {
+  if (read_only_ && !TryLeaveReadOnly()) {
+    if (!store_->Begin().ok()) return;
+    ServeReadOnly(frames, connection);
+    (void)store_->Rollback();
+    SendOutbox();
+    return;
+  }
   if (!store_->Begin().ok()) return;
-  HandleOne(frames, connection);
-  if (!store_->Commit().ok()) std::exit(70);
+  turn_requests_.clear();
+  Status committed;
+  try {
+    HandleOne(frames, connection);
+    committed = store_->Commit();
+  } catch (const StoreWriteFailed& failed) {
+    committed = failed.status();
+  }
+  if (!committed.ok()) return EnterReadOnly(committed);
   RemoveFilesAfterCommit();
   SendOutbox();
 }
@@ -261,6 +278,8 @@ void SchedulerService::HandleOne(const transport::Frames& frames, const std::str
   std::optional<std::string> internal;
   try {
     Dispatch(req);
+  } catch (const StoreWriteFailed&) {
+    throw;  // the whole turn is undone
   } catch (const std::exception& e) {
     // A handler bug must not take the daemon down with it: the message is undone and logged.
     internal = e.what();
@@ -341,6 +360,7 @@ void SchedulerService::Dispatch(Request& req) {
     return ReplyError(req, Status::InvalidArgument("message type \"" + e.type +
                                                    "\" is not accepted by the scheduler"));
   }
+  if (!route->second.from_worker) turn_requests_.push_back({req.peer, e.id});
   if (route->second.from_worker) {
     if (!AdmitWorkerMessage(req)) return;
     // Any message from a worker shows it is alive, not only heartbeats: after this loop stalled

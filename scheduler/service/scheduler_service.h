@@ -21,6 +21,7 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <unordered_map>
 
@@ -114,6 +115,9 @@ class SchedulerService {
     std::vector<std::string> policy_labels;
   };
   static constexpr Millis kLastSeenSaveEveryMs = 30000;
+  static constexpr int kMaxMessagesPerTurn = 2000;
+  // Eight checkpoint chunks: a burst of ckpt_read costs at most this much before it is sent.
+  static constexpr size_t kMaxOutboxBytesPerTurn = 64 << 20;
   // Replies that list (queue, logs) end a page at about this many bytes, far below the 4 MiB a
   // client accepts; the client asks for the next page.
   static constexpr size_t kMaxReplyBytes = 1 << 20;
@@ -137,6 +141,8 @@ class SchedulerService {
   // in-memory changes are rebuilt from the database. Refusals are still audited.
   void HandleOne(const transport::Frames& frames, const std::string& connection);
   void SendOutbox();  // after the commit that made its messages true
+  // A turn's timers (liveness, heartbeats, pruning) and its scheduling pass, when due.
+  void RunTimersAndPass();
 
   // Dispatch (scheduler_service.cpp): decodes the envelope, checks the sender (a worker's key, a
   // user's token) and calls the message's handler.
@@ -244,9 +250,18 @@ class SchedulerService {
   // job never runs two attempts at once, and the next resumes from the last checkpoint.
   void HoldUntilAttemptGone(int64_t job_id, int64_t attempt);
   bool JobWaitsForAnExit(int64_t job_id) const;
-  // A placement's writes failed: the database is unusable (disk full, I/O error). Exits like a
-  // failed commit does, without acknowledging anything; Recover rebuilds from what committed.
+  // A write the turn depends on failed (a placement's: disk full, I/O error): throws
+  // StoreWriteFailed, which undoes the whole turn (Turn -> EnterReadOnly).
   [[noreturn]] void DieOnStoreError(const Status& status);
+  // Read-only mode (read_only_mode.cpp). A turn whose commit fails (a full disk) is undone
+  // entirely: its replies are replaced by errors, memory is rebuilt from the database, and the
+  // scheduler then serves only what reads (queue, show, logs, nodes, checkpoints), refusing
+  // changes with an error that says why, until a probe write commits again (once a second).
+  void EnterReadOnly(const Status& why);
+  // Leaves read-only mode when a probe write commits; false while it still cannot.
+  bool TryLeaveReadOnly();
+  void ReadOnlyTurn();
+  void ServeReadOnly(const transport::Frames& frames, const std::string& connection);
   // What an attempt the scheduler did not place there (reported by a worker) holds on `node`, as
   // far as the job's records tell: its share of the attempt's ranks, GPUs and memory.
   Placement HoldingsOf(const JobRecord& job, int64_t attempt, const std::string& node);
@@ -349,6 +364,22 @@ class SchedulerService {
   Millis logs_pruned_until_ = 0;
   Millis events_pruned_until_ = 0;
   Millis next_pass_at_ = 0;
+  // Read-only mode: why the last commit failed, when to probe the disk next, and the client
+  // requests of this turn (peer, request id), which get an error if the turn is undone.
+  std::optional<Status> read_only_;
+  Millis next_write_probe_at_ = 0;
+  std::vector<std::pair<std::string, std::string>> turn_requests_;
+};
+
+// See DieOnStoreError.
+class StoreWriteFailed : public std::runtime_error {
+ public:
+  explicit StoreWriteFailed(Status status)
+      : std::runtime_error(status.ToString()), status_(std::move(status)) {}
+  const Status& status() const { return status_; }
+
+ private:
+  Status status_;
 };
 
 }  // namespace kiln::service

@@ -66,7 +66,8 @@ bool SqliteStatement::Step(Status* status) {
   int rc = sqlite3_step(stmt_);
   if (rc == SQLITE_ROW) return true;
   if (rc != SQLITE_DONE) {
-    *status = Status::IoError(std::string("sqlite step failed: ") + sqlite3_errmsg(db_));
+    *status = Status::IoError(std::string("sqlite step failed: ") + sqlite3_errmsg(db_) +
+                              (rc == SQLITE_FULL ? kDiskFullHint : ""));
   }
   return false;
 }

@@ -13,6 +13,9 @@ struct sqlite3_stmt;
 
 namespace kiln::service {
 
+// Added to the message of an SQLite error that is SQLITE_FULL.
+inline constexpr const char* kDiskFullHint = " (the disk that holds the scheduler's state is full)";
+
 // Prepared statements kept for reuse, by SQL text (preparing costs more than running a small
 // statement). Finalizes them on destruction, which must come before the database is closed.
 class StatementCache {

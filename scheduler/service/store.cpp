@@ -262,9 +262,11 @@ Status Store::Migrate() {
 
 Status Store::Exec(const std::string& sql) {
   char* error = nullptr;
-  if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &error) != SQLITE_OK) {
+  const int rc = sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &error);
+  if (rc != SQLITE_OK) {
     std::string message = error ? error : "unknown error";
     sqlite3_free(error);
+    if ((rc & 0xff) == SQLITE_FULL) message += kDiskFullHint;
     return Status::IoError("sqlite: " + message);
   }
   return Status::Ok();
@@ -289,6 +291,22 @@ Status Store::Rollback() {
   if (!in_transaction_) return Status::Ok();
   in_transaction_ = false;
   return Exec("ROLLBACK");
+}
+
+Status Store::ProbeWrite() {
+  if (in_transaction_) return Status::FailedPrecondition("a transaction is open");
+  for (const char* sql :
+       {"CREATE TABLE IF NOT EXISTS write_probe (filler BLOB)",
+        "INSERT INTO write_probe VALUES (zeroblob(65536))", "DELETE FROM write_probe"}) {
+    KILN_RETURN_IF_ERROR(Begin());
+    Status done = Exec(sql);
+    if (!done.ok()) {
+      (void)Rollback();
+      return done;
+    }
+    KILN_RETURN_IF_ERROR(Commit());
+  }
+  return Status::Ok();
 }
 
 Status Store::Savepoint() { return Exec("SAVEPOINT message"); }

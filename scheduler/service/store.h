@@ -199,6 +199,9 @@ class Store {
   Status Begin();
   Status Commit();
   Status Rollback();
+  // Outside any transaction: whether a transaction that grows the database commits now (a full
+  // disk refuses it). Adds a 64 KiB row to a table of its own, commits, and removes it again.
+  Status ProbeWrite();
   bool InTransaction() const { return in_transaction_; }
   // A savepoint inside the open transaction: one per message, so that a handler that fails
   // leaves none of its writes. RollbackToSavepoint keeps the savepoint open; Release ends it.

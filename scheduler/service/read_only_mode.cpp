@@ -1,0 +1,133 @@
+// Read-only mode: what the scheduler does while it cannot write its database (a full disk).
+// See SchedulerService::EnterReadOnly in scheduler_service.h.
+#include <spdlog/spdlog.h>
+
+#include <unordered_set>
+
+#include "common/config.h"
+#include "scheduler/service/scheduler_service.h"
+
+namespace kiln::service {
+
+namespace {
+
+constexpr Millis kWriteProbeEveryMs = 1000;
+
+// Requests that only read, and so are served while nothing can be written.
+bool OnlyReads(const std::string& type) {
+  static const std::unordered_set<std::string> kReads = {
+      protocol::WhoAmIRequest::kType, protocol::QueueRequest::kType,
+      protocol::ShowRequest::kType,   protocol::LogsRequest::kType,
+      protocol::NodesRequest::kType,  protocol::CheckpointsRequest::kType,
+      protocol::CheckpointRead::kType};
+  return kReads.count(type) != 0;
+}
+
+// Messages of the worker protocol: dropped unanswered; each is sent again until acknowledged
+// (exits, log lines, checkpoints) or soon replaced (heartbeats, progress).
+bool FromWorker(const std::string& type) {
+  static const std::unordered_set<std::string> kWorker = {
+      protocol::RegisterWorker::kType,  protocol::Heartbeat::kType,
+      protocol::AccountReport::kType,   protocol::JobStarted::kType,
+      protocol::LogBatch::kType,        protocol::ProgressReport::kType,
+      protocol::CheckpointBegin::kType, protocol::CheckpointChunk::kType,
+      protocol::JobExited::kType};
+  return kWorker.count(type) != 0;
+}
+
+Status RefusedChange(const Status& why) {
+  return Status::Unavailable(
+      "the scheduler cannot save changes now (" + why.message() +
+      "); nothing of this request was done. Reads (queue, show, logs, nodes, ckpt ls/pull) still "
+      "work. An admin must free space where the scheduler keeps its state (its log names the "
+      "folder); then try again");
+}
+
+}  // namespace
+
+void SchedulerService::EnterReadOnly(const Status& why) {
+  (void)store_->Rollback();  // when the failed commit left the transaction open
+  outbox_.clear();
+  outbox_bytes_ = 0;
+  deleted_checkpoints_.clear();
+  Status rebuilt = RebuildFromStore();
+  if (!rebuilt.ok()) {
+    spdlog::critical("cannot read the database either, exiting: {}", rebuilt.ToString());
+    std::exit(70);
+  }
+  dirty_ = true;
+  if (!read_only_) {
+    spdlog::error(
+        "cannot write the database in {}: {}. This turn was undone ({} requests "
+        "refused); changes are refused until a write succeeds again (tried every "
+        "second), reads are still served",
+        options_.state_dir, why.ToString(), turn_requests_.size());
+  }
+  read_only_ = why;
+  next_write_probe_at_ = clock_.MonotonicMs() + kWriteProbeEveryMs;
+  const Status refused = RefusedChange(why);
+  for (const auto& [peer, id] : turn_requests_) {
+    if (peer.empty()) continue;
+    Send(peer, protocol::ErrorReply{StatusCodeName(refused.code()), refused.message(), {}}, id);
+  }
+  turn_requests_.clear();
+  SendOutbox();
+}
+
+bool SchedulerService::TryLeaveReadOnly() {
+  const Millis now = clock_.MonotonicMs();
+  if (now < next_write_probe_at_) return false;
+  next_write_probe_at_ = now + kWriteProbeEveryMs;
+  Status probe = store_->ProbeWrite();
+  if (!probe.ok()) {
+    read_only_ = probe;
+    return false;
+  }
+  spdlog::warn("the database in {} can be written again: accepting changes", options_.state_dir);
+  read_only_.reset();
+  dirty_ = true;
+  return true;
+}
+
+void SchedulerService::ReadOnlyTurn() {
+  if (!store_->Begin().ok()) return;
+  try {
+    NoticeAdminChanges();
+    std::string connection;
+    for (int i = 0; i < kMaxMessagesPerTurn && outbox_bytes_ < kMaxOutboxBytesPerTurn; ++i) {
+      auto frames = transport_->Receive(&connection);
+      if (!frames) break;
+      ServeReadOnly(*frames, connection);
+    }
+  } catch (const StoreWriteFailed& failed) {
+    spdlog::warn("a read failed in read-only mode: {}", failed.status().ToString());
+  }
+  // Workers must keep hearing from the scheduler, or their agents stop the jobs after a lease.
+  const Millis now = clock_.MonotonicMs();
+  if (now >= next_heartbeat_at_) {
+    next_heartbeat_at_ = now + kHeartbeatIntervalMs;
+    HeartbeatWorkers();
+  }
+  (void)store_->Rollback();  // whatever a read wrote (audit rows) cannot be kept
+  SendOutbox();
+}
+
+void SchedulerService::ServeReadOnly(const transport::Frames& frames,
+                                     const std::string& connection) {
+  if (frames.size() < 2) return;
+  auto envelope = protocol::DecodeEnvelope(frames[1]);
+  if (!envelope.ok()) return HandleOne(frames, connection);  // answered with the decode error
+  if (OnlyReads(envelope->type)) return HandleOne(frames, connection);
+  if (FromWorker(envelope->type)) {
+    // Unanswered, but it shows the worker is alive: it must not be declared lost meanwhile.
+    if (auto name = node_of_peer_.find(frames[0]); name != node_of_peer_.end()) {
+      monitor_.Heard(name->second, clock_.MonotonicMs());
+    }
+    return;
+  }
+  const Status refused = RefusedChange(*read_only_);
+  Send(frames[0], protocol::ErrorReply{StatusCodeName(refused.code()), refused.message(), {}},
+       envelope->id);
+}
+
+}  // namespace kiln::service
