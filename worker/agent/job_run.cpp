@@ -65,6 +65,14 @@ Result<std::unique_ptr<JobRun>> JobRun::Start(const JobRunConfig& config,
   run->report_key_ = report_keys->public_key;
   run->cpu_ids_ = std::move(cpu_ids);
   run->as_ = std::move(as);
+  if (config.cgroup != nullptr) {
+    const int64_t per_rank = run->spec_.resources.memory_per_rank;
+    auto made = config.cgroup->CreateAttempt(
+        "job-" + std::to_string(launch.job_id) + "-attempt-" + std::to_string(launch.attempt),
+        per_rank > 0 ? per_rank * launch.ranks : 0);
+    if (!made.ok()) return made.status();
+    run->cgroup_dir_ = *made;
+  }
   if (run->memory_sampler_) {  // only the account's processes count (owner())
     run->memory_sampler_.emplace(
         run->tag_, std::filesystem::path(config.trainer_path).filename().string(), run->owner());
@@ -139,6 +147,9 @@ JobRun::JobRun(const JobRunConfig& config, const protocol::LaunchJob& launch, st
 JobRun::~JobRun() {
   if (group_ && !group_->TryReap()) group_->SignalGroup(SIGKILL);
   KillTagged(ExactTag(tag_), SIGKILL);  // a member's detached daemon and ranks too
+  // Everything in the attempt's cgroup, even a process that shed its tag and session. A cgroup
+  // whose processes are still dying stays; the next attempt of that name clears it.
+  if (!cgroup_dir_.empty()) (void)KillAndRemoveAttemptCgroup(cgroup_dir_);
 }
 
 std::vector<std::pair<std::string, std::string>> JobRun::RankEnvironment() const {
@@ -217,7 +228,7 @@ Status JobRun::StartProcess() {
     argv.push_back("--resume");
     argv.push_back(launch_.resume_path.empty() ? run_dir_ + "/resume.ckpt" : launch_.resume_path);
   }
-  auto group = ProcessGroup::Start(argv, env, run_dir_, tag_, as_ ? &*as_ : nullptr);
+  auto group = StartGroup(argv, env);
   if (!group.ok()) return group.status();
   group_ = std::move(group).value();
   sink_(protocol::Encode(protocol::JobStarted{job_id_, attempt_, group_->pid()}));
@@ -226,10 +237,25 @@ Status JobRun::StartProcess() {
   return Status::Ok();
 }
 
+Result<ProcessGroup> JobRun::StartGroup(
+    const std::vector<std::string>& argv,
+    const std::vector<std::pair<std::string, std::string>>& env) {
+  int procs = -1;
+  if (!cgroup_dir_.empty()) {
+    const std::string path = cgroup_dir_ + "/cgroup.procs";
+    procs = ::open(path.c_str(), O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (procs < 0) {
+      return Status::IoError("cannot open " + path + ": " + std::strerror(errno));
+    }
+  }
+  auto group = ProcessGroup::Start(argv, env, run_dir_, tag_, as_ ? &*as_ : nullptr, procs);
+  if (procs >= 0) ::close(procs);
+  return group;
+}
+
 Status JobRun::StartRemote(const std::string& command, const std::string& requester) {
   if (!ReadyForRemote()) return Status::FailedPrecondition("not ready for a remote command");
-  auto group = ProcessGroup::Start({"/bin/sh", "-c", command}, RankEnvironment(), run_dir_, tag_,
-                                   as_ ? &*as_ : nullptr);
+  auto group = StartGroup({"/bin/sh", "-c", command}, RankEnvironment());
   if (!group.ok()) return group.status();
   group_ = std::move(group).value();
   remote_requester_ = requester;
@@ -382,6 +408,13 @@ protocol::JobExited JobRun::WithRankFailure(protocol::JobExited exited) const {
     if (exited.exit_code == 0 && exited.signal == 0) exited.exit_code = 1;
     exited.rank_error = *watchdog_reason_;
     exited.permanent = watchdog_permanent_;
+    return exited;
+  }
+  if (!cgroup_dir_.empty() && OomKillsOf(cgroup_dir_) > 0) {
+    if (exited.exit_code == 0 && exited.signal == 0) exited.exit_code = 1;
+    exited.rank_error =
+        CgroupOomReason(launch_.ranks, spec_.resources.memory_per_rank, job_id_, config_.node_name);
+    exited.permanent = true;  // as the watchdog's OutOfMemory: the same job needs the same memory
     return exited;
   }
   if (exited.exit_code == 0 && exited.signal == 0) return exited;

@@ -28,6 +28,7 @@
 #include "common/protocol/codec.h"
 #include "common/safe_open.h"
 #include "common/transport/socket.h"
+#include "worker/agent/cgroup.h"
 #include "worker/agent/checkpoint_uploader.h"
 #include "worker/agent/memory_watch.h"
 #include "worker/agent/process_group.h"
@@ -43,6 +44,8 @@ struct JobRunConfig {
   std::string rsh_path;      // kiln-rsh, OpenMPI's rsh agent for gangs on several nodes
   std::string mpirun_path = "mpirun";
   Millis kill_grace_ms = 3000;  // SIGTERM, then SIGKILL after this long
+  // The delegated cgroup each attempt gets a child of (cgroup.h); none: the watchdog alone.
+  const DelegatedCgroup* cgroup = nullptr;
 };
 
 class JobRun {
@@ -94,6 +97,9 @@ class JobRun {
          std::unique_ptr<transport::Socket> reports, Sink sink, LineSink lines,
          CheckpointSink on_checkpoint);
   Status StartProcess();
+  // Starts the attempt's first process (as its account, in its cgroup when there is one).
+  Result<ProcessGroup> StartGroup(const std::vector<std::string>& argv,
+                                  const std::vector<std::pair<std::string, std::string>>& env);
   // OMP/BLAS threads, KILN_* variables, GPU ids, run-as-root: what the ranks' processes need.
   std::vector<std::pair<std::string, std::string>> RankEnvironment() const;
   std::optional<protocol::JobExited> PumpMember(Millis now);
@@ -135,6 +141,7 @@ class JobRun {
   int64_t fetched_ = 0;
   std::vector<int> cpu_ids_;                   // pinned CPUs (empty: not pinned)
   std::optional<RunAs> as_;                    // the job's account (none: the agent's)
+  std::string cgroup_dir_;                     // the attempt's cgroup (empty: none)
   // The uid every process of the attempt has: only processes of it are counted or stopped as
   // the attempt's (any process may carry its run tag).
   uid_t owner() const { return as_ ? as_->uid : ::geteuid(); }

@@ -1,6 +1,8 @@
 // kiln-worker: parses flags and runs the node agent until SIGTERM/SIGINT.
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <climits>
 #include <csignal>
 #include <cstdio>
@@ -8,14 +10,12 @@
 #include <filesystem>
 #include <optional>
 
-#include <CLI/CLI.hpp>
-#include <spdlog/spdlog.h>
-
 #include "common/config.h"
 #include "common/logging.h"
 #include "common/quantities.h"
 #include "common/transport/curve.h"
 #include "worker/agent/agent.h"
+#include "worker/agent/cgroup.h"
 
 namespace {
 std::atomic<bool> g_stop{false};
@@ -76,6 +76,11 @@ int main(int argc, char** argv) {
   app.add_flag("--no-pin-cpus", no_pin_cpus,
                "let ranks float over every CPU instead of pinning each single-node attempt's "
                "ranks to CPUs of their own (for several agents on one machine)");
+  std::string cgroup;
+  app.add_option("--cgroup", cgroup,
+                 "a cgroup v2 folder delegated to the agent (or \"self\": its own, as systemd's "
+                 "Delegate=yes gives it): each attempt gets a child cgroup whose memory.max is its "
+                 "ranks' memory_per_rank; without it the agent's watchdog alone enforces memory");
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   auto keep_s = keep_run_dirs == "0" ? std::optional<int64_t>(0) : kiln::ParseDuration(keep_run_dirs);
@@ -92,6 +97,18 @@ int main(int argc, char** argv) {
   options.run.kill_grace_ms = static_cast<kiln::Millis>(kill_grace_s * 1000);
 
   kiln::InitLogging("worker", log_level);
+  std::optional<kiln::agent::DelegatedCgroup> delegated;
+  if (!cgroup.empty()) {
+    auto opened = kiln::agent::DelegatedCgroup::Open(cgroup);
+    if (!opened.ok()) {
+      spdlog::error("cannot start: {}", opened.status().message());
+      return 2;
+    }
+    delegated.emplace(std::move(opened).value());
+    options.run.cgroup = &*delegated;
+    spdlog::info("attempts run in cgroups under {} (memory.max from memory_per_rank)",
+                 delegated->root());
+  }
   if (server_key.empty()) {
     const char* env = std::getenv("KILN_SERVER_KEY");
     server_key = env != nullptr ? env : "";

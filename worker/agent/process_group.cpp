@@ -19,7 +19,7 @@ namespace kiln::agent {
 Result<ProcessGroup> ProcessGroup::Start(
     const std::vector<std::string>& argv,
     const std::vector<std::pair<std::string, std::string>>& env, const std::string& cwd,
-    const std::string& tag, const RunAs* as) {
+    const std::string& tag, const RunAs* as, int join_cgroup_fd) {
   if (argv.empty()) return Status::InvalidArgument("empty command");
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) {
@@ -61,6 +61,11 @@ Result<ProcessGroup> ProcessGroup::Start(
     return Status::IoError(std::string("fork: ") + std::strerror(errno));
   }
   if (pid == 0) {
+    if (join_cgroup_fd >= 0 && ::write(join_cgroup_fd, "0", 1) != 1) {
+      const char msg[] = "kiln-worker: cannot join the attempt's cgroup\n";
+      (void)!::write(fds[1], msg, sizeof msg - 1);
+      _exit(126);
+    }
     ::setsid();  // new session and process group, led by this child
     ::dup2(fds[1], STDOUT_FILENO);
     ::dup2(fds[1], STDERR_FILENO);

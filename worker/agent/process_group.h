@@ -26,11 +26,12 @@ class ProcessGroup {
   // Starts argv[0] (searched in PATH) with `env` added to this process's environment, in `cwd`.
   // With `as`: the child takes the account's groups, gid and uid (then PR_SET_NO_NEW_PRIVS)
   // before it enters `cwd`, and its environment is CleanEnvironment(*as) plus `env`, none of
-  // this process's.
+  // this process's. With `join_cgroup_fd` (an open cgroup.procs of a cgroup v2 folder), the
+  // child moves itself into that cgroup before anything else, so all it starts is inside.
   static Result<ProcessGroup> Start(const std::vector<std::string>& argv,
                                     const std::vector<std::pair<std::string, std::string>>& env,
                                     const std::string& cwd, const std::string& tag,
-                                    const RunAs* as = nullptr);
+                                    const RunAs* as = nullptr, int join_cgroup_fd = -1);
   ProcessGroup(ProcessGroup&& other) noexcept;
   ProcessGroup& operator=(ProcessGroup&& other) noexcept;
   ~ProcessGroup();
