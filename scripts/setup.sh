@@ -14,6 +14,7 @@ packages=(
   libzmq3-dev cppzmq-dev
   nlohmann-json3-dev libcli11-dev libspdlog-dev catch2
   libsqlite3-dev zlib1g-dev libssl-dev
+  libcpp-httplib-dev python3-prometheus-client
   dataset-fashion-mnist
   procps psmisc
   tcpdump iproute2 util-linux
