@@ -153,6 +153,7 @@ void SchedulerService::OnSubmit(Request& req) {
   spdlog::debug("job {} \"{}\" submitted by {} ({} ranks)", *id, job.name, job.user, job.ranks);
   submitted_ = true;
   Audit(req, "submit", "job " + std::to_string(*id), Status::Ok(), job.name);
+  metrics_.Add("kiln_submits_total", {});
   protocol::SubmitReply reply{*id, false, SubmitWarning(tracked)};
   Reply(req, reply);
 }

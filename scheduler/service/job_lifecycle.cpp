@@ -15,6 +15,7 @@ Status SchedulerService::Transition(JobRecord& job, core::JobEvent event,
   auto ended = jobs_.Transition(job, event, reason, now);
   if (!ended.ok()) return ended.status();
   dirty_ = true;
+  CountTransition(job, now);
   if (!ended->has_value()) return Status::Ok();
   // The attempt ended: charge what it used to its user's fair share. Nothing to charge (no
   // entry) when it ended the millisecond it started, or the wall clock stepped back.

@@ -1,17 +1,19 @@
 // kiln-scheduler: parses flags and runs the SchedulerService until SIGTERM/SIGINT.
-#include <csignal>
-#include <cstdio>
-#include <map>
-#include <optional>
+#include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
-#include <spdlog/spdlog.h>
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <optional>
 
 #include "common/clock.h"
 #include "common/config.h"
 #include "common/logging.h"
 #include "common/quantities.h"
 #include "scheduler/service/admin_commands.h"
+#include "scheduler/service/http_server.h"
 #include "scheduler/service/scheduler_service.h"
 
 namespace {
@@ -31,6 +33,11 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--state-dir", options.state_dir, "directory for the SQLite state and checkpoints")
       ->required();
+  std::string http;
+  app.add_option("--http", http,
+                 "HOST:PORT for the HTTP server (GET /metrics: Prometheus metrics), e.g. "
+                 "127.0.0.1:9470; PORT 0 picks a free one (written to STATE_DIR/http_endpoint). "
+                 "Keep it on loopback unless the network is trusted; off when not given");
   app.add_option("--worker-timeout", worker_timeout_s,
                  "seconds of silence after which a worker is DOWN")
       ->capture_default_str()
@@ -132,6 +139,21 @@ int main(int argc, char** argv) {
   if (!service.ok()) {
     spdlog::error("cannot start: {}", service.status().ToString());
     return 1;
+  }
+  std::unique_ptr<kiln::service::HttpServer> http_server;
+  if (!http.empty()) {
+    auto started = kiln::service::HttpServer::Start(http);
+    if (!started.ok()) {
+      spdlog::error("cannot start: {}", started.status().message());
+      return 2;
+    }
+    http_server = std::move(started).value();
+    kiln::service::HttpServer* server = http_server.get();
+    (*service)->SetMetricsSink(
+        [server](std::string text) { server->PublishMetrics(std::move(text)); });
+    const std::string endpoint_file = options.state_dir + "/http_endpoint";
+    std::ofstream(endpoint_file) << http_server->url() << "\n";
+    spdlog::info("HTTP on {} (/metrics)", http_server->url());
   }
   (*service)->Run(g_stop);
   return 0;

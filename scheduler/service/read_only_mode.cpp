@@ -110,6 +110,7 @@ void SchedulerService::ReadOnlyTurn() {
   }
   (void)store_->Rollback();  // whatever a read wrote (audit rows) cannot be kept
   SendOutbox();
+  if (now >= next_metrics_at_) PublishMetrics();
 }
 
 void SchedulerService::ServeReadOnly(const transport::Frames& frames,

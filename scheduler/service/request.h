@@ -23,6 +23,7 @@ struct Request {
   std::string connection_key;       // the CURVE public key of the connection ("" if none)
   core::Caller caller;              // who sent it, once authenticated
   bool failed = false;              // answered with an error: its writes are undone
+  bool known_type = false;          // its type is one the scheduler accepts
   std::vector<AuditRecord> audit;   // its audit rows, written when it ends
 };
 

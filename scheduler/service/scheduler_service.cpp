@@ -1,9 +1,10 @@
 #include "scheduler/service/scheduler_service.h"
 
+#include <spdlog/spdlog.h>
+
+#include <chrono>
 #include <cstdlib>
 #include <unordered_map>
-
-#include <spdlog/spdlog.h>
 
 #include "common/config.h"
 #include "common/file_util.h"
@@ -83,7 +84,9 @@ SchedulerService::SchedulerService(SchedulerOptions options, const Clock& clock,
       monitor_(options_.worker_timeout_ms),
       ledger_(options_.fair_share_half_life_s),
       placements_(*store_),
-      jobs_(*store_, options_.multi_node) {}
+      jobs_(*store_, options_.multi_node) {
+  DeclareMetrics();
+}
 
 SchedulerService::~SchedulerService() = default;
 
@@ -208,6 +211,7 @@ void SchedulerService::Turn(int wait_ms) {
   if (!committed.ok()) return EnterReadOnly(committed);
   RemoveFilesAfterCommit();
   SendOutbox();
+  if (clock_.MonotonicMs() >= next_metrics_at_) PublishMetrics();
 }
 
 void SchedulerService::RunTimersAndPass() {
@@ -226,7 +230,11 @@ void SchedulerService::RunTimersAndPass() {
     dirty_ = false;
     submitted_ = false;
     next_pass_at_ = now + kPassEveryMs;
+    const auto pass_started = std::chrono::steady_clock::now();
     SchedulingPass();
+    metrics_.Observe(
+        "kiln_scheduling_pass_seconds", {},
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - pass_started).count());
     // A pass over a long queue takes a while: leave the loop at least 3/4 of its time for
     // messages. Short queues pass in well under a millisecond, so an idle cluster still places
     // a job in the turn that received it.
@@ -276,6 +284,7 @@ void SchedulerService::HandleOne(const transport::Frames& frames, const std::str
   const int64_t changes_before = store_->TotalChanges();
   Request req(frames, core::KeyOfConnection(connection));
   std::optional<std::string> internal;
+  const auto started = std::chrono::steady_clock::now();
   try {
     Dispatch(req);
   } catch (const StoreWriteFailed&) {
@@ -313,6 +322,12 @@ void SchedulerService::HandleOne(const transport::Frames& frames, const std::str
   }
   Status released = store_->ReleaseSavepoint();
   if (!released.ok()) DieOnStoreError(released);
+  // By type only when the type is one the scheduler knows: no label a sender can invent.
+  const metrics::Labels type = {{"type", req.known_type ? req.envelope.type : "other"}};
+  metrics_.Add("kiln_requests_total", type);
+  metrics_.Observe(
+      "kiln_request_seconds", type,
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
 }
 
 void SchedulerService::Dispatch(Request& req) {
@@ -360,6 +375,7 @@ void SchedulerService::Dispatch(Request& req) {
     return ReplyError(req, Status::InvalidArgument("message type \"" + e.type +
                                                    "\" is not accepted by the scheduler"));
   }
+  req.known_type = true;
   if (!route->second.from_worker) turn_requests_.push_back({req.peer, e.id});
   if (route->second.from_worker) {
     if (!AdmitWorkerMessage(req)) return;

@@ -17,6 +17,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -27,6 +28,7 @@
 
 #include "common/clock.h"
 #include "common/job_spec.h"
+#include "common/metrics/registry.h"
 #include "common/protocol/codec.h"
 #include "scheduler/core/access_policy.h"
 #include "scheduler/core/accounts.h"
@@ -93,6 +95,9 @@ class SchedulerService {
   void Run(const std::atomic<bool>& stop);
   // One turn, waiting at most wait_ms for input. Exposed for tests.
   void Turn(int wait_ms);
+  // Receives the metrics text (Prometheus exposition, metrics.cpp) every kMetricsEveryMs, on
+  // the loop's thread; an HTTP server hands it out.
+  void SetMetricsSink(std::function<void(std::string)> sink);
   // Handles one message as a turn would (its own transaction; replies sent), as if it had come
   // from `connection` (the ZAP User-Id). For the fuzzer and tests that drive handlers directly.
   void HandleMessage(const transport::Frames& frames, const std::string& connection);
@@ -364,6 +369,16 @@ class SchedulerService {
   Millis logs_pruned_until_ = 0;
   Millis events_pruned_until_ = 0;
   Millis next_pass_at_ = 0;
+  // Metrics (metrics.cpp): counters and histograms updated where things happen, gauges
+  // refreshed from the loop's state when the text is published.
+  void DeclareMetrics();
+  void PublishMetrics();
+  // After `job` moved to its new state at wall time `now`.
+  void CountTransition(const JobRecord& job, Millis now);
+  static constexpr Millis kMetricsEveryMs = 2000;
+  metrics::Registry metrics_;
+  std::function<void(std::string)> metrics_sink_;
+  Millis next_metrics_at_ = 0;
   // Read-only mode: why the last commit failed, when to probe the disk next, and the client
   // requests of this turn (peer, request id), which get an error if the turn is undone.
   std::optional<Status> read_only_;
