@@ -219,6 +219,12 @@ void SchedulerService::OnCheckpoints(Request& req) {
 
 void SchedulerService::OnCheckpointRead(Request& req) {
   KILN_DECODE_OR_REPLY(protocol::CheckpointRead, r);
+  // Chunks are 8 MiB: while many replies wait for peers that have not taken them, a client's
+  // read waits too (a worker's resume does not).
+  if (!req.caller.worker && transport_->WaitingBytes() > kMaxWaitingBeforeReadsWait) {
+    return ReplyError(req, Status::Unavailable("the scheduler has many replies waiting to be "
+                                               "sent; try the read again in a few seconds"));
+  }
   KILN_JOB_OR_REPLY(r.job_id, job);
   const std::string target = "job " + std::to_string(job.id);
   if (req.caller.worker) {

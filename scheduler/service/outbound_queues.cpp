@@ -8,8 +8,7 @@ namespace {
 constexpr int64_t kOverheadPerMessage = 256;
 }  // namespace
 
-OutboundQueues::OutboundQueues(int64_t budget_bytes, size_t remembered_cut_offs)
-    : budget_bytes_(budget_bytes), remembered_cut_offs_(remembered_cut_offs) {}
+OutboundQueues::OutboundQueues(OutboundBudgets budgets) : budgets_(budgets) {}
 
 int64_t OutboundQueues::CostOf(const transport::Frames& frames) {
   int64_t bytes = kOverheadPerMessage;
@@ -22,7 +21,7 @@ int64_t OutboundQueues::WaitingBytesFor(const std::string& peer) const {
   return it == waiting_.end() ? 0 : it->second.bytes;
 }
 
-bool OutboundQueues::Send(transport::Frames frames, const TrySend& try_send) {
+bool OutboundQueues::Send(transport::Frames frames, const TrySend& try_send, bool trusted) {
   if (frames.empty()) return false;
   const std::string& peer = frames[0];
   if (IsCutOff(peer)) return false;
@@ -33,7 +32,10 @@ bool OutboundQueues::Send(transport::Frames frames, const TrySend& try_send) {
     it = waiting_.emplace(peer, Queue{}).first;
   }
   const int64_t cost = CostOf(frames);
-  if (it->second.bytes + cost > budget_bytes_) {
+  const bool over_own =
+      it->second.bytes + cost > (trusted ? budgets_.per_trusted_peer : budgets_.per_peer);
+  const bool over_total = !trusted && waiting_bytes_ + cost > budgets_.total;
+  if (over_own || over_total) {
     CutOff(peer);
     return true;
   }
@@ -75,7 +77,7 @@ void OutboundQueues::CutOff(const std::string& peer) {
   }
   if (!cut_off_.insert(peer).second) return;
   cut_off_order_.push_back(peer);
-  while (cut_off_order_.size() > remembered_cut_offs_) {
+  while (cut_off_order_.size() > budgets_.remembered_cut_offs) {
     cut_off_.erase(cut_off_order_.front());
     cut_off_order_.pop_front();
   }

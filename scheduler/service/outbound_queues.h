@@ -26,15 +26,24 @@ using transport::SendOutcome;
 // Sends [peer][frames...] without blocking.
 using TrySend = std::function<SendOutcome(const transport::Frames&)>;
 
+struct OutboundBudgets {
+  int64_t per_peer = 24 << 20;  // the most one peer may have waiting before it is cut off
+  // A trusted peer (an admitted worker: all its attempts' launches, acks and resume chunks share
+  // one connection) may have this much waiting; it is never cut off for the total.
+  int64_t per_trusted_peer = 512 << 20;
+  // Past this many bytes waiting for all peers together, an untrusted peer that adds more is
+  // cut off (many connections, each under its own budget).
+  int64_t total = 256 << 20;
+  size_t remembered_cut_offs = 4096;  // the oldest cut-off peers are forgotten
+};
+
 class OutboundQueues {
  public:
-  // budget_bytes: the most one peer may have waiting here before it is cut off.
-  // remembered_cut_offs: how many cut-off peers are remembered (the oldest are forgotten).
-  explicit OutboundQueues(int64_t budget_bytes, size_t remembered_cut_offs = 4096);
+  explicit OutboundQueues(OutboundBudgets budgets = {});
 
   // Sends frames (frames[0] names the peer) at once if nothing waits for that peer, else queues
   // it behind what does. Returns true when this message cut the peer off.
-  bool Send(transport::Frames frames, const TrySend& try_send);
+  bool Send(transport::Frames frames, const TrySend& try_send, bool trusted = false);
   // Offers every waiting message again, in order per peer, until its peer is full.
   void Flush(const TrySend& try_send);
 
@@ -56,8 +65,7 @@ class OutboundQueues {
   void Drain(std::unordered_map<std::string, Queue>::iterator it, const TrySend& try_send);
   void CutOff(const std::string& peer);
 
-  int64_t budget_bytes_;
-  size_t remembered_cut_offs_;
+  OutboundBudgets budgets_;
   std::unordered_map<std::string, Queue> waiting_;
   int64_t waiting_bytes_ = 0;
   std::unordered_set<std::string> cut_off_;

@@ -200,8 +200,10 @@ void SchedulerService::Turn(int wait_ms) {
       auto frames = transport_->Receive(&connection);
       if (!frames) break;
       HandleOne(*frames, connection);
+      ThrowIfTransactionLost();
     }
     RunTimersAndPass();
+    ThrowIfTransactionLost();
     committed = store_->Commit();
   } catch (const StoreWriteFailed& failed) {
     committed = failed.status();
@@ -212,6 +214,13 @@ void SchedulerService::Turn(int wait_ms) {
   RemoveFilesAfterCommit();
   SendOutbox();
   if (clock_.MonotonicMs() >= next_metrics_at_) PublishMetrics();
+}
+
+void SchedulerService::ThrowIfTransactionLost() {
+  if (store_->TransactionLost()) {
+    throw StoreWriteFailed(Status::IoError(
+        "the database dropped this turn's transaction after a failed write (a full disk?)"));
+  }
 }
 
 void SchedulerService::RunTimersAndPass() {
@@ -246,7 +255,8 @@ void SchedulerService::RunTimersAndPass() {
 void SchedulerService::SendOutbox() {
   for (auto& [peer, frames] : outbox_) {
     frames.insert(frames.begin(), peer);
-    Status sent = transport_->Send(frames);
+    const bool to_worker = node_of_peer_.count(frames[0]) != 0;
+    Status sent = transport_->Send(frames, to_worker);
     if (!sent.ok()) spdlog::debug("reply dropped: {}", sent.ToString());
   }
   outbox_.clear();
@@ -257,7 +267,11 @@ void SchedulerService::HandleMessage(const transport::Frames& frames,
                                      const std::string& connection) {
   if (read_only_ && !TryLeaveReadOnly()) {
     if (!store_->Begin().ok()) return;
-    ServeReadOnly(frames, connection);
+    try {
+      ServeReadOnly(frames, connection);
+    } catch (const StoreWriteFailed& failed) {
+      spdlog::warn("a read failed in read-only mode: {}", failed.status().ToString());
+    }
     (void)store_->Rollback();
     SendOutbox();
     return;
@@ -267,6 +281,7 @@ void SchedulerService::HandleMessage(const transport::Frames& frames,
   Status committed;
   try {
     HandleOne(frames, connection);
+    ThrowIfTransactionLost();
     committed = store_->Commit();
   } catch (const StoreWriteFailed& failed) {
     committed = failed.status();

@@ -123,6 +123,9 @@ class SchedulerService {
   static constexpr int kMaxMessagesPerTurn = 2000;
   // Eight checkpoint chunks: a burst of ckpt_read costs at most this much before it is sent.
   static constexpr size_t kMaxOutboxBytesPerTurn = 64 << 20;
+  // Past this many bytes of replies waiting in the transport, clients' ckpt_read are refused for
+  // now (a worker's resume fetch is not).
+  static constexpr int64_t kMaxWaitingBeforeReadsWait = 64 << 20;
   // Replies that list (queue, logs) end a page at about this many bytes, far below the 4 MiB a
   // client accepts; the client asks for the next page.
   static constexpr size_t kMaxReplyBytes = 1 << 20;
@@ -148,6 +151,8 @@ class SchedulerService {
   void SendOutbox();  // after the commit that made its messages true
   // A turn's timers (liveness, heartbeats, pruning) and its scheduling pass, when due.
   void RunTimersAndPass();
+  // Throws StoreWriteFailed when SQLite dropped the turn's transaction (Store::TransactionLost).
+  void ThrowIfTransactionLost();
 
   // Dispatch (scheduler_service.cpp): decodes the envelope, checks the sender (a worker's key, a
   // user's token) and calls the message's handler.
@@ -263,7 +268,9 @@ class SchedulerService {
   // scheduler then serves only what reads (queue, show, logs, nodes, checkpoints), refusing
   // changes with an error that says why, until a probe write commits again (once a second).
   void EnterReadOnly(const Status& why);
-  // Leaves read-only mode when a probe write commits; false while it still cannot.
+  // Leaves read-only mode when the state dir has 64 MiB free and a probe write commits; false
+  // while it still cannot. Probes come every second, backing off to 30 s when the disk keeps
+  // filling again soon after.
   bool TryLeaveReadOnly();
   void ReadOnlyTurn();
   void ServeReadOnly(const transport::Frames& frames, const std::string& connection);
@@ -383,6 +390,8 @@ class SchedulerService {
   // requests of this turn (peer, request id), which get an error if the turn is undone.
   std::optional<Status> read_only_;
   Millis next_write_probe_at_ = 0;
+  Millis write_probe_every_ms_ = 1000;
+  Millis left_read_only_at_ = -1'000'000;
   std::vector<std::pair<std::string, std::string>> turn_requests_;
 };
 

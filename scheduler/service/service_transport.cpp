@@ -15,11 +15,11 @@ namespace {
 // ZeroMQ stops reading it (the other connections are still served, fair-queued).
 constexpr int64_t kMaxMessageBytes = 16 << 20;
 constexpr int kMaxQueuedPerConnection = 256;
-// Replies ZeroMQ holds for one connection (a few: a high-water mark counts messages, and one
-// checkpoint chunk is 8 MiB); more wait in OutboundQueues, up to kMaxWaitingPerConnection bytes,
-// past which the connection is cut off. An honest client has one request out at a time.
-constexpr int kZmqQueuedPerConnection = 4;
-constexpr int64_t kMaxWaitingPerConnection = 24 << 20;
+// Replies ZeroMQ holds for one connection (a couple: a high-water mark counts messages, and one
+// checkpoint chunk is 8 MiB); more wait in OutboundQueues (outbound_queues.h has the budgets),
+// past which the connection is cut off. An honest client has one request out at a time; a
+// worker may have many (every attempt on it shares its connection), so its budget is larger.
+constexpr int kZmqQueuedPerConnection = 2;
 // While replies wait, the loop wakes this often to offer them again.
 constexpr int kRetrySendMs = 5;
 constexpr const char* kZapDomain = "kiln";
@@ -50,25 +50,29 @@ class ZmqServiceTransport final : public ServiceTransport {
     }
   }
 
-  Status Send(const transport::Frames& frames) override {
+  Status Send(const transport::Frames& frames, bool to_worker) override {
     if (frames.empty()) return Status::InvalidArgument("cannot send an empty message");
     if (queues_.IsCutOff(frames[0])) return Status::Unavailable("connection was cut off");
-    if (queues_.Send(frames, try_send_)) {
+    const int64_t waiting_before = queues_.WaitingBytesFor(frames[0]);
+    if (queues_.Send(frames, try_send_, to_worker)) {
       spdlog::warn(
-          "cut off connection {}: it left more than {} MiB of replies unread (a client that "
-          "sends requests without reading the answers); its requests are ignored from now on",
+          "cut off {} connection {}: it left {} MiB of replies unread ({} MiB wait for all "
+          "connections); its requests are ignored from now on",
+          to_worker ? "worker" : "client",
           HexOf(reinterpret_cast<const unsigned char*>(frames[0].data()), frames[0].size()),
-          kMaxWaitingPerConnection >> 20);
+          waiting_before >> 20, queues_.waiting_bytes() >> 20);
       return Status::Unavailable("connection cut off");
     }
     return Status::Ok();
   }
 
+  int64_t WaitingBytes() const override { return queues_.waiting_bytes(); }
+
  private:
   std::unique_ptr<transport::ZapServer> zap_;
   std::unique_ptr<transport::Socket> socket_;
   std::string endpoint_;
-  OutboundQueues queues_{kMaxWaitingPerConnection};
+  OutboundQueues queues_;
   TrySend try_send_ = [this](const transport::Frames& f) { return socket_->TrySend(f); };
 };
 

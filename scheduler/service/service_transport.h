@@ -28,9 +28,13 @@ class ServiceTransport {
   // The next message, [peer][envelope][binary...], and the label of its connection
   // ("curve:KEY", see core/access_policy.h); nullopt when none is waiting.
   virtual std::optional<transport::Frames> Receive(std::string* connection) = 0;
-  // Sends [peer][envelope][binary...] without blocking; a message to a peer that is gone, or
-  // whose queue is full, is dropped (the protocol resends what matters).
-  virtual Status Send(const transport::Frames& frames) = 0;
+  // Sends [peer][envelope][binary...] without blocking; a message to a peer that is gone is
+  // dropped (the protocol resends what matters). What a peer does not take at once waits, up to
+  // a budget (outbound_queues.h); `to_worker`: the peer is an admitted worker, whose larger
+  // budget is its own and who is never cut off for the total.
+  virtual Status Send(const transport::Frames& frames, bool to_worker) = 0;
+  // Bytes of replies waiting for peers that have not taken them (0 where nothing is queued).
+  virtual int64_t WaitingBytes() const { return 0; }
 };
 
 // The daemon's transport: a ROUTER socket serving CURVE with the scheduler's keys, bound to

@@ -293,6 +293,8 @@ Status Store::Rollback() {
   return Exec("ROLLBACK");
 }
 
+bool Store::TransactionLost() const { return in_transaction_ && sqlite3_get_autocommit(db_) != 0; }
+
 Status Store::ProbeWrite() {
   if (in_transaction_) return Status::FailedPrecondition("a transaction is open");
   for (const char* sql :

@@ -203,6 +203,9 @@ class Store {
   // disk refuses it). Adds a 64 KiB row to a table of its own, commits, and removes it again.
   Status ProbeWrite();
   bool InTransaction() const { return in_transaction_; }
+  // SQLite rolled the open transaction back by itself (a full disk while spilling pages): every
+  // later write would commit on its own. The caller must undo its turn.
+  bool TransactionLost() const;
   // A savepoint inside the open transaction: one per message, so that a handler that fails
   // leaves none of its writes. RollbackToSavepoint keeps the savepoint open; Release ends it.
   Status Savepoint();

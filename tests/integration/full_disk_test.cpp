@@ -27,7 +27,7 @@ class SmallDisk {
   explicit SmallDisk(std::string dir) : dir_(std::move(dir)) {
     const std::string saved = dir_ + ".saved";
     REQUIRE(RunCommand({"cp", "-a", dir_, saved}).exit_code == 0);
-    auto mounted = RunCommand({"mount", "-t", "tmpfs", "-o", "size=48m", "kiln-test-disk", dir_});
+    auto mounted = RunCommand({"mount", "-t", "tmpfs", "-o", "size=160m", "kiln-test-disk", dir_});
     INFO(mounted.err);
     REQUIRE(mounted.exit_code == 0);
     mounted_ = true;

@@ -68,7 +68,7 @@ TEST_CASE(
   REQUIRE(WaitFor(
       [&] {
         auto log = kiln::ReadFile(cluster.dir() + "/scheduler.log");
-        return log.ok() && log->find("cut off connection") != std::string::npos;
+        return log.ok() && log->find("cut off client connection") != std::string::npos;
       },
       60));
   // The rest of its requests are dropped unanswered, so none of them is read from disk either.

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+using kiln::service::OutboundBudgets;
 using kiln::service::OutboundQueues;
 using kiln::service::SendOutcome;
 using kiln::transport::Frames;
@@ -29,11 +30,20 @@ struct FakeSocket {
 
 Frames Message(const std::string& peer, const std::string& body) { return {peer, body}; }
 
+// `per_peer` for every peer, trusted ones included; no total.
+OutboundBudgets Budget(int64_t per_peer) {
+  OutboundBudgets b;
+  b.per_peer = per_peer;
+  b.per_trusted_peer = per_peer;
+  b.total = int64_t{1} << 40;
+  return b;
+}
+
 }  // namespace
 
 TEST_CASE("a peer with room gets its messages at once and nothing waits") {
   FakeSocket socket{{{"a", 10}}, {}};
-  OutboundQueues queues(1 << 20);
+  OutboundQueues queues(Budget(1 << 20));
   auto send = [&](const Frames& f) { return socket(f); };
   CHECK_FALSE(queues.Send(Message("a", "1"), send));
   CHECK_FALSE(queues.Send(Message("a", "2"), send));
@@ -44,7 +54,7 @@ TEST_CASE("a peer with room gets its messages at once and nothing waits") {
 
 TEST_CASE("messages to a full peer wait, in order, and go when it has room again") {
   FakeSocket socket{{{"a", 1}, {"b", 5}}, {}};
-  OutboundQueues queues(1 << 20);
+  OutboundQueues queues(Budget(1 << 20));
   auto send = [&](const Frames& f) { return socket(f); };
   queues.Send(Message("a", "1"), send);
   queues.Send(Message("a", "2"), send);
@@ -71,7 +81,7 @@ TEST_CASE("a peer that never reads is cut off past its budget, and then nothing 
   FakeSocket socket{{{"greedy", 0}, {"honest", 100}}, {}};
   const std::string chunk(1000, 'c');
   const int64_t cost = OutboundQueues::CostOf(Message("greedy", chunk));
-  OutboundQueues queues(3 * cost);
+  OutboundQueues queues(Budget(3 * cost));
   auto send = [&](const Frames& f) { return socket(f); };
   CHECK_FALSE(queues.Send(Message("greedy", chunk), send));
   CHECK_FALSE(queues.Send(Message("greedy", chunk), send));
@@ -95,7 +105,7 @@ TEST_CASE("a peer that never reads is cut off past its budget, and then nothing 
 
 TEST_CASE("many small messages count against the budget too") {
   FakeSocket socket{{{"a", 0}}, {}};
-  OutboundQueues queues(10 * OutboundQueues::CostOf(Message("a", "")));
+  OutboundQueues queues(Budget(10 * OutboundQueues::CostOf(Message("a", ""))));
   auto send = [&](const Frames& f) { return socket(f); };
   int sent_before_cut = 0;
   while (!queues.Send(Message("a", ""), send) && sent_before_cut < 1000) ++sent_before_cut;
@@ -105,7 +115,7 @@ TEST_CASE("many small messages count against the budget too") {
 
 TEST_CASE("waiting messages for a peer that disconnects are dropped") {
   FakeSocket socket{{{"a", 0}}, {}};
-  OutboundQueues queues(1 << 20);
+  OutboundQueues queues(Budget(1 << 20));
   auto send = [&](const Frames& f) { return socket(f); };
   queues.Send(Message("a", "1"), send);
   queues.Send(Message("a", "2"), send);
@@ -122,7 +132,9 @@ TEST_CASE("waiting messages for a peer that disconnects are dropped") {
 
 TEST_CASE("only the most recent cut-off peers are remembered") {
   FakeSocket socket{{{"p0", 0}, {"p1", 0}, {"p2", 0}}, {}};
-  OutboundQueues queues(OutboundQueues::CostOf(Message("p0", "x")), /*remembered_cut_offs=*/2);
+  OutboundBudgets budgets = Budget(OutboundQueues::CostOf(Message("p0", "x")));
+  budgets.remembered_cut_offs = 2;
+  OutboundQueues queues(budgets);
   auto send = [&](const Frames& f) { return socket(f); };
   for (const std::string peer : {"p0", "p1", "p2"}) {
     queues.Send(Message(peer, "x"), send);
@@ -131,4 +143,30 @@ TEST_CASE("only the most recent cut-off peers are remembered") {
   CHECK_FALSE(queues.IsCutOff("p0"));
   CHECK(queues.IsCutOff("p1"));
   CHECK(queues.IsCutOff("p2"));
+}
+
+TEST_CASE("a trusted peer (a worker) has a budget of its own and is never cut off for the total") {
+  FakeSocket socket{{{"wk", 0}, {"c1", 0}, {"c2", 0}}, {}};
+  const std::string chunk(1000, 'c');
+  const int64_t cost = OutboundQueues::CostOf(Message("c1", chunk));
+  OutboundBudgets budgets;
+  budgets.per_peer = 3 * cost;
+  budgets.per_trusted_peer = 10 * cost;
+  budgets.total = 4 * cost;
+  OutboundQueues queues(budgets);
+  auto send = [&](const Frames& f) { return socket(f); };
+  // The worker queues past a client's budget and past the total, and stays.
+  for (int i = 0; i < 10; ++i) CHECK_FALSE(queues.Send(Message("wk", chunk), send, true));
+  CHECK_FALSE(queues.IsCutOff("wk"));
+  CHECK(queues.Send(Message("wk", chunk), send, true));  // its own budget still holds
+  CHECK(queues.IsCutOff("wk"));
+  // Clients: the total counts them all; the one that passes it is cut off.
+  CHECK_FALSE(queues.Send(Message("c1", chunk), send));
+  CHECK_FALSE(queues.Send(Message("c1", chunk), send));
+  CHECK_FALSE(queues.Send(Message("c2", chunk), send));
+  CHECK_FALSE(queues.Send(Message("c2", chunk), send));
+  CHECK(queues.waiting_bytes() == 4 * cost);
+  CHECK(queues.Send(Message("c2", chunk), send));  // under its own budget, over the total
+  CHECK(queues.IsCutOff("c2"));
+  CHECK_FALSE(queues.IsCutOff("c1"));
 }

@@ -23,7 +23,7 @@ std::optional<transport::Frames> InMemoryTransport::Receive(std::string* connect
   return frames;
 }
 
-Status InMemoryTransport::Send(const transport::Frames& frames) {
+Status InMemoryTransport::Send(const transport::Frames& frames, bool /*to_worker*/) {
   if (frames.size() < 2) return Status::InvalidArgument("a message needs a peer and an envelope");
   wire_.to_peer[frames[0]].emplace_back(frames.begin() + 1, frames.end());
   return Status::Ok();

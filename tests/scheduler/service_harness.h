@@ -33,7 +33,7 @@ class InMemoryTransport final : public service::ServiceTransport {
   const std::string& endpoint() const override { return endpoint_; }
   void Wait(int, const service::ConnectionDecider&) override {}
   std::optional<transport::Frames> Receive(std::string* connection) override;
-  Status Send(const transport::Frames& frames) override;
+  Status Send(const transport::Frames& frames, bool to_worker) override;
 
  private:
   InMemoryWire& wire_;

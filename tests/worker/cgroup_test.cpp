@@ -32,10 +32,12 @@ TEST_CASE("the agent's own cgroup folder is read from the v2 line of /proc/self/
 }
 
 TEST_CASE("memory.events gives the number of OOM kills, and the reason names ranks and sizes") {
-  CHECK(OomKillsIn("low 0\nhigh 0\nmax 12\noom 2\noom_kill 1\noom_group_kill 1\n") == 1);
-  CHECK(OomKillsIn("low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\n") == 0);
-  CHECK(OomKillsIn("") == 0);
-  CHECK(OomKillsIn("garbage") == 0);
+  CHECK(LimitOomKillsIn("low 0\nhigh 0\nmax 12\noom 2\noom_kill 1\noom_group_kill 1\n") == 1);
+  CHECK(LimitOomKillsIn("low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\n") == 0);
+  CHECK(LimitOomKillsIn("") == 0);
+  CHECK(LimitOomKillsIn("garbage") == 0);
+  // Killed by the node's own OOM (the cgroup never reached its limit): not the job's doing.
+  CHECK(LimitOomKillsIn("low 0\nhigh 0\nmax 0\noom 0\noom_kill 2\n") == 0);
   CHECK(CgroupOomReason(2, int64_t{4} << 30, 7, "w1") ==
         "OutOfMemory: the 2 ranks of job 7 on node w1 reached their cgroup's memory.max of "
         "8.0 GiB (memory_per_rank 4.0 GiB each); the kernel killed the attempt");

@@ -228,6 +228,13 @@ void Agent::Turn(int wait_ms) {
   if (now >= next_sweep_at_) {
     next_sweep_at_ = now + JanitorInterval(options_.keep_run_dirs_ms);
     SweepRunDirs();
+    if (options_.run.cgroup != nullptr) {
+      std::set<std::string> live;
+      for (const auto& [key, run] : runs_) {
+        if (!run->cgroup_dir().empty()) live.insert(run->cgroup_dir());
+      }
+      options_.run.cgroup->SweepLeftovers(live);
+    }
   }
   for (auto it = exits_waiting_for_uploads_.begin(); it != exits_waiting_for_uploads_.end();) {
     if (uploader_.HasPendingFor(it->first.first, it->first.second)) {

@@ -1,5 +1,6 @@
 #include "worker/agent/cgroup.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <linux/magic.h>
 #include <signal.h>
@@ -61,14 +62,17 @@ Result<std::string> OwnCgroupFolder(const std::string& proc_self_cgroup, const s
       "--cgroup needs a cgroup v2 (unified) system");
 }
 
-int64_t OomKillsIn(const std::string& memory_events) {
+int64_t LimitOomKillsIn(const std::string& memory_events) {
   std::istringstream lines(memory_events);
   std::string key;
-  int64_t value = 0;
+  int64_t value = 0, oom = 0, kills = 0;
   while (lines >> key >> value) {
-    if (key == "oom_kill") return value;
+    if (key == "oom") oom = value;
+    if (key == "oom_kill") kills = value;
   }
-  return 0;
+  // oom_kill also counts kills of the node running out of memory as a whole; only with "oom"
+  // (this cgroup reached its memory.max) were they the attempt's own doing.
+  return oom > 0 ? kills : 0;
 }
 
 std::string CgroupOomReason(int64_t ranks, int64_t memory_per_rank, int64_t job_id,
@@ -101,6 +105,14 @@ Result<DelegatedCgroup> DelegatedCgroup::Open(const std::string& root_arg, bool 
                                      "and delegate a cgroup to the agent: docs/operations.md)");
     }
   }
+  // The root cgroup has no memory.max, nor has a cgroup whose parent did not enable the memory
+  // controller for it (systemd's Delegate=yes does).
+  if (require_cgroup2 && !Exists(root + "/memory.max")) {
+    return Status::FailedPrecondition(
+        "--cgroup " + root +
+        ": no memory.max there: it is the root cgroup, or the memory "
+        "controller is not enabled for it (systemd: Delegate=yes on the agent's unit)");
+  }
   // The agent leaves ROOT for a leaf of its own before controllers are enabled below ROOT.
   const std::string agent = root + "/agent";
   if (::mkdir(agent.c_str(), 0755) != 0 && errno != EEXIST) {
@@ -110,22 +122,22 @@ Result<DelegatedCgroup> DelegatedCgroup::Open(const std::string& root_arg, bool 
   KILN_RETURN_IF_ERROR(WriteControl(agent + "/cgroup.procs", std::to_string(::getpid())));
   auto controllers = ReadFile(root + "/cgroup.controllers");
   if (!controllers.ok()) return controllers.status();
-  std::string enable;
-  for (const char* c : {"memory", "pids"}) {
+  bool has_memory = false;
+  {
     std::istringstream names(*controllers);
     std::string name;
-    while (names >> name) {
-      if (name == c) enable += std::string(enable.empty() ? "" : " ") + "+" + c;
-    }
+    while (names >> name) has_memory = has_memory || name == "memory";
   }
-  if (enable.find("+memory") == std::string::npos) {
+  if (!has_memory) {
     return Status::FailedPrecondition("--cgroup " + root +
                                       ": the memory controller is not available there (its "
                                       "cgroup.controllers lists: " +
                                       TrimWhitespace(*controllers) + ")");
   }
-  KILN_RETURN_IF_ERROR(WriteControl(root + "/cgroup.subtree_control", enable));
-  return DelegatedCgroup(root);
+  KILN_RETURN_IF_ERROR(WriteControl(root + "/cgroup.subtree_control", "+memory"));
+  DelegatedCgroup cgroup(root);
+  cgroup.SweepLeftovers({});  // attempts of an agent that ran here before
+  return cgroup;
 }
 
 Result<std::string> DelegatedCgroup::CreateAttempt(const std::string& name,
@@ -150,7 +162,7 @@ Result<std::string> DelegatedCgroup::CreateAttempt(const std::string& name,
 
 int64_t OomKillsOf(const std::string& attempt_cgroup) {
   auto events = ReadFile(attempt_cgroup + "/memory.events");
-  return events.ok() ? OomKillsIn(*events) : 0;
+  return events.ok() ? LimitOomKillsIn(*events) : 0;
 }
 
 bool KillAndRemoveAttemptCgroup(const std::string& dir) {
@@ -166,6 +178,31 @@ bool KillAndRemoveAttemptCgroup(const std::string& dir) {
     }
   }
   return ::rmdir(dir.c_str()) == 0 || errno == ENOENT;
+}
+
+}  // namespace kiln::agent
+
+namespace kiln::agent {
+
+void DelegatedCgroup::Retire(const std::string& attempt_cgroup) const {
+  if (!KillAndRemoveAttemptCgroup(attempt_cgroup)) retired_.push_back(attempt_cgroup);
+}
+
+void DelegatedCgroup::SweepLeftovers(const std::set<std::string>& live) const {
+  for (auto it = retired_.begin(); it != retired_.end();) {
+    it = KillAndRemoveAttemptCgroup(*it) ? retired_.erase(it) : std::next(it);
+  }
+  DIR* dir = ::opendir(root_.c_str());
+  if (dir == nullptr) return;
+  std::vector<std::string> leftovers;
+  while (dirent* entry = ::readdir(dir)) {
+    const std::string name = entry->d_name;
+    if (name.rfind("job-", 0) == 0 && live.count(root_ + "/" + name) == 0) {
+      leftovers.push_back(root_ + "/" + name);
+    }
+  }
+  ::closedir(dir);
+  for (const auto& path : leftovers) (void)KillAndRemoveAttemptCgroup(path);
 }
 
 }  // namespace kiln::agent

@@ -3,8 +3,9 @@
 // agent's watchdog (memory_watch.h) enforces memory_per_rank alone; with one, both do: the
 // watchdog names the rank, and the kernel holds the line between two samples.
 //
-// Layout under the delegated folder ROOT (created by the agent, owned by root, so a job cannot
-// change its own limits):
+// The agent must be root (main.cpp refuses --cgroup otherwise): it runs jobs as other accounts,
+// so the folders it creates, owned by root, are out of their reach; an agent that runs jobs as
+// itself would hand them the means to lift their own limits. Layout under the delegated ROOT:
 //   ROOT/agent                     the agent itself: cgroup v2 lets only leaves hold processes
 //                                  once controllers are enabled for children
 //   ROOT/job-ID-attempt-N          one attempt on this node: memory.max = its ranks here ×
@@ -19,7 +20,9 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <set>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 
@@ -36,24 +39,32 @@ class DelegatedCgroup {
   const std::string& root() const { return root_; }
   // ROOT/NAME for one attempt, created afresh, with memory.max (0: no limit).
   Result<std::string> CreateAttempt(const std::string& name, int64_t memory_max_bytes) const;
+  // An attempt ended: kills what is left in its cgroup and removes it, now or, while its
+  // processes are still dying, at a later SweepLeftovers.
+  void Retire(const std::string& attempt_cgroup) const;
+  // Removes retired cgroups that have emptied, and any ROOT/job-* folder not in `live` (the
+  // cgroups of attempts that run now): those of an agent that ran here before.
+  void SweepLeftovers(const std::set<std::string>& live) const;
 
  private:
   explicit DelegatedCgroup(std::string root) : root_(std::move(root)) {}
   std::string root_;
+  mutable std::vector<std::string> retired_;  // the agent's thread only
 };
 
 // The cgroup folder of this process from the text of /proc/self/cgroup ("0::/system.slice/x"),
 // under `mount`; an error when it lists no cgroup v2 entry.
 Result<std::string> OwnCgroupFolder(const std::string& proc_self_cgroup,
                                     const std::string& mount = "/sys/fs/cgroup");
-// The oom_kill count of memory.events text ("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n...").
-int64_t OomKillsIn(const std::string& memory_events);
+// The processes the kernel killed because this cgroup reached its memory.max, from memory.events
+// text ("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n..."): oom_kill when "oom" is not 0.
+int64_t LimitOomKillsIn(const std::string& memory_events);
 // "OutOfMemory: the 2 ranks of job 7 on node w1 reached their cgroup's memory.max of 8.0 GiB
 // (memory_per_rank 4.0 GiB each); the kernel killed the attempt".
 std::string CgroupOomReason(int64_t ranks, int64_t memory_per_rank, int64_t job_id,
                             const std::string& node);
 
-// How many times the kernel OOM-killed in an attempt's cgroup (0 when unreadable).
+// LimitOomKillsIn of the attempt's cgroup (0 when unreadable).
 int64_t OomKillsOf(const std::string& attempt_cgroup);
 // SIGKILLs every process in the attempt's cgroup (cgroup.kill, or each of cgroup.procs where
 // the kernel is older than 5.14), then removes the folder once it is empty; false while

@@ -147,9 +147,9 @@ JobRun::JobRun(const JobRunConfig& config, const protocol::LaunchJob& launch, st
 JobRun::~JobRun() {
   if (group_ && !group_->TryReap()) group_->SignalGroup(SIGKILL);
   KillTagged(ExactTag(tag_), SIGKILL);  // a member's detached daemon and ranks too
-  // Everything in the attempt's cgroup, even a process that shed its tag and session. A cgroup
-  // whose processes are still dying stays; the next attempt of that name clears it.
-  if (!cgroup_dir_.empty()) (void)KillAndRemoveAttemptCgroup(cgroup_dir_);
+  // Everything in the attempt's cgroup, even a process that shed its tag and session; the
+  // folder goes once they are gone (DelegatedCgroup::SweepLeftovers).
+  if (!cgroup_dir_.empty()) config_.cgroup->Retire(cgroup_dir_);
 }
 
 std::vector<std::pair<std::string, std::string>> JobRun::RankEnvironment() const {

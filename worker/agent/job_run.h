@@ -70,6 +70,7 @@ class JobRun {
   int64_t job_id() const { return job_id_; }
   int64_t attempt() const { return attempt_; }
   const std::string& run_dir() const { return run_dir_; }
+  const std::string& cgroup_dir() const { return cgroup_dir_; }  // empty: none
   // Envelope id of this run's checkpoint reads; replies carry it back.
   std::string FetchId() const;
 

@@ -98,6 +98,12 @@ int main(int argc, char** argv) {
 
   kiln::InitLogging("worker", log_level);
   std::optional<kiln::agent::DelegatedCgroup> delegated;
+  if (!cgroup.empty() && ::geteuid() != 0) {
+    spdlog::error(
+        "cannot start: --cgroup needs the agent to run as root: an agent that is not "
+        "root runs jobs as its own account, and they could lift their own limits");
+    return 2;
+  }
   if (!cgroup.empty()) {
     auto opened = kiln::agent::DelegatedCgroup::Open(cgroup);
     if (!opened.ok()) {
