@@ -44,7 +44,7 @@ TEST_CASE("memory.events gives the number of OOM kills, and the reason names ran
   CHECK(CgroupOomReason(1, 512 << 20, 3, "n").find("the 1 rank of job 3") != std::string::npos);
 }
 
-TEST_CASE("--cgroup refuses a folder that is not a cgroup v2 folder, or none at all") {
+TEST_CASE("the agent's cgroup option refuses a folder that is not a cgroup v2 folder, or none at all") {
   char pattern[] = "/tmp/kiln-cgroup-XXXXXX";
   const std::string dir = ::mkdtemp(pattern);
   auto plain = DelegatedCgroup::Open(dir);
