@@ -4,7 +4,6 @@
 #include <sys/statvfs.h>
 
 #include <algorithm>
-#include <unordered_set>
 
 #include "common/config.h"
 #include "scheduler/service/scheduler_service.h"
@@ -12,28 +11,6 @@
 namespace kiln::service {
 
 namespace {
-
-// Requests that only read, and so are served while nothing can be written.
-bool OnlyReads(const std::string& type) {
-  static const std::unordered_set<std::string> kReads = {
-      protocol::WhoAmIRequest::kType, protocol::QueueRequest::kType,
-      protocol::ShowRequest::kType,   protocol::LogsRequest::kType,
-      protocol::NodesRequest::kType,  protocol::CheckpointsRequest::kType,
-      protocol::CheckpointRead::kType};
-  return kReads.count(type) != 0;
-}
-
-// Messages of the worker protocol: dropped unanswered; each is sent again until acknowledged
-// (exits, log lines, checkpoints) or soon replaced (heartbeats, progress).
-bool FromWorker(const std::string& type) {
-  static const std::unordered_set<std::string> kWorker = {
-      protocol::RegisterWorker::kType,  protocol::Heartbeat::kType,
-      protocol::AccountReport::kType,   protocol::JobStarted::kType,
-      protocol::LogBatch::kType,        protocol::ProgressReport::kType,
-      protocol::CheckpointBegin::kType, protocol::CheckpointChunk::kType,
-      protocol::JobExited::kType};
-  return kWorker.count(type) != 0;
-}
 
 // The raw database error is for the log (it may name files); peers get what they can act on.
 Status RefusedChange() {
@@ -122,27 +99,19 @@ bool SchedulerService::TryLeaveReadOnly() {
 }
 
 void SchedulerService::ReadOnlyTurn() {
-  if (!store_->Begin().ok()) return;
-  try {
+  RolledBackTurn([this] {
     NoticeAdminChanges();
-    std::string connection;
-    for (int i = 0; i < kMaxMessagesPerTurn && outbox_bytes_ < kMaxOutboxBytesPerTurn; ++i) {
-      auto frames = transport_->Receive(&connection);
-      if (!frames) break;
-      ServeReadOnly(*frames, connection);
+    ForEachWaitingMessage([this](const transport::Frames& frames, const std::string& connection) {
+      ServeReadOnly(frames, connection);
+    });
+    // Workers must keep hearing from the scheduler, or their agents stop the jobs after a lease.
+    const Millis now = clock_.MonotonicMs();
+    if (now >= next_heartbeat_at_) {
+      next_heartbeat_at_ = now + kHeartbeatIntervalMs;
+      HeartbeatWorkers();
     }
-  } catch (const StoreWriteFailed& failed) {
-    spdlog::warn("a read failed in read-only mode: {}", failed.status().ToString());
-  }
-  // Workers must keep hearing from the scheduler, or their agents stop the jobs after a lease.
-  const Millis now = clock_.MonotonicMs();
-  if (now >= next_heartbeat_at_) {
-    next_heartbeat_at_ = now + kHeartbeatIntervalMs;
-    HeartbeatWorkers();
-  }
-  (void)store_->Rollback();  // whatever a read wrote (audit rows) cannot be kept
-  SendOutbox();
-  if (now >= next_metrics_at_) PublishMetrics();
+  });
+  if (clock_.MonotonicMs() >= next_metrics_at_) PublishMetrics();
 }
 
 void SchedulerService::ServeReadOnly(const transport::Frames& frames,
@@ -150,8 +119,11 @@ void SchedulerService::ServeReadOnly(const transport::Frames& frames,
   if (frames.size() < 2) return;
   auto envelope = protocol::DecodeEnvelope(frames[1]);
   if (!envelope.ok()) return HandleOne(frames, connection);  // answered with the decode error
-  if (OnlyReads(envelope->type)) return HandleOne(frames, connection);
-  if (FromWorker(envelope->type)) {
+  const Route* route = FindRoute(envelope->type);
+  if (route != nullptr && route->reads_only) return HandleOne(frames, connection);
+  if (route != nullptr && route->from_worker) {
+    // Worker messages are dropped unanswered: each is sent again until acknowledged (exits, log
+    // lines, checkpoints) or soon replaced (heartbeats, progress).
     // Unanswered, but it shows the worker is alive: it must not be declared lost meanwhile.
     if (auto name = node_of_peer_.find(frames[0]); name != node_of_peer_.end()) {
       monitor_.Heard(name->second, clock_.MonotonicMs());

@@ -185,7 +185,28 @@ void SchedulerService::Turn(int wait_ms) {
   transport_->Wait(wait_ms,
                    [this](const transport::ZapRequest& r) { return DecideConnection(r); });
   if (read_only_ && !TryLeaveReadOnly()) return ReadOnlyTurn();
+  CommitTurn([this] {
+    NoticeAdminChanges();
+    ForEachWaitingMessage([this](const transport::Frames& frames, const std::string& connection) {
+      HandleOne(frames, connection);
+      ThrowIfTransactionLost();
+    });
+    RunTimersAndPass();
+  });
+  if (clock_.MonotonicMs() >= next_metrics_at_) PublishMetrics();
+}
 
+void SchedulerService::ForEachWaitingMessage(
+    const std::function<void(const transport::Frames&, const std::string&)>& handle) {
+  std::string connection;
+  for (int i = 0; i < kMaxMessagesPerTurn && outbox_bytes_ < kMaxOutboxBytesPerTurn; ++i) {
+    auto frames = transport_->Receive(&connection);
+    if (!frames) break;
+    handle(*frames, connection);
+  }
+}
+
+void SchedulerService::CommitTurn(const std::function<void()>& body) {
   Status begun = store_->Begin();
   if (!begun.ok()) {
     spdlog::error("cannot open transaction: {}", begun.ToString());
@@ -194,15 +215,7 @@ void SchedulerService::Turn(int wait_ms) {
   turn_requests_.clear();
   Status committed;
   try {
-    NoticeAdminChanges();
-    std::string connection;
-    for (int i = 0; i < kMaxMessagesPerTurn && outbox_bytes_ < kMaxOutboxBytesPerTurn; ++i) {
-      auto frames = transport_->Receive(&connection);
-      if (!frames) break;
-      HandleOne(*frames, connection);
-      ThrowIfTransactionLost();
-    }
-    RunTimersAndPass();
+    body();
     ThrowIfTransactionLost();
     committed = store_->Commit();
   } catch (const StoreWriteFailed& failed) {
@@ -213,7 +226,17 @@ void SchedulerService::Turn(int wait_ms) {
   if (!committed.ok()) return EnterReadOnly(committed);
   RemoveFilesAfterCommit();
   SendOutbox();
-  if (clock_.MonotonicMs() >= next_metrics_at_) PublishMetrics();
+}
+
+void SchedulerService::RolledBackTurn(const std::function<void()>& body) {
+  if (!store_->Begin().ok()) return;
+  try {
+    body();
+  } catch (const StoreWriteFailed& failed) {
+    spdlog::warn("a read failed in read-only mode: {}", failed.status().ToString());
+  }
+  (void)store_->Rollback();  // whatever a read wrote (audit rows) cannot be kept
+  SendOutbox();
 }
 
 void SchedulerService::ThrowIfTransactionLost() {
@@ -266,29 +289,9 @@ void SchedulerService::SendOutbox() {
 void SchedulerService::HandleMessage(const transport::Frames& frames,
                                      const std::string& connection) {
   if (read_only_ && !TryLeaveReadOnly()) {
-    if (!store_->Begin().ok()) return;
-    try {
-      ServeReadOnly(frames, connection);
-    } catch (const StoreWriteFailed& failed) {
-      spdlog::warn("a read failed in read-only mode: {}", failed.status().ToString());
-    }
-    (void)store_->Rollback();
-    SendOutbox();
-    return;
+    return RolledBackTurn([&] { ServeReadOnly(frames, connection); });
   }
-  if (!store_->Begin().ok()) return;
-  turn_requests_.clear();
-  Status committed;
-  try {
-    HandleOne(frames, connection);
-    ThrowIfTransactionLost();
-    committed = store_->Commit();
-  } catch (const StoreWriteFailed& failed) {
-    committed = failed.status();
-  }
-  if (!committed.ok()) return EnterReadOnly(committed);
-  RemoveFilesAfterCommit();
-  SendOutbox();
+  CommitTurn([&] { HandleOne(frames, connection); });
 }
 
 void SchedulerService::HandleOne(const transport::Frames& frames, const std::string& connection) {
@@ -345,6 +348,34 @@ void SchedulerService::HandleOne(const transport::Frames& frames, const std::str
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
 }
 
+const SchedulerService::Route* SchedulerService::FindRoute(const std::string& type) {
+  static const std::unordered_map<std::string, Route> kRoutes = {
+      {protocol::WhoAmIRequest::kType, {false, true, &SchedulerService::OnWhoAmI}},
+      {protocol::SubmitRequest::kType, {false, false, &SchedulerService::OnSubmit}},
+      {protocol::QueueRequest::kType, {false, true, &SchedulerService::OnQueue}},
+      {protocol::ShowRequest::kType, {false, true, &SchedulerService::OnShow}},
+      {protocol::CancelRequest::kType, {false, false, &SchedulerService::OnCancel}},
+      {protocol::LogsRequest::kType, {false, true, &SchedulerService::OnLogs}},
+      {protocol::NodesRequest::kType, {false, true, &SchedulerService::OnNodes}},
+      {protocol::CheckpointsRequest::kType, {false, true, &SchedulerService::OnCheckpoints}},
+      {protocol::JobAdminRequest::kType, {false, false, &SchedulerService::OnJobAdmin}},
+      {protocol::NodeAdminRequest::kType, {false, false, &SchedulerService::OnNodeAdmin}},
+      {protocol::CheckpointRead::kType, {false, true, &SchedulerService::OnCheckpointRead}},
+      {protocol::CheckpointRemove::kType, {false, false, &SchedulerService::OnCheckpointRemove}},
+      {protocol::RegisterWorker::kType, {true, false, &SchedulerService::OnRegister}},
+      {protocol::Heartbeat::kType, {true, false, &SchedulerService::OnHeartbeat}},
+      {protocol::AccountReport::kType, {true, false, &SchedulerService::OnAccountReport}},
+      {protocol::JobStarted::kType, {true, false, &SchedulerService::OnJobStarted}},
+      {protocol::LogBatch::kType, {true, false, &SchedulerService::OnLog}},
+      {protocol::ProgressReport::kType, {true, false, &SchedulerService::OnProgress}},
+      {protocol::CheckpointBegin::kType, {true, false, &SchedulerService::OnCheckpointBegin}},
+      {protocol::CheckpointChunk::kType, {true, false, &SchedulerService::OnCheckpointChunk}},
+      {protocol::JobExited::kType, {true, false, &SchedulerService::OnJobExited}},
+  };
+  auto it = kRoutes.find(type);
+  return it == kRoutes.end() ? nullptr : &it->second;
+}
+
 void SchedulerService::Dispatch(Request& req) {
   // ROUTER frames: [peer identity][envelope][binary...]
   if (req.frames.size() < 2) return;
@@ -355,44 +386,15 @@ void SchedulerService::Dispatch(Request& req) {
     return ReplyError(req, envelope.status());
   }
   req.envelope = std::move(envelope).value();
-  // Every message the scheduler accepts: who may send it, and its handler.
-  using Handler = void (SchedulerService::*)(Request&);
-  struct Route {
-    bool from_worker;  // worker protocol (admitted key) rather than a user's request (token)
-    Handler handle;
-  };
-  static const std::unordered_map<std::string, Route> kRoutes = {
-      {protocol::WhoAmIRequest::kType, {false, &SchedulerService::OnWhoAmI}},
-      {protocol::SubmitRequest::kType, {false, &SchedulerService::OnSubmit}},
-      {protocol::QueueRequest::kType, {false, &SchedulerService::OnQueue}},
-      {protocol::ShowRequest::kType, {false, &SchedulerService::OnShow}},
-      {protocol::CancelRequest::kType, {false, &SchedulerService::OnCancel}},
-      {protocol::LogsRequest::kType, {false, &SchedulerService::OnLogs}},
-      {protocol::NodesRequest::kType, {false, &SchedulerService::OnNodes}},
-      {protocol::CheckpointsRequest::kType, {false, &SchedulerService::OnCheckpoints}},
-      {protocol::JobAdminRequest::kType, {false, &SchedulerService::OnJobAdmin}},
-      {protocol::NodeAdminRequest::kType, {false, &SchedulerService::OnNodeAdmin}},
-      {protocol::CheckpointRead::kType, {false, &SchedulerService::OnCheckpointRead}},
-      {protocol::CheckpointRemove::kType, {false, &SchedulerService::OnCheckpointRemove}},
-      {protocol::RegisterWorker::kType, {true, &SchedulerService::OnRegister}},
-      {protocol::Heartbeat::kType, {true, &SchedulerService::OnHeartbeat}},
-      {protocol::AccountReport::kType, {true, &SchedulerService::OnAccountReport}},
-      {protocol::JobStarted::kType, {true, &SchedulerService::OnJobStarted}},
-      {protocol::LogBatch::kType, {true, &SchedulerService::OnLog}},
-      {protocol::ProgressReport::kType, {true, &SchedulerService::OnProgress}},
-      {protocol::CheckpointBegin::kType, {true, &SchedulerService::OnCheckpointBegin}},
-      {protocol::CheckpointChunk::kType, {true, &SchedulerService::OnCheckpointChunk}},
-      {protocol::JobExited::kType, {true, &SchedulerService::OnJobExited}},
-  };
   const protocol::Envelope& e = req.envelope;
-  auto route = kRoutes.find(e.type);
-  if (route == kRoutes.end()) {
+  const Route* route = FindRoute(e.type);
+  if (route == nullptr) {
     return ReplyError(req, Status::InvalidArgument("message type \"" + e.type +
                                                    "\" is not accepted by the scheduler"));
   }
   req.known_type = true;
-  if (!route->second.from_worker) turn_requests_.push_back({req.peer, e.id});
-  if (route->second.from_worker) {
+  if (!route->from_worker) turn_requests_.push_back({req.peer, e.id});
+  if (route->from_worker) {
     if (!AdmitWorkerMessage(req)) return;
     // Any message from a worker shows it is alive, not only heartbeats: after this loop stalled
     // (a slow fsync), its heartbeat may still wait behind hundreds of uploads on the connection.
@@ -406,7 +408,7 @@ void SchedulerService::Dispatch(Request& req) {
   } else if (!AuthenticateClient(req)) {
     return;
   }
-  (this->*route->second.handle)(req);
+  (this->*route->handle)(req);
 }
 
 void SchedulerService::ReplyError(Request& req, const Status& status,

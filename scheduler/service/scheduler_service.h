@@ -157,6 +157,15 @@ class SchedulerService {
   // Dispatch (scheduler_service.cpp): decodes the envelope, checks the sender (a worker's key, a
   // user's token) and calls the message's handler.
   void Dispatch(Request& req);
+  // Every message the scheduler accepts: who may send it, whether it only reads (served in
+  // read-only mode), and its handler.
+  using Handler = void (SchedulerService::*)(Request&);
+  struct Route {
+    bool from_worker;  // worker protocol (admitted key) rather than a user's request (token)
+    bool reads_only;   // changes nothing: served while the database cannot be written
+    Handler handle;
+  };
+  static const Route* FindRoute(const std::string& type);
   // Answers the request with an error; the request counts as failed (its writes are undone).
   void ReplyError(Request& req, const Status& status, std::vector<std::string> errors = {});
   template <typename M>
@@ -273,6 +282,15 @@ class SchedulerService {
   // filling again soon after.
   bool TryLeaveReadOnly();
   void ReadOnlyTurn();
+  // A turn's transactions: CommitTurn runs `body` and commits, or undoes everything it did when
+  // the commit (or a write it needs: StoreWriteFailed) fails, and enters read-only mode;
+  // RolledBackTurn (read-only mode) keeps nothing `body` wrote. Both then send the outbox.
+  void CommitTurn(const std::function<void()>& body);
+  void RolledBackTurn(const std::function<void()>& body);
+  // Hands each waiting message to `handle`, up to a turn's worth (kMaxMessagesPerTurn, or
+  // kMaxOutboxBytesPerTurn of replies).
+  void ForEachWaitingMessage(
+      const std::function<void(const transport::Frames&, const std::string&)>& handle);
   void ServeReadOnly(const transport::Frames& frames, const std::string& connection);
   // What an attempt the scheduler did not place there (reported by a worker) holds on `node`, as
   // far as the job's records tell: its share of the attempt's ranks, GPUs and memory.

@@ -49,7 +49,7 @@ TEST_CASE("histograms render cumulative buckets, +Inf, sum and count") {
         std::string::npos);
 }
 
-TEST_CASE("label values and help text are escaped; updates of undeclared or mistyped names "
+TEST_CASE("label values and help text are escaped, and updates of undeclared or mistyped names "
           "are ignored") {
   CHECK(EscapeLabelValue("a\"b\\c\nd") == "a\\\"b\\\\c\\nd");
   Registry r;

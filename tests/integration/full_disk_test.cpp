@@ -9,6 +9,7 @@
 
 #include "tests/integration/local_cluster.h"
 
+using kiln::testing::Contains;
 using kiln::testing::LocalCluster;
 using kiln::testing::RunCommand;
 using kiln::testing::SyntheticSpec;
@@ -16,10 +17,6 @@ using kiln::testing::WaitFor;
 using nlohmann::json;
 
 namespace {
-
-bool Contains(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
-}
 
 // A tmpfs mounted over `dir` for the test's lifetime, its files copied in first.
 class SmallDisk {
