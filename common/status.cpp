@@ -21,6 +21,16 @@ const char* StatusCodeName(StatusCode code) {
   return "UNKNOWN";
 }
 
+StatusCode StatusCodeFromName(const std::string& name) {
+  for (StatusCode c : {StatusCode::kOk, StatusCode::kInvalidArgument, StatusCode::kNotFound,
+                       StatusCode::kAlreadyExists, StatusCode::kUnavailable, StatusCode::kIoError,
+                       StatusCode::kFailedPrecondition, StatusCode::kInternal,
+                       StatusCode::kUnauthenticated, StatusCode::kPermissionDenied}) {
+    if (name == StatusCodeName(c)) return c;
+  }
+  return StatusCode::kInternal;
+}
+
 std::string Status::ToString() const {
   if (ok()) return "OK";
   return std::string(StatusCodeName(code_)) + ": " + message_;

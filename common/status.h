@@ -14,6 +14,8 @@ enum class StatusCode { kOk, kInvalidArgument, kNotFound, kAlreadyExists, kUnava
                         kFailedPrecondition, kInternal, kUnauthenticated, kPermissionDenied };
 
 const char* StatusCodeName(StatusCode code);
+// The code StatusCodeName gives `name`; kInternal for a name it never gives.
+StatusCode StatusCodeFromName(const std::string& name);
 
 class [[nodiscard]] Status {
  public:

@@ -7,7 +7,10 @@
 
 namespace kiln::cli {
 
-SchedulerClient::SchedulerClient(ClientSettings settings) : settings_(std::move(settings)) {
+SchedulerClient::SchedulerClient(ClientSettings settings, transport::Context* shared_context)
+    : settings_(std::move(settings)),
+      own_context_(shared_context ? nullptr : std::make_unique<transport::Context>()),
+      context_(shared_context ? shared_context : own_context_.get()) {
   if (!settings_.problem.ok()) return;
   auto keys = transport::NewCurveKeyPair();
   if (!keys.ok()) {
@@ -21,7 +24,7 @@ SchedulerClient::SchedulerClient(ClientSettings settings) : settings_(std::move(
 SchedulerClient::~SchedulerClient() = default;
 
 void SchedulerClient::Reconnect() {
-  socket_ = std::make_unique<transport::Socket>(context_, transport::SocketKind::kDealer);
+  socket_ = std::make_unique<transport::Socket>(*context_, transport::SocketKind::kDealer);
   Status curve = socket_->MakeCurveClient(settings_.server_key, own_keys_);
   if (!curve.ok()) settings_.problem = curve;
   (void)socket_->WatchHandshakes();
@@ -44,14 +47,25 @@ std::optional<Status> SchedulerClient::HandshakeRefused() {
 }
 
 Result<protocol::Envelope> SchedulerClient::CallFrames(protocol::Envelope request) {
+  request.auth = settings_.token;
+  auto envelope = Exchange(std::move(request));
+  if (!envelope.ok() || envelope->type != protocol::ErrorReply::kType) return envelope;
+  auto error = protocol::DecodeBody<protocol::ErrorReply>(*envelope);
+  if (!error.ok()) return error.status();
+  std::string message = error->message;
+  for (const auto& e : error->errors) message += "\n  " + e;
+  return Status(StatusCodeFromName(error->code), message);
+}
+
+Result<protocol::Envelope> SchedulerClient::Exchange(protocol::Envelope request) {
   if (!settings_.problem.ok()) return settings_.problem;
+  if (request.id.empty()) request.id = NextId();
   last_timeout_reached_scheduler_ = false;
   Status connected = socket_->Connect(settings_.address);
   if (!connected.ok()) {
     return Status::InvalidArgument("scheduler address \"" + settings_.address +
                                    "\" is not valid: use tcp://HOST:PORT");
   }
-  request.auth = settings_.token;
   Status sent = socket_->Send({protocol::EncodeEnvelope(request)});
   if (!sent.ok()) return sent;
   SystemClock clock;
@@ -70,22 +84,8 @@ Result<protocol::Envelope> SchedulerClient::CallFrames(protocol::Envelope reques
     if (!frames || frames->empty()) continue;
     auto envelope = protocol::DecodeEnvelope((*frames)[0]);
     if (!envelope.ok()) return envelope.status();
-    if (envelope->id != request.id && !request.id.empty()) continue;  // a stale reply
+    if (envelope->id != request.id) continue;  // a stale reply
     last_binary_ = frames->size() > 1 ? std::move((*frames)[1]) : std::string();
-    if (envelope->type == protocol::ErrorReply::kType) {
-      auto error = protocol::DecodeBody<protocol::ErrorReply>(*envelope);
-      if (!error.ok()) return error.status();
-      std::string message = error->message;
-      for (const auto& e : error->errors) message += "\n  " + e;
-      StatusCode code = StatusCode::kInternal;
-      for (StatusCode c : {StatusCode::kInvalidArgument, StatusCode::kNotFound,
-                           StatusCode::kFailedPrecondition, StatusCode::kUnavailable,
-                           StatusCode::kIoError, StatusCode::kAlreadyExists,
-                           StatusCode::kUnauthenticated, StatusCode::kPermissionDenied}) {
-        if (error->code == StatusCodeName(c)) code = c;
-      }
-      return Status(code, message);
-    }
     return envelope;
   }
   if (auto refused = HandshakeRefused()) return *refused;

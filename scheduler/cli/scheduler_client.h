@@ -24,7 +24,9 @@ struct ClientSettings {
 
 class SchedulerClient {
  public:
-  explicit SchedulerClient(ClientSettings settings);
+  // `shared_context`: a ZeroMQ context to open the socket on (it must outlive the client), for
+  // a daemon that keeps several clients; without it the client has its own.
+  explicit SchedulerClient(ClientSettings settings, transport::Context* shared_context = nullptr);
   ~SchedulerClient();
 
   const std::string& address() const { return settings_.address; }
@@ -42,6 +44,11 @@ class SchedulerClient {
     return CallFrames(protocol::MakeEnvelope(message, NextId()));
   }
 
+  // One round trip of `request` as it is (its auth included; an empty id is given one): the reply
+  // envelope, an `error` one included. A non-OK Status only when no reply came (unreachable,
+  // timed out, refused handshake, undecodable reply).
+  Result<protocol::Envelope> Exchange(protocol::Envelope request);
+
  private:
   Result<protocol::Envelope> CallFrames(protocol::Envelope request);
   std::string NextId();
@@ -51,7 +58,8 @@ class SchedulerClient {
 
   ClientSettings settings_;
   transport::CurveKeyPair own_keys_;  // made per process: the key only encrypts
-  transport::Context context_;
+  std::unique_ptr<transport::Context> own_context_;
+  transport::Context* context_;
   std::unique_ptr<transport::Socket> socket_;
   int64_t counter_ = 0;
   std::string last_binary_;

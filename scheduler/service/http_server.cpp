@@ -3,7 +3,53 @@
 #include <httplib.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <variant>
+
+#include "common/ids.h"
+#include "scheduler/cli/scheduler_client.h"
+#include "scheduler/service/api_routes.h"
+
 namespace kiln::service {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr size_t kMaxIdleClients = 32;
+
+void Answer(httplib::Response& res, const ApiResponse& answer) {
+  res.status = answer.status;
+  // Log lines may hold bytes that are not UTF-8: they are replaced, never a reason to fail.
+  res.set_content(answer.body.dump(-1, ' ', false, json::error_handler_t::replace) + "\n",
+                  "application/json");
+}
+
+std::string BearerToken(const httplib::Request& req) {
+  const std::string header = req.get_header_value("Authorization");
+  if (header.size() < 7) return "";
+  std::string scheme = header.substr(0, 7);
+  std::transform(scheme.begin(), scheme.end(), scheme.begin(), ::tolower);
+  if (scheme != "bearer ") return "";
+  std::string token = header.substr(7);
+  token.erase(0, token.find_first_not_of(' '));
+  return token;
+}
+
+}  // namespace
+
+// A forwarding client taken from the pool for one request (or one download), given back after.
+class HttpServer::ClientLease {
+ public:
+  explicit ClientLease(HttpServer* server) : server_(server), client_(server->AcquireClient()) {}
+  ~ClientLease() { server_->ReleaseClient(std::move(client_)); }
+  cli::SchedulerClient& operator*() { return *client_; }
+  cli::SchedulerClient* operator->() { return client_.get(); }
+
+ private:
+  HttpServer* server_;
+  std::unique_ptr<cli::SchedulerClient> client_;
+};
 
 HttpServer::HttpServer() : server_(std::make_unique<httplib::Server>()) {}
 
@@ -12,7 +58,98 @@ HttpServer::~HttpServer() {
   if (thread_.joinable()) thread_.join();
 }
 
-Result<std::unique_ptr<HttpServer>> HttpServer::Start(const std::string& listen) {
+std::unique_ptr<cli::SchedulerClient> HttpServer::AcquireClient() {
+  {
+    std::lock_guard<std::mutex> lock(clients_mu_);
+    if (!idle_clients_.empty()) {
+      auto client = std::move(idle_clients_.back());
+      idle_clients_.pop_back();
+      return client;
+    }
+  }
+  cli::ClientSettings settings;
+  settings.address = api_.endpoint;
+  settings.server_key = api_.server_public_key;
+  settings.timeout_ms = api_.timeout_ms;
+  return std::make_unique<cli::SchedulerClient>(settings, &context_);
+}
+
+void HttpServer::ReleaseClient(std::unique_ptr<cli::SchedulerClient> client) {
+  std::lock_guard<std::mutex> lock(clients_mu_);
+  if (idle_clients_.size() < kMaxIdleClients) idle_clients_.push_back(std::move(client));
+}
+
+void HttpServer::AddApiRoutes() {
+  httplib::Server& server = *server_;
+  server.Get(std::string(kApiPrefix) + "/openapi.json",
+             [](const httplib::Request&, httplib::Response& res) {
+               Answer(res, {200, OpenApiDocument()});
+             });
+  auto handle = [this](const httplib::Request& req, httplib::Response& res) {
+    ApiRequest request;
+    request.method = req.method;
+    request.path = req.path.substr(std::string(kApiPrefix).size());
+    for (const auto& [k, v] : req.params) request.query.emplace(k, v);
+    request.body = req.body;
+    request.token = BearerToken(req);
+    request.fresh_request_id = NewRequestId();
+    auto translated = TranslateApiRequest(request);
+    if (auto* answer = std::get_if<ApiResponse>(&translated)) return Answer(res, *answer);
+    const ApiCall& call = std::get<ApiCall>(translated);
+    auto lease = std::make_shared<ClientLease>(this);
+    auto reply = (*lease)->Exchange(call.request);
+    if (!reply.ok()) {
+      // No answer at all: the scheduler is busy or restarting; the client may retry.
+      return Answer(res, ApiError(Status::Unavailable(reply.status().message())));
+    }
+    if (!call.download || reply->type != protocol::CheckpointData::kType) {
+      return Answer(res, TranslateApiReply(call, *reply));
+    }
+    auto head = protocol::DecodeBody<protocol::CheckpointData>(*reply);
+    if (!head.ok()) return Answer(res, ApiError(Status::Internal(head.status().message())));
+    const protocol::CheckpointData first = *head;
+    std::string first_bytes = (*lease)->last_binary();
+    res.set_header("X-Checkpoint-Sha256", first.sha256);
+    res.set_header("X-Checkpoint-Step", std::to_string(first.step));
+    res.set_header("Content-Disposition", "attachment; filename=\"job-" +
+                                              std::to_string(first.job_id) + "-step-" +
+                                              std::to_string(first.step) + ".pt\"");
+    const std::string token = call.request.auth;
+    // The rest is read in chunks as the HTTP client takes them: memory stays one chunk, and the
+    // step is fixed to the one the first read found (a newer "latest" cannot slip in).
+    res.set_content_provider(
+        static_cast<size_t>(first.bytes), "application/octet-stream",
+        [lease, first, first_bytes, token](size_t offset, size_t length, httplib::DataSink& sink) {
+          if (offset < first_bytes.size()) {
+            const size_t n = std::min(length, first_bytes.size() - offset);
+            return sink.write(first_bytes.data() + offset, n);
+          }
+          protocol::CheckpointRead read{first.job_id, first.step, static_cast<int64_t>(offset),
+                                        static_cast<int64_t>(std::min<size_t>(length, 8 << 20))};
+          protocol::Envelope request = protocol::MakeEnvelope(read);
+          request.auth = token;
+          auto chunk = (*lease)->Exchange(request);
+          if (!chunk.ok() || chunk->type != protocol::CheckpointData::kType) {
+            spdlog::warn("API download of job {} step {} stopped at byte {}: {}", first.job_id,
+                         first.step, offset,
+                         chunk.ok() ? chunk->body.dump() : chunk.status().message());
+            return false;
+          }
+          const std::string& bytes = (*lease)->last_binary();
+          if (bytes.empty()) return false;
+          return sink.write(bytes.data(), std::min(bytes.size(), length));
+        });
+  };
+  const std::string pattern = std::string(kApiPrefix) + "/.*";
+  server.Get(pattern, handle);
+  server.Post(pattern, handle);
+  server.Delete(pattern, handle);
+  server.Put(pattern, handle);
+  server.Patch(pattern, handle);
+}
+
+Result<std::unique_ptr<HttpServer>> HttpServer::Start(const std::string& listen,
+                                                      const ApiTarget& api) {
   const auto colon = listen.rfind(':');
   int port = -1;
   if (colon != std::string::npos && colon > 0) {
@@ -32,10 +169,12 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(const std::string& listen)
   if (host.size() > 2 && host.front() == '[' && host.back() == ']')
     host = host.substr(1, host.size() - 2);
   std::unique_ptr<HttpServer> http(new HttpServer());
+  http->api_ = api;
   httplib::Server& server = *http->server_;
-  server.set_payload_max_length(64 << 10);
+  server.new_task_queue = [] { return new httplib::ThreadPool(16); };
+  server.set_payload_max_length(kMaxApiBodyBytes);
   server.set_read_timeout(5, 0);
-  server.set_write_timeout(5, 0);
+  server.set_write_timeout(30, 0);
   HttpServer* self = http.get();
   server.Get("/metrics", [self](const httplib::Request&, httplib::Response& res) {
     std::string text;
@@ -50,6 +189,12 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(const std::string& listen)
     }
     res.set_content(text, "text/plain; version=0.0.4; charset=utf-8");
   });
+  if (!api.endpoint.empty()) http->AddApiRoutes();
+  server.set_exception_handler(
+      [](const httplib::Request& req, httplib::Response& res, std::exception_ptr) {
+        spdlog::error("HTTP {} {}: an unexpected exception; answered 500", req.method, req.path);
+        Answer(res, ApiError(Status::Internal("the request could not be handled")));
+      });
   const int bound =
       port == 0 ? server.bind_to_any_port(host) : (server.bind_to_port(host, port) ? port : -1);
   if (bound <= 0) {

@@ -1,26 +1,42 @@
-// The scheduler's HTTP server, on threads of its own (cpp-httplib): GET /metrics answers the
-// Prometheus text the scheduler's loop last published (SchedulerService::SetMetricsSink). The
-// loop owns all state; these threads only read the published text, under a mutex.
+// The scheduler's HTTP server, on threads of its own (cpp-httplib):
+//   GET /metrics   the Prometheus text the scheduler's loop last published (SetMetricsSink);
+//   /api/v1/...    the HTTP API (api_routes.h): each request is forwarded to the scheduler's own
+//                  ZeroMQ endpoint as the CLI's request with the caller's bearer token, over
+//                  CURVE like any client, so the loop stays the only owner of state and the
+//                  access rules are the CLI's by construction.
 #pragma once
 
 #include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "common/status.h"
+#include "common/transport/socket.h"
 
 namespace httplib {
 class Server;
 }
+namespace kiln::cli {
+class SchedulerClient;
+}
 
 namespace kiln::service {
+
+// Where the API forwards requests: the scheduler's bound endpoint and public key.
+struct ApiTarget {
+  std::string endpoint;
+  std::string server_public_key;
+  int timeout_ms = 10000;
+};
 
 class HttpServer {
  public:
   // `listen`: "HOST:PORT" (PORT 0: a free port, see url()). Keep HOST on loopback unless the
   // network in front of it is trusted: the metrics name users and nodes.
-  static Result<std::unique_ptr<HttpServer>> Start(const std::string& listen);
+  static Result<std::unique_ptr<HttpServer>> Start(const std::string& listen,
+                                                   const ApiTarget& api);
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
@@ -29,7 +45,16 @@ class HttpServer {
   void PublishMetrics(std::string text);
 
  private:
+  class ClientLease;
   HttpServer();
+  void AddApiRoutes();
+  std::unique_ptr<cli::SchedulerClient> AcquireClient();
+  void ReleaseClient(std::unique_ptr<cli::SchedulerClient> client);
+
+  ApiTarget api_;
+  transport::Context context_;  // the forwarding clients' sockets
+  std::mutex clients_mu_;
+  std::vector<std::unique_ptr<cli::SchedulerClient>> idle_clients_;
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
   std::string url_;

@@ -35,7 +35,8 @@ int main(int argc, char** argv) {
       ->required();
   std::string http;
   app.add_option("--http", http,
-                 "HOST:PORT for the HTTP server (GET /metrics: Prometheus metrics), e.g. "
+                 "HOST:PORT for the HTTP server (/metrics: Prometheus metrics; /api/v1: the API, "
+                 "docs/api.md), e.g. "
                  "127.0.0.1:9470; PORT 0 picks a free one (written to STATE_DIR/http_endpoint). "
                  "Keep it on loopback unless the network is trusted; off when not given");
   app.add_option("--worker-timeout", worker_timeout_s,
@@ -142,7 +143,12 @@ int main(int argc, char** argv) {
   }
   std::unique_ptr<kiln::service::HttpServer> http_server;
   if (!http.empty()) {
-    auto started = kiln::service::HttpServer::Start(http);
+    auto keys = kiln::service::EnsureSchedulerKeys(options.state_dir);
+    if (!keys.ok()) {
+      spdlog::error("cannot start: {}", keys.status().ToString());
+      return 1;
+    }
+    auto started = kiln::service::HttpServer::Start(http, {(*service)->endpoint(), keys->public_key});
     if (!started.ok()) {
       spdlog::error("cannot start: {}", started.status().message());
       return 2;
@@ -153,7 +159,7 @@ int main(int argc, char** argv) {
         [server](std::string text) { server->PublishMetrics(std::move(text)); });
     const std::string endpoint_file = options.state_dir + "/http_endpoint";
     std::ofstream(endpoint_file) << http_server->url() << "\n";
-    spdlog::info("HTTP on {} (/metrics)", http_server->url());
+    spdlog::info("HTTP on {} (/metrics, /api/v1)", http_server->url());
   }
   (*service)->Run(g_stop);
   return 0;
