@@ -3,7 +3,7 @@
 //
 // Who sends what:
 //   CLI -> scheduler      submit, queue, show, cancel, logs, nodes, ckpt_ls, ckpt_read, ckpt_rm,
-//                         job_admin, node_admin, whoami (each with the user's token in envelope.auth)
+//                         job_admin, node_admin, whoami, metrics_history (each with the user's token in envelope.auth)
 //   scheduler -> CLI      submit_reply, cancel_reply, data (read views), error
 //   worker -> scheduler   register, heartbeat, accounts, job_started, log, progress,
 //                         checkpoint(+bytes), job_exited          (worker_messages.h)
@@ -143,7 +143,15 @@ struct CheckpointsRequest {
   template <class V> void Fields(V& v) { v("job_id", job_id); }
 };
 
-// Reply to the read requests (queue, show, logs, nodes, ckpt_ls): a JSON view.
+// A job's metrics history (scheduler/core/metric_history.h), answered with data
+// {"job_id", "step": [POINT...], "epoch": [POINT...]}, each POINT {"time", "attempt", fields...}.
+struct MetricsHistoryRequest {
+  static constexpr const char* kType = "metrics_history";
+  int64_t job_id = 0;
+  template <class V> void Fields(V& v) { v("job_id", job_id); }
+};
+
+// Reply to the read requests (queue, show, logs, nodes, ckpt_ls, metrics_history): a JSON view.
 struct DataReply {
   static constexpr const char* kType = "data";
   json data;
@@ -297,6 +305,6 @@ struct TrainCheckpoint {
   X(ExitAck) X(LogAck) X(TrainProgress) X(TrainCheckpoint) X(CheckpointBegin) X(CheckpointOffset)        \
   X(CheckpointChunk) X(CheckpointDone) X(CheckpointRead) X(CheckpointData) X(CheckpointRemove) \
   X(JobAdminRequest) X(NodeAdminRequest) X(WhoAmIRequest) X(RemoteExec) X(RemoteExit)       \
-  X(CheckAccounts) X(AccountReport)
+  X(CheckAccounts) X(AccountReport) X(MetricsHistoryRequest)
 
 }  // namespace kiln::protocol

@@ -54,6 +54,12 @@ Commands::Commands(CLI::App& app) : app_(app) {
   show_->add_flag("--json", json_, "print a JSON object");
   show_->add_option("--metric", metric_, "print only this metric's latest value (e.g. test_accuracy)");
 
+  metrics_ = app.add_subcommand("metrics",
+                                "a job's metrics history: its epoch and training "
+                                "reports, kept after it ends");
+  metrics_->add_option("ID", job_id_, "job id")->required();
+  metrics_->add_flag("--json", json_, "print {job_id, epoch: [...], step: [...]}");
+
   cancel_ = app.add_subcommand("cancel", "cancel a pending or running job");
   cancel_->add_option("ID", job_id_, "job id")->required();
 
@@ -130,6 +136,7 @@ int Commands::RunSelected() {
   if (submit_->parsed()) return Submit();
   if (queue_->parsed()) return Queue();
   if (show_->parsed()) return Show();
+  if (metrics_->parsed()) return Metrics();
   if (cancel_->parsed()) return Cancel();
   if (logs_->parsed()) return Logs();
   if (nodes_->parsed()) return Nodes();

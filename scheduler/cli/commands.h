@@ -31,6 +31,7 @@ class Commands {
   int Submit();
   int Queue();
   int Show();
+  int Metrics();
   int Cancel();
   int Logs();
   int Nodes();
@@ -74,6 +75,7 @@ class Commands {
   CLI::App* submit_;
   CLI::App* queue_;
   CLI::App* show_;
+  CLI::App* metrics_;
   CLI::App* cancel_;
   CLI::App* logs_;
   CLI::App* nodes_;

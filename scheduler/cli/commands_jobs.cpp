@@ -149,7 +149,26 @@ int Commands::Show() {
     std::cout << metrics[metric_].dump() << std::endl;
     return 0;
   }
-  std::cout << (json_ ? reply->data.dump(2) + "\n" : FormatJob(reply->data));
+  if (json_) {
+    std::cout << reply->data.dump(2) << "\n";
+    return 0;
+  }
+  std::cout << FormatJob(reply->data);
+  // A scheduler from before metrics history answers with an error: then no sparkline.
+  auto history =
+      ReplyAs<protocol::DataReply>(client.Call(protocol::MetricsHistoryRequest{job_id_}));
+  if (history.ok()) {
+    const std::string spark = LossSparkline(history->data);
+    if (!spark.empty()) std::cout << spark << "\n";
+  }
+  return 0;
+}
+
+int Commands::Metrics() {
+  SchedulerClient client = MakeClient(global_);
+  auto reply = ReplyAs<protocol::DataReply>(client.Call(protocol::MetricsHistoryRequest{job_id_}));
+  if (!reply.ok()) return ReportError(reply.status());
+  std::cout << (json_ ? reply->data.dump(2) + "\n" : FormatMetricsHistory(reply->data));
   return 0;
 }
 

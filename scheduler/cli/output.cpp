@@ -1,8 +1,10 @@
 #include "scheduler/cli/output.h"
 
+#include <algorithm>
+#include <cmath>
 #include <ctime>
-
 #include <iomanip>
+#include <set>
 #include <sstream>
 #include <vector>
 
@@ -238,6 +240,105 @@ std::string FormatCheckpoints(const json& checkpoints) {
                     FormatBytes(c.value("bytes", int64_t{0})), Str(c, "sha256").substr(0, 16)});
   }
   return Table(rows);
+}
+
+std::string Sparkline(const std::vector<double>& values, size_t width) {
+  if (values.empty() || width == 0) return "";
+  static const char* kBlocks[] = {"▁", "▂", "▃", "▄", "▅", "▆", "▇", "█"};
+  std::vector<double> cells;
+  const size_t n = std::min(width, values.size());
+  for (size_t c = 0; c < n; ++c) {
+    const size_t from = c * values.size() / n;
+    const size_t to = std::max(from + 1, (c + 1) * values.size() / n);
+    double sum = 0;
+    for (size_t i = from; i < to; ++i) sum += values[i];
+    cells.push_back(sum / static_cast<double>(to - from));
+  }
+  const auto [lo, hi] = std::minmax_element(cells.begin(), cells.end());
+  const double span = *hi - *lo;
+  std::string out;
+  for (double v : cells) {
+    const int level = span > 0 ? static_cast<int>((v - *lo) / span * 7.0 + 0.5) : 3;
+    out += kBlocks[std::clamp(level, 0, 7)];
+  }
+  return out;
+}
+
+std::string LossSparkline(const json& history, size_t width) {
+  if (!history.is_object() || !history.contains("step")) return "";
+  std::vector<double> losses;
+  for (const auto& p : history["step"]) {
+    if (p.contains("loss") && p["loss"].is_number()) losses.push_back(p["loss"].get<double>());
+  }
+  if (losses.empty()) return "";
+  std::ostringstream out;
+  out << "loss  " << Sparkline(losses, width) << "  " << Num(json{{"v", losses.front()}}, "v", 4)
+      << " -> " << Num(json{{"v", losses.back()}}, "v", 4);
+  return out.str();
+}
+
+namespace {
+// The columns of a series: `first` in that order when present, then the other fields by name.
+std::vector<std::string> ColumnsOf(const json& points, const std::vector<std::string>& first) {
+  std::set<std::string> seen;
+  for (const auto& p : points) {
+    for (const auto& [k, v] : p.items()) {
+      if (k != "time") seen.insert(k);
+    }
+  }
+  std::vector<std::string> columns;
+  for (const auto& f : first) {
+    if (seen.erase(f) > 0) columns.push_back(f);
+  }
+  for (const auto& k : seen) columns.push_back(k);
+  return columns;
+}
+
+std::string SeriesTable(const json& points, const std::vector<std::string>& first) {
+  const auto columns = ColumnsOf(points, first);
+  std::vector<std::vector<std::string>> rows;
+  rows.emplace_back();
+  for (const auto& c : columns) {
+    std::string header = c;
+    for (auto& ch : header) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+    rows.back().push_back(header);
+  }
+  for (const auto& p : points) {
+    rows.emplace_back();
+    for (const auto& c : columns) {
+      if (!p.contains(c)) {
+        rows.back().push_back("-");
+      } else if (p[c].is_number_integer()) {
+        rows.back().push_back(Str(p, c.c_str()));
+      } else {
+        const double v = p[c].get<double>();
+        rows.back().push_back(Num(p, c.c_str(), std::abs(v) >= 100 ? 0 : 4));
+      }
+    }
+  }
+  return Table(rows);
+}
+}  // namespace
+
+std::string FormatMetricsHistory(const json& history) {
+  std::ostringstream out;
+  const json& epochs = history.contains("epoch") ? history["epoch"] : json::array();
+  const json& steps = history.contains("step") ? history["step"] : json::array();
+  if (epochs.empty() && steps.empty()) {
+    return "job " + Str(history, "job_id") + " has reported no metrics yet\n";
+  }
+  if (!epochs.empty()) {
+    out << "Epochs:\n" << SeriesTable(epochs, {"attempt", "epoch", "step"});
+  }
+  if (!steps.empty()) {
+    if (!epochs.empty()) out << "\n";
+    out << "Training (" << steps.size() << " reports kept, evenly spread over the run):\n"
+        << SeriesTable(steps, {"attempt", "epoch", "step", "total_steps", "epochs", "loss",
+                               "samples_per_s", "lr"});
+    const std::string spark = LossSparkline(history);
+    if (!spark.empty()) out << "\n" << spark << "\n";
+  }
+  return out.str();
 }
 
 }  // namespace kiln::cli

@@ -1,10 +1,10 @@
 // Human-readable rendering of the scheduler's JSON views. Pure: returns strings.
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
-
-#include <nlohmann/json.hpp>
+#include <vector>
 
 namespace kiln::cli {
 
@@ -14,6 +14,13 @@ std::string FormatNodes(const nlohmann::json& nodes);
 std::string FormatCheckpoints(const nlohmann::json& checkpoints);
 // One line of live progress, e.g. "epoch 2/5  step 700/2340  loss 0.4120  test_acc 0.8610 ...".
 std::string FormatProgress(const nlohmann::json& job);
+// `kiln metrics`: the epoch reports, then the training reports, as tables.
+std::string FormatMetricsHistory(const nlohmann::json& history);
+// A one-line chart of `values` in at most `width` block characters (▁ lowest ... █ highest),
+// averaging neighbours when there are more values than width; "" for no values.
+std::string Sparkline(const std::vector<double>& values, size_t width);
+// "loss  ▇▆▄▃▂▂▁  2.3014 -> 0.4121" from a metrics history, or "" when it has no loss.
+std::string LossSparkline(const nlohmann::json& history, size_t width = 40);
 // "1.2 MB", "340 kB", "12 B".
 std::string FormatBytes(int64_t bytes);
 // Local time "YYYY-MM-DD HH:MM:SS" from Unix milliseconds, "-" for 0.

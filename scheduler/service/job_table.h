@@ -18,6 +18,7 @@
 #include "common/job_spec.h"
 #include "scheduler/core/accounts.h"
 #include "scheduler/core/job_state.h"
+#include "scheduler/core/metric_history.h"
 #include "scheduler/core/scheduling_policy.h"
 #include "scheduler/service/store.h"
 
@@ -32,6 +33,8 @@ struct ActiveJob {
   std::vector<std::pair<std::string, core::NodeShare>> allocation;  // node name, share
   std::string reason;       // why it waits (pending), from the latest pass
   std::string unplaceable;  // set when this scheduler cannot place it at all (multi-node)
+  // Its metrics history series (step, epoch), read from the store at the first report.
+  std::optional<core::SeriesState> history[2];
 };
 
 class JobTable {

@@ -354,6 +354,7 @@ const SchedulerService::Route* SchedulerService::FindRoute(const std::string& ty
       {protocol::SubmitRequest::kType, {false, false, &SchedulerService::OnSubmit}},
       {protocol::QueueRequest::kType, {false, true, &SchedulerService::OnQueue}},
       {protocol::ShowRequest::kType, {false, true, &SchedulerService::OnShow}},
+      {protocol::MetricsHistoryRequest::kType, {false, true, &SchedulerService::OnMetricsHistory}},
       {protocol::CancelRequest::kType, {false, false, &SchedulerService::OnCancel}},
       {protocol::LogsRequest::kType, {false, true, &SchedulerService::OnLogs}},
       {protocol::NodesRequest::kType, {false, true, &SchedulerService::OnNodes}},

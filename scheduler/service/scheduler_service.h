@@ -204,6 +204,7 @@ class SchedulerService {
   void OnSubmit(Request& req);
   void OnQueue(Request& req);
   void OnShow(Request& req);
+  void OnMetricsHistory(Request& req);
   void OnCancel(Request& req);
   void OnLogs(Request& req);
   void OnNodes(Request& req);
@@ -227,6 +228,8 @@ class SchedulerService {
   void OnJobStarted(Request& req);
   void OnLog(Request& req);
   void OnProgress(Request& req);
+  // Keeps the report in the job's metrics history when scheduler/core/metric_history.h says so.
+  void RecordMetricHistory(ActiveJob& job, const nlohmann::json& report);
   void OnJobExited(Request& req);
   // Whether that attempt of the job was placed on the node (live there, or in its allocation).
   bool PlacedOn(const JobRecord& job, int64_t attempt, const std::string& node) const;

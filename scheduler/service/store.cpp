@@ -123,6 +123,15 @@ CREATE TABLE IF NOT EXISTS log_cursors (
   next_line INTEGER NOT NULL,
   PRIMARY KEY (job_id, attempt, node)
 );
+CREATE TABLE IF NOT EXISTS metric_history (
+  job_id INTEGER NOT NULL,
+  series TEXT NOT NULL,
+  ordinal INTEGER NOT NULL,
+  attempt INTEGER NOT NULL,
+  time INTEGER NOT NULL,
+  point TEXT NOT NULL,
+  PRIMARY KEY (job_id, series, ordinal)
+);
 CREATE TABLE IF NOT EXISTS placements (
   job_id INTEGER NOT NULL,
   attempt INTEGER NOT NULL,

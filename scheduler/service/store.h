@@ -120,6 +120,15 @@ struct JobQuery {
   std::vector<std::string> states;  // empty: any (unfinished only unless include_finished)
 };
 
+// One kept point of a job's metrics history (scheduler/core/metric_history.h).
+struct MetricPoint {
+  std::string series;  // "step" or "epoch"
+  int64_t ordinal = 0;
+  int64_t attempt = 0;
+  Millis time = 0;
+  nlohmann::json point;  // the report's numeric fields
+};
+
 struct LogLine {
   int64_t seq = 0;
   int64_t attempt = 0;
@@ -281,11 +290,18 @@ class Store {
   Result<std::vector<AuditRecord>> ListAudit(int64_t limit);  // the newest `limit`, oldest first
 
   // Retention (store_retention.cpp). Each deletes at most `limit` rows and returns how many: the
-  // logs or events of jobs that finished in [finished_from, finished_before), audit rows older
-  // than `before`.
+  // logs or events (with the metrics history) of jobs that finished in [finished_from,
+  // finished_before), audit rows older than `before`.
   Result<int64_t> PruneJobLogs(Millis finished_from, Millis finished_before, int64_t limit);
   Result<int64_t> PruneJobEvents(Millis finished_from, Millis finished_before, int64_t limit);
   Result<int64_t> PruneAudit(Millis before, int64_t limit);
+
+  // Metrics history (store_metric_history.cpp).
+  Status AddMetricPoint(int64_t job_id, const MetricPoint& point);
+  // Deletes the series' points whose ordinal `stride` does not divide; returns how many remain.
+  Result<int64_t> ThinMetricHistory(int64_t job_id, const std::string& series, int64_t stride);
+  Result<std::vector<int64_t>> MetricOrdinals(int64_t job_id, const std::string& series);
+  Result<std::vector<MetricPoint>> MetricHistory(int64_t job_id);  // by series, then ordinal
 
   // Placements (store_placements.cpp): inserted or replaced whole, deleted when they end.
   Status SavePlacement(const PlacementRow& row);

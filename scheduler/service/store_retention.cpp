@@ -1,6 +1,7 @@
 // Store: pruning what only grows (logs and events of finished jobs, audit rows).
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <string>
 
 #include "scheduler/service/store.h"
@@ -34,7 +35,13 @@ Result<int64_t> Store::PruneJobLogs(Millis finished_from, Millis finished_before
 
 Result<int64_t> Store::PruneJobEvents(Millis finished_from, Millis finished_before,
                                       int64_t limit) {
-  return PruneRowsOfFinishedJobs(db_, "job_events", "id", finished_from, finished_before, limit);
+  auto history = PruneRowsOfFinishedJobs(db_, "metric_history", "rowid", finished_from,
+                                         finished_before, limit);
+  if (!history.ok()) return history.status();
+  auto events =
+      PruneRowsOfFinishedJobs(db_, "job_events", "id", finished_from, finished_before, limit);
+  if (!events.ok()) return events.status();
+  return std::max(*history, *events);
 }
 
 Result<int64_t> Store::PruneAudit(Millis before, int64_t limit) {

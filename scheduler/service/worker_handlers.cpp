@@ -281,7 +281,7 @@ void SchedulerService::OnProgress(Request& req) {
   if (!m.report.is_object()) return;
   // Frequent: decided from memory (the job's attempt, placed on this node) and merged in one
   // column, so that a report neither reads nor parses nor rewrites the job's row.
-  const ActiveJob* active = jobs_.Find(m.job_id);
+  ActiveJob* active = jobs_.Find(m.job_id);
   if (active == nullptr || active->state != core::JobState::kRunning ||
       active->attempt != m.attempt) {
     return;
@@ -291,7 +291,9 @@ void SchedulerService::OnProgress(Request& req) {
   auto merged = store_->MergeJobProgress(m.job_id, m.attempt, m.report);
   if (!merged.ok()) {
     spdlog::error("cannot store progress of job {}: {}", m.job_id, merged.status().ToString());
+    return;
   }
+  RecordMetricHistory(*active, m.report);
 }
 
 void SchedulerService::OnJobExited(Request& req) {

@@ -15,6 +15,7 @@ template <> SubmitRequest Sample() { return {"req-1", json{{"name", "x"}}, 4, 50
 template <> SubmitReply Sample() { return {42, true, "Infeasible: needs 4 ranks"}; }
 template <> QueueRequest Sample() { return {true}; }
 template <> ShowRequest Sample() { return {7}; }
+template <> MetricsHistoryRequest Sample() { return {9}; }
 template <> CancelRequest Sample() { return {8}; }
 template <> CancelReply Sample() { return {8, "CANCELLED"}; }
 template <> LogsRequest Sample() { return {9, 100, 50}; }

@@ -196,6 +196,23 @@ TEST_CASE("the HTTP API submits, shows, pages logs, downloads checkpoints, with 
     CHECK(rest.body["lines"][0]["seq"].get<int64_t>() >
           first.body["lines"][0]["seq"].get<int64_t>());
 
+    // Its metrics history: every epoch report, the training reports, kept after the end.
+    Answer history = bob.Get(path + "/metrics");
+    REQUIRE(history.status == 200);
+    CHECK(history.body["epoch"].size() == 2);
+    CHECK(history.body["epoch"][1]["epoch"] == 2);
+    CHECK(history.body["epoch"][1].contains("test_accuracy"));
+    REQUIRE(!history.body["step"].empty());
+    CHECK(history.body["step"][0].contains("loss"));
+    CHECK(history.body["step"][0]["attempt"] == 1);
+    CHECK(carol.Get(path + "/metrics").status == 403);
+    auto metrics = cluster.KilnWith(bob_file, {"metrics", std::to_string(job)});
+    CHECK(metrics.exit_code == 0);
+    CHECK_THAT(metrics.out, Catch::Contains("TEST_ACCURACY"));
+    CHECK_THAT(metrics.out, Catch::Contains("SAMPLES_PER_S"));
+    auto show_text = cluster.KilnWith(bob_file, {"show", std::to_string(job)});
+    CHECK_THAT(show_text.out, Catch::Contains("loss  "));
+
     Answer checkpoints = bob.Get(path + "/checkpoints");
     REQUIRE(checkpoints.status == 200);
     REQUIRE(checkpoints.body.is_array());

@@ -80,3 +80,13 @@ TEST_CASE("kiln logs --since reads a duration ago or a local time, and names not
   CHECK_FALSE(ParseSince("yesterday", now));
   CHECK_FALSE(ParseSince("2026-11-30 13:05 extra", now));
 }
+
+TEST_CASE("the loss sparkline spans lowest to highest and averages down to its width") {
+  CHECK(kiln::cli::Sparkline({1, 2, 3, 4, 5, 6, 7, 8}, 8) == "▁▂▃▄▅▆▇█");
+  CHECK(kiln::cli::Sparkline({8, 8, 1, 1}, 2) == "█▁");
+  CHECK(kiln::cli::Sparkline({}, 10).empty());
+  CHECK(kiln::cli::Sparkline({2, 2, 2}, 10) == "▄▄▄");
+  nlohmann::json history = {{"step", {{{"loss", 2.0}}, {{"loss", 1.0}}, {{"loss", 0.5}}}}};
+  CHECK(kiln::cli::LossSparkline(history) == "loss  █▃▁  2.0000 -> 0.5000");
+  CHECK(kiln::cli::LossSparkline({{"step", nlohmann::json::array()}}).empty());
+}
