@@ -9,6 +9,8 @@
 #include "common/ids.h"
 #include "scheduler/cli/scheduler_client.h"
 #include "scheduler/service/api_routes.h"
+#include "scheduler/service/dashboard_assets.h"
+#include "common/file_util.h"
 
 namespace kiln::service {
 
@@ -77,6 +79,48 @@ std::unique_ptr<cli::SchedulerClient> HttpServer::AcquireClient() {
 void HttpServer::ReleaseClient(std::unique_ptr<cli::SchedulerClient> client) {
   std::lock_guard<std::mutex> lock(clients_mu_);
   if (idle_clients_.size() < kMaxIdleClients) idle_clients_.push_back(std::move(client));
+}
+
+void HttpServer::AddDashboardRoutes() {
+  // Debian's Chart.js, read once; without it the pages work and show no charts.
+  auto chart = ReadFile(kChartJsPath);
+  if (chart.ok()) {
+    chart_js_ = std::move(*chart);
+  } else {
+    spdlog::warn("dashboard: no {} (install libjs-chart.js): the job pages will have no charts",
+                 kChartJsPath);
+  }
+  auto serve = [this](const httplib::Request& req, httplib::Response& res) {
+    // No framing by other sites (the pages have buttons that cancel jobs), scripts only from
+    // here, and no token or URL leaking through a referrer.
+    res.set_header("Content-Security-Policy",
+                   "default-src 'self'; img-src 'self' blob: data:; frame-ancestors 'none'; "
+                   "base-uri 'none'; form-action 'self'");
+    res.set_header("X-Frame-Options", "DENY");
+    res.set_header("X-Content-Type-Options", "nosniff");
+    res.set_header("Referrer-Policy", "no-referrer");
+    res.set_header("Cache-Control", "no-cache");
+    if (req.path == "/chart.js") {
+      if (chart_js_.empty()) {
+        res.status = 404;
+        res.set_content("// Chart.js is not installed on the scheduler host (libjs-chart.js)\n",
+                        "text/javascript");
+        return;
+      }
+      res.set_content(chart_js_, "text/javascript; charset=utf-8");
+      return;
+    }
+    const DashboardAsset* asset = FindDashboardAsset(req.path);
+    if (asset == nullptr) {
+      res.status = 404;
+      res.set_content("not found\n", "text/plain");
+      return;
+    }
+    res.set_content(asset->body, asset->content_type);
+  };
+  for (const char* path : {"/", "/index.html", "/app.js", "/style.css", "/chart.js"}) {
+    server_->Get(path, serve);
+  }
 }
 
 void HttpServer::AddApiRoutes() {
@@ -189,7 +233,10 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(const std::string& listen,
     }
     res.set_content(text, "text/plain; version=0.0.4; charset=utf-8");
   });
-  if (!api.endpoint.empty()) http->AddApiRoutes();
+  if (!api.endpoint.empty()) {
+    http->AddApiRoutes();
+    http->AddDashboardRoutes();
+  }
   server.set_exception_handler(
       [](const httplib::Request& req, httplib::Response& res, std::exception_ptr) {
         spdlog::error("HTTP {} {}: an unexpected exception; answered 500", req.method, req.path);

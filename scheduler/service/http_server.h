@@ -1,5 +1,6 @@
 // The scheduler's HTTP server, on threads of its own (cpp-httplib):
 //   GET /metrics   the Prometheus text the scheduler's loop last published (SetMetricsSink);
+//   /              the dashboard (scheduler/dashboard/, docs/operations.md), a page over the API;
 //   /api/v1/...    the HTTP API (api_routes.h): each request is forwarded to the scheduler's own
 //                  ZeroMQ endpoint as the CLI's request with the caller's bearer token, over
 //                  CURVE like any client, so the loop stays the only owner of state and the
@@ -48,6 +49,7 @@ class HttpServer {
   class ClientLease;
   HttpServer();
   void AddApiRoutes();
+  void AddDashboardRoutes();
   std::unique_ptr<cli::SchedulerClient> AcquireClient();
   void ReleaseClient(std::unique_ptr<cli::SchedulerClient> client);
 
@@ -59,7 +61,8 @@ class HttpServer {
   std::thread thread_;
   std::string url_;
   std::mutex mu_;
-  std::string metrics_;  // empty until the first publish
+  std::string metrics_;   // empty until the first publish
+  std::string chart_js_;  // Debian's Chart.js, served at /chart.js
 };
 
 }  // namespace kiln::service

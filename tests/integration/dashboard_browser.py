@@ -1,0 +1,136 @@
+#!/usr/bin/python3
+"""Drives the kiln dashboard in headless Chromium over the DevTools protocol, as a user would:
+log in through the page's own form, open a job's page, watch its loss chart, then log in as
+another user and open the same page. Prints one JSON object of what the DOM showed.
+
+usage: dashboard_browser.py URL JOB_ID OWNER_TOKEN OTHER_TOKEN SCREENSHOT.png
+"""
+import base64
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+import websocket  # python3-websocket
+
+
+class Browser:
+    def __init__(self):
+        self.profile = tempfile.mkdtemp(prefix="kiln-chromium-")
+        self.proc = subprocess.Popen(
+            ["chromium", "--headless=new", "--no-sandbox", "--disable-gpu",
+             "--disable-dev-shm-usage", "--no-first-run", "--no-default-browser-check",
+             "--disable-extensions", "--disable-background-networking",
+             "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0",
+             "--remote-allow-origins=*", "--user-data-dir=" + self.profile,
+             "--window-size=1366,1000", "about:blank"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        port_file = os.path.join(self.profile, "DevToolsActivePort")
+        deadline = time.time() + 60
+        while not os.path.exists(port_file) or not open(port_file).read().strip():
+            if time.time() > deadline or self.proc.poll() is not None:
+                raise RuntimeError("chromium did not start (no DevToolsActivePort)")
+            time.sleep(0.1)
+        port = open(port_file).read().split("\n")[0]
+        targets = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list"))
+        page = next(t for t in targets if t["type"] == "page")
+        self.ws = websocket.create_connection(page["webSocketDebuggerUrl"], timeout=60,
+                                              suppress_origin=True)
+        self.next_id = 0
+
+    def call(self, method, **params):
+        self.next_id += 1
+        self.ws.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
+        while True:
+            message = json.loads(self.ws.recv())
+            if message.get("id") == self.next_id:
+                if "error" in message:
+                    raise RuntimeError(f"{method}: {message['error']}")
+                return message.get("result", {})
+
+    def eval(self, expression):
+        result = self.call("Runtime.evaluate", expression=expression, returnByValue=True,
+                           awaitPromise=True)
+        if "exceptionDetails" in result:
+            raise RuntimeError(f"{expression}: {result['exceptionDetails']}")
+        return result["result"].get("value")
+
+    def wait(self, expression, timeout_s, what):
+        deadline = time.time() + timeout_s
+        guarded = "(() => { try { return (%s); } catch (e) { return false; } })()" % expression
+        while time.time() < deadline:
+            value = self.eval(guarded)
+            if value:
+                return value
+            time.sleep(0.2)
+        raise RuntimeError(f"timed out after {timeout_s} s waiting for {what}")
+
+    def close(self):
+        try:
+            self.ws.close()
+        finally:
+            self.proc.kill()
+            self.proc.wait()
+            shutil.rmtree(self.profile, ignore_errors=True)
+
+
+def log_in(browser, token):
+    browser.wait("!document.getElementById('login').hidden", 30, "the login form")
+    browser.eval("document.getElementById('token').value = %s;"
+                 "document.getElementById('login-form').requestSubmit(); true" % json.dumps(token))
+
+
+def main():
+    url, job, owner_token, other_token, screenshot = sys.argv[1:6]
+    out = {}
+    browser = Browser()
+    try:
+        browser.call("Page.enable")
+        browser.call("Page.navigate", url=f"{url}/#/jobs/{job}")
+        log_in(browser, owner_token)
+        points = ("(() => { const c = document.getElementById('loss-chart');"
+                  " const chart = window.Chart && Chart.getChart(c);"
+                  " return chart ? chart.data.datasets.reduce((n, d) => n + d.data.length, 0)"
+                  " : 0; })()")
+        out["points_first"] = browser.wait(points, 90, "the loss chart's first points")
+        first = out["points_first"]
+        out["points_later"] = browser.wait(f"(() => {{ const n = {points}; return n > {first} ? n : 0; }})()",
+                                           120, "the loss chart to grow")
+        out["title"] = browser.eval("document.getElementById('job-title').textContent")
+        out["state"] = browser.eval("document.getElementById('job-state').textContent")
+        out["who"] = browser.eval("document.getElementById('who').textContent")
+        out["cancel_visible"] = browser.eval("!document.getElementById('cancel-btn').hidden")
+        out["logs_chars"] = browser.eval("document.getElementById('logs').textContent.length")
+        out["url"] = browser.eval("location.href")
+        out["token_in_session"] = browser.eval(
+            "sessionStorage.getItem('kiln.token') === %s" % json.dumps(owner_token))
+        out["token_in_local"] = browser.eval("localStorage.length")
+        out["cookies"] = browser.eval("document.cookie")
+        timing = browser.eval(
+            "JSON.stringify({fcp: (performance.getEntriesByName('first-contentful-paint')[0] || {}).startTime,"
+            " chart: window.kilnFirstChartMs})")
+        out["timing"] = json.loads(timing)
+        shot = browser.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
+        with open(screenshot, "wb") as f:
+            f.write(base64.b64decode(shot["data"]))
+
+        browser.eval("document.getElementById('logout').click(); true")
+        log_in(browser, other_token)
+        out["refusal"] = browser.wait(
+            "(() => { const b = document.getElementById('banner');"
+            " return b.hidden ? '' : b.textContent; })()", 30, "a refusal")
+        out["other_job_hidden"] = browser.eval("document.getElementById('job').hidden")
+        out["other_who"] = browser.eval("document.getElementById('who').textContent")
+    except Exception as e:  # the test prints what happened before the failure
+        out["error"] = str(e)
+    finally:
+        browser.close()
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
