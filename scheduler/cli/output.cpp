@@ -267,8 +267,17 @@ std::string Sparkline(const std::vector<double>& values, size_t width) {
 std::string LossSparkline(const json& history, size_t width) {
   if (!history.is_object() || !history.contains("step")) return "";
   std::vector<double> losses;
+  int64_t last_step = -1;
   for (const auto& p : history["step"]) {
     if (p.contains("loss") && p["loss"].is_number()) losses.push_back(p["loss"].get<double>());
+    if (p.contains("step") && p["step"].is_number_integer()) last_step = p["step"].get<int64_t>();
+  }
+  // The newest report, when it is newer than the last kept point.
+  const json latest = history.contains("latest") ? history["latest"] : json::object();
+  if (latest.is_object() && latest.contains("loss") && latest["loss"].is_number() &&
+      latest.contains("step") && latest["step"].is_number_integer() &&
+      latest["step"].get<int64_t>() > last_step) {
+    losses.push_back(latest["loss"].get<double>());
   }
   if (losses.empty()) return "";
   std::ostringstream out;

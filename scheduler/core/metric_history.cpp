@@ -25,11 +25,21 @@ std::optional<HistorySeries> SeriesOfReport(const json& report) {
 json HistoryPointOf(const json& report) {
   json point = json::object();
   if (!report.is_object()) return point;
-  for (const auto& [key, value] : report.items()) {
-    if (point.size() >= kMaxHistoryFields) break;
-    if (key.empty() || key.size() > 64 || !value.is_number()) continue;
+  auto take = [&](const std::string& key, const json& value) {
+    if (point.size() >= kMaxHistoryFields || point.contains(key)) return;
+    if (key.empty() || key.size() > 64 || !value.is_number()) return;
     point[key] = value;
+  };
+  // What the charts and tables read comes first, whatever else a report carries.
+  for (const char* key : {"step", "epoch", "loss", "samples_per_s", "lr", "total_steps"}) {
+    if (report.contains(key)) take(key, report[key]);
   }
+  for (const auto& [key, value] : report.items()) {
+    const bool eval = (key.size() > 9 && key.compare(key.size() - 9, 9, "_accuracy") == 0) ||
+                      (key.size() > 5 && key.compare(key.size() - 5, 5, "_loss") == 0);
+    if (eval) take(key, value);
+  }
+  for (const auto& [key, value] : report.items()) take(key, value);
   return point;
 }
 

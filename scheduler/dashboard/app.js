@@ -82,8 +82,17 @@ function showOnly(section) {
 
 async function renderQueue() {
   const all = $("show-finished").checked;
-  const page = await api("GET", "/jobs?limit=500" + (all ? "&all=true" : ""));
-  const jobs = page.jobs.slice().reverse();
+  let jobs = [];
+  let after = null;
+  for (let pages = 0; pages < 50; ++pages) {  // up to 50,000 jobs, 1000 a page
+    const page = await api("GET", "/jobs?limit=1000" + (all ? "&all=true" : "") +
+                                  (after === null ? "" : "&after_id=" + after));
+    jobs = jobs.concat(page.jobs);
+    if (typeof page.next_after_id !== "number") break;
+    after = page.next_after_id;
+  }
+  jobs.reverse();  // newest first
+  if (jobs.length > 1000) jobs = jobs.slice(0, 1000);
   fillRows($("queue-rows"), jobs.map((j) => {
     const link = el("a", j.id);
     link.href = "#/jobs/" + j.id;
@@ -114,7 +123,7 @@ function lineChart(canvas, xTitle, yTitle) {
     data: { datasets: [] },
     options: {
       animation: false, responsive: true, maintainAspectRatio: false, parsing: false,
-      normalized: true, interaction: { mode: "nearest", intersect: false },
+      interaction: { mode: "nearest", intersect: false },
       elements: { point: { radius: 0 }, line: { borderWidth: 2, tension: 0.2 } },
       scales: { x: { type: "linear", title: { display: true, text: xTitle } },
                 y: { title: { display: true, text: yTitle } } },
@@ -149,6 +158,13 @@ function renderCharts(history) {
   }
   const loss = history.step.filter((p) => typeof p.loss === "number")
                             .map((p) => ({ x: p.step, y: p.loss }));
+  // The newest report ends the curve when the kept points do not have it yet.
+  const latest = history.latest || {};
+  if (typeof latest.loss === "number" && typeof latest.step === "number" &&
+      (!loss.length || latest.step > loss[loss.length - 1].x)) {
+    loss.push({ x: latest.step, y: latest.loss });
+  }
+  loss.sort((a, b) => a.x - b.x);  // a resumed attempt repeats steps from its checkpoint
   setSeries(charts.loss, $("loss-chart"), [{ label: "loss", data: loss }]);
   const names = new Set();
   for (const p of history.epoch) {

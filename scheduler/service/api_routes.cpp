@@ -1,5 +1,7 @@
 #include "scheduler/service/api_routes.h"
 
+#include <charconv>
+#include <cstdint>
 #include <functional>
 
 #include "common/json_fields.h"
@@ -54,7 +56,19 @@ struct Route {
   std::string returns;  // what the 2xx answer holds, for the OpenAPI description
 };
 
-int64_t PathInt(const Bound& b, const std::string& name) { return std::stoll(b.path.at(name)); }
+// A decimal int64, or nullopt (out of range included): never throws.
+std::optional<int64_t> ParseInt(const std::string& text) {
+  int64_t value = 0;
+  const char* end = text.data() + text.size();
+  auto [ptr, error] = std::from_chars(text.data(), end, value);
+  if (text.empty() || error != std::errc() || ptr != end) return std::nullopt;
+  return value;
+}
+
+// A path value MatchPath has checked ({id}, or {step} other than "latest").
+int64_t PathInt(const Bound& b, const std::string& name) {
+  return ParseInt(b.path.at(name)).value_or(0);
+}
 
 template <typename M>
 Result<Envelope> Make(const M& message) {
@@ -245,9 +259,8 @@ const std::vector<Route>& Routes() {
        {},
        [](const Bound& b) {
          const std::string& step = b.path.at("step");
-         return Make(protocol::CheckpointRead{PathInt(b, "id"),
-                                              step == "latest" ? -1 : std::stoll(step), 0,
-                                              8 << 20});
+         return Make(protocol::CheckpointRead{
+             PathInt(b, "id"), step == "latest" ? -1 : PathInt(b, "step"), 0, 8 << 20});
        },
        200,
        true,
@@ -262,11 +275,11 @@ const std::vector<Route>& Routes() {
          if (step == "latest") {
            return Status::InvalidArgument("step: name the step to delete, not \"latest\"");
          }
-         return Make(protocol::CheckpointRemove{PathInt(b, "id"), std::stoll(step)});
+         return Make(protocol::CheckpointRemove{PathInt(b, "id"), PathInt(b, "step")});
        },
        200,
        false,
-       "{\"job_id\", \"step\", ...}"},
+       "{\"removed\": BOOL} (false: there was no such checkpoint)"},
       {"GET",
        "/nodes",
        "The nodes (kiln nodes --json)",
@@ -315,16 +328,6 @@ std::vector<std::string> Split(const std::string& text, char sep) {
     if (end == std::string::npos) return out;
     start = end + 1;
   }
-}
-
-std::optional<int64_t> ParseInt(const std::string& text) {
-  if (text.empty() || text.size() > 19) return std::nullopt;
-  size_t i = text[0] == '-' ? 1 : 0;
-  if (i == text.size()) return std::nullopt;
-  for (size_t k = i; k < text.size(); ++k) {
-    if (text[k] < '0' || text[k] > '9') return std::nullopt;
-  }
-  return std::stoll(text);
 }
 
 // Matches `path` against `pattern`; fills `values` and returns "" on a match, "no" when the
@@ -385,7 +388,10 @@ Result<json> QueryValue(const Param& p, const std::string& text) {
 bool HasKind(const json& value, Kind kind) {
   switch (kind) {
     case Kind::kBool: return value.is_boolean();
-    case Kind::kInt: return value.is_number_integer();
+    case Kind::kInt:  // what fits an int64: larger unsigned values would wrap
+      return value.is_number_integer() &&
+             !(value.is_number_unsigned() &&
+               value.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX));
     case Kind::kString: return value.is_string();
     case Kind::kObject: return value.is_object();
     case Kind::kStringList: return value.is_array();

@@ -4,13 +4,15 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <chrono>
+#include <thread>
 #include <variant>
 
+#include "common/file_util.h"
 #include "common/ids.h"
 #include "scheduler/cli/scheduler_client.h"
 #include "scheduler/service/api_routes.h"
 #include "scheduler/service/dashboard_assets.h"
-#include "common/file_util.h"
 
 namespace kiln::service {
 
@@ -160,28 +162,56 @@ void HttpServer::AddApiRoutes() {
                                               std::to_string(first.step) + ".pt\"");
     const std::string token = call.request.auth;
     // The rest is read in chunks as the HTTP client takes them: memory stays one chunk, and the
-    // step is fixed to the one the first read found (a newer "latest" cannot slip in).
+    // step is fixed to the one the first read found (a newer "latest" cannot slip in). This runs
+    // after the handler returned, outside cpp-httplib's exception handling: nothing may escape.
     res.set_content_provider(
         static_cast<size_t>(first.bytes), "application/octet-stream",
-        [lease, first, first_bytes, token](size_t offset, size_t length, httplib::DataSink& sink) {
-          if (offset < first_bytes.size()) {
-            const size_t n = std::min(length, first_bytes.size() - offset);
-            return sink.write(first_bytes.data() + offset, n);
-          }
-          protocol::CheckpointRead read{first.job_id, first.step, static_cast<int64_t>(offset),
-                                        static_cast<int64_t>(std::min<size_t>(length, 8 << 20))};
-          protocol::Envelope request = protocol::MakeEnvelope(read);
-          request.auth = token;
-          auto chunk = (*lease)->Exchange(request);
-          if (!chunk.ok() || chunk->type != protocol::CheckpointData::kType) {
-            spdlog::warn("API download of job {} step {} stopped at byte {}: {}", first.job_id,
-                         first.step, offset,
-                         chunk.ok() ? chunk->body.dump() : chunk.status().message());
+        [lease, first, first_bytes, token](size_t offset, size_t length,
+                                           httplib::DataSink& sink) -> bool {
+          try {
+            if (offset < first_bytes.size()) {
+              const size_t n = std::min(length, first_bytes.size() - offset);
+              return sink.write(first_bytes.data() + offset, n);
+            }
+            protocol::CheckpointRead read{first.job_id, first.step, static_cast<int64_t>(offset),
+                                          static_cast<int64_t>(std::min<size_t>(length, 8 << 20))};
+            protocol::Envelope request = protocol::MakeEnvelope(read);
+            request.auth = token;
+            // A scheduler with many replies waiting answers "try again": wait a little, a few
+            // times, rather than cut the download short.
+            for (int tries = 0; tries < 10; ++tries) {
+              request.id.clear();
+              auto chunk = (*lease)->Exchange(request);
+              if (chunk.ok() && chunk->type == protocol::ErrorReply::kType &&
+                  chunk->body.value("code", "") == StatusCodeName(StatusCode::kUnavailable)) {
+                std::this_thread::sleep_for(std::chrono::milliseconds(500));
+                continue;
+              }
+              if (!chunk.ok() || chunk->type != protocol::CheckpointData::kType) {
+                spdlog::warn("API download of job {} step {} stopped at byte {}: {}", first.job_id,
+                             first.step, offset,
+                             chunk.ok() ? chunk->body.dump() : chunk.status().message());
+                return false;
+              }
+              auto head = protocol::DecodeBody<protocol::CheckpointData>(*chunk);
+              // The same file all along: a checkpoint written again at this step ends the
+              // download rather than mix two versions.
+              if (!head.ok() || head->sha256 != first.sha256 ||
+                  head->offset != static_cast<int64_t>(offset)) {
+                spdlog::warn("API download of job {} step {}: the checkpoint changed at byte {}",
+                             first.job_id, first.step, offset);
+                return false;
+              }
+              const std::string& bytes = (*lease)->last_binary();
+              if (bytes.empty()) return false;
+              return sink.write(bytes.data(), std::min(bytes.size(), length));
+            }
+            return false;
+          } catch (const std::exception& e) {
+            spdlog::warn("API download of job {} step {} stopped: {}", first.job_id, first.step,
+                         e.what());
             return false;
           }
-          const std::string& bytes = (*lease)->last_binary();
-          if (bytes.empty()) return false;
-          return sink.write(bytes.data(), std::min(bytes.size(), length));
         });
   };
   const std::string pattern = std::string(kApiPrefix) + "/.*";
@@ -215,7 +245,9 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(const std::string& listen,
   std::unique_ptr<HttpServer> http(new HttpServer());
   http->api_ = api;
   httplib::Server& server = *http->server_;
-  server.new_task_queue = [] { return new httplib::ThreadPool(16); };
+  // Each connection holds a thread while it is read: more threads than the dashboard and scripts
+  // need, so that a few slow clients do not starve the rest (docs/security.md has the limit).
+  server.new_task_queue = [] { return new httplib::ThreadPool(32); };
   server.set_payload_max_length(kMaxApiBodyBytes);
   server.set_read_timeout(5, 0);
   server.set_write_timeout(30, 0);
@@ -237,6 +269,22 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(const std::string& listen,
     http->AddApiRoutes();
     http->AddDashboardRoutes();
   }
+  // Errors cpp-httplib answers itself (413 for a body over the limit, 400 for a malformed
+  // request, 404 off the API) get a JSON body like the API's own.
+  server.set_error_handler(httplib::Server::HandlerWithResponse([](const httplib::Request& req,
+                                                                   httplib::Response& res) {
+    if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+    const std::string message =
+        res.status == 413
+            ? "the request body is over " + std::to_string(kMaxApiBodyBytes) + " bytes; send less"
+        : res.status == 404
+            ? "nothing at " + req.path
+            : "the request could not be read (HTTP " + std::to_string(res.status) + ")";
+    ApiResponse answer = ApiError(Status::InvalidArgument(message));
+    answer.status = res.status;
+    Answer(res, answer);
+    return httplib::Server::HandlerResponse::Handled;
+  }));
   server.set_exception_handler(
       [](const httplib::Request& req, httplib::Response& res, std::exception_ptr) {
         spdlog::error("HTTP {} {}: an unexpected exception; answered 500", req.method, req.path);

@@ -49,10 +49,16 @@ void SchedulerService::OnMetricsHistory(Request& req) {
       "job " + std::to_string(record.id));
   auto points = store_->MetricHistory(request.job_id);
   KILN_OK_OR_REPLY(points);
-  json view = {{"job_id", record.id}, {"step", json::array()}, {"epoch", json::array()}};
+  // "latest": the job's newest merged report (what show prints), which the kept points may
+  // not include yet; the curves end with it.
+  json view = {{"job_id", record.id},
+               {"step", json::array()},
+               {"epoch", json::array()},
+               {"latest", core::HistoryPointOf(record.progress)}};
   for (auto& p : *points) {
-    json out = {{"time", p.time}, {"attempt", p.attempt}};
-    out.update(p.point);
+    json out = std::move(p.point);
+    out["time"] = p.time;  // the scheduler's, whatever a report called its own fields
+    out["attempt"] = p.attempt;
     view[p.series == "epoch" ? "epoch" : "step"].push_back(std::move(out));
   }
   Reply(req, protocol::DataReply{std::move(view)});

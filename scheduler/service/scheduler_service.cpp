@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <set>
 #include <unordered_map>
 
 #include "common/config.h"
@@ -175,10 +176,64 @@ Status SchedulerService::RebuildFromStore() {
   return Status::Ok();
 }
 
-void SchedulerService::Run(const std::atomic<bool>& stop) {
+void SchedulerService::Run(const std::atomic<bool>& stop,
+                           const std::function<void()>& between_turns) {
   spdlog::info("listening on {}, state in {}", endpoint(), options_.state_dir);
-  while (!stop.load()) Turn(100);
+  while (!stop.load()) {
+    Turn(100);
+    if (between_turns) between_turns();
+  }
   spdlog::info("shutting down");
+}
+
+void SchedulerService::ApplySettings(const SchedulerOptions& fresh) {
+  std::set<std::string> users;
+  for (const auto& [user, w] : options_.user_weights) users.insert(user);
+  for (const auto& [user, w] : fresh.user_weights) users.insert(user);
+  auto weight_of = [](const SchedulerOptions& o, const std::string& user) {
+    auto it = o.user_weights.find(user);
+    return it == o.user_weights.end() ? 1.0 : it->second;
+  };
+  int changed = 0;
+  for (const auto& user : users) {
+    const double before = weight_of(options_, user), after = weight_of(fresh, user);
+    if (before != after) {
+      spdlog::info("reload: user-weight {} {} -> {}", user, before, after);
+      ++changed;
+    }
+  }
+  options_.user_weights = fresh.user_weights;
+  const std::pair<const char*, Millis core::RecordRetention::*> keeps[] = {
+      {"keep-logs", &core::RecordRetention::logs_ms},
+      {"keep-events", &core::RecordRetention::events_ms},
+      {"keep-audit", &core::RecordRetention::audit_ms},
+      {"keep-uploads", &core::RecordRetention::uploads_ms}};
+  for (const auto& [name, field] : keeps) {
+    if (options_.retention.*field != fresh.retention.*field) {
+      spdlog::info("reload: {} {} s -> {} s", name, options_.retention.*field / 1000,
+                   fresh.retention.*field / 1000);
+      options_.retention.*field = fresh.retention.*field;
+      next_prune_at_ = 0;  // the new policy applies at the next turn
+      ++changed;
+    }
+  }
+  if (changed > 0) dirty_ = true;  // the next pass uses the new weights
+  std::vector<std::string> restart;
+  if (fresh.listen != options_.listen) restart.push_back("listen");
+  if (fresh.state_dir != options_.state_dir) restart.push_back("state-dir");
+  if (fresh.worker_timeout_ms != options_.worker_timeout_ms) restart.push_back("worker-timeout");
+  if (fresh.worker_lease_ms != options_.worker_lease_ms) restart.push_back("worker-lease");
+  if (fresh.private_jobs != options_.private_jobs) restart.push_back("private-jobs");
+  if (fresh.backfill != options_.backfill) restart.push_back("no-backfill");
+  if (fresh.multi_node != options_.multi_node) restart.push_back("single-node-gangs");
+  if (fresh.usage_unit != options_.usage_unit) restart.push_back("usage-unit");
+  if (fresh.fair_share_half_life_s != options_.fair_share_half_life_s) {
+    restart.push_back("fair-share-half-life");
+  }
+  for (const auto& name : restart) {
+    spdlog::warn("reload: {} changed, but takes effect only when the scheduler restarts", name);
+  }
+  spdlog::info("reload: {} setting(s) changed", changed);
 }
 
 void SchedulerService::Turn(int wait_ms) {

@@ -91,8 +91,12 @@ class SchedulerService {
   ~SchedulerService();
 
   const std::string& endpoint() const { return transport_->endpoint(); }
-  // Runs loop turns until `stop` becomes true.
-  void Run(const std::atomic<bool>& stop);
+  // Runs loop turns until `stop` becomes true; `between_turns`, when given, runs on the loop's
+  // thread after each turn (e.g. to apply a SIGHUP's reload with ApplySettings).
+  void Run(const std::atomic<bool>& stop, const std::function<void()>& between_turns = {});
+  // Takes from `fresh` what can change while running (user weights, retention) and logs each
+  // change; settings that need a restart are named in a warning when they differ.
+  void ApplySettings(const SchedulerOptions& fresh);
   // One turn, waiting at most wait_ms for input. Exposed for tests.
   void Turn(int wait_ms);
   // Receives the metrics text (Prometheus exposition, metrics.cpp) every kMetricsEveryMs, on

@@ -75,6 +75,16 @@ TEST_CASE("API input errors name the path part, parameter or body field, and its
   CHECK(AnswerOf(Req("GET", "/jobs/-3")).status == 400);
   CHECK(AnswerOf(Req("GET", "/jobs/3/checkpoints/x")).status == 400);
   CHECK(AnswerOf(Req("GET", "/no/such/route")).status == 404);
+  // Past int64 is a bad value, never an exception or a wrapped number.
+  CHECK(AnswerOf(Req("GET", "/jobs/9999999999999999999")).status == 400);
+  CHECK(AnswerOf(Req("GET", "/jobs/1/checkpoints/99999999999999999999999")).status == 400);
+  ApiRequest huge_limit = Req("GET", "/jobs");
+  huge_limit.query = {{"limit", "9223372036854775808"}};
+  CHECK(AnswerOf(huge_limit).status == 400);
+  CHECK(AnswerOf(Req("POST", "/jobs/1/priority", R"({"priority": 18446744073709551615})")).status ==
+        400);
+  CHECK(CallOf(Req("POST", "/jobs/1/priority", R"({"priority": -5})")).request.body["priority"] ==
+        -5);
   CHECK(AnswerOf(Req("PUT", "/jobs")).status == 405);
   ApiRequest no_token = Req("GET", "/jobs");
   no_token.token.clear();

@@ -72,6 +72,14 @@ TEST_CASE("reports go to the step or epoch series, with only their numeric field
   CHECK(!SeriesOfReport(json::array()).has_value());
   CHECK(!SeriesOfReport({{"loss", "low"}}).has_value());
 
+  json crowded = {{"loss", 0.5}, {"step", 7}, {"test_accuracy", 0.9}};
+  for (int i = 0; i < 40; ++i) crowded["a" + std::to_string(i)] = i;
+  json kept = HistoryPointOf(crowded);
+  CHECK(kept.size() == kMaxHistoryFields);
+  CHECK(kept.contains("loss"));
+  CHECK(kept.contains("step"));
+  CHECK(kept.contains("test_accuracy"));
+
   json report = {{"loss", 0.5}, {"note", "text"}, {std::string(100, 'k'), 1}};
   for (int i = 0; i < 40; ++i) report["m" + std::to_string(i)] = i;
   json point = HistoryPointOf(report);

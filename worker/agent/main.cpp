@@ -9,8 +9,11 @@
 #include <cstdlib>
 #include <filesystem>
 #include <optional>
+#include <thread>
 
 #include "common/config.h"
+#include "common/daemon/systemd.h"
+#include "common/daemon/toml_config.h"
 #include "common/logging.h"
 #include "common/quantities.h"
 #include "common/transport/curve.h"
@@ -19,7 +22,40 @@
 
 namespace {
 std::atomic<bool> g_stop{false};
+std::atomic<bool> g_reload{false};
 void OnSignal(int) { g_stop = true; }
+void OnHangUp(int) { g_reload = true; }
+
+// SIGHUP: the log level is what an agent changes live; it is read again from the same flags and
+// --config file, on a thread of its own (spdlog's level is safe to set from any thread).
+void WatchReloads(int argc, char** argv, std::string log_level) {
+  while (!g_stop.load()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    if (!g_reload.exchange(false)) continue;
+    kiln::NotifySystemd("RELOADING=1");
+    CLI::App app;
+    kiln::AddConfigFile(app);
+    std::string fresh = "info";
+    app.add_option("--log-level", fresh);
+    app.allow_extras();
+    app.allow_config_extras(CLI::config_extras_mode::ignore);
+    try {
+      app.parse(argc, argv);
+      if (fresh != log_level) {
+        spdlog::info("reload: log-level {} -> {}", log_level, fresh);
+        spdlog::set_level(spdlog::level::from_str(fresh));
+        log_level = fresh;
+      } else {
+        spdlog::info(
+            "reload: nothing that an agent changes live changed (the log level); "
+            "other settings take effect when it restarts");
+      }
+    } catch (const CLI::ParseError& e) {
+      spdlog::error("reload refused, nothing changed: {}", e.what());
+    }
+    kiln::NotifySystemd("READY=1");
+  }
+}
 
 std::string BesideThisExecutable(const std::string& name) {
   char self[PATH_MAX];
@@ -32,6 +68,7 @@ std::string BesideThisExecutable(const std::string& name) {
 
 int main(int argc, char** argv) {
   CLI::App app{"kiln-worker: runs the ranks of kiln jobs on this node"};
+  kiln::AddConfigFile(app);
   kiln::agent::AgentOptions options;
   std::string scheduler, log_level = "info";
   double kill_grace_s = 10.0;
@@ -81,7 +118,12 @@ int main(int argc, char** argv) {
                  "a cgroup v2 folder delegated to the agent (or \"self\": its own, as systemd's "
                  "Delegate=yes gives it): each attempt gets a child cgroup whose memory.max is its "
                  "ranks' memory_per_rank; without it the agent's watchdog alone enforces memory");
-  app.add_option("--log-level", log_level, "trace|debug|info|warn|error")->capture_default_str();
+  app.add_option("--log-level", log_level, "trace|debug|info|warn|error (reloaded on SIGHUP)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
+  app.require_subcommand(0, 1);
+  CLI::App* check = app.add_subcommand(
+      "check", "validate the flags and --config file, print the settings, and exit");
   CLI11_PARSE(app, argc, argv);
   auto keep_s = keep_run_dirs == "0" ? std::optional<int64_t>(0) : kiln::ParseDuration(keep_run_dirs);
   if (!keep_s || *keep_s > 100LL * 365 * 86400) {
@@ -95,8 +137,12 @@ int main(int argc, char** argv) {
   options.run.node_name = options.name;
   options.run.work_dir = std::filesystem::absolute(options.run.work_dir).string();
   options.run.kill_grace_ms = static_cast<kiln::Millis>(kill_grace_s * 1000);
+  if (check->parsed()) {
+    std::printf("kiln-worker: settings are valid\n%s", kiln::EffectiveSettings(app).c_str());
+    return 0;
+  }
 
-  kiln::InitLogging("worker", log_level);
+  kiln::InitDaemonLogging("worker", log_level);
   std::optional<kiln::agent::DelegatedCgroup> delegated;
   if (!cgroup.empty() && ::geteuid() != 0) {
     spdlog::error(
@@ -144,6 +190,7 @@ int main(int argc, char** argv) {
                kiln::agent::AllowCommand(keys->public_key, options.name));
   std::signal(SIGTERM, OnSignal);
   std::signal(SIGINT, OnSignal);
+  std::signal(SIGHUP, OnHangUp);
   std::signal(SIGPIPE, SIG_IGN);
 
   kiln::SystemClock clock;
@@ -153,6 +200,11 @@ int main(int argc, char** argv) {
     spdlog::error("cannot start: {}", agent.status().ToString());
     return 1;
   }
+  std::thread reloads(WatchReloads, argc, argv, log_level);
+  kiln::NotifySystemd("READY=1\nSTATUS=node " + options.name + ", scheduler " + options.scheduler);
   (*agent)->Run(g_stop);
+  g_stop = true;
+  reloads.join();
+  kiln::NotifySystemd("STOPPING=1");
   return 0;
 }
