@@ -63,7 +63,9 @@ std::vector<CLI::ConfigItem> TomlConfig::from_config(std::istream& input) const 
     CLI::ConfigItem item;
     item.name = flag;
     bool ok = true;
-    if (const toml::table* sub = node.as_table()) {
+    if (const toml::table* sub = node.as_table(); sub != nullptr && sub->empty()) {
+      continue;  // a table left empty (its entries commented out) sets nothing
+    } else if (sub != nullptr) {
       for (auto&& [name, value] : *sub) {
         std::string text_value = ScalarText(value, &ok);
         if (!ok) break;
