@@ -29,6 +29,9 @@ void SchedulerService::DeclareMetrics() {
   metrics_.DeclareCounter("kiln_requests_total", "Messages handled, by type.");
   metrics_.DeclareHistogram("kiln_request_seconds", "Time to handle a message, by type.",
                             kRequestBounds);
+  metrics_.DeclareGauge("kiln_checkpoint_bytes",
+                        "Bytes of checkpoints stored, by storage: scheduler (its blob store, "
+                        "each blob once) or shared_fs.");
   metrics_.DeclareGauge("kiln_read_only",
                         "1 while the scheduler cannot write its database (a full disk) and "
                         "refuses changes.");
@@ -82,6 +85,15 @@ void SchedulerService::PublishMetrics() {
   metrics_.Set("kiln_node_slots", {{"kind", "total"}}, static_cast<double>(slots));
   metrics_.Set("kiln_node_slots", {{"kind", "used"}}, static_cast<double>(used));
   metrics_.Set("kiln_read_only", {}, read_only_ ? 1 : 0);
+  if (clock_.MonotonicMs() >= next_checkpoint_bytes_at_) {  // a scan: every 10 s is enough
+    next_checkpoint_bytes_at_ = clock_.MonotonicMs() + 10000;
+    if (auto stored = store_->CheckpointBytesStored(); stored.ok()) {
+      metrics_.Set("kiln_checkpoint_bytes", {{"storage", "scheduler"}},
+                   static_cast<double>(stored->scheduler));
+      metrics_.Set("kiln_checkpoint_bytes", {{"storage", "shared_fs"}},
+                   static_cast<double>(stored->shared_fs));
+    }
+  }
   metrics_sink_(metrics_.Render());
 }
 

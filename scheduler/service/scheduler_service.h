@@ -397,6 +397,7 @@ class SchedulerService {
   Millis next_liveness_check_at_ = 0;
   // Retention (pruning.cpp): when to prune next, and up to when each kind is pruned already.
   Millis next_prune_at_ = 0;
+  Millis next_checkpoint_bytes_at_ = 0;  // kiln_checkpoint_bytes is refreshed every 10 s
   std::vector<core::NodeClass> up_node_classes_;  // as of the last pass: SubmitWarning's view
   Millis logs_pruned_until_ = 0;
   Millis events_pruned_until_ = 0;

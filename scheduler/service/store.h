@@ -261,6 +261,13 @@ class Store {
   // The checkpoint at `step`, or the latest when step < 0.
   Result<std::optional<CheckpointRecord>> FindCheckpoint(int64_t job_id, int64_t step);
   Status DeleteCheckpoint(int64_t job_id, int64_t step);
+  // Bytes of checkpoints stored: in the scheduler's blob store (each blob once, however many
+  // jobs share it) and in shared_fs folders.
+  struct StoredCheckpointBytes {
+    int64_t scheduler = 0;
+    int64_t shared_fs = 0;
+  };
+  Result<StoredCheckpointBytes> CheckpointBytesStored();
   // How many checkpoint rows (of any job) refer to this blob.
   Result<int64_t> CountCheckpointsWithSha(const std::string& sha256);
 

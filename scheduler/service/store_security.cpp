@@ -77,6 +77,18 @@ Result<int64_t> Store::CheckpointBytesOfUser(const std::string& user) {
   return int64_t{0};
 }
 
+Result<Store::StoredCheckpointBytes> Store::CheckpointBytesStored() {
+  SqliteStatement s(db_,
+                    "SELECT (SELECT COALESCE(SUM(bytes), 0) FROM (SELECT DISTINCT sha256, bytes "
+                    "FROM checkpoints WHERE path='')), (SELECT COALESCE(SUM(bytes), 0) FROM "
+                    "checkpoints WHERE path!='')",
+                    cache_.get());
+  Status status;
+  if (s.Step(&status)) return StoredCheckpointBytes{s.Int(0), s.Int(1)};
+  if (!status.ok()) return status;
+  return StoredCheckpointBytes{};
+}
+
 Result<bool> Store::RemoveUser(const std::string& name) {
   SqliteStatement s(db_, "DELETE FROM users WHERE name=?");
   s.Bind(1, name);

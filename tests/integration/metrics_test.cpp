@@ -72,9 +72,10 @@ TEST_CASE(
       [&] {
         m = Scrape(endpoint);
         return Value(m, "kiln_jobs{state=RUNNING,user=admin}") == 1 &&
-               Value(m, "kiln_requests_total{type=other}") >= 1;
+               Value(m, "kiln_requests_total{type=other}") >= 1 &&
+               Value(m, "kiln_checkpoint_bytes{storage=scheduler}") > 0;
       },
-      15));
+      30));
   INFO(m.dump(1));
   CHECK(Value(m, "kiln_submits_total{}") == 2);
   CHECK(Value(m, "kiln_jobs_finished_total{state=COMPLETED}") == 1);
@@ -87,6 +88,9 @@ TEST_CASE(
   CHECK(Value(m, "kiln_request_seconds_count{type=submit}") == 2);
   CHECK(Value(m, "kiln_requests_total{type=heartbeat}") >= 1);
   CHECK(Value(m, "kiln_read_only{}") == 0);
+  // The finished job's checkpoints (keep_last 2) are in the scheduler's blob store.
+  CHECK(Value(m, "kiln_checkpoint_bytes{storage=scheduler}") > 0);
+  CHECK(Value(m, "kiln_checkpoint_bytes{storage=shared_fs}") == 0);
   for (const auto& [key, value] : m.items()) {
     CHECK(key.find("invented") == std::string::npos);
   }
