@@ -253,7 +253,8 @@ function appendLogs(page) {
 }
 
 async function renderJob(id) {
-  const job = await api("GET", "/jobs/" + id);
+  const [job, history] = await Promise.all([api("GET", "/jobs/" + id),
+                                            api("GET", `/jobs/${id}/metrics`)]);
   $("job-title").textContent = `Job ${job.id}: ${job.name}`;
   const badge = $("job-state");
   badge.textContent = job.state + (job.held ? " (held)" : "");
@@ -278,7 +279,7 @@ async function renderJob(id) {
         .map(([k, v]) => `${k} ${typeof v === "number" ? v.toFixed(4) : v}`).join(", ");
     return row([c.step, c.epoch, metrics || "-", bytes(c.bytes), time(c.created_at), b]);
   }).reverse());
-  renderCharts(await api("GET", `/jobs/${id}/metrics`));
+  renderCharts(history);
   await followLogs(id, !open);
 }
 

@@ -248,6 +248,7 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(const std::string& listen,
   // Each connection holds a thread while it is read: more threads than the dashboard and scripts
   // need, so that a few slow clients do not starve the rest (docs/security.md has the limit).
   server.new_task_queue = [] { return new httplib::ThreadPool(32); };
+  server.set_tcp_nodelay(true);  // replies go out whole at once, not after a delayed ACK
   server.set_payload_max_length(kMaxApiBodyBytes);
   server.set_read_timeout(5, 0);
   server.set_write_timeout(30, 0);

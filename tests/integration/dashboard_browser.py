@@ -4,6 +4,7 @@ log in through the page's own form, open a job's page, watch its loss chart, the
 another user and open the same page. Prints one JSON object of what the DOM showed.
 
 usage: dashboard_browser.py URL JOB_ID OWNER_TOKEN OTHER_TOKEN SCREENSHOT.png
+       dashboard_browser.py --load-time URL JOB_ID TOKEN   (for scripts/bench-http.sh)
 """
 import base64
 import json
@@ -84,7 +85,28 @@ def log_in(browser, token):
                  "document.getElementById('login-form').requestSubmit(); true" % json.dumps(token))
 
 
+def load_time(url, job, token):
+    """A logged-in user opens a job's page: ms from navigation to first paint and to the loss
+    chart drawn with points (Chromium's performance timing)."""
+    browser = Browser()
+    try:
+        browser.call("Page.enable")
+        browser.call("Page.navigate", url=url + "/")
+        browser.wait("document.readyState === 'complete'", 30, "the first page")
+        browser.eval("sessionStorage.setItem('kiln.token', %s); true" % json.dumps(token))
+        browser.call("Page.navigate", url=f"{url}/index.html#/jobs/{job}")
+        browser.wait("window.kilnFirstChartMs !== undefined", 60, "the loss chart")
+        timing = json.loads(browser.eval(
+            "JSON.stringify({fcp: (performance.getEntriesByName('first-contentful-paint')[0]"
+            " || {}).startTime, chart: window.kilnFirstChartMs})"))
+        print(json.dumps({"timing": timing}))
+    finally:
+        browser.close()
+
+
 def main():
+    if sys.argv[1] == "--load-time":
+        return load_time(*sys.argv[2:5])
     url, job, owner_token, other_token, screenshot = sys.argv[1:6]
     out = {}
     browser = Browser()
