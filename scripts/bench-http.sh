@@ -3,7 +3,7 @@
 #  (a) durable submits/s from 8 ZeroMQ clients (kiln-bench-submit, as part (b) of
 #      bench-scheduler.sh) with the HTTP server on and /metrics scraped every second, against the
 #      same daemon without --http: the cost of the HTTP threads and the metrics (target: at most
-#      5 % fewer). Off and on alternate, twice each; the best of each counts;
+#      5 % fewer). Off and on alternate, three times each; the median of each counts;
 #  (b) submits/s through the HTTP API (POST /api/v1/jobs) from 8 keep-alive clients, one request
 #      in flight each (kiln-bench-http-submit), against ZeroMQ clients with the same concurrency
 #      (kiln-bench-submit --window 1): what forwarding over HTTP costs (target: at least half);
@@ -85,10 +85,14 @@ zmq_rate() {  # zmq_rate NAME on|off
   stop_scheduler
   field "$out" per_second
 }
-best() { python3 -c "import sys; print(max(float(x) for x in sys.argv[1:]))" "$@"; }
-off1=$(zmq_rate off1 off); on1=$(zmq_rate on1 on); off2=$(zmq_rate off2 off); on2=$(zmq_rate on2 on)
-off=$(best "$off1" "$off2"); on=$(best "$on1" "$on2")
-echo "submits/s without HTTP: $off1 $off2; with HTTP and scraping: $on1 $on2"
+median() { python3 -c "import sys, statistics; print(statistics.median(float(x) for x in sys.argv[1:]))" "$@"; }
+offs=() ons=()
+for round in 1 2 3; do
+  offs+=("$(zmq_rate "off$round" off)")
+  ons+=("$(zmq_rate "on$round" on)")
+done
+off=$(median "${offs[@]}"); on=$(median "${ons[@]}")
+echo "submits/s without HTTP: ${offs[*]}; with HTTP and scraping: ${ons[*]}"
 emit http zmq_submits_per_s_with_http_and_metrics "$on" "submits/s" "$off" \
   "$(python3 -c "print($off * 0.95)")" higher
 
