@@ -15,7 +15,7 @@ packages=(
   nlohmann-json3-dev libcli11-dev libspdlog-dev catch2
   libsqlite3-dev zlib1g-dev libssl-dev
   libcpp-httplib-dev python3-prometheus-client
-  libjs-chart.js chromium python3-websocket libtomlplusplus-dev libsystemd-dev
+  libjs-chart.js chromium python3-websocket libtomlplusplus-dev libsystemd-dev openssl curl
   dataset-fashion-mnist
   procps psmisc
   tcpdump iproute2 util-linux

@@ -63,11 +63,34 @@ int Commands::Submit() {
   return follow_ ? Follow(reply->job_id) : 0;
 }
 
+namespace {
+// The steps a followed job advanced since it was first seen running, for its time left.
+class ProgressRate {
+ public:
+  std::optional<double> SecondsLeft(const json& job) {
+    const json& m = job.contains("metrics") ? job["metrics"] : json::object();
+    if (job.value("state", "") != "RUNNING" || !m.contains("step") ||
+        !m["step"].is_number_integer() || !m.contains("total_steps")) {
+      return std::nullopt;
+    }
+    const int64_t step = m["step"].get<int64_t>();
+    const double now = static_cast<double>(SystemClock().MonotonicMs()) / 1000;
+    if (!first_ || step < first_->first) first_ = {step, now};  // a resumed attempt: anew
+    return EstimateSecondsLeft(first_->first, first_->second, step, now,
+                               m.value("total_steps", int64_t{0}));
+  }
+
+ private:
+  std::optional<std::pair<int64_t, double>> first_;
+};
+}  // namespace
+
 int Commands::Follow(int64_t job_id) {
   SchedulerClient client = MakeClient(global_);
   const bool tty = ::isatty(STDERR_FILENO);
   std::string last_line;
   int unreachable = 0;
+  ProgressRate rate;
   while (true) {
     auto reply = ReplyAs<protocol::DataReply>(client.Call(protocol::ShowRequest{job_id}));
     if (!reply.ok()) {
@@ -76,7 +99,7 @@ int Commands::Follow(int64_t job_id) {
     }
     unreachable = 0;
     const json& job = reply->data;
-    std::string line = FormatProgress(job);
+    std::string line = tty ? FormatProgressBar(job, rate.SecondsLeft(job)) : FormatProgress(job);
     const std::string state = job.value("state", "");
     if (line != last_line) {
       if (tty) {
@@ -196,10 +219,15 @@ int Commands::Logs() {
     request.since_ms = *since;
   }
   LogFilter filter(raw_);
+  // Following on a terminal: a live progress line under the output, redrawn in place.
+  const bool status_line = follow_ && !json_ && ::isatty(STDOUT_FILENO);
+  ProgressRate rate;
+  std::string status;
   while (true) {
     auto reply = ReplyAs<protocol::DataReply>(client.Call(request));
     if (!reply.ok()) return ReportError(reply.status());
     const json& data = reply->data;
+    if (!status.empty() && !data["lines"].empty()) std::cout << "\r\033[K";  // lines go above it
     request.tail.reset();
     request.after_seq = data.value("next_after_seq", request.after_seq);
     for (const auto& l : data["lines"]) {
@@ -213,12 +241,22 @@ int Commands::Logs() {
         std::cout << out << "\n";
       }
     }
-    std::cout.flush();
     if (data.value("more", false)) continue;  // the next page is waiting
     if (!follow_ || data.value("finished", true)) {
+      if (!status.empty()) std::cout << "\r\033[K";
       for (const auto& out : filter.Flush()) std::cout << out << "\n";
+      std::cout.flush();
       return 0;
     }
+    if (status_line) {
+      auto job = ReplyAs<protocol::DataReply>(client.Call(protocol::ShowRequest{job_id_}));
+      if (job.ok()) {
+        const std::string fresh = FormatProgressBar(job->data, rate.SecondsLeft(job->data));
+        if (fresh != status || !data["lines"].empty()) std::cout << "\r\033[K" << fresh;
+        status = fresh;
+      }
+    }
+    std::cout.flush();
     SleepMs(500);
   }
 }

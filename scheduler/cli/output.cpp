@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <ctime>
 #include <iomanip>
 #include <set>
@@ -106,6 +107,46 @@ std::string FormatProgress(const json& job) {
   if (m.contains("test_accuracy")) out << "  test_acc " << Num(m, "test_accuracy", 4);
   if (m.contains("samples_per_s")) out << "  " << Num(m, "samples_per_s", 0) << " samples/s";
   return out.str();
+}
+
+std::optional<double> EstimateSecondsLeft(int64_t step0, double t0_s, int64_t step, double t_s,
+                                          int64_t total_steps) {
+  if (step <= step0 || t_s <= t0_s || total_steps <= 0) return std::nullopt;
+  const double per_step = (t_s - t0_s) / static_cast<double>(step - step0);
+  return per_step * static_cast<double>(std::max<int64_t>(0, total_steps - step));
+}
+
+std::string FormatDuration(double seconds) {
+  const int64_t s = static_cast<int64_t>(std::max(0.0, seconds) + 0.5);
+  char out[32];
+  if (s < 60) {
+    std::snprintf(out, sizeof out, "%llds", static_cast<long long>(s));
+  } else if (s < 3600) {
+    std::snprintf(out, sizeof out, "%lldm%02llds", static_cast<long long>(s / 60),
+                  static_cast<long long>(s % 60));
+  } else {
+    std::snprintf(out, sizeof out, "%lldh%02lldm", static_cast<long long>(s / 3600),
+                  static_cast<long long>(s / 60 % 60));
+  }
+  return out;
+}
+
+std::string FormatProgressBar(const json& job, std::optional<double> eta_s, int bar_width) {
+  const json& m = job.contains("metrics") ? job["metrics"] : json::object();
+  if (!m.contains("step") || !m.contains("total_steps") || !m["step"].is_number() ||
+      !m["total_steps"].is_number() || m["total_steps"].get<double>() <= 0) {
+    return FormatProgress(job);
+  }
+  const double done =
+      std::clamp(m["step"].get<double>() / m["total_steps"].get<double>(), 0.0, 1.0);
+  const int filled = static_cast<int>(done * bar_width + 0.5);
+  std::string line = FormatProgress(job);
+  const std::string head = "job " + Str(job, "id") + " " + Str(job, "state");
+  std::ostringstream bar;
+  bar << head << " [" << std::string(filled, '#') << std::string(bar_width - filled, '.') << "] "
+      << static_cast<int>(done * 100) << "%" << line.substr(head.size());
+  if (eta_s) bar << "  ETA " << FormatDuration(*eta_s);
+  return bar.str();
 }
 
 std::string FormatQueue(const json& jobs) {

@@ -21,6 +21,15 @@ std::string FormatMetricsHistory(const nlohmann::json& history);
 std::string Sparkline(const std::vector<double>& values, size_t width);
 // "loss  ▇▆▄▃▂▂▁  2.3014 -> 0.4121" from a metrics history, or "" when it has no loss.
 std::string LossSparkline(const nlohmann::json& history, size_t width = 40);
+// The terminal's live line: FormatProgress with a bar and percent of the steps done, and the
+// time left when known, e.g. "job 1 RUNNING [######..............] 30%  epoch 2/5 ... ETA 1m20s".
+std::string FormatProgressBar(const nlohmann::json& job, std::optional<double> eta_s,
+                              int bar_width = 20);
+// Seconds left at the rate from (step0 at t0) to (step at t): nullopt until steps advanced.
+std::optional<double> EstimateSecondsLeft(int64_t step0, double t0_s, int64_t step, double t_s,
+                                          int64_t total_steps);
+// "45s", "3m05s", "2h07m".
+std::string FormatDuration(double seconds);
 // "1.2 MB", "340 kB", "12 B".
 std::string FormatBytes(int64_t bytes);
 // Local time "YYYY-MM-DD HH:MM:SS" from Unix milliseconds, "-" for 0.

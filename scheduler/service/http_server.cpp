@@ -8,6 +8,7 @@
 #include <thread>
 #include <variant>
 
+#include "common/daemon/metrics_http.h"
 #include "common/file_util.h"
 #include "common/ids.h"
 #include "scheduler/cli/scheduler_client.h"
@@ -55,9 +56,10 @@ class HttpServer::ClientLease {
   std::unique_ptr<cli::SchedulerClient> client_;
 };
 
-HttpServer::HttpServer() : server_(std::make_unique<httplib::Server>()) {}
+HttpServer::HttpServer() = default;
 
 HttpServer::~HttpServer() {
+  if (!server_) return;  // Start failed before making it
   server_->stop();
   if (thread_.joinable()) thread_.join();
 }
@@ -223,26 +225,29 @@ void HttpServer::AddApiRoutes() {
 }
 
 Result<std::unique_ptr<HttpServer>> HttpServer::Start(const std::string& listen,
-                                                      const ApiTarget& api) {
-  const auto colon = listen.rfind(':');
-  int port = -1;
-  if (colon != std::string::npos && colon > 0) {
-    try {
-      size_t used = 0;
-      port = std::stoi(listen.substr(colon + 1), &used);
-      if (used != listen.size() - colon - 1) port = -1;
-    } catch (const std::exception&) {
-      port = -1;
-    }
-  }
-  if (port < 0 || port > 65535) {
-    return Status::InvalidArgument("--http: expected HOST:PORT such as 127.0.0.1:9470, got \"" +
-                                   listen + "\"");
-  }
-  std::string host = listen.substr(0, colon);
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']')
-    host = host.substr(1, host.size() - 2);
+                                                      const ApiTarget& api, const HttpTls& tls) {
+  auto parsed = ParseHostPort("--http", listen);
+  if (!parsed.ok()) return parsed.status();
+  const auto [host, port] = *parsed;
   std::unique_ptr<HttpServer> http(new HttpServer());
+  if (tls.certificate_file.empty() != tls.key_file.empty()) {
+    return Status::InvalidArgument(
+        "--http-cert and --http-key go together: give both (a PEM certificate and its key) or "
+        "neither");
+  }
+  if (tls.certificate_file.empty()) {
+    http->server_ = std::make_unique<httplib::Server>();
+  } else {
+    auto secure =
+        std::make_unique<httplib::SSLServer>(tls.certificate_file.c_str(), tls.key_file.c_str());
+    if (!secure->is_valid()) {
+      return Status::InvalidArgument("--http-cert/--http-key: cannot use " + tls.certificate_file +
+                                     " with " + tls.key_file +
+                                     " (not PEM, unreadable, or the key is not the "
+                                     "certificate's)");
+    }
+    http->server_ = std::move(secure);
+  }
   http->api_ = api;
   httplib::Server& server = *http->server_;
   // Each connection holds a thread while it is read: more threads than the dashboard and scripts
@@ -297,7 +302,8 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(const std::string& listen,
     return Status::Unavailable("--http: cannot listen on " + listen +
                                " (is the port in use, or the address not this machine's?)");
   }
-  http->url_ = "http://" + (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" +
+  http->url_ = std::string(tls.certificate_file.empty() ? "http://" : "https://") +
+               (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" +
                std::to_string(bound);
   http->thread_ = std::thread([self] {
     if (!self->server_->listen_after_bind()) spdlog::error("the HTTP server stopped");

@@ -32,17 +32,23 @@ struct ApiTarget {
   int timeout_ms = 10000;
 };
 
+// TLS for the HTTP server: a PEM certificate (chain) and its private key; both empty: plain HTTP.
+struct HttpTls {
+  std::string certificate_file;
+  std::string key_file;
+};
+
 class HttpServer {
  public:
   // `listen`: "HOST:PORT" (PORT 0: a free port, see url()). Keep HOST on loopback unless the
   // network in front of it is trusted: the metrics name users and nodes.
-  static Result<std::unique_ptr<HttpServer>> Start(const std::string& listen,
-                                                   const ApiTarget& api);
+  static Result<std::unique_ptr<HttpServer>> Start(const std::string& listen, const ApiTarget& api,
+                                                   const HttpTls& tls = {});
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
 
-  const std::string& url() const { return url_; }  // http://HOST:PORT
+  const std::string& url() const { return url_; }  // http://HOST:PORT (https:// with TLS)
   void PublishMetrics(std::string text);
 
  private:

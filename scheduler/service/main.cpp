@@ -30,6 +30,7 @@ struct Flags {
   kiln::service::SchedulerOptions options;
   std::string log_level = "info";
   std::string http;
+  kiln::service::HttpTls tls;
   double worker_timeout_s = kiln::kDefaultWorkerTimeoutMs / 1000.0;
   double worker_lease_s = kiln::kDefaultWorkerLeaseMs / 1000.0;
   bool no_backfill = false;
@@ -57,6 +58,9 @@ void DefineFlags(CLI::App& app, Flags& f) {
                  "/metrics: Prometheus metrics), e.g. 127.0.0.1:9470; PORT 0 picks a free one "
                  "(written to STATE_DIR/http_endpoint). Keep it on loopback unless the network "
                  "is trusted; off when not given");
+  app.add_option("--http-cert", f.tls.certificate_file,
+                 "PEM certificate (chain) for the HTTP server: it then serves HTTPS only");
+  app.add_option("--http-key", f.tls.key_file, "the --http-cert certificate's PEM private key");
   app.add_option("--worker-timeout", f.worker_timeout_s,
                  "seconds of silence after which a worker is DOWN")
       ->capture_default_str()
@@ -123,6 +127,14 @@ kiln::Result<kiln::service::SchedulerOptions> Resolve(const Flags& f) {
           "--user-weight: expected USER=WEIGHT with WEIGHT > 0, got \"" + w + "\"");
     }
     options.user_weights[w.substr(0, eq)] = weight;
+  }
+  if (f.tls.certificate_file.empty() != f.tls.key_file.empty()) {
+    return kiln::Status::InvalidArgument(
+        "--http-cert and --http-key go together: give both (a PEM certificate and its key) or "
+        "neither");
+  }
+  if (!f.tls.certificate_file.empty() && f.http.empty()) {
+    return kiln::Status::InvalidArgument("--http-cert: there is no HTTP server without --http");
   }
   options.worker_timeout_ms = static_cast<kiln::Millis>(f.worker_timeout_s * 1000);
   options.worker_lease_ms = static_cast<kiln::Millis>(f.worker_lease_s * 1000);
@@ -217,8 +229,8 @@ int main(int argc, char** argv) {
       spdlog::error("cannot start: {}", keys.status().ToString());
       return 1;
     }
-    auto started =
-        kiln::service::HttpServer::Start(flags.http, {(*service)->endpoint(), keys->public_key});
+    auto started = kiln::service::HttpServer::Start(
+        flags.http, {(*service)->endpoint(), keys->public_key}, flags.tls);
     if (!started.ok()) {
       spdlog::error("cannot start: {}", started.status().message());
       return 2;

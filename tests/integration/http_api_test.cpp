@@ -259,3 +259,42 @@ TEST_CASE("the HTTP API submits, shows, pages logs, downloads checkpoints, with 
     CHECK(cancelled.body["state"] == "CANCELLED");
   }
 }
+
+TEST_CASE("with --http-cert and --http-key the API and dashboard are served over HTTPS only") {
+  LocalCluster cluster(/*slots=*/1, 3.0, /*with_worker=*/false);
+  const std::string cert = cluster.dir() + "/http.crt", key = cluster.dir() + "/http.key";
+  auto made = kiln::testing::RunCommand(
+      {"openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+       "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert});
+  INFO(made.err);
+  REQUIRE(made.exit_code == 0);
+  cluster.StopScheduler();
+  cluster.SetSchedulerArgs({"--http", "127.0.0.1:0", "--http-cert", cert, "--http-key", key});
+  cluster.StartScheduler();
+  const std::string url = HttpUrl(cluster);
+  REQUIRE(url.rfind("https://127.0.0.1:", 0) == 0);
+  httplib::SSLClient secure("127.0.0.1", std::stoi(url.substr(url.rfind(':') + 1)));
+  secure.set_ca_cert_path(cert.c_str());
+  secure.enable_server_certificate_verification(true);
+  auto who = secure.Get("/api/v1/whoami", {{"Authorization", "Bearer " + cluster.admin_token()}});
+  REQUIRE(who);
+  CHECK(who->status == 200);
+  CHECK(json::parse(who->body)["user"] == "admin");
+  auto page = secure.Get("/");
+  REQUIRE(page);
+  CHECK(page->status == 200);
+  // Plain HTTP to the same port gets no answer.
+  httplib::Client plain("http://127.0.0.1:" + url.substr(url.rfind(':') + 1));
+  plain.set_read_timeout(3, 0);
+  auto refused = plain.Get("/api/v1/whoami");
+  CHECK((!refused || refused->status != 200));
+
+  cluster.StopScheduler();
+  cluster.SetSchedulerArgs({"--http", "127.0.0.1:0", "--http-cert", cert});
+  auto lone = kiln::testing::RunCommand(
+      {kiln::testing::BinPath("kiln-scheduler"), "--state-dir", cluster.state_dir(), "--listen",
+       "tcp://127.0.0.1:*", "--http", "127.0.0.1:0", "--http-cert", cert},
+      15);
+  CHECK(lone.exit_code != 0);
+  CHECK_THAT(lone.err, Catch::Contains("--http-cert and --http-key go together"));
+}

@@ -113,7 +113,28 @@ TEST_CASE(
   // No acknowledgements while the scheduler is down: output piles up in the agent (and its
   // spool); then the agent dies with it, and a new agent takes the node over.
   cluster.KillScheduler();
-  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  auto steps_of = [](const std::vector<std::string>& lines) {
+    std::map<int64_t, int> steps;
+    for (const auto& line : lines) {
+      const auto at = line.find(" step ");
+      if (line.rfind("[rank 0] epoch ", 0) != 0 || at == std::string::npos) continue;
+      steps[std::stoll(line.substr(at + 6))] += 1;
+    }
+    return steps;
+  };
+  const std::string output_log =
+      cluster.dir() + "/work/jobs/" + std::to_string(id) + "/attempt-1/output.log";
+  // Until lines were printed while the scheduler is down (a loaded machine trains slower than a
+  // fixed wait assumes), so some are never acknowledged.
+  kiln::testing::WaitFor(
+      [&] {
+        auto text = kiln::ReadFile(output_log);
+        if (!text.ok()) return false;
+        const auto steps = steps_of(SplitLines(*text));
+        return !steps.empty() &&
+               steps.rbegin()->first > seen["metrics"]["step"].get<int64_t>() + 200;
+      },
+      60);
   cluster.KillWorker();
   cluster.StartScheduler();
   cluster.StartWorker();
@@ -126,17 +147,7 @@ TEST_CASE(
   INFO(job.dump(2));
   REQUIRE(job["state"] == "FAILED");  // the new agent stopped the orphaned ranks (max_retries 0)
 
-  auto steps_of = [](const std::vector<std::string>& lines) {
-    std::map<int64_t, int> steps;
-    for (const auto& line : lines) {
-      const auto at = line.find(" step ");
-      if (line.rfind("[rank 0] epoch ", 0) != 0 || at == std::string::npos) continue;
-      steps[std::stoll(line.substr(at + 6))] += 1;
-    }
-    return steps;
-  };
-  auto output =
-      kiln::ReadFile(cluster.dir() + "/work/jobs/" + std::to_string(id) + "/attempt-1/output.log");
+  auto output = kiln::ReadFile(output_log);
   REQUIRE(output.ok());
   const std::map<int64_t, int> on_node = steps_of(SplitLines(*output));
   REQUIRE(!on_node.empty());

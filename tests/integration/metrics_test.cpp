@@ -103,3 +103,39 @@ TEST_CASE(
   CHECK(missing.out == "404\n");
   CHECK(cluster.Kiln({"cancel", std::to_string(running)}).exit_code == 0);
 }
+
+TEST_CASE("an agent's /metrics show its running attempt's ranks, memory and samples/s") {
+  LocalCluster cluster(/*slots=*/2);
+  cluster.RestartWorkerWith({"--http", "127.0.0.1:0"});
+  std::string endpoint = kiln::testing::Slurp(cluster.dir() + "/work/http_endpoint");
+  endpoint = endpoint.substr(0, endpoint.find('\n'));
+  REQUIRE(endpoint.rfind("http://127.0.0.1:", 0) == 0);
+  const int64_t job = cluster.Submit(SyntheticSpec("watched", 2, 100000, 4096));
+  const std::string labels =
+      "attempt=1,job=" + std::to_string(job) + ",node=" + cluster.worker_name();
+  json m;
+  REQUIRE(WaitFor(
+      [&] {
+        m = Scrape(endpoint);
+        return Value(m, "kiln_agent_job_ranks{" + labels + "}") == 2 &&
+               Value(m, "kiln_agent_job_samples_per_second{" + labels + "}") > 0;
+      },
+      60));
+  INFO(m.dump(1));
+  const std::string node = "node=" + cluster.worker_name();
+  CHECK(Value(m, "kiln_agent_connected{" + node + "}") == 1);
+  CHECK(Value(m, "kiln_agent_attempts_running{" + node + "}") == 1);
+  CHECK(Value(m, "kiln_agent_slots{kind=total," + node + "}") == 2);
+  CHECK(Value(m, "kiln_agent_slots{kind=used," + node + "}") == 2);
+  // Two LibTorch processes hold tens of MiB each at least.
+  CHECK(Value(m, "kiln_agent_job_rss_bytes{" + labels + "}") > 20e6);
+  // No NVIDIA driver here: no GPU series, and nothing fails for it.
+  for (const auto& [key, value] : m.items()) CHECK(key.find("kiln_agent_gpu") == std::string::npos);
+  CHECK(cluster.Kiln({"cancel", std::to_string(job)}).exit_code == 0);
+  REQUIRE(WaitFor(
+      [&] {
+        m = Scrape(endpoint);
+        return Value(m, "kiln_agent_attempts_running{" + node + "}") == 0;
+      },
+      30));
+}

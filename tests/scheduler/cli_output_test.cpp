@@ -90,3 +90,20 @@ TEST_CASE("the loss sparkline spans lowest to highest and averages down to its w
   CHECK(kiln::cli::LossSparkline(history) == "loss  █▃▁  2.0000 -> 0.5000");
   CHECK(kiln::cli::LossSparkline({{"step", nlohmann::json::array()}}).empty());
 }
+
+TEST_CASE("the terminal's progress bar shows percent done and the time left") {
+  json job = {{"id", 3}, {"state", "RUNNING"},
+              {"metrics", {{"epoch", 2}, {"epochs", 4}, {"step", 50}, {"total_steps", 200},
+                           {"loss", 0.5}, {"samples_per_s", 1000.0}}}};
+  CHECK(FormatProgressBar(job, 95.0, 8) ==
+        "job 3 RUNNING [##......] 25%  epoch 2/4  step 50/200  loss 0.5000  1000 samples/s  "
+        "ETA 1m35s");
+  CHECK(FormatProgressBar(job, std::nullopt, 4).find("ETA") == std::string::npos);
+  json pending = {{"id", 4}, {"state", "PENDING"}, {"reason", "Resources"}};
+  CHECK(FormatProgressBar(pending, std::nullopt) == FormatProgress(pending));
+  CHECK(EstimateSecondsLeft(10, 0.0, 60, 5.0, 160) == Approx(10.0));
+  CHECK(!EstimateSecondsLeft(10, 0.0, 10, 5.0, 160));
+  CHECK(FormatDuration(45) == "45s");
+  CHECK(FormatDuration(185) == "3m05s");
+  CHECK(FormatDuration(7620) == "2h07m");
+}

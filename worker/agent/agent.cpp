@@ -261,6 +261,7 @@ void Agent::Turn(int wait_ms) {
     next_account_check_ = now + kAccountCheckEveryMs;
     ReportAccounts(accounts_.Recheck());
   }
+  if (metrics_sink_ && now >= next_metrics_at_) PublishMetrics(now);
 }
 
 void Agent::FenceIfCutOff(Millis now) {

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -26,6 +27,7 @@
 #include "worker/agent/account_reporter.h"
 #include "worker/agent/checkpoint_uploader.h"
 #include "worker/agent/core_allocator.h"
+#include "worker/agent/gpu_stats.h"
 #include "worker/agent/job_run.h"
 #include "worker/agent/log_shipper.h"
 #include "worker/agent/log_spool.h"
@@ -66,6 +68,8 @@ class Agent {
   void Turn(int wait_ms);
   // Stops every running attempt and waits (up to the grace period plus a little) for them to go.
   void StopAll(const std::string& reason);
+  // Receives the agent's Prometheus text every 2 s (kiln-worker --http serves it at /metrics).
+  void SetMetricsSink(std::function<void(std::string)> sink);
 
  private:
   using AttemptKey = std::pair<int64_t, int64_t>;
@@ -91,6 +95,11 @@ class Agent {
   // Cut off from the scheduler for nearly its lease: stops every attempt here before the
   // scheduler may place them elsewhere, so that no job runs twice at once.
   void FenceIfCutOff(Millis now);
+  // Renders the metrics (agent_metrics.cpp) and hands them to the sink.
+  void PublishMetrics(Millis now);
+  std::function<void(std::string)> metrics_sink_;
+  Millis next_metrics_at_ = 0;
+  std::unique_ptr<GpuStats> gpu_stats_;  // NVML, opened with the first publish
 
   AgentOptions options_;
   const Clock& clock_;

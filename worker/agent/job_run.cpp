@@ -134,10 +134,7 @@ JobRun::JobRun(const JobRunConfig& config, const protocol::LaunchJob& launch, st
   checkpoint_dir_ = shared_fs_ ? checkpoint.storage_path + "/job-" + std::to_string(job_id_)
                                : run_dir_ + "/checkpoints";
   tag_ = RunTag(config_.node_name, job_id_, attempt_);
-  if (spec_.resources.memory_per_rank > 0) {
-    memory_sampler_.emplace(tag_,
-                            std::filesystem::path(config_.trainer_path).filename().string());
-  }
+  memory_sampler_.emplace(tag_, std::filesystem::path(config_.trainer_path).filename().string());
   if (launch_.hosts.size() > 1) {
     leader_ = launch_.hosts.front().node == config_.node_name;
     member_ = !leader_;
@@ -292,6 +289,17 @@ void JobRun::ForwardOutput(bool* eof) {
   lines_(job_id_, attempt_, std::move(lines));
 }
 
+JobRun::Stats JobRun::CurrentStats(Millis now) {
+  Stats stats;
+  stats.samples_per_s = samples_per_s_;
+  if (!memory_sampler_) return stats;
+  for (const RankMemory& rank : memory_sampler_->Sample(now)) {
+    stats.rss_bytes += rank.rss_bytes;
+    ++stats.ranks;
+  }
+  return stats;
+}
+
 void JobRun::ForwardReports() {
   while (auto frames = reports_->Receive()) {
     if (frames->empty()) continue;
@@ -302,6 +310,10 @@ void JobRun::ForwardReports() {
     }
     if (envelope->type == protocol::TrainProgress::kType) {
       auto p = protocol::DecodeBody<protocol::TrainProgress>(*envelope);
+      if (p.ok() && p->report.is_object() && p->report.contains("samples_per_s") &&
+          p->report["samples_per_s"].is_number()) {
+        samples_per_s_ = p->report["samples_per_s"].get<double>();
+      }
       if (p.ok()) sink_(protocol::Encode(protocol::ProgressReport{job_id_, attempt_, p->report}));
     } else if (envelope->type == protocol::TrainCheckpoint::kType) {
       auto c = protocol::DecodeBody<protocol::TrainCheckpoint>(*envelope);

@@ -67,6 +67,15 @@ class JobRun {
                                                std::optional<RunAs> as = std::nullopt);
   ~JobRun();
 
+  // What the agent's /metrics shows of this attempt here: the latest samples/s rank 0 reported
+  // (negative before the first report, and on gang members), and its ranks' resident memory.
+  struct Stats {
+    double samples_per_s = -1;
+    int64_t rss_bytes = 0;
+    int ranks = 0;
+  };
+  Stats CurrentStats(Millis now);
+
   int64_t job_id() const { return job_id_; }
   int64_t attempt() const { return attempt_; }
   const std::string& run_dir() const { return run_dir_; }
@@ -161,7 +170,10 @@ class JobRun {
   Millis waiting_since_ = 0;  // member: ready, waiting for the leader's kiln-rsh
   StallWatch stall_watch_;
   Millis next_stall_check_ = 0;
-  std::optional<RankMemorySampler> memory_sampler_;  // with a memory_per_rank limit
+  // The ranks' memory: checked against memory_per_rank when the spec sets one (the watchdog),
+  // and read for /metrics.
+  std::optional<RankMemorySampler> memory_sampler_;
+  double samples_per_s_ = -1;  // from rank 0's latest progress report
   Millis next_memory_check_ = 0;
   // The attempt was killed by a watchdog (a hung rank, a rank over its memory) for this reason.
   std::optional<std::string> watchdog_reason_;

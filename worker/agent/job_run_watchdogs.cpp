@@ -52,7 +52,10 @@ void JobRun::WatchForStalls(Millis now) {
 }
 
 void JobRun::WatchMemory(Millis now) {
-  if (!memory_sampler_ || kill_deadline_ || now < next_memory_check_) return;
+  if (!memory_sampler_ || spec_.resources.memory_per_rank <= 0 || kill_deadline_ ||
+      now < next_memory_check_) {
+    return;
+  }
   next_memory_check_ = now + 250;
   auto over = OverMemory(memory_sampler_->Sample(now), spec_.resources.memory_per_rank,
                          config_.node_name);

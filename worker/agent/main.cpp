@@ -8,10 +8,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <optional>
 #include <thread>
 
 #include "common/config.h"
+#include "common/daemon/metrics_http.h"
 #include "common/daemon/systemd.h"
 #include "common/daemon/toml_config.h"
 #include "common/logging.h"
@@ -118,6 +120,11 @@ int main(int argc, char** argv) {
                  "a cgroup v2 folder delegated to the agent (or \"self\": its own, as systemd's "
                  "Delegate=yes gives it): each attempt gets a child cgroup whose memory.max is its "
                  "ranks' memory_per_rank; without it the agent's watchdog alone enforces memory");
+  std::string http;
+  app.add_option("--http", http,
+                 "HOST:PORT for Prometheus metrics at /metrics (running attempts, each job's "
+                 "samples/s and memory, GPU use), e.g. 127.0.0.1:9471; PORT 0 picks a free one "
+                 "(written to WORK_DIR/http_endpoint); off when not given");
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error (reloaded on SIGHUP)")
       ->capture_default_str()
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
@@ -199,6 +206,19 @@ int main(int argc, char** argv) {
   if (!agent.ok()) {
     spdlog::error("cannot start: {}", agent.status().ToString());
     return 1;
+  }
+  std::unique_ptr<kiln::MetricsHttpServer> metrics_server;
+  if (!http.empty()) {
+    auto started = kiln::MetricsHttpServer::Start("--http", http);
+    if (!started.ok()) {
+      spdlog::error("cannot start: {}", started.status().message());
+      return 2;
+    }
+    metrics_server = std::move(started).value();
+    kiln::MetricsHttpServer* server = metrics_server.get();
+    (*agent)->SetMetricsSink([server](std::string text) { server->Publish(std::move(text)); });
+    std::ofstream(options.run.work_dir + "/http_endpoint") << server->url() << "\n";
+    spdlog::info("metrics on {}/metrics", server->url());
   }
   std::thread reloads(WatchReloads, argc, argv, log_level);
   kiln::NotifySystemd("READY=1\nSTATUS=node " + options.name + ", scheduler " + options.scheduler);
