@@ -2,6 +2,7 @@
 
 #include <toml++/toml.h>
 
+#include <iomanip>
 #include <sstream>
 
 namespace kiln {
@@ -19,7 +20,7 @@ std::string ScalarText(const toml::node& node, bool* ok) {
   if (auto i = node.value_exact<int64_t>()) return std::to_string(*i);
   if (auto d = node.value_exact<double>()) {
     std::ostringstream out;
-    out << *d;
+    out << std::setprecision(17) << *d;
     return out.str();
   }
   if (auto b = node.value_exact<bool>()) return *b ? "true" : "false";
@@ -50,7 +51,10 @@ std::vector<CLI::ConfigItem> TomlConfig::from_config(std::istream& input) const 
     for (auto& c : flag) c = c == '_' ? '-' : c;
     const CLI::Option* option = app_->get_option_no_throw("--" + flag);
     const std::string where = Where(file, node, key);
-    if (option == nullptr || !option->get_configurable() || flag == "config" || flag == "help") {
+    const bool unknown =
+        option == nullptr || !option->get_configurable() || flag == "config" || flag == "help";
+    if (unknown && app_->get_allow_config_extras() == CLI::config_extras_mode::ignore) continue;
+    if (unknown) {
       std::string known;
       for (const CLI::Option* o : app_->get_options()) {
         if (o->get_lnames().empty() || !o->get_configurable()) continue;

@@ -1,5 +1,6 @@
 #include "scheduler/cli/commands.h"
 
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <cctype>
@@ -64,6 +65,13 @@ int Commands::Submit() {
 }
 
 namespace {
+// Columns of the terminal on `fd` (80 when it does not say), less one so the cursor never wraps.
+size_t TerminalColumns(int fd) {
+  struct winsize size {};
+  if (::ioctl(fd, TIOCGWINSZ, &size) != 0 || size.ws_col == 0) return 79;
+  return size.ws_col - 1;
+}
+
 // The steps a followed job advanced since it was first seen running, for its time left.
 class ProgressRate {
  public:
@@ -95,11 +103,14 @@ int Commands::Follow(int64_t job_id) {
     auto reply = ReplyAs<protocol::DataReply>(client.Call(protocol::ShowRequest{job_id}));
     if (!reply.ok()) {
       if (reply.status().code() == StatusCode::kUnavailable && ++unreachable < 6) continue;
+      if (tty && !last_line.empty()) std::cerr << "\r\033[K";  // the error on a clean line
       return ReportError(reply.status());
     }
     unreachable = 0;
     const json& job = reply->data;
-    std::string line = tty ? FormatProgressBar(job, rate.SecondsLeft(job)) : FormatProgress(job);
+    std::string line = tty ? FitToWidth(FormatProgressBar(job, rate.SecondsLeft(job)),
+                                        TerminalColumns(STDERR_FILENO))
+                           : FormatProgress(job);
     const std::string state = job.value("state", "");
     if (line != last_line) {
       if (tty) {
@@ -225,7 +236,10 @@ int Commands::Logs() {
   std::string status;
   while (true) {
     auto reply = ReplyAs<protocol::DataReply>(client.Call(request));
-    if (!reply.ok()) return ReportError(reply.status());
+    if (!reply.ok()) {
+      if (!status.empty()) std::cout << "\r\033[K" << std::flush;  // the error on a clean line
+      return ReportError(reply.status());
+    }
     const json& data = reply->data;
     if (!status.empty() && !data["lines"].empty()) std::cout << "\r\033[K";  // lines go above it
     request.tail.reset();
@@ -251,7 +265,8 @@ int Commands::Logs() {
     if (status_line) {
       auto job = ReplyAs<protocol::DataReply>(client.Call(protocol::ShowRequest{job_id_}));
       if (job.ok()) {
-        const std::string fresh = FormatProgressBar(job->data, rate.SecondsLeft(job->data));
+        const std::string fresh = FitToWidth(
+            FormatProgressBar(job->data, rate.SecondsLeft(job->data)), TerminalColumns(1));
         if (fresh != status || !data["lines"].empty()) std::cout << "\r\033[K" << fresh;
         status = fresh;
       }

@@ -116,6 +116,15 @@ std::optional<double> EstimateSecondsLeft(int64_t step0, double t0_s, int64_t st
   return per_step * static_cast<double>(std::max<int64_t>(0, total_steps - step));
 }
 
+std::string FitToWidth(const std::string& line, size_t columns) {
+  size_t width = 0;
+  for (size_t i = 0; i < line.size(); ++i) {
+    if ((static_cast<unsigned char>(line[i]) & 0xC0) == 0x80) continue;  // continuation byte
+    if (++width > columns) return line.substr(0, i);
+  }
+  return line;
+}
+
 std::string FormatDuration(double seconds) {
   const int64_t s = static_cast<int64_t>(std::max(0.0, seconds) + 0.5);
   char out[32];

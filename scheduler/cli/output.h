@@ -28,6 +28,8 @@ std::string FormatProgressBar(const nlohmann::json& job, std::optional<double> e
 // Seconds left at the rate from (step0 at t0) to (step at t): nullopt until steps advanced.
 std::optional<double> EstimateSecondsLeft(int64_t step0, double t0_s, int64_t step, double t_s,
                                           int64_t total_steps);
+// `line` cut to `columns` characters on screen (UTF-8 aware), so a redrawn line never wraps.
+std::string FitToWidth(const std::string& line, size_t columns);
 // "45s", "3m05s", "2h07m".
 std::string FormatDuration(double seconds);
 // "1.2 MB", "340 kB", "12 B".

@@ -3,7 +3,11 @@
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
+#include <unistd.h>
+
+#include <cerrno>
 #include <csignal>
+#include <cstring>
 #include <cstdio>
 #include <fstream>
 #include <map>
@@ -11,6 +15,7 @@
 
 #include "common/clock.h"
 #include "common/config.h"
+#include "common/daemon/metrics_http.h"
 #include "common/daemon/systemd.h"
 #include "common/daemon/toml_config.h"
 #include "common/logging.h"
@@ -136,6 +141,17 @@ kiln::Result<kiln::service::SchedulerOptions> Resolve(const Flags& f) {
   if (!f.tls.certificate_file.empty() && f.http.empty()) {
     return kiln::Status::InvalidArgument("--http-cert: there is no HTTP server without --http");
   }
+  if (!f.http.empty()) {
+    auto listen = kiln::ParseHostPort("--http", f.http);
+    if (!listen.ok()) return listen.status();
+  }
+  for (const auto& [flag, file] : {std::pair{"--http-cert", f.tls.certificate_file},
+                                   std::pair{"--http-key", f.tls.key_file}}) {
+    if (!file.empty() && ::access(file.c_str(), R_OK) != 0) {
+      return kiln::Status::InvalidArgument(std::string(flag) + ": cannot read " + file +
+                                           " as this user (" + std::strerror(errno) + ")");
+    }
+  }
   options.worker_timeout_ms = static_cast<kiln::Millis>(f.worker_timeout_s * 1000);
   options.worker_lease_ms = static_cast<kiln::Millis>(f.worker_lease_s * 1000);
   if (options.worker_lease_ms < options.worker_timeout_ms) {
@@ -161,9 +177,16 @@ kiln::Result<kiln::service::SchedulerOptions> Resolve(const Flags& f) {
   return options;
 }
 
+// What a reload found: the options, and the flags the daemon's main applies itself.
+struct Reloaded {
+  kiln::service::SchedulerOptions options;
+  std::string log_level;
+  std::string http;
+  kiln::service::HttpTls tls;
+};
+
 // Parses argv again (the config file is read again), for SIGHUP.
-std::optional<std::pair<kiln::service::SchedulerOptions, std::string>> Reread(int argc,
-                                                                              char** argv) {
+std::optional<Reloaded> Reread(int argc, char** argv) {
   CLI::App app;
   Flags flags;
   DefineFlags(app, flags);
@@ -179,12 +202,17 @@ std::optional<std::pair<kiln::service::SchedulerOptions, std::string>> Reread(in
     spdlog::error("reload refused, nothing changed: {}", options.status().message());
     return std::nullopt;
   }
-  return std::make_pair(*options, flags.log_level);
+  return Reloaded{*options, flags.log_level, flags.http, flags.tls};
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  // First: a SIGHUP (systemctl reload) before the loop runs must not kill the daemon.
+  std::signal(SIGTERM, OnSignal);
+  std::signal(SIGINT, OnSignal);
+  std::signal(SIGHUP, OnHangUp);
+  std::signal(SIGPIPE, SIG_IGN);
   CLI::App app{
       "kiln-scheduler: queues training jobs durably and places them on workers.\n"
       "With no command it runs the daemon; check validates the settings; key, user, worker "
@@ -210,10 +238,6 @@ int main(int argc, char** argv) {
   }
 
   kiln::InitDaemonLogging("scheduler", flags.log_level);
-  std::signal(SIGTERM, OnSignal);
-  std::signal(SIGINT, OnSignal);
-  std::signal(SIGHUP, OnHangUp);
-  std::signal(SIGPIPE, SIG_IGN);
 
   kiln::SystemClock clock;
   kiln::transport::Context context;
@@ -250,12 +274,17 @@ int main(int argc, char** argv) {
     kiln::NotifySystemd("RELOADING=1");
     spdlog::info("SIGHUP: reading the settings again");
     if (auto fresh = Reread(argc, argv)) {
-      if (fresh->second != log_level) {
-        spdlog::info("reload: log-level {} -> {}", log_level, fresh->second);
-        log_level = fresh->second;
+      if (fresh->http != flags.http || fresh->tls.certificate_file != flags.tls.certificate_file ||
+          fresh->tls.key_file != flags.tls.key_file) {
+        spdlog::warn("reload: http, http-cert or http-key changed, but take effect only when the "
+                     "scheduler restarts");
+      }
+      if (fresh->log_level != log_level) {
+        spdlog::info("reload: log-level {} -> {}", log_level, fresh->log_level);
+        log_level = fresh->log_level;
         spdlog::set_level(spdlog::level::from_str(log_level));
       }
-      (*service)->ApplySettings(fresh->first);
+      (*service)->ApplySettings(fresh->options);
     }
     kiln::NotifySystemd("READY=1");
   });

@@ -106,4 +106,7 @@ TEST_CASE("the terminal's progress bar shows percent done and the time left") {
   CHECK(FormatDuration(45) == "45s");
   CHECK(FormatDuration(185) == "3m05s");
   CHECK(FormatDuration(7620) == "2h07m");
+  CHECK(FitToWidth("job 3 [##..]", 6) == "job 3 ");
+  CHECK(FitToWidth("a×b×c", 3) == "a×b");
+  CHECK(FitToWidth("short", 80) == "short");
 }

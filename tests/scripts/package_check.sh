@@ -46,8 +46,13 @@ grep -q '^Delegate=yes' "$root/lib/systemd/system/kiln-worker.service" || fail "
 # The packaged example configs pass `check` (flags for what this machine needs win).
 "$root/usr/bin/kiln-scheduler" --config "$root/etc/kiln/scheduler.toml" \
     --state-dir "$work/state" check >/dev/null || fail "the packaged scheduler.toml fails check"
-"$root/usr/bin/kiln-worker" --config "$root/etc/kiln/worker.toml" --work-dir "$work/w" check \
-    >/dev/null || fail "the packaged worker.toml fails check"
+# The packaged worker.toml names /etc/kiln/server.pub, a copy the admin makes: a real key here.
+"$root/usr/bin/kiln-scheduler" --state-dir "$work/keys" key show >/dev/null
+"$root/usr/bin/kiln-worker" --config "$root/etc/kiln/worker.toml" --work-dir "$work/w" \
+    --server-key "$work/keys/server.pub" check >/dev/null || fail "the packaged worker.toml fails check"
+! "$root/usr/bin/kiln-worker" --config "$root/etc/kiln/worker.toml" --work-dir "$work/w" \
+    --server-key "$work/none.pub" check >/dev/null 2>&1 || fail "check took a missing server key"
+dpkg-deb --ctrl-tarfile "$deb" | tar -t | grep -q "prerm" || fail "no prerm"
 
 # Start both as their units do (ExecStart with the packaged config), with a NOTIFY_SOCKET that
 # this test reads, and send what systemctl reload and stop send.
@@ -90,6 +95,9 @@ worker = subprocess.Popen(
 expect("READY=1", worker)
 worker.send_signal(signal.SIGHUP)
 expect("RELOADING=1", worker)
+expect("READY=1", worker)
+log = open(work + "/worker.log").read()
+assert "reload refused" not in log, "the worker refused its own packaged config on reload: " + log
 worker.send_signal(signal.SIGTERM)
 expect("STOPPING=1", worker)
 assert worker.wait(30) == 0, "the worker did not exit 0 on SIGTERM"

@@ -12,6 +12,8 @@ constexpr Millis kMetricsEveryMs = 2000;
 void Agent::SetMetricsSink(std::function<void(std::string)> sink) {
   metrics_sink_ = std::move(sink);
   next_metrics_at_ = 0;
+  // NVML's start may take seconds (no persistence mode): here, before the loop runs.
+  if (!gpu_stats_) gpu_stats_ = GpuStats::Open();
 }
 
 void Agent::PublishMetrics(Millis now) {
@@ -19,7 +21,8 @@ void Agent::PublishMetrics(Millis now) {
   if (!gpu_stats_) gpu_stats_ = GpuStats::Open();
   metrics::Registry r;
   r.DeclareGauge("kiln_agent_connected", "1 while the agent is registered with the scheduler.");
-  r.DeclareGauge("kiln_agent_slots", "The node's slots, and those its running attempts use.");
+  r.DeclareGauge("kiln_agent_slots",
+                 "The node's slots, and the ranks its running attempts were given here.");
   r.DeclareGauge("kiln_agent_attempts_running", "Attempts running on this node.");
   r.DeclareGauge("kiln_agent_job_ranks", "Rank processes of each attempt running here.");
   r.DeclareGauge("kiln_agent_job_rss_bytes",
@@ -37,7 +40,7 @@ void Agent::PublishMetrics(Millis now) {
   int64_t used = 0;
   for (auto& [key, run] : runs_) {
     const JobRun::Stats stats = run->CurrentStats(now);
-    used += stats.ranks;
+    used += stats.slots_here;
     const metrics::Labels labels = {{"node", options_.name},
                                     {"job", std::to_string(key.first)},
                                     {"attempt", std::to_string(key.second)}};

@@ -176,6 +176,8 @@ std::vector<std::pair<std::string, std::string>> JobRun::RankEnvironment() const
     // Every GPU of this node's share; kiln-train narrows it to its own rank's ids.
     std::string ids;
     for (int64_t g : launch_.gpu_ids) ids += (ids.empty() ? "" : ",") + std::to_string(g);
+    // Numbered as nvidia-smi and NVML (the agent's metrics) number them, not fastest first.
+    env.push_back({"CUDA_DEVICE_ORDER", "PCI_BUS_ID"});
     env.push_back({"CUDA_VISIBLE_DEVICES", ids});
     env.push_back({"KILN_GPU_IDS", ids});
     env.push_back({"KILN_GPUS_PER_RANK", std::to_string(spec_.resources.gpus_per_rank)});
@@ -292,6 +294,7 @@ void JobRun::ForwardOutput(bool* eof) {
 JobRun::Stats JobRun::CurrentStats(Millis now) {
   Stats stats;
   stats.samples_per_s = samples_per_s_;
+  stats.slots_here = launch_.ranks;
   if (!memory_sampler_) return stats;
   for (const RankMemory& rank : memory_sampler_->Sample(now)) {
     stats.rss_bytes += rank.rss_bytes;

@@ -72,7 +72,8 @@ class JobRun {
   struct Stats {
     double samples_per_s = -1;
     int64_t rss_bytes = 0;
-    int ranks = 0;
+    int ranks = 0;             // rank processes found running (/proc)
+    int64_t slots_here = 0;    // the ranks this node was given (its slots in use)
   };
   Stats CurrentStats(Millis now);
 

@@ -38,7 +38,8 @@ void WatchReloads(int argc, char** argv, std::string log_level) {
     CLI::App app;
     kiln::AddConfigFile(app);
     std::string fresh = "info";
-    app.add_option("--log-level", fresh);
+    app.add_option("--log-level", fresh)
+        ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
     app.allow_extras();
     app.allow_config_extras(CLI::config_extras_mode::ignore);
     try {
@@ -69,6 +70,11 @@ std::string BesideThisExecutable(const std::string& name) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // First: a SIGHUP (systemctl reload) before the loop runs must not kill the agent.
+  std::signal(SIGTERM, OnSignal);
+  std::signal(SIGINT, OnSignal);
+  std::signal(SIGHUP, OnHangUp);
+  std::signal(SIGPIPE, SIG_IGN);
   CLI::App app{"kiln-worker: runs the ranks of kiln jobs on this node"};
   kiln::AddConfigFile(app);
   kiln::agent::AgentOptions options;
@@ -144,11 +150,6 @@ int main(int argc, char** argv) {
   options.run.node_name = options.name;
   options.run.work_dir = std::filesystem::absolute(options.run.work_dir).string();
   options.run.kill_grace_ms = static_cast<kiln::Millis>(kill_grace_s * 1000);
-  if (check->parsed()) {
-    std::printf("kiln-worker: settings are valid\n%s", kiln::EffectiveSettings(app).c_str());
-    return 0;
-  }
-
   kiln::InitDaemonLogging("worker", log_level);
   std::optional<kiln::agent::DelegatedCgroup> delegated;
   if (!cgroup.empty() && ::geteuid() != 0) {
@@ -156,17 +157,6 @@ int main(int argc, char** argv) {
         "cannot start: --cgroup needs the agent to run as root: an agent that is not "
         "root runs jobs as its own account, and they could lift their own limits");
     return 2;
-  }
-  if (!cgroup.empty()) {
-    auto opened = kiln::agent::DelegatedCgroup::Open(cgroup);
-    if (!opened.ok()) {
-      spdlog::error("cannot start: {}", opened.status().message());
-      return 2;
-    }
-    delegated.emplace(std::move(opened).value());
-    options.run.cgroup = &*delegated;
-    spdlog::info("attempts run in cgroups under {} (memory.max from memory_per_rank)",
-                 delegated->root());
   }
   if (server_key.empty()) {
     const char* env = std::getenv("KILN_SERVER_KEY");
@@ -183,6 +173,29 @@ int main(int argc, char** argv) {
     return 2;
   }
   options.server_key = *resolved;
+  if (!http.empty()) {
+    auto listen = kiln::ParseHostPort("--http", http);
+    if (!listen.ok()) {
+      spdlog::error("cannot start: {}", listen.status().message());
+      return 2;
+    }
+  }
+  // `check` stops here: what follows changes the machine (joins a cgroup, makes a key file).
+  if (check->parsed()) {
+    std::printf("kiln-worker: settings are valid\n%s", kiln::EffectiveSettings(app).c_str());
+    return 0;
+  }
+  if (!cgroup.empty()) {
+    auto opened = kiln::agent::DelegatedCgroup::Open(cgroup);
+    if (!opened.ok()) {
+      spdlog::error("cannot start: {}", opened.status().message());
+      return 2;
+    }
+    delegated.emplace(std::move(opened).value());
+    options.run.cgroup = &*delegated;
+    spdlog::info("attempts run in cgroups under {} (memory.max from memory_per_rank)",
+                 delegated->root());
+  }
   if (key_file.empty()) key_file = options.run.work_dir + "/worker.key";
   bool created = false;
   auto keys = kiln::transport::LoadOrCreateKeyPair(key_file, &created);
@@ -195,10 +208,6 @@ int main(int argc, char** argv) {
                "host with: {}",
                keys->public_key, key_file, created ? ", created now" : "",
                kiln::agent::AllowCommand(keys->public_key, options.name));
-  std::signal(SIGTERM, OnSignal);
-  std::signal(SIGINT, OnSignal);
-  std::signal(SIGHUP, OnHangUp);
-  std::signal(SIGPIPE, SIG_IGN);
 
   kiln::SystemClock clock;
   kiln::transport::Context context;
