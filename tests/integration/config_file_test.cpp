@@ -77,12 +77,22 @@ TEST_CASE("kiln-scheduler and kiln-worker check their config files and name each
   auto missing = RunCommand({BinPath("kiln-scheduler"), "--config", dir + "/none.toml", "check"});
   CHECK(missing.exit_code != 0);
 
+  // A worker's check resolves the server key it names (not the files it would create).
+  REQUIRE(RunCommand({BinPath("kiln-scheduler"), "--state-dir", dir + "/keys", "key", "show"})
+              .exit_code == 0);
+  const std::string key_line = "server-key = \"" + dir + "/keys/server.pub\"\n";
   auto worker = RunCommand(
       {BinPath("kiln-worker"), "--config",
-       Write(dir + "/worker.toml", "name = \"n1\"\nslots = 2\nwork-dir = \"/tmp/w\"\n"), "check"});
+       Write(dir + "/worker.toml",
+             "name = \"n1\"\nslots = 2\nwork-dir = \"/tmp/w\"\n" + key_line),
+       "check"});
   INFO(worker.err);
   CHECK(worker.exit_code == 0);
   CHECK(Contains(worker.out, "slots = \"2\""));
+  auto no_key = RunCommand({BinPath("kiln-worker"), "--config", dir + "/worker.toml",
+                            "--server-key", dir + "/missing.pub", "check"});
+  CHECK(no_key.exit_code != 0);
+  CHECK(Contains(no_key.err, "--server-key"));
   auto worker_typo = RunCommand(
       {BinPath("kiln-worker"), "--config",
        Write(dir + "/worker2.toml", "name = \"n1\"\nslots = 2\nwork-dir = \"/tmp/w\"\nslotz = 3\n"),

@@ -19,8 +19,7 @@ TEST_CASE("the dashboard shows a running job's loss curve growing in Chromium, a
   cluster.StopScheduler();
   cluster.SetSchedulerArgs({"--http", "127.0.0.1:0"});
   cluster.StartScheduler();
-  std::string url = kiln::testing::Slurp(cluster.state_dir() + "/http_endpoint");
-  url = url.substr(0, url.find('\n'));
+  const std::string url = cluster.HttpUrl();
   const std::string dana = cluster.AddUser("dana");
   const std::string eve = cluster.AddUser("eve");
 

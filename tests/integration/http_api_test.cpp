@@ -59,10 +59,7 @@ std::string ErrorText(const Answer& a) {
   return text;
 }
 
-std::string HttpUrl(const LocalCluster& cluster) {
-  std::string url = kiln::testing::Slurp(cluster.state_dir() + "/http_endpoint");
-  return url.substr(0, url.find('\n'));
-}
+std::string HttpUrl(const LocalCluster& cluster) { return cluster.HttpUrl(); }
 
 }  // namespace
 

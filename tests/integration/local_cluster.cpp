@@ -181,6 +181,7 @@ bool HasFlag(const std::vector<std::string>& args, const std::string& flag) {
 
 void LocalCluster::StartScheduler() {
   std::filesystem::remove(dir_ + "/state/endpoint");
+  std::filesystem::remove(dir_ + "/state/http_endpoint");
   const std::string listen = endpoint_.empty() ? "tcp://127.0.0.1:*" : endpoint_;
   const std::string cmd = "exec " + BinPath("kiln-scheduler") +
                           " --listen '" + listen + "' --state-dir " + dir_ + "/state" +
@@ -199,6 +200,23 @@ void LocalCluster::StartScheduler() {
   std::string ep = Slurp(dir_ + "/state/endpoint");
   endpoint_ = ep.substr(0, ep.find('\n'));
   if (::access((dir_ + "/admin.json").c_str(), R_OK) != 0) AddUser("admin", true);
+}
+
+std::string LocalCluster::HttpUrl() const {
+  std::string url;
+  WaitFor(
+      [&] {
+        url = ::access((state_dir() + "/http_endpoint").c_str(), R_OK) == 0
+                  ? Slurp(state_dir() + "/http_endpoint")
+                  : "";
+        return url.find('\n') != std::string::npos;
+      },
+      15);
+  if (url.find('\n') == std::string::npos) {
+    throw std::runtime_error("the scheduler wrote no http_endpoint; see " + dir_ +
+                             "/scheduler.log");
+  }
+  return url.substr(0, url.find('\n'));
 }
 
 std::string LocalCluster::AddUser(const std::string& name, bool admin,

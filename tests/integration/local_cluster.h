@@ -78,6 +78,9 @@ class LocalCluster {
   std::string AddUser(const std::string& name, bool admin = false,
                       const std::string& unix_user = "root");
   std::string state_dir() const { return dir_ + "/state"; }
+  // The scheduler's HTTP URL (--http), once it has written STATE_DIR/http_endpoint (waits up to
+  // 15 s; throws when it does not come).
+  std::string HttpUrl() const;
   std::string server_key() const;
   transport::CurveKeyPair worker_cluster_keys() const;
   std::string admin_token() const;

@@ -51,8 +51,7 @@ TEST_CASE(
   cluster.StopScheduler();
   cluster.SetSchedulerArgs({"--http", "127.0.0.1:0"});
   cluster.StartScheduler();
-  std::string endpoint = kiln::testing::Slurp(cluster.state_dir() + "/http_endpoint");
-  endpoint = endpoint.substr(0, endpoint.find('\n'));
+  const std::string endpoint = cluster.HttpUrl();
   REQUIRE(endpoint.rfind("http://127.0.0.1:", 0) == 0);
 
   const int64_t done = cluster.Submit(SyntheticSpec("short", 1, 1, 320));
