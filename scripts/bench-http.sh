@@ -28,37 +28,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-emit() {  # emit BENCH MEASURE VALUE UNIT BASELINE TARGET higher|lower
-  results+=("$(python3 - "$@" <<'PY'
-import json, sys
-bench, measure, value, unit, baseline, target, better = sys.argv[1:8]
-value, baseline, target = float(value), float(baseline), float(target)
-met = value >= target if better == "higher" else value <= target
-print(json.dumps({"bench": bench, "measure": measure, "value": round(value, 3), "unit": unit,
-                  "baseline": round(baseline, 3),
-                  "ratio": round(value / baseline, 3) if baseline else None,
-                  "target": target, "met": met}))
-PY
-)")
-}
-field() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
-
-start_scheduler() {  # start_scheduler NAME [ARGS...]: sets $endpoint, $state, $sched_pid, $http_url
-  local name=$1
-  shift
-  "$bin/kiln-scheduler" --listen 'tcp://127.0.0.1:*' --state-dir "$dir/$name" --log-level warn \
-    "$@" >"$dir/$name.log" 2>&1 &
-  sched_pid=$!
-  pids+=("$sched_pid")
-  for _ in $(seq 100); do [ -s "$dir/$name/endpoint" ] && break; sleep 0.1; done
-  endpoint="$(cat "$dir/$name/endpoint")"
-  state="$dir/$name"
-  http_url="$(cat "$state/http_endpoint" 2>/dev/null || true)"
-  "$bin/kiln-scheduler" --state-dir "$state" user add bench --admin --unix-user "$(id -un)" \
-    --allow-root --credentials "$state/bench.json" --scheduler "$endpoint" >/dev/null
-  export KILN_CREDENTIALS="$state/bench.json"
-}
-stop_scheduler() { kill -TERM "$sched_pid"; wait "$sched_pid" 2>/dev/null || true; }
+source "$repo/scripts/bench/lib.sh"  # emit, field, start_scheduler, stop_scheduler
 
 spec="$dir/spec.json"
 python3 - "$repo/configs/jobs/synthetic-binary-mlp.json" "$spec" <<'PY'

@@ -36,36 +36,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# emit BENCH MEASURE VALUE UNIT BASELINE TARGET higher|lower
-emit() {
-  results+=("$(python3 - "$@" <<'PY'
-import json, sys
-bench, measure, value, unit, baseline, target, better = sys.argv[1:8]
-value, baseline, target = float(value), float(baseline), float(target)
-met = value >= target if better == "higher" else value <= target
-print(json.dumps({"bench": bench, "measure": measure, "value": round(value, 3), "unit": unit,
-                  "baseline": round(baseline, 3),
-                  "ratio": round(value / baseline, 3) if baseline else None,
-                  "target": target, "met": met}))
-PY
-)")
-}
-field() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
-
-start_scheduler() {  # start_scheduler NAME: a fresh daemon; sets $endpoint and $sched_pid
-  "$bin/kiln-scheduler" --listen 'tcp://127.0.0.1:*' --state-dir "$dir/$1" --log-level warn \
-    >"$dir/$1.log" 2>&1 &
-  sched_pid=$!
-  pids+=("$sched_pid")
-  for _ in $(seq 100); do [ -s "$dir/$1/endpoint" ] && break; sleep 0.1; done
-  endpoint="$(cat "$dir/$1/endpoint")"
-  state="$dir/$1"
-  # Security is on, as in production: an admin user whose credentials the clients use.
-  "$bin/kiln-scheduler" --state-dir "$state" user add bench --admin --unix-user "$(id -un)" --allow-root \
-    --credentials "$state/bench.json" --scheduler "$endpoint" >/dev/null
-  export KILN_CREDENTIALS="$state/bench.json"
-}
-stop_scheduler() { kill -TERM "$sched_pid"; wait "$sched_pid" 2>/dev/null || true; }
+source "$repo/scripts/bench/lib.sh"  # emit, field, start_scheduler, stop_scheduler
 rss_mb() { awk -v k="$2" '$1 == k":" {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
 
 spec="$dir/spec.json"
