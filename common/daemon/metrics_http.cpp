@@ -29,27 +29,30 @@ Result<std::pair<std::string, int>> ParseHostPort(const std::string& flag,
   return std::make_pair(host, port);
 }
 
-MetricsHttpServer::MetricsHttpServer() : server_(std::make_unique<httplib::Server>()) {}
-
 MetricsHttpServer::~MetricsHttpServer() {
+  if (!server_) return;
   server_->stop();
   if (thread_.joinable()) thread_.join();
 }
 
-Result<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(const std::string& flag,
-                                                                    const std::string& listen) {
+Result<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Create(
+    const std::string& flag, const std::string& listen, std::unique_ptr<httplib::Server> server,
+    bool tls) {
   auto parsed = ParseHostPort(flag, listen);
   if (!parsed.ok()) return parsed.status();
-  const auto [host, port] = *parsed;
   std::unique_ptr<MetricsHttpServer> http(new MetricsHttpServer());
+  http->flag_ = flag;
+  http->listen_ = listen;
+  http->host_ = parsed->first;
+  http->port_ = parsed->second;
+  http->tls_ = tls;
+  http->server_ = server ? std::move(server) : std::make_unique<httplib::Server>();
   MetricsHttpServer* self = http.get();
-  httplib::Server& server = *http->server_;
-  server.new_task_queue = [] { return new httplib::ThreadPool(4); };
-  server.set_tcp_nodelay(true);
-  server.set_payload_max_length(4096);
-  server.set_read_timeout(5, 0);
-  server.set_write_timeout(5, 0);
-  server.Get("/metrics", [self](const httplib::Request&, httplib::Response& res) {
+  httplib::Server& s = *http->server_;
+  s.set_tcp_nodelay(true);  // replies go out whole at once, not after a delayed ACK
+  s.set_read_timeout(5, 0);
+  s.set_write_timeout(30, 0);
+  s.Get("/metrics", [self](const httplib::Request&, httplib::Response& res) {
     std::string text;
     {
       std::lock_guard<std::mutex> lock(self->mu_);
@@ -62,18 +65,34 @@ Result<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(const std::s
     }
     res.set_content(text, "text/plain; version=0.0.4; charset=utf-8");
   });
+  return http;
+}
+
+Result<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(const std::string& flag,
+                                                                    const std::string& listen) {
+  auto http = Create(flag, listen);
+  if (!http.ok()) return http.status();
+  (*http)->server().new_task_queue = [] { return new httplib::ThreadPool(4); };
+  (*http)->server().set_payload_max_length(4096);
+  KILN_RETURN_IF_ERROR((*http)->Listen());
+  return http;
+}
+
+Status MetricsHttpServer::Listen() {
+  httplib::Server& s = *server_;
   const int bound =
-      port == 0 ? server.bind_to_any_port(host) : (server.bind_to_port(host, port) ? port : -1);
+      port_ == 0 ? s.bind_to_any_port(host_) : (s.bind_to_port(host_, port_) ? port_ : -1);
   if (bound <= 0) {
-    return Status::Unavailable(flag + ": cannot listen on " + listen +
+    return Status::Unavailable(flag_ + ": cannot listen on " + listen_ +
                                " (is the port in use, or the address not this machine's?)");
   }
-  http->url_ = "http://" + (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" +
-               std::to_string(bound);
-  http->thread_ = std::thread([self] {
-    if (!self->server_->listen_after_bind()) spdlog::error("the HTTP server stopped");
+  url_ = std::string(tls_ ? "https://" : "http://") +
+         (host_.find(':') != std::string::npos ? "[" + host_ + "]" : host_) + ":" +
+         std::to_string(bound);
+  thread_ = std::thread([this] {
+    if (!server_->listen_after_bind()) spdlog::error("the HTTP server stopped");
   });
-  return http;
+  return Status::Ok();
 }
 
 void MetricsHttpServer::Publish(std::string text) {

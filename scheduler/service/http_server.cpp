@@ -59,9 +59,7 @@ class HttpServer::ClientLease {
 HttpServer::HttpServer() = default;
 
 HttpServer::~HttpServer() {
-  if (!server_) return;  // Start failed before making it
-  server_->stop();
-  if (thread_.joinable()) thread_.join();
+  http_.reset();  // serving stops (threads joined) before the clients they use go
 }
 
 std::unique_ptr<cli::SchedulerClient> HttpServer::AcquireClient() {
@@ -123,12 +121,12 @@ void HttpServer::AddDashboardRoutes() {
     res.set_content(asset->body, asset->content_type);
   };
   for (const char* path : {"/", "/index.html", "/app.js", "/style.css", "/chart.js"}) {
-    server_->Get(path, serve);
+    http_->server().Get(path, serve);
   }
 }
 
 void HttpServer::AddApiRoutes() {
-  httplib::Server& server = *server_;
+  httplib::Server& server = http_->server();
   server.Get(std::string(kApiPrefix) + "/openapi.json",
              [](const httplib::Request&, httplib::Response& res) {
                Answer(res, {200, OpenApiDocument()});
@@ -226,18 +224,10 @@ void HttpServer::AddApiRoutes() {
 
 Result<std::unique_ptr<HttpServer>> HttpServer::Start(const std::string& listen,
                                                       const ApiTarget& api, const HttpTls& tls) {
-  auto parsed = ParseHostPort("--http", listen);
-  if (!parsed.ok()) return parsed.status();
-  const auto [host, port] = *parsed;
   std::unique_ptr<HttpServer> http(new HttpServer());
-  if (tls.certificate_file.empty() != tls.key_file.empty()) {
-    return Status::InvalidArgument(
-        "--http-cert and --http-key go together: give both (a PEM certificate and its key) or "
-        "neither");
-  }
-  if (tls.certificate_file.empty()) {
-    http->server_ = std::make_unique<httplib::Server>();
-  } else {
+  http->api_ = api;
+  std::unique_ptr<httplib::Server> server;
+  if (!tls.certificate_file.empty()) {
     auto secure =
         std::make_unique<httplib::SSLServer>(tls.certificate_file.c_str(), tls.key_file.c_str());
     if (!secure->is_valid()) {
@@ -246,39 +236,25 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(const std::string& listen,
                                      " (not PEM, unreadable, or the key is not the "
                                      "certificate's)");
     }
-    http->server_ = std::move(secure);
+    server = std::move(secure);
   }
-  http->api_ = api;
-  httplib::Server& server = *http->server_;
+  auto created =
+      MetricsHttpServer::Create("--http", listen, std::move(server), !tls.certificate_file.empty());
+  if (!created.ok()) return created.status();
+  http->http_ = std::move(created).value();
+  httplib::Server& s = http->http_->server();
   // Each connection holds a thread while it is read: more threads than the dashboard and scripts
   // need, so that a few slow clients do not starve the rest (docs/security.md has the limit).
-  server.new_task_queue = [] { return new httplib::ThreadPool(32); };
-  server.set_tcp_nodelay(true);  // replies go out whole at once, not after a delayed ACK
-  server.set_payload_max_length(kMaxApiBodyBytes);
-  server.set_read_timeout(5, 0);
-  server.set_write_timeout(30, 0);
-  HttpServer* self = http.get();
-  server.Get("/metrics", [self](const httplib::Request&, httplib::Response& res) {
-    std::string text;
-    {
-      std::lock_guard<std::mutex> lock(self->mu_);
-      text = self->metrics_;
-    }
-    if (text.empty()) {
-      res.status = 503;
-      res.set_content("metrics are not published yet; try again in a few seconds\n", "text/plain");
-      return;
-    }
-    res.set_content(text, "text/plain; version=0.0.4; charset=utf-8");
-  });
+  s.new_task_queue = [] { return new httplib::ThreadPool(32); };
+  s.set_payload_max_length(kMaxApiBodyBytes);
   if (!api.endpoint.empty()) {
     http->AddApiRoutes();
     http->AddDashboardRoutes();
   }
   // Errors cpp-httplib answers itself (413 for a body over the limit, 400 for a malformed
   // request, 404 off the API) get a JSON body like the API's own.
-  server.set_error_handler(httplib::Server::HandlerWithResponse([](const httplib::Request& req,
-                                                                   httplib::Response& res) {
+  s.set_error_handler(httplib::Server::HandlerWithResponse([](const httplib::Request& req,
+                                                              httplib::Response& res) {
     if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
     const std::string message =
         res.status == 413
@@ -291,29 +267,17 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(const std::string& listen,
     Answer(res, answer);
     return httplib::Server::HandlerResponse::Handled;
   }));
-  server.set_exception_handler(
+  s.set_exception_handler(
       [](const httplib::Request& req, httplib::Response& res, std::exception_ptr) {
         spdlog::error("HTTP {} {}: an unexpected exception; answered 500", req.method, req.path);
         Answer(res, ApiError(Status::Internal("the request could not be handled")));
       });
-  const int bound =
-      port == 0 ? server.bind_to_any_port(host) : (server.bind_to_port(host, port) ? port : -1);
-  if (bound <= 0) {
-    return Status::Unavailable("--http: cannot listen on " + listen +
-                               " (is the port in use, or the address not this machine's?)");
-  }
-  http->url_ = std::string(tls.certificate_file.empty() ? "http://" : "https://") +
-               (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" +
-               std::to_string(bound);
-  http->thread_ = std::thread([self] {
-    if (!self->server_->listen_after_bind()) spdlog::error("the HTTP server stopped");
-  });
+  KILN_RETURN_IF_ERROR(http->http_->Listen());
   return http;
 }
 
-void HttpServer::PublishMetrics(std::string text) {
-  std::lock_guard<std::mutex> lock(mu_);
-  metrics_ = std::move(text);
-}
+const std::string& HttpServer::url() const { return http_->url(); }
+
+void HttpServer::PublishMetrics(std::string text) { http_->Publish(std::move(text)); }
 
 }  // namespace kiln::service

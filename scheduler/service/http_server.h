@@ -10,15 +10,12 @@
 #include <memory>
 #include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
+#include "common/daemon/metrics_http.h"
 #include "common/status.h"
 #include "common/transport/socket.h"
 
-namespace httplib {
-class Server;
-}
 namespace kiln::cli {
 class SchedulerClient;
 }
@@ -33,6 +30,7 @@ struct ApiTarget {
 };
 
 // TLS for the HTTP server: a PEM certificate (chain) and its private key; both empty: plain HTTP.
+// Both or neither (kiln-scheduler's flags are checked for that before it starts).
 struct HttpTls {
   std::string certificate_file;
   std::string key_file;
@@ -48,7 +46,7 @@ class HttpServer {
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
 
-  const std::string& url() const { return url_; }  // http://HOST:PORT (https:// with TLS)
+  const std::string& url() const;  // http://HOST:PORT (https:// with TLS)
   void PublishMetrics(std::string text);
 
  private:
@@ -63,12 +61,8 @@ class HttpServer {
   transport::Context context_;  // the forwarding clients' sockets
   std::mutex clients_mu_;
   std::vector<std::unique_ptr<cli::SchedulerClient>> idle_clients_;
-  std::unique_ptr<httplib::Server> server_;
-  std::thread thread_;
-  std::string url_;
-  std::mutex mu_;
-  std::string metrics_;   // empty until the first publish
   std::string chart_js_;  // Debian's Chart.js, served at /chart.js
+  std::unique_ptr<MetricsHttpServer> http_;  // /metrics, and the routes added above
 };
 
 }  // namespace kiln::service
