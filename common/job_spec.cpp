@@ -241,6 +241,22 @@ void ReadTrain(JsonFieldReader r, TrainSpec* out) {
   }
 }
 
+void ReadServe(JsonFieldReader r, std::optional<ServeSpec>* out,
+               std::vector<SpecError>* errors) {
+  if (!r.valid()) return;
+  ServeSpec serve;
+  r.RejectUnknown({"service", "model_job", "model_step", "max_batch", "max_delay_ms"});
+  r.String("service", &serve.service, true);
+  r.Int("model_job", &serve.model_job, true, 1, INT64_MAX);
+  r.Int("model_step", &serve.model_step, true, 0, INT64_MAX);
+  r.Int("max_batch", &serve.max_batch, false, 1, 4096);
+  r.Double("max_delay_ms", &serve.max_delay_ms, false, -1e-9, 10000);
+  if (!serve.service.empty() && !IsValidServiceName(serve.service)) {
+    errors->push_back({"serve.service", ServiceNameRule()});
+  }
+  *out = serve;
+}
+
 void ReadCheckpoint(JsonFieldReader r, CheckpointSpec* out) {
   if (!r.valid()) return;
   r.RejectUnknown({"every_steps", "keep_last", "keep_best", "storage"});
@@ -323,6 +339,23 @@ void CheckConsistency(const JobSpec& s, std::vector<SpecError>* errors) {
 
 }  // namespace
 
+bool IsValidServiceName(const std::string& name) {
+  if (name.empty() || name.size() > 63) return false;
+  if (!std::islower(static_cast<unsigned char>(name[0]))) return false;
+  for (char c : name) {
+    if (!std::islower(static_cast<unsigned char>(c)) && !std::isdigit(static_cast<unsigned char>(c)) &&
+        c != '-') {
+      return false;
+    }
+  }
+  return name.back() != '-';
+}
+
+std::string ServiceNameRule() {
+  return "must be 1-63 lowercase letters, digits or '-', starting with a letter and not ending "
+         "with '-' (it is the model's name in URLs)";
+}
+
 int JobSpec::InputFeatures() const { return data.features; }
 int JobSpec::ImageSide() const {
   int side = 1;
@@ -344,7 +377,7 @@ SpecParseResult ParseJobSpec(const json& document) {
   JobSpec& s = result.spec;
   JsonFieldReader root(document, "", &result.errors);
   root.RejectUnknown({"name", "resources", "model", "data", "train", "checkpoint", "max_retries",
-                      "priority", "time_limit", "depends_on"});
+                      "priority", "time_limit", "depends_on", "serve"});
   root.String("name", &s.name, true);
   if (root.Has("name") && document["name"].is_string() && !IsValidName(s.name, 64)) {
     result.errors.push_back({"name", "must be 1-64 characters of letters, digits, '-', '_' or '.', "
@@ -356,6 +389,7 @@ SpecParseResult ParseJobSpec(const json& document) {
   ReadTrain(root.Object("train", true), &s.train);
   ReadCheckpoint(root.Object("checkpoint", false), &s.checkpoint);
   root.Int("max_retries", &s.max_retries, false, 0, 100);
+  ReadServe(root.Object("serve", false), &s.serve, &result.errors);
   ReadScheduling(root, &s);
   if (result.errors.empty()) CheckConsistency(s, &result.errors);
   return result;

@@ -107,6 +107,16 @@ struct CheckpointSpec {
   std::string storage_path;                // shared_fs: a folder every node and the scheduler see
 };
 
+// Present only in the spec of a service's replica, which the scheduler writes (kiln deploy): the
+// job runs kiln-serve with the checkpoint (model_job, model_step) instead of training.
+struct ServeSpec {
+  std::string service;      // the service's name (the model's name in URLs)
+  int64_t model_job = 0;    // the checkpoint served
+  int64_t model_step = 0;
+  int max_batch = 32;       // rows per forward pass at most
+  double max_delay_ms = 2;  // longest a request waits for others to batch with
+};
+
 struct JobSpec {
   std::string name;
   ResourceSpec resources;
@@ -118,6 +128,7 @@ struct JobSpec {
   int priority = 0;                  // higher goes first; -1000..1000
   int64_t time_limit_s = 0;          // 0: none; past it the job is stopped and FAILED (TIMEOUT)
   std::vector<int64_t> depends_on;   // job ids that must COMPLETE before this one starts
+  std::optional<ServeSpec> serve;    // a service's replica (written by the scheduler only)
 
   // Derived from data (and loss, for the output layer).
   int InputFeatures() const;
@@ -138,6 +149,10 @@ struct SpecParseResult {
 SpecParseResult ParseJobSpec(const nlohmann::json& document);
 // Parses JSON text first; a syntax error is reported as one error on field "(document)".
 SpecParseResult ParseJobSpecText(const std::string& text);
+
+// A service's name: 1-63 of [a-z0-9-], starting with a letter, not ending with '-'.
+bool IsValidServiceName(const std::string& name);
+std::string ServiceNameRule();
 
 std::vector<std::string> SpecErrorStrings(const std::vector<SpecError>& errors);
 

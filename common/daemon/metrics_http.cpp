@@ -86,6 +86,7 @@ Status MetricsHttpServer::Listen() {
     return Status::Unavailable(flag_ + ": cannot listen on " + listen_ +
                                " (is the port in use, or the address not this machine's?)");
   }
+  bound_port_ = bound;
   url_ = std::string(tls_ ? "https://" : "http://") +
          (host_.find(':') != std::string::npos ? "[" + host_ + "]" : host_) + ":" +
          std::to_string(bound);

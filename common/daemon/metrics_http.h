@@ -41,12 +41,15 @@ class MetricsHttpServer {
   // Binds and serves on a thread of its own; sets url().
   Status Listen();
   const std::string& url() const { return url_; }  // http://HOST:PORT (https:// with TLS)
+  int port() const { return bound_port_; }          // after Listen
+  bool tls() const { return tls_; }
   void Publish(std::string text);
 
  private:
   MetricsHttpServer() = default;
   std::string flag_, listen_, host_;
   int port_ = 0;
+  int bound_port_ = 0;
   bool tls_ = false;
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;

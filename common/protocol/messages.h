@@ -3,12 +3,13 @@
 //
 // Who sends what:
 //   CLI -> scheduler      submit, queue, show, cancel, logs, nodes, ckpt_ls, ckpt_read, ckpt_rm,
-//                         job_admin, node_admin, whoami, metrics_history (each with the user's token in envelope.auth)
+//                         job_admin, node_admin, whoami, metrics_history, deploy, undeploy,
+//                         services, service_grant (each with the user's token in envelope.auth)
 //   scheduler -> CLI      submit_reply, cancel_reply, data (read views), error
 //   worker -> scheduler   register, heartbeat, accounts, job_started, log, progress,
 //                         checkpoint(+bytes), job_exited          (worker_messages.h)
 //   scheduler -> worker   register_ack, check_accounts, heartbeat, reregister, launch(+checkpoint
-//                         bytes), kill, exit_ack                    (worker_messages.h)
+//                         bytes), kill, exit_ack, serve_tokens                    (worker_messages.h)
 //   kiln-train -> worker  train_progress, train_checkpoint (over the run dir's ipc:// socket)
 #pragma once
 
@@ -149,6 +150,54 @@ struct MetricsHistoryRequest {
   static constexpr const char* kType = "metrics_history";
   int64_t job_id = 0;
   template <class V> void Fields(V& v) { v("job_id", job_id); }
+};
+
+// Deploys a checkpoint as a service (docs/serving.md): `kiln deploy JOB[:STEP] --name NAME`.
+// With `update`, the existing service NAME rolls to the checkpoint (and takes any other field
+// given); without, NAME must be new. Absent fields keep their defaults (or, on update, their
+// values). Answered with data: the service's view.
+struct DeployRequest {
+  static constexpr const char* kType = "deploy";
+  std::string name;
+  int64_t job_id = 0;
+  std::optional<int64_t> step;  // absent: the latest (or, with best, the best)
+  bool best = false;            // the best checkpoint by the job's checkpoint.keep_best metric
+  bool update = false;
+  std::optional<int64_t> replicas;
+  std::optional<int64_t> cpus_per_replica;
+  std::optional<std::string> memory_per_replica;  // "2G"; "0": not accounted
+  std::optional<int64_t> gpus_per_replica;
+  std::optional<int64_t> max_batch;
+  std::optional<double> max_delay_ms;
+  template <class V> void Fields(V& v) {
+    v("name", name); v("job_id", job_id); v("step", step); v("best", best); v("update", update);
+    v("replicas", replicas); v("cpus_per_replica", cpus_per_replica);
+    v("memory_per_replica", memory_per_replica); v("gpus_per_replica", gpus_per_replica);
+    v("max_batch", max_batch); v("max_delay_ms", max_delay_ms);
+  }
+};
+
+// Stops every replica of the service and forgets it.
+struct UndeployRequest {
+  static constexpr const char* kType = "undeploy";
+  std::string name;
+  template <class V> void Fields(V& v) { v("name", name); }
+};
+
+// The services the caller may see (its own, those granted to it; an admin's: all), or one.
+struct ServicesRequest {
+  static constexpr const char* kType = "services";
+  std::optional<std::string> name;
+  template <class V> void Fields(V& v) { v("name", name); }
+};
+
+// The owner lets another user call the service (or stops letting them: revoke).
+struct ServiceGrantRequest {
+  static constexpr const char* kType = "service_grant";
+  std::string name;
+  std::string user;
+  bool revoke = false;
+  template <class V> void Fields(V& v) { v("name", name); v("user", user); v("revoke", revoke); }
 };
 
 // Reply to the read requests (queue, show, logs, nodes, ckpt_ls, metrics_history): a JSON view.
@@ -305,6 +354,7 @@ struct TrainCheckpoint {
   X(ExitAck) X(LogAck) X(TrainProgress) X(TrainCheckpoint) X(CheckpointBegin) X(CheckpointOffset)        \
   X(CheckpointChunk) X(CheckpointDone) X(CheckpointRead) X(CheckpointData) X(CheckpointRemove) \
   X(JobAdminRequest) X(NodeAdminRequest) X(WhoAmIRequest) X(RemoteExec) X(RemoteExit)       \
-  X(CheckAccounts) X(AccountReport) X(MetricsHistoryRequest)
+  X(CheckAccounts) X(AccountReport) X(MetricsHistoryRequest) X(DeployRequest)                 \
+  X(UndeployRequest) X(ServicesRequest) X(ServiceGrantRequest) X(ServeTokens)
 
 }  // namespace kiln::protocol

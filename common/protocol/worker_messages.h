@@ -141,11 +141,14 @@ struct LaunchJob {
   // a root agent refuses it.
   std::optional<std::string> run_as;
   std::optional<bool> allow_root;
+  // A service's replica (spec.serve): the SHA-256 of each token that may call it.
+  std::optional<std::vector<std::string>> serve_tokens;
   template <class V> void Fields(V& v) {
     v("job_id", job_id); v("attempt", attempt); v("spec", spec); v("ranks", ranks);
     v("resume_step", resume_step); v("resume_job", resume_job); v("resume_sha256", resume_sha256);
     v("resume_path", resume_path); v("gpu_ids", gpu_ids); v("hosts", hosts);
     v("launch_secret", launch_secret); v("run_as", run_as); v("allow_root", allow_root);
+    v("serve_tokens", serve_tokens);
   }
 };
 
@@ -228,6 +231,16 @@ struct JobExited {
     v("reason", reason); v("rank_error", rank_error); v("permanent", permanent);
     v("requeue", requeue); v("account_refused", account_refused);
   }
+};
+
+// Who may call a running replica changed (a grant, a revoke, a new token): the SHA-256 of each
+// token allowed now. The agent rewrites the replica's token file; kiln-serve re-reads it.
+struct ServeTokens {
+  static constexpr const char* kType = "serve_tokens";
+  int64_t job_id = 0;
+  int64_t attempt = 0;
+  std::vector<std::string> tokens;
+  template <class V> void Fields(V& v) { v("job_id", job_id); v("attempt", attempt); v("tokens", tokens); }
 };
 
 struct ExitAck {

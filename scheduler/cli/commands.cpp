@@ -118,8 +118,11 @@ Commands::Commands(CLI::App& app) : app_(app) {
                                                 "whose key was revoked)");
   node_remove_->add_option("NAME", node_, "node name")->required();
 
-  predict_ = app.add_subcommand("predict", "predict with a job's trained model");
-  predict_->add_option("ID", job_id_, "job id")->required();
+  predict_ = app.add_subcommand("predict", "predict with a job's trained model, or a service");
+  auto* predict_job = predict_->add_option("ID", job_id_, "job id");
+  predict_->add_option("--service", service_name_,
+                       "ask the service's ready replicas (over HTTP) instead of a local model")
+      ->excludes(predict_job);
   auto* predict_step = predict_->add_option("--step", step_, "checkpoint step (default: latest)");
   predict_->add_flag("--best", best_, "the best checkpoint by the job's keep_best metric")
       ->excludes(predict_step);
@@ -128,6 +131,44 @@ Commands::Commands(CLI::App& app) : app_(app) {
   predict_->add_option("--labels", labels_, "true labels (IDX, or one per line) to report accuracy");
   predict_->add_option("--output", output_, "write predictions here instead of stdout");
   predict_->add_flag("--json", json_, "one JSON object per prediction");
+
+  deploy_ = app.add_subcommand("deploy", "serve a job's checkpoint as a live prediction service");
+  deploy_->add_option("JOB[:STEP]", model_ref_, "the trained job, and a checkpoint step "
+                                                "(default: its latest)")->required();
+  auto* deploy_name = deploy_->add_option("--name", service_name_,
+                                          "the new service's name (the model's name in URLs)");
+  deploy_->add_option("--update", update_name_,
+                      "roll the existing service NAME to this checkpoint, one replica at a time")
+      ->excludes(deploy_name);
+  deploy_->add_flag("--best", best_, "the job's best checkpoint by its keep_best metric");
+  deploy_->add_option("--replicas", replicas_, "replicas to run (default 1)")
+      ->check(CLI::Range(0, 64));
+  deploy_->add_option("--cpus-per-replica", cpus_per_replica_, "slots and threads of each (default 1)")
+      ->check(CLI::Range(1, 1024));
+  deploy_->add_option("--memory-per-replica", memory_per_replica_, "memory of each, like 2G");
+  deploy_->add_option("--gpus-per-replica", gpus_per_replica_, "GPUs of each (default 0)")
+      ->check(CLI::Range(0, 64));
+  deploy_->add_option("--max-batch", max_batch_, "rows per forward pass at most (default 32)")
+      ->check(CLI::Range(1, 4096));
+  deploy_->add_option("--max-delay-ms", max_delay_ms_,
+                      "longest a request waits for others to batch with (default 2)")
+      ->check(CLI::Range(0.0, 10000.0));
+  deploy_->add_option("--wait", wait_s_, "seconds to wait for every replica to be ready "
+                                         "(0: return at once)")->capture_default_str();
+  deploy_->add_flag("--json", json_, "print the service as JSON");
+  undeploy_ = app.add_subcommand("undeploy", "stop a service's replicas and remove it");
+  undeploy_->add_option("NAME", service_name_, "service name")->required();
+  services_ = app.add_subcommand("services", "list services: state, model, replicas, endpoints");
+  services_->add_option("NAME", service_name_, "only this service");
+  services_->add_flag("--json", json_, "print a JSON array");
+  CLI::App* service = app.add_subcommand("service", "who may call a service");
+  service->require_subcommand(1);
+  service_grant_ = service->add_subcommand("grant", "let USER call the service with their token");
+  service_grant_->add_option("NAME", service_name_, "service name")->required();
+  service_grant_->add_option("USER", grant_user_, "user name")->required();
+  service_revoke_ = service->add_subcommand("revoke", "stop letting USER call the service");
+  service_revoke_->add_option("NAME", service_name_, "service name")->required();
+  service_revoke_->add_option("USER", grant_user_, "user name")->required();
 }
 
 int Commands::RunSelected() {
@@ -143,7 +184,12 @@ int Commands::RunSelected() {
   if (ckpt_ls_->parsed()) return CheckpointsList();
   if (ckpt_pull_->parsed()) return CheckpointsPull();
   if (ckpt_rm_->parsed()) return CheckpointsRemove();
-  if (predict_->parsed()) return Predict();
+  if (predict_->parsed()) return service_name_.empty() ? Predict() : PredictWithService();
+  if (deploy_->parsed()) return Deploy();
+  if (undeploy_->parsed()) return Undeploy();
+  if (services_->parsed()) return Services();
+  if (service_grant_->parsed()) return ServiceGrant(false);
+  if (service_revoke_->parsed()) return ServiceGrant(true);
   if (hold_cmd_->parsed()) return JobAdmin("hold");
   if (release_->parsed()) return JobAdmin("release");
   if (priority_cmd_->parsed()) return JobAdmin("priority");

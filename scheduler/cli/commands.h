@@ -39,6 +39,11 @@ class Commands {
   int CheckpointsPull();
   int CheckpointsRemove();
   int Predict();
+  int PredictWithService();
+  int Deploy();
+  int Undeploy();
+  int Services();
+  int ServiceGrant(bool revoke);
   int JobAdmin(const std::string& action);
   int NodeAdmin(const std::string& action);
   // The step chosen by --step / --best (-1: the latest).
@@ -69,6 +74,16 @@ class Commands {
   std::string node_, drain_reason_;
   std::string out_dir_ = ".";
   std::string input_, labels_, output_;
+  // Services (commands_services.cpp).
+  std::string service_name_, update_name_, model_ref_, grant_user_, memory_per_replica_;
+  int64_t replicas_ = -1, cpus_per_replica_ = 0, gpus_per_replica_ = -1, max_batch_ = 0;
+  double max_delay_ms_ = -1;
+  double wait_s_ = 300;
+  CLI::App* deploy_;
+  CLI::App* undeploy_;
+  CLI::App* services_;
+  CLI::App* service_grant_;
+  CLI::App* service_revoke_;
   std::string server_key_, token_file_, login_scheduler_;
   CLI::App* login_;
   CLI::App* whoami_;

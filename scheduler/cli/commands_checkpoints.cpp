@@ -75,6 +75,10 @@ std::string PredictBinary() {
 }  // namespace
 
 int Commands::Predict() {
+  if (job_id_ <= 0) {
+    return ReportError(Status::InvalidArgument("give a job id (kiln predict ID --input FILE), or "
+                                               "--service NAME"));
+  }
   SchedulerClient client = MakeClient(global_);
   auto show = ReplyAs<protocol::DataReply>(client.Call(protocol::ShowRequest{job_id_}));
   if (!show.ok()) return ReportError(show.status());
@@ -100,5 +104,49 @@ int Commands::Predict() {
                                          " (build kiln-predict, or set KILN_PREDICT)"));
 }
 
+int Commands::PredictWithService() {
+  SchedulerClient client = MakeClient(global_);
+  auto services = ReplyAs<protocol::DataReply>(
+      client.Call(protocol::ServicesRequest{service_name_}));
+  if (!services.ok()) return ReportError(services.status());
+  if (!services->data.is_array() || services->data.empty()) {
+    return ReportError(Status::NotFound("no service " + service_name_));
+  }
+  const json& view = services->data[0];
+  std::string endpoints;
+  for (const auto& e : view.value("endpoints", json::array())) {
+    if (e.is_string()) endpoints += (endpoints.empty() ? "" : ",") + e.get<std::string>();
+  }
+  if (endpoints.empty()) {
+    return ReportError(Status::Unavailable("service " + service_name_ + " has no ready replica "
+                                           "now (kiln services " + service_name_ + " says why)"));
+  }
+  // The input is read as the model reads it, which takes the spec of the job that trained it.
+  const int64_t model_job = view["model"].value("job", int64_t{0});
+  auto show = ReplyAs<protocol::DataReply>(client.Call(protocol::ShowRequest{model_job}));
+  if (!show.ok()) return ReportError(show.status());
+  const std::string dir = CacheDir() + "/services";
+  Status made = MakeDirs(dir);
+  if (!made.ok()) return ReportError(made);
+  const std::string spec_path = dir + "/" + service_name_ + ".spec.json";
+  Status wrote = WriteFileAtomic(spec_path, show->data["spec"].dump(2), 0600);
+  if (!wrote.ok()) return ReportError(wrote);
+  const ClientSettings settings = ResolveSettings(global_);
+  ::setenv("KILN_SERVICE_TOKEN", settings.token.c_str(), 1);
+  std::cerr << "predicting with service " << service_name_ << " (model "
+            << view.value("version", "") << ", " << view.value("ready", 0) << " ready replicas)\n";
+  std::vector<std::string> args = {PredictBinary(), "--spec", spec_path, "--service",
+                                   service_name_, "--service-endpoints", endpoints,
+                                   "--input", input_};
+  if (!labels_.empty()) args.insert(args.end(), {"--labels", labels_});
+  if (!output_.empty()) args.insert(args.end(), {"--output", output_});
+  if (json_) args.push_back("--json");
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  ::execv(argv[0], argv.data());
+  return ReportError(Status::Unavailable("cannot run " + args[0] +
+                                         " (build kiln-predict, or set KILN_PREDICT)"));
+}
 
 }  // namespace kiln::cli

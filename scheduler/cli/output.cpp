@@ -280,6 +280,37 @@ std::string FormatNodes(const json& nodes) {
   return Table(rows);
 }
 
+std::string FormatServices(const json& services) {
+  std::vector<std::vector<std::string>> rows = {
+      {"NAME", "OWNER", "STATE", "MODEL", "READY", "REQ/S", "P99", "ENDPOINTS"}};
+  std::string notes;
+  for (const auto& s : services) {
+    std::string state = Str(s, "state");
+    if (state == "active" && s.value("rolling", false)) state = "rolling";
+    std::string endpoints;
+    for (const auto& e : s.value("endpoints", json::array())) {
+      if (e.is_string()) endpoints += (endpoints.empty() ? "" : " ") + e.get<std::string>();
+    }
+    char p99[32];
+    std::snprintf(p99, sizeof p99, "%.2f ms", s.value("p99_ms", 0.0));
+    char rps[32];
+    std::snprintf(rps, sizeof rps, "%.1f", s.value("requests_per_s", 0.0));
+    rows.push_back({Str(s, "name"), Str(s, "user"), state, Str(s, "version"),
+                    Str(s, "ready") + "/" + Str(s, "replicas"), rps, p99,
+                    endpoints.empty() ? "-" : endpoints});
+    if (!Str(s, "reason").empty()) notes += Str(s, "name") + ": " + Str(s, "reason") + "\n";
+    for (const auto& r : s.value("replica_jobs", json::array())) {
+      if (r.value("ready", false)) continue;
+      std::string line = Str(s, "name") + ": replica job " + Str(r, "job_id") + " (model " +
+                         Str(r, "version") + ") " + Str(r, "state");
+      if (r.contains("node")) line += " on " + Str(r, "node");
+      line += r.contains("reason") ? ": " + Str(r, "reason") : ", not ready yet";
+      notes += line + "\n";
+    }
+  }
+  return Table(rows) + notes;
+}
+
 std::string FormatCheckpoints(const json& checkpoints) {
   std::vector<std::vector<std::string>> rows = {
       {"STEP", "EPOCH", "ATTEMPT", "TEST_ACC", "LOSS", "SIZE", "SHA256"}};

@@ -12,6 +12,8 @@ std::string FormatQueue(const nlohmann::json& jobs);
 std::string FormatJob(const nlohmann::json& job);
 std::string FormatNodes(const nlohmann::json& nodes);
 std::string FormatCheckpoints(const nlohmann::json& checkpoints);
+// `kiln services`: one line per service, then one per replica that is not ready and why.
+std::string FormatServices(const nlohmann::json& services);
 // One line of live progress, e.g. "epoch 2/5  step 700/2340  loss 0.4120  test_acc 0.8610 ...".
 std::string FormatProgress(const nlohmann::json& job);
 // `kiln metrics`: the epoch reports, then the training reports, as tables.

@@ -72,6 +72,21 @@ Status MayAdministerNodes(const Caller& caller) {
                                   " may not drain or resume nodes: only an admin may");
 }
 
+Status MayManageService(const Caller& caller, const std::string& service, const std::string& owner) {
+  if (caller.admin || caller.user == owner) return Status::Ok();
+  return Status::PermissionDenied("service " + service + " belongs to " + owner +
+                                  ": only its owner or an admin may change it");
+}
+
+bool MaySeeService(const Caller& caller, const std::string& owner,
+                   const std::vector<std::string>& grants) {
+  if (caller.admin || caller.user == owner) return true;
+  for (const auto& g : grants) {
+    if (g == caller.user) return true;
+  }
+  return false;
+}
+
 std::string ConnectionIdOf(const std::string& public_key) { return kCurvePrefix + public_key; }
 
 std::string KeyOfConnection(const std::string& connection_id) {

@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 
@@ -40,6 +41,12 @@ Status MaySubmitAs(const Caller& caller, const std::string& user);
 // Users submit at priority 0 or below; only admins above.
 Status MaySubmitWithPriority(const Caller& caller, int64_t priority);
 Status MayAdministerNodes(const Caller& caller);
+// Updating, undeploying or granting a service: its owner or an admin.
+Status MayManageService(const Caller& caller, const std::string& service, const std::string& owner);
+// Seeing a service (kiln services) and calling its replicas: its owner, the users it is granted
+// to, and admins (see, not call: a replica takes the tokens of its owner and grantees only).
+bool MaySeeService(const Caller& caller, const std::string& owner,
+                   const std::vector<std::string>& grants);
 
 // Connection labels (the ZAP User-Id): "curve:<the peer's public key>". Whether that key may
 // speak the worker protocol is decided per message against the current allow-list, so an

@@ -159,6 +159,9 @@ std::set<int64_t> SchedulerService::ProtectedSteps(int64_t job_id) {
       if (j.resume_job == job_id && j.resume_step >= 0) steps.insert(j.resume_step);
     }
   }
+  for (const auto& [name, s] : services_.all()) {  // a deployed model, between replicas too
+    if (s.model.job == job_id) steps.insert(s.model.step);
+  }
   return steps;
 }
 

@@ -70,6 +70,11 @@ void SchedulerService::OnSubmit(Request& req) {
                                               std::to_string(parsed.errors.size()) + " error(s)"),
                       SpecErrorStrings(parsed.errors));
   }
+  if (parsed.spec.serve) {
+    return ReplyError(req, Status::InvalidArgument("job spec rejected: 1 error(s)"),
+                      {"serve: set by kiln deploy for a service's replicas, not by a submit; "
+                       "remove it and deploy the trained job (kiln deploy JOB --name NAME)"});
+  }
   KILN_PERMIT_OR_REPLY(core::MaySubmitWithPriority(req.caller, parsed.spec.priority), "submit",
                        "user " + request.user);
   std::vector<std::string> dependency_errors;

@@ -85,6 +85,10 @@ ActiveJob& JobTable::Track(const JobRecord& job, const JobSpec& spec) {
   a.state = job.state;
   a.attempt = job.attempt;
   a.reason = job.reason;
+  if (spec.serve) {
+    a.service = spec.serve->service;
+    a.model = {spec.serve->model_job, spec.serve->model_step};
+  }
   if (!multi_node_) {
     core::ResourceRequest& r = a.queued.request;
     const bool needs_several =

@@ -20,6 +20,7 @@
 #include "scheduler/core/job_state.h"
 #include "scheduler/core/metric_history.h"
 #include "scheduler/core/scheduling_policy.h"
+#include "scheduler/core/service_rollout.h"
 #include "scheduler/service/store.h"
 
 namespace kiln::service {
@@ -35,6 +36,9 @@ struct ActiveJob {
   std::string unplaceable;  // set when this scheduler cannot place it at all (multi-node)
   // Its metrics history series (step, epoch), read from the store at the first report.
   std::optional<core::SeriesState> history[2];
+  // A service's replica (spec.serve): its service and the checkpoint it serves.
+  std::string service;
+  core::ModelRef model;
 };
 
 class JobTable {
@@ -61,6 +65,11 @@ class JobTable {
   // A PENDING or RUNNING job's new priority (the row is the caller's to write).
   void SetPriority(ActiveJob& job, int64_t priority);
 
+  // Calls f(id, job) for every job in the view, in no particular order.
+  template <typename F>
+  void ForEach(F f) const {
+    for (const auto& [id, job] : active_) f(id, job);
+  }
   ActiveJob* Find(int64_t id);
   const ActiveJob* Find(int64_t id) const;
   ActiveJob& At(int64_t id);  // a job the view holds (throws std::out_of_range otherwise)

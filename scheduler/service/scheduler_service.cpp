@@ -85,7 +85,8 @@ SchedulerService::SchedulerService(SchedulerOptions options, const Clock& clock,
       monitor_(options_.worker_timeout_ms),
       ledger_(options_.fair_share_half_life_s),
       placements_(*store_),
-      jobs_(*store_, options_.multi_node) {
+      jobs_(*store_, options_.multi_node),
+      services_(*store_) {
   DeclareMetrics();
 }
 
@@ -104,6 +105,9 @@ Status SchedulerService::Recover() {
     if (n.state == "UP") monitor_.Heard(n.name, now);
   }
   KILN_RETURN_IF_ERROR(RebuildFromStore());
+  // Replicas report whether they are ready every second: until they have, none looks ready, and
+  // a rollout in progress must not take that for failures.
+  services_settle_until_ = now + 3000;
   // A node DOWN before the restart may still hold attempts: its agent stops them within a lease
   // of silence, which has lasted at least since this scheduler stopped; a full lease from now.
   for (auto& [name, w] : workers_) {
@@ -128,6 +132,7 @@ Status SchedulerService::RebuildFromStore() {
   if (!usage.ok()) return usage.status();
   for (const auto& u : *usage) ledger_.Restore(u.user, {u.usage, u.as_of});
   jobs_.Clear();
+  KILN_RETURN_IF_ERROR(services_.Load());
   KILN_RETURN_IF_ERROR(placements_.Load());
   std::set<AttemptKey> placed_attempts;
   for (const auto& [node, here] : placements_.all()) {
@@ -312,6 +317,7 @@ void SchedulerService::RunTimersAndPass() {
     HeartbeatWorkers();
   }
   if (now >= next_prune_at_) PruneOldRecords();  // sets next_prune_at_
+  ReconcileServices();  // may start or stop replica jobs, for this turn's pass
   const bool worth_a_pass = dirty_ || (submitted_ && capacity_left_);
   if ((worth_a_pass && now >= pass_allowed_at_) || now >= next_pass_at_) {
     dirty_ = false;
@@ -416,6 +422,10 @@ const SchedulerService::Route* SchedulerService::FindRoute(const std::string& ty
       {protocol::CheckpointsRequest::kType, {false, true, &SchedulerService::OnCheckpoints}},
       {protocol::JobAdminRequest::kType, {false, false, &SchedulerService::OnJobAdmin}},
       {protocol::NodeAdminRequest::kType, {false, false, &SchedulerService::OnNodeAdmin}},
+      {protocol::DeployRequest::kType, {false, false, &SchedulerService::OnDeploy}},
+      {protocol::UndeployRequest::kType, {false, false, &SchedulerService::OnUndeploy}},
+      {protocol::ServicesRequest::kType, {false, true, &SchedulerService::OnServices}},
+      {protocol::ServiceGrantRequest::kType, {false, false, &SchedulerService::OnServiceGrant}},
       {protocol::CheckpointRead::kType, {false, true, &SchedulerService::OnCheckpointRead}},
       {protocol::CheckpointRemove::kType, {false, false, &SchedulerService::OnCheckpointRemove}},
       {protocol::RegisterWorker::kType, {true, false, &SchedulerService::OnRegister}},

@@ -41,6 +41,7 @@
 #include "scheduler/service/job_views.h"
 #include "scheduler/service/placements.h"
 #include "scheduler/service/request.h"
+#include "scheduler/service/service_table.h"
 #include "scheduler/service/service_transport.h"
 #include "scheduler/service/store.h"
 #include "scheduler/service/upload_registry.h"
@@ -215,6 +216,28 @@ class SchedulerService {
   void OnCheckpoints(Request& req);
   void OnJobAdmin(Request& req);
   void OnNodeAdmin(Request& req);
+  // Services (service_handlers.cpp, docs/serving.md).
+  void OnDeploy(Request& req);
+  void OnUndeploy(Request& req);
+  void OnServices(Request& req);
+  void OnServiceGrant(Request& req);
+  // Starts and stops replica jobs as each service's rollout plan says; after anything that
+  // changed a service or a replica, and once a second (not in the first seconds after a start,
+  // while replicas report whether they are ready again).
+  void ReconcileServices();
+  void ReconcileServicesNow();  // at once, in the handler that changed a service
+  Status StartReplica(const ServiceRecord& s);
+  void StopReplica(int64_t job_id, const std::string& why);
+  nlohmann::json ServiceView(const ServiceRecord& s) const;
+  bool ReplicaReady(int64_t job_id, const ActiveJob& job) const;
+  // SHA-256 of the tokens of the service's owner and grantees.
+  std::vector<std::string> ServeTokensOf(const ServiceRecord& s);
+  // Sends each running replica its service's tokens when they changed since last sent.
+  void PushServeTokens();
+  // A replica's report ({"endpoint", "ready", "requests_per_s", ...}).
+  void NoteServeReport(ActiveJob& job, int64_t job_id, const nlohmann::json& report);
+  // After a replica job's transition: a FAILED one counts against its service.
+  void NoteReplicaEnded(const JobRecord& job);
   // Deletes a bounded batch of what the retention policy no longer keeps (pruning.cpp).
   void PruneOldRecords();
   // What `kiln submit` should warn about a job just queued: no node up at the last pass could
@@ -379,6 +402,19 @@ class SchedulerService {
   PlacementTable placements_;
   // Every job's state changes, and the view of unfinished jobs that scheduling reads.
   JobTable jobs_;
+  // Deployed services (persisted); their replicas are jobs in jobs_.
+  ServiceTable services_;
+  // What each replica last reported (memory only: repeated every second by the replica).
+  struct ServeStatus {
+    int64_t attempt = 0;
+    bool ready = false;
+    nlohmann::json report;
+  };
+  std::unordered_map<int64_t, ServeStatus> serve_status_;
+  std::map<std::string, std::vector<std::string>> serve_tokens_sent_;  // by service
+  bool services_dirty_ = true;
+  Millis next_service_check_at_ = 0;
+  Millis services_settle_until_ = 0;
   std::vector<std::pair<std::string, transport::Frames>> outbox_;
   // Bytes put in the outbox this turn (rolled-back replies included): a turn stops taking
   // messages past kMaxOutboxBytesPerTurn, so replies never pile up in memory before they are sent.

@@ -282,6 +282,11 @@ void SchedulerService::Launch(JobRecord& job,
       launch.resume_path = from->path;
       placement.resume = {from->job_id, from->step};
     }
+    if (const auto serve = job.spec.find("serve"); serve != job.spec.end() && serve->is_object()) {
+      if (const ServiceRecord* s = services_.Find(serve->value("service", ""))) {
+        launch.serve_tokens = ServeTokensOf(*s);
+      }
+    }
     placement.launch = launch;
     placement.launch_sent_at = placement.launched_at;
     placement.launch_sends = 1;

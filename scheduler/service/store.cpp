@@ -132,6 +132,10 @@ CREATE TABLE IF NOT EXISTS metric_history (
   point TEXT NOT NULL,
   PRIMARY KEY (job_id, series, ordinal)
 );
+CREATE TABLE IF NOT EXISTS services (
+  name TEXT PRIMARY KEY,
+  record TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS placements (
   job_id INTEGER NOT NULL,
   attempt INTEGER NOT NULL,

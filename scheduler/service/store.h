@@ -275,6 +275,11 @@ class Store {
   Status UpsertUser(const UserRecord& user);  // a new token for an existing name replaces the old
   Result<std::optional<UserRecord>> FindUserByTokenDigest(const std::string& token_sha256);
   Result<std::vector<UserRecord>> ListUsers();
+
+  // Services (store_services.cpp): one JSON record per name (service_table.h).
+  Status PutService(const std::string& name, const nlohmann::json& record);
+  Status DeleteService(const std::string& name);
+  Result<std::vector<nlohmann::json>> ListServices();
   Result<bool> RemoveUser(const std::string& name);  // false when there was none
   Result<bool> SetUserQuota(const std::string& name, const UserQuota& quota);  // false: no user
   Result<bool> SetUserAccount(const std::string& name,

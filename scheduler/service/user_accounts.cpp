@@ -28,6 +28,7 @@ void SchedulerService::RefreshUsers() {
   if (quotas != quotas_) dirty_ = true;  // jobs waiting on a quota may start now
   quotas_ = std::move(quotas);
   users_ = std::move(by_name);
+  PushServeTokens();  // a new or removed token changes who may call the services
   if (jobs_.SetAccountLabels(std::move(labels))) dirty_ = true;
   // Accounts no worker was asked about yet: every up worker looks them up now.
   std::vector<std::string> added;

@@ -293,6 +293,10 @@ void SchedulerService::OnProgress(Request& req) {
     spdlog::error("cannot store progress of job {}: {}", m.job_id, merged.status().ToString());
     return;
   }
+  if (auto serve = m.report.find("serve"); serve != m.report.end() && !active->service.empty()) {
+    NoteServeReport(*active, m.job_id, *serve);  // a replica's: no training curve to keep
+    return;
+  }
   RecordMetricHistory(*active, m.report);
 }
 

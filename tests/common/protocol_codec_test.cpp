@@ -67,8 +67,16 @@ template <> LaunchJob Sample() {
            {"b", "10.0.0.2", 2, "tcp://10.0.0.2:4000", "key-b"}},
           "secret",
           std::string("alice"),
-          false};
+          false,
+          std::vector<std::string>{std::string(64, 'e')}};
 }
+template <> DeployRequest Sample() {
+  return {"fmnist", 7, 300, true, true, 3, 2, std::string("2G"), 1, 64, 1.5};
+}
+template <> UndeployRequest Sample() { return {"fmnist"}; }
+template <> ServicesRequest Sample() { return {std::string("fmnist")}; }
+template <> ServiceGrantRequest Sample() { return {"fmnist", "bob", true}; }
+template <> ServeTokens Sample() { return {11, 2, {std::string(64, 'f')}}; }
 template <> RemoteExec Sample() { return {11, 2, "secret", "orted -mca ess \"env\""}; }
 template <> RemoteExit Sample() { return {0, {"started"}}; }
 template <> KillJob Sample() { return {11, 2, "cancelled"}; }

@@ -331,6 +331,14 @@ void Agent::OnMessage(const transport::Frames& frames) {
     OnLaunch(e);
   } else if (e.type == protocol::KillJob::kType) {
     OnKill(e);
+  } else if (e.type == protocol::ServeTokens::kType) {
+    auto tokens = protocol::DecodeBody<protocol::ServeTokens>(e);
+    if (!tokens.ok()) return;
+    auto it = runs_.find({tokens->job_id, tokens->attempt});
+    if (it == runs_.end()) return;
+    if (Status set = it->second->SetServeTokens(tokens->tokens); !set.ok()) {
+      spdlog::warn("job {}: cannot update the replica's tokens: {}", tokens->job_id, set.message());
+    }
   } else if (e.type == protocol::LogAck::kType) {
     auto ack = protocol::DecodeBody<protocol::LogAck>(e);
     if (ack.ok()) {

@@ -17,6 +17,7 @@
 #include "common/rank_failure.h"
 #include "common/step_beacon.h"
 #include "worker/agent/node_resources.h"
+#include "worker/serve/access_tokens.h"
 
 namespace kiln::agent {
 
@@ -74,8 +75,11 @@ Result<std::unique_ptr<JobRun>> JobRun::Start(const JobRunConfig& config,
     run->cgroup_dir_ = *made;
   }
   if (run->memory_sampler_) {  // only the account's processes count (owner())
-    run->memory_sampler_.emplace(
-        run->tag_, std::filesystem::path(config.trainer_path).filename().string(), run->owner());
+    run->memory_sampler_.emplace(run->tag_, run->ProgramName(), run->owner());
+  }
+  if (run->spec_.serve) {
+    KILN_RETURN_IF_ERROR(run->SetServeTokens(launch.serve_tokens.value_or(
+        std::vector<std::string>{})));
   }
   if (run->leader_) {
     // Where kiln-rsh (run by mpirun) finds the other nodes' agents, and the secret they want.
@@ -134,7 +138,7 @@ JobRun::JobRun(const JobRunConfig& config, const protocol::LaunchJob& launch, st
   checkpoint_dir_ = shared_fs_ ? checkpoint.storage_path + "/job-" + std::to_string(job_id_)
                                : run_dir_ + "/checkpoints";
   tag_ = RunTag(config_.node_name, job_id_, attempt_);
-  memory_sampler_.emplace(tag_, std::filesystem::path(config_.trainer_path).filename().string());
+  memory_sampler_.emplace(tag_, ProgramName());
   if (launch_.hosts.size() > 1) {
     leader_ = launch_.hosts.front().node == config_.node_name;
     member_ = !leader_;
@@ -196,7 +200,45 @@ std::vector<std::pair<std::string, std::string>> JobRun::RankEnvironment() const
   return env;
 }
 
+std::string JobRun::ProgramName() const {
+  return std::filesystem::path(spec_.serve ? config_.serve_path : config_.trainer_path)
+      .filename()
+      .string();
+}
+
+Status JobRun::SetServeTokens(const std::vector<std::string>& tokens) {
+  const std::string path = run_dir_ + "/tokens.json";
+  KILN_RETURN_IF_ERROR(WriteFileAtomic(
+      path, serve::TokenFileText(std::set<std::string>(tokens.begin(), tokens.end())), 0644));
+  return Status::Ok();
+}
+
+Status JobRun::StartServer() {
+  const ServeSpec& serve = *spec_.serve;
+  char delay[32];
+  std::snprintf(delay, sizeof delay, "%g", serve.max_delay_ms);
+  const int64_t threads = std::max<int64_t>(1, spec_.resources.threads_per_rank > 0
+                                                   ? spec_.resources.threads_per_rank
+                                                   : spec_.resources.cpus_per_rank);
+  std::vector<std::string> argv = {
+      config_.serve_path, "--spec", run_dir_ + "/spec.json", "--checkpoint",
+      launch_.resume_path.empty() ? run_dir_ + "/resume.ckpt" : launch_.resume_path, "--name",
+      serve.service, "--version",
+      std::to_string(serve.model_job) + ":" + std::to_string(serve.model_step), "--listen",
+      config_.address + ":0", "--tokens", run_dir_ + "/tokens.json", "--max-batch",
+      std::to_string(serve.max_batch), "--max-delay-ms", delay, "--threads",
+      std::to_string(threads), "--report", "ipc://" + run_dir_ + "/agent.sock"};
+  auto group = StartGroup(argv, RankEnvironment());
+  if (!group.ok()) return group.status();
+  group_ = std::move(group).value();
+  sink_(protocol::Encode(protocol::JobStarted{job_id_, attempt_, group_->pid()}));
+  spdlog::info("job {} attempt {}: started kiln-serve (pid {}) for service {} in {}", job_id_,
+               attempt_, group_->pid(), serve.service, run_dir_);
+  return Status::Ok();
+}
+
 Status JobRun::StartProcess() {
+  if (spec_.serve) return StartServer();
   int64_t total_ranks = launch_.ranks;
   if (leader_) {
     total_ranks = 0;
@@ -451,7 +493,7 @@ void JobRun::Kill(const std::string& reason, Millis now) {
   // SIGTERM goes to the ranks, not to mpirun: mpirun answers SIGTERM by killing the ranks, which
   // would cut short the checkpoint they save on SIGTERM. Once the ranks exit, mpirun does too.
   // Before any rank exists (mpirun still starting them), the whole group gets it.
-  const std::string trainer = std::filesystem::path(config_.trainer_path).filename().string();
+  const std::string trainer = ProgramName();
   int ranks = 0;
   for (pid_t pid : FindTagged(ExactTag(tag_), owner())) {
     std::ifstream comm("/proc/" + std::to_string(pid) + "/comm");

@@ -43,6 +43,8 @@ struct JobRunConfig {
   std::string trainer_path;  // kiln-train
   std::string rsh_path;      // kiln-rsh, OpenMPI's rsh agent for gangs on several nodes
   std::string mpirun_path = "mpirun";
+  std::string serve_path;    // kiln-serve, for a service's replica (spec.serve)
+  std::string address = "127.0.0.1";  // this node's --address: where replicas listen
   Millis kill_grace_ms = 3000;  // SIGTERM, then SIGKILL after this long
   // The delegated cgroup each attempt gets a child of (cgroup.h); none: the watchdog alone.
   const DelegatedCgroup* cgroup = nullptr;
@@ -93,6 +95,8 @@ class JobRun {
   void OnFetchReply(const protocol::Envelope& e, const transport::Frames& frames, Millis now);
   // A line from the agent itself into the job's log (and the agent's own log).
   void Note(const std::string& line);
+  // A replica's callers changed: rewrites the token file kiln-serve re-reads.
+  Status SetServeTokens(const std::vector<std::string>& tokens);
 
   bool is_member() const { return member_; }
   const std::string& launch_secret() const { return launch_.launch_secret; }
@@ -108,6 +112,10 @@ class JobRun {
          std::unique_ptr<transport::Socket> reports, Sink sink, LineSink lines,
          CheckpointSink on_checkpoint);
   Status StartProcess();
+  // kiln-serve in place of mpirun, for a service's replica.
+  Status StartServer();
+  // The program the attempt's own processes run (kiln-train, or kiln-serve for a replica).
+  std::string ProgramName() const;
   // Starts the attempt's first process (as its account, in its cgroup when there is one).
   Result<ProcessGroup> StartGroup(const std::vector<std::string>& argv,
                                   const std::vector<std::pair<std::string, std::string>>& env);

@@ -82,6 +82,7 @@ int main(int argc, char** argv) {
   double kill_grace_s = 10.0;
   options.run.trainer_path = BesideThisExecutable("kiln-train");
   options.run.rsh_path = BesideThisExecutable("kiln-rsh");
+  options.run.serve_path = BesideThisExecutable("kiln-serve");
   app.add_option("--scheduler", scheduler,
                  std::string("scheduler address (default: $") + kiln::kSchedulerEnvVar + " or " +
                      kiln::kDefaultSchedulerAddress + ")");
@@ -108,6 +109,8 @@ int main(int argc, char** argv) {
   app.add_option("--work-dir", options.run.work_dir, "directory for job run directories")
       ->required();
   app.add_option("--trainer", options.run.trainer_path, "path of kiln-train")->capture_default_str();
+  app.add_option("--server", options.run.serve_path, "path of kiln-serve (a service's replicas)")
+      ->capture_default_str();
   app.add_option("--mpirun", options.run.mpirun_path, "path of mpirun")->capture_default_str();
   app.add_option("--kill-grace", kill_grace_s, "seconds between SIGTERM and SIGKILL")
       ->capture_default_str()
@@ -149,6 +152,7 @@ int main(int argc, char** argv) {
   options.scheduler = kiln::ResolveSchedulerAddress(scheduler);
   options.run.node_name = options.name;
   options.run.work_dir = std::filesystem::absolute(options.run.work_dir).string();
+  options.run.address = options.address;
   options.run.kill_grace_ms = static_cast<kiln::Millis>(kill_grace_s * 1000);
   kiln::InitDaemonLogging("worker", log_level);
   std::optional<kiln::agent::DelegatedCgroup> delegated;
