@@ -50,6 +50,14 @@ RolloutPlan PlanRollout(int64_t replicas, const ModelRef& model,
         plan.stop.push_back(r.job_id);
       }
     }
+    const bool surge_waits = std::any_of(current.begin(), current.end(), [](const ReplicaStatus& r) {
+      return r.waiting_for_room;
+    });
+    const int64_t ready = std::count_if(live.begin(), live.end(),
+                                        [](const ReplicaStatus& r) { return r.ready; });
+    if (plan.stop.empty() && total > want && surge_waits && ready >= want) {
+      plan.stop.push_back(StopOrder(old, false).front().job_id);
+    }
     return plan;
   }
   if (total <= want) {

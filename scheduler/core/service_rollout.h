@@ -8,7 +8,8 @@
 //   - replicas of an older checkpoint live: when every replica of the wanted one is ready, start
 //     one more of it (N+1 live); when N+1 are live and the new ones are all ready, stop one old
 //     replica (one that is not ready first, else the oldest); old replicas that are not ready are
-//     stopped at once when they hold the surge's place;
+//     stopped at once when they hold the surge's place; when the surge replica waits for room
+//     (the cluster is full), one ready old replica makes room for it: N-1 ready for a moment;
 //   - more than N live, all of the wanted checkpoint: stop the extra ones (not ready first).
 #pragma once
 
@@ -29,6 +30,7 @@ struct ReplicaStatus {
   int64_t job_id = 0;
   ModelRef model;
   bool ready = false;  // its model is loaded, warmed up and answering
+  bool waiting_for_room = false;  // PENDING, and the last scheduling pass could not place it
 };
 
 struct RolloutPlan {

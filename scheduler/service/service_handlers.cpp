@@ -191,7 +191,10 @@ void SchedulerService::ReconcileServices() {
       orphans.push_back(id);
       return;
     }
-    live[job.service].push_back({id, job.model, ReplicaReady(id, job)});
+    // A pass has looked at it and left it waiting (for room, most often): not just created.
+    const bool waiting = job.state == core::JobState::kPending && !job.reason.empty() &&
+                         job.reason.rfind("Waiting: not yet scheduled", 0) != 0;
+    live[job.service].push_back({id, job.model, ReplicaReady(id, job), waiting});
   });
   for (int64_t id : orphans) StopReplica(id, "its service no longer exists");
   std::vector<ServiceRecord> services;

@@ -41,8 +41,19 @@ TEST_CASE("rollout: surge one, stop one old once the new one is ready", "[servic
   CHECK(PlanRollout(0, target, {{1, old, true}, {3, target, false}}).stop.size() == 2);
 }
 
+TEST_CASE("rollout: a surge replica with no room takes an old one's place", "[service]") {
+  const ModelRef old{7, 100}, target{9, 300};
+  ReplicaStatus waiting{3, target, false, true};
+  auto plan = PlanRollout(2, target, {{1, old, true}, {2, old, true}, waiting});
+  CHECK(plan.stop == std::vector<int64_t>{1});
+  // Not while that would leave fewer than N-1 ready.
+  auto short_of_ready = PlanRollout(2, target, {{1, old, true}, {2, old, false}, waiting});
+  CHECK(short_of_ready.stop == std::vector<int64_t>{2});  // the one that serves nobody
+}
+
 TEST_CASE("rollout: simulated, never fewer than N-1 ready, ends on the new checkpoint",
           "[service]") {
+  for (int capacity : {100, 0}) {  // 0: exactly N replicas fit
   for (int replicas : {1, 2, 3, 5}) {
     for (int fail_at : {-1, 2, 5}) {
       const ModelRef old{7, 100}, target{9, 300};
@@ -58,10 +69,14 @@ TEST_CASE("rollout: simulated, never fewer than N-1 ready, ends on the new check
       for (int tick = 0; tick < 200 && !done; ++tick) {
         for (auto& [id, r] : live) ++r.age;
         if (tick == fail_at && !live.empty()) live.erase(live.begin());  // a replica dies
+        // Replicas start in id order while there is room; the others wait (and do not age).
+        const int room = capacity > 0 ? capacity : replicas;
         std::vector<ReplicaStatus> status;
-        int ready = 0;
-        for (const auto& [id, r] : live) {
-          status.push_back({id, r.model, r.age >= 3});
+        int ready = 0, placed = 0;
+        for (auto& [id, r] : live) {
+          const bool has_room = placed++ < room;
+          if (!has_room) r.age = 0;
+          status.push_back({id, r.model, r.age >= 3, !has_room});
           ready += r.age >= 3 ? 1 : 0;
         }
         if (tick != fail_at) min_ready = std::min(min_ready, ready);
@@ -73,10 +88,14 @@ TEST_CASE("rollout: simulated, never fewer than N-1 ready, ends on the new check
                static_cast<int>(live.size()) == replicas;
         for (const auto& [id, r] : live) done = done && r.model == target && r.age >= 3;
       }
-      INFO("replicas " << replicas << ", failure at tick " << fail_at);
+      INFO("replicas " << replicas << ", failure at tick " << fail_at << ", capacity "
+                       << capacity);
       CHECK(done);
-      // A replica that dies takes one away until its replacement is ready: N-1 at worst.
-      CHECK(min_ready >= (fail_at < 0 ? replicas : replicas - 1));
+      // A replica that dies, or makes room in a full cluster, takes one away until its
+      // replacement is ready; both at once take two (the rollout itself never more than one).
+      const int lost = (fail_at >= 0 ? 1 : 0) + (capacity == 0 ? 1 : 0);
+      CHECK(min_ready >= replicas - lost);
     }
+  }
   }
 }

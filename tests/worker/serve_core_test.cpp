@@ -102,7 +102,7 @@ TEST_CASE("infer reply: the outputs asked for, in the protocol's shape", "[serve
   auto r = ParseInferRequest(body.dump(), FourFeatures());
   REQUIRE(r.ok());
   CHECK_FALSE(r->want_probability);
-  json reply = InferResponse(FourFeatures(), *r, {{2, 0.9f}, {0, 0.6f}});
+  json reply = InferResponse(FourFeatures(), *r, {{2, 0.9}, {0, 0.6}});
   CHECK(reply["id"] == "req-1");
   CHECK(reply["model_name"] == "clf");
   CHECK(reply["model_version"] == "7:100");

@@ -171,10 +171,10 @@ json InferResponse(const ModelSignature& model, const InferRequest& request,
     outputs.push_back({{"name", "label"}, {"datatype", "INT64"}, {"shape", {n}}, {"data", labels}});
   }
   if (request.want_probability) {
-    std::vector<float> p;
+    std::vector<double> p;
     p.reserve(rows.size());
     for (const auto& r : rows) p.push_back(r.probability);
-    outputs.push_back({{"name", "probability"}, {"datatype", "FP32"}, {"shape", {n}}, {"data", p}});
+    outputs.push_back({{"name", "probability"}, {"datatype", "FP64"}, {"shape", {n}}, {"data", p}});
   }
   json reply = {{"model_name", model.name}, {"model_version", model.version}, {"outputs", outputs}};
   if (!request.id.empty()) reply["id"] = request.id;
@@ -188,7 +188,7 @@ json ModelMetadata(const ModelSignature& model) {
           {"inputs", {{{"name", model.input_name}, {"datatype", "FP32"}, {"shape", model.input_shape}}}},
           {"outputs",
            {{{"name", "label"}, {"datatype", "INT64"}, {"shape", {-1}}},
-            {{"name", "probability"}, {"datatype", "FP32"}, {"shape", {-1}}}}},
+            {{"name", "probability"}, {"datatype", "FP64"}, {"shape", {-1}}}}},
           {"parameters", {{"classes", model.classes}, {"max_rows_per_request", model.max_rows}}}};
 }
 

@@ -5,7 +5,7 @@
 // Request:  {"id"?, "inputs": [{"name", "shape": [N, F] | [N, ...] with product F, "datatype":
 //            "FP32", "data": flat or nested numbers}], "outputs"?: [{"name"}], "parameters"?}
 // Reply:    {"model_name", "model_version", "id"?, "outputs": [{"name": "label", "datatype":
-//            "INT64", "shape": [N], "data"}, {"name": "probability", "datatype": "FP32", ...}]}
+//            "INT64", "shape": [N], "data"}, {"name": "probability", "datatype": "FP64", ...}]}
 #pragma once
 
 #include <cstdint>
@@ -41,7 +41,7 @@ struct InferRequest {
 // One row's answer: the predicted class and its probability.
 struct RowPrediction {
   int64_t label = 0;
-  float probability = 0;
+  double probability = 0;  // FP64 on the wire: as kiln predict prints it
 };
 
 // Parses and checks a request body. Errors are InvalidArgument and name the field

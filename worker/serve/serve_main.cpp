@@ -167,7 +167,7 @@ int main(int argc, char** argv) {
     std::vector<kiln::train::Prediction> out = p.Predict(x);
     std::vector<kiln::serve::RowPrediction> rows_out;
     rows_out.reserve(out.size());
-    for (const auto& r : out) rows_out.push_back({r.label, static_cast<float>(r.probability)});
+    for (const auto& r : out) rows_out.push_back({r.label, r.probability});
     return rows_out;
   };
   // Warm-up: the first forward pass allocates and picks kernels; no client should pay for it.

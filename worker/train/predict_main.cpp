@@ -68,7 +68,8 @@ class ServiceClient {
       if (!reply.ok()) return reply.status();
       const nlohmann::json* labels = nullptr;
       const nlohmann::json* probabilities = nullptr;
-      for (const auto& o : reply->value("outputs", nlohmann::json::array())) {
+      const nlohmann::json outputs = reply->value("outputs", nlohmann::json::array());
+      for (const auto& o : outputs) {
         if (o.value("name", "") == "label") labels = &o["data"];
         if (o.value("name", "") == "probability") probabilities = &o["data"];
       }
