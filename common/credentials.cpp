@@ -8,6 +8,8 @@
 #include <filesystem>
 
 #include <nlohmann/json.hpp>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/rand.h>
 
 #include "common/file_util.h"
@@ -44,6 +46,21 @@ bool LooksLikeAccessToken(const std::string& token) {
 }
 
 std::string AccessTokenDigest(const std::string& token) { return Sha256Hex(token); }
+
+std::string ServiceCallToken(const std::string& token_digest, const std::string& service) {
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  const std::string message = "kiln service:" + service;
+  HMAC(EVP_sha256(), token_digest.data(), static_cast<int>(token_digest.size()),
+       reinterpret_cast<const unsigned char*>(message.data()), message.size(), mac, &length);
+  static const char* kHex = "0123456789abcdef";
+  std::string out = "kiln_svc_";
+  for (unsigned int i = 0; i < length; ++i) {
+    out += kHex[mac[i] >> 4];
+    out += kHex[mac[i] & 15];
+  }
+  return out;
+}
 
 std::string DefaultCredentialsPath() {
   if (const char* env = std::getenv(kCredentialsEnvVar); env != nullptr && *env != '\0') return env;

@@ -24,6 +24,11 @@ std::string NewAccessToken();
 bool LooksLikeAccessToken(const std::string& token);
 // Hex SHA-256: what the scheduler keeps and looks tokens up by.
 std::string AccessTokenDigest(const std::string& token);
+// The token that calls a service's replicas (docs/serving.md): HMAC-SHA256 of the service's name
+// keyed by the caller's token digest, as "kiln_svc_<64 hex>". The CLI derives it from the user's
+// token and the scheduler from the stored digest; a replica (run as the service's owner) sees
+// only this, which opens nothing but that service, never the user's kiln token.
+std::string ServiceCallToken(const std::string& token_digest, const std::string& service);
 
 // $KILN_CREDENTIALS, else the XDG config location above.
 std::string DefaultCredentialsPath();

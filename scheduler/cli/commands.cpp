@@ -169,6 +169,10 @@ Commands::Commands(CLI::App& app) : app_(app) {
   service_revoke_ = service->add_subcommand("revoke", "stop letting USER call the service");
   service_revoke_->add_option("NAME", service_name_, "service name")->required();
   service_revoke_->add_option("USER", grant_user_, "user name")->required();
+  service_token_ = service->add_subcommand(
+      "token", "print your token for calling the service's replicas (Authorization: Bearer ...); "
+               "it opens only that service, never the scheduler");
+  service_token_->add_option("NAME", service_name_, "service name")->required();
 }
 
 int Commands::RunSelected() {
@@ -190,6 +194,7 @@ int Commands::RunSelected() {
   if (services_->parsed()) return Services();
   if (service_grant_->parsed()) return ServiceGrant(false);
   if (service_revoke_->parsed()) return ServiceGrant(true);
+  if (service_token_->parsed()) return ServiceToken();
   if (hold_cmd_->parsed()) return JobAdmin("hold");
   if (release_->parsed()) return JobAdmin("release");
   if (priority_cmd_->parsed()) return JobAdmin("priority");

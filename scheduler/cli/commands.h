@@ -44,6 +44,7 @@ class Commands {
   int Undeploy();
   int Services();
   int ServiceGrant(bool revoke);
+  int ServiceToken();
   int JobAdmin(const std::string& action);
   int NodeAdmin(const std::string& action);
   // The step chosen by --step / --best (-1: the latest).
@@ -84,6 +85,7 @@ class Commands {
   CLI::App* services_;
   CLI::App* service_grant_;
   CLI::App* service_revoke_;
+  CLI::App* service_token_;
   std::string server_key_, token_file_, login_scheduler_;
   CLI::App* login_;
   CLI::App* whoami_;

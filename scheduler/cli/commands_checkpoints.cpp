@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <iostream>
 
+#include "common/credentials.h"
 #include "common/file_util.h"
 #include "scheduler/cli/checkpoint_pull.h"
 #include "scheduler/cli/cli_common.h"
@@ -121,18 +122,21 @@ int Commands::PredictWithService() {
     return ReportError(Status::Unavailable("service " + service_name_ + " has no ready replica "
                                            "now (kiln services " + service_name_ + " says why)"));
   }
-  // The input is read as the model reads it, which takes the spec of the job that trained it.
-  const int64_t model_job = view["model"].value("job", int64_t{0});
-  auto show = ReplyAs<protocol::DataReply>(client.Call(protocol::ShowRequest{model_job}));
-  if (!show.ok()) return ReportError(show.status());
+  // The input is read as the model reads it, which takes the spec the replicas run (the trained
+  // job's model and data), in the view of one service.
+  if (!view.contains("spec") || !view["spec"].is_object()) {
+    return ReportError(Status::Internal("the scheduler did not send the service's spec"));
+  }
   const std::string dir = CacheDir() + "/services";
   Status made = MakeDirs(dir);
   if (!made.ok()) return ReportError(made);
   const std::string spec_path = dir + "/" + service_name_ + ".spec.json";
-  Status wrote = WriteFileAtomic(spec_path, show->data["spec"].dump(2), 0600);
+  Status wrote = WriteFileAtomic(spec_path, view["spec"].dump(2), 0600);
   if (!wrote.ok()) return ReportError(wrote);
   const ClientSettings settings = ResolveSettings(global_);
-  ::setenv("KILN_SERVICE_TOKEN", settings.token.c_str(), 1);
+  // Never the kiln token itself: the replica runs as the service's owner (docs/serving.md).
+  ::setenv("KILN_SERVICE_TOKEN",
+           ServiceCallToken(AccessTokenDigest(settings.token), service_name_).c_str(), 1);
   std::cerr << "predicting with service " << service_name_ << " (model "
             << view.value("version", "") << ", " << view.value("ready", 0) << " ready replicas)\n";
   std::vector<std::string> args = {PredictBinary(), "--spec", spec_path, "--service",

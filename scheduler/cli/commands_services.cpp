@@ -1,6 +1,8 @@
 // kiln deploy, undeploy, services, service grant/revoke (docs/serving.md).
 #include <iostream>
 
+#include "common/credentials.h"
+#include "common/job_spec.h"
 #include "scheduler/cli/cli_common.h"
 #include "scheduler/cli/commands.h"
 #include "scheduler/cli/output.h"
@@ -108,6 +110,19 @@ int Commands::Services() {
   auto reply = ReplyAs<protocol::DataReply>(client.Call(request));
   if (!reply.ok()) return ReportError(reply.status());
   std::cout << (json_ ? reply->data.dump(2) + "\n" : FormatServices(reply->data));
+  return 0;
+}
+
+int Commands::ServiceToken() {
+  const ClientSettings settings = ResolveSettings(global_);
+  if (settings.token.empty()) {
+    return ReportError(settings.problem.ok() ? Status::Unauthenticated("no token: kiln login first")
+                                             : settings.problem);
+  }
+  if (!IsValidServiceName(service_name_)) {
+    return ReportError(Status::InvalidArgument("NAME: " + ServiceNameRule()));
+  }
+  std::cout << ServiceCallToken(AccessTokenDigest(settings.token), service_name_) << "\n";
   return 0;
 }
 

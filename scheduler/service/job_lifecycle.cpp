@@ -158,6 +158,7 @@ void SchedulerService::MarkWorkerDown(const std::string& name, const std::string
   if (w == workers_.end()) return;
   w->second.up = false;
   w->second.record.state = "DOWN";
+  services_dirty_ = true;  // replicas there are replaced at once (ReconcileServices)
   node_of_peer_.erase(w->second.peer);
   Status s = store_->UpsertNode(w->second.record);
   if (!s.ok()) spdlog::error("cannot mark node {} DOWN: {}", name, s.ToString());

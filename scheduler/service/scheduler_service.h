@@ -228,14 +228,16 @@ class SchedulerService {
   void ReconcileServicesNow();  // at once, in the handler that changed a service
   Status StartReplica(const ServiceRecord& s);
   void StopReplica(int64_t job_id, const std::string& why);
-  nlohmann::json ServiceView(const ServiceRecord& s) const;
+  // `with_spec`: also the replicas' spec (the trained job's model and data), for clients.
+  nlohmann::json ServiceView(const ServiceRecord& s, bool with_spec = false);
   bool ReplicaReady(int64_t job_id, const ActiveJob& job) const;
   // SHA-256 of the tokens of the service's owner and grantees.
   std::vector<std::string> ServeTokensOf(const ServiceRecord& s);
   // Sends each running replica its service's tokens when they changed since last sent.
   void PushServeTokens();
   // A replica's report ({"endpoint", "ready", "requests_per_s", ...}).
-  void NoteServeReport(ActiveJob& job, int64_t job_id, const nlohmann::json& report);
+  void NoteServeReport(ActiveJob& job, int64_t job_id, const nlohmann::json& report,
+                       const std::string& node_address);
   // After a replica job's transition: a FAILED one counts against its service.
   void NoteReplicaEnded(const JobRecord& job);
   // Deletes a bounded batch of what the retention policy no longer keeps (pruning.cpp).
@@ -411,7 +413,8 @@ class SchedulerService {
     nlohmann::json report;
   };
   std::unordered_map<int64_t, ServeStatus> serve_status_;
-  std::map<std::string, std::vector<std::string>> serve_tokens_sent_;  // by service
+  // The tokens each replica job was last sent, with its attempt.
+  std::map<int64_t, std::pair<int64_t, std::vector<std::string>>> serve_tokens_sent_;
   bool services_dirty_ = true;
   Millis next_service_check_at_ = 0;
   Millis services_settle_until_ = 0;

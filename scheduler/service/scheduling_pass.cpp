@@ -285,6 +285,7 @@ void SchedulerService::Launch(JobRecord& job,
     if (const auto serve = job.spec.find("serve"); serve != job.spec.end() && serve->is_object()) {
       if (const ServiceRecord* s = services_.Find(serve->value("service", ""))) {
         launch.serve_tokens = ServeTokensOf(*s);
+        serve_tokens_sent_[job.id] = {job.attempt, *launch.serve_tokens};
       }
     }
     placement.launch = launch;

@@ -5,6 +5,8 @@
 
 #include <algorithm>
 
+#include "common/credentials.h"
+#include "common/file_util.h"
 #include "common/ids.h"
 #include "common/quantities.h"
 #include "scheduler/service/handler_macros.h"
@@ -69,7 +71,7 @@ std::vector<std::string> SchedulerService::ServeTokensOf(const ServiceRecord& s)
   std::vector<std::string> out;
   for (const auto& [name, u] : users_) {
     if (name == s.user || std::count(s.grants.begin(), s.grants.end(), name) > 0) {
-      out.push_back(u.token_sha256);
+      out.push_back(Sha256Hex(ServiceCallToken(u.token_sha256, s.name)));
     }
   }
   std::sort(out.begin(), out.end());
@@ -77,32 +79,70 @@ std::vector<std::string> SchedulerService::ServeTokensOf(const ServiceRecord& s)
 }
 
 void SchedulerService::PushServeTokens() {
-  for (const auto& [name, s] : services_.all()) {
-    std::vector<std::string> tokens = ServeTokensOf(s);
-    auto sent = serve_tokens_sent_.find(name);
-    if (sent != serve_tokens_sent_.end() && sent->second == tokens) continue;
-    serve_tokens_sent_[name] = tokens;
-    jobs_.ForEach([&](int64_t id, const ActiveJob& job) {
-      if (job.service != name || job.state != core::JobState::kRunning) return;
-      for (const auto& [node, share] : job.allocation) {
-        auto w = workers_.find(node);
-        if (w == workers_.end() || !w->second.up) continue;
-        Send(w->second.peer, protocol::ServeTokens{id, job.attempt, tokens});
-      }
-    });
+  std::map<std::string, std::vector<std::string>> by_service;
+  for (const auto& [name, s] : services_.all()) by_service[name] = ServeTokensOf(s);
+  jobs_.ForEach([&](int64_t id, const ActiveJob& job) {
+    if (job.service.empty() || job.state != core::JobState::kRunning) return;
+    auto tokens = by_service.find(job.service);
+    if (tokens == by_service.end()) return;
+    auto sent = serve_tokens_sent_.find(id);
+    if (sent != serve_tokens_sent_.end() && sent->second.first == job.attempt &&
+        sent->second.second == tokens->second) {
+      return;
+    }
+    // Recorded only when sent: a node not up now gets them when it is (this runs every second).
+    for (const auto& [node, share] : job.allocation) {
+      auto w = workers_.find(node);
+      if (w == workers_.end() || !w->second.up) return;
+    }
+    for (const auto& [node, share] : job.allocation) {
+      Send(workers_.at(node).peer, protocol::ServeTokens{id, job.attempt, tokens->second});
+    }
+    serve_tokens_sent_[id] = {job.attempt, tokens->second};
+  });
+  for (auto it = serve_tokens_sent_.begin(); it != serve_tokens_sent_.end();) {
+    it = jobs_.Find(it->first) == nullptr ? serve_tokens_sent_.erase(it) : std::next(it);
   }
 }
 
-void SchedulerService::NoteServeReport(ActiveJob& job, int64_t job_id, const json& report) {
+void SchedulerService::NoteServeReport(ActiveJob& job, int64_t job_id, const json& report,
+                                       const std::string& node_address) {
   if (job.service.empty() || !report.is_object()) return;
+  // The replica runs as the service's owner, who could send anything on its report socket: only
+  // typed fields are kept, and an endpoint only on the node's own address.
+  json clean = json::object();
+  for (const char* key : {"requests_per_s", "p50_ms", "p99_ms"}) {
+    auto it = report.find(key);
+    if (it != report.end() && it->is_number()) clean[key] = it->get<double>();
+  }
+  for (const char* key : {"requests", "errors", "batches", "batched_rows"}) {
+    auto it = report.find(key);
+    if (it != report.end() && it->is_number_integer()) clean[key] = it->get<int64_t>();
+  }
+  bool ready = false;
+  if (auto e = report.find("endpoint"); e != report.end() && e->is_string()) {
+    const std::string endpoint = e->get<std::string>();
+    const std::string host = node_address.find(':') != std::string::npos
+                                 ? "[" + node_address + "]"
+                                 : node_address;
+    const bool on_node = endpoint.size() <= 128 &&
+                         (endpoint.rfind("http://" + host + ":", 0) == 0 ||
+                          endpoint.rfind("https://" + host + ":", 0) == 0) &&
+                         endpoint.find_first_of(" \"'<>\\") == std::string::npos;
+    if (on_node) {
+      clean["endpoint"] = endpoint;
+      auto r = report.find("ready");
+      ready = r != report.end() && r->is_boolean() && r->get<bool>();
+    }
+  }
   ServeStatus& status = serve_status_[job_id];
-  const bool ready = report.value("ready", false) == true;
   if (status.attempt != job.attempt || status.ready != ready) services_dirty_ = true;
   status.attempt = job.attempt;
   status.ready = ready;
-  status.report = report;
+  status.report = clean;
   const ServiceRecord* s = services_.Find(job.service);
-  if (ready && s != nullptr && s->failures > 0) {
+  // Only a ready replica of the model the service wants shows that model works.
+  if (ready && s != nullptr && s->failures > 0 && job.model == s->model) {
     ServiceRecord healthy = *s;
     healthy.failures = 0;
     if (Status put = services_.Put(healthy); !put.ok()) DieOnStoreError(put);
@@ -117,17 +157,24 @@ void SchedulerService::NoteReplicaEnded(const JobRecord& job) {
   if (job.state != core::JobState::kFailed) return;
   const ServiceRecord* s = services_.Find(serve.value("service", ""));
   if (s == nullptr) return;
+  // Failures count against the model the service wants: during a rollout, the old replicas
+  // being ready says nothing about the new checkpoint.
+  const core::ModelRef model{serve.value("model_job", int64_t{0}),
+                             serve.value("model_step", int64_t{-1})};
+  if (model != s->model) return;
   ServiceRecord changed = *s;
   ++changed.failures;
-  bool any_ready = false;
+  bool model_ready = false;
   jobs_.ForEach([&](int64_t id, const ActiveJob& a) {
-    any_ready = any_ready || (a.service == changed.name && ReplicaReady(id, a));
+    model_ready = model_ready || (a.service == changed.name && a.model == changed.model &&
+                                  ReplicaReady(id, a));
   });
-  if (changed.failures >= kFailuresBeforeGivingUp && !any_ready && changed.state == "active") {
+  if (changed.failures >= kFailuresBeforeGivingUp && !model_ready && changed.state == "active") {
     changed.state = "failed";
-    changed.reason = std::to_string(changed.failures) + " replicas failed in a row (last: job " +
+    changed.reason = std::to_string(changed.failures) + " replicas of model " +
+                     Version(changed.model) + " failed in a row (last: job " +
                      std::to_string(job.id) + ": " + job.reason +
-                     "); deploy --update to try again";
+                     "); replicas of an older model keep serving; deploy --update to try again";
     spdlog::warn("service {}: {}", changed.name, changed.reason);
   }
   changed.updated_at = clock_.WallMs();
@@ -185,18 +232,32 @@ void SchedulerService::ReconcileServices() {
   next_service_check_at_ = now + kServiceCheckEveryMs;
   std::map<std::string, std::vector<core::ReplicaStatus>> live;
   std::vector<int64_t> orphans;
+  std::vector<std::pair<int64_t, std::string>> lost;  // on a node that is DOWN
   jobs_.ForEach([&](int64_t id, const ActiveJob& job) {
     if (job.service.empty()) return;
     if (services_.Find(job.service) == nullptr) {
       orphans.push_back(id);
       return;
     }
-    // A pass has looked at it and left it waiting (for room, most often): not just created.
-    const bool waiting = job.state == core::JobState::kPending && !job.reason.empty() &&
-                         job.reason.rfind("Waiting: not yet scheduled", 0) != 0;
+    if (job.state == core::JobState::kRunning && !job.allocation.empty()) {
+      // A training attempt on a silent node keeps its place until the node's lease ends (it
+      // must never run twice); a replica holds no state, so a new one starts elsewhere now.
+      // Only a node found silent (DOWN), not one that has yet to register after a restart.
+      auto w = workers_.find(job.allocation.front().first);
+      if (w == workers_.end() || w->second.record.state == "DOWN") {
+        lost.push_back({id, job.allocation.front().first});
+        return;
+      }
+    }
+    // A pass has looked at it and found no room (not a hold, a quota or a dependency).
+    const bool waiting = job.state == core::JobState::kPending &&
+                         job.reason.rfind("Resources", 0) == 0;
     live[job.service].push_back({id, job.model, ReplicaReady(id, job), waiting});
   });
   for (int64_t id : orphans) StopReplica(id, "its service no longer exists");
+  for (const auto& [id, node] : lost) {
+    StopReplica(id, "its node " + node + " is down; a new replica replaces it");
+  }
   std::vector<ServiceRecord> services;
   for (const auto& [name, s] : services_.all()) services.push_back(s);
   for (const ServiceRecord& s : services) {
@@ -210,18 +271,34 @@ void SchedulerService::ReconcileServices() {
     if (s.state != "active") continue;  // a failed service starts nothing until updated
     for (int64_t i = 0; i < plan.start; ++i) {
       if (Status started = StartReplica(s); !started.ok()) {
-        spdlog::error("service {}: cannot start a replica: {}", s.name, started.ToString());
+        // Its trained job's spec or row is gone or broken: that does not get better by itself.
+        ServiceRecord failed = s;
+        failed.state = "failed";
+        failed.reason = "cannot start a replica: " + started.message();
+        failed.updated_at = clock_.WallMs();
+        spdlog::error("service {}: {}", s.name, failed.reason);
+        if (Status put = services_.Put(failed); !put.ok()) DieOnStoreError(put);
         break;
       }
     }
   }
+  PushServeTokens();
   for (auto it = serve_status_.begin(); it != serve_status_.end();) {
     it = jobs_.Find(it->first) == nullptr ? serve_status_.erase(it) : std::next(it);
   }
 }
 
-json SchedulerService::ServiceView(const ServiceRecord& s) const {
+json SchedulerService::ServiceView(const ServiceRecord& s, bool with_spec) {
   json view = ServiceToJson(s);
+  if (with_spec) {
+    // What a client needs to read input files as the model does (kiln predict --service): the
+    // replicas' spec, which holds the trained job's model and data sections.
+    auto source = store_->GetJob(s.model.job);
+    if (source.ok() && source->has_value()) {
+      auto spec = ReplicaSpec((*source)->spec, s);
+      if (spec.ok()) view["spec"] = *spec;
+    }
+  }
   view.erase("failures");
   view["model"] = {{"job", s.model.job}, {"step", s.model.step}};
   view["version"] = Version(s.model);
@@ -281,10 +358,12 @@ void SchedulerService::OnDeploy(Request& req) {
                                             ": deploy it first (without --update)"));
   }
   if (!request.update && existing != nullptr) {
+    const bool visible = core::MaySeeService(req.caller, existing->user, existing->grants);
     return ReplyError(req, Status(StatusCode::kAlreadyExists,
-                               "service " + request.name + " exists (owned by " + existing->user +
-                               "): use --update to roll it to another checkpoint, or pick "
-                               "another name"));
+                                  "service " + request.name + " exists" +
+                                      (visible ? " (owned by " + existing->user + ")" : "") +
+                                      ": use --update to roll it to another checkpoint, or pick "
+                                      "another name"));
   }
   if (existing != nullptr) {
     KILN_PERMIT_OR_REPLY(core::MayManageService(req.caller, existing->name, existing->user),
@@ -411,11 +490,9 @@ void SchedulerService::OnDeploy(Request& req) {
 }
 
 void SchedulerService::ReconcileServicesNow() {
-  const Millis settle = services_settle_until_;
-  services_settle_until_ = 0;
+  // Not in the first seconds after a start: readiness is not known yet (ReconcileServices).
   services_dirty_ = true;
   ReconcileServices();
-  services_settle_until_ = settle;
 }
 
 void SchedulerService::OnUndeploy(Request& req) {
@@ -432,7 +509,6 @@ void SchedulerService::OnUndeploy(Request& req) {
                                                   req.caller.user);
   Status removed = services_.Remove(request.name);
   if (!removed.ok()) return ReplyError(req, removed);
-  serve_tokens_sent_.erase(request.name);
   Audit(req, "undeploy", target, Status::Ok());
   Reply(req, protocol::DataReply{json{{"name", request.name},
                                       {"stopped_replicas", replicas.size()}}});
@@ -444,7 +520,7 @@ void SchedulerService::OnServices(Request& req) {
   for (const auto& [name, s] : services_.all()) {
     if (request.name && *request.name != name) continue;
     if (!core::MaySeeService(req.caller, s.user, s.grants)) continue;
-    out.push_back(ServiceView(s));
+    out.push_back(ServiceView(s, request.name.has_value()));
   }
   if (request.name && out.empty()) {
     return ReplyError(req, Status::NotFound("no service " + *request.name +

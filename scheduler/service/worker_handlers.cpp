@@ -294,7 +294,7 @@ void SchedulerService::OnProgress(Request& req) {
     return;
   }
   if (auto serve = m.report.find("serve"); serve != m.report.end() && !active->service.empty()) {
-    NoteServeReport(*active, m.job_id, *serve);  // a replica's: no training curve to keep
+    NoteServeReport(*active, m.job_id, *serve, w->address);  // a replica's: no training curve to keep
     return;
   }
   RecordMetricHistory(*active, m.report);

@@ -14,12 +14,18 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include "common/credentials.h"
 #include "tests/integration/local_cluster.h"
 
 using nlohmann::json;
 using namespace kiln::testing;
 
 namespace {
+
+// The token a user with kiln token `token` calls service `name`'s replicas with.
+std::string CallToken(const std::string& token, const std::string& name) {
+  return kiln::ServiceCallToken(kiln::AccessTokenDigest(token), name);
+}
 
 // A binary classifier on 20 features, trained for 2 epochs (checkpoints every 32 steps).
 json BinarySpec() {
@@ -167,7 +173,10 @@ TEST_CASE("deploy: HTTP and kiln predict --service answer as kiln predict, bad r
   CHECK(view["state"] == "active");
   REQUIRE(view["endpoints"].size() == 1);
   const std::string endpoint = view["endpoints"][0];
-  const std::string token = cluster.admin_token();
+  const std::string token = CallToken(cluster.admin_token(), "clf");
+  auto printed = cluster.Kiln({"service", "token", "clf"});
+  REQUIRE(printed.exit_code == 0);
+  CHECK(printed.out == token + "\n");
   const std::string infer = "/v2/models/clf/infer";
 
   // Metadata and health, as standard clients read them.
@@ -231,8 +240,10 @@ TEST_CASE("deploy: HTTP and kiln predict --service answer as kiln predict, bad r
   refused(std::string(17 << 20, ' '), token, 413, "limit");
   refused(InferBody(1).dump(), "", 401, "no token");
   const std::string bob = cluster.AddUser("bob");
-  const std::string bob_token = cluster.TokenOf(bob);
+  const std::string bob_token = CallToken(cluster.TokenOf(bob), "clf");
   refused(InferBody(1).dump(), bob_token, 403, "service grant");
+  // The kiln token itself opens no replica: callers never hand it to the owner's process.
+  refused(InferBody(1).dump(), cluster.admin_token(), 403, "may not use");
   refused(InferBody(1).dump(), "kiln_not_a_token", 403, "may not use");
   CHECK(Post(endpoint, infer, token, InferBody(3).dump()).first == 200);
 
@@ -245,6 +256,11 @@ TEST_CASE("deploy: HTTP and kiln predict --service answer as kiln predict, bad r
   CHECK(WaitFor([&] { return Post(endpoint, infer, bob_token, InferBody(1).dump()).first == 200; },
                 10));
   CHECK(json::parse(cluster.KilnWith(bob, {"services", "--json"}).out).size() == 1);
+  // A grantee predicts through the service too (the view carries what reading the input takes).
+  auto bob_predicts = cluster.KilnWith(bob, {"predict", "--service", "clf", "--input", rows}, 120);
+  INFO(bob_predicts.err);
+  CHECK(bob_predicts.exit_code == 0);
+  CHECK(bob_predicts.out == local.out);
   CHECK(cluster.Kiln({"service", "revoke", "clf", "bob"}).exit_code == 0);
   CHECK(WaitFor([&] { return Post(endpoint, infer, bob_token, InferBody(1).dump()).first == 403; },
                 10));
@@ -272,7 +288,7 @@ TEST_CASE("deploy: a killed replica is replaced, a rolling update keeps N-1 read
                                 "--replicas", "2", "--json", "--wait", "90"}, 120);
   REQUIRE(deployed.exit_code == 0);
   REQUIRE(json::parse(deployed.out)["ready"] == 2);
-  ClientLoop loop(cluster, "clf", cluster.admin_token());
+  ClientLoop loop(cluster, "clf", CallToken(cluster.admin_token(), "clf"));
   REQUIRE(WaitFor([&] { return loop.answered() > 20; }, 30));
 
   // A replica killed: the client loop goes to the other; a new one takes its place.

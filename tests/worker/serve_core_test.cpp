@@ -10,6 +10,7 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include "common/credentials.h"
 #include "common/file_util.h"
 #include "worker/serve/access_tokens.h"
 #include "worker/serve/batcher.h"
@@ -74,6 +75,10 @@ TEST_CASE("infer request: each mistake names its field", "[serve]") {
   CHECK_THAT(ErrorOf(Request({0, 4}, json::array())), Catch::Contains("1..8"));
   CHECK_THAT(ErrorOf(Request({-1, 4}, json::array())), Catch::Contains("non-negative"));
   CHECK_THAT(ErrorOf(Request({4}, {1, 2, 3, 4})), Catch::Contains("inputs[0].shape"));
+  // Dimensions whose product would overflow int64 (and wrap to the model's width), or hold 0.
+  CHECK_THAT(ErrorOf(Request({1, 4, int64_t{4611686018427387905}}, {1, 2, 3, 4})),
+             Catch::Contains("inputs[0].shape"));
+  CHECK_THAT(ErrorOf(Request({1, 4, 0}, {1, 2, 3, 4})), Catch::Contains("inputs[0].shape"));
   CHECK_THAT(ErrorOf(Request({2, 4}, {1, 2, 3, 4, 5, 6, 7, 8, 9})),
              Catch::Contains("more values than the shape holds"));
   CHECK_THAT(ErrorOf(json{{"inputs", json::array()}}), Catch::Contains("exactly one input"));
@@ -211,4 +216,15 @@ TEST_CASE("latency window: quantiles by nearest rank", "[serve]") {
   CHECK(w.p99_ms == 9);
   CHECK(stats.Take().requests == 0);
   CHECK(stats.total_requests() == 2);
+}
+
+TEST_CASE("service call tokens: derived from the token digest, one per service", "[serve]") {
+  const std::string digest = kiln::AccessTokenDigest("kiln_alice");
+  const std::string a = kiln::ServiceCallToken(digest, "clf");
+  CHECK(a.rfind("kiln_svc_", 0) == 0);
+  CHECK(a.size() == 9 + 64);
+  CHECK(a == kiln::ServiceCallToken(digest, "clf"));
+  CHECK(a != kiln::ServiceCallToken(digest, "clf2"));
+  CHECK(a != kiln::ServiceCallToken(kiln::AccessTokenDigest("kiln_bob"), "clf"));
+  CHECK(a.find("kiln_alice") == std::string::npos);
 }

@@ -146,6 +146,10 @@ JobRun::JobRun(const JobRunConfig& config, const protocol::LaunchJob& launch, st
 }
 
 JobRun::~JobRun() {
+  if (spec_.serve) {
+    std::error_code ignored;
+    std::filesystem::remove(ServeTokensPath(), ignored);
+  }
   if (group_ && !group_->TryReap()) group_->SignalGroup(SIGKILL);
   KillTagged(ExactTag(tag_), SIGKILL);  // a member's detached daemon and ranks too
   // Everything in the attempt's cgroup, even a process that shed its tag and session; the
@@ -206,11 +210,18 @@ std::string JobRun::ProgramName() const {
       .string();
 }
 
+std::string JobRun::ServeTokensPath() const {
+  // Not in the run dir, which the job's account owns (a link it planted there would be followed
+  // by the agent's write): a folder of the agent's own.
+  return config_.work_dir + "/serve-tokens/job-" + std::to_string(job_id_) + "-attempt-" +
+         std::to_string(attempt_) + ".json";
+}
+
 Status JobRun::SetServeTokens(const std::vector<std::string>& tokens) {
-  const std::string path = run_dir_ + "/tokens.json";
-  KILN_RETURN_IF_ERROR(WriteFileAtomic(
-      path, serve::TokenFileText(std::set<std::string>(tokens.begin(), tokens.end())), 0644));
-  return Status::Ok();
+  KILN_RETURN_IF_ERROR(MakeDirs(config_.work_dir + "/serve-tokens"));
+  return WriteFileAtomic(ServeTokensPath(),
+                         serve::TokenFileText(std::set<std::string>(tokens.begin(), tokens.end())),
+                         0644);
 }
 
 Status JobRun::StartServer() {
@@ -225,7 +236,9 @@ Status JobRun::StartServer() {
       launch_.resume_path.empty() ? run_dir_ + "/resume.ckpt" : launch_.resume_path, "--name",
       serve.service, "--version",
       std::to_string(serve.model_job) + ":" + std::to_string(serve.model_step), "--listen",
-      config_.address + ":0", "--tokens", run_dir_ + "/tokens.json", "--max-batch",
+      (config_.address.find(':') != std::string::npos ? "[" + config_.address + "]"
+                                                      : config_.address) + ":0",
+      "--tokens", ServeTokensPath(), "--max-batch",
       std::to_string(serve.max_batch), "--max-delay-ms", delay, "--threads",
       std::to_string(threads), "--report", "ipc://" + run_dir_ + "/agent.sock"};
   auto group = StartGroup(argv, RankEnvironment());

@@ -114,6 +114,8 @@ class JobRun {
   Status StartProcess();
   // kiln-serve in place of mpirun, for a service's replica.
   Status StartServer();
+  // Where the replica's token file is (worker/serve/access_tokens.h).
+  std::string ServeTokensPath() const;
   // The program the attempt's own processes run (kiln-train, or kiln-serve for a replica).
   std::string ProgramName() const;
   // Starts the attempt's first process (as its account, in its cgroup when there is one).

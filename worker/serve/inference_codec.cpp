@@ -113,9 +113,13 @@ Result<InferRequest> ParseInferRequest(std::string_view body, const ModelSignatu
     shape.push_back(d.get<int64_t>());
   }
   const int64_t rows = shape[0];
+  // The product of the other dimensions, stopped (never overflowing) once past the features.
   int64_t per_row = 1;
   for (size_t i = 1; i < shape.size(); ++i) {
-    if (shape[i] == 0 || per_row > model.features) break;
+    if (shape[i] < 1 || shape[i] > model.features || per_row > model.features) {
+      per_row = -1;
+      break;
+    }
     per_row *= shape[i];
   }
   if (shape.size() < 2 || per_row != model.features) {
@@ -189,7 +193,10 @@ json ModelMetadata(const ModelSignature& model) {
           {"outputs",
            {{{"name", "label"}, {"datatype", "INT64"}, {"shape", {-1}}},
             {{"name", "probability"}, {"datatype", "FP64"}, {"shape", {-1}}}}},
-          {"parameters", {{"classes", model.classes}, {"max_rows_per_request", model.max_rows}}}};
+          {"parameters",
+           {{"classes", model.classes},
+            {"max_rows_per_request", model.max_rows},
+            {"input", model.input}}}};
 }
 
 json ServerMetadata() {

@@ -28,6 +28,9 @@ struct ModelSignature {
   std::vector<int64_t> input_shape;  // reported in metadata: [-1, features] or [-1, 1, side, side]
   int64_t classes = 0;   // 2 for a binary (sigmoid) model
   int64_t max_rows = 4096;  // rows one request may carry
+  // What the checkpoint records of its input rows ({"features", "feature_columns",
+  // "label_column"} for CSV data): clients read their files by it. Empty: nothing recorded.
+  nlohmann::json input = nlohmann::json::object();
 };
 
 struct InferRequest {

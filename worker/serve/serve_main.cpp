@@ -134,6 +134,7 @@ int main(int argc, char** argv) {
     auto state = kiln::train::ReadCheckpointState(o.checkpoint);
     if (!state.ok()) return Fail(state.status().message());
     if (spec.data.features == 0) spec.data.features = state->input.value("features", 0);
+    if (state->input.is_object()) model.input = state->input;
     if (spec.InputFeatures() <= 0) return Fail("the checkpoint does not say how many inputs the "
                                                "model takes, and the spec has no data.features");
     auto loaded = kiln::train::Predictor::Load(spec, o.checkpoint);

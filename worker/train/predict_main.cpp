@@ -41,6 +41,7 @@ class ServiceClient {
       c->set_connection_timeout(2, 0);
       c->set_read_timeout(30, 0);
       c->set_keep_alive(true);
+      c->set_tcp_nodelay(true);
       clients_.push_back(std::move(c));
     }
   }
@@ -79,7 +80,14 @@ class ServiceClient {
                                       std::to_string(n) + " rows");
       }
       for (int64_t r = 0; r < n; ++r) {
-        out.push_back({(*labels)[r].get<int64_t>(), (*probabilities)[r].get<double>()});
+        const nlohmann::json& label = (*labels)[static_cast<size_t>(r)];
+        const nlohmann::json& p = (*probabilities)[static_cast<size_t>(r)];
+        if (!label.is_number_integer() || !p.is_number()) {
+          return kiln::Status::Internal(
+              "row " + std::to_string(i + r) + ": the replica answered no number (a NaN: the "
+              "row's values are far outside what the model was trained on)");
+        }
+        out.push_back({label.get<int64_t>(), p.get<double>()});
       }
     }
     return out;
@@ -179,14 +187,21 @@ int main(int argc, char** argv) {
       ServiceClient client(endpoints, service, token != nullptr ? token : "");
       auto metadata = client.Metadata();
       if (!metadata.ok()) return Fail(metadata.status().message());
-      if (spec.data.features == 0) {  // csv without data.features: the model says
-        spec.data.features = (*metadata)["inputs"][0]["shape"][1].get<int>();
+      // The model's input as its checkpoint records it (CSV columns by name), and its width.
+      const nlohmann::json parameters = metadata->value("parameters", nlohmann::json::object());
+      if (parameters.is_object() && parameters.contains("input") &&
+          parameters["input"].is_object()) {
+        checkpoint_input = parameters["input"];
+      }
+      if (spec.data.features == 0) spec.data.features = checkpoint_input.value("features", 0);
+      if (spec.data.features <= 0) {
+        return Fail("the service's model does not say how many inputs it takes");
       }
       // The replica scales standardized features itself: send them as they are in the file.
       kiln::JobSpec raw = spec;
       raw.data.standardize = false;
-      auto read = kiln::train::ReadPredictionInput(input, raw,
-                                                   kiln::train::TrainedColumns(raw, checkpoint_input));
+      auto read = kiln::train::ReadPredictionInput(
+          input, raw, kiln::train::TrainedColumns(raw, checkpoint_input));
       if (!read.ok()) return Fail(read.status().message());
       rows = std::move(read).value();
       auto answered = client.Predict(rows->rows);
@@ -266,6 +281,8 @@ int main(int argc, char** argv) {
     std::cerr << "\n";
   } catch (const c10::Error& e) {
     return Fail(std::string("LibTorch: ") + e.what_without_backtrace());
+  } catch (const nlohmann::json::exception& e) {
+    return Fail(std::string("a replica's answer is not what the protocol says: ") + e.what());
   }
   return 0;
 }
