@@ -1,7 +1,9 @@
 // Dynamic batching: requests that arrive together run through the model as one batch. A batch
 // runs when it holds max_batch rows, when its oldest request has waited max_delay, or when no
 // other request is on its way in (being read and parsed): so a lone client never waits for a
-// delay that cannot fill the batch, and concurrent clients share forward passes.
+// delay that cannot fill the batch, and concurrent clients share forward passes. A request that
+// finds the model idle and nobody else coming runs it on its own thread (no hand-off); the
+// model is never run by two threads at once.
 // The decisions are pure functions (unit-tested); DynamicBatcher is their thread.
 #pragma once
 
@@ -65,6 +67,8 @@ class DynamicBatcher {
  private:
   struct Pending;
   void Loop();
+  // Calls the model (at most one caller at a time: running_), turning a throw into an error.
+  Result<std::vector<RowPrediction>> RunModel(const std::vector<float>& values, int64_t rows);
   void EndArrival();
 
   BatchPolicy policy_;
@@ -74,6 +78,7 @@ class DynamicBatcher {
   std::deque<std::shared_ptr<Pending>> queue_;
   int64_t queued_rows_ = 0;
   int64_t arriving_ = 0;
+  bool running_ = false;  // the model runs now (on the loop's thread or a request's)
   int64_t batches_ = 0, batched_rows_ = 0;
   bool stopping_ = false;
   std::thread thread_;

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <csignal>
+#include <cstdlib>
 #include <iostream>
 #include <thread>
 
@@ -140,6 +141,17 @@ int main(int argc, char** argv) {
     auto loaded = kiln::train::Predictor::Load(spec, o.checkpoint);
     if (!loaded.ok()) return Fail(loaded.status().message());
     predictor = std::make_unique<kiln::train::Predictor>(std::move(loaded).value());
+    // A replica given GPUs (the agent narrowed CUDA_VISIBLE_DEVICES to them) runs on the first.
+    const char* gpus = std::getenv("KILN_GPU_IDS");
+    if (gpus != nullptr && *gpus != '\0') {
+      if (torch::cuda::is_available()) {
+        predictor->To(torch::Device(torch::kCUDA, 0));
+        spdlog::info("kiln-serve: the model runs on CUDA device 0 (GPU {})", gpus);
+      } else {
+        spdlog::warn("kiln-serve: GPUs {} were given, but this LibTorch has no CUDA or sees no "
+                     "device: the model runs on the CPU", gpus);
+      }
+    }
     if (spec.data.standardize) {
       // Clients send features as in their CSV files; the model saw them scaled by its training
       // split's statistics, which are recomputed from the same data, as kiln predict does.

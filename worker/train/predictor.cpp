@@ -232,13 +232,20 @@ Result<Predictor> Predictor::Load(const JobSpec& spec, const std::string& checkp
   return Predictor(spec, model);
 }
 
+void Predictor::To(torch::Device device) {
+  model_->to(device);
+  device_ = device;
+}
+
 std::vector<Prediction> Predictor::Predict(const torch::Tensor& rows) {
   torch::NoGradGuard no_grad;
   std::vector<Prediction> out;
   out.reserve(static_cast<size_t>(rows.size(0)));
   constexpr int64_t kBatch = 4096;
   for (int64_t i = 0; i < rows.size(0); i += kBatch) {
-    torch::Tensor output = model_->forward(rows.narrow(0, i, std::min(kBatch, rows.size(0) - i)));
+    torch::Tensor output =
+        model_->forward(rows.narrow(0, i, std::min(kBatch, rows.size(0) - i)).to(device_))
+            .to(torch::kCPU);
     if (spec_.train.loss == "binary_cross_entropy") {
       torch::Tensor p = output.reshape({-1});
       if (spec_.model.output_activation != "sigmoid") p = torch::sigmoid(p);

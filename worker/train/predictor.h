@@ -43,12 +43,15 @@ struct Prediction {
 class Predictor {
  public:
   static Result<Predictor> Load(const JobSpec& spec, const std::string& checkpoint_path);
+  // Moves the model to `device` (loaded on the CPU); rows are copied there, answers back.
+  void To(torch::Device device);
   std::vector<Prediction> Predict(const torch::Tensor& rows);
 
  private:
   Predictor(const JobSpec& spec, torch::nn::Sequential model) : spec_(spec), model_(model) {}
   JobSpec spec_;
   torch::nn::Sequential model_;
+  torch::Device device_ = torch::kCPU;
 };
 
 }  // namespace kiln::train
