@@ -56,7 +56,11 @@ RolloutPlan PlanRollout(int64_t replicas, const ModelRef& model,
     const int64_t ready = std::count_if(live.begin(), live.end(),
                                         [](const ReplicaStatus& r) { return r.ready; });
     if (plan.stop.empty() && total > want && surge_waits && ready >= want) {
-      plan.stop.push_back(StopOrder(old, false).front().job_id);
+      for (const auto& r : StopOrder(old, false)) {
+        if (r.on_drained_node) continue;  // its slots take no new work anyway
+        plan.stop.push_back(r.job_id);
+        break;
+      }
     }
     return plan;
   }

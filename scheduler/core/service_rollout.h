@@ -31,6 +31,7 @@ struct ReplicaStatus {
   ModelRef model;
   bool ready = false;  // its model is loaded, warmed up and answering
   bool waiting_for_room = false;  // PENDING, and the last scheduling pass could not place it
+  bool on_drained_node = false;   // stopping it frees no room for new work
 };
 
 struct RolloutPlan {

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <set>
 
 #include "common/credentials.h"
 #include "common/file_util.h"
@@ -233,6 +234,7 @@ void SchedulerService::ReconcileServices() {
   std::map<std::string, std::vector<core::ReplicaStatus>> live;
   std::vector<int64_t> orphans;
   std::vector<std::pair<int64_t, std::string>> lost;  // on a node that is DOWN
+  std::set<int64_t> draining;                          // on a drained node
   jobs_.ForEach([&](int64_t id, const ActiveJob& job) {
     if (job.service.empty()) return;
     if (services_.Find(job.service) == nullptr) {
@@ -252,7 +254,18 @@ void SchedulerService::ReconcileServices() {
     // A pass has looked at it and found no room (not a hold, a quota or a dependency).
     const bool waiting = job.state == core::JobState::kPending &&
                          job.reason.rfind("Resources", 0) == 0;
-    live[job.service].push_back({id, job.model, ReplicaReady(id, job), waiting});
+    core::ModelRef model = job.model;
+    bool drained = false;
+    if (job.state == core::JobState::kRunning && !job.allocation.empty()) {
+      // On a drained node: moved like a replica of an older model, a new one ready first.
+      auto w = workers_.find(job.allocation.front().first);
+      if (w != workers_.end() && w->second.record.drained) {
+        model = {0, -1};
+        drained = true;
+        draining.insert(id);
+      }
+    }
+    live[job.service].push_back({id, model, ReplicaReady(id, job), waiting, drained});
   });
   for (int64_t id : orphans) StopReplica(id, "its service no longer exists");
   for (const auto& [id, node] : lost) {
@@ -264,9 +277,10 @@ void SchedulerService::ReconcileServices() {
     const std::vector<core::ReplicaStatus>& replicas = live[s.name];
     core::RolloutPlan plan = core::PlanRollout(s.replicas, s.model, replicas);
     for (int64_t id : plan.stop) {
-      StopReplica(id, "service " + s.name + (plan.rolling ? ": rolled to model " + Version(s.model)
-                                                           : ": scaled to " +
-                                                                 std::to_string(s.replicas)));
+      StopReplica(id, "service " + s.name +
+                          (draining.count(id) > 0 ? ": moved off its drained node"
+                           : plan.rolling         ? ": rolled to model " + Version(s.model)
+                                                  : ": scaled to " + std::to_string(s.replicas)));
     }
     if (s.state != "active") continue;  // a failed service starts nothing until updated
     for (int64_t i = 0; i < plan.start; ++i) {

@@ -51,6 +51,18 @@ TEST_CASE("rollout: a surge replica with no room takes an old one's place", "[se
   CHECK(short_of_ready.stop == std::vector<int64_t>{2});  // the one that serves nobody
 }
 
+TEST_CASE("rollout: a replica on a drained node moves once its replacement is ready, never to "
+          "make room", "[service]") {
+  const ModelRef model{7, 100}, drained{0, -1};  // how the scheduler marks it
+  ReplicaStatus on_drained{1, drained, true, false, true};
+  CHECK(PlanRollout(1, model, {on_drained}).start == 1);
+  // The replacement waits for room: stopping the drained one frees none, so it stays.
+  ReplicaStatus waiting{2, model, false, true};
+  CHECK(PlanRollout(1, model, {on_drained, waiting}).stop.empty());
+  ReplicaStatus ready{2, model, true};
+  CHECK(PlanRollout(1, model, {on_drained, ready}).stop == std::vector<int64_t>{1});
+}
+
 TEST_CASE("rollout: simulated, never fewer than N-1 ready, ends on the new checkpoint",
           "[service]") {
   for (int capacity : {100, 0}) {  // 0: exactly N replicas fit

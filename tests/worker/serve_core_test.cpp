@@ -80,7 +80,21 @@ TEST_CASE("infer request: each mistake names its field", "[serve]") {
              Catch::Contains("inputs[0].shape"));
   CHECK_THAT(ErrorOf(Request({1, 4, 0}, {1, 2, 3, 4})), Catch::Contains("inputs[0].shape"));
   CHECK_THAT(ErrorOf(Request({2, 4}, {1, 2, 3, 4, 5, 6, 7, 8, 9})),
-             Catch::Contains("more values than the shape holds"));
+             Catch::Contains("9 values") && Catch::Contains("needs 8"));
+  CHECK_THAT(ErrorOf(Request({1, 4}, {1, {{"x", 1}}, 3, 4})),
+             Catch::Contains("inputs[0].data[1]") && Catch::Contains("got object"));
+  CHECK_THAT(ErrorOf(Request({1, 4}, {1, nullptr, 3, 4})),
+             Catch::Contains("inputs[0].data[1]") && Catch::Contains("got null"));
+  json no_data = Request({1, 4}, {1, 2, 3, 4});
+  no_data["inputs"][0].erase("data");
+  CHECK_THAT(ErrorOf(no_data), Catch::Contains("inputs[0].data: missing"));
+  // Past the most values any request may hold (max_rows x features), counting stops.
+  CHECK_THAT(ErrorOf(Request({8, 4}, std::vector<float>(40, 1.0f))),
+             Catch::Contains("more than 32 values"));
+  // A second input's data is not taken for the first's.
+  json two = Request({1, 4}, {1, 2, 3, 4});
+  two["inputs"].push_back(two["inputs"][0]);
+  CHECK_THAT(ErrorOf(two), Catch::Contains("exactly one input"));
   CHECK_THAT(ErrorOf(json{{"inputs", json::array()}}), Catch::Contains("exactly one input"));
   CHECK_THAT(ErrorOf(json{{"input", 1}}), Catch::Contains("input: unknown field"));
   CHECK_THAT(ErrorOf(json::array()), Catch::Contains("must be a JSON object"));
@@ -98,6 +112,16 @@ TEST_CASE("infer request: each mistake names its field", "[serve]") {
   auto deep = ParseInferRequest(std::string(100000, '['), FourFeatures());
   REQUIRE_FALSE(deep.ok());
   CHECK_THAT(deep.status().message(), Catch::Contains("nested deeper"));
+}
+
+TEST_CASE("infer request: fields in any order, data before shape", "[serve]") {
+  auto r = ParseInferRequest(
+      R"({"inputs": [{"data": [[1, 2, 3, 4]], "datatype": "FP32", "shape": [1, 4], "name": "input"}],
+          "id": "x"})",
+      FourFeatures());
+  REQUIRE(r.ok());
+  CHECK(r->values == std::vector<float>{1, 2, 3, 4});
+  CHECK(r->id == "x");
 }
 
 TEST_CASE("infer reply: the outputs asked for, in the protocol's shape", "[serve]") {

@@ -17,30 +17,145 @@ Status Invalid(const std::string& field, const std::string& message) {
   return Status::InvalidArgument(field + ": " + message);
 }
 
-// Appends the numbers of `data` (flat or nested arrays) to `out`, naming the first bad element
-// by its flat index. Stops (and says so) once more than `limit` values were seen.
-Status Flatten(const json& data, const std::string& field, size_t limit, std::vector<float>* out) {
-  if (data.is_array()) {
-    for (const json& element : data) {
-      KILN_RETURN_IF_ERROR(Flatten(element, field, limit, out));
+// Parses a request body into a DOM, except the numbers of inputs[0].data, which go straight into
+// a float vector as they are read (a JSON value per number is most of what parsing a DOM costs).
+// The rest of the document forms the DOM as usual; `data` is left there as an empty array, with
+// `captured` set. A bad value in data is remembered (the first one) and parsing goes on, except
+// an object in data, which ends it.
+class RequestSax : public nlohmann::json_sax<json> {
+ public:
+  RequestSax(json* root, size_t limit) : root_(root), limit_(limit) {}
+
+  std::vector<float> values;
+  bool captured = false;
+  std::string error;         // the first bad value of data: "[17]: must be ..."
+  std::string syntax_error;  // the JSON itself is not valid
+
+  bool null() override { return Scalar(json(nullptr), "null"); }
+  bool boolean(bool v) override { return Scalar(json(v), "boolean"); }
+  bool number_integer(number_integer_t v) override { return Number(static_cast<double>(v), json(v)); }
+  bool number_unsigned(number_unsigned_t v) override {
+    return Number(static_cast<double>(v), json(v));
+  }
+  bool number_float(number_float_t v, const string_t&) override { return Number(v, json(v)); }
+  bool string(string_t& v) override { return Scalar(json(v), "string"); }
+  bool binary(binary_t&) override { return Scalar(json(), "binary"); }
+  bool start_object(std::size_t) override {
+    if (Capturing()) {
+      Refuse("object");
+      return false;
     }
-    return Status::Ok();
+    Open(json::object());
+    return true;
   }
-  if (!data.is_number() || data.is_boolean()) {
-    return Invalid(field + "[" + std::to_string(out->size()) + "]",
-                   "must be a number, got " + TypeName(data));
+  bool key(string_t& k) override {
+    key_ = k;
+    // inputs[0].data: the root object, the array under "inputs", its first element.
+    capture_next_ = k == "data" && open_.size() == 3 && open_keys_[1] == "inputs" &&
+                    open_[1]->is_array() && open_[1]->size() == 1;
+    return true;
   }
-  if (out->size() >= limit) {
-    return Invalid(field, "more values than the shape holds (" + std::to_string(limit) + ")");
+  bool end_object() override {
+    Close();
+    return true;
   }
-  const double v = data.get<double>();
-  if (!std::isfinite(v) || std::fabs(v) > std::numeric_limits<float>::max()) {
-    return Invalid(field + "[" + std::to_string(out->size()) + "]",
-                   "must be a finite FP32 number");
+  bool start_array(std::size_t) override {
+    if (Capturing()) {
+      StartCapture();
+      ++capture_depth_;
+      return true;
+    }
+    Open(json::array());
+    return true;
   }
-  out->push_back(static_cast<float>(v));
-  return Status::Ok();
-}
+  bool end_array() override {
+    if (capture_depth_ > 0) {
+      --capture_depth_;
+      return true;
+    }
+    Close();
+    return true;
+  }
+  bool parse_error(std::size_t position, const std::string&,
+                   const nlohmann::detail::exception&) override {
+    syntax_error = "not valid JSON (at byte " + std::to_string(position) + ")";
+    return false;
+  }
+
+ private:
+  bool Capturing() const { return capture_next_ || capture_depth_ > 0; }
+  void StartCapture() {
+    if (!capture_next_) return;
+    capture_next_ = false;
+    captured = true;
+    Place(json::array());
+  }
+  bool Number(double v, json value) {
+    if (!Capturing()) {
+      Place(std::move(value));
+      return true;
+    }
+    StartCapture();  // "data": 3.5 is one value
+    if (!error.empty()) return true;
+    if (values.size() >= limit_) {
+      error = ": more than " + std::to_string(limit_) + " values";
+    } else if (!std::isfinite(v) || std::fabs(v) > std::numeric_limits<float>::max()) {
+      error = "[" + std::to_string(values.size()) + "]: must be a finite FP32 number";
+    } else {
+      values.push_back(static_cast<float>(v));
+    }
+    return true;
+  }
+  bool Scalar(json value, const char* type) {
+    if (Capturing()) {
+      Refuse(type);
+      return true;
+    }
+    Place(std::move(value));
+    return true;
+  }
+  void Refuse(const char* type) {
+    StartCapture();
+    if (error.empty()) {
+      error = "[" + std::to_string(values.size()) + "]: must be a number, got " + type;
+    }
+  }
+  // Puts a value under the current key (or at the end of the current array, or as the root).
+  json* Place(json value) {
+    if (open_.empty()) {
+      *root_ = std::move(value);
+      return root_;
+    }
+    json& parent = *open_.back();
+    if (parent.is_array()) {
+      parent.push_back(std::move(value));
+      return &parent.back();
+    }
+    json& slot = parent[key_];
+    slot = std::move(value);
+    return &slot;
+  }
+  void Open(json container) {
+    // The key an element of an array sits under is its array's.
+    const std::string under = open_.empty()                ? ""
+                              : open_.back()->is_array() ? open_keys_.back()
+                                                         : key_;
+    open_.push_back(Place(std::move(container)));
+    open_keys_.push_back(under);
+  }
+  void Close() {
+    open_.pop_back();
+    open_keys_.pop_back();
+  }
+
+  json* root_;
+  size_t limit_;
+  std::vector<json*> open_;             // containers being filled, outermost first
+  std::vector<std::string> open_keys_;  // the key each sits under
+  std::string key_;
+  bool capture_next_ = false;
+  int capture_depth_ = 0;
+};
 
 std::string ShapeText(const std::vector<int64_t>& shape) {
   std::string out = "[";
@@ -55,8 +170,15 @@ Result<InferRequest> ParseInferRequest(std::string_view body, const ModelSignatu
   if (JsonNestingDepth(text) > kMaxJsonDepth) {
     return Invalid("(body)", "JSON nested deeper than " + std::to_string(kMaxJsonDepth) + " levels");
   }
-  const json doc = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (doc.is_discarded()) return Invalid("(body)", "not valid JSON");
+  json doc;
+  RequestSax sax(&doc, static_cast<size_t>(model.max_rows * model.features));
+  const bool parsed = json::sax_parse(text, &sax);
+  if (!sax.syntax_error.empty()) return Invalid("(body)", sax.syntax_error);
+  auto data_error = [&] {
+    const size_t colon = sax.error.find(':');
+    return Invalid("inputs[0].data" + sax.error.substr(0, colon), sax.error.substr(colon + 2));
+  };
+  if (!parsed) return sax.error.empty() ? Invalid("(body)", "not valid JSON") : data_error();
   if (!doc.is_object()) return Invalid("(body)", "must be a JSON object, got " + TypeName(doc));
   InferRequest request;
   for (const auto& [key, value] : doc.items()) {
@@ -131,14 +253,14 @@ Result<InferRequest> ParseInferRequest(std::string_view body, const ModelSignatu
     return Invalid(at + ".shape", "rows (" + std::to_string(rows) + ") must be 1.." +
                                       std::to_string(model.max_rows));
   }
-  if (!input.contains("data")) return Invalid(at + ".data", "missing");
+  if (!input.contains("data") || !sax.captured) return Invalid(at + ".data", "missing");
+  if (!sax.error.empty()) return data_error();
   const size_t expected = static_cast<size_t>(rows * model.features);
-  request.values.reserve(expected);
-  KILN_RETURN_IF_ERROR(Flatten(input["data"], at + ".data", expected, &request.values));
-  if (request.values.size() != expected) {
-    return Invalid(at + ".data", std::to_string(request.values.size()) + " values, the shape " +
+  if (sax.values.size() != expected) {
+    return Invalid(at + ".data", std::to_string(sax.values.size()) + " values, the shape " +
                                      ShapeText(shape) + " needs " + std::to_string(expected));
   }
+  request.values = std::move(sax.values);
   request.rows = rows;
   if (doc.contains("outputs")) {
     const json& outputs = doc["outputs"];
