@@ -32,6 +32,11 @@ void SchedulerService::DeclareMetrics() {
   metrics_.DeclareGauge("kiln_checkpoint_bytes",
                         "Bytes of checkpoints stored, by storage: scheduler (its blob store, "
                         "each blob once) or shared_fs.");
+  metrics_.DeclareGauge("kiln_service_replicas",
+                        "Replicas of each deployed service: wanted, live (pending or running), "
+                        "ready (answering).");
+  metrics_.DeclareGauge("kiln_service_requests_per_second",
+                        "Requests/s the ready replicas of each service answered, as they report.");
   metrics_.DeclareGauge("kiln_read_only",
                         "1 while the scheduler cannot write its database (a full disk) and "
                         "refuses changes.");
@@ -85,6 +90,26 @@ void SchedulerService::PublishMetrics() {
   metrics_.Set("kiln_node_slots", {{"kind", "total"}}, static_cast<double>(slots));
   metrics_.Set("kiln_node_slots", {{"kind", "used"}}, static_cast<double>(used));
   metrics_.Set("kiln_read_only", {}, read_only_ ? 1 : 0);
+  metrics_.ClearGauge("kiln_service_replicas");
+  metrics_.ClearGauge("kiln_service_requests_per_second");
+  std::map<std::string, std::pair<int64_t, int64_t>> replicas;  // live, ready
+  std::map<std::string, double> rates;
+  jobs_.ForEach([&](int64_t id, const ActiveJob& job) {
+    if (job.service.empty()) return;
+    ++replicas[job.service].first;
+    if (!ReplicaReady(id, job)) return;
+    ++replicas[job.service].second;
+    rates[job.service] += serve_status_.at(id).report.value("requests_per_s", 0.0);
+  });
+  for (const auto& [name, s] : services_.all()) {
+    metrics_.Set("kiln_service_replicas", {{"service", name}, {"kind", "wanted"}},
+                 static_cast<double>(s.replicas));
+    metrics_.Set("kiln_service_replicas", {{"service", name}, {"kind", "live"}},
+                 static_cast<double>(replicas[name].first));
+    metrics_.Set("kiln_service_replicas", {{"service", name}, {"kind", "ready"}},
+                 static_cast<double>(replicas[name].second));
+    metrics_.Set("kiln_service_requests_per_second", {{"service", name}}, rates[name]);
+  }
   if (clock_.MonotonicMs() >= next_checkpoint_bytes_at_) {  // a scan: every 10 s is enough
     next_checkpoint_bytes_at_ = clock_.MonotonicMs() + 10000;
     if (auto stored = store_->CheckpointBytesStored(); stored.ok()) {

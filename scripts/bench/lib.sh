@@ -1,13 +1,18 @@
 # Shared by the scripts/bench-*.sh scripts (sourced). The caller sets $bin (the build dir), $dir
 # (a scratch folder) and the arrays pids=() and results=().
 
-# emit BENCH MEASURE VALUE UNIT BASELINE TARGET higher|lower: adds one JSON result line.
+# emit BENCH MEASURE VALUE UNIT BASELINE TARGET higher|lower: adds one JSON result line (TARGET
+# "null": none is set, and met is null too).
 emit() {
   results+=("$(python3 - "$@" <<'PY'
 import json, sys
 bench, measure, value, unit, baseline, target, better = sys.argv[1:8]
-value, baseline, target = float(value), float(baseline), float(target)
-met = value >= target if better == "higher" else value <= target
+value, baseline = float(value), float(baseline)
+if target == "null":  # no target set for this measure
+    target = met = None
+else:
+    target = float(target)
+    met = value >= target if better == "higher" else value <= target
 print(json.dumps({"bench": bench, "measure": measure, "value": round(value, 3), "unit": unit,
                   "baseline": round(baseline, 3),
                   "ratio": round(value / baseline, 3) if baseline else None,

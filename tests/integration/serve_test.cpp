@@ -324,8 +324,16 @@ TEST_CASE("deploy: a killed replica is replaced, a rolling update keeps N-1 read
 
   // The scheduler killed and restarted: the service and its replicas are still there.
   cluster.KillScheduler();
+  cluster.SetSchedulerArgs({"--http", "127.0.0.1:0"});
   cluster.StartScheduler();
   CHECK(WaitFor([&] { return Services(cluster, "clf").value("ready", 0) == 2; }, 30));
+  // Admins see the service's replicas in the scheduler's /metrics.
+  httplib::Client metrics(cluster.HttpUrl());
+  CHECK(WaitFor([&] {
+    auto r = metrics.Get("/metrics");
+    return r && Contains(r->body, "kiln_service_replicas{") &&
+           Contains(r->body, "service=\"clf\",kind=\"ready\"} 2");
+  }, 15));
   CHECK(ServePids(cluster).size() == 2);
   loop.Stop();
   INFO("answered " << loop.answered() << ", retried " << loop.retried());
