@@ -126,10 +126,16 @@ void SchedulerService::NoteServeReport(ActiveJob& job, int64_t job_id, const jso
     const std::string host = node_address.find(':') != std::string::npos
                                  ? "[" + node_address + "]"
                                  : node_address;
-    const bool on_node = endpoint.size() <= 128 &&
-                         (endpoint.rfind("http://" + host + ":", 0) == 0 ||
-                          endpoint.rfind("https://" + host + ":", 0) == 0) &&
-                         endpoint.find_first_of(" \"'<>\\") == std::string::npos;
+    // Exactly http(s)://ADDRESS:PORT: nothing after the port (a "@host" would send curl
+    // elsewhere).
+    const std::string http = "http://" + host + ":", https = "https://" + host + ":";
+    const size_t prefix = endpoint.rfind(http, 0) == 0    ? http.size()
+                          : endpoint.rfind(https, 0) == 0 ? https.size()
+                                                          : std::string::npos;
+    const std::string port = prefix == std::string::npos ? "" : endpoint.substr(prefix);
+    const bool on_node = !port.empty() && port.size() <= 5 &&
+                         port.find_first_not_of("0123456789") == std::string::npos &&
+                         std::stoi(port) > 0 && std::stoi(port) <= 65535;
     if (on_node) {
       clean["endpoint"] = endpoint;
       auto r = report.find("ready");
@@ -285,7 +291,12 @@ void SchedulerService::ReconcileServices() {
     if (s.state != "active") continue;  // a failed service starts nothing until updated
     for (int64_t i = 0; i < plan.start; ++i) {
       if (Status started = StartReplica(s); !started.ok()) {
-        // Its trained job's spec or row is gone or broken: that does not get better by itself.
+        if (started.code() != StatusCode::kNotFound &&
+            started.code() != StatusCode::kInvalidArgument) {
+          spdlog::error("service {}: cannot start a replica now: {}", s.name, started.ToString());
+          break;  // a store error: tried again at the next check
+        }
+        // Its trained job's row or spec is gone or broken: that does not get better by itself.
         ServiceRecord failed = s;
         failed.state = "failed";
         failed.reason = "cannot start a replica: " + started.message();

@@ -74,6 +74,9 @@ void SchedulerService::OnRegister(Request& req) {
   Status saved = store_->UpsertNode(w.record);
   if (!saved.ok()) return ReplyError(req, saved);
 
+  // What was sent to this node before may have been lost with its connection: a replica's
+  // tokens go again (PushServeTokens).
+  for (const auto& [key, placement] : placements_.On(w.record.name)) serve_tokens_sent_.erase(key.first);
   Reconcile(w, r.running);
   spdlog::info("worker {} registered: {} slots, {} GPUs, {} memory, {} running attempts", r.name,
                r.slots, r.gpus, FormatSize(r.memory_bytes), r.running.size());
@@ -124,6 +127,7 @@ void SchedulerService::Reconcile(Worker& worker, const std::vector<protocol::Run
       if (now - attempt.launch_sent_at >= kLaunchResendMs || attempt.launch_sends == 0) {
         Send(worker.peer, *attempt.launch);
         placements_.NoteLaunchSent(name, key, now);
+        serve_tokens_sent_.erase(key.first);  // its tokens are those of the first send: again
         spdlog::warn("job {} attempt {}: {} has not acknowledged its launch; sent again ({} of {})",
                      key.first, key.second, name, attempt.launch_sends + 1, kMaxLaunchSends);
       }

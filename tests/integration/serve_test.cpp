@@ -281,7 +281,7 @@ TEST_CASE("deploy: HTTP and kiln predict --service answer as kiln predict, bad r
 }
 
 TEST_CASE("deploy: a killed replica is replaced, a rolling update keeps N-1 ready, a restarted "
-          "scheduler keeps the service; a client loop sees no failed request") {
+          "scheduler keeps the service, under a client loop that sees no failed request") {
   LocalCluster cluster(3);  // two replicas and the rollout's extra one
   const int64_t job = TrainBinary(cluster);
   auto deployed = cluster.Kiln({"deploy", std::to_string(job) + ":32", "--name", "clf",

@@ -91,6 +91,11 @@ TEST_CASE("infer request: each mistake names its field", "[serve]") {
   // Past the most values any request may hold (max_rows x features), counting stops.
   CHECK_THAT(ErrorOf(Request({8, 4}, std::vector<float>(40, 1.0f))),
              Catch::Contains("more than 32 values"));
+  // A duplicated data key is refused, not merged.
+  auto twice = ParseInferRequest(R"({"inputs": [{"name": "input", "shape": [1, 4],
+      "datatype": "FP32", "data": [1, 2], "data": [3, 4]}]})", FourFeatures());
+  REQUIRE_FALSE(twice.ok());
+  CHECK_THAT(twice.status().message(), Catch::Contains("more than once"));
   // A second input's data is not taken for the first's.
   json two = Request({1, 4}, {1, 2, 3, 4});
   two["inputs"].push_back(two["inputs"][0]);

@@ -112,6 +112,8 @@ Result<std::vector<RowPrediction>> DynamicBatcher::RunModel(const std::vector<fl
     out = model_(values, rows);
   } catch (const std::exception& e) {
     return Status::Internal(std::string("the model failed: ") + e.what());
+  } catch (...) {
+    return Status::Internal("the model failed");
   }
   if (out.ok() && static_cast<int64_t>(out->size()) != rows) {
     return Status::Internal("the model answered " + std::to_string(out->size()) + " rows of " +

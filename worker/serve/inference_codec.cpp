@@ -28,6 +28,7 @@ class RequestSax : public nlohmann::json_sax<json> {
 
   std::vector<float> values;
   bool captured = false;
+  bool duplicate = false;
   std::string error;         // the first bad value of data: "[17]: must be ..."
   std::string syntax_error;  // the JSON itself is not valid
 
@@ -87,6 +88,7 @@ class RequestSax : public nlohmann::json_sax<json> {
   void StartCapture() {
     if (!capture_next_) return;
     capture_next_ = false;
+    if (captured) duplicate = true;  // a second "data" key: refused, never merged
     captured = true;
     Place(json::array());
   }
@@ -254,6 +256,7 @@ Result<InferRequest> ParseInferRequest(std::string_view body, const ModelSignatu
                                       std::to_string(model.max_rows));
   }
   if (!input.contains("data") || !sax.captured) return Invalid(at + ".data", "missing");
+  if (sax.duplicate) return Invalid(at + ".data", "given more than once");
   if (!sax.error.empty()) return data_error();
   const size_t expected = static_cast<size_t>(rows * model.features);
   if (sax.values.size() != expected) {
