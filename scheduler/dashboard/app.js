@@ -75,7 +75,7 @@ function showBanner(text) {
 }
 
 function showOnly(section) {
-  for (const id of ["login", "queue", "nodes", "job"]) $(id).hidden = id !== section;
+  for (const id of ["login", "queue", "nodes", "services", "job"]) $(id).hidden = id !== section;
 }
 
 // ---- views --------------------------------------------------------------------------------
@@ -114,6 +114,23 @@ async function renderNodes() {
     Object.entries(n.labels || {}).map(([k, v]) => `${k}=${v}`).join(", ") || "-",
     time(n.last_seen_at),
   ])));
+}
+
+async function renderServices() {
+  const services = await api("GET", "/services");
+  fillRows($("service-rows"), services.map((s) => {
+    const state = s.state === "active" && s.rolling ? "rolling" : s.state;
+    const replicas = (s.replica_jobs || []).map((r) => {
+      const link = el("a", `${r.job_id}${r.ready ? "" : " (" + r.state.toLowerCase() + ")"}`);
+      link.href = "#/jobs/" + r.job_id;
+      return link;
+    });
+    const cell = el("span", "");
+    replicas.forEach((a, i) => { if (i) cell.append(" "); cell.append(a); });
+    return row([s.name, s.user, stateBadge(state.toUpperCase()), s.version,
+                `${s.ready}/${s.replicas}`, (s.requests_per_s || 0).toFixed(1),
+                `${(s.p99_ms || 0).toFixed(2)} ms`, (s.endpoints || []).join(" ") || "-", cell]);
+  }));
 }
 
 function lineChart(canvas, xTitle, yTitle) {
@@ -290,6 +307,7 @@ function parseRoute() {
   const m = h.match(/^#\/jobs\/(\d+)$/);
   if (m) return { name: "job", id: Number(m[1]) };
   if (h === "#/nodes") return { name: "nodes", id: 0 };
+  if (h === "#/services") return { name: "services", id: 0 };
   return { name: "queue", id: 0 };
 }
 
@@ -304,6 +322,7 @@ async function refresh() {
     }
     if (view.name === "job") await renderJob(view.id);
     else if (view.name === "nodes") await renderNodes();
+    else if (view.name === "services") await renderServices();
     else await renderQueue();
     showOnly(view.name);
     showBanner("");

@@ -12,6 +12,7 @@ const char* KindName(Kind kind) {
   switch (kind) {
     case Kind::kBool: return "boolean";
     case Kind::kInt: return "integer";
+    case Kind::kNumber: return "number";
     case Kind::kString: return "string";
     case Kind::kStringList: return "string";  // comma-separated in a query
     case Kind::kObject: return "object";
@@ -53,6 +54,24 @@ Result<Envelope> Make(const M& message) {
 std::optional<int64_t> OptInt(const json& j, const char* name) {
   if (!j.contains(name)) return std::nullopt;
   return j[name].get<int64_t>();
+}
+
+protocol::DeployRequest DeployFromBody(const Bound& b, const std::string& name, bool update) {
+  protocol::DeployRequest r;
+  r.name = name;
+  r.update = update;
+  r.job_id = b.body["job_id"].get<int64_t>();
+  r.step = OptInt(b.body, "step");
+  r.best = b.body.value("best", false);
+  r.replicas = OptInt(b.body, "replicas");
+  r.cpus_per_replica = OptInt(b.body, "cpus_per_replica");
+  if (b.body.contains("memory_per_replica")) {
+    r.memory_per_replica = b.body["memory_per_replica"].get<std::string>();
+  }
+  r.gpus_per_replica = OptInt(b.body, "gpus_per_replica");
+  r.max_batch = OptInt(b.body, "max_batch");
+  if (b.body.contains("max_delay_ms")) r.max_delay_ms = b.body["max_delay_ms"].get<double>();
+  return r;
 }
 
 }  // namespace
@@ -281,6 +300,93 @@ const std::vector<Route>& Routes() {
        200,
        false,
        "NODE"},
+      {"GET",
+       "/services",
+       "The services the caller may see: their own, those granted to them (admins: all) "
+       "(kiln services --json)",
+       {},
+       {},
+       [](const Bound&) { return Make(protocol::ServicesRequest{}); },
+       200,
+       false,
+       "[SERVICE...]"},
+      {"GET",
+       "/services/{name}",
+       "One service, with its replicas' spec (kiln services NAME --json)",
+       {},
+       {},
+       [](const Bound& b) { return Make(protocol::ServicesRequest{b.path.at("name")}); },
+       200,
+       false,
+       "[SERVICE]"},
+      {"POST",
+       "/services",
+       "Deploy a job's checkpoint as a service (kiln deploy; docs/serving.md)",
+       {},
+       {{"name", Kind::kString, "the service's name (the model's name in URLs)", true},
+        {"job_id", Kind::kInt, "the trained job", true},
+        {"step", Kind::kInt, "its checkpoint at this step (default: the latest)"},
+        {"best", Kind::kBool, "its best checkpoint by its keep_best metric"},
+        {"replicas", Kind::kInt, "replicas to keep running (default 1)"},
+        {"cpus_per_replica", Kind::kInt, "slots and threads of each (default 1)"},
+        {"memory_per_replica", Kind::kString, "memory of each, like \"2G\""},
+        {"gpus_per_replica", Kind::kInt, "GPUs of each (default 0)"},
+        {"max_batch", Kind::kInt, "rows per forward pass at most (default 32)"},
+        {"max_delay_ms", Kind::kNumber, "longest a request waits to be batched (default 2)"}},
+       [](const Bound& b) { return Make(DeployFromBody(b, b.body["name"].get<std::string>(), false)); },
+       201,
+       false,
+       "SERVICE"},
+      {"POST",
+       "/services/{name}/update",
+       "Roll a service to another checkpoint, or scale it (kiln deploy --update)",
+       {},
+       {{"job_id", Kind::kInt, "the trained job", true},
+        {"step", Kind::kInt, "its checkpoint at this step (default: the latest)"},
+        {"best", Kind::kBool, "its best checkpoint by its keep_best metric"},
+        {"replicas", Kind::kInt, "replicas to keep running"},
+        {"cpus_per_replica", Kind::kInt, "slots and threads of each"},
+        {"memory_per_replica", Kind::kString, "memory of each, like \"2G\""},
+        {"gpus_per_replica", Kind::kInt, "GPUs of each"},
+        {"max_batch", Kind::kInt, "rows per forward pass at most"},
+        {"max_delay_ms", Kind::kNumber, "longest a request waits to be batched"}},
+       [](const Bound& b) { return Make(DeployFromBody(b, b.path.at("name"), true)); },
+       200,
+       false,
+       "SERVICE"},
+      {"DELETE",
+       "/services/{name}",
+       "Stop a service's replicas and remove it (kiln undeploy)",
+       {},
+       {},
+       [](const Bound& b) { return Make(protocol::UndeployRequest{b.path.at("name")}); },
+       200,
+       false,
+       "{\"name\": NAME, \"stopped_replicas\": N}"},
+      {"POST",
+       "/services/{name}/grant",
+       "Let a user call the service (its owner or an admin; kiln service grant)",
+       {},
+       {{"user", Kind::kString, "the user", true}},
+       [](const Bound& b) {
+         return Make(protocol::ServiceGrantRequest{b.path.at("name"),
+                                                   b.body["user"].get<std::string>(), false});
+       },
+       200,
+       false,
+       "SERVICE"},
+      {"POST",
+       "/services/{name}/revoke",
+       "Stop letting a user call the service (kiln service revoke)",
+       {},
+       {{"user", Kind::kString, "the user", true}},
+       [](const Bound& b) {
+         return Make(protocol::ServiceGrantRequest{b.path.at("name"),
+                                                   b.body["user"].get<std::string>(), true});
+       },
+       200,
+       false,
+       "SERVICE"},
       {"POST",
        "/nodes/{node}/resume",
        "Resume a drained node (admins; kiln node resume)",

@@ -18,7 +18,7 @@ namespace kiln::service::api {
 
 using nlohmann::json;
 
-enum class Kind { kBool, kInt, kString, kStringList, kObject };
+enum class Kind { kBool, kInt, kNumber, kString, kStringList, kObject };
 const char* KindName(Kind kind);
 
 struct Param {

@@ -104,9 +104,37 @@ def load_time(url, job, token):
         browser.close()
 
 
+def services(url, token, name, screenshot):
+    """A logged-in user opens the services page: prints the row of service `name` once its
+    replicas are all ready (its Ready cell reads N/N), as text."""
+    browser = Browser()
+    out = {}
+    try:
+        browser.call("Page.enable")
+        browser.call("Page.navigate", url=url + "/#/services")
+        log_in(browser, token)
+        out["row"] = browser.wait(
+            "(() => { for (const tr of document.querySelectorAll('#service-rows tr')) {"
+            " const cells = [...tr.children].map((td) => td.textContent);"
+            " const ready = (cells[4] || '').split('/');"
+            " if (cells[0] === %s && ready[0] === ready[1]) return cells.join(' | '); }"
+            " return ''; })()" % json.dumps(name), 60, "the service's row, all ready")
+        out["hidden"] = browser.eval("document.getElementById('services').hidden")
+        shot = browser.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
+        with open(screenshot, "wb") as f:
+            f.write(base64.b64decode(shot["data"]))
+    except Exception as e:
+        out["error"] = str(e)
+    finally:
+        browser.close()
+    print(json.dumps(out))
+
+
 def main():
     if sys.argv[1] == "--load-time":
         return load_time(*sys.argv[2:5])
+    if sys.argv[1] == "--services":
+        return services(*sys.argv[2:6])
     url, job, owner_token, other_token, screenshot = sys.argv[1:6]
     out = {}
     browser = Browser()

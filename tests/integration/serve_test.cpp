@@ -5,6 +5,7 @@
 // client loop that sees no failed request; undeploy leaves no process.
 #include <httplib.h>
 #include <signal.h>
+#include <sys/stat.h>
 
 #include <atomic>
 #include <fstream>
@@ -335,6 +336,27 @@ TEST_CASE("deploy: a killed replica is replaced, a rolling update keeps N-1 read
            Contains(r->body, "service=\"clf\",kind=\"ready\"} 2");
   }, 15));
   CHECK(ServePids(cluster).size() == 2);
+  // The HTTP API lists it as the CLI does.
+  httplib::Client api(cluster.HttpUrl());
+  auto listed = api.Get("/api/v1/services/clf",
+                        {{"Authorization", "Bearer " + cluster.admin_token()}});
+  REQUIRE(listed);
+  CHECK(listed->status == 200);
+  CHECK(json::parse(listed->body)[0]["ready"] == 2);
+  // And the dashboard's services page, in a real browser (its screenshot is kept in
+  // test-artifacts/).
+  ::mkdir("test-artifacts", 0755);
+  auto page = RunCommand({"/usr/bin/python3",
+                          std::string(KILN_SOURCE_DIR) + "/tests/integration/dashboard_browser.py",
+                          "--services", cluster.HttpUrl(), cluster.admin_token(), "clf",
+                          "test-artifacts/dashboard-services.png"},
+                         120);
+  INFO(page.out << page.err);
+  REQUIRE(page.exit_code == 0);
+  json shown = json::parse(page.out);
+  CHECK_FALSE(shown.contains("error"));
+  CHECK(Contains(shown.value("row", ""), "clf | admin | ACTIVE | " + target + " | 2/2"));
+  CHECK(shown["hidden"] == false);
   loop.Stop();
   INFO("answered " << loop.answered() << ", retried " << loop.retried());
   CHECK(loop.failed() == 0);

@@ -153,3 +153,40 @@ TEST_CASE("the OpenAPI description has one operation per route, each with its pa
   }
   CHECK(operations >= 15);
 }
+
+TEST_CASE("API service routes make the CLI's deploy, update, undeploy, list and grant requests") {
+  ApiCall deploy = CallOf(Req("POST", "/services",
+                              R"({"name": "clf", "job_id": 7, "replicas": 2, "max_delay_ms": 1.5,
+                                  "memory_per_replica": "2G"})"));
+  CHECK(deploy.request.type == "deploy");
+  CHECK(deploy.request.body["name"] == "clf");
+  CHECK(deploy.request.body["job_id"] == 7);
+  CHECK(deploy.request.body["replicas"] == 2);
+  CHECK(deploy.request.body["max_delay_ms"] == 1.5);
+  CHECK(deploy.request.body["memory_per_replica"] == "2G");
+  CHECK(deploy.request.body["update"] == false);
+  CHECK_FALSE(deploy.request.body.contains("step"));
+  CHECK(deploy.success_status == 201);
+  ApiCall update = CallOf(Req("POST", "/services/clf/update", R"({"job_id": 9, "step": 300})"));
+  CHECK(update.request.type == "deploy");
+  CHECK(update.request.body["update"] == true);
+  CHECK(update.request.body["name"] == "clf");
+  CHECK(update.request.body["step"] == 300);
+  CHECK(CallOf(Req("DELETE", "/services/clf")).request.type == "undeploy");
+  CHECK(CallOf(Req("GET", "/services")).request.type == "services");
+  ApiCall one = CallOf(Req("GET", "/services/clf"));
+  CHECK(one.request.body["name"] == "clf");
+  ApiCall grant = CallOf(Req("POST", "/services/clf/grant", R"({"user": "bob"})"));
+  CHECK(grant.request.type == "service_grant");
+  CHECK(grant.request.body["revoke"] == false);
+  CHECK(CallOf(Req("POST", "/services/clf/revoke", R"({"user": "bob"})"))
+            .request.body["revoke"] == true);
+  // Fields named and typed as for any route.
+  ApiResponse no_job = AnswerOf(Req("POST", "/services", R"({"name": "clf"})"));
+  CHECK(no_job.status == 400);
+  CHECK_THAT(no_job.body.dump(), Catch::Contains("job_id"));
+  ApiResponse bad_delay =
+      AnswerOf(Req("POST", "/services", R"({"name": "clf", "job_id": 7, "max_delay_ms": "2"})"));
+  CHECK(bad_delay.status == 400);
+  CHECK_THAT(bad_delay.body.dump(), Catch::Contains("max_delay_ms"));
+}
