@@ -241,8 +241,7 @@ void ReadTrain(JsonFieldReader r, TrainSpec* out) {
   }
 }
 
-void ReadServe(JsonFieldReader r, std::optional<ServeSpec>* out,
-               std::vector<SpecError>* errors) {
+void ReadServe(JsonFieldReader r, std::optional<ServeSpec>* out, std::vector<SpecError>* errors) {
   if (!r.valid()) return;
   ServeSpec serve;
   r.RejectUnknown({"service", "model_job", "model_step", "max_batch", "max_delay_ms"});
@@ -343,8 +342,8 @@ bool IsValidServiceName(const std::string& name) {
   if (name.empty() || name.size() > 63) return false;
   if (!std::islower(static_cast<unsigned char>(name[0]))) return false;
   for (char c : name) {
-    if (!std::islower(static_cast<unsigned char>(c)) && !std::isdigit(static_cast<unsigned char>(c)) &&
-        c != '-') {
+    if (!std::islower(static_cast<unsigned char>(c)) &&
+        !std::isdigit(static_cast<unsigned char>(c)) && c != '-') {
       return false;
     }
   }

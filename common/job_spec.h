@@ -110,8 +110,8 @@ struct CheckpointSpec {
 // Present only in the spec of a service's replica, which the scheduler writes (kiln deploy): the
 // job runs kiln-serve with the checkpoint (model_job, model_step) instead of training.
 struct ServeSpec {
-  std::string service;      // the service's name (the model's name in URLs)
-  int64_t model_job = 0;    // the checkpoint served
+  std::string service;    // the service's name (the model's name in URLs)
+  int64_t model_job = 0;  // the checkpoint served
   int64_t model_step = 0;
   int max_batch = 32;       // rows per forward pass at most
   double max_delay_ms = 2;  // longest a request waits for others to batch with

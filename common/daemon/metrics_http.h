@@ -41,7 +41,7 @@ class MetricsHttpServer {
   // Binds and serves on a thread of its own; sets url().
   Status Listen();
   const std::string& url() const { return url_; }  // http://HOST:PORT (https:// with TLS)
-  int port() const { return bound_port_; }          // after Listen
+  int port() const { return bound_port_; }         // after Listen
   bool tls() const { return tls_; }
   void Publish(std::string text);
 

@@ -120,8 +120,9 @@ Commands::Commands(CLI::App& app) : app_(app) {
 
   predict_ = app.add_subcommand("predict", "predict with a job's trained model, or a service");
   auto* predict_job = predict_->add_option("ID", job_id_, "job id");
-  predict_->add_option("--service", service_name_,
-                       "ask the service's ready replicas (over HTTP) instead of a local model")
+  predict_
+      ->add_option("--service", service_name_,
+                   "ask the service's ready replicas (over HTTP) instead of a local model")
       ->excludes(predict_job);
   auto* predict_step = predict_->add_option("--step", step_, "checkpoint step (default: latest)");
   predict_->add_flag("--best", best_, "the best checkpoint by the job's keep_best metric")
@@ -133,28 +134,37 @@ Commands::Commands(CLI::App& app) : app_(app) {
   predict_->add_flag("--json", json_, "one JSON object per prediction");
 
   deploy_ = app.add_subcommand("deploy", "serve a job's checkpoint as a live prediction service");
-  deploy_->add_option("JOB[:STEP]", model_ref_, "the trained job, and a checkpoint step "
-                                                "(default: its latest)")->required();
+  deploy_
+      ->add_option("JOB[:STEP]", model_ref_,
+                   "the trained job, and a checkpoint step "
+                   "(default: its latest)")
+      ->required();
   auto* deploy_name = deploy_->add_option("--name", service_name_,
                                           "the new service's name (the model's name in URLs)");
-  deploy_->add_option("--update", update_name_,
-                      "roll the existing service NAME to this checkpoint, one replica at a time")
+  deploy_
+      ->add_option("--update", update_name_,
+                   "roll the existing service NAME to this checkpoint, one replica at a time")
       ->excludes(deploy_name);
   deploy_->add_flag("--best", best_, "the job's best checkpoint by its keep_best metric");
   deploy_->add_option("--replicas", replicas_, "replicas to run (default 1)")
       ->check(CLI::Range(0, 64));
-  deploy_->add_option("--cpus-per-replica", cpus_per_replica_, "slots and threads of each (default 1)")
+  deploy_
+      ->add_option("--cpus-per-replica", cpus_per_replica_, "slots and threads of each (default 1)")
       ->check(CLI::Range(1, 1024));
   deploy_->add_option("--memory-per-replica", memory_per_replica_, "memory of each, like 2G");
   deploy_->add_option("--gpus-per-replica", gpus_per_replica_, "GPUs of each (default 0)")
       ->check(CLI::Range(0, 64));
   deploy_->add_option("--max-batch", max_batch_, "rows per forward pass at most (default 32)")
       ->check(CLI::Range(1, 4096));
-  deploy_->add_option("--max-delay-ms", max_delay_ms_,
-                      "longest a request waits for others to batch with (default 2)")
+  deploy_
+      ->add_option("--max-delay-ms", max_delay_ms_,
+                   "longest a request waits for others to batch with (default 2)")
       ->check(CLI::Range(0.0, 10000.0));
-  deploy_->add_option("--wait", wait_s_, "seconds to wait for every replica to be ready "
-                                         "(0: return at once)")->capture_default_str();
+  deploy_
+      ->add_option("--wait", wait_s_,
+                   "seconds to wait for every replica to be ready "
+                   "(0: return at once)")
+      ->capture_default_str();
   deploy_->add_flag("--json", json_, "print the service as JSON");
   undeploy_ = app.add_subcommand("undeploy", "stop a service's replicas and remove it");
   undeploy_->add_option("NAME", service_name_, "service name")->required();
@@ -170,8 +180,9 @@ Commands::Commands(CLI::App& app) : app_(app) {
   service_revoke_->add_option("NAME", service_name_, "service name")->required();
   service_revoke_->add_option("USER", grant_user_, "user name")->required();
   service_token_ = service->add_subcommand(
-      "token", "print your token for calling the service's replicas (Authorization: Bearer ...); "
-               "it opens only that service, never the scheduler");
+      "token",
+      "print your token for calling the service's replicas (Authorization: Bearer ...); "
+      "it opens only that service, never the scheduler");
   service_token_->add_option("NAME", service_name_, "service name")->required();
 }
 

@@ -1,5 +1,3 @@
-#include "scheduler/cli/commands.h"
-
 #include <limits.h>
 #include <unistd.h>
 
@@ -11,6 +9,7 @@
 #include "common/file_util.h"
 #include "scheduler/cli/checkpoint_pull.h"
 #include "scheduler/cli/cli_common.h"
+#include "scheduler/cli/commands.h"
 #include "scheduler/cli/output.h"
 
 namespace kiln::cli {
@@ -77,8 +76,9 @@ std::string PredictBinary() {
 
 int Commands::Predict() {
   if (job_id_ <= 0) {
-    return ReportError(Status::InvalidArgument("give a job id (kiln predict ID --input FILE), or "
-                                               "--service NAME"));
+    return ReportError(
+        Status::InvalidArgument("give a job id (kiln predict ID --input FILE), or "
+                                "--service NAME"));
   }
   SchedulerClient client = MakeClient(global_);
   auto show = ReplyAs<protocol::DataReply>(client.Call(protocol::ShowRequest{job_id_}));
@@ -107,8 +107,8 @@ int Commands::Predict() {
 
 int Commands::PredictWithService() {
   SchedulerClient client = MakeClient(global_);
-  auto services = ReplyAs<protocol::DataReply>(
-      client.Call(protocol::ServicesRequest{service_name_}));
+  auto services =
+      ReplyAs<protocol::DataReply>(client.Call(protocol::ServicesRequest{service_name_}));
   if (!services.ok()) return ReportError(services.status());
   if (!services->data.is_array() || services->data.empty()) {
     return ReportError(Status::NotFound("no service " + service_name_));
@@ -119,8 +119,10 @@ int Commands::PredictWithService() {
     if (e.is_string()) endpoints += (endpoints.empty() ? "" : ",") + e.get<std::string>();
   }
   if (endpoints.empty()) {
-    return ReportError(Status::Unavailable("service " + service_name_ + " has no ready replica "
-                                           "now (kiln services " + service_name_ + " says why)"));
+    return ReportError(Status::Unavailable("service " + service_name_ +
+                                           " has no ready replica "
+                                           "now (kiln services " +
+                                           service_name_ + " says why)"));
   }
   // The input is read as the model reads it, which takes the spec the replicas run (the trained
   // job's model and data), in the view of one service.
@@ -139,9 +141,9 @@ int Commands::PredictWithService() {
            ServiceCallToken(AccessTokenDigest(settings.token), service_name_).c_str(), 1);
   std::cerr << "predicting with service " << service_name_ << " (model "
             << view.value("version", "") << ", " << view.value("ready", 0) << " ready replicas)\n";
-  std::vector<std::string> args = {PredictBinary(), "--spec", spec_path, "--service",
-                                   service_name_, "--service-endpoints", endpoints,
-                                   "--input", input_};
+  std::vector<std::string> args = {PredictBinary(), "--spec",      spec_path,
+                                   "--service",     service_name_, "--service-endpoints",
+                                   endpoints,       "--input",     input_};
   if (!labels_.empty()) args.insert(args.end(), {"--labels", labels_});
   if (!output_.empty()) args.insert(args.end(), {"--output", output_});
   if (json_) args.push_back("--json");
@@ -149,8 +151,8 @@ int Commands::PredictWithService() {
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
   ::execv(argv[0], argv.data());
-  return ReportError(Status::Unavailable("cannot run " + args[0] +
-                                         " (build kiln-predict, or set KILN_PREDICT)"));
+  return ReportError(
+      Status::Unavailable("cannot run " + args[0] + " (build kiln-predict, or set KILN_PREDICT)"));
 }
 
 }  // namespace kiln::cli

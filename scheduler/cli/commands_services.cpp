@@ -23,11 +23,13 @@ Result<std::pair<int64_t, int64_t>> ParseModelRef(const std::string& text) {
     return std::stoll(s);
   };
   auto job = number(text.substr(0, colon));
-  std::optional<int64_t> step = colon == std::string::npos ? std::optional<int64_t>(-1)
-                                                           : number(text.substr(colon + 1));
+  std::optional<int64_t> step =
+      colon == std::string::npos ? std::optional<int64_t>(-1) : number(text.substr(colon + 1));
   if (!job || *job <= 0 || !step) {
-    return Status::InvalidArgument("JOB[:STEP]: expected a job id and optionally a checkpoint "
-                                   "step, like 12 or 12:300, got \"" + text + "\"");
+    return Status::InvalidArgument(
+        "JOB[:STEP]: expected a job id and optionally a checkpoint "
+        "step, like 12 or 12:300, got \"" +
+        text + "\"");
   }
   return std::make_pair(*job, *step);
 }
@@ -80,8 +82,7 @@ int Commands::Deploy() {
       return kExitFailed;
     }
     SleepMs(200);
-    auto again = ReplyAs<protocol::DataReply>(
-        client.Call(protocol::ServicesRequest{request.name}));
+    auto again = ReplyAs<protocol::DataReply>(client.Call(protocol::ServicesRequest{request.name}));
     if (!again.ok()) return ReportError(again.status());
     if (!again->data.is_array() || again->data.empty()) break;
     view = again->data[0];

@@ -72,7 +72,8 @@ Status MayAdministerNodes(const Caller& caller) {
                                   " may not drain or resume nodes: only an admin may");
 }
 
-Status MayManageService(const Caller& caller, const std::string& service, const std::string& owner) {
+Status MayManageService(const Caller& caller, const std::string& service,
+                        const std::string& owner) {
   if (caller.admin || caller.user == owner) return Status::Ok();
   return Status::PermissionDenied("service " + service + " belongs to " + owner +
                                   ": only its owner or an admin may change it");

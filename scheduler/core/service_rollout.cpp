@@ -32,7 +32,8 @@ RolloutPlan PlanRollout(int64_t replicas, const ModelRef& model,
   if (old.empty()) {
     // Scale down: the extra replicas, not-ready and newest first (the oldest have served longest).
     const auto order = StopOrder(current, /*newest_first=*/true);
-    for (int64_t i = 0; i < total - want; ++i) plan.stop.push_back(order[static_cast<size_t>(i)].job_id);
+    for (int64_t i = 0; i < total - want; ++i)
+      plan.stop.push_back(order[static_cast<size_t>(i)].job_id);
     return plan;
   }
   if (want == 0) {
@@ -50,11 +51,10 @@ RolloutPlan PlanRollout(int64_t replicas, const ModelRef& model,
         plan.stop.push_back(r.job_id);
       }
     }
-    const bool surge_waits = std::any_of(current.begin(), current.end(), [](const ReplicaStatus& r) {
-      return r.waiting_for_room;
-    });
-    const int64_t ready = std::count_if(live.begin(), live.end(),
-                                        [](const ReplicaStatus& r) { return r.ready; });
+    const bool surge_waits = std::any_of(current.begin(), current.end(),
+                                         [](const ReplicaStatus& r) { return r.waiting_for_room; });
+    const int64_t ready =
+        std::count_if(live.begin(), live.end(), [](const ReplicaStatus& r) { return r.ready; });
     if (plan.stop.empty() && total > want && surge_waits && ready >= want) {
       for (const auto& r : StopOrder(old, false)) {
         if (r.on_drained_node) continue;  // its slots take no new work anyway

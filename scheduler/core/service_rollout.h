@@ -29,15 +29,15 @@ struct ModelRef {
 struct ReplicaStatus {
   int64_t job_id = 0;
   ModelRef model;
-  bool ready = false;  // its model is loaded, warmed up and answering
+  bool ready = false;             // its model is loaded, warmed up and answering
   bool waiting_for_room = false;  // PENDING, and the last scheduling pass could not place it
   bool on_drained_node = false;   // stopping it frees no room for new work
 };
 
 struct RolloutPlan {
-  int64_t start = 0;            // new replicas of the wanted checkpoint to create
-  std::vector<int64_t> stop;    // replica jobs to stop
-  bool rolling = false;         // replicas of another checkpoint are still live
+  int64_t start = 0;          // new replicas of the wanted checkpoint to create
+  std::vector<int64_t> stop;  // replica jobs to stop
+  bool rolling = false;       // replicas of another checkpoint are still live
 };
 
 RolloutPlan PlanRollout(int64_t replicas, const ModelRef& model,

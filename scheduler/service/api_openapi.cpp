@@ -18,7 +18,9 @@ json OpenApiDocument() {
             {{"name", name},
              {"in", "path"},
              {"required", true},
-             {"schema", {{"type", name == "node" || name == "step" || name == "name" ? "string" : "integer"}}}});
+             {"schema",
+              {{"type",
+                name == "node" || name == "step" || name == "name" ? "string" : "integer"}}}});
       }
     }
     for (const auto& p : route.query) {

@@ -12,7 +12,8 @@ const char* KindName(Kind kind) {
   switch (kind) {
     case Kind::kBool: return "boolean";
     case Kind::kInt: return "integer";
-    case Kind::kNumber: return "number";
+    case Kind::kNumber:
+      return "number";
     case Kind::kString: return "string";
     case Kind::kStringList: return "string";  // comma-separated in a query
     case Kind::kObject: return "object";
@@ -333,7 +334,9 @@ const std::vector<Route>& Routes() {
         {"gpus_per_replica", Kind::kInt, "GPUs of each (default 0)"},
         {"max_batch", Kind::kInt, "rows per forward pass at most (default 32)"},
         {"max_delay_ms", Kind::kNumber, "longest a request waits to be batched (default 2)"}},
-       [](const Bound& b) { return Make(DeployFromBody(b, b.body["name"].get<std::string>(), false)); },
+       [](const Bound& b) {
+         return Make(DeployFromBody(b, b.body["name"].get<std::string>(), false));
+       },
        201,
        false,
        "SERVICE"},

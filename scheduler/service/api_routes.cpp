@@ -75,7 +75,8 @@ bool HasKind(const json& value, Kind kind) {
       return value.is_number_integer() &&
              !(value.is_number_unsigned() &&
                value.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX));
-    case Kind::kNumber: return value.is_number();
+    case Kind::kNumber:
+      return value.is_number();
     case Kind::kString: return value.is_string();
     case Kind::kObject: return value.is_object();
     case Kind::kStringList: return value.is_array();

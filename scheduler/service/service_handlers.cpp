@@ -123,9 +123,8 @@ void SchedulerService::NoteServeReport(ActiveJob& job, int64_t job_id, const jso
   bool ready = false;
   if (auto e = report.find("endpoint"); e != report.end() && e->is_string()) {
     const std::string endpoint = e->get<std::string>();
-    const std::string host = node_address.find(':') != std::string::npos
-                                 ? "[" + node_address + "]"
-                                 : node_address;
+    const std::string host =
+        node_address.find(':') != std::string::npos ? "[" + node_address + "]" : node_address;
     // Exactly http(s)://ADDRESS:PORT: nothing after the port (a "@host" would send curl
     // elsewhere).
     const std::string http = "http://" + host + ":", https = "https://" + host + ":";
@@ -173,8 +172,8 @@ void SchedulerService::NoteReplicaEnded(const JobRecord& job) {
   ++changed.failures;
   bool model_ready = false;
   jobs_.ForEach([&](int64_t id, const ActiveJob& a) {
-    model_ready = model_ready || (a.service == changed.name && a.model == changed.model &&
-                                  ReplicaReady(id, a));
+    model_ready = model_ready ||
+                  (a.service == changed.name && a.model == changed.model && ReplicaReady(id, a));
   });
   if (changed.failures >= kFailuresBeforeGivingUp && !model_ready && changed.state == "active") {
     changed.state = "failed";
@@ -210,9 +209,9 @@ Status SchedulerService::StartReplica(const ServiceRecord& s) {
   job.resume_step = s.model.step;
   auto id = store_->InsertJob(job);
   if (!id.ok()) return id.status();
-  KILN_RETURN_IF_ERROR(store_->AddEvent({*id, job.submitted_at, "", "PENDING",
-                                         "replica of service " + s.name + " (model " +
-                                             Version(s.model) + ")"}));
+  KILN_RETURN_IF_ERROR(
+      store_->AddEvent({*id, job.submitted_at, "", "PENDING",
+                        "replica of service " + s.name + " (model " + Version(s.model) + ")"}));
   job.id = *id;
   jobs_.Track(job, parsed.spec);
   dirty_ = true;
@@ -240,7 +239,7 @@ void SchedulerService::ReconcileServices() {
   std::map<std::string, std::vector<core::ReplicaStatus>> live;
   std::vector<int64_t> orphans;
   std::vector<std::pair<int64_t, std::string>> lost;  // on a node that is DOWN
-  std::set<int64_t> draining;                          // on a drained node
+  std::set<int64_t> draining;                         // on a drained node
   jobs_.ForEach([&](int64_t id, const ActiveJob& job) {
     if (job.service.empty()) return;
     if (services_.Find(job.service) == nullptr) {
@@ -258,8 +257,8 @@ void SchedulerService::ReconcileServices() {
       }
     }
     // A pass has looked at it and found no room (not a hold, a quota or a dependency).
-    const bool waiting = job.state == core::JobState::kPending &&
-                         job.reason.rfind("Resources", 0) == 0;
+    const bool waiting =
+        job.state == core::JobState::kPending && job.reason.rfind("Resources", 0) == 0;
     core::ModelRef model = job.model;
     bool drained = false;
     if (job.state == core::JobState::kRunning && !job.allocation.empty()) {
@@ -454,10 +453,9 @@ void SchedulerService::OnDeploy(Request& req) {
       }
     }
     if (!chosen) {
-      return ReplyError(req, Status::NotFound("job " + std::to_string(source.id) +
-                                              ": no checkpoint records " + metric +
-                                              " (see kiln ckpt ls " +
-                                              std::to_string(source.id) + ")"));
+      return ReplyError(
+          req, Status::NotFound("job " + std::to_string(source.id) + ": no checkpoint records " +
+                                metric + " (see kiln ckpt ls " + std::to_string(source.id) + ")"));
     }
   } else {
     auto found = store_->FindCheckpoint(source.id, request.step.value_or(-1));
@@ -490,15 +488,15 @@ void SchedulerService::OnDeploy(Request& req) {
   s.updated_at = now;
   // Replicas of an old model that differ only in resources or batching roll too: each replica's
   // spec is fixed when it starts, so a changed setting needs new replicas.
-  if (existing != nullptr && (existing->cpus_per_replica != s.cpus_per_replica ||
-                              existing->memory_per_replica != s.memory_per_replica ||
-                              existing->gpus_per_replica != s.gpus_per_replica ||
-                              existing->max_batch != s.max_batch ||
-                              existing->max_delay_ms != s.max_delay_ms) &&
+  if (existing != nullptr &&
+      (existing->cpus_per_replica != s.cpus_per_replica ||
+       existing->memory_per_replica != s.memory_per_replica ||
+       existing->gpus_per_replica != s.gpus_per_replica || existing->max_batch != s.max_batch ||
+       existing->max_delay_ms != s.max_delay_ms) &&
       existing->model == s.model) {
-    return ReplyError(req, Status::InvalidArgument(
-                               "deploy --update: to change resources or batching, roll to a "
-                               "checkpoint at the same time, or undeploy and deploy again"));
+    return ReplyError(
+        req, Status::InvalidArgument("deploy --update: to change resources or batching, roll to a "
+                                     "checkpoint at the same time, or undeploy and deploy again"));
   }
   auto spec = ReplicaSpec(source.spec, s);
   if (!spec.ok()) return ReplyError(req, spec.status());
@@ -530,13 +528,13 @@ void SchedulerService::OnUndeploy(Request& req) {
   jobs_.ForEach([&](int64_t id, const ActiveJob& job) {
     if (job.service == request.name) replicas.push_back(id);
   });
-  for (int64_t id : replicas) StopReplica(id, "service " + request.name + " undeployed by " +
-                                                  req.caller.user);
+  for (int64_t id : replicas)
+    StopReplica(id, "service " + request.name + " undeployed by " + req.caller.user);
   Status removed = services_.Remove(request.name);
   if (!removed.ok()) return ReplyError(req, removed);
   Audit(req, "undeploy", target, Status::Ok());
-  Reply(req, protocol::DataReply{json{{"name", request.name},
-                                      {"stopped_replicas", replicas.size()}}});
+  Reply(req,
+        protocol::DataReply{json{{"name", request.name}, {"stopped_replicas", replicas.size()}}});
 }
 
 void SchedulerService::OnServices(Request& req) {

@@ -76,7 +76,8 @@ void SchedulerService::OnRegister(Request& req) {
 
   // What was sent to this node before may have been lost with its connection: a replica's
   // tokens go again (PushServeTokens).
-  for (const auto& [key, placement] : placements_.On(w.record.name)) serve_tokens_sent_.erase(key.first);
+  for (const auto& [key, placement] : placements_.On(w.record.name))
+    serve_tokens_sent_.erase(key.first);
   Reconcile(w, r.running);
   spdlog::info("worker {} registered: {} slots, {} GPUs, {} memory, {} running attempts", r.name,
                r.slots, r.gpus, FormatSize(r.memory_bytes), r.running.size());
@@ -298,7 +299,8 @@ void SchedulerService::OnProgress(Request& req) {
     return;
   }
   if (auto serve = m.report.find("serve"); serve != m.report.end() && !active->service.empty()) {
-    NoteServeReport(*active, m.job_id, *serve, w->address);  // a replica's: no training curve to keep
+    NoteServeReport(*active, m.job_id, *serve,
+                    w->address);  // a replica's: no training curve to keep
     return;
   }
   RecordMetricHistory(*active, m.report);

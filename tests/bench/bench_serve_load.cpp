@@ -3,6 +3,7 @@
 // requests/s and latency quantiles over the measured window (after a warm-up).
 #include <httplib.h>
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -13,8 +14,6 @@
 #include <sstream>
 #include <thread>
 #include <vector>
-
-#include <CLI/CLI.hpp>
 
 int main(int argc, char** argv) {
   CLI::App app{"kiln-bench-serve-load: HTTP load with a latency histogram"};
@@ -73,13 +72,14 @@ int main(int argc, char** argv) {
   std::sort(latencies.begin(), latencies.end());
   auto quantile = [&](double q) {
     if (latencies.empty()) return 0.0;
-    const size_t k = std::min(latencies.size() - 1,
-                              static_cast<size_t>(std::ceil(q * latencies.size())) - 1);
+    const size_t k =
+        std::min(latencies.size() - 1, static_cast<size_t>(std::ceil(q * latencies.size())) - 1);
     return latencies[k];
   };
-  std::printf("{\"requests\": %zu, \"errors\": %lld, \"requests_per_s\": %.1f, \"p50_ms\": %.3f, "
-              "\"p99_ms\": %.3f}\n",
-              latencies.size(), static_cast<long long>(errors.load()),
-              static_cast<double>(latencies.size()) / seconds, quantile(0.5), quantile(0.99));
+  std::printf(
+      "{\"requests\": %zu, \"errors\": %lld, \"requests_per_s\": %.1f, \"p50_ms\": %.3f, "
+      "\"p99_ms\": %.3f}\n",
+      latencies.size(), static_cast<long long>(errors.load()),
+      static_cast<double>(latencies.size()) / seconds, quantile(0.5), quantile(0.99));
   return latencies.empty() ? 1 : 0;
 }

@@ -8,12 +8,11 @@
 #include <sys/stat.h>
 
 #include <atomic>
+#include <catch2/catch.hpp>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <thread>
-
-#include <catch2/catch.hpp>
-#include <nlohmann/json.hpp>
 
 #include "common/credentials.h"
 #include "tests/integration/local_cluster.h"
@@ -33,12 +32,24 @@ json BinarySpec() {
   return {{"name", "serve-binary"},
           {"resources", {{"ranks", 1}}},
           {"model",
-           {{"type", "mlp"}, {"hidden", {16, 16}}, {"activation", "relu"},
-            {"output_units", 1}, {"output_activation", "sigmoid"}}},
-          {"data", {{"type", "synthetic"}, {"samples", 1024}, {"test_samples", 256},
-                    {"features", 20}, {"classes", 2}, {"seed", 7}}},
-          {"train", {{"epochs", 2}, {"batch_size", 16}, {"loss", "binary_cross_entropy"},
-                     {"optimizer", {{"type", "adam"}, {"lr", 0.01}}}, {"seed", 1}}},
+           {{"type", "mlp"},
+            {"hidden", {16, 16}},
+            {"activation", "relu"},
+            {"output_units", 1},
+            {"output_activation", "sigmoid"}}},
+          {"data",
+           {{"type", "synthetic"},
+            {"samples", 1024},
+            {"test_samples", 256},
+            {"features", 20},
+            {"classes", 2},
+            {"seed", 7}}},
+          {"train",
+           {{"epochs", 2},
+            {"batch_size", 16},
+            {"loss", "binary_cross_entropy"},
+            {"optimizer", {{"type", "adam"}, {"lr", 0.01}}},
+            {"seed", 1}}},
           {"checkpoint", {{"every_steps", 32}, {"keep_last", 5}}}};
 }
 
@@ -62,8 +73,11 @@ std::string WriteRows(const std::string& dir, int rows, int seed) {
 }
 
 json InferBody(int rows, float value = 0.5f) {
-  return {{"inputs", {{{"name", "input"}, {"shape", {rows, 20}}, {"datatype", "FP32"},
-                       {"data", std::vector<float>(static_cast<size_t>(rows) * 20, value)}}}}};
+  return {{"inputs",
+           {{{"name", "input"},
+             {"shape", {rows, 20}},
+             {"datatype", "FP32"},
+             {"data", std::vector<float>(static_cast<size_t>(rows) * 20, value)}}}}};
 }
 
 // One POST to /v2/models/NAME/infer at `endpoint`: status (0: no answer) and body.
@@ -139,9 +153,8 @@ class ClientLoop {
 
 int64_t TrainBinary(LocalCluster& cluster) {
   const int64_t job = cluster.Submit(BinarySpec());
-  json done = cluster.WaitForJob(job, [](const json& j) { return j["state"] != "PENDING" &&
-                                                                  j["state"] != "RUNNING"; },
-                                 180);
+  json done = cluster.WaitForJob(
+      job, [](const json& j) { return j["state"] != "PENDING" && j["state"] != "RUNNING"; }, 180);
   REQUIRE(done["state"] == "COMPLETED");
   return job;
 }
@@ -162,12 +175,13 @@ std::vector<pid_t> ServePids(const LocalCluster& cluster) {
 
 }  // namespace
 
-TEST_CASE("deploy: HTTP and kiln predict --service answer as kiln predict, bad requests are "
-          "refused by field, grants, undeploy leaves no process") {
+TEST_CASE(
+    "deploy: HTTP and kiln predict --service answer as kiln predict, bad requests are "
+    "refused by field, grants, undeploy leaves no process") {
   LocalCluster cluster(2);
   const int64_t job = TrainBinary(cluster);
-  auto deployed = cluster.Kiln({"deploy", std::to_string(job), "--name", "clf", "--json",
-                                "--wait", "60"}, 90);
+  auto deployed =
+      cluster.Kiln({"deploy", std::to_string(job), "--name", "clf", "--json", "--wait", "60"}, 90);
   REQUIRE(deployed.exit_code == 0);
   json view = json::parse(deployed.out);
   CHECK(view["ready"] == 1);
@@ -208,9 +222,10 @@ TEST_CASE("deploy: HTTP and kiln predict --service answer as kiln predict, bad r
     std::stringstream cells(line);
     std::string cell;
     while (std::getline(cells, cell, ',')) values.push_back(std::stof(cell));
-    json body = {{"id", "first-row"},
-                 {"inputs", {{{"name", "input"}, {"shape", {1, 20}}, {"datatype", "FP32"},
-                              {"data", values}}}}};
+    json body = {
+        {"id", "first-row"},
+        {"inputs",
+         {{{"name", "input"}, {"shape", {1, 20}}, {"datatype", "FP32"}, {"data", values}}}}};
     auto [status, reply] = Post(endpoint, infer, token, body.dump());
     REQUIRE(status == 200);
     json answer = json::parse(reply);
@@ -281,12 +296,14 @@ TEST_CASE("deploy: HTTP and kiln predict --service answer as kiln predict, bad r
   CHECK(Services(cluster, "clf").empty());
 }
 
-TEST_CASE("deploy: a killed replica is replaced, a rolling update keeps N-1 ready, a restarted "
-          "scheduler keeps the service, under a client loop that sees no failed request") {
+TEST_CASE(
+    "deploy: a killed replica is replaced, a rolling update keeps N-1 ready, a restarted "
+    "scheduler keeps the service, under a client loop that sees no failed request") {
   LocalCluster cluster(3);  // two replicas and the rollout's extra one
   const int64_t job = TrainBinary(cluster);
   auto deployed = cluster.Kiln({"deploy", std::to_string(job) + ":32", "--name", "clf",
-                                "--replicas", "2", "--json", "--wait", "90"}, 120);
+                                "--replicas", "2", "--json", "--wait", "90"},
+                               120);
   REQUIRE(deployed.exit_code == 0);
   REQUIRE(json::parse(deployed.out)["ready"] == 2);
   ClientLoop loop(cluster, "clf", CallToken(cluster.admin_token(), "clf"));
@@ -296,12 +313,14 @@ TEST_CASE("deploy: a killed replica is replaced, a rolling update keeps N-1 read
   std::vector<pid_t> pids = ServePids(cluster);
   REQUIRE(pids.size() == 2);
   REQUIRE(::kill(pids[0], SIGKILL) == 0);
-  CHECK(WaitFor([&] {
-    json v = Services(cluster, "clf");
-    const std::vector<pid_t> now = ServePids(cluster);
-    return v.value("ready", 0) == 2 && now.size() == 2 &&
-           std::find(now.begin(), now.end(), pids[0]) == now.end();
-  }, 60));
+  CHECK(WaitFor(
+      [&] {
+        json v = Services(cluster, "clf");
+        const std::vector<pid_t> now = ServePids(cluster);
+        return v.value("ready", 0) == 2 && now.size() == 2 &&
+               std::find(now.begin(), now.end(), pids[0]) == now.end();
+      },
+      60));
   const int64_t answered_before_update = loop.answered();
 
   // Rolling update to the latest checkpoint: never fewer than N-1 ready, all replicas end on it.
@@ -309,15 +328,18 @@ TEST_CASE("deploy: a killed replica is replaced, a rolling update keeps N-1 read
   REQUIRE(update.exit_code == 0);
   int min_ready = 2;
   std::string target;
-  bool rolled = WaitFor([&] {
-    json v = Services(cluster, "clf");
-    if (v.empty()) return false;
-    target = v["version"];
-    min_ready = std::min(min_ready, v["ready"].get<int>());
-    bool all_new = v["replica_jobs"].size() == 2;
-    for (const auto& r : v["replica_jobs"]) all_new = all_new && r["version"] == target && r["ready"];
-    return all_new && !v["rolling"].get<bool>();
-  }, 90);
+  bool rolled = WaitFor(
+      [&] {
+        json v = Services(cluster, "clf");
+        if (v.empty()) return false;
+        target = v["version"];
+        min_ready = std::min(min_ready, v["ready"].get<int>());
+        bool all_new = v["replica_jobs"].size() == 2;
+        for (const auto& r : v["replica_jobs"])
+          all_new = all_new && r["version"] == target && r["ready"];
+        return all_new && !v["rolling"].get<bool>();
+      },
+      90);
   CHECK(rolled);
   CHECK(min_ready >= 1);
   CHECK(target != std::to_string(job) + ":32");
@@ -330,27 +352,29 @@ TEST_CASE("deploy: a killed replica is replaced, a rolling update keeps N-1 read
   CHECK(WaitFor([&] { return Services(cluster, "clf").value("ready", 0) == 2; }, 30));
   // Admins see the service's replicas in the scheduler's /metrics.
   httplib::Client metrics(cluster.HttpUrl());
-  CHECK(WaitFor([&] {
-    auto r = metrics.Get("/metrics");
-    return r && Contains(r->body, "kiln_service_replicas{") &&
-           Contains(r->body, "service=\"clf\",kind=\"ready\"} 2");
-  }, 15));
+  CHECK(WaitFor(
+      [&] {
+        auto r = metrics.Get("/metrics");
+        return r && Contains(r->body, "kiln_service_replicas{") &&
+               Contains(r->body, "service=\"clf\",kind=\"ready\"} 2");
+      },
+      15));
   CHECK(ServePids(cluster).size() == 2);
   // The HTTP API lists it as the CLI does.
   httplib::Client api(cluster.HttpUrl());
-  auto listed = api.Get("/api/v1/services/clf",
-                        {{"Authorization", "Bearer " + cluster.admin_token()}});
+  auto listed =
+      api.Get("/api/v1/services/clf", {{"Authorization", "Bearer " + cluster.admin_token()}});
   REQUIRE(listed);
   CHECK(listed->status == 200);
   CHECK(json::parse(listed->body)[0]["ready"] == 2);
   // And the dashboard's services page, in a real browser (its screenshot is kept in
   // test-artifacts/).
   ::mkdir("test-artifacts", 0755);
-  auto page = RunCommand({"/usr/bin/python3",
-                          std::string(KILN_SOURCE_DIR) + "/tests/integration/dashboard_browser.py",
-                          "--services", cluster.HttpUrl(), cluster.admin_token(), "clf",
-                          "test-artifacts/dashboard-services.png"},
-                         120);
+  auto page = RunCommand(
+      {"/usr/bin/python3", std::string(KILN_SOURCE_DIR) + "/tests/integration/dashboard_browser.py",
+       "--services", cluster.HttpUrl(), cluster.admin_token(), "clf",
+       "test-artifacts/dashboard-services.png"},
+      120);
   INFO(page.out << page.err);
   REQUIRE(page.exit_code == 0);
   json shown = json::parse(page.out);

@@ -179,8 +179,8 @@ TEST_CASE("API service routes make the CLI's deploy, update, undeploy, list and 
   ApiCall grant = CallOf(Req("POST", "/services/clf/grant", R"({"user": "bob"})"));
   CHECK(grant.request.type == "service_grant");
   CHECK(grant.request.body["revoke"] == false);
-  CHECK(CallOf(Req("POST", "/services/clf/revoke", R"({"user": "bob"})"))
-            .request.body["revoke"] == true);
+  CHECK(CallOf(Req("POST", "/services/clf/revoke", R"({"user": "bob"})")).request.body["revoke"] ==
+        true);
   // Fields named and typed as for any route.
   ApiResponse no_job = AnswerOf(Req("POST", "/services", R"({"name": "clf"})"));
   CHECK(no_job.status == 400);

@@ -3,12 +3,11 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <catch2/catch.hpp>
 #include <filesystem>
 #include <future>
-#include <thread>
-
-#include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "common/credentials.h"
 #include "common/file_util.h"
@@ -34,7 +33,8 @@ ModelSignature FourFeatures() {
 }
 
 json Request(json shape, json data, std::string datatype = "FP32") {
-  return {{"inputs", {{{"name", "input"}, {"shape", shape}, {"datatype", datatype}, {"data", data}}}}};
+  return {
+      {"inputs", {{{"name", "input"}, {"shape", shape}, {"datatype", datatype}, {"data", data}}}}};
 }
 
 std::string ErrorOf(const json& body, const ModelSignature& m = FourFeatures()) {
@@ -48,8 +48,8 @@ std::string ErrorOf(const json& body, const ModelSignature& m = FourFeatures()) 
 
 TEST_CASE("infer request: flat and nested data give the same rows", "[serve]") {
   auto flat = ParseInferRequest(Request({2, 4}, {1, 2, 3, 4, 5, 6, 7, 8}).dump(), FourFeatures());
-  auto nested =
-      ParseInferRequest(Request({2, 2, 2}, {{{1, 2}, {3, 4}}, {{5, 6}, {7, 8}}}).dump(), FourFeatures());
+  auto nested = ParseInferRequest(Request({2, 2, 2}, {{{1, 2}, {3, 4}}, {{5, 6}, {7, 8}}}).dump(),
+                                  FourFeatures());
   REQUIRE(flat.ok());
   REQUIRE(nested.ok());
   CHECK(flat->rows == 2);
@@ -93,7 +93,8 @@ TEST_CASE("infer request: each mistake names its field", "[serve]") {
              Catch::Contains("more than 32 values"));
   // A duplicated data key is refused, not merged.
   auto twice = ParseInferRequest(R"({"inputs": [{"name": "input", "shape": [1, 4],
-      "datatype": "FP32", "data": [1, 2], "data": [3, 4]}]})", FourFeatures());
+      "datatype": "FP32", "data": [1, 2], "data": [3, 4]}]})",
+                                 FourFeatures());
   REQUIRE_FALSE(twice.ok());
   CHECK_THAT(twice.status().message(), Catch::Contains("more than once"));
   // A second input's data is not taken for the first's.
@@ -154,18 +155,17 @@ TEST_CASE("infer reply: the outputs asked for, in the protocol's shape", "[serve
 TEST_CASE("batching decisions: full, late, or nobody else coming", "[serve]") {
   BatchPolicy p{8, 2000};
   CHECK_FALSE(ShouldRunBatch(0, 5000, 0, p));
-  CHECK(ShouldRunBatch(3, 0, 0, p));      // a lone request does not wait
+  CHECK(ShouldRunBatch(3, 0, 0, p));          // a lone request does not wait
   CHECK_FALSE(ShouldRunBatch(3, 100, 2, p));  // others are being read: wait for them
-  CHECK(ShouldRunBatch(3, 2000, 2, p));   // ... but not past the delay
-  CHECK(ShouldRunBatch(8, 0, 5, p));      // full
+  CHECK(ShouldRunBatch(3, 2000, 2, p));       // ... but not past the delay
+  CHECK(ShouldRunBatch(8, 0, 5, p));          // full
   CHECK(RequestsInBatch({}, p) == 0);
   CHECK(RequestsInBatch({3, 3, 3}, p) == 2);
   CHECK(RequestsInBatch({20, 1}, p) == 1);  // a request larger than a batch runs alone
   CHECK(RequestsInBatch({1, 1, 1, 1, 1, 1, 1, 1, 1}, p) == 8);
 }
 
-TEST_CASE("batcher: concurrent requests share forward passes and get their own rows",
-          "[serve]") {
+TEST_CASE("batcher: concurrent requests share forward passes and get their own rows", "[serve]") {
   std::atomic<int> calls{0};
   DynamicBatcher batcher({16, 10000000}, [&](const std::vector<float>& values, int64_t rows) {
     ++calls;
@@ -175,7 +175,8 @@ TEST_CASE("batcher: concurrent requests share forward passes and get their own r
   });
   constexpr int kClients = 8;
   std::vector<std::unique_ptr<DynamicBatcher::Arrival>> arrivals;
-  for (int i = 0; i < kClients; ++i) arrivals.push_back(std::make_unique<DynamicBatcher::Arrival>(batcher));
+  for (int i = 0; i < kClients; ++i)
+    arrivals.push_back(std::make_unique<DynamicBatcher::Arrival>(batcher));
   std::vector<std::future<kiln::Result<std::vector<RowPrediction>>>> answers;
   for (int i = 0; i < kClients; ++i) {
     answers.push_back(std::async(std::launch::async, [&, i] {
@@ -220,8 +221,8 @@ TEST_CASE("access tokens: owner and grants by hash, re-read when the file change
   CHECK(tokens.Check("Basic abc").code() == kiln::StatusCode::kUnauthenticated);
   CHECK(tokens.Check("Bearer kiln_bob").code() == kiln::StatusCode::kPermissionDenied);
   std::this_thread::sleep_for(std::chrono::milliseconds(1100));  // mtime and the 1 s re-check
-  REQUIRE(kiln::WriteFileAtomic(path, TokenFileText({kiln::Sha256Hex("kiln_alice"),
-                                                     kiln::Sha256Hex("kiln_bob")}))
+  REQUIRE(kiln::WriteFileAtomic(
+              path, TokenFileText({kiln::Sha256Hex("kiln_alice"), kiln::Sha256Hex("kiln_bob")}))
               .ok());
   CHECK(tokens.Check("Bearer kiln_bob").ok());
   CHECK_FALSE(ParseTokenFile("{\"tokens_sha256\": [\"short\"]}").ok());

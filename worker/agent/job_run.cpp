@@ -78,8 +78,8 @@ Result<std::unique_ptr<JobRun>> JobRun::Start(const JobRunConfig& config,
     run->memory_sampler_.emplace(run->tag_, run->ProgramName(), run->owner());
   }
   if (run->spec_.serve) {
-    KILN_RETURN_IF_ERROR(run->SetServeTokens(launch.serve_tokens.value_or(
-        std::vector<std::string>{})));
+    KILN_RETURN_IF_ERROR(
+        run->SetServeTokens(launch.serve_tokens.value_or(std::vector<std::string>{})));
   }
   if (run->leader_) {
     // Where kiln-rsh (run by mpirun) finds the other nodes' agents, and the secret they want.
@@ -228,19 +228,33 @@ Status JobRun::StartServer() {
   const ServeSpec& serve = *spec_.serve;
   char delay[32];
   std::snprintf(delay, sizeof delay, "%g", serve.max_delay_ms);
-  const int64_t threads = std::max<int64_t>(1, spec_.resources.threads_per_rank > 0
-                                                   ? spec_.resources.threads_per_rank
-                                                   : spec_.resources.cpus_per_rank);
+  const int64_t threads =
+      std::max<int64_t>(1, spec_.resources.threads_per_rank > 0 ? spec_.resources.threads_per_rank
+                                                                : spec_.resources.cpus_per_rank);
   std::vector<std::string> argv = {
-      config_.serve_path, "--spec", run_dir_ + "/spec.json", "--checkpoint",
-      launch_.resume_path.empty() ? run_dir_ + "/resume.ckpt" : launch_.resume_path, "--name",
-      serve.service, "--version",
-      std::to_string(serve.model_job) + ":" + std::to_string(serve.model_step), "--listen",
+      config_.serve_path,
+      "--spec",
+      run_dir_ + "/spec.json",
+      "--checkpoint",
+      launch_.resume_path.empty() ? run_dir_ + "/resume.ckpt" : launch_.resume_path,
+      "--name",
+      serve.service,
+      "--version",
+      std::to_string(serve.model_job) + ":" + std::to_string(serve.model_step),
+      "--listen",
       (config_.address.find(':') != std::string::npos ? "[" + config_.address + "]"
-                                                      : config_.address) + ":0",
-      "--tokens", ServeTokensPath(), "--max-batch",
-      std::to_string(serve.max_batch), "--max-delay-ms", delay, "--threads",
-      std::to_string(threads), "--report", "ipc://" + run_dir_ + "/agent.sock"};
+                                                      : config_.address) +
+          ":0",
+      "--tokens",
+      ServeTokensPath(),
+      "--max-batch",
+      std::to_string(serve.max_batch),
+      "--max-delay-ms",
+      delay,
+      "--threads",
+      std::to_string(threads),
+      "--report",
+      "ipc://" + run_dir_ + "/agent.sock"};
   auto group = StartGroup(argv, RankEnvironment());
   if (!group.ok()) return group.status();
   group_ = std::move(group).value();

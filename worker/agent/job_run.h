@@ -43,7 +43,7 @@ struct JobRunConfig {
   std::string trainer_path;  // kiln-train
   std::string rsh_path;      // kiln-rsh, OpenMPI's rsh agent for gangs on several nodes
   std::string mpirun_path = "mpirun";
-  std::string serve_path;    // kiln-serve, for a service's replica (spec.serve)
+  std::string serve_path;             // kiln-serve, for a service's replica (spec.serve)
   std::string address = "127.0.0.1";  // this node's --address: where replicas listen
   Millis kill_grace_ms = 3000;  // SIGTERM, then SIGKILL after this long
   // The delegated cgroup each attempt gets a child of (cgroup.h); none: the watchdog alone.

@@ -164,8 +164,8 @@ void DynamicBatcher::Loop() {
     if (batch.size() == 1) {
       values = std::move(batch[0]->values);
     } else {
-      values.reserve(static_cast<size_t>(total) * (batch[0]->values.size() /
-                                                   static_cast<size_t>(batch[0]->rows)));
+      values.reserve(static_cast<size_t>(total) *
+                     (batch[0]->values.size() / static_cast<size_t>(batch[0]->rows)));
       for (const auto& p : batch) values.insert(values.end(), p->values.begin(), p->values.end());
     }
     Result<std::vector<RowPrediction>> out = RunModel(values, total);
@@ -178,8 +178,8 @@ void DynamicBatcher::Loop() {
       if (!out.ok()) {
         p->result = out.status();
       } else {
-        p->result = std::vector<RowPrediction>(out->begin() + offset,
-                                               out->begin() + offset + p->rows);
+        p->result =
+            std::vector<RowPrediction>(out->begin() + offset, out->begin() + offset + p->rows);
       }
       offset += p->rows;
       p->done = true;

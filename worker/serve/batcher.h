@@ -36,8 +36,8 @@ size_t RequestsInBatch(const std::vector<int64_t>& queued_rows, const BatchPolic
 class DynamicBatcher {
  public:
   // Runs `rows` rows of `features` values each; called on the batcher's thread only.
-  using Model = std::function<std::vector<RowPrediction>(const std::vector<float>& values,
-                                                         int64_t rows)>;
+  using Model =
+      std::function<std::vector<RowPrediction>(const std::vector<float>& values, int64_t rows)>;
   DynamicBatcher(BatchPolicy policy, Model model);
   ~DynamicBatcher();  // answers what is queued with an error and joins the thread
   DynamicBatcher(const DynamicBatcher&) = delete;
@@ -51,6 +51,7 @@ class DynamicBatcher {
     Arrival(const Arrival&) = delete;
     Arrival& operator=(const Arrival&) = delete;
     void Done();
+
    private:
     friend class DynamicBatcher;
     DynamicBatcher* batcher_;

@@ -34,7 +34,9 @@ class RequestSax : public nlohmann::json_sax<json> {
 
   bool null() override { return Scalar(json(nullptr), "null"); }
   bool boolean(bool v) override { return Scalar(json(v), "boolean"); }
-  bool number_integer(number_integer_t v) override { return Number(static_cast<double>(v), json(v)); }
+  bool number_integer(number_integer_t v) override {
+    return Number(static_cast<double>(v), json(v));
+  }
   bool number_unsigned(number_unsigned_t v) override {
     return Number(static_cast<double>(v), json(v));
   }
@@ -139,7 +141,7 @@ class RequestSax : public nlohmann::json_sax<json> {
   }
   void Open(json container) {
     // The key an element of an array sits under is its array's.
-    const std::string under = open_.empty()                ? ""
+    const std::string under = open_.empty()              ? ""
                               : open_.back()->is_array() ? open_keys_.back()
                                                          : key_;
     open_.push_back(Place(std::move(container)));
@@ -170,7 +172,8 @@ std::string ShapeText(const std::vector<int64_t>& shape) {
 Result<InferRequest> ParseInferRequest(std::string_view body, const ModelSignature& model) {
   const std::string text(body);
   if (JsonNestingDepth(text) > kMaxJsonDepth) {
-    return Invalid("(body)", "JSON nested deeper than " + std::to_string(kMaxJsonDepth) + " levels");
+    return Invalid("(body)",
+                   "JSON nested deeper than " + std::to_string(kMaxJsonDepth) + " levels");
   }
   json doc;
   RequestSax sax(&doc, static_cast<size_t>(model.max_rows * model.features));
@@ -198,8 +201,8 @@ Result<InferRequest> ParseInferRequest(std::string_view body, const ModelSignatu
   }
   const json& inputs = doc["inputs"];
   if (!inputs.is_array() || inputs.size() != 1) {
-    return Invalid("inputs", "must be an array of exactly one input (\"" + model.input_name +
-                                 "\")");
+    return Invalid("inputs",
+                   "must be an array of exactly one input (\"" + model.input_name + "\")");
   }
   const json& input = inputs[0];
   const std::string at = "inputs[0]";
@@ -226,8 +229,8 @@ Result<InferRequest> ParseInferRequest(std::string_view body, const ModelSignatu
                    "must be \"FP32\", got \"" + input["datatype"].get<std::string>() + "\"");
   }
   if (!input.contains("shape") || !input["shape"].is_array() || input["shape"].empty()) {
-    return Invalid(at + ".shape", "must be an array like [rows, " +
-                                      std::to_string(model.features) + "]");
+    return Invalid(at + ".shape",
+                   "must be an array like [rows, " + std::to_string(model.features) + "]");
   }
   std::vector<int64_t> shape;
   for (const json& d : input["shape"]) {
@@ -314,7 +317,8 @@ json ModelMetadata(const ModelSignature& model) {
   return {{"name", model.name},
           {"versions", {model.version}},
           {"platform", "kiln_libtorch"},
-          {"inputs", {{{"name", model.input_name}, {"datatype", "FP32"}, {"shape", model.input_shape}}}},
+          {"inputs",
+           {{{"name", model.input_name}, {"datatype", "FP32"}, {"shape", model.input_shape}}}},
           {"outputs",
            {{{"name", "label"}, {"datatype", "INT64"}, {"shape", {-1}}},
             {{"name", "probability"}, {"datatype", "FP64"}, {"shape", {-1}}}}},

@@ -9,11 +9,10 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "common/status.h"
 
@@ -21,23 +20,23 @@ namespace kiln::serve {
 
 // What a deployed model takes and gives.
 struct ModelSignature {
-  std::string name;      // the service's name: the model's name in URLs
-  std::string version;   // "JOB:STEP" of the checkpoint
+  std::string name;     // the service's name: the model's name in URLs
+  std::string version;  // "JOB:STEP" of the checkpoint
   std::string input_name = "input";
-  int64_t features = 0;  // FP32 values per row
+  int64_t features = 0;              // FP32 values per row
   std::vector<int64_t> input_shape;  // reported in metadata: [-1, features] or [-1, 1, side, side]
-  int64_t classes = 0;   // 2 for a binary (sigmoid) model
-  int64_t max_rows = 4096;  // rows one request may carry
+  int64_t classes = 0;               // 2 for a binary (sigmoid) model
+  int64_t max_rows = 4096;           // rows one request may carry
   // What the checkpoint records of its input rows ({"features", "feature_columns",
   // "label_column"} for CSV data): clients read their files by it. Empty: nothing recorded.
   nlohmann::json input = nlohmann::json::object();
 };
 
 struct InferRequest {
-  std::string id;                  // echoed back; empty: none given
+  std::string id;  // echoed back; empty: none given
   int64_t rows = 0;
-  std::vector<float> values;       // rows * features, row-major
-  bool want_label = true;          // outputs asked for (all when the request names none)
+  std::vector<float> values;  // rows * features, row-major
+  bool want_label = true;     // outputs asked for (all when the request names none)
   bool want_probability = true;
 };
 

@@ -5,16 +5,15 @@
 // the agent on the run dir's report socket, as rank 0 of kiln-train reports progress.
 #include <httplib.h>
 #include <spdlog/spdlog.h>
+#include <torch/torch.h>
 
+#include <CLI/CLI.hpp>
 #include <atomic>
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
 #include <iostream>
 #include <thread>
-
-#include <CLI/CLI.hpp>
-#include <torch/torch.h>
 
 #include "common/daemon/metrics_http.h"
 #include "common/file_util.h"
@@ -30,8 +29,8 @@
 
 namespace {
 
-using nlohmann::json;
 using kiln::serve::ModelSignature;
+using nlohmann::json;
 
 std::atomic<bool> g_stop{false};
 
@@ -50,20 +49,31 @@ void Reply(httplib::Response& res, int status, const std::string& body) {
 void ReplyError(httplib::Response& res, const kiln::Status& s) {
   int status = 500;
   switch (s.code()) {
-    case kiln::StatusCode::kInvalidArgument: status = 400; break;
-    case kiln::StatusCode::kUnauthenticated: status = 401; break;
-    case kiln::StatusCode::kPermissionDenied: status = 403; break;
-    case kiln::StatusCode::kNotFound: status = 404; break;
-    case kiln::StatusCode::kUnavailable: status = 503; break;
-    default: break;
+    case kiln::StatusCode::kInvalidArgument:
+      status = 400;
+      break;
+    case kiln::StatusCode::kUnauthenticated:
+      status = 401;
+      break;
+    case kiln::StatusCode::kPermissionDenied:
+      status = 403;
+      break;
+    case kiln::StatusCode::kNotFound:
+      status = 404;
+      break;
+    case kiln::StatusCode::kUnavailable:
+      status = 503;
+      break;
+    default:
+      break;
   }
   if (status == 401) res.set_header("WWW-Authenticate", "Bearer");
   Reply(res, status, kiln::serve::ErrorBody(s.message()));
 }
 
 struct Options {
-  std::string spec_path, checkpoint, name, version, listen = "127.0.0.1:0", advertise,
-      tokens_path, report, cert, key;
+  std::string spec_path, checkpoint, name, version, listen = "127.0.0.1:0", advertise, tokens_path,
+                                                    report, cert, key;
   bool no_auth = false;
   int64_t max_batch = 32;
   double max_delay_ms = 2;
@@ -89,10 +99,13 @@ int main(int argc, char** argv) {
   app.add_option("--tokens", o.tokens_path,
                  "file of the SHA-256 of each token allowed ({\"tokens_sha256\": [...]})");
   app.add_flag("--no-auth", o.no_auth, "answer every request without a token (trusted networks)");
-  app.add_option("--max-batch", o.max_batch, "rows per forward pass at most")->capture_default_str();
+  app.add_option("--max-batch", o.max_batch, "rows per forward pass at most")
+      ->capture_default_str();
   app.add_option("--max-delay-ms", o.max_delay_ms,
-                 "longest a request waits for others to batch with")->capture_default_str();
-  app.add_option("--max-body-bytes", o.max_body_bytes, "largest request body")->capture_default_str();
+                 "longest a request waits for others to batch with")
+      ->capture_default_str();
+  app.add_option("--max-body-bytes", o.max_body_bytes, "largest request body")
+      ->capture_default_str();
   app.add_option("--threads", o.threads, "intra-op threads of the model")->capture_default_str();
   app.add_option("--http-threads", o.http_threads, "connections served at once")
       ->capture_default_str();
@@ -103,9 +116,9 @@ int main(int argc, char** argv) {
   app.add_option("--http-key", o.key, "TLS private key (PEM)");
   CLI11_PARSE(app, argc, argv);
   const bool name_ok = !o.name.empty() && o.name.size() <= 63 &&
-                       o.name.find_first_not_of("abcdefghijklmnopqrstuvwxyz"
-                                                "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") ==
-                           std::string::npos;
+                       o.name.find_first_not_of(
+                           "abcdefghijklmnopqrstuvwxyz"
+                           "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") == std::string::npos;
   if (!name_ok) return Fail("--name: 1 to 63 letters, digits, '-' or '_'");
   if (o.version.find_first_not_of("0123456789:") != std::string::npos) {
     return Fail("--version: digits and ':' (JOB:STEP)");
@@ -136,8 +149,10 @@ int main(int argc, char** argv) {
     if (!state.ok()) return Fail(state.status().message());
     if (spec.data.features == 0) spec.data.features = state->input.value("features", 0);
     if (state->input.is_object()) model.input = state->input;
-    if (spec.InputFeatures() <= 0) return Fail("the checkpoint does not say how many inputs the "
-                                               "model takes, and the spec has no data.features");
+    if (spec.InputFeatures() <= 0)
+      return Fail(
+          "the checkpoint does not say how many inputs the "
+          "model takes, and the spec has no data.features");
     auto loaded = kiln::train::Predictor::Load(spec, o.checkpoint);
     if (!loaded.ok()) return Fail(loaded.status().message());
     predictor = std::make_unique<kiln::train::Predictor>(std::move(loaded).value());
@@ -148,8 +163,10 @@ int main(int argc, char** argv) {
         predictor->To(torch::Device(torch::kCUDA, 0));
         spdlog::info("kiln-serve: the model runs on CUDA device 0 (GPU {})", gpus);
       } else {
-        spdlog::warn("kiln-serve: GPUs {} were given, but this LibTorch has no CUDA or sees no "
-                     "device: the model runs on the CPU", gpus);
+        spdlog::warn(
+            "kiln-serve: GPUs {} were given, but this LibTorch has no CUDA or sees no "
+            "device: the model runs on the CPU",
+            gpus);
       }
     }
     if (spec.data.standardize) {
@@ -214,8 +231,8 @@ int main(int argc, char** argv) {
     }
     tls_server = std::move(secure);
   }
-  auto http = kiln::MetricsHttpServer::Create("--listen", o.listen, std::move(tls_server),
-                                              !o.cert.empty());
+  auto http =
+      kiln::MetricsHttpServer::Create("--listen", o.listen, std::move(tls_server), !o.cert.empty());
   if (!http.ok()) return Fail(http.status().message());
   httplib::Server& server = (*http)->server();
   const int http_threads = std::max(4, o.http_threads);
@@ -282,10 +299,10 @@ int main(int argc, char** argv) {
       }
     }
     arrival.Done();
-    stats.Record(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() -
-                                                           started)
-                     .count(),
-                 error);
+    stats.Record(
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started)
+            .count(),
+        error);
   };
   server.Post(model_path + "/infer", infer);
   server.Post(model_path + "/versions/" + model.version + "/infer", infer);

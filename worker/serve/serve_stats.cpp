@@ -14,7 +14,8 @@ double Quantile(std::vector<double>& samples, double q) {
   const size_t rank =
       static_cast<size_t>(std::ceil(q * static_cast<double>(samples.size()))) - (q > 0 ? 1 : 0);
   const size_t k = std::min(rank, samples.size() - 1);
-  std::nth_element(samples.begin(), samples.begin() + static_cast<std::ptrdiff_t>(k), samples.end());
+  std::nth_element(samples.begin(), samples.begin() + static_cast<std::ptrdiff_t>(k),
+                   samples.end());
   return samples[k];
 }
 

@@ -1,13 +1,13 @@
 // kiln-predict: predictions from a checkpoint, one line per input row. `kiln predict` pulls the
 // checkpoint and the job's spec and runs this; it can also be run by hand on a pulled checkpoint.
-#include <cstdio>
-#include <cstdlib>
-#include <optional>
-#include <fstream>
-#include <iostream>
+#include <torch/torch.h>
 
 #include <CLI/CLI.hpp>
-#include <torch/torch.h>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <optional>
 #ifdef KILN_PREDICT_HTTP
 #include <httplib.h>
 
@@ -47,9 +47,7 @@ class ServiceClient {
   }
 
   // GET /v2/models/NAME from the first replica that answers.
-  kiln::Result<nlohmann::json> Metadata() {
-    return Call("GET", "/v2/models/" + model_, "");
-  }
+  kiln::Result<nlohmann::json> Metadata() { return Call("GET", "/v2/models/" + model_, ""); }
 
   kiln::Result<std::vector<kiln::train::Prediction>> Predict(const torch::Tensor& rows) {
     std::vector<kiln::train::Prediction> out;
@@ -75,7 +73,8 @@ class ServiceClient {
         if (o.value("name", "") == "probability") probabilities = &o["data"];
       }
       if (labels == nullptr || probabilities == nullptr ||
-          labels->size() != static_cast<size_t>(n) || probabilities->size() != static_cast<size_t>(n)) {
+          labels->size() != static_cast<size_t>(n) ||
+          probabilities->size() != static_cast<size_t>(n)) {
         return kiln::Status::Internal("a replica's reply lacks label or probability for " +
                                       std::to_string(n) + " rows");
       }
@@ -84,7 +83,8 @@ class ServiceClient {
         const nlohmann::json& p = (*probabilities)[static_cast<size_t>(r)];
         if (!label.is_number_integer() || !p.is_number()) {
           return kiln::Status::Internal(
-              "row " + std::to_string(i + r) + ": the replica answered no number (a NaN: the "
+              "row " + std::to_string(i + r) +
+              ": the replica answered no number (a NaN: the "
               "row's values are far outside what the model was trained on)");
         }
         out.push_back({label.get<int64_t>(), p.get<double>()});
@@ -106,9 +106,9 @@ class ServiceClient {
         std::this_thread::sleep_for(std::chrono::milliseconds(300));
       }
       httplib::Headers headers = {{"Authorization", "Bearer " + token_}};
-      auto res = method == "GET" ? clients_[i]->Get(path.c_str(), headers)
-                                 : clients_[i]->Post(path.c_str(), headers, body,
-                                                     "application/json");
+      auto res = method == "GET"
+                     ? clients_[i]->Get(path.c_str(), headers)
+                     : clients_[i]->Post(path.c_str(), headers, body, "application/json");
       if (!res) {
         last_error = endpoints_[i] + ": " + httplib::to_string(res.error());
         ++retries_;
@@ -220,9 +220,10 @@ int main(int argc, char** argv) {
       if (spec.data.features == 0) {  // csv without data.features: the checkpoint knows
         spec.data.features = state->input.value("features", 0);
         if (spec.data.features <= 0) {
-          return Fail("the spec has no data.features and the checkpoint does not record how "
-                      "many inputs the model takes: add data.features to the spec given with "
-                      "--spec");
+          return Fail(
+              "the spec has no data.features and the checkpoint does not record how "
+              "many inputs the model takes: add data.features to the spec given with "
+              "--spec");
         }
       }
       auto read = kiln::train::ReadPredictionInput(
