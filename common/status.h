@@ -16,6 +16,9 @@ enum class StatusCode { kOk, kInvalidArgument, kNotFound, kAlreadyExists, kUnava
 const char* StatusCodeName(StatusCode code);
 // The code StatusCodeName gives `name`; kInternal for a name it never gives.
 StatusCode StatusCodeFromName(const std::string& name);
+// The HTTP status an error of this code answers with (400, 401, 403, 404, 409, 500, 503), for
+// every HTTP server of kiln (the scheduler's API, kiln-serve).
+int HttpStatusOf(StatusCode code);
 
 class [[nodiscard]] Status {
  public:

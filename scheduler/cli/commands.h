@@ -3,9 +3,9 @@
 // logged in, a wrong token or server key, or not allowed on that job).
 #pragma once
 
-#include <string>
-
 #include <CLI/CLI.hpp>
+#include <string>
+#include <vector>
 
 #include "common/status.h"
 
@@ -40,6 +40,9 @@ class Commands {
   int CheckpointsRemove();
   int Predict();
   int PredictWithService();
+  // Replaces this process with kiln-predict: `model_args` (the model: a checkpoint, or a
+  // service's replicas), then --input and the output options given.
+  int RunPredict(std::vector<std::string> model_args);
   int Deploy();
   int Undeploy();
   int Services();

@@ -92,17 +92,7 @@ int Commands::Predict() {
   Status wrote = WriteFileAtomic(spec_path, show->data["spec"].dump(2));
   if (!wrote.ok()) return ReportError(wrote);
   std::cerr << "predicting with checkpoint " << pulled->step << " of job " << job_id_ << "\n";
-  std::vector<std::string> args = {PredictBinary(), "--spec", spec_path, "--checkpoint",
-                                   pulled->path, "--input", input_};
-  if (!labels_.empty()) args.insert(args.end(), {"--labels", labels_});
-  if (!output_.empty()) args.insert(args.end(), {"--output", output_});
-  if (json_) args.push_back("--json");
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  ::execv(argv[0], argv.data());
-  return ReportError(Status::Unavailable("cannot run " + args[0] +
-                                         " (build kiln-predict, or set KILN_PREDICT)"));
+  return RunPredict({"--spec", spec_path, "--checkpoint", pulled->path});
 }
 
 int Commands::PredictWithService() {
@@ -141,9 +131,14 @@ int Commands::PredictWithService() {
            ServiceCallToken(AccessTokenDigest(settings.token), service_name_).c_str(), 1);
   std::cerr << "predicting with service " << service_name_ << " (model "
             << view.value("version", "") << ", " << view.value("ready", 0) << " ready replicas)\n";
-  std::vector<std::string> args = {PredictBinary(), "--spec",      spec_path,
-                                   "--service",     service_name_, "--service-endpoints",
-                                   endpoints,       "--input",     input_};
+  return RunPredict(
+      {"--spec", spec_path, "--service", service_name_, "--service-endpoints", endpoints});
+}
+
+int Commands::RunPredict(std::vector<std::string> model_args) {
+  std::vector<std::string> args = {PredictBinary()};
+  args.insert(args.end(), model_args.begin(), model_args.end());
+  args.insert(args.end(), {"--input", input_});
   if (!labels_.empty()) args.insert(args.end(), {"--labels", labels_});
   if (!output_.empty()) args.insert(args.end(), {"--output", output_});
   if (json_) args.push_back("--json");

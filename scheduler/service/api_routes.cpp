@@ -154,23 +154,6 @@ std::vector<std::string> Bind(const Route& route, const ApiRequest& request, Bou
 
 }  // namespace
 
-
-int HttpStatusOf(StatusCode code) {
-  switch (code) {
-    case StatusCode::kOk: return 200;
-    case StatusCode::kInvalidArgument: return 400;
-    case StatusCode::kUnauthenticated: return 401;
-    case StatusCode::kPermissionDenied: return 403;
-    case StatusCode::kNotFound: return 404;
-    case StatusCode::kAlreadyExists: return 409;
-    case StatusCode::kFailedPrecondition: return 409;
-    case StatusCode::kUnavailable: return 503;
-    case StatusCode::kIoError:
-    case StatusCode::kInternal: return 500;
-  }
-  return 500;
-}
-
 ApiResponse ApiError(const Status& status, std::vector<std::string> errors) {
   return {HttpStatusOf(status.code()),
           {{"error",

@@ -52,7 +52,6 @@ ApiResponse TranslateApiReply(const ApiCall& call, const protocol::Envelope& rep
 
 // {"error": {...}} with the HTTP status that `status`'s code maps to.
 ApiResponse ApiError(const Status& status, std::vector<std::string> errors = {});
-int HttpStatusOf(StatusCode code);
 
 // The OpenAPI 3.0 description of every route (served at /api/v1/openapi.json).
 nlohmann::json OpenApiDocument();

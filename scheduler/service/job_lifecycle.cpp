@@ -16,7 +16,7 @@ Status SchedulerService::Transition(JobRecord& job, core::JobEvent event,
   if (!ended.ok()) return ended.status();
   dirty_ = true;
   CountTransition(job, now);
-  if (job.spec.contains("serve")) NoteReplicaEnded(job);
+  if (job.spec.contains("serve")) NoteReplicaTransition(job);
   if (!ended->has_value()) return Status::Ok();
   // The attempt ended: charge what it used to its user's fair share. Nothing to charge (no
   // entry) when it ended the millisecond it started, or the wall clock stepped back.

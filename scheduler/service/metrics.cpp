@@ -94,13 +94,14 @@ void SchedulerService::PublishMetrics() {
   metrics_.ClearGauge("kiln_service_requests_per_second");
   std::map<std::string, std::pair<int64_t, int64_t>> replicas;  // live, ready
   std::map<std::string, double> rates;
-  jobs_.ForEach([&](int64_t id, const ActiveJob& job) {
-    if (job.service.empty()) return;
-    ++replicas[job.service].first;
-    if (!ReplicaReady(id, job)) return;
-    ++replicas[job.service].second;
-    rates[job.service] += serve_status_.at(id).report.value("requests_per_s", 0.0);
-  });
+  if (!services_.all().empty())
+    jobs_.ForEach([&](int64_t id, const ActiveJob& job) {
+      if (job.service.empty()) return;
+      ++replicas[job.service].first;
+      if (!ReplicaReady(id, job)) return;
+      ++replicas[job.service].second;
+      rates[job.service] += serve_status_.at(id).report.value("requests_per_s", 0.0);
+    });
   for (const auto& [name, s] : services_.all()) {
     metrics_.Set("kiln_service_replicas", {{"service", name}, {"kind", "wanted"}},
                  static_cast<double>(s.replicas));

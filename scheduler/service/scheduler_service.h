@@ -221,6 +221,10 @@ class SchedulerService {
   void OnUndeploy(Request& req);
   void OnServices(Request& req);
   void OnServiceGrant(Request& req);
+  // The checkpoint a deploy names: the job's latest, a given step, or its best by its
+  // checkpoint.keep_best metric (core::BestCheckpoint, as retention ranks them).
+  Result<CheckpointRecord> DeployedCheckpoint(int64_t job_id, const CheckpointSpec& spec,
+                                              const protocol::DeployRequest& request);
   // Starts and stops replica jobs as each service's rollout plan says; after anything that
   // changed a service or a replica, and once a second (not in the first seconds after a start,
   // while replicas report whether they are ready again).
@@ -238,8 +242,9 @@ class SchedulerService {
   // A replica's report ({"endpoint", "ready", "requests_per_s", ...}).
   void NoteServeReport(ActiveJob& job, int64_t job_id, const nlohmann::json& report,
                        const std::string& node_address);
-  // After a replica job's transition: a FAILED one counts against its service.
-  void NoteReplicaEnded(const JobRecord& job);
+  // After a replica job's transition: its service is looked at again, and a FAILED one counts
+  // against it.
+  void NoteReplicaTransition(const JobRecord& job);
   // Deletes a bounded batch of what the retention policy no longer keeps (pruning.cpp).
   void PruneOldRecords();
   // What `kiln submit` should warn about a job just queued: no node up at the last pass could

@@ -1,5 +1,7 @@
 #include "scheduler/service/service_table.h"
 
+#include "common/job_spec.h"
+
 namespace kiln::service {
 
 using nlohmann::json;
@@ -21,6 +23,35 @@ json ServiceToJson(const ServiceRecord& s) {
           {"failures", s.failures},
           {"created_at", s.created_at},
           {"updated_at", s.updated_at}};
+}
+
+std::string ModelVersion(const core::ModelRef& m) {
+  return std::to_string(m.job) + ":" + std::to_string(m.step);
+}
+
+Result<json> ReplicaSpecOf(const json& trained_spec, const ServiceRecord& s) {
+  if (!trained_spec.is_object()) return Status::Internal("the trained job's spec is not an object");
+  json spec = trained_spec;
+  spec["name"] = s.name;
+  json resources = {{"ranks", 1},
+                    {"cpus_per_rank", s.cpus_per_replica},
+                    {"threads_per_rank", s.cpus_per_replica},
+                    {"gpus_per_rank", s.gpus_per_replica}};
+  if (s.memory_per_replica > 0) resources["memory_per_rank"] = s.memory_per_replica;
+  spec["resources"] = resources;
+  for (const char* key : {"checkpoint", "depends_on", "time_limit", "priority"}) spec.erase(key);
+  spec["max_retries"] = kReplicaRetries;
+  spec["serve"] = {{"service", s.name},
+                   {"model_job", s.model.job},
+                   {"model_step", s.model.step},
+                   {"max_batch", s.max_batch},
+                   {"max_delay_ms", s.max_delay_ms}};
+  SpecParseResult parsed = ParseJobSpec(spec);
+  if (!parsed.ok()) {
+    return Status::InvalidArgument("the replica's spec is not valid: " +
+                                   SpecErrorStrings(parsed.errors).front());
+  }
+  return spec;
 }
 
 Result<ServiceRecord> ServiceFromJson(const json& j) {

@@ -35,7 +35,15 @@ struct ServiceRecord {
   Millis updated_at = 0;
 };
 
+// Retries of a replica job in place; past them the service starts a new replica job.
+constexpr int64_t kReplicaRetries = 2;
+
 nlohmann::json ServiceToJson(const ServiceRecord& s);
+// "JOB:STEP": a served checkpoint's version, as replicas and views name it.
+std::string ModelVersion(const core::ModelRef& m);
+// A replica's spec: the trained job's spec (its model and data) as one rank of
+// cpus_per_replica slots that runs kiln-serve (`serve`); InvalidArgument when it does not parse.
+Result<nlohmann::json> ReplicaSpecOf(const nlohmann::json& trained_spec, const ServiceRecord& s);
 Result<ServiceRecord> ServiceFromJson(const nlohmann::json& j);
 
 class ServiceTable {

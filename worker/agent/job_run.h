@@ -112,7 +112,7 @@ class JobRun {
          std::unique_ptr<transport::Socket> reports, Sink sink, LineSink lines,
          CheckpointSink on_checkpoint);
   Status StartProcess();
-  // kiln-serve in place of mpirun, for a service's replica.
+  // kiln-serve in place of mpirun, for a service's replica (job_run_serve.cpp).
   Status StartServer();
   // Where the replica's token file is (worker/serve/access_tokens.h).
   std::string ServeTokensPath() const;

@@ -47,26 +47,7 @@ void Reply(httplib::Response& res, int status, const std::string& body) {
 }
 
 void ReplyError(httplib::Response& res, const kiln::Status& s) {
-  int status = 500;
-  switch (s.code()) {
-    case kiln::StatusCode::kInvalidArgument:
-      status = 400;
-      break;
-    case kiln::StatusCode::kUnauthenticated:
-      status = 401;
-      break;
-    case kiln::StatusCode::kPermissionDenied:
-      status = 403;
-      break;
-    case kiln::StatusCode::kNotFound:
-      status = 404;
-      break;
-    case kiln::StatusCode::kUnavailable:
-      status = 503;
-      break;
-    default:
-      break;
-  }
+  const int status = kiln::HttpStatusOf(s.code());
   if (status == 401) res.set_header("WWW-Authenticate", "Bearer");
   Reply(res, status, kiln::serve::ErrorBody(s.message()));
 }
