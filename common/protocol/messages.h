@@ -37,9 +37,11 @@ struct SubmitRequest {
   std::optional<int64_t> resume_from_step;
   std::string user;   // who submits (the CLI's login name; authenticated once users land)
   bool hold = false;  // queue it held: it waits until released
+  // A job array: "INDICES[%MAX]" (common/job_array.h), one task per index.
+  std::optional<std::string> array;
   template <class V> void Fields(V& v) {
     v("request_id", request_id); v("spec", spec); v("resume_from_job", resume_from_job);
-    v("resume_from_step", resume_from_step); v("user", user); v("hold", hold);
+    v("resume_from_step", resume_from_step); v("user", user); v("hold", hold); v("array", array);
   }
 };
 
@@ -71,16 +73,20 @@ struct QueueRequest {
   }
 };
 
+// With array_index, job_id is an array and the request is about its task with that index
+// ("12_40"): for cancel and job_admin, a pending task without a row of its own gets one first.
 struct ShowRequest {
   static constexpr const char* kType = "show";
   int64_t job_id = 0;
-  template <class V> void Fields(V& v) { v("job_id", job_id); }
+  std::optional<int64_t> array_index;
+  template <class V> void Fields(V& v) { v("job_id", job_id); v("array_index", array_index); }
 };
 
 struct CancelRequest {
   static constexpr const char* kType = "cancel";
   int64_t job_id = 0;
-  template <class V> void Fields(V& v) { v("job_id", job_id); }
+  std::optional<int64_t> array_index;
+  template <class V> void Fields(V& v) { v("job_id", job_id); v("array_index", array_index); }
 };
 
 struct CancelReply {
@@ -114,7 +120,11 @@ struct JobAdminRequest {
   int64_t job_id = 0;
   std::string action;
   int64_t priority = 0;  // for "priority"
-  template <class V> void Fields(V& v) { v("job_id", job_id); v("action", action); v("priority", priority); }
+  std::optional<int64_t> array_index;
+  template <class V> void Fields(V& v) {
+    v("job_id", job_id); v("action", action); v("priority", priority);
+    v("array_index", array_index);
+  }
 };
 
 // Admin changes to a node: "drain" (no new work; running jobs finish), "drain_requeue" (and

@@ -143,12 +143,16 @@ struct LaunchJob {
   std::optional<bool> allow_root;
   // A service's replica (spec.serve): the SHA-256 of each token that may call it.
   std::optional<std::vector<std::string>> serve_tokens;
+  // A task of an array: the array's job id and the task's index (KILN_ARRAY_JOB_ID and
+  // KILN_ARRAY_INDEX in the ranks' environment).
+  std::optional<int64_t> array_job;
+  std::optional<int64_t> array_index;
   template <class V> void Fields(V& v) {
     v("job_id", job_id); v("attempt", attempt); v("spec", spec); v("ranks", ranks);
     v("resume_step", resume_step); v("resume_job", resume_job); v("resume_sha256", resume_sha256);
     v("resume_path", resume_path); v("gpu_ids", gpu_ids); v("hosts", hosts);
     v("launch_secret", launch_secret); v("run_as", run_as); v("allow_root", allow_root);
-    v("serve_tokens", serve_tokens);
+    v("serve_tokens", serve_tokens); v("array_job", array_job); v("array_index", array_index);
   }
 };
 

@@ -4,9 +4,14 @@
 
 #include "common/config.h"
 #include "common/credentials.h"
+#include "common/job_array.h"
 #include "scheduler/cli/cli_common.h"
 
 namespace kiln::cli {
+
+namespace {
+constexpr const char* kJobRefHelp = "job id, or ARRAY_INDEX for a task of an array (12_40)";
+}  // namespace
 
 Commands::Commands(CLI::App& app) : app_(app) {
   app.add_option("--scheduler", global_.scheduler,
@@ -39,10 +44,17 @@ Commands::Commands(CLI::App& app) : app_(app) {
   submit_->add_option("--resume-from", resume_from_,
                       "start from a checkpoint of job ID (its latest, or ID:STEP)");
   submit_->add_flag("--hold", hold_, "queue the job held: it waits until `kiln release`");
+  submit_->add_option("--array", array_,
+                      "submit an array: one task per index, FIRST-LAST[:STEP] or a list "
+                      "(0-999, 0-99:10, 1,5,7-9), %MAX to run at most MAX at once (0-999%8); "
+                      "each task's spec has ${array_index} replaced by its index, and its ranks "
+                      "get KILN_ARRAY_INDEX");
 
   queue_ = app.add_subcommand("queue", "list pending and running jobs");
   queue_->add_flag("--all,-a", all_, "include finished jobs");
   queue_->add_flag("--json", json_, "print a JSON array");
+  queue_->add_flag("--expand", expand_,
+                   "one line per array task that has not started (instead of 12[40-999])");
   queue_->add_option("--user,-u", queue_user_, "only this user's jobs");
   queue_->add_option("--state,-s", queue_states_,
                      "only jobs in these states (PENDING, RUNNING, COMPLETED, FAILED, CANCELLED; "
@@ -50,21 +62,21 @@ Commands::Commands(CLI::App& app) : app_(app) {
       ->delimiter(',');
 
   show_ = app.add_subcommand("show", "show one job: state, reason, metrics, events, checkpoints");
-  show_->add_option("ID", job_id_, "job id")->required();
+  show_->add_option("ID", job_ref_, kJobRefHelp)->required();
   show_->add_flag("--json", json_, "print a JSON object");
   show_->add_option("--metric", metric_, "print only this metric's latest value (e.g. test_accuracy)");
 
   metrics_ = app.add_subcommand("metrics",
                                 "a job's metrics history: its epoch and training "
                                 "reports, kept after it ends");
-  metrics_->add_option("ID", job_id_, "job id")->required();
+  metrics_->add_option("ID", job_ref_, kJobRefHelp)->required();
   metrics_->add_flag("--json", json_, "print {job_id, epoch: [...], step: [...]}");
 
   cancel_ = app.add_subcommand("cancel", "cancel a pending or running job");
-  cancel_->add_option("ID", job_id_, "job id")->required();
+  cancel_->add_option("ID", job_ref_, kJobRefHelp)->required();
 
   logs_ = app.add_subcommand("logs", "print a job's output (all ranks, through mpirun)");
-  logs_->add_option("ID", job_id_, "job id")->required();
+  logs_->add_option("ID", job_ref_, kJobRefHelp)->required();
   logs_->add_flag("--follow,-f", follow_, "keep printing until the job ends");
   logs_->add_flag("--json", json_, "print JSON lines {seq, attempt, time, line}");
   logs_->add_flag("--raw", raw_, "print every line as written, Open MPI's banners included, "
@@ -85,24 +97,24 @@ Commands::Commands(CLI::App& app) : app_(app) {
   CLI::App* ckpt = app.add_subcommand("ckpt", "checkpoints of a job");
   ckpt->require_subcommand(1);
   ckpt_ls_ = ckpt->add_subcommand("ls", "list a job's checkpoints");
-  ckpt_ls_->add_option("ID", job_id_, "job id")->required();
+  ckpt_ls_->add_option("ID", job_ref_, kJobRefHelp)->required();
   ckpt_ls_->add_flag("--json", json_, "print a JSON array of {step, epoch, metrics, bytes, sha256}");
   ckpt_pull_ = ckpt->add_subcommand("pull", "download a checkpoint, verified by its sha256");
-  ckpt_pull_->add_option("ID", job_id_, "job id")->required();
+  ckpt_pull_->add_option("ID", job_ref_, kJobRefHelp)->required();
   auto* pull_step = ckpt_pull_->add_option("--step", step_, "checkpoint step (default: latest)");
   ckpt_pull_->add_flag("--best", best_, "the best by the job's keep_best metric "
                                         "(default test_accuracy)")->excludes(pull_step);
   ckpt_pull_->add_option("-o,--output-dir", out_dir_, "folder to write into")->capture_default_str();
   ckpt_rm_ = ckpt->add_subcommand("rm", "delete a checkpoint");
-  ckpt_rm_->add_option("ID", job_id_, "job id")->required();
+  ckpt_rm_->add_option("ID", job_ref_, kJobRefHelp)->required();
   ckpt_rm_->add_option("--step", step_, "checkpoint step")->required();
 
   hold_cmd_ = app.add_subcommand("hold", "keep a pending job from being scheduled (its owner or an admin)");
-  hold_cmd_->add_option("ID", job_id_, "job id")->required();
+  hold_cmd_->add_option("ID", job_ref_, kJobRefHelp)->required();
   release_ = app.add_subcommand("release", "let a held job be scheduled again (its owner or an admin)");
-  release_->add_option("ID", job_id_, "job id")->required();
+  release_->add_option("ID", job_ref_, kJobRefHelp)->required();
   priority_cmd_ = app.add_subcommand("priority", "set a job's priority, higher goes first (its owner may lower it; only an admin may raise it)");
-  priority_cmd_->add_option("ID", job_id_, "job id")->required();
+  priority_cmd_->add_option("ID", job_ref_, kJobRefHelp)->required();
   priority_cmd_->add_option("PRIORITY", priority_, "new priority")->required();
   CLI::App* node = app.add_subcommand("node", "admin: drain, resume or remove a worker node");
   node->require_subcommand(1);
@@ -119,7 +131,7 @@ Commands::Commands(CLI::App& app) : app_(app) {
   node_remove_->add_option("NAME", node_, "node name")->required();
 
   predict_ = app.add_subcommand("predict", "predict with a job's trained model, or a service");
-  auto* predict_job = predict_->add_option("ID", job_id_, "job id");
+  auto* predict_job = predict_->add_option("ID", job_ref_, kJobRefHelp);
   predict_
       ->add_option("--service", service_name_,
                    "ask the service's ready replicas (over HTTP) instead of a local model")
@@ -187,6 +199,21 @@ Commands::Commands(CLI::App& app) : app_(app) {
 }
 
 int Commands::RunSelected() {
+  if (!job_ref_.empty()) {
+    auto ref = ParseJobRef(job_ref_);
+    if (!ref) {
+      return ReportError(Status::InvalidArgument(
+          "ID: expected a job id (12) or an array task (12_40), got \"" + job_ref_ + "\""));
+    }
+    job_id_ = ref->id;
+    array_index_ = ref->index;
+    // These act on a task by its index; the others need the task's own job id.
+    const bool by_index = show_->parsed() || cancel_->parsed() || hold_cmd_->parsed() ||
+                          release_->parsed() || priority_cmd_->parsed();
+    if (array_index_ && !by_index) {
+      if (int code = ResolveArrayTask(); code != 0) return code;
+    }
+  }
   if (login_->parsed()) return Login();
   if (whoami_->parsed()) return WhoAmI();
   if (submit_->parsed()) return Submit();

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -57,7 +58,13 @@ class Commands {
   CLI::App& app_;
   GlobalOptions global_;
   std::string file_;
+  // Resolves "ARRAY_INDEX" to the task's own job id (it must have started).
+  int ResolveArrayTask();
+  std::string job_ref_;  // the ID argument: "12" or "12_40"
   int64_t job_id_ = 0;
+  std::optional<int64_t> array_index_;
+  std::string array_;
+  bool expand_ = false;
   bool follow_ = false;
   bool json_ = false;
   bool all_ = false;

@@ -1,5 +1,3 @@
-#include "scheduler/cli/commands.h"
-
 #include <sys/ioctl.h>
 #include <unistd.h>
 
@@ -9,8 +7,10 @@
 #include "common/clock.h"
 #include "common/file_util.h"
 #include "common/ids.h"
+#include "common/job_array.h"
 #include "common/job_spec.h"
 #include "scheduler/cli/cli_common.h"
+#include "scheduler/cli/commands.h"
 #include "scheduler/cli/log_filter.h"
 #include "scheduler/cli/output.h"
 
@@ -22,6 +22,9 @@ int Commands::Submit() {
   auto text = ReadFile(file_);
   if (!text.ok()) return ReportError(Status::InvalidArgument(text.status().message()));
   SpecParseResult parsed = ParseJobSpecText(*text);
+  if (!array_.empty() && !parsed.ok()) {  // "${array_index}" in a number's place: the scheduler
+    parsed.errors.clear();                // checks each task's spec with its index in
+  }
   if (!parsed.ok()) {
     std::cerr << "kiln: job spec " << file_ << " rejected (" << parsed.errors.size()
               << " error" << (parsed.errors.size() == 1 ? "" : "s") << "):\n";
@@ -31,6 +34,13 @@ int Commands::Submit() {
   SchedulerClient client = MakeClient(global_);
   protocol::SubmitRequest request{NewRequestId(), json::parse(*text), std::nullopt, std::nullopt,
                                   "", hold_};  // the scheduler takes the user from the token
+  if (!array_.empty()) {
+    auto array = ParseArraySpec(array_);
+    if (!array.ok()) {
+      return ReportError(Status::InvalidArgument("--" + array.status().message()));
+    }
+    request.array = array_;
+  }
   if (!resume_from_.empty()) {
     try {
       size_t colon = resume_from_.find(':');
@@ -134,10 +144,14 @@ int Commands::Follow(int64_t job_id) {
 int Commands::JobAdmin(const std::string& action) {
   SchedulerClient client = MakeClient(global_);
   auto reply = ReplyAs<protocol::DataReply>(
-      client.Call(protocol::JobAdminRequest{job_id_, action, priority_}));
+      client.Call(protocol::JobAdminRequest{job_id_, action, priority_, array_index_}));
   if (!reply.ok()) return ReportError(reply.status());
   const json& job = reply->data;
-  std::cout << "job " << job.value("id", job_id_) << " " << job.value("state", "")
+  const std::string name =
+      job.contains("array_job")
+          ? TaskName(job.value("array_job", int64_t{0}), job.value("array_index", int64_t{-1}))
+          : std::to_string(job.value("id", job_id_));
+  std::cout << (job.contains("array") ? "array " : "job ") << name << " " << job.value("state", "")
             << (job.value("held", false) ? " (held)" : "") << ", priority "
             << job.value("priority", 0) << std::endl;
   return 0;
@@ -166,13 +180,24 @@ int Commands::Queue() {
     if (!next.is_number_integer()) break;
     request.after_id = next.get<int64_t>();
   }
-  std::cout << (json_ ? jobs.dump(2) + "\n" : FormatQueue(jobs));
+  std::cout << (json_ ? jobs.dump(2) + "\n" : FormatQueue(jobs, expand_));
+  return 0;
+}
+
+int Commands::ResolveArrayTask() {
+  SchedulerClient client = MakeClient(global_);
+  auto reply =
+      ReplyAs<protocol::DataReply>(client.Call(protocol::ShowRequest{job_id_, array_index_}));
+  if (!reply.ok()) return ReportError(reply.status());
+  job_id_ = reply->data.value("id", int64_t{0});
+  array_index_.reset();
   return 0;
 }
 
 int Commands::Show() {
   SchedulerClient client = MakeClient(global_);
-  auto reply = ReplyAs<protocol::DataReply>(client.Call(protocol::ShowRequest{job_id_}));
+  auto reply =
+      ReplyAs<protocol::DataReply>(client.Call(protocol::ShowRequest{job_id_, array_index_}));
   if (!reply.ok()) return ReportError(reply.status());
   if (!metric_.empty()) {
     const json& metrics = reply->data["metrics"];
@@ -189,8 +214,8 @@ int Commands::Show() {
   }
   std::cout << FormatJob(reply->data);
   // A scheduler from before metrics history answers with an error: then no sparkline.
-  auto history =
-      ReplyAs<protocol::DataReply>(client.Call(protocol::MetricsHistoryRequest{job_id_}));
+  auto history = ReplyAs<protocol::DataReply>(
+      client.Call(protocol::MetricsHistoryRequest{reply->data.value("id", job_id_)}));
   if (history.ok()) {
     const std::string spark = LossSparkline(history->data);
     if (!spark.empty()) std::cout << spark << "\n";
@@ -208,9 +233,15 @@ int Commands::Metrics() {
 
 int Commands::Cancel() {
   SchedulerClient client = MakeClient(global_);
-  auto reply = ReplyAs<protocol::CancelReply>(client.Call(protocol::CancelRequest{job_id_}));
+  auto reply =
+      ReplyAs<protocol::CancelReply>(client.Call(protocol::CancelRequest{job_id_, array_index_}));
   if (!reply.ok()) return ReportError(reply.status());
-  std::cout << "job " << reply->job_id << " " << reply->state << std::endl;
+  if (array_index_) {
+    std::cout << "task " << TaskName(job_id_, *array_index_) << " (job " << reply->job_id << ") "
+              << reply->state << std::endl;
+  } else {
+    std::cout << "job " << reply->job_id << " " << reply->state << std::endl;
+  }
   return 0;
 }
 

@@ -9,6 +9,7 @@
 #include <sstream>
 #include <vector>
 
+#include "common/job_array.h"
 #include "common/quantities.h"
 
 namespace kiln::cli {
@@ -158,7 +159,7 @@ std::string FormatProgressBar(const json& job, std::optional<double> eta_s, int 
   return bar.str();
 }
 
-std::string FormatQueue(const json& jobs) {
+std::string FormatQueue(const json& jobs, bool expand) {
   std::vector<std::vector<std::string>> rows = {
       {"ID", "NAME", "USER", "PRI", "STATE", "ATTEMPT", "RANKS", "NODE", "PROGRESS", "REASON"}};
   for (const auto& j : jobs) {
@@ -166,10 +167,38 @@ std::string FormatQueue(const json& jobs) {
     std::string progress = m.contains("step") ? Str(m, "step") + "/" + Str(m, "total_steps") : "-";
     std::string state = Str(j, "state");
     if (j.value("held", false) && state == "PENDING") state += " (held)";
-    rows.push_back({Str(j, "id"), Str(j, "name"), Str(j, "user").empty() ? "-" : Str(j, "user"),
-                    j.contains("priority") ? Str(j, "priority") : "0", state, Str(j, "attempt"),
-                    Str(j, "ranks"), Str(j, "node").empty() ? "-" : Str(j, "node"), progress,
-                    Str(j, "reason")});
+    std::vector<std::string> row = {Str(j, "id"),
+                                    Str(j, "name"),
+                                    Str(j, "user").empty() ? "-" : Str(j, "user"),
+                                    j.contains("priority") ? Str(j, "priority") : "0",
+                                    state,
+                                    Str(j, "attempt"),
+                                    Str(j, "ranks"),
+                                    Str(j, "node").empty() ? "-" : Str(j, "node"),
+                                    progress,
+                                    Str(j, "reason")};
+    if (j.contains("array_job")) {  // a task of an array: ARRAY_INDEX
+      row[0] = TaskName(j.value("array_job", int64_t{0}), j.value("array_index", int64_t{-1}));
+    }
+    if (j.contains("array") && j["array"].is_object()) {
+      // An array's own line stands for its tasks that have not started: 12[40-999].
+      const json& a = j["array"];
+      const std::string pending = a.value("pending", "");
+      const bool finished = state != "PENDING" && state != "PENDING (held)";
+      if (!finished && pending.empty()) continue;  // every task is listed on its own
+      if (expand && !finished) {
+        auto set = IndexSet::Parse(pending);
+        for (int64_t index : set.ok() ? set->Expand() : std::vector<int64_t>{}) {
+          row[0] = TaskName(j.value("id", int64_t{0}), index);
+          row[5] = "0";
+          rows.push_back(row);
+        }
+        continue;
+      }
+      row[0] += "[" + (finished ? a.value("indices", "") : pending) + "]";
+      row[5] = "-";
+    }
+    rows.push_back(std::move(row));
   }
   return Table(rows);
 }
@@ -213,6 +242,27 @@ std::string FormatJob(const json& j) {
   }
   if (j.contains("depends_on") && !j["depends_on"].empty()) {
     out << "  depends on " << j["depends_on"].dump() << "\n";
+  }
+  if (j.contains("array_job")) {
+    out << "  array task "
+        << TaskName(j.value("array_job", int64_t{0}), j.value("array_index", int64_t{-1}))
+        << " (index " << Str(j, "array_index") << " of array " << Str(j, "array_job") << ")\n";
+  }
+  if (j.contains("array") && j["array"].is_object()) {
+    const json& a = j["array"];
+    out << "  array      " << Str(a, "tasks") << " tasks [" << Str(a, "indices") << "]";
+    if (a.value("max_running", int64_t{0}) > 0)
+      out << ", at most " << Str(a, "max_running") << " running";
+    out << "\n             " << Str(a, "pending_count") << " not started";
+    if (a.contains("states") && a["states"].is_object()) {
+      for (auto it = a["states"].begin(); it != a["states"].end(); ++it) {
+        out << ", " << it->dump() << " " << it.key();
+      }
+    }
+    if (a.value("cancelled", int64_t{0}) > 0) {
+      out << ", " << Str(a, "cancelled") << " dropped by a cancel";
+    }
+    out << "\n";
   }
   out
       << "  attempt    " << Str(j, "attempt") << " (max retries " << Str(j, "max_retries") << ")\n"

@@ -8,7 +8,9 @@
 
 namespace kiln::cli {
 
-std::string FormatQueue(const nlohmann::json& jobs);
+// The queue as a table. An array's own line shows its tasks that have not started, folded
+// ("12[40-999]"), or one line per task with `expand`; tasks with rows show as "12_3".
+std::string FormatQueue(const nlohmann::json& jobs, bool expand = false);
 std::string FormatJob(const nlohmann::json& job);
 std::string FormatNodes(const nlohmann::json& nodes);
 std::string FormatCheckpoints(const nlohmann::json& checkpoints);

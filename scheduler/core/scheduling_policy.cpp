@@ -187,12 +187,21 @@ class Pass {
     std::priority_queue<Entry, std::vector<Entry>, std::greater<Entry>> heap;
     std::vector<size_t> next(key_.size(), 0);
     for (int32_t u : touched) heap.push({key_[u], user_queues_[u][0].first->id, u});
+    std::vector<int64_t> started(key_.size(), 0);  // tasks of the user's current entry started
     while (!heap.empty()) {
       const int32_t u = std::get<2>(heap.top());
       heap.pop();
       const auto& q = user_queues_[u];
-      const auto& [job, memo] = q[next[u]++];
+      const auto& [job, memo] = q[next[u]];
+      const size_t starts_before = plan_.starts.size();
       Try(*job, *memo);
+      // An array that started a task offers its next one, as the user's next job would be.
+      if (plan_.starts.size() > starts_before && ++started[u] < job->tasks) {
+        heap.push({key_[u], job->id, u});
+        continue;
+      }
+      started[u] = 0;
+      ++next[u];
       if (next[u] < q.size()) heap.push({key_[u], q[next[u]].first->id, u});
     }
     for (int32_t u : touched) user_queues_[u].clear();

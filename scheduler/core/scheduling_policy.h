@@ -35,6 +35,9 @@ struct QueuedJob {
   Millis time_limit_ms = 0;  // 0: none
   bool held = false;
   std::vector<int64_t> depends_on;  // after-ok: each must COMPLETE first
+  // How many gangs of this shape may start from this entry in one pass (>= 1): an array's
+  // pending tasks, at most its limit of running tasks. Each start is its own JobStart.
+  int64_t tasks = 1;
 };
 
 struct RunningJob {
@@ -115,7 +118,8 @@ struct SchedulingPlan {
   const std::string& ReasonOf(const JobWait& w) const { return reasons[w.reason]; }
 };
 
-// Every queued job appears exactly once in starts, waits or failures.
+// Every queued job appears exactly once in starts, waits or failures; except that an entry with
+// tasks > 1 may start several times, and then wait (once) if not all of its tasks started.
 SchedulingPlan PlanPass(const SchedulingInput& in);
 
 // Running jobs whose time limit has passed at `now`.

@@ -132,9 +132,12 @@ const std::vector<Route>& Routes() {
          "a client-made id: a retried submit with the same id returns the same job"},
         {"resume_from_job", Kind::kInt, "start from a checkpoint of this job"},
         {"resume_from_step", Kind::kInt, "that job's checkpoint at this step (default latest)"},
-        {"user", Kind::kString, "submit as this user (admins only)"}},
+        {"user", Kind::kString, "submit as this user (admins only)"},
+        {"array", Kind::kString,
+         "a job array: INDICES[%MAX], e.g. 0-999%8 (docs/job-spec.md, Job arrays)"}},
        [](const Bound& b) -> Result<Envelope> {
          protocol::SubmitRequest r;
+         if (b.body.contains("array")) r.array = b.body["array"].get<std::string>();
          r.spec = b.body["spec"];
          r.hold = b.body.value("hold", false);
          r.request_id = b.body.value("request_id", std::string());

@@ -1,9 +1,10 @@
 // Requests from the kiln CLI. Each handler decodes its body, reads or changes state inside the
 // turn's transaction, and queues exactly one reply.
-#include <algorithm>
-
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
+#include "common/job_array.h"
 #include "common/job_spec.h"
 #include "common/json_fields.h"
 #include "scheduler/service/handler_macros.h"
@@ -45,15 +46,27 @@ void SchedulerService::OnSubmit(Request& req) {
   }
   KILN_PERMIT_OR_REPLY(core::MaySubmitAs(req.caller, request.user), "submit",
                        "user " + request.user);
+  // An array: its tasks' specs are validated with their index in (PrepareArray).
+  std::optional<ArraySpec> array;
+  if (request.array) {
+    auto parsed_array = ParseArraySpec(*request.array);
+    if (!parsed_array.ok()) {
+      return ReplyError(req, Status::InvalidArgument("job array rejected: 1 error(s)"),
+                        {parsed_array.status().message()});
+    }
+    array = std::move(*parsed_array);
+  }
+  const int64_t new_pending = array ? array->indices.Count() : 1;
   if (auto quota = quotas_.find(request.user);
       quota != quotas_.end() && quota->second.max_pending > 0 &&
-      jobs_.PendingOf(request.user) >= quota->second.max_pending) {
+      jobs_.PendingOf(request.user) + new_pending > quota->second.max_pending) {
     KILN_PERMIT_OR_REPLY(
         Status::FailedPrecondition(
             "Quota: user " + request.user + " has " +
             std::to_string(jobs_.PendingOf(request.user)) + " of " +
-            std::to_string(quota->second.max_pending) +
-            " pending jobs allowed; submit again when some have started, or cancel some"),
+            std::to_string(quota->second.max_pending) + " pending jobs allowed" +
+            (array ? " and the array adds " + std::to_string(new_pending) : std::string()) +
+            "; submit again when some have started, or cancel some"),
         "submit", "user " + request.user);
   }
   if (const size_t bytes = request.spec.dump().size(); bytes > kMaxSpecBytes) {
@@ -62,13 +75,18 @@ void SchedulerService::OnSubmit(Request& req) {
                                "of " + std::to_string(kMaxSpecBytes / 1024) +
                                " KiB; put large inputs in files the job reads"));
   }
-  SpecParseResult parsed = ParseJobSpec(request.spec);
+  SpecParseResult parsed = ParseJobSpec(
+      array ? SubstituteArrayIndex(request.spec, *array->indices.First()) : request.spec);
   if (!parsed.ok()) {
     spdlog::info("refused a job spec with {} errors", parsed.errors.size());
+    std::vector<std::string> errors = SpecErrorStrings(parsed.errors);
+    for (auto& e : errors) {
+      if (array) e = "task " + std::to_string(*array->indices.First()) + ": " + e;
+    }
     return ReplyError(req,
                       Status::InvalidArgument("job spec rejected: " +
                                               std::to_string(parsed.errors.size()) + " error(s)"),
-                      SpecErrorStrings(parsed.errors));
+                      errors);
   }
   if (parsed.spec.serve) {
     return ReplyError(req, Status::InvalidArgument("job spec rejected: 1 error(s)"),
@@ -96,6 +114,9 @@ void SchedulerService::OnSubmit(Request& req) {
   job.time_limit_ms = parsed.spec.time_limit_s * 1000;
   job.depends_on = parsed.spec.depends_on;
   job.name = parsed.spec.name;
+  if (array && request.spec.contains("name") && request.spec["name"].is_string()) {
+    job.name = request.spec["name"].get<std::string>();  // "${array_index}" left in
+  }
   job.spec = request.spec;
   job.state = core::JobState::kPending;
   job.reason = "Waiting: not yet scheduled";
@@ -147,11 +168,14 @@ void SchedulerService::OnSubmit(Request& req) {
     job.resume_job = *request.resume_from_job;
     job.resume_step = (*from)->step;
   }
+  if (request.array && !PrepareArray(req, *request.array, job)) return;
   auto id = store_->InsertJob(job);
   KILN_OK_OR_REPLY(id);
-  Status event = store_->AddEvent({*id, job.submitted_at, "", "PENDING",
-                                   std::string("submitted by ") + job.user +
-                                       (job.held ? ", held" : "")});
+  Status event = store_->AddEvent(
+      {*id, job.submitted_at, "", "PENDING",
+       std::string("submitted by ") + job.user +
+           (array ? " as an array of " + std::to_string(new_pending) + " tasks" : "") +
+           (job.held ? ", held" : "")});
   if (!event.ok()) return ReplyError(req, event);
   job.id = *id;
   const ActiveJob& tracked = jobs_.Track(job, parsed.spec);
@@ -249,14 +273,19 @@ void SchedulerService::OnShow(Request& req) {
   KILN_PERMIT_OR_REPLY(
       core::MayActOnJob(req.caller, core::JobAction::kShow, record.id, record.user), "show",
       "job " + std::to_string(record.id));
-  auto events = store_->Events(request.job_id);
+  if (request.array_index && !ResolveArrayTask(req, record, *request.array_index, false, &record)) {
+    return;
+  }
+  auto events = store_->Events(record.id);
   KILN_OK_OR_REPLY(events);
-  auto attempts = store_->Attempts(request.job_id);
+  auto attempts = store_->Attempts(record.id);
   KILN_OK_OR_REPLY(attempts);
-  auto checkpoints = store_->Checkpoints(request.job_id);
+  auto checkpoints = store_->Checkpoints(record.id);
   KILN_OK_OR_REPLY(checkpoints);
   WithLiveReason(record);
-  Reply(req, protocol::DataReply{JobDetailView(record, *events, *attempts, *checkpoints)});
+  json view = JobDetailView(record, *events, *attempts, *checkpoints);
+  if (record.array.is_object()) view["array"] = ArrayView(record);
+  Reply(req, protocol::DataReply{std::move(view)});
 }
 
 void SchedulerService::OnCancel(Request& req) {
@@ -265,6 +294,11 @@ void SchedulerService::OnCancel(Request& req) {
   const std::string target = "job " + std::to_string(job.id);
   KILN_PERMIT_OR_REPLY(core::MayActOnJob(req.caller, core::JobAction::kCancel, job.id, job.user),
                        "cancel", target);
+  if (request.array_index) {
+    if (!ResolveArrayTask(req, job, *request.array_index, true, &job)) return;
+  } else if (job.array.is_object()) {
+    return CancelArray(req, job);
+  }
   const bool was_running = job.state == core::JobState::kRunning;
   const std::string why = "cancelled by " + req.caller.user;
   Status changed = Transition(job, core::JobEvent::kCancel, why);
@@ -359,6 +393,11 @@ void SchedulerService::OnJobAdmin(Request& req) {
   } else {
     KILN_PERMIT_OR_REPLY(core::MayActOnJob(req.caller, core::JobAction::kHold, job.id, job.user),
                          request.action, target);
+  }
+  if (request.array_index) {
+    if (!ResolveArrayTask(req, job, *request.array_index, true, &job)) return;
+  } else if (job.array.is_object()) {
+    return AdminArray(req, job, request);
   }
   ActiveJob* active = jobs_.Find(job.id);
   if (active == nullptr) {

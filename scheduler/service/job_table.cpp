@@ -28,6 +28,33 @@ void SetAccountLabel(core::ResourceRequest& r, const std::string& label) {
 
 }  // namespace
 
+nlohmann::json ArrayState::ToJson() const {
+  return {{"indices", indices},
+          {"tasks", tasks},
+          {"max_running", max_running},
+          {"pending", pending.ToString()},
+          {"cancelled", cancelled}};
+}
+
+ArrayState ArrayState::FromJson(const nlohmann::json& j) {
+  ArrayState a;
+  if (!j.is_object()) return a;
+  a.indices = j.value("indices", "");
+  a.tasks = j.value("tasks", int64_t{0});
+  a.max_running = j.value("max_running", int64_t{0});
+  a.cancelled = j.value("cancelled", int64_t{0});
+  const std::string pending = j.value("pending", "");
+  if (!pending.empty()) {
+    auto set = IndexSet::Parse(pending);
+    if (set.ok()) a.pending = std::move(*set);
+  }
+  return a;
+}
+
+int64_t JobTable::PendingWeight(const ActiveJob& a) {
+  return a.array ? a.array->pending.Count() : 1;
+}
+
 std::string JobTable::AccountLabelOf(const std::string& user) const {
   auto it = account_labels_.find(user);
   // A user no longer in the database: a label no node carries (the job waits, never runs as an
@@ -54,6 +81,7 @@ void JobTable::Clear() {
   pending_.clear();
   running_.clear();
   finished_states_.clear();
+  live_tasks_.clear();
   pending_by_user_.assign(pending_by_user_.size(), 0);
 }
 
@@ -85,6 +113,9 @@ ActiveJob& JobTable::Track(const JobRecord& job, const JobSpec& spec) {
   a.state = job.state;
   a.attempt = job.attempt;
   a.reason = job.reason;
+  if (job.array.is_object()) a.array = ArrayState::FromJson(job.array);
+  a.array_job = job.array_job;
+  a.array_index = job.array_index;
   if (spec.serve) {
     a.service = spec.serve->service;
     a.model = {spec.serve->model_job, spec.serve->model_step};
@@ -117,10 +148,11 @@ ActiveJob& JobTable::Track(const JobRecord& job, const JobSpec& spec) {
   }
   ActiveJob& tracked = active_[job.id] = std::move(a);
   if (job.state == core::JobState::kRunning) running_.insert(job.id);
-  if (job.state == core::JobState::kPending) {
+  if (job.state == core::JobState::kPending && PendingWeight(tracked) > 0) {
     pending_[{-job.priority, job.id}] = &tracked;
-    ++pending_by_user_[tracked.queued.user];
+    pending_by_user_[tracked.queued.user] += PendingWeight(tracked);
   }
+  if (tracked.array_job > 0) ++live_tasks_[tracked.array_job];
   return tracked;
 }
 
@@ -155,15 +187,15 @@ Result<std::optional<JobTable::EndedAttempt>> JobTable::Transition(JobRecord& jo
   if (from == core::JobState::kRunning && a.started_at > 0) {
     ended = EndedAttempt{user_names_[a.queued.user], a.queued.request, a.started_at};
   }
-  if (from == core::JobState::kPending) {
-    pending_.erase({-a.queued.priority, job.id});
-    --pending_by_user_[a.queued.user];
+  if (from == core::JobState::kPending && pending_.erase({-a.queued.priority, job.id}) > 0) {
+    pending_by_user_[a.queued.user] -= PendingWeight(a);
   }
   if (from == core::JobState::kRunning) running_.erase(job.id);
   a.state = job.state;
   a.reason = reason;
   if (core::IsTerminal(job.state)) {
     finished_states_[job.id] = job.state;
+    if (a.array_job > 0) --live_tasks_[a.array_job];
     active_.erase(active);
   } else if (job.state == core::JobState::kPending) {
     a.allocation.clear();
@@ -179,11 +211,77 @@ Result<std::optional<JobTable::EndedAttempt>> JobTable::Transition(JobRecord& jo
 }
 
 void JobTable::SetPriority(ActiveJob& job, int64_t priority) {
-  if (job.state == core::JobState::kPending) {
-    pending_.erase({-job.queued.priority, job.queued.id});
+  if (job.state == core::JobState::kPending &&
+      pending_.erase({-job.queued.priority, job.queued.id}) > 0) {
     pending_[{-priority, job.queued.id}] = &job;
   }
   job.queued.priority = priority;
+}
+
+std::optional<int64_t> JobTable::TakeArrayTask(ActiveJob& array, std::optional<int64_t> index) {
+  if (!array.array || array.array->pending.empty()) return std::nullopt;
+  IndexSet& pending = array.array->pending;
+  if (index) {
+    if (!pending.Remove(*index)) return std::nullopt;
+  } else {
+    index = pending.TakeFirst();
+  }
+  --pending_by_user_[array.queued.user];
+  if (pending.empty()) pending_.erase({-array.queued.priority, array.queued.id});
+  return index;
+}
+
+int64_t JobTable::DropPendingTasks(ActiveJob& array) {
+  if (!array.array) return 0;
+  const int64_t n = array.array->pending.Count();
+  if (n > 0 && pending_.erase({-array.queued.priority, array.queued.id}) > 0) {
+    pending_by_user_[array.queued.user] -= n;
+  }
+  array.array->pending = IndexSet();
+  array.array->cancelled += n;
+  return n;
+}
+
+int64_t JobTable::LiveTasks(int64_t array_job) const {
+  auto it = live_tasks_.find(array_job);
+  return it == live_tasks_.end() ? 0 : it->second;
+}
+
+bool JobTable::ArrayDone(const ActiveJob& array) const {
+  return array.array && array.array->pending.empty() && LiveTasks(array.queued.id) == 0;
+}
+
+Status JobTable::FinishArray(JobRecord& row, core::JobState state, const std::string& reason,
+                             Millis now) {
+  const core::JobState from = row.state;
+  row.state = state;
+  row.reason = reason;
+  row.finished_at = now;
+  if (auto a = active_.find(row.id); a != active_.end() && a->second.array) {
+    row.array = a->second.array->ToJson();
+  }
+  KILN_RETURN_IF_ERROR(store_.UpdateJob(row));
+  KILN_RETURN_IF_ERROR(
+      store_.AddEvent({row.id, now, core::JobStateName(from), core::JobStateName(state), reason}));
+  if (auto a = active_.find(row.id); a != active_.end()) {
+    if (pending_.erase({-a->second.queued.priority, row.id}) > 0) {
+      pending_by_user_[a->second.queued.user] -= PendingWeight(a->second);
+    }
+    active_.erase(a);
+  }
+  live_tasks_.erase(row.id);
+  finished_states_[row.id] = state;
+  return Status::Ok();
+}
+
+std::vector<int64_t> JobTable::TasksOf(int64_t array_job) const {
+  std::vector<int64_t> ids;
+  if (LiveTasks(array_job) == 0) return ids;
+  for (const auto& [id, a] : active_) {
+    if (a.array_job == array_job) ids.push_back(id);
+  }
+  std::sort(ids.begin(), ids.end());
+  return ids;
 }
 
 ActiveJob* JobTable::Find(int64_t id) {

@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/job_array.h"
 #include "common/job_spec.h"
 #include "scheduler/core/accounts.h"
 #include "scheduler/core/job_state.h"
@@ -24,6 +25,17 @@
 #include "scheduler/service/store.h"
 
 namespace kiln::service {
+
+// An array's pending indices and limits, kept in its row's `array` column (JobRecord::array).
+struct ArrayState {
+  std::string indices;      // every task's index, canonical (IndexSet::ToString)
+  int64_t tasks = 0;        // how many
+  int64_t max_running = 0;  // tasks RUNNING at once (0: no limit)
+  IndexSet pending;         // indices with no row yet: they start from the array's own queue entry
+  int64_t cancelled = 0;    // pending indices a cancel of the whole array dropped
+  nlohmann::json ToJson() const;
+  static ArrayState FromJson(const nlohmann::json& j);
+};
 
 // An unfinished job as scheduling needs it; specs, logs and events stay in the database.
 struct ActiveJob {
@@ -39,6 +51,11 @@ struct ActiveJob {
   // A service's replica (spec.serve): its service and the checkpoint it serves.
   std::string service;
   core::ModelRef model;
+  // An array's own entry: PENDING until its last task has ended; queued while indices are pending.
+  std::optional<ArrayState> array;
+  // A task of an array: the array's id and the task's index.
+  int64_t array_job = 0;
+  int64_t array_index = -1;
 };
 
 class JobTable {
@@ -64,6 +81,21 @@ class JobTable {
                                                  const std::string& reason, Millis now);
   // A PENDING or RUNNING job's new priority (the row is the caller's to write).
   void SetPriority(ActiveJob& job, int64_t priority);
+
+  // Arrays. Removes `index` (the lowest pending one when absent) from an array's pending
+  // indices; the array leaves the queue once none is left. Returns the index, or nullopt when
+  // it was not pending. The row is the caller's to write (ArrayState::ToJson).
+  std::optional<int64_t> TakeArrayTask(ActiveJob& array, std::optional<int64_t> index);
+  // Drops every pending index (a cancel of the whole array); returns how many.
+  int64_t DropPendingTasks(ActiveJob& array);
+  // Tasks of the array that have a row and have not ended.
+  int64_t LiveTasks(int64_t array_job) const;
+  // The array has nothing left to run: no pending index and no live task.
+  bool ArrayDone(const ActiveJob& array) const;
+  // Ends an array whose tasks are done: its row takes `state`, with an event; it leaves the view.
+  Status FinishArray(JobRecord& row, core::JobState state, const std::string& reason, Millis now);
+  // The array's live tasks' ids.
+  std::vector<int64_t> TasksOf(int64_t array_job) const;
 
   // Calls f(id, job) for every job in the view, in no particular order.
   template <typename F>
@@ -100,6 +132,9 @@ class JobTable {
   std::set<int64_t> running_;
   std::vector<int64_t> pending_by_user_;  // by user index
   std::unordered_map<int64_t, core::JobState> finished_states_;
+  std::unordered_map<int64_t, int64_t> live_tasks_;  // by array id
+  // How many pending tasks a queued entry stands for (an array: its pending indices).
+  static int64_t PendingWeight(const ActiveJob& a);
   std::vector<std::string> user_names_;
   std::unordered_map<std::string, int32_t> user_index_;
   std::unordered_map<std::string, std::string> account_labels_;  // by user name

@@ -1,30 +1,42 @@
 #include "scheduler/service/job_views.h"
 
+#include "common/job_array.h"
+
 namespace kiln::service {
 
 using nlohmann::json;
 
 json JobSummaryView(const JobRecord& j) {
-  return {{"id", j.id},
-          {"name", j.name},
-          {"user", j.user},
-          {"state", core::JobStateName(j.state)},
-          {"reason", j.reason},
-          {"priority", j.priority},
-          {"held", j.held},
-          {"time_limit_s", j.time_limit_ms / 1000},
-          {"depends_on", j.depends_on},
-          {"attempt", j.attempt},
-          {"max_retries", j.max_retries},
-          {"ranks", j.ranks},
-          {"gpus_per_rank", j.gpus_per_rank},
-          {"node", j.node},
-          {"allocation", j.allocation},
-          {"submitted_at", j.submitted_at},
-          {"started_at", j.started_at},
-          {"finished_at", j.finished_at},
-          {"exit_code", j.exit_code},
-          {"metrics", j.progress}};
+  json view = {{"id", j.id},
+               {"name", j.name},
+               {"user", j.user},
+               {"state", core::JobStateName(j.state)},
+               {"reason", j.reason},
+               {"priority", j.priority},
+               {"held", j.held},
+               {"time_limit_s", j.time_limit_ms / 1000},
+               {"depends_on", j.depends_on},
+               {"attempt", j.attempt},
+               {"max_retries", j.max_retries},
+               {"ranks", j.ranks},
+               {"gpus_per_rank", j.gpus_per_rank},
+               {"node", j.node},
+               {"allocation", j.allocation},
+               {"submitted_at", j.submitted_at},
+               {"started_at", j.started_at},
+               {"finished_at", j.finished_at},
+               {"exit_code", j.exit_code},
+               {"metrics", j.progress}};
+  if (j.array_job > 0) {
+    view["array_job"] = j.array_job;
+    view["array_index"] = j.array_index;
+  }
+  if (j.array.is_object()) {
+    view["array"] = j.array;
+    auto pending = IndexSet::Parse(j.array.value("pending", ""));
+    view["array"]["pending_count"] = pending.ok() ? pending->Count() : 0;
+  }
+  return view;
 }
 
 json CheckpointView(const CheckpointRecord& c) {

@@ -336,6 +336,30 @@ class SchedulerService {
   // the first leads); empty when there is no such attempt.
   nlohmann::json RecordedNodes(int64_t job_id, int64_t attempt);
 
+  // Job arrays (array_jobs.cpp). The array row's spec with its first index substituted: what
+  // is validated and placed (every task has the array's resources).
+  static SpecParseResult ParseArraySpecOf(const JobRecord& row);
+  // Checks a submit's --array and its tasks' specs; fills the row's array state. False after
+  // replying with the error.
+  bool PrepareArray(Request& req, const std::string& array, JobRecord& job);
+  // Gives task `index` (the lowest pending one when absent) of `array` its own PENDING row and
+  // tracks it; the array's row is written. Returns the task's id, or nullopt when the index is
+  // not pending (or its spec does not parse: the task is recorded FAILED).
+  std::optional<int64_t> StartArrayTask(ActiveJob& array, std::optional<int64_t> index);
+  // After a task ended: the array's row takes its final state once no task is left.
+  void FinishArrayIfDone(int64_t array_id);
+  // The row a request for "ID_INDEX" is about: the task's, made for a pending index when
+  // `make` (cancel, hold, ...). False after replying with the error.
+  bool ResolveArrayTask(Request& req, const JobRecord& array, int64_t index, bool make,
+                        JobRecord* task);
+  // Cancel, hold, release or priority for a whole array: the array and each unfinished task.
+  void CancelArray(Request& req, JobRecord& array);
+  void AdminArray(Request& req, JobRecord& array, const protocol::JobAdminRequest& request);
+  // Why an array's next task waits for one of its running tasks to end (%MAX).
+  std::string ArrayLimitReason(int64_t array_id);
+  // {"tasks", "max_running", "pending", "pending_count", "states": {STATE: n}} of an array row.
+  nlohmann::json ArrayView(const JobRecord& row);
+
   // Scheduling (scheduling_pass.cpp).
   void SchedulingPass();
   std::vector<core::NodeState> NodeStates(std::vector<std::string>* names);

@@ -118,15 +118,57 @@ void SchedulerService::SchedulingPass() {
   in.running = &running;
   std::unordered_map<int64_t, core::JobState> dependencies;
   std::vector<std::pair<int64_t, const std::string*>> unplaceable;
+  // Arrays with a limit on running tasks (%MAX): how many more may start in this pass.
+  std::unordered_map<int64_t, int64_t> array_room;
+  auto room_of = [&](int64_t array_id) -> int64_t* {
+    const ActiveJob* array = jobs_.Find(array_id);
+    if (array == nullptr || !array->array || array->array->max_running <= 0) return nullptr;
+    auto [it, inserted] = array_room.try_emplace(array_id, array->array->max_running);
+    if (inserted) {
+      for (int64_t id : jobs_.running()) {
+        if (jobs_.At(id).array_job == array_id) --it->second;
+      }
+    }
+    return &it->second;
+  };
+  std::vector<ActiveJob*> arrays;  // queued after the tasks that have rows (those go first)
   in.queue.reserve(jobs_.pending().size());
   for (const auto& [key, job] : jobs_.pending()) {
-    const ActiveJob& a = *job;
+    ActiveJob& a = *job;
     if (!a.unplaceable.empty() && !a.queued.held) {
       unplaceable.push_back({key.second, &a.unplaceable});
       continue;
     }
+    if (a.array) {
+      arrays.push_back(&a);
+      continue;
+    }
+    if (a.array_job > 0 && !a.queued.held) {
+      if (int64_t* room = room_of(a.array_job)) {
+        if (*room <= 0) {
+          a.reason = ArrayLimitReason(a.array_job);
+          continue;
+        }
+        --*room;
+      }
+    }
     in.queue.push_back(&a.queued);
     for (int64_t d : a.queued.depends_on) {
+      if (dependencies.count(d)) continue;
+      if (auto state = jobs_.StateOf(d)) dependencies[d] = *state;
+    }
+  }
+  for (ActiveJob* a : arrays) {
+    a->queued.tasks = a->array->pending.Count();
+    if (int64_t* room = room_of(a->queued.id); room != nullptr && !a->queued.held) {
+      if (*room <= 0) {
+        a->reason = ArrayLimitReason(a->queued.id);
+        continue;
+      }
+      a->queued.tasks = std::min(a->queued.tasks, *room);
+    }
+    in.queue.push_back(&a->queued);
+    for (int64_t d : a->queued.depends_on) {
       if (dependencies.count(d)) continue;
       if (auto state = jobs_.StateOf(d)) dependencies[d] = *state;
     }
@@ -186,7 +228,13 @@ void SchedulerService::SchedulingPass() {
     spdlog::warn("job {} FAILED: {}", job.id, f.reason);
   }
   for (const auto& start : plan.starts) {
-    auto found = store_->GetJob(start.job_id);
+    int64_t id = start.job_id;
+    if (ActiveJob* a = jobs_.Find(id); a != nullptr && a->array) {
+      auto task = StartArrayTask(*a, std::nullopt);  // the array's lowest pending index
+      if (!task) continue;
+      id = *task;
+    }
+    auto found = store_->GetJob(id);
     if (!found.ok() || !found->has_value()) continue;
     JobRecord job = **found;
     std::vector<std::pair<std::string, core::NodeShare>> shares;
@@ -194,6 +242,13 @@ void SchedulerService::SchedulingPass() {
     Launch(job, shares);
   }
   capacity_left_ = AnyUsableFreeSlot();  // what the starts took is in placements_ now
+}
+
+std::string SchedulerService::ArrayLimitReason(int64_t array_id) {
+  const ActiveJob* array = jobs_.Find(array_id);
+  const int64_t max = array != nullptr && array->array ? array->array->max_running : 0;
+  return "ArrayLimit: " + std::to_string(max) + " of array " + std::to_string(array_id) +
+         "'s tasks run at once (%" + std::to_string(max) + "); the next starts when one ends";
 }
 
 std::string SchedulerService::GangHint(const std::vector<core::NodeState>& nodes) {
@@ -275,6 +330,10 @@ void SchedulerService::Launch(JobRecord& job,
     for (int g : share.gpu_ids) launch.gpu_ids.push_back(g);
     launch.hosts = hosts;
     launch.launch_secret = secret;
+    if (job.array_job > 0) {
+      launch.array_job = job.array_job;
+      launch.array_index = job.array_index;
+    }
     if (from) {
       launch.resume_job = from->job_id;
       launch.resume_step = from->step;

@@ -169,12 +169,16 @@ constexpr AddedColumn kAddedColumns[] = {
     {"users", "max_checkpoint_bytes", "INTEGER NOT NULL DEFAULT 0"},
     {"users", "unix_user", "TEXT NOT NULL DEFAULT ''"},
     {"users", "allow_root", "INTEGER NOT NULL DEFAULT 0"},
+    {"jobs", "array_job", "INTEGER NOT NULL DEFAULT 0"},
+    {"jobs", "array_index", "INTEGER NOT NULL DEFAULT -1"},
+    {"jobs", "array", "TEXT NOT NULL DEFAULT ''"},
 };
 
 constexpr const char* kJobColumns =
     "id, request_id, name, spec, state, reason, attempt, ranks, gpus_per_rank, max_retries, node, "
     "submitted_at, started_at, finished_at, progress, exit_code, resume_job, resume_step, user, "
-    "priority, held, time_limit_ms, depends_on, allocation, requeues, held_by_admin";
+    "priority, held, time_limit_ms, depends_on, allocation, requeues, held_by_admin, array_job, "
+    "array_index, array";
 
 json ParseOr(const std::string& text, json fallback) {
   json j = json::parse(text, nullptr, false);
@@ -213,6 +217,9 @@ JobRecord ReadJob(const SqliteStatement& s) {
   j.allocation = ParseOr(s.Text(23), json::array());
   j.requeues = s.Int(24);
   j.held_by_admin = s.Int(25) != 0;
+  j.array_job = s.Int(26);
+  j.array_index = s.Int(27);
+  if (const std::string array = s.Text(28); !array.empty()) j.array = ParseOr(array, json());
   return j;
 }
 
@@ -250,6 +257,9 @@ Result<std::unique_ptr<Store>> Store::Open(const std::string& path) {
                                    "PRAGMA foreign_keys=ON;"));
   KILN_RETURN_IF_ERROR(store->Exec(kSchema));
   KILN_RETURN_IF_ERROR(store->Migrate());
+  KILN_RETURN_IF_ERROR(
+      store->Exec("CREATE INDEX IF NOT EXISTS jobs_by_array ON jobs(array_job, array_index) "
+                  "WHERE array_job > 0"));
   return store;
 }
 
@@ -334,8 +344,8 @@ Result<int64_t> Store::InsertJob(const JobRecord& j) {
                     "INSERT INTO jobs (request_id, name, spec, state, reason, attempt, ranks, "
                     "gpus_per_rank, max_retries, node, submitted_at, started_at, finished_at, "
                     "progress, exit_code, resume_job, resume_step, user, priority, held, "
-                    "time_limit_ms, depends_on, allocation) "
-                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    "time_limit_ms, depends_on, allocation, array_job, array_index, array) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     cache_.get());
   s.Bind(1, j.request_id).Bind(2, j.name).Bind(3, j.spec.dump());
   s.Bind(4, std::string(core::JobStateName(j.state))).Bind(5, j.reason).Bind(6, j.attempt);
@@ -344,6 +354,7 @@ Result<int64_t> Store::InsertJob(const JobRecord& j) {
   s.Bind(14, j.progress.dump()).Bind(15, j.exit_code).Bind(16, j.resume_job);
   s.Bind(17, j.resume_step).Bind(18, j.user).Bind(19, j.priority).Bind(20, int64_t{j.held ? 1 : 0});
   s.Bind(21, j.time_limit_ms).Bind(22, json(j.depends_on).dump()).Bind(23, j.allocation.dump());
+  s.Bind(24, j.array_job).Bind(25, j.array_index).Bind(26, j.array.is_null() ? "" : j.array.dump());
   KILN_RETURN_IF_ERROR(s.Run());
   return static_cast<int64_t>(sqlite3_last_insert_rowid(db_));
 }
@@ -352,13 +363,14 @@ Status Store::UpdateJob(const JobRecord& j) {
   SqliteStatement s(db_,
                     "UPDATE jobs SET state=?, reason=?, attempt=?, node=?, started_at=?, "
                     "finished_at=?, progress=?, exit_code=?, priority=?, held=?, allocation=?, "
-                    "requeues=?, held_by_admin=? WHERE id=?",
+                    "requeues=?, held_by_admin=?, array=? WHERE id=?",
                     cache_.get());
   s.Bind(1, std::string(core::JobStateName(j.state))).Bind(2, j.reason).Bind(3, j.attempt);
   s.Bind(4, j.node).Bind(5, j.started_at).Bind(6, j.finished_at).Bind(7, j.progress.dump());
   s.Bind(8, j.exit_code).Bind(9, j.priority).Bind(10, int64_t{j.held ? 1 : 0});
   s.Bind(11, j.allocation.dump()).Bind(12, j.requeues);
-  s.Bind(13, int64_t{j.held_by_admin ? 1 : 0}).Bind(14, j.id);
+  s.Bind(13, int64_t{j.held_by_admin ? 1 : 0});
+  s.Bind(14, j.array.is_null() ? "" : j.array.dump()).Bind(15, j.id);
   KILN_RETURN_IF_ERROR(s.Run());
   if (sqlite3_changes(db_) != 1) return Status::NotFound("job " + std::to_string(j.id));
   return Status::Ok();

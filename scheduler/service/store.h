@@ -4,12 +4,12 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "common/clock.h"
 #include "common/status.h"
@@ -48,6 +48,13 @@ struct JobRecord {
   nlohmann::json allocation = nlohmann::json::array();
   int64_t requeues = 0;  // attempts an admin requeued (they use up no retry)
   bool held_by_admin = false;  // held by an admin: its owner may not release it
+  // A task of an array (kiln submit --array): the array's job id and the task's index.
+  int64_t array_job = 0;
+  int64_t array_index = -1;
+  // An array's own row: {"indices", "max_running", "pending", "cancelled"} (ArrayState); null
+  // for every other job. Pending tasks have no row of their own until they start (or are acted
+  // on one by one), so a 10,000-task array is one row here.
+  nlohmann::json array;
 };
 
 struct JobEventRecord {
@@ -237,6 +244,11 @@ class Store {
   Result<std::vector<JobRecord>> ListJobSummaries(const JobQuery& query);
 
   Status AddEvent(const JobEventRecord& event);
+
+  // Arrays (store_arrays.cpp): the id of the row of task `index` of array `array_job`, if it has
+  // one; how many of its task rows are in each state.
+  Result<std::optional<int64_t>> FindArrayTask(int64_t array_job, int64_t index);
+  Result<std::map<std::string, int64_t>> ArrayTaskStates(int64_t array_job);
 
   Status AddAttempt(const AttemptRecord& attempt);
   Status EndAttempt(int64_t job_id, int64_t attempt, Millis ended_at, const std::string& outcome,

@@ -272,3 +272,40 @@ TEST_CASE(
         "Quota: user bob runs 4 of 4 ranks allowed; this job needs 1 more");
   CHECK_FALSE(plan.reservation.has_value());
 }
+
+TEST_CASE("an entry standing for several tasks starts as many as fit, then waits once") {
+  Scenario s;
+  s.nodes = {Node("a", 3), Node("b", 2)};
+  s.Queue(1, Ranks(1)).tasks = 10;  // an array's pending tasks
+  s.Queue(2, Ranks(1));
+  auto plan = s.Plan();
+  // Five slots: five starts from the array, each on its own share; then both wait.
+  CHECK(StartedIds(plan) == std::vector<int64_t>(5, 1));
+  REQUIRE(WaitOf(plan, 1));
+  CHECK(WaitOf(plan, 1)->kind == WaitKind::kResources);
+  REQUIRE(WaitOf(plan, 2));
+  CHECK(std::count_if(plan.waits.begin(), plan.waits.end(),
+                      [](const JobWait& w) { return w.job_id == 1; }) == 1);
+}
+
+TEST_CASE("an array's tasks take turns with another user's jobs by fair share") {
+  Scenario s;
+  s.nodes = {Node("a", 4)};
+  s.Queue(1, Ranks(1), 0).tasks = 4;  // alice's array
+  s.Queue(2, Ranks(1), 1);            // bob's jobs
+  s.Queue(3, Ranks(1), 1);
+  auto plan = s.Plan();
+  REQUIRE(plan.starts.size() == 4);
+  // Each start charges its user: alice, bob, alice, bob.
+  CHECK(StartedIds(plan) == std::vector<int64_t>{1, 2, 1, 3});
+}
+
+TEST_CASE("an entry starts no more tasks than it stands for") {
+  Scenario s;
+  s.nodes = {Node("a", 8)};
+  s.Queue(1, Ranks(1)).tasks = 3;
+  s.Queue(2, Ranks(2));
+  auto plan = s.Plan();
+  CHECK(StartedIds(plan) == std::vector<int64_t>{1, 1, 1, 2});
+  CHECK_FALSE(WaitOf(plan, 1));
+}

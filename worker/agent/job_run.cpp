@@ -179,6 +179,10 @@ std::vector<std::pair<std::string, std::string>> JobRun::RankEnvironment() const
       // them the agent's grace period to save a checkpoint (the agent SIGKILLs after it anyway).
       {"OMPI_MCA_odls_base_sigkill_timeout",
        std::to_string(std::max<int64_t>(1, (config_.kill_grace_ms + 999) / 1000))}};
+  if (launch_.array_job && launch_.array_index) {
+    env.push_back({"KILN_ARRAY_JOB_ID", std::to_string(*launch_.array_job)});
+    env.push_back({"KILN_ARRAY_INDEX", std::to_string(*launch_.array_index)});
+  }
   if (!launch_.gpu_ids.empty()) {
     // Every GPU of this node's share; kiln-train narrows it to its own rank's ids.
     std::string ids;
