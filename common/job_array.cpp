@@ -82,6 +82,10 @@ Result<IndexSet> IndexSet::Parse(const std::string& text) {
     start = comma + 1;
   }
   IndexSet set;
+  if (runs.size() > kMaxArrayRuns) {
+    return Status::InvalidArgument("more than " + std::to_string(kMaxArrayRuns) +
+                                   " ranges; write the indices as fewer FIRST-LAST[:STEP] ranges");
+  }
   if (runs.size() == 1) {
     set.runs_ = std::move(runs);
     return set;
@@ -104,6 +108,11 @@ Result<IndexSet> IndexSet::Parse(const std::string& text) {
     }
     set.runs_.push_back(r);
     i = j;
+  }
+  if (set.runs_.size() > kMaxArrayRuns) {
+    return Status::InvalidArgument("the indices make more than " + std::to_string(kMaxArrayRuns) +
+                                   " ranges once merged; write them as fewer FIRST-LAST[:STEP] "
+                                   "ranges");
   }
   return set;
 }
@@ -231,9 +240,12 @@ json SubstituteArrayIndex(const json& spec, int64_t index) {
   const std::string index_text = std::to_string(index);
   json out = json::object();
   for (auto it = spec.begin(); it != spec.end(); ++it) {
-    // Resources stay the array's: every task is placed as the array's shape.
-    out[it.key()] =
-        it.key() == "resources" ? it.value() : Substitute(it.value(), index_text, index);
+    // What the scheduler itself reads stays the array's: every task is placed, ordered, retried
+    // and limited as the array is (a "${array_index}" there is refused as a bad value).
+    const bool scheduler_field = it.key() == "resources" || it.key() == "depends_on" ||
+                                 it.key() == "priority" || it.key() == "max_retries" ||
+                                 it.key() == "time_limit_s";
+    out[it.key()] = scheduler_field ? it.value() : Substitute(it.value(), index_text, index);
   }
   return out;
 }

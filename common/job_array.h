@@ -17,6 +17,9 @@ namespace kiln {
 // The most tasks one array may have, and the largest index (as Slurm's MaxArraySize bounds both).
 constexpr int64_t kMaxArrayTasks = 100000;
 constexpr int64_t kMaxArrayIndex = 9999999;
+// The most ranges (runs) the indices may take, merged: the array's row holds them as text and is
+// written again as each task starts.
+constexpr size_t kMaxArrayRuns = 100;
 
 // first, first+step, ..., last (last - first is a multiple of step; step >= 1).
 struct IndexRun {
@@ -64,7 +67,8 @@ struct ArraySpec {
 // "INDICES[%MAX]". Errors start with "array: " and say what is allowed.
 Result<ArraySpec> ParseArraySpec(const std::string& text);
 
-// A task's spec: every string in `spec` outside "resources" with each "${array_index}" replaced
+// A task's spec: every string in `spec` outside the fields the scheduler reads (resources,
+// depends_on, priority, max_retries, time_limit_s) with each "${array_index}" replaced
 // by the index; a string that is exactly "${array_index}" becomes the number itself (so a seed
 // or any integer field can follow the index).
 nlohmann::json SubstituteArrayIndex(const nlohmann::json& spec, int64_t index);

@@ -39,9 +39,12 @@ struct SubmitRequest {
   bool hold = false;  // queue it held: it waits until released
   // A job array: "INDICES[%MAX]" (common/job_array.h), one task per index.
   std::optional<std::string> array;
+  // A sweep (docs/sweeps.md) without its "base", which is `spec`: an array of trials.
+  std::optional<json> sweep;
   template <class V> void Fields(V& v) {
     v("request_id", request_id); v("spec", spec); v("resume_from_job", resume_from_job);
     v("resume_from_step", resume_from_step); v("user", user); v("hold", hold); v("array", array);
+    v("sweep", sweep);
   }
 };
 

@@ -50,6 +50,18 @@ Commands::Commands(CLI::App& app) : app_(app) {
                       "each task's spec has ${array_index} replaced by its index, and its ranks "
                       "get KILN_ARRAY_INDEX");
 
+  sweep_ = app.add_subcommand("sweep",
+                              "run a hyperparameter sweep (docs/sweeps.md); prints its id; "
+                              "`kiln sweep show ID` prints its leaderboard");
+  sweep_->add_option("FILE", file_, "sweep (JSON): base, space, objective, max_trials, ...");
+  sweep_->add_flag("--json", json_, "print {\"job_id\": N}");
+  sweep_->add_flag("--hold", hold_, "queue the sweep held: it waits until `kiln release`");
+  sweep_show_ = sweep_->add_subcommand("show",
+                                       "a sweep's trials, best first, and its best "
+                                       "checkpoint");
+  sweep_show_->add_option("ID", job_ref_, "the sweep's id")->required();
+  sweep_show_->add_flag("--json", json_, "print the sweep as JSON");
+
   queue_ = app.add_subcommand("queue", "list pending and running jobs");
   queue_->add_flag("--all,-a", all_, "include finished jobs");
   queue_->add_flag("--json", json_, "print a JSON array");
@@ -217,6 +229,8 @@ int Commands::RunSelected() {
   if (login_->parsed()) return Login();
   if (whoami_->parsed()) return WhoAmI();
   if (submit_->parsed()) return Submit();
+  if (sweep_show_->parsed()) return SweepShow();
+  if (sweep_->parsed()) return SweepSubmit();
   if (queue_->parsed()) return Queue();
   if (show_->parsed()) return Show();
   if (metrics_->parsed()) return Metrics();

@@ -30,6 +30,8 @@ class Commands {
   int Login();
   int WhoAmI();
   int Submit();
+  int SweepSubmit();  // commands_sweeps.cpp
+  int SweepShow();
   int Queue();
   int Show();
   int Metrics();
@@ -100,6 +102,8 @@ class Commands {
   CLI::App* login_;
   CLI::App* whoami_;
   CLI::App* submit_;
+  CLI::App* sweep_;
+  CLI::App* sweep_show_;
   CLI::App* queue_;
   CLI::App* show_;
   CLI::App* metrics_;

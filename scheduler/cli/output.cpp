@@ -39,6 +39,8 @@ size_t DisplayWidth(const std::string& text) {
   return width;
 }
 
+}  // namespace
+
 std::string Table(const std::vector<std::vector<std::string>>& rows) {
   std::vector<size_t> widths;
   for (const auto& row : rows) {
@@ -57,8 +59,6 @@ std::string Table(const std::vector<std::vector<std::string>>& rows) {
   }
   return out.str();
 }
-
-}  // namespace
 
 std::string FormatBytes(int64_t bytes) {
   std::ostringstream out;

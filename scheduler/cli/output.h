@@ -8,6 +8,12 @@
 
 namespace kiln::cli {
 
+// Rows as columns padded to their widest cell (on screen: UTF-8 aware), two spaces apart.
+std::string Table(const std::vector<std::vector<std::string>>& rows);
+// A sweep as `kiln sweep show` prints it: its state, the leaderboard (best first) and how to use
+// the best trial's checkpoint; `job` is `kiln show --json` of the sweep (sweep_output.cpp).
+std::string FormatSweep(const nlohmann::json& job);
+
 // The queue as a table. An array's own line shows its tasks that have not started, folded
 // ("12[40-999]"), or one line per task with `expand`; tasks with rows show as "12_3".
 std::string FormatQueue(const nlohmann::json& jobs, bool expand = false);

@@ -3,6 +3,9 @@
 // on is an ordinary job that knows its array. The array's row ends when its last task has.
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <cstdio>
+
 #include "common/job_array.h"
 #include "scheduler/service/handler_macros.h"
 #include "scheduler/service/scheduler_service.h"
@@ -13,42 +16,111 @@ using nlohmann::json;
 
 SpecParseResult SchedulerService::ParseArraySpecOf(const JobRecord& row) {
   if (!row.array.is_object()) return ParseJobSpec(row.spec);
-  auto indices = IndexSet::Parse(row.array.value("indices", ""));
+  const ArrayState array = ArrayState::FromJson(row.array);
+  auto indices = IndexSet::Parse(array.indices);
   const int64_t first = indices.ok() && !indices->empty() ? *indices->First() : 0;
-  return ParseJobSpec(SubstituteArrayIndex(row.spec, first));
+  return ParseJobSpec(array.TrialSpec(row.spec, first));
 }
 
-bool SchedulerService::PrepareArray(Request& req, const std::string& text, JobRecord& job) {
+std::vector<std::string> SchedulerService::TaskSpecErrors(const ArrayState& array, int64_t index,
+                                                          const std::vector<SpecError>& errors) {
+  std::vector<std::string> out;
+  for (const auto& e : SpecErrorStrings(errors)) {
+    bool in_space = false;  // a sweep's parameter that the spec refuses is the space's
+    if (array.sweep) {
+      for (const auto& p : array.sweep->space) in_space = in_space || e.rfind(p.path, 0) == 0;
+    }
+    out.push_back(in_space ? "space." + e
+                           : (array.sweep ? "trial " : "task ") + std::to_string(index) + ": " + e);
+  }
+  return out;
+}
+
+bool SchedulerService::PrepareArray(Request& req, const ArrayState& array, JobRecord& job) {
+  // An array's tasks differ only in the index's digits: the first and the last stand for them
+  // all. A sweep's trials differ in their parameters: each is checked (at most 1000).
+  std::vector<int64_t> checked;
+  if (array.sweep) {
+    checked = array.pending.Expand();
+  } else {
+    checked = {*array.pending.First(), array.pending.runs().back().last};
+    if (checked[0] == checked[1]) checked.pop_back();
+  }
+  std::vector<std::string> errors;
+  for (int64_t index : checked) {
+    SpecParseResult parsed = ParseJobSpec(array.TrialSpec(job.spec, index));
+    for (auto& e : TaskSpecErrors(array, index, parsed.errors)) errors.push_back(std::move(e));
+    if (errors.size() >= 20) break;
+  }
+  if (!errors.empty()) {
+    ReplyError(req,
+               Status::InvalidArgument(std::string(array.sweep ? "sweep" : "job spec") +
+                                       " rejected: " + std::to_string(errors.size()) + " error(s)"),
+               errors);
+    return false;
+  }
+  job.array = array.ToJson();
+  return true;
+}
+
+bool SchedulerService::ArrayOfSubmit(Request& req, const protocol::SubmitRequest& request,
+                                     std::optional<ArrayState>* out) {
+  if (request.array && request.sweep) {
+    ReplyError(req, Status::InvalidArgument("body.array: a sweep makes its own array of trials; "
+                                            "send array or sweep, not both"));
+    return false;
+  }
+  ArrayState state;
+  std::string text = request.array.value_or("");
+  if (request.sweep) {
+    if (!request.sweep->is_object() || request.sweep->contains("base")) {
+      ReplyError(req, Status::InvalidArgument("body.sweep: the sweep without \"base\" (the "
+                                              "base job spec is body.spec)"));
+      return false;
+    }
+    json doc = *request.sweep;
+    doc["base"] = request.spec;
+    core::SweepParseResult sweep = core::ParseSweepSpec(doc);
+    if (sweep.ok()) {
+      const std::vector<std::string> metrics = core::ObjectiveMetricsOf(
+          core::ApplyParams(request.spec, core::TrialParams(sweep.spec, 0)));
+      if (std::find(metrics.begin(), metrics.end(), sweep.spec.metric) == metrics.end()) {
+        std::string known;
+        for (const auto& m : metrics) known += (known.empty() ? "" : ", ") + m;
+        sweep.errors.push_back(
+            "objective.metric: the trials never report \"" + sweep.spec.metric + "\"; " +
+            (known.empty() ? std::string("they evaluate on nothing (give data.test_path or "
+                                         "data.validation_split)")
+                           : "each epoch reports " + known));
+      }
+    }
+    if (!sweep.ok()) {
+      ReplyError(req,
+                 Status::InvalidArgument("sweep rejected: " + std::to_string(sweep.errors.size()) +
+                                         " error(s)"),
+                 sweep.errors);
+      return false;
+    }
+    doc.erase("base");
+    doc["max_trials"] = sweep.spec.max_trials;  // stored as decided, whatever the defaults become
+    doc["max_concurrent"] = sweep.spec.max_concurrent;
+    state.sweep_doc = std::move(doc);
+    text = "0-" + std::to_string(sweep.spec.max_trials - 1) + "%" +
+           std::to_string(sweep.spec.max_concurrent);
+    state.sweep = std::move(sweep.spec);
+    state.sweep->base = json();  // the row's spec is the base
+  }
   auto spec = ParseArraySpec(text);
   if (!spec.ok()) {
     ReplyError(req, Status::InvalidArgument("job array rejected: 1 error(s)"),
                {spec.status().message()});
     return false;
   }
-  // Tasks differ only in the index's digits: the first and the last stand for them all.
-  std::vector<std::string> errors;
-  const int64_t first = *spec->indices.First();
-  const int64_t last = spec->indices.runs().back().last;
-  for (int64_t index : {first, last}) {
-    SpecParseResult parsed = ParseJobSpec(SubstituteArrayIndex(job.spec, index));
-    for (const auto& e : SpecErrorStrings(parsed.errors)) {
-      errors.push_back("task " + std::to_string(index) + ": " + e);
-    }
-    if (first == last) break;
-  }
-  if (!errors.empty()) {
-    ReplyError(req,
-               Status::InvalidArgument("job spec rejected: " + std::to_string(errors.size()) +
-                                       " error(s)"),
-               errors);
-    return false;
-  }
-  ArrayState state;
   state.indices = spec->indices.ToString();
   state.tasks = spec->indices.Count();
   state.max_running = spec->max_running;
   state.pending = spec->indices;
-  job.array = state.ToJson();
+  *out = std::move(state);
   return true;
 }
 
@@ -69,7 +141,7 @@ std::optional<int64_t> SchedulerService::StartArrayTask(ActiveJob& array,
   JobRecord task = parent;
   task.id = 0;
   task.request_id = parent.request_id + "#" + std::to_string(*taken);
-  task.spec = SubstituteArrayIndex(parent.spec, *taken);
+  task.spec = array.array->TrialSpec(parent.spec, *taken);
   task.array = json();
   task.array_job = array_id;
   task.array_index = *taken;
@@ -111,21 +183,71 @@ void SchedulerService::FinishArrayIfDone(int64_t array_id) {
     auto it = states->find(state);
     return it == states->end() ? int64_t{0} : it->second;
   };
-  ArrayTally tally{count("COMPLETED"), count("FAILED"),
-                   count("CANCELLED") + array->array->cancelled};
+  // A sweep's trials that ASHA stopped ended CANCELLED, as it meant them to.
+  const int64_t stopped = array->array->sweep ? array->array->sweep_state.stopped : 0;
+  ArrayTally tally{count("COMPLETED") + stopped, count("FAILED"),
+                   std::max<int64_t>(0, count("CANCELLED") - stopped) + array->array->cancelled};
   auto row = store_->GetJob(array_id);
   if (!row.ok()) DieOnStoreError(row.status());
   if (!row->has_value()) return;
   JobRecord parent = **row;
   const core::JobState final = *core::ParseJobState(ArrayFinalState(tally));
-  Status s = jobs_.FinishArray(parent, final, "array: " + DescribeTally(tally), clock_.WallMs());
+  std::string reason = "array: " + DescribeTally(tally);
+  if (const ArrayState& a = *array->array; a.sweep) {
+    reason = "sweep: " + std::to_string(a.tasks) + " trials, " +
+             std::to_string(tally.completed - stopped) + " completed, " + std::to_string(stopped) +
+             " stopped early";
+    if (tally.failed > 0) reason += ", " + std::to_string(tally.failed) + " failed";
+    if (tally.cancelled > 0) reason += ", " + std::to_string(tally.cancelled) + " cancelled";
+    std::optional<std::pair<int64_t, double>> best;
+    for (const auto& [trial, rec] : a.sweep_state.trials) {
+      if (rec.best &&
+          (!best || (a.sweep->maximize ? *rec.best > best->second : *rec.best < best->second))) {
+        best = {trial, *rec.best};
+      }
+    }
+    if (best) {
+      auto id = store_->FindArrayTask(array_id, best->first);
+      if (!id.ok()) DieOnStoreError(id.status());
+      char value[32];
+      std::snprintf(value, sizeof value, "%.4g", best->second);
+      reason += "; best: trial " + std::to_string(best->first) +
+                (*id ? " (job " + std::to_string(**id) + ")" : std::string()) + ", " +
+                a.sweep->metric + " " + value;
+    }
+  }
+  Status s = jobs_.FinishArray(parent, final, reason, clock_.WallMs());
   if (!s.ok()) DieOnStoreError(s);
   dirty_ = true;
   spdlog::info("array {} {}: {}", array_id, core::JobStateName(final), DescribeTally(tally));
 }
 
-bool SchedulerService::ResolveArrayTask(Request& req, const JobRecord& array, int64_t index,
-                                        bool make, JobRecord* task) {
+void SchedulerService::FailArray(int64_t array_id, const std::string& reason) {
+  ActiveJob* array = jobs_.Find(array_id);
+  if (array == nullptr || !array->array) return;
+  jobs_.DropPendingTasks(*array);
+  for (int64_t id : jobs_.TasksOf(array_id)) {
+    auto row = store_->GetJob(id);
+    if (!row.ok()) DieOnStoreError(row.status());
+    if (!row->has_value() || (*row)->state != core::JobState::kPending) continue;
+    JobRecord task = **row;
+    Status s = Transition(task, core::JobEvent::kDependencyFailed, reason);
+    if (!s.ok()) spdlog::error("job {}: {}", id, s.ToString());
+  }
+  array = jobs_.Find(array_id);  // its last task's end may have finished it (as CANCELLED)
+  if (array == nullptr || jobs_.LiveTasks(array_id) > 0) return;
+  auto row = store_->GetJob(array_id);
+  if (!row.ok()) DieOnStoreError(row.status());
+  if (!row->has_value()) return;
+  JobRecord parent = **row;
+  Status s = jobs_.FinishArray(parent, core::JobState::kFailed, reason, clock_.WallMs());
+  if (!s.ok()) DieOnStoreError(s);
+  dirty_ = true;
+  spdlog::warn("array {} FAILED: {}", array_id, reason);
+}
+
+bool SchedulerService::ArrayTaskOf(Request& req, const JobRecord& array, int64_t index,
+                                   JobRecord* task, bool* prospective) {
   if (!array.array.is_object()) {
     ReplyError(req, Status::InvalidArgument("job " + std::to_string(array.id) +
                                             " is not an array: ID_INDEX names a task of an "
@@ -134,30 +256,43 @@ bool SchedulerService::ResolveArrayTask(Request& req, const JobRecord& array, in
   }
   auto found = store_->FindArrayTask(array.id, index);
   if (!found.ok()) DieOnStoreError(found.status());
-  std::optional<int64_t> id = *found;
+  if (*found) {
+    auto row = store_->GetJob(**found);
+    if (!row.ok()) DieOnStoreError(row.status());
+    if (row->has_value()) {
+      *task = **row;
+      *prospective = false;
+      return true;
+    }
+  }
+  const ActiveJob* a = jobs_.Find(array.id);
+  if (a == nullptr || !a->array || !a->array->pending.Contains(index)) {
+    ReplyError(req, Status::NotFound("array " + std::to_string(array.id) + " has no task " +
+                                     std::to_string(index) +
+                                     " (its tasks: " + array.array.value("indices", "") + ")"));
+    return false;
+  }
+  // The row it will have: the array's owner, priority and hold, no attempt yet.
+  JobRecord t = array;
+  t.array = nlohmann::json();
+  t.array_job = array.id;
+  t.array_index = index;
+  t.state = core::JobState::kPending;
+  *task = std::move(t);
+  *prospective = true;
+  return true;
+}
+
+bool SchedulerService::MakeArrayTask(Request& req, JobRecord* task) {
+  ActiveJob* a = jobs_.Find(task->array_job);
+  std::optional<int64_t> id;
+  if (a != nullptr && a->array) id = StartArrayTask(*a, task->array_index);
   if (!id) {
-    ActiveJob* a = jobs_.Find(array.id);
-    const bool pending = a != nullptr && a->array && a->array->pending.Contains(index);
-    if (!pending) {
-      ReplyError(req, Status::NotFound("array " + std::to_string(array.id) + " has no task " +
-                                       std::to_string(index) +
-                                       " (its tasks: " + array.array.value("indices", "") + ")"));
-      return false;
-    }
-    if (!make) {
-      ReplyError(req, Status::NotFound("task " + TaskName(array.id, index) +
-                                       " has not started yet: it is PENDING in array " +
-                                       std::to_string(array.id) + " (kiln show " +
-                                       std::to_string(array.id) + ")"));
-      return false;
-    }
-    id = StartArrayTask(*a, index);
-    if (!id) {
-      ReplyError(req, Status::FailedPrecondition("task " + TaskName(array.id, index) +
-                                                 " could not be made (see kiln show " +
-                                                 std::to_string(array.id) + ")"));
-      return false;
-    }
+    ReplyError(req,
+               Status::FailedPrecondition("task " + TaskName(task->array_job, task->array_index) +
+                                          " could not be made (see kiln show " +
+                                          std::to_string(task->array_job) + ")"));
+    return false;
   }
   auto row = store_->GetJob(*id);
   if (!row.ok()) DieOnStoreError(row.status());
@@ -223,8 +358,12 @@ void SchedulerService::AdminArray(Request& req, JobRecord& array,
     }
     const bool by_admin = hold && req.caller.admin && req.caller.user != array.user;
     what = (hold ? "held by " : "released by ") + req.caller.user + " (the whole array)";
-    apply = [hold, by_admin](JobRecord& row, ActiveJob& view) {
+    apply = [hold, by_admin, &req](JobRecord& row, ActiveJob& view) {
       if (row.state != core::JobState::kPending || row.held == hold) return false;
+      // A task an admin held stays held when its owner releases the whole array.
+      if (!hold && !core::MayRelease(req.caller, row.id, row.user, row.held_by_admin).ok()) {
+        return false;
+      }
       row.held = view.queued.held = hold;
       row.held_by_admin = by_admin;
       return true;
@@ -236,7 +375,12 @@ void SchedulerService::AdminArray(Request& req, JobRecord& array,
     }
     what = "priority " + std::to_string(array.priority) + " -> " +
            std::to_string(request.priority) + " by " + req.caller.user + " (the whole array)";
-    apply = [this, &request](JobRecord& row, ActiveJob& view) {
+    apply = [this, &request, &req](JobRecord& row, ActiveJob& view) {
+      // Tasks whose priority the caller may not set (an admin lowered one) keep theirs.
+      if (!core::MayChangePriority(req.caller, row.id, row.user, row.priority, request.priority)
+               .ok()) {
+        return false;
+      }
       row.priority = request.priority;
       jobs_.SetPriority(view, request.priority);
       return true;

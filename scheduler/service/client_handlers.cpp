@@ -26,8 +26,11 @@ void SchedulerService::WithLiveReason(JobRecord& job) const {
 
 void SchedulerService::OnSubmit(Request& req) {
   KILN_DECODE_OR_REPLY(protocol::SubmitRequest, request);
-  if (request.request_id.empty() || request.request_id.size() > 128) {
-    return ReplyError(req, Status::InvalidArgument("body.request_id: must be 1-128 characters"));
+  if (request.request_id.empty() || request.request_id.size() > 128 ||
+      request.request_id.find('#') != std::string::npos) {
+    return ReplyError(
+        req, Status::InvalidArgument("body.request_id: must be 1-128 characters without '#' (kiln "
+                                     "names an array's tasks REQUEST_ID#INDEX)"));
   }
   auto existing = store_->FindJobByRequestId(request.request_id);
   KILN_OK_OR_REPLY(existing);
@@ -46,17 +49,10 @@ void SchedulerService::OnSubmit(Request& req) {
   }
   KILN_PERMIT_OR_REPLY(core::MaySubmitAs(req.caller, request.user), "submit",
                        "user " + request.user);
-  // An array: its tasks' specs are validated with their index in (PrepareArray).
-  std::optional<ArraySpec> array;
-  if (request.array) {
-    auto parsed_array = ParseArraySpec(*request.array);
-    if (!parsed_array.ok()) {
-      return ReplyError(req, Status::InvalidArgument("job array rejected: 1 error(s)"),
-                        {parsed_array.status().message()});
-    }
-    array = std::move(*parsed_array);
-  }
-  const int64_t new_pending = array ? array->indices.Count() : 1;
+  // An array or a sweep: its tasks' specs are validated with their index in (PrepareArray).
+  std::optional<ArrayState> array;
+  if ((request.array || request.sweep) && !ArrayOfSubmit(req, request, &array)) return;
+  const int64_t new_pending = array ? array->tasks : 1;
   if (auto quota = quotas_.find(request.user);
       quota != quotas_.end() && quota->second.max_pending > 0 &&
       jobs_.PendingOf(request.user) + new_pending > quota->second.max_pending) {
@@ -75,18 +71,18 @@ void SchedulerService::OnSubmit(Request& req) {
                                "of " + std::to_string(kMaxSpecBytes / 1024) +
                                " KiB; put large inputs in files the job reads"));
   }
-  SpecParseResult parsed = ParseJobSpec(
-      array ? SubstituteArrayIndex(request.spec, *array->indices.First()) : request.spec);
+  SpecParseResult parsed =
+      ParseJobSpec(array ? array->TrialSpec(request.spec, *array->pending.First()) : request.spec);
   if (!parsed.ok()) {
     spdlog::info("refused a job spec with {} errors", parsed.errors.size());
-    std::vector<std::string> errors = SpecErrorStrings(parsed.errors);
-    for (auto& e : errors) {
-      if (array) e = "task " + std::to_string(*array->indices.First()) + ": " + e;
-    }
-    return ReplyError(req,
-                      Status::InvalidArgument("job spec rejected: " +
-                                              std::to_string(parsed.errors.size()) + " error(s)"),
-                      errors);
+    const std::vector<std::string> errors =
+        array ? TaskSpecErrors(*array, *array->pending.First(), parsed.errors)
+              : SpecErrorStrings(parsed.errors);
+    return ReplyError(
+        req,
+        Status::InvalidArgument(std::string(array && array->sweep ? "sweep" : "job spec") +
+                                " rejected: " + std::to_string(parsed.errors.size()) + " error(s)"),
+        errors);
   }
   if (parsed.spec.serve) {
     return ReplyError(req, Status::InvalidArgument("job spec rejected: 1 error(s)"),
@@ -168,13 +164,15 @@ void SchedulerService::OnSubmit(Request& req) {
     job.resume_job = *request.resume_from_job;
     job.resume_step = (*from)->step;
   }
-  if (request.array && !PrepareArray(req, *request.array, job)) return;
+  if (array && !PrepareArray(req, *array, job)) return;
   auto id = store_->InsertJob(job);
   KILN_OK_OR_REPLY(id);
   Status event = store_->AddEvent(
       {*id, job.submitted_at, "", "PENDING",
        std::string("submitted by ") + job.user +
-           (array ? " as an array of " + std::to_string(new_pending) + " tasks" : "") +
+           (array ? std::string(array->sweep ? " as a sweep of " : " as an array of ") +
+                        std::to_string(new_pending) + (array->sweep ? " trials" : " tasks")
+                  : "") +
            (job.held ? ", held" : "")});
   if (!event.ok()) return ReplyError(req, event);
   job.id = *id;
@@ -273,8 +271,16 @@ void SchedulerService::OnShow(Request& req) {
   KILN_PERMIT_OR_REPLY(
       core::MayActOnJob(req.caller, core::JobAction::kShow, record.id, record.user), "show",
       "job " + std::to_string(record.id));
-  if (request.array_index && !ResolveArrayTask(req, record, *request.array_index, false, &record)) {
-    return;
+  if (request.array_index) {
+    bool prospective = false;
+    if (!ArrayTaskOf(req, record, *request.array_index, &record, &prospective)) return;
+    if (prospective) {
+      return ReplyError(req,
+                        Status::NotFound("task " + TaskName(record.array_job, record.array_index) +
+                                         " has not started yet: it is PENDING in array " +
+                                         std::to_string(record.array_job) + " (kiln show " +
+                                         std::to_string(record.array_job) + ")"));
+    }
   }
   auto events = store_->Events(record.id);
   KILN_OK_OR_REPLY(events);
@@ -284,21 +290,30 @@ void SchedulerService::OnShow(Request& req) {
   KILN_OK_OR_REPLY(checkpoints);
   WithLiveReason(record);
   json view = JobDetailView(record, *events, *attempts, *checkpoints);
-  if (record.array.is_object()) view["array"] = ArrayView(record);
+  if (record.array.is_object()) {
+    view["array"] = ArrayView(record);
+    const ActiveJob* live = jobs_.Find(record.id);
+    const ArrayState array =
+        live != nullptr && live->array ? *live->array : ArrayState::FromJson(record.array);
+    if (array.sweep) view["sweep"] = SweepView(record, array);
+  }
   Reply(req, protocol::DataReply{std::move(view)});
 }
 
 void SchedulerService::OnCancel(Request& req) {
   KILN_DECODE_OR_REPLY(protocol::CancelRequest, request);
   KILN_JOB_OR_REPLY(request.job_id, job);
-  const std::string target = "job " + std::to_string(job.id);
+  bool prospective = false;  // a pending task without a row yet: made once the cancel may go on
+  if (request.array_index && !ArrayTaskOf(req, job, *request.array_index, &job, &prospective)) {
+    return;
+  }
+  const std::string target =
+      "job " +
+      (request.array_index ? TaskName(job.array_job, job.array_index) : std::to_string(job.id));
   KILN_PERMIT_OR_REPLY(core::MayActOnJob(req.caller, core::JobAction::kCancel, job.id, job.user),
                        "cancel", target);
-  if (request.array_index) {
-    if (!ResolveArrayTask(req, job, *request.array_index, true, &job)) return;
-  } else if (job.array.is_object()) {
-    return CancelArray(req, job);
-  }
+  if (!request.array_index && job.array.is_object()) return CancelArray(req, job);
+  if (prospective && !MakeArrayTask(req, &job)) return;
   const bool was_running = job.state == core::JobState::kRunning;
   const std::string why = "cancelled by " + req.caller.user;
   Status changed = Transition(job, core::JobEvent::kCancel, why);
@@ -382,7 +397,23 @@ void SchedulerService::OnNodes(Request& req) {
 void SchedulerService::OnJobAdmin(Request& req) {
   KILN_DECODE_OR_REPLY(protocol::JobAdminRequest, request);
   KILN_JOB_OR_REPLY(request.job_id, job);
-  const std::string target = "job " + std::to_string(job.id);
+  // Everything that can refuse the request is checked before a pending task is given its row.
+  if (request.action != "hold" && request.action != "release" && request.action != "priority") {
+    return ReplyError(
+        req, Status::InvalidArgument("body.action: must be hold, release or priority, got \"" +
+                                     request.action + "\""));
+  }
+  if (request.action == "priority" && (request.priority < -1000000 || request.priority > 1000000)) {
+    return ReplyError(req,
+                      Status::InvalidArgument("body.priority: must be within -1000000..1000000"));
+  }
+  bool prospective = false;
+  if (request.array_index && !ArrayTaskOf(req, job, *request.array_index, &job, &prospective)) {
+    return;
+  }
+  const std::string target =
+      "job " +
+      (request.array_index ? TaskName(job.array_job, job.array_index) : std::to_string(job.id));
   if (request.action == "priority") {
     KILN_PERMIT_OR_REPLY(
         core::MayChangePriority(req.caller, job.id, job.user, job.priority, request.priority),
@@ -394,21 +425,14 @@ void SchedulerService::OnJobAdmin(Request& req) {
     KILN_PERMIT_OR_REPLY(core::MayActOnJob(req.caller, core::JobAction::kHold, job.id, job.user),
                          request.action, target);
   }
-  if (request.array_index) {
-    if (!ResolveArrayTask(req, job, *request.array_index, true, &job)) return;
-  } else if (job.array.is_object()) {
-    return AdminArray(req, job, request);
-  }
-  ActiveJob* active = jobs_.Find(job.id);
-  if (active == nullptr) {
+  if (!request.array_index && job.array.is_object()) return AdminArray(req, job, request);
+  if (!prospective && jobs_.Find(job.id) == nullptr) {
     return ReplyError(
         req, Status::FailedPrecondition("job " + std::to_string(job.id) + " is " +
                                         core::JobStateName(job.state) + "; it has finished"));
   }
-  ActiveJob& a = *active;
-  std::string what;
-  if (request.action == "hold" || request.action == "release") {
-    const bool hold = request.action == "hold";
+  const bool hold = request.action == "hold";
+  if (request.action != "priority") {
     if (hold && job.state != core::JobState::kPending) {
       return ReplyError(
           req, Status::FailedPrecondition("job " + std::to_string(job.id) + " is " +
@@ -417,27 +441,23 @@ void SchedulerService::OnJobAdmin(Request& req) {
     }
     if (job.held == hold) {
       return ReplyError(
-          req, Status::FailedPrecondition("job " + std::to_string(job.id) + " is already " +
-                                          (hold ? "held" : "not held")));
+          req, Status::FailedPrecondition(target + " is already " + (hold ? "held" : "not held")));
     }
-    job.held = a.queued.held = hold;
-    // An admin's hold on another user's job is the admin's to release.
-    job.held_by_admin = hold && req.caller.admin && req.caller.user != job.user;
-    what = (hold ? "held by " : "released by ") + req.caller.user +
-           (job.held_by_admin ? " (an admin: only an admin may release it)" : "");
-  } else if (request.action == "priority") {
-    if (request.priority < -1000000 || request.priority > 1000000) {
-      return ReplyError(req,
-                        Status::InvalidArgument("body.priority: must be within -1000000..1000000"));
-    }
+  }
+  if (prospective && !MakeArrayTask(req, &job)) return;
+  ActiveJob& a = jobs_.At(job.id);
+  std::string what;
+  if (request.action == "priority") {
     what = "priority " + std::to_string(job.priority) + " -> " + std::to_string(request.priority) +
            " by " + req.caller.user;
     job.priority = request.priority;
     jobs_.SetPriority(a, request.priority);
   } else {
-    return ReplyError(
-        req, Status::InvalidArgument("body.action: must be hold, release or priority, got \"" +
-                                     request.action + "\""));
+    job.held = a.queued.held = hold;
+    // An admin's hold on another user's job is the admin's to release.
+    job.held_by_admin = hold && req.caller.admin && req.caller.user != job.user;
+    what = (hold ? "held by " : "released by ") + req.caller.user +
+           (job.held_by_admin ? " (an admin: only an admin may release it)" : "");
   }
   Status saved = store_->UpdateJob(job);
   if (saved.ok()) {

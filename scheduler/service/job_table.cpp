@@ -29,11 +29,21 @@ void SetAccountLabel(core::ResourceRequest& r, const std::string& label) {
 }  // namespace
 
 nlohmann::json ArrayState::ToJson() const {
-  return {{"indices", indices},
-          {"tasks", tasks},
-          {"max_running", max_running},
-          {"pending", pending.ToString()},
-          {"cancelled", cancelled}};
+  nlohmann::json j = {{"indices", indices},
+                      {"tasks", tasks},
+                      {"max_running", max_running},
+                      {"pending", pending.ToString()},
+                      {"cancelled", cancelled}};
+  if (sweep) {
+    j["sweep"] = sweep_doc;
+    j["sweep_state"] = sweep_state.ToJson();
+  }
+  return j;
+}
+
+nlohmann::json ArrayState::TrialSpec(const nlohmann::json& base, int64_t index) const {
+  nlohmann::json spec = sweep ? core::ApplyParams(base, core::TrialParams(*sweep, index)) : base;
+  return SubstituteArrayIndex(spec, index);
 }
 
 ArrayState ArrayState::FromJson(const nlohmann::json& j) {
@@ -47,6 +57,14 @@ ArrayState ArrayState::FromJson(const nlohmann::json& j) {
   if (!pending.empty()) {
     auto set = IndexSet::Parse(pending);
     if (set.ok()) a.pending = std::move(*set);
+  }
+  if (j.contains("sweep") && j["sweep"].is_object()) {
+    a.sweep_doc = j["sweep"];
+    nlohmann::json doc = a.sweep_doc;
+    doc["base"] = nlohmann::json::object();  // trials' specs come from the row's
+    core::SweepParseResult parsed = core::ParseSweepSpec(doc);
+    if (parsed.ok()) a.sweep = std::move(parsed.spec);
+    a.sweep_state = core::SweepState::FromJson(j.value("sweep_state", nlohmann::json()));
   }
   return a;
 }
@@ -116,6 +134,7 @@ ActiveJob& JobTable::Track(const JobRecord& job, const JobSpec& spec) {
   if (job.array.is_object()) a.array = ArrayState::FromJson(job.array);
   a.array_job = job.array_job;
   a.array_index = job.array_index;
+  a.train_epochs = spec.train.epochs;
   if (spec.serve) {
     a.service = spec.serve->service;
     a.model = {spec.serve->model_job, spec.serve->model_step};

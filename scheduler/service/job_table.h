@@ -22,6 +22,7 @@
 #include "scheduler/core/metric_history.h"
 #include "scheduler/core/scheduling_policy.h"
 #include "scheduler/core/service_rollout.h"
+#include "scheduler/core/sweep.h"
 #include "scheduler/service/store.h"
 
 namespace kiln::service {
@@ -33,6 +34,12 @@ struct ArrayState {
   int64_t max_running = 0;  // tasks RUNNING at once (0: no limit)
   IndexSet pending;         // indices with no row yet: they start from the array's own queue entry
   int64_t cancelled = 0;    // pending indices a cancel of the whole array dropped
+  // A sweep (kiln sweep): its document (without "base", which is the row's spec), parsed, and
+  // ASHA's record; each task is a trial, its spec TrialSpec(index).
+  nlohmann::json sweep_doc;
+  std::optional<core::SweepSpec> sweep;
+  core::SweepState sweep_state;
+  nlohmann::json TrialSpec(const nlohmann::json& base, int64_t index) const;
   nlohmann::json ToJson() const;
   static ArrayState FromJson(const nlohmann::json& j);
 };
@@ -56,6 +63,7 @@ struct ActiveJob {
   // A task of an array: the array's id and the task's index.
   int64_t array_job = 0;
   int64_t array_index = -1;
+  int64_t train_epochs = 0;  // its spec's, for a sweep's rungs
 };
 
 class JobTable {

@@ -61,8 +61,10 @@ void SchedulerService::PublishMetrics() {
   if (!metrics_sink_) return;
   metrics_.ClearGauge("kiln_jobs");
   std::map<std::pair<std::string, int32_t>, int64_t> jobs;  // (state, user index) -> count
-  for (const auto& [order, job] : jobs_.pending())
-    ++jobs[{std::string("PENDING"), job->queued.user}];
+  for (const auto& [order, job] : jobs_.pending()) {        // an array: each task not started
+    jobs[{std::string("PENDING"), job->queued.user}] +=
+        job->array ? job->array->pending.Count() : 1;
+  }
   for (int64_t id : jobs_.running()) {
     if (const ActiveJob* job = jobs_.Find(id)) ++jobs[{std::string("RUNNING"), job->queued.user}];
   }

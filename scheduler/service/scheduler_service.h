@@ -339,19 +339,36 @@ class SchedulerService {
   // Job arrays (array_jobs.cpp). The array row's spec with its first index substituted: what
   // is validated and placed (every task has the array's resources).
   static SpecParseResult ParseArraySpecOf(const JobRecord& row);
-  // Checks a submit's --array and its tasks' specs; fills the row's array state. False after
-  // replying with the error.
-  bool PrepareArray(Request& req, const std::string& array, JobRecord& job);
+  // A submit's --array or sweep document as the array it makes. False after replying with the
+  // error.
+  bool ArrayOfSubmit(Request& req, const protocol::SubmitRequest& request,
+                     std::optional<ArrayState>* array);
+  // Checks the tasks' specs (an array's first and last, every trial of a sweep) and stores the
+  // array's state in the row. False after replying with the error.
+  bool PrepareArray(Request& req, const ArrayState& array, JobRecord& job);
+  // A task's spec errors as the submit reports them: "task 3: ...", or for a sweep's parameter
+  // "space.PATH: ...".
+  static std::vector<std::string> TaskSpecErrors(const ArrayState& array, int64_t index,
+                                                 const std::vector<SpecError>& errors);
+  // A trial of a sweep reported an epoch's metrics: its record, and ASHA's decision.
+  void NoteTrialReport(ActiveJob& task, const nlohmann::json& report);
+  // A sweep's leaderboard: {"objective", "trials": [...], "best"} (docs/sweeps.md).
+  nlohmann::json SweepView(const JobRecord& row, const ArrayState& array);
   // Gives task `index` (the lowest pending one when absent) of `array` its own PENDING row and
   // tracks it; the array's row is written. Returns the task's id, or nullopt when the index is
   // not pending (or its spec does not parse: the task is recorded FAILED).
   std::optional<int64_t> StartArrayTask(ActiveJob& array, std::optional<int64_t> index);
   // After a task ended: the array's row takes its final state once no task is left.
   void FinishArrayIfDone(int64_t array_id);
-  // The row a request for "ID_INDEX" is about: the task's, made for a pending index when
-  // `make` (cancel, hold, ...). False after replying with the error.
-  bool ResolveArrayTask(Request& req, const JobRecord& array, int64_t index, bool make,
-                        JobRecord* task);
+  // The array can never run (a dependency failed): its pending tasks are dropped, those with
+  // rows fail, and the array is FAILED with `reason`.
+  void FailArray(int64_t array_id, const std::string& reason);
+  // The row a request for "ID_INDEX" is about: the task's, or for a pending index the row it
+  // would have (*prospective), which a request checks before MakeArrayTask gives it (so that a
+  // refused request writes nothing). False after replying with the error.
+  bool ArrayTaskOf(Request& req, const JobRecord& array, int64_t index, JobRecord* task,
+                   bool* prospective);
+  bool MakeArrayTask(Request& req, JobRecord* task);
   // Cancel, hold, release or priority for a whole array: the array and each unfinished task.
   void CancelArray(Request& req, JobRecord& array);
   void AdminArray(Request& req, JobRecord& array, const protocol::JobAdminRequest& request);

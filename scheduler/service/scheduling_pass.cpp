@@ -220,6 +220,10 @@ void SchedulerService::SchedulingPass() {
     }
   }
   for (const auto& f : plan.failures) {
+    if (const ActiveJob* a = jobs_.Find(f.job_id); a != nullptr && a->array) {
+      FailArray(f.job_id, f.reason);
+      continue;
+    }
     auto found = store_->GetJob(f.job_id);
     if (!found.ok() || !found->has_value()) continue;
     JobRecord job = **found;

@@ -1,11 +1,14 @@
-// Array task rows (store.h): found by (array_job, array_index) through the jobs_by_array index.
+// Array task rows (store.h): found by (array_job, array_index) through the partial index
+// jobs_by_array (each query repeats its condition, array_job > 0, so that SQLite uses it).
 #include "scheduler/service/sqlite_statement.h"
 #include "scheduler/service/store.h"
 
 namespace kiln::service {
 
 Result<std::optional<int64_t>> Store::FindArrayTask(int64_t array_job, int64_t index) {
-  SqliteStatement s(db_, "SELECT id FROM jobs WHERE array_job=? AND array_index=? ORDER BY id",
+  SqliteStatement s(db_,
+                    "SELECT id FROM jobs WHERE array_job=? AND array_job > 0 AND array_index=? "
+                    "ORDER BY id",
                     cache_.get());
   s.Bind(1, array_job).Bind(2, index);
   Status status;
@@ -15,7 +18,9 @@ Result<std::optional<int64_t>> Store::FindArrayTask(int64_t array_job, int64_t i
 }
 
 Result<std::map<std::string, int64_t>> Store::ArrayTaskStates(int64_t array_job) {
-  SqliteStatement s(db_, "SELECT state, count(*) FROM jobs WHERE array_job=? GROUP BY state",
+  SqliteStatement s(db_,
+                    "SELECT state, count(*) FROM jobs WHERE array_job=? AND array_job > 0 "
+                    "GROUP BY state",
                     cache_.get());
   s.Bind(1, array_job);
   std::map<std::string, int64_t> out;

@@ -304,6 +304,7 @@ void SchedulerService::OnProgress(Request& req) {
     return;
   }
   RecordMetricHistory(*active, m.report);
+  if (active->array_job > 0) NoteTrialReport(*active, m.report);  // may end it: last
 }
 
 void SchedulerService::OnJobExited(Request& req) {

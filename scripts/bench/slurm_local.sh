@@ -18,6 +18,7 @@
 #                            its own under DIR, so a munged of the system, if any, is left alone.
 #                            Daemons bind to 127.0.0.1 (CommunicationParameters below); ports are
 #                            SLURM_LOCAL_CTLD_PORT (default 6817) and SLURM_LOCAL_SLURMD_PORT (6818).
+#                            SLURM_LOCAL_EXTRA_CONF: lines added to slurm.conf (e.g. MaxArraySize).
 #   slurm_submit_rate N P    submits N held no-op batch jobs (`sbatch --hold --wrap true`) from P
 #                            concurrent shell loops, one sbatch process per job, and prints the
 #                            accepted jobs per second (a plain number) on stdout. Acceptance is
@@ -177,6 +178,7 @@ SlurmdParameters=config_overrides
 # Held jobs pile up during a benchmark; the default cap is 10000.
 MaxJobCount=1000000
 MinJobAge=10
+${SLURM_LOCAL_EXTRA_CONF:-}
 NodeName=$host NodeAddr=127.0.0.1 NodeHostname=$host CPUs=$cpus State=UNKNOWN
 PartitionName=bench Nodes=$host Default=YES MaxTime=INFINITE State=UP
 EOF

@@ -45,6 +45,9 @@ TEST_CASE("bad array specs name what is wrong", "[array]") {
   CHECK_THAT(Error("0-100000"), Catch::Contains("more than 100000 tasks"));
   CHECK_THAT(Error("0-99999999"), Catch::Contains("indices go up to"));
   CHECK_THAT(Error("0,,3"), Catch::Contains("does not start with an index"));
+  std::string squares;  // 250 indices without three in arithmetic progression
+  for (int i = 1; i <= 250; ++i) squares += (i > 1 ? "," : "") + std::to_string(i * i * 7 + i % 2);
+  CHECK_THAT(Error(squares), Catch::Contains("ranges"));
   auto ok = kiln::ParseArraySpec("0-99%4");
   REQUIRE(ok.ok());
   CHECK(ok->max_running == 4);

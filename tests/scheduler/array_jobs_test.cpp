@@ -229,3 +229,63 @@ TEST_CASE("bad arrays are refused naming the field") {
   Received q = h.Ask(h.alice(), QueueRequest{});
   CHECK(q.body()["data"].empty());
 }
+
+TEST_CASE("a task's request id cannot be taken, and a refused request makes no task row") {
+  ServiceHarness h;
+  h.Turn(0);
+  Received taken = h.Ask(h.alice(), SubmitRequest{"r#0", SmallSpec("x", 1), {}, {}, "", false});
+  REQUIRE(taken.envelope.type == "error");
+  CHECK_THAT(taken.body()["message"].get<std::string>(), Catch::Contains("without '#'"));
+  const int64_t array = SubmitArray(h, IndexedSpec(), "0-5");
+  // Releasing a task of an array that is not held is refused, and index 5 stays pending.
+  Received refused = h.Ask(h.alice(), JobAdminRequest{array, "release", 0, 5});
+  REQUIRE(refused.envelope.type == "error");
+  CHECK_THAT(refused.body()["message"].get<std::string>(), Catch::Contains("already not held"));
+  CHECK(h.Show(array)["array"]["pending"] == "0-5");
+  Received shown = h.Ask(h.alice(), ShowRequest{array, 5});
+  CHECK(shown.envelope.type == "error");
+  CHECK_THAT(shown.body()["message"].get<std::string>(), Catch::Contains("has not started yet"));
+}
+
+TEST_CASE("an admin's hold on a task stays until an admin releases it") {
+  ServiceHarness h;
+  h.Turn(0);
+  const int64_t array = SubmitArray(h, IndexedSpec(), "0-5");
+  REQUIRE(h.Ask(h.root(), JobAdminRequest{array, "hold", 0, 2}).envelope.type == "data");
+  Received mine = h.Ask(h.alice(), JobAdminRequest{array, "release", 0, 2});
+  CHECK(mine.envelope.type == "error");
+  // The owner holds and releases the whole array: the admin's hold on task 2 stays.
+  REQUIRE(h.Ask(h.alice(), JobAdminRequest{array, "hold", 0, std::nullopt}).envelope.type ==
+          "data");
+  REQUIRE(h.Ask(h.alice(), JobAdminRequest{array, "release", 0, std::nullopt}).envelope.type ==
+          "data");
+  Received task = h.Ask(h.alice(), ShowRequest{array, 2});
+  REQUIRE(task.envelope.type == "data");
+  CHECK(task.body()["data"]["held"] == true);
+  CHECK(h.Ask(h.root(), JobAdminRequest{array, "release", 0, 2}).envelope.type == "data");
+}
+
+TEST_CASE(
+    "an array whose dependency fails is FAILED, and fields the scheduler reads do not "
+    "take the index") {
+  ServiceHarness h;
+  h.Turn(0);
+  const int64_t first = h.Submit(SmallSpec("first", 1));
+  REQUIRE(h.Ask(h.alice(), CancelRequest{first, std::nullopt}).envelope.type == "cancel_reply");
+  json spec = IndexedSpec();
+  spec["depends_on"] = {first};
+  const int64_t array = SubmitArray(h, spec, "0-3");
+  h.RunFor(1000);
+  json shown = h.Show(array);
+  CHECK(shown["state"] == "FAILED");
+  CHECK_THAT(shown["reason"].get<std::string>(), Catch::StartsWith("DependencyFailed: job "));
+  CHECK(shown["array"]["pending"] == "");
+
+  json indexed = IndexedSpec();
+  indexed["priority"] = "${array_index}";
+  SubmitRequest request{"pri", indexed, {}, {}, "", false};
+  request.array = "0-3";
+  Received r = h.Ask(h.alice(), request);
+  REQUIRE(r.envelope.type == "error");
+  CHECK_THAT(r.body().dump(), Catch::Contains("task 0: priority"));
+}

@@ -1,0 +1,108 @@
+// Job arrays end to end: the real CLI, scheduler, agent, mpirun and kiln-train.
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <map>
+#include <set>
+
+#include "tests/integration/local_cluster.h"
+
+using kiln::testing::LocalCluster;
+using kiln::testing::SyntheticSpec;
+using nlohmann::json;
+
+namespace {
+
+// Every task row of the array, by index, from `kiln queue --all --json`.
+std::map<int64_t, json> TasksOf(LocalCluster& cluster, int64_t array) {
+  auto listed = cluster.Kiln({"queue", "--all", "--json"});
+  REQUIRE(listed.exit_code == 0);
+  std::map<int64_t, json> tasks;
+  for (const auto& j : json::parse(listed.out)) {
+    if (j.value("array_job", int64_t{0}) != array) continue;
+    const int64_t index = j.value("array_index", int64_t{-1});
+    REQUIRE(tasks.count(index) == 0);  // one row per index, however often the scheduler restarted
+    tasks[index] = j;
+  }
+  return tasks;
+}
+
+// The most tasks whose [started_at, finished_at) overlap at one moment.
+size_t MostAtOnce(const std::map<int64_t, json>& tasks) {
+  std::vector<std::pair<int64_t, int>> edges;
+  for (const auto& [index, t] : tasks) {
+    edges.push_back({t.value("started_at", int64_t{0}), +1});
+    edges.push_back({t.value("finished_at", int64_t{0}), -1});
+  }
+  std::sort(edges.begin(), edges.end());  // at the same millisecond an end comes first
+  int now = 0, most = 0;
+  for (const auto& [time, delta] : edges) most = std::max(most, now += delta);
+  return static_cast<size_t>(most);
+}
+
+}  // namespace
+
+TEST_CASE("a 100-task array with %4 runs at most 4 at once, survives a kill -9, and completes") {
+  LocalCluster cluster(/*slots=*/4);
+  json spec = SyntheticSpec("seed-${array_index}", 1, 1, 64);
+  spec["train"]["seed"] = "${array_index}";
+  auto submitted = cluster.Kiln({"submit", cluster.WriteSpec(spec), "--array", "0-99%4", "--json"});
+  REQUIRE(submitted.exit_code == 0);
+  const int64_t array = json::parse(submitted.out)["job_id"].get<int64_t>();
+
+  // The queue folds the tasks that have not started into one line.
+  auto queue = cluster.Kiln({"queue"});
+  CHECK(kiln::testing::Contains(queue.out, std::to_string(array) + "["));
+
+  // Kill the scheduler in the middle: running tasks go on, and no index runs twice.
+  json middle = cluster.WaitForJob(
+      array,
+      [](const json& j) {
+        const json states = j["array"].value("states", json::object());
+        return states.value("COMPLETED", 0) >= 20;
+      },
+      240);
+  cluster.KillScheduler();
+  cluster.StartScheduler();
+  json done = cluster.WaitForJob(
+      array, [](const json& j) { return j.value("state", "") != "PENDING"; }, 600);
+  CHECK(done["state"] == "COMPLETED");
+  CHECK(done["reason"] == "array: 100 completed");
+
+  const std::map<int64_t, json> tasks = TasksOf(cluster, array);
+  REQUIRE(tasks.size() == 100);
+  for (const auto& [index, t] : tasks) CHECK(t["state"] == "COMPLETED");
+  CHECK(tasks.begin()->first == 0);
+  CHECK(tasks.rbegin()->first == 99);
+  CHECK(MostAtOnce(tasks) <= 4);
+  CHECK(MostAtOnce(tasks) >= 2);  // the limit, not the cluster, held it back
+
+  // A task by ARRAY_INDEX: its substituted spec, and its output.
+  auto shown = cluster.Kiln({"show", std::to_string(array) + "_57", "--json"});
+  REQUIRE(shown.exit_code == 0);
+  json task = json::parse(shown.out);
+  CHECK(task["spec"]["train"]["seed"] == 57);
+  CHECK(task["name"] == "seed-57");
+  auto logs = cluster.Kiln({"logs", std::to_string(array) + "_57"});
+  CHECK(logs.exit_code == 0);
+  CHECK(kiln::testing::Contains(logs.out, "finished at step"));
+}
+
+TEST_CASE("bad arrays are refused by the CLI and the scheduler, naming the field") {
+  LocalCluster cluster(/*slots=*/1);
+  const std::string path = cluster.WriteSpec(SyntheticSpec("t", 1, 1, 64));
+  auto empty = cluster.Kiln({"submit", path, "--array", "9-3"});
+  CHECK(empty.exit_code == 2);
+  CHECK(kiln::testing::Contains(empty.err, "--array: \"9-3\" is an empty range"));
+  auto limit = cluster.Kiln({"submit", path, "--array", "0-9%0"});
+  CHECK(limit.exit_code == 2);
+  CHECK(kiln::testing::Contains(limit.err, "--array: after '%'"));
+  json bad = SyntheticSpec("t", 1, 1, 64);
+  bad["data"]["samples"] = "${array_index}";
+  auto task0 = cluster.Kiln({"submit", cluster.WriteSpec(bad, "bad.json"), "--array", "0-3"});
+  CHECK(task0.exit_code == 2);
+  CHECK(kiln::testing::Contains(task0.err, "task 0: data.samples: must be >= 1, got 0"));
+  auto listed = cluster.Kiln({"queue", "--json"});
+  CHECK(json::parse(listed.out).empty());
+  auto missing = cluster.Kiln({"show", "5_3"});
+  CHECK(missing.exit_code != 0);
+}
