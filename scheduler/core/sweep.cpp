@@ -411,4 +411,14 @@ TrialDecision ReportTrialEpoch(const SweepSpec& spec, SweepState& state, int64_t
   return decision;
 }
 
+void RecordTrialCheckpoint(const SweepSpec& spec, SweepState& state, int64_t trial, int64_t epoch,
+                           std::optional<double> value) {
+  TrialRecord& record = state.trials[trial];
+  record.epochs = std::max(record.epochs, epoch);
+  if (value && std::isfinite(*value) &&
+      (!record.best || (spec.maximize ? *value > *record.best : *value < *record.best))) {
+    record.best = value;
+  }
+}
+
 }  // namespace kiln::core

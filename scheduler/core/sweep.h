@@ -90,4 +90,9 @@ struct TrialDecision {
 TrialDecision ReportTrialEpoch(const SweepSpec& spec, SweepState& state, int64_t trial,
                                int64_t epoch, int64_t max_epochs, double value);
 
+// What a trial's checkpoint says it reached (epochs done, and the objective then, if reported):
+// fills in what lost epoch reports left out. No ASHA decision.
+void RecordTrialCheckpoint(const SweepSpec& spec, SweepState& state, int64_t trial, int64_t epoch,
+                           std::optional<double> value);
+
 }  // namespace kiln::core

@@ -17,7 +17,10 @@ Status SchedulerService::Transition(JobRecord& job, core::JobEvent event,
   dirty_ = true;
   CountTransition(job, now);
   if (job.spec.contains("serve")) NoteReplicaTransition(job);
-  if (job.array_job > 0 && core::IsTerminal(job.state)) FinishArrayIfDone(job.array_job);
+  if (job.array_job > 0 && core::IsTerminal(job.state)) {
+    NoteTrialEnded(job);
+    FinishArrayIfDone(job.array_job);
+  }
   if (!ended->has_value()) return Status::Ok();
   // The attempt ended: charge what it used to its user's fair share. Nothing to charge (no
   // entry) when it ended the millisecond it started, or the wall clock stepped back.

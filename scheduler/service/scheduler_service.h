@@ -352,6 +352,9 @@ class SchedulerService {
                                                  const std::vector<SpecError>& errors);
   // A trial of a sweep reported an epoch's metrics: its record, and ASHA's decision.
   void NoteTrialReport(ActiveJob& task, const nlohmann::json& report);
+  // A trial ended: its checkpoints fill in epochs and values whose reports were lost (sent while
+  // the scheduler was down).
+  void NoteTrialEnded(const JobRecord& task);
   // A sweep's leaderboard: {"objective", "trials": [...], "best"} (docs/sweeps.md).
   nlohmann::json SweepView(const JobRecord& row, const ArrayState& array);
   // Gives task `index` (the lowest pending one when absent) of `array` its own PENDING row and

@@ -50,6 +50,29 @@ void SchedulerService::NoteTrialReport(ActiveJob& task, const json& report) {
   spdlog::info("sweep {} trial {} (job {}): {}", array_id, trial, task_id, decision.reason);
 }
 
+void SchedulerService::NoteTrialEnded(const JobRecord& task) {
+  ActiveJob* array_job = jobs_.Find(task.array_job);
+  if (array_job == nullptr || !array_job->array || !array_job->array->sweep) return;
+  ArrayState& array = *array_job->array;
+  auto checkpoints = store_->Checkpoints(task.id);
+  if (!checkpoints.ok()) DieOnStoreError(checkpoints.status());
+  if (checkpoints->empty()) return;
+  for (const auto& c : *checkpoints) {
+    auto m = c.metrics.find(array.sweep->metric);
+    core::RecordTrialCheckpoint(*array.sweep, array.sweep_state, task.array_index, c.epoch,
+                                m != c.metrics.end() && m->is_number()
+                                    ? std::optional<double>(m->get<double>())
+                                    : std::nullopt);
+  }
+  auto row = store_->GetJob(task.array_job);
+  if (!row.ok()) DieOnStoreError(row.status());
+  if (!row->has_value()) return;
+  JobRecord parent = **row;
+  parent.array = array.ToJson();
+  Status saved = store_->UpdateJob(parent);
+  if (!saved.ok()) DieOnStoreError(saved);
+}
+
 json SchedulerService::SweepView(const JobRecord& row, const ArrayState& array) {
   const core::SweepSpec& spec = *array.sweep;
   json trials = json::array();

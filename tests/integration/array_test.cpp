@@ -1,6 +1,7 @@
 // Job arrays end to end: the real CLI, scheduler, agent, mpirun and kiln-train.
 #include <algorithm>
 #include <catch2/catch.hpp>
+#include <fstream>
 #include <map>
 #include <set>
 
@@ -105,4 +106,87 @@ TEST_CASE("bad arrays are refused by the CLI and the scheduler, naming the field
   CHECK(json::parse(listed.out).empty());
   auto missing = cluster.Kiln({"show", "5_3"});
   CHECK(missing.exit_code != 0);
+}
+
+TEST_CASE(
+    "a 9-trial sweep with ASHA stops poor trials, survives a kill -9, ranks its trials, "
+    "and its best checkpoint predicts") {
+  LocalCluster cluster(/*slots=*/2);
+  json base = SyntheticSpec("trial-${array_index}", 1, 4, 1024);
+  base["checkpoint"] = {{"keep_last", 2}};
+  // lr 1e-5 barely moves from chance in an epoch: ASHA should stop those trials that meet rivals.
+  json sweep = {{"name", "it-sweep"},
+                {"base", base},
+                {"space",
+                 {{"model.hidden", {{"type", "grid"}, {"values", {{8}, {32}, {64}}}}},
+                  {"train.optimizer.lr", {{"type", "grid"}, {"values", {1e-5, 0.01, 0.05}}}}}},
+                {"objective", {{"metric", "test_accuracy"}, {"mode", "max"}}},
+                {"max_concurrent", 2},
+                {"early_stopping", {{"type", "asha"}, {"min_epochs", 1}, {"reduction_factor", 3}}}};
+  auto submitted = cluster.Kiln({"sweep", cluster.WriteSpec(sweep, "sweep.json"), "--json"});
+  INFO(submitted.err);
+  REQUIRE(submitted.exit_code == 0);
+  const int64_t id = json::parse(submitted.out)["job_id"].get<int64_t>();
+
+  cluster.WaitForJob(
+      id,
+      [](const json& j) {
+        const json states = j["array"].value("states", json::object());
+        return states.value("COMPLETED", 0) + states.value("CANCELLED", 0) >= 3;
+      },
+      240);
+  cluster.KillScheduler();
+  cluster.StartScheduler();
+  json done = cluster.WaitForJob(
+      id, [](const json& j) { return j.value("state", "") != "PENDING"; }, 600);
+  CHECK(done["state"] == "COMPLETED");
+  CHECK_THAT(done["reason"].get<std::string>(), Catch::StartsWith("sweep: 9 trials, "));
+
+  auto shown = cluster.Kiln({"sweep", "show", std::to_string(id), "--json"});
+  REQUIRE(shown.exit_code == 0);
+  json board = json::parse(shown.out);
+  REQUIRE(board["trials"].size() == 9);
+  int stopped = 0;
+  std::set<int64_t> trials;
+  double previous = 2;
+  for (const auto& t : board["trials"]) {
+    trials.insert(t["trial"].get<int64_t>());
+    REQUIRE(t["best"].is_number());
+    CHECK(t["best"].get<double>() <= previous);
+    previous = t["best"].get<double>();
+    if (t["state"] == "STOPPED") {
+      ++stopped;
+      CHECK_THAT(t["reason"].get<std::string>(), Catch::StartsWith("EarlyStopped: rung "));
+    } else {
+      CHECK(t["state"] == "COMPLETED");
+      CHECK(t["epochs"] == 4);
+    }
+  }
+  CHECK(trials.size() == 9);
+  CHECK(stopped >= 1);
+  CHECK(board["best"]["params"]["train.optimizer.lr"].get<double>() > 1e-4);
+
+  // The text leaderboard, and the best trial's checkpoint predicting.
+  auto text = cluster.Kiln({"sweep", "show", std::to_string(id)});
+  CHECK(kiln::testing::Contains(text.out, "Best: trial "));
+  const std::string best = std::to_string(board["best"]["job_id"].get<int64_t>());
+  CHECK(kiln::testing::Contains(text.out, "kiln deploy " + best + " --best"));
+  const std::string csv = cluster.dir() + "/rows.csv";
+  {
+    std::ofstream out(csv);
+    for (int f = 0; f < 20; ++f) out << (f ? "," : "") << "f" << f;
+    out << "\n";
+    for (int f = 0; f < 20; ++f) out << (f ? "," : "") << f * 0.05;
+    out << "\n";
+  }
+  auto predicted = cluster.Kiln({"predict", best, "--input", csv, "--json"}, 60);
+  INFO(predicted.err);
+  REQUIRE(predicted.exit_code == 0);
+  CHECK(json::parse(predicted.out)["label"].get<int>() >= 0);
+
+  // A sweep whose objective is never reported is refused, naming the field.
+  sweep["objective"]["metric"] = "val_accuracy";
+  auto refused = cluster.Kiln({"sweep", cluster.WriteSpec(sweep, "bad.json")});
+  CHECK(refused.exit_code == 2);
+  CHECK(kiln::testing::Contains(refused.err, "objective.metric: the trials never report"));
 }

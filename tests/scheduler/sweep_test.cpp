@@ -183,3 +183,16 @@ TEST_CASE("ASHA minimizes a loss", "[sweep]") {
   CHECK(worse.reason == "EarlyStopped: rung 1 (epoch 1) test_loss 0.9, above the top half (0.7)");
   CHECK_FALSE(ReportTrialEpoch(s, state, 2, 1, 9, 0.4).stop);
 }
+
+TEST_CASE("a trial's checkpoints fill in what lost epoch reports left out", "[sweep]") {
+  SweepSpec s = Parsed(Sweep());
+  SweepState state;
+  ReportTrialEpoch(s, state, 0, 1, 9, 0.7);
+  RecordTrialCheckpoint(s, state, 0, 9, 0.9);
+  CHECK(state.trials[0].epochs == 9);
+  CHECK(state.trials[0].best == Approx(0.9));
+  RecordTrialCheckpoint(s, state, 0, 5, std::nullopt);  // an older one changes nothing
+  CHECK(state.trials[0].epochs == 9);
+  CHECK(state.trials[0].best == Approx(0.9));
+  CHECK(state.stopped == 0);
+}
