@@ -244,7 +244,7 @@ json SubstituteArrayIndex(const json& spec, int64_t index) {
     // and limited as the array is (a "${array_index}" there is refused as a bad value).
     const bool scheduler_field = it.key() == "resources" || it.key() == "depends_on" ||
                                  it.key() == "priority" || it.key() == "max_retries" ||
-                                 it.key() == "time_limit_s";
+                                 it.key() == "time_limit";
     out[it.key()] = scheduler_field ? it.value() : Substitute(it.value(), index_text, index);
   }
   return out;

@@ -68,7 +68,7 @@ struct ArraySpec {
 Result<ArraySpec> ParseArraySpec(const std::string& text);
 
 // A task's spec: every string in `spec` outside the fields the scheduler reads (resources,
-// depends_on, priority, max_retries, time_limit_s) with each "${array_index}" replaced
+// depends_on, priority, max_retries, time_limit) with each "${array_index}" replaced
 // by the index; a string that is exactly "${array_index}" becomes the number itself (so a seed
 // or any integer field can follow the index).
 nlohmann::json SubstituteArrayIndex(const nlohmann::json& spec, int64_t index);

@@ -9,6 +9,7 @@
 #include <sstream>
 #include <vector>
 
+#include "common/clock.h"
 #include "common/job_array.h"
 #include "common/quantities.h"
 
@@ -159,9 +160,47 @@ std::string FormatProgressBar(const json& job, std::optional<double> eta_s, int 
   return bar.str();
 }
 
+std::string FormatStartEstimate(const json& job, bool explain) {
+  if (!job.contains("start_estimate") || !job["start_estimate"].is_object()) return "-";
+  const json& e = job["start_estimate"];
+  if (!e["at"].is_number_integer()) {
+    return explain ? "unknown: it needs what jobs without a time limit (or progress) hold"
+                   : "unknown";
+  }
+  const Millis at = e["at"].get<Millis>();
+  const Millis now = SystemClock().WallMs();
+  std::time_t seconds = static_cast<std::time_t>(at / 1000);
+  std::tm tm{};
+  localtime_r(&seconds, &tm);
+  char when[32];
+  std::strftime(when, sizeof when, at - now > 20 * 3600 * 1000 ? "%m-%d %H:%M" : "%H:%M", &tm);
+  std::string out = std::string(explain ? "est. " : "~") + when;
+  if (!explain) return out;
+  std::vector<std::string> after, nodes;
+  for (const auto& id : e.value("after", json::array())) after.push_back(id.dump());
+  for (const auto& n : e.value("nodes", json::array())) {
+    if (n.is_string()) nodes.push_back(n.get<std::string>());
+  }
+  auto list = [](const std::vector<std::string>& items) {
+    std::string s;
+    for (size_t i = 0; i < items.size(); ++i) {
+      s += (i == 0 ? "" : i + 1 == items.size() ? " and " : ", ") + items[i];
+    }
+    return s;
+  };
+  if (!after.empty()) {
+    out += ": after job" + std::string(after.size() > 1 ? "s " : " ") + list(after) + " end" +
+           (after.size() > 1 ? "" : "s");
+  } else if (at <= now + 1000) {
+    out += ": now, as soon as the next pass places it";
+  }
+  if (!nodes.empty()) out += (after.empty() && at > now + 1000 ? ": on " : ", on ") + list(nodes);
+  return out;
+}
+
 std::string FormatQueue(const json& jobs, bool expand) {
-  std::vector<std::vector<std::string>> rows = {
-      {"ID", "NAME", "USER", "PRI", "STATE", "ATTEMPT", "RANKS", "NODE", "PROGRESS", "REASON"}};
+  std::vector<std::vector<std::string>> rows = {{"ID", "NAME", "USER", "PRI", "STATE", "ATTEMPT",
+                                                 "RANKS", "NODE", "PROGRESS", "START", "REASON"}};
   for (const auto& j : jobs) {
     const json& m = j.contains("metrics") ? j["metrics"] : json::object();
     std::string progress = m.contains("step") ? Str(m, "step") + "/" + Str(m, "total_steps") : "-";
@@ -176,6 +215,7 @@ std::string FormatQueue(const json& jobs, bool expand) {
                                     Str(j, "ranks"),
                                     Str(j, "node").empty() ? "-" : Str(j, "node"),
                                     progress,
+                                    FormatStartEstimate(j, false),
                                     Str(j, "reason")};
     if (j.contains("array_job")) {  // a task of an array: ARRAY_INDEX
       row[0] = TaskName(j.value("array_job", int64_t{0}), j.value("array_index", int64_t{-1}));
@@ -243,6 +283,7 @@ std::string FormatJob(const json& j) {
   if (j.contains("depends_on") && !j["depends_on"].empty()) {
     out << "  depends on " << j["depends_on"].dump() << "\n";
   }
+  if (j.contains("start_estimate")) out << "  start      " << FormatStartEstimate(j, true) << "\n";
   if (j.contains("array_job")) {
     out << "  array task "
         << TaskName(j.value("array_job", int64_t{0}), j.value("array_index", int64_t{-1}))

@@ -14,6 +14,9 @@ std::string Table(const std::vector<std::vector<std::string>>& rows);
 // the best trial's checkpoint; `job` is `kiln show --json` of the sweep (sweep_output.cpp).
 std::string FormatSweep(const nlohmann::json& job);
 
+// A pending job's start estimate ("start_estimate" in its view): "~14:05" for a table, or with
+// `explain` "est. 14:05: after jobs 31 and 32 end, on n1 and n2"; "-" when it has none.
+std::string FormatStartEstimate(const nlohmann::json& job, bool explain);
 // The queue as a table. An array's own line shows its tasks that have not started, folded
 // ("12[40-999]"), or one line per task with `expand`; tasks with rows show as "12_3".
 std::string FormatQueue(const nlohmann::json& jobs, bool expand = false);

@@ -234,6 +234,7 @@ void SchedulerService::OnQueue(Request& req) {
       }
       WithLiveReason(j);
       json summary = JobSummaryView(j);
+      AddStartEstimate(summary, j.id);
       if (!req.caller.admin && j.user != req.caller.user) {
         // Another user's job: what it asks for and why it waits, not how it is doing or why it
         // failed (a rank's error names paths).
@@ -290,6 +291,7 @@ void SchedulerService::OnShow(Request& req) {
   KILN_OK_OR_REPLY(checkpoints);
   WithLiveReason(record);
   json view = JobDetailView(record, *events, *attempts, *checkpoints);
+  AddStartEstimate(view, record.id);
   if (record.array.is_object()) {
     view["array"] = ArrayView(record);
     const ActiveJob* live = jobs_.Find(record.id);

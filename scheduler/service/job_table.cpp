@@ -225,6 +225,9 @@ Result<std::optional<JobTable::EndedAttempt>> JobTable::Transition(JobRecord& jo
     running_.insert(job.id);
     a.attempt = job.attempt;
     a.started_at = now;
+    a.first_step = -1;  // a new attempt's progress
+    a.step = a.total_steps = 0;
+    a.start_estimate = 0;
   }
   return ended;
 }

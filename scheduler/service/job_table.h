@@ -64,6 +64,18 @@ struct ActiveJob {
   int64_t array_job = 0;
   int64_t array_index = -1;
   int64_t train_epochs = 0;  // its spec's, for a sweep's rungs
+  // Its current attempt's progress (for its expected end): the first step it reported and when,
+  // and the latest step of how many.
+  int64_t first_step = -1;
+  Millis first_step_at = 0;
+  int64_t step = 0;
+  Millis step_at = 0;
+  int64_t total_steps = 0;
+  // When it should start (core/start_estimate.h), from the latest pass: 0 when not estimated,
+  // -1 when unknown; and the jobs whose ends make room, and the nodes.
+  Millis start_estimate = 0;
+  std::vector<int64_t> start_after;
+  std::vector<std::string> start_nodes;
 };
 
 class JobTable {

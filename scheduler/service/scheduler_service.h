@@ -380,6 +380,12 @@ class SchedulerService {
   // {"tasks", "max_running", "pending", "pending_count", "states": {STATE: n}} of an array row.
   nlohmann::json ArrayView(const JobRecord& row);
 
+  // Start-time estimates (start_estimates.cpp): after a pass, each waiting job's; a running
+  // job's progress (for its expected end); the estimate in a job's view.
+  void EstimateStartTimes(const core::SchedulingPlan& plan, Millis now);
+  void NoteProgressRate(ActiveJob& job, const nlohmann::json& report);
+  void AddStartEstimate(nlohmann::json& view, int64_t job_id) const;
+
   // Scheduling (scheduling_pass.cpp).
   void SchedulingPass();
   std::vector<core::NodeState> NodeStates(std::vector<std::string>* names);

@@ -147,6 +147,7 @@ void SchedulerService::SchedulingPass() {
       if (int64_t* room = room_of(a.array_job)) {
         if (*room <= 0) {
           a.reason = ArrayLimitReason(a.array_job);
+          a.start_estimate = 0;
           continue;
         }
         --*room;
@@ -163,6 +164,7 @@ void SchedulerService::SchedulingPass() {
     if (int64_t* room = room_of(a->queued.id); room != nullptr && !a->queued.held) {
       if (*room <= 0) {
         a->reason = ArrayLimitReason(a->queued.id);
+        a->start_estimate = 0;
         continue;
       }
       a->queued.tasks = std::min(a->queued.tasks, *room);
@@ -246,6 +248,7 @@ void SchedulerService::SchedulingPass() {
     Launch(job, shares);
   }
   capacity_left_ = AnyUsableFreeSlot();  // what the starts took is in placements_ now
+  EstimateStartTimes(plan, now);
 }
 
 std::string SchedulerService::ArrayLimitReason(int64_t array_id) {

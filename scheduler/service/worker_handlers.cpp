@@ -303,6 +303,7 @@ void SchedulerService::OnProgress(Request& req) {
                     w->address);  // a replica's: no training curve to keep
     return;
   }
+  NoteProgressRate(*active, m.report);
   RecordMetricHistory(*active, m.report);
   if (active->array_job > 0) NoteTrialReport(*active, m.report);  // may end it: last
 }

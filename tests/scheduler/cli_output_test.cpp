@@ -1,5 +1,6 @@
 #include <catch2/catch.hpp>
 
+#include "common/clock.h"
 #include "scheduler/cli/output.h"
 
 using namespace kiln::cli;
@@ -109,4 +110,49 @@ TEST_CASE("the terminal's progress bar shows percent done and the time left") {
   CHECK(FitToWidth("job 3 [##..]", 6) == "job 3 ");
   CHECK(FitToWidth("a×b×c", 3) == "a×b");
   CHECK(FitToWidth("short", 80) == "short");
+}
+
+TEST_CASE("the queue folds an array's tasks that have not started, or expands them") {
+  json jobs =
+      json::array({{{"id", 12},
+                    {"name", "seeds"},
+                    {"state", "PENDING"},
+                    {"attempt", 0},
+                    {"ranks", 1},
+                    {"reason", "ArrayLimit: ..."},
+                    {"array", {{"indices", "0-999"}, {"pending", "998-999"}, {"tasks", 1000}}}},
+                   {{"id", 13},
+                    {"name", "seeds"},
+                    {"state", "RUNNING"},
+                    {"attempt", 1},
+                    {"ranks", 1},
+                    {"array_job", 12},
+                    {"array_index", 997},
+                    {"reason", ""}},
+                   {{"id", 14},
+                    {"name", "other"},
+                    {"state", "PENDING"},
+                    {"attempt", 0},
+                    {"ranks", 1},
+                    {"reason", "Resources"},
+                    {"start_estimate", {{"at", nullptr}}}}});
+  const std::string folded = FormatQueue(jobs);
+  CHECK(folded.find("12[998-999]") != std::string::npos);
+  CHECK(folded.find("12_997") != std::string::npos);
+  CHECK(folded.find("12_998") == std::string::npos);
+  CHECK(folded.find("unknown") != std::string::npos);  // job 14's START
+  const std::string expanded = FormatQueue(jobs, true);
+  CHECK(expanded.find("12_998") != std::string::npos);
+  CHECK(expanded.find("12_999") != std::string::npos);
+  CHECK(expanded.find("12[") == std::string::npos);
+}
+
+TEST_CASE("a start estimate names the jobs whose ends make room and the nodes") {
+  const kiln::Millis at = kiln::SystemClock().WallMs() + 3600 * 1000;
+  json job = {{"start_estimate", {{"at", at}, {"after", {31, 32}}, {"nodes", {"n1", "n2"}}}}};
+  const std::string text = FormatStartEstimate(job, true);
+  CHECK(text.rfind("est. ", 0) == 0);
+  CHECK(text.find(": after jobs 31 and 32 end, on n1 and n2") != std::string::npos);
+  CHECK(FormatStartEstimate(job, false).rfind("~", 0) == 0);
+  CHECK(FormatStartEstimate(json::object(), false) == "-");
 }

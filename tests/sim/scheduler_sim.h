@@ -110,6 +110,9 @@ struct SimOptions {
   // 0, from the first submission to the last.
   Millis window_begin = 0;
   Millis window_end = 0;
+  // Estimate each job's start the first pass it waits (core/start_estimate.h) and measure the
+  // error when it starts (SimResult::estimate_errors_s).
+  bool estimate_starts = false;
 };
 
 struct SimResult {
@@ -129,6 +132,11 @@ struct SimResult {
   double total_pass_ms = 0;  // wall time spent inside core::PlanPass
   double max_pass_ms = 0;
   std::vector<double> user_rank_seconds;  // by trace user, over the SimOptions window
+  // With SimOptions::estimate_starts: |estimated - actual start| in seconds, per job that had a
+  // known estimate; how many started with an unknown one; time spent estimating.
+  std::vector<double> estimate_errors_s;
+  int64_t estimates_unknown = 0;
+  double estimate_ms = 0;
 };
 
 constexpr size_t kMaxViolationMessages = 100;
