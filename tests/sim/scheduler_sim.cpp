@@ -543,7 +543,13 @@ class Simulator {
     if (!any_new) return;
     std::vector<core::EstimateRunning> running;
     running.reserve(running_.size());
-    for (const auto& r : running_) running.push_back({r.id, r.request, r.shares, r.end_by});
+    for (const auto& r : running_) {
+      // With progress, a running job's end is known as kiln-train's progress rate would tell it
+      // (its true end); else its time limit is all there is.
+      const Millis ends =
+          options_.estimate_from_progress ? RecordOf(r.id).start + Job(r.id).runtime_ms : r.end_by;
+      running.push_back({r.id, r.request, r.shares, ends});
+    }
     std::vector<core::EstimateWaiting> waiting;
     waiting.reserve(last_new + 1);
     for (size_t i = 0; i <= last_new; ++i) {

@@ -113,6 +113,9 @@ struct SimOptions {
   // Estimate each job's start the first pass it waits (core/start_estimate.h) and measure the
   // error when it starts (SimResult::estimate_errors_s).
   bool estimate_starts = false;
+  // Running jobs end, for the estimate, when they really do (as a steady progress rate predicts)
+  // instead of at their time limits.
+  bool estimate_from_progress = false;
 };
 
 struct SimResult {
