@@ -80,6 +80,16 @@ function showOnly(section) {
 
 // ---- views --------------------------------------------------------------------------------
 
+// "~14:05" when a pending job should start, "unknown", or "-".
+function startEstimate(j) {
+  const e = j.start_estimate;
+  if (!e) return "-";
+  if (typeof e.at !== "number") return "unknown";
+  const d = new Date(e.at);
+  const hhmm = d.toTimeString().slice(0, 5);
+  return "~" + (e.at - Date.now() > 20 * 3600 * 1000 ? d.toISOString().slice(5, 10) + " " : "") + hhmm;
+}
+
 async function renderQueue() {
   const all = $("show-finished").checked;
   let jobs = [];
@@ -93,15 +103,21 @@ async function renderQueue() {
   }
   jobs.reverse();  // newest first
   if (jobs.length > 1000) jobs = jobs.slice(0, 1000);
+  // An array's own line stands for its tasks that have not started (12[40-999]); it goes once
+  // they all have. Tasks show as 12_3.
+  jobs = jobs.filter((j) => !(j.array && j.state === "PENDING" && !j.array.pending));
   fillRows($("queue-rows"), jobs.map((j) => {
-    const link = el("a", j.id);
+    let id = String(j.id);
+    if (j.array) id += `[${j.state === "PENDING" ? j.array.pending : j.array.indices}]`;
+    if (j.array_job !== undefined) id = `${j.array_job}_${j.array_index}`;
+    const link = el("a", id);
     link.href = "#/jobs/" + j.id;
     const m = j.metrics || {};
     const progress = m.step !== undefined ? `${m.step}/${m.total_steps}` : "-";
     const state = stateBadge(j.state + (j.held && j.state === "PENDING" ? " (held)" : ""));
     const reason = el("span", j.reason || "", "reason");
     return row([link, j.name, j.user || "-", j.priority || 0, state, j.ranks, j.node || "-",
-                progress, reason]);
+                progress, startEstimate(j), reason]);
   }));
 }
 

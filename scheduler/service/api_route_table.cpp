@@ -134,10 +134,13 @@ const std::vector<Route>& Routes() {
         {"resume_from_step", Kind::kInt, "that job's checkpoint at this step (default latest)"},
         {"user", Kind::kString, "submit as this user (admins only)"},
         {"array", Kind::kString,
-         "a job array: INDICES[%MAX], e.g. 0-999%8 (docs/job-spec.md, Job arrays)"}},
+         "a job array: INDICES[%MAX], e.g. 0-999%8 (docs/job-spec.md, Job arrays)"},
+        {"sweep", Kind::kObject,
+         "a sweep without its base, which is spec (docs/sweeps.md): an array of trials"}},
        [](const Bound& b) -> Result<Envelope> {
          protocol::SubmitRequest r;
          if (b.body.contains("array")) r.array = b.body["array"].get<std::string>();
+         if (b.body.contains("sweep")) r.sweep = b.body["sweep"];
          r.spec = b.body["spec"];
          r.hold = b.body.value("hold", false);
          r.request_id = b.body.value("request_id", std::string());
