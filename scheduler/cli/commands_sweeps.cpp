@@ -68,7 +68,9 @@ int Commands::SweepShow() {
   }
   if (json_) {
     json out = job["sweep"];
-    for (const char* key : {"id", "name", "state", "reason", "user"}) out[key] = job[key];
+    for (const char* key : {"id", "name", "state", "reason", "user"}) {
+      if (job.contains(key)) out[key] = job[key];
+    }
     std::cout << out.dump(2) << "\n";
     return 0;
   }

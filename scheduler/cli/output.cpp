@@ -163,7 +163,7 @@ std::string FormatProgressBar(const json& job, std::optional<double> eta_s, int 
 std::string FormatStartEstimate(const json& job, bool explain) {
   if (!job.contains("start_estimate") || !job["start_estimate"].is_object()) return "-";
   const json& e = job["start_estimate"];
-  if (!e["at"].is_number_integer()) {
+  if (!e.contains("at") || !e["at"].is_number_integer()) {
     return explain ? "unknown: it needs what jobs without a time limit (or progress) hold"
                    : "unknown";
   }

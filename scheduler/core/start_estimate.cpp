@@ -24,6 +24,12 @@ std::vector<StartEstimate> EstimateStarts(const std::vector<NodeState>& nodes,
                                           const std::vector<EstimateWaiting>& waiting, Millis now,
                                           size_t max_jobs) {
   FreeCapacity free(nodes);
+  // What is free once every end known here has come: a job that does not fit in it needs what
+  // jobs without an end hold, and is unknown without moving the cursor for the jobs behind it.
+  FreeCapacity final_free(nodes);
+  for (const auto& r : running) {
+    if (r.ends_at > 0) final_free.Give(r.shares, r.request);
+  }
   std::priority_queue<Release, std::vector<Release>, std::greater<Release>> releases;
   for (const auto& r : running) {
     if (r.ends_at > 0) releases.push({std::max(r.ends_at, now), r.id, r.shares, &r.request});
@@ -41,6 +47,10 @@ std::vector<StartEstimate> EstimateStarts(const std::vector<NodeState>& nodes,
       continue;
     }
     std::optional<std::vector<NodeShare>> shares = free.Place(w.request);
+    if (!shares && !final_free.Place(w.request)) {
+      out.push_back(std::move(e));
+      continue;
+    }
     std::set<int64_t> after;
     while (!shares && !releases.empty()) {
       const Millis at = releases.top().at;
@@ -57,6 +67,12 @@ std::vector<StartEstimate> EstimateStarts(const std::vector<NodeState>& nodes,
     }
     if (shares) {
       free.Take(*shares, w.request);
+      // Without a time limit it holds this for good; with one it is back by the end.
+      if (w.time_limit_ms <= 0) {
+        std::vector<NodeShare> held = *shares;
+        for (auto& s : held) s.gpu_ids.clear();
+        final_free.Take(held, w.request);
+      }
       e.at = cursor;
       // Fitting at a cursor an earlier job moved: the ends that moved it made the room.
       if (after.empty() && cursor > now) after.insert(last_batch.begin(), last_batch.end());
@@ -71,11 +87,17 @@ std::vector<StartEstimate> EstimateStarts(const std::vector<NodeState>& nodes,
 
 Millis ExpectedEndFromProgress(int64_t first_step, Millis first_at, int64_t step, Millis step_at,
                                int64_t total_steps) {
-  if (total_steps > 0 && step >= total_steps) return step_at;
+  // Reports come from a job's own rank: nonsense gives no estimate rather than an overflow.
+  constexpr int64_t kMaxSteps = 1'000'000'000'000;
+  constexpr double kMaxAheadMs = 10.0 * 365 * 24 * 3600 * 1000;
+  if (total_steps <= 0 || total_steps > kMaxSteps || step < 0 || first_step < 0) return 0;
+  if (step >= total_steps) return step_at;
   if (step <= first_step || step_at <= first_at) return 0;
   const double ms_per_step =
       static_cast<double>(step_at - first_at) / static_cast<double>(step - first_step);
-  return step_at + static_cast<Millis>(ms_per_step * static_cast<double>(total_steps - step));
+  const double ahead = ms_per_step * static_cast<double>(total_steps - step);
+  if (!(ahead < kMaxAheadMs)) return 0;
+  return step_at + static_cast<Millis>(ahead);
 }
 
 }  // namespace kiln::core

@@ -12,6 +12,27 @@ using nlohmann::json;
 namespace {
 
 constexpr const char* kParamTypes = "grid, choice, uniform, log_uniform or int_uniform";
+// The largest magnitude a numeric parameter may have: every whole number up to it is exact in a
+// double.
+constexpr double kMaxParamMagnitude = 9007199254740992.0;  // 2^53
+
+// `o[key]` when `o` is an object holding a value of the wanted type, else `fallback`: nothing
+// from the network throws here.
+std::string TextOr(const json& o, const char* key, const std::string& fallback) {
+  if (!o.is_object()) return fallback;
+  auto it = o.find(key);
+  return it != o.end() && it->is_string() ? it->get<std::string>() : fallback;
+}
+double NumberOr(const json& o, const char* key, double fallback) {
+  if (!o.is_object()) return fallback;
+  auto it = o.find(key);
+  return it != o.end() && it->is_number() ? it->get<double>() : fallback;
+}
+int64_t IntOr(const json& o, const char* key, int64_t fallback) {
+  if (!o.is_object()) return fallback;
+  auto it = o.find(key);
+  return it != o.end() && it->is_number_integer() ? it->get<int64_t>() : fallback;
+}
 
 bool IsPath(const std::string& path) {
   if (path.empty() || path.front() == '.' || path.back() == '.') return false;
@@ -33,10 +54,12 @@ void ParseParam(const std::string& path, const json& p, SweepParam* out,
                       "names, e.g. \"train.optimizer.lr\"");
     return;
   }
-  if (path == "resources" || path.rfind("resources.", 0) == 0 || path == "depends_on" ||
-      path == "serve" || path.rfind("serve.", 0) == 0) {
+  const std::string top = path.substr(0, path.find('.'));
+  if (top == "resources" || top == "depends_on" || top == "serve" || top == "priority" ||
+      top == "max_retries" || top == "time_limit") {
     errors->push_back(field +
-                      ": resources, depends_on and serve are the sweep's, not a trial's; "
+                      ": resources, depends_on, priority, max_retries, time_limit and "
+                      "serve are the sweep's, not a trial's (the scheduler reads them once); "
                       "search over model, data, train or checkpoint fields");
     return;
   }
@@ -45,7 +68,7 @@ void ParseParam(const std::string& path, const json& p, SweepParam* out,
     return;
   }
   out->path = path;
-  out->type = p.value("type", "");
+  out->type = TextOr(p, "type", "");
   for (const auto& [key, value] : p.items()) {
     if (key != "type" && key != "values" && key != "min" && key != "max") {
       errors->push_back(field + "." + key + ": unknown field; use type, values, min and max");
@@ -70,10 +93,15 @@ void ParseParam(const std::string& path, const json& p, SweepParam* out,
     }
     out->min = p["min"].get<double>();
     out->max = p["max"].get<double>();
-    if (!(out->min <= out->max) || !std::isfinite(out->min) || !std::isfinite(out->max)) {
+    if (!(std::fabs(out->min) <= kMaxParamMagnitude) ||
+        !(std::fabs(out->max) <= kMaxParamMagnitude)) {
+      errors->push_back(field + ": min and max must be within +-2^53");
+    } else if (!(out->min <= out->max)) {
       errors->push_back(field + ".max: must be >= min");
     } else if (out->type == "log_uniform" && out->min <= 0) {
       errors->push_back(field + ".min: a log_uniform parameter needs min > 0");
+    } else if (out->type == "int_uniform" && std::ceil(out->min) > std::floor(out->max)) {
+      errors->push_back(field + ": no whole number lies between min and max");
     }
     return;
   }
@@ -139,7 +167,7 @@ SweepParseResult ParseSweepSpec(const json& doc) {
                        "max_trials, max_concurrent and early_stopping");
     }
   }
-  s.name = doc.value("name", "");
+  s.name = TextOr(doc, "name", "");
   if (doc.contains("name") && (!doc["name"].is_string() || s.name.size() > 128)) {
     errors.push_back("name: must be text of at most 128 characters");
   }
@@ -149,7 +177,7 @@ SweepParseResult ParseSweepSpec(const json& doc) {
         "takes a file name here)");
   } else {
     s.base = doc["base"];
-    if (s.name.empty()) s.name = s.base.value("name", "sweep");
+    if (s.name.empty()) s.name = TextOr(s.base, "name", "sweep");
   }
   if (!doc.contains("space") || !doc["space"].is_object() || doc["space"].empty()) {
     errors.push_back(
@@ -169,14 +197,15 @@ SweepParseResult ParseSweepSpec(const json& doc) {
       s.seed = doc["seed"].get<uint64_t>();
     }
   }
-  const json objective = doc.value("objective", json::object());
+  const json objective = doc.contains("objective") ? doc["objective"] : json::object();
   if (!objective.is_object() || !objective.contains("metric") || !objective["metric"].is_string()) {
     errors.push_back(
         "objective: {\"metric\": \"test_accuracy\", \"mode\": \"max\"} (the metric "
         "each epoch reports, and whether more is better)");
   } else {
     s.metric = objective["metric"].get<std::string>();
-    const std::string mode = objective.value("mode", "max");
+    const std::string mode =
+        objective.contains("mode") ? TextOr(objective, "mode", "(not text)") : "max";
     if (mode != "max" && mode != "min") {
       errors.push_back("objective.mode: must be max or min, got \"" + mode + "\"");
     }
@@ -218,7 +247,7 @@ SweepParseResult ParseSweepSpec(const json& doc) {
   }
   if (doc.contains("early_stopping")) {
     const json& e = doc["early_stopping"];
-    if (!e.is_object() || e.value("type", "") != "asha") {
+    if (TextOr(e, "type", "") != "asha") {
       errors.push_back(
           "early_stopping.type: must be \"asha\" ({\"type\": \"asha\", "
           "\"min_epochs\": 1, \"reduction_factor\": 3})");
@@ -294,21 +323,22 @@ json ApplyParams(const json& base, const json& params) {
 }
 
 std::vector<std::string> ObjectiveMetricsOf(const json& job_spec) {
-  const json data = job_spec.value("data", json::object());
-  const json train = job_spec.value("train", json::object());
+  if (!job_spec.is_object()) return {};
+  const json data = job_spec.contains("data") ? job_spec["data"] : json::object();
+  const json train = job_spec.contains("train") ? job_spec["train"] : json::object();
   if (!data.is_object() || !train.is_object()) return {};
-  const double split = data.value("validation_split", 0.0);
-  const std::string type = data.value("type", "");
+  const double split = NumberOr(data, "validation_split", 0.0);
+  const std::string type = TextOr(data, "type", "");
   std::string set;
   if (split > 0) {
     set = "val";
-  } else if (type != "csv" || !data.value("test_path", "").empty()) {
+  } else if (type != "csv" || !TextOr(data, "test_path", "").empty()) {
     set = "test";
   } else {
     return {};  // nothing to evaluate on
   }
   std::vector<std::string> out;
-  if (train.value("loss", "") != "mse") out.push_back(set + "_accuracy");
+  if (TextOr(train, "loss", "") != "mse") out.push_back(set + "_accuracy");
   out.push_back(set + "_loss");
   return out;
 }
@@ -339,7 +369,8 @@ SweepState SweepState::FromJson(const json& j) {
     }
     return std::stoll(key);
   };
-  for (const auto& r : j.value("rungs", json::array())) {
+  const json rungs = j.contains("rungs") && j["rungs"].is_array() ? j["rungs"] : json::array();
+  for (const auto& r : rungs) {
     std::map<int64_t, double> rung;
     if (r.is_object()) {
       for (const auto& [key, value] : r.items()) {
@@ -348,19 +379,19 @@ SweepState SweepState::FromJson(const json& j) {
     }
     s.rungs.push_back(std::move(rung));
   }
-  const json trials = j.value("trials", json::object());
+  const json trials = j.contains("trials") ? j["trials"] : json::object();
   if (trials.is_object()) {
     for (const auto& [key, v] : trials.items()) {
       auto t = trial_of(key);
       if (!t || !v.is_object()) continue;
       TrialRecord rec;
-      rec.epochs = v.value("epochs", int64_t{0});
-      rec.stopped = v.value("stopped", false);
+      rec.epochs = IntOr(v, "epochs", 0);
+      rec.stopped = v.contains("stopped") && v["stopped"].is_boolean() && v["stopped"].get<bool>();
       if (v.contains("best") && v["best"].is_number()) rec.best = v["best"].get<double>();
       s.trials[*t] = rec;
     }
   }
-  s.stopped = j.value("stopped", int64_t{0});
+  s.stopped = IntOr(j, "stopped", 0);
   return s;
 }
 
@@ -376,10 +407,18 @@ std::vector<int64_t> RungEpochs(const AshaSpec& asha, int64_t max_epochs) {
 TrialDecision ReportTrialEpoch(const SweepSpec& spec, SweepState& state, int64_t trial,
                                int64_t epoch, int64_t max_epochs, double value) {
   TrialDecision decision;
-  if (!std::isfinite(value)) return decision;
+  // What a trial's rank reports passes through its agent unchecked: a value or an epoch out of
+  // range is not the trial's progress, and is dropped.
+  const bool accuracy =
+      spec.metric.size() > 9 && spec.metric.compare(spec.metric.size() - 9, 9, "_accuracy") == 0;
+  if (!std::isfinite(value) || value < 0 || (accuracy && value > 1) || value > 1e12) {
+    return decision;
+  }
+  if (epoch < 1 || (max_epochs > 0 && epoch > max_epochs)) return decision;
   TrialRecord& record = state.trials[trial];
   if (epoch <= record.epochs && record.best) return decision;  // seen (a resumed attempt)
   record.epochs = std::max(record.epochs, epoch);
+  decision.recorded = true;
   const bool better = !record.best || (spec.maximize ? value > *record.best : value < *record.best);
   if (better) record.best = value;
   if (!spec.asha || record.stopped) return decision;
@@ -397,8 +436,8 @@ TrialDecision ReportTrialEpoch(const SweepSpec& spec, SweepState& state, int64_t
   const double pos = q * static_cast<double>(recorded.size() - 1);
   const size_t lo = static_cast<size_t>(std::floor(pos));
   const size_t hi = std::min(recorded.size() - 1, lo + 1);
-  const double cutoff =
-      recorded[lo] + (pos - static_cast<double>(lo)) * (recorded[hi] - recorded[lo]);
+  const double f = pos - static_cast<double>(lo);
+  const double cutoff = recorded[lo] * (1 - f) + recorded[hi] * f;
   const double mine = spec.maximize ? value : -value;
   if (mine >= cutoff) return decision;
   record.stopped = true;
@@ -413,9 +452,10 @@ TrialDecision ReportTrialEpoch(const SweepSpec& spec, SweepState& state, int64_t
 
 void RecordTrialCheckpoint(const SweepSpec& spec, SweepState& state, int64_t trial, int64_t epoch,
                            std::optional<double> value) {
+  if (epoch < 0 || epoch > 1000000) return;
   TrialRecord& record = state.trials[trial];
   record.epochs = std::max(record.epochs, epoch);
-  if (value && std::isfinite(*value) &&
+  if (value && std::isfinite(*value) && *value >= 0 &&
       (!record.best || (spec.maximize ? *value > *record.best : *value < *record.best))) {
     record.best = value;
   }

@@ -81,6 +81,7 @@ struct SweepState {
 std::vector<int64_t> RungEpochs(const AshaSpec& asha, int64_t max_epochs);
 
 struct TrialDecision {
+  bool recorded = false;  // the report changed the record (else nothing needs writing)
   bool stop = false;
   std::string reason;  // "EarlyStopped: rung 2 (epoch 3) test_accuracy 0.842, below the top
                        // third (0.871)"

@@ -14,6 +14,11 @@ namespace kiln::service {
 
 using nlohmann::json;
 
+namespace {
+constexpr size_t kMaxSweepBytes = 64 << 10;       // a sweep without its base
+constexpr size_t kMaxSweepCheckBytes = 32 << 20;  // trials x base, parsed at submit
+}  // namespace
+
 SpecParseResult SchedulerService::ParseArraySpecOf(const JobRecord& row) {
   if (!row.array.is_object()) return ParseJobSpec(row.spec);
   const ArrayState array = ArrayState::FromJson(row.array);
@@ -78,21 +83,39 @@ bool SchedulerService::ArrayOfSubmit(Request& req, const protocol::SubmitRequest
                                               "base job spec is body.spec)"));
       return false;
     }
+    if (const size_t bytes = request.sweep->dump().size(); bytes > kMaxSweepBytes) {
+      ReplyError(req, Status::InvalidArgument(
+                          "body.sweep: " + std::to_string(bytes / 1024) +
+                          " KiB is over the limit of " + std::to_string(kMaxSweepBytes / 1024) +
+                          " KiB (the base spec is separate); search fewer or smaller values"));
+      return false;
+    }
     json doc = *request.sweep;
     doc["base"] = request.spec;
     core::SweepParseResult sweep = core::ParseSweepSpec(doc);
-    if (sweep.ok()) {
+    // Every trial's spec is parsed (PrepareArray): their cost is bounded up front.
+    const size_t base_bytes = request.spec.dump().size();
+    if (sweep.ok() &&
+        base_bytes * static_cast<size_t>(sweep.spec.max_trials) > kMaxSweepCheckBytes) {
+      sweep.errors.push_back("max_trials: " + std::to_string(sweep.spec.max_trials) +
+                             " trials of a " + std::to_string(base_bytes / 1024) +
+                             " KiB base are over " + std::to_string(kMaxSweepCheckBytes >> 20) +
+                             " MiB of specs to check; make the base smaller or the sweep shorter");
+    }
+    // Each trial must report the objective (a searched loss or split changes what it reports).
+    for (int64_t t = 0; sweep.ok() && t < sweep.spec.max_trials; ++t) {
       const std::vector<std::string> metrics = core::ObjectiveMetricsOf(
-          core::ApplyParams(request.spec, core::TrialParams(sweep.spec, 0)));
-      if (std::find(metrics.begin(), metrics.end(), sweep.spec.metric) == metrics.end()) {
-        std::string known;
-        for (const auto& m : metrics) known += (known.empty() ? "" : ", ") + m;
-        sweep.errors.push_back(
-            "objective.metric: the trials never report \"" + sweep.spec.metric + "\"; " +
-            (known.empty() ? std::string("they evaluate on nothing (give data.test_path or "
-                                         "data.validation_split)")
-                           : "each epoch reports " + known));
-      }
+          core::ApplyParams(request.spec, core::TrialParams(sweep.spec, t)));
+      if (std::find(metrics.begin(), metrics.end(), sweep.spec.metric) != metrics.end()) continue;
+      std::string known;
+      for (const auto& m : metrics) known += (known.empty() ? "" : ", ") + m;
+      sweep.errors.push_back("objective.metric: " +
+                             (t > 0 ? "trial " + std::to_string(t) + ": the" : std::string("the")) +
+                             " trials never report \"" + sweep.spec.metric + "\"; " +
+                             (known.empty()
+                                  ? std::string("they evaluate on nothing (give data.test_path or "
+                                                "data.validation_split)")
+                                  : "each epoch reports " + known));
     }
     if (!sweep.ok()) {
       ReplyError(req,

@@ -51,6 +51,13 @@ void SchedulerService::OnSubmit(Request& req) {
                        "user " + request.user);
   // An array or a sweep: its tasks' specs are validated with their index in (PrepareArray).
   std::optional<ArrayState> array;
+  const size_t spec_bytes = request.spec.dump().size();
+  if (spec_bytes > kMaxSpecBytes) {
+    return ReplyError(req, Status::InvalidArgument(
+                               "spec: " + std::to_string(spec_bytes / 1024) +
+                               " KiB is over the limit of " + std::to_string(kMaxSpecBytes / 1024) +
+                               " KiB; put large inputs in files the job reads"));
+  }
   if ((request.array || request.sweep) && !ArrayOfSubmit(req, request, &array)) return;
   const int64_t new_pending = array ? array->tasks : 1;
   if (auto quota = quotas_.find(request.user);
@@ -64,12 +71,6 @@ void SchedulerService::OnSubmit(Request& req) {
             (array ? " and the array adds " + std::to_string(new_pending) : std::string()) +
             "; submit again when some have started, or cancel some"),
         "submit", "user " + request.user);
-  }
-  if (const size_t bytes = request.spec.dump().size(); bytes > kMaxSpecBytes) {
-    return ReplyError(req, Status::InvalidArgument(
-                               "spec: " + std::to_string(bytes / 1024) + " KiB is over the limit "
-                               "of " + std::to_string(kMaxSpecBytes / 1024) +
-                               " KiB; put large inputs in files the job reads"));
   }
   SpecParseResult parsed =
       ParseJobSpec(array ? array->TrialSpec(request.spec, *array->pending.First()) : request.spec);
@@ -110,7 +111,9 @@ void SchedulerService::OnSubmit(Request& req) {
   job.time_limit_ms = parsed.spec.time_limit_s * 1000;
   job.depends_on = parsed.spec.depends_on;
   job.name = parsed.spec.name;
-  if (array && request.spec.contains("name") && request.spec["name"].is_string()) {
+  if (array && array->sweep) {
+    job.name = array->sweep->name;  // the sweep's, or its base's
+  } else if (array && request.spec.contains("name") && request.spec["name"].is_string()) {
     job.name = request.spec["name"].get<std::string>();  // "${array_index}" left in
   }
   job.spec = request.spec;

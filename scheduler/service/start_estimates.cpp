@@ -61,8 +61,17 @@ void SchedulerService::EstimateStartTimes(const core::SchedulingPlan& plan, Mill
     ActiveJob* a = jobs_.Find(w.job_id);
     if (a == nullptr) continue;
     a->start_estimate = 0;
-    const bool blocked = w.kind == core::WaitKind::kHeld || w.kind == core::WaitKind::kDependency;
-    waiting.push_back({w.job_id, a->queued.request, a->queued.time_limit_ms, blocked});
+    // Waits that no end of a running job cures: their reasons say what would.
+    const bool blocked = w.kind == core::WaitKind::kHeld || w.kind == core::WaitKind::kDependency ||
+                         w.kind == core::WaitKind::kQuota ||
+                         w.kind == core::WaitKind::kInfeasible ||
+                         w.kind == core::WaitKind::kNoWorkers;
+    // An array's entry stands for its tasks that may start (at most 50 counted here): the jobs
+    // behind it wait for them all. Its own estimate is its next task's.
+    const int64_t copies = a->array ? std::clamp<int64_t>(a->queued.tasks, 1, 50) : 1;
+    for (int64_t c = 0; c < copies; ++c) {
+      waiting.push_back({w.job_id, a->queued.request, a->queued.time_limit_ms, blocked});
+    }
   }
   const std::vector<core::StartEstimate> estimates =
       core::EstimateStarts(nodes, running, waiting, now, kMaxEstimatedJobs);
@@ -70,6 +79,7 @@ void SchedulerService::EstimateStartTimes(const core::SchedulingPlan& plan, Mill
     const core::StartEstimate& e = estimates[i];
     ActiveJob* a = jobs_.Find(e.job_id);
     if (a == nullptr || waiting[i].blocked) continue;  // held or waiting: its reason says so
+    if (i > 0 && estimates[i - 1].job_id == e.job_id) continue;  // an array's later tasks
     a->start_estimate = e.at;
     a->start_after = e.after;
     a->start_nodes.clear();

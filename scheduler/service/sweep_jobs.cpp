@@ -27,6 +27,7 @@ void SchedulerService::NoteTrialReport(ActiveJob& task, const json& report) {
   const core::TrialDecision decision =
       core::ReportTrialEpoch(spec, array.sweep_state, trial, epoch->get<int64_t>(),
                              task.train_epochs, value->get<double>());
+  if (!decision.recorded) return;  // a repeated or out-of-range report: nothing to write
   auto row = store_->GetJob(array_id);
   if (!row.ok()) DieOnStoreError(row.status());
   if (!row->has_value()) return;

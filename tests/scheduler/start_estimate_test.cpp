@@ -71,3 +71,17 @@ TEST_CASE("a running job's end follows its progress rate", "[estimate]") {
   CHECK(ExpectedEndFromProgress(0, kNow, 0, kNow, 1000) == 0);
   CHECK(ExpectedEndFromProgress(0, kNow - 1000, 1000, kNow, 1000) == kNow);
 }
+
+TEST_CASE("a job that can never fit leaves the cursor where it was for the jobs behind it",
+          "[estimate]") {
+  std::vector<NodeState> nodes = {Node("n1", 4)};
+  std::vector<EstimateRunning> running = {Running(nodes, 7, 0, 2, kNow + 5 * kMinute),
+                                          Running(nodes, 8, 0, 2, kNow + 20 * 60 * kMinute)};
+  std::vector<EstimateWaiting> waiting = {{1, Ranks(8), 0, false},   // more than the node has
+                                          {2, Ranks(2), 0, false}};  // fits when job 7 ends
+  auto e = EstimateStarts(nodes, running, waiting, kNow, 100);
+  REQUIRE(e.size() == 2);
+  CHECK(e[0].at == -1);
+  CHECK(e[1].at == kNow + 5 * kMinute);
+  CHECK(e[1].after == std::vector<int64_t>{7});
+}

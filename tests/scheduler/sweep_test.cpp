@@ -196,3 +196,41 @@ TEST_CASE("a trial's checkpoints fill in what lost epoch reports left out", "[sw
   CHECK(state.trials[0].best == Approx(0.9));
   CHECK(state.stopped == 0);
 }
+
+TEST_CASE("mistyped sweeps are refused, never thrown on", "[sweep]") {
+  json doc = Sweep();
+  doc["name"] = 5;
+  doc["objective"] = {{"metric", "test_accuracy"}, {"mode", 1}};
+  doc["space"]["train.lr"] = {{"type", 1}};
+  doc["space"]["train.seed"] = {{"type", "int_uniform"}, {"min", 0.2}, {"max", 0.8}};
+  doc["space"]["train.optimizer.momentum"] = {{"type", "uniform"}, {"min", -1e300}, {"max", 1}};
+  doc["space"]["time_limit"] = {{"type", "grid"}, {"values", {60, 120}}};
+  doc["early_stopping"] = "asha";
+  std::string errors;
+  REQUIRE_NOTHROW(errors = AllErrors(doc));
+  CHECK_THAT(errors, Catch::Contains("name: must be text"));
+  CHECK_THAT(errors, Catch::Contains("objective.mode: must be max or min"));
+  CHECK_THAT(errors, Catch::Contains("space.train.lr.type: must be"));
+  CHECK_THAT(errors, Catch::Contains("space.train.seed: no whole number"));
+  CHECK_THAT(errors, Catch::Contains("space.train.optimizer.momentum: min and max must be within"));
+  CHECK_THAT(errors, Catch::Contains("space.time_limit:"));
+  CHECK_THAT(errors, Catch::Contains("early_stopping.type"));
+  CHECK(ObjectiveMetricsOf(json{{"data", {{"validation_split", "x"}}}, {"train", 1}}).empty());
+  CHECK(SweepState::FromJson(json{{"rungs", 3}, {"trials", {{"1", {{"epochs", "x"}}}}}})
+            .trials[1]
+            .epochs == 0);
+}
+
+TEST_CASE("epoch reports out of range decide nothing, and repeats write nothing", "[sweep]") {
+  SweepSpec s = Parsed(Sweep());
+  SweepState state;
+  CHECK_FALSE(ReportTrialEpoch(s, state, 0, 0, 9, 0.5).recorded);
+  CHECK_FALSE(ReportTrialEpoch(s, state, 0, 10, 9, 0.5).recorded);
+  CHECK_FALSE(ReportTrialEpoch(s, state, 0, 1, 9, 1.5).recorded);  // an accuracy above 1
+  CHECK_FALSE(ReportTrialEpoch(s, state, 0, 1, 9, std::nan("")).recorded);
+  CHECK(ReportTrialEpoch(s, state, 0, 1, 9, 0.5).recorded);
+  CHECK_FALSE(ReportTrialEpoch(s, state, 0, 1, 9, 0.5).recorded);
+  // The cutoff interpolates without multiplying a difference: the best value is never cut.
+  ReportTrialEpoch(s, state, 1, 1, 9, 1.0);
+  CHECK_FALSE(ReportTrialEpoch(s, state, 2, 1, 9, 1.0).stop);
+}
