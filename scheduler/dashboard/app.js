@@ -285,6 +285,30 @@ function appendLogs(page) {
   if (atBottom) pre.scrollTop = pre.scrollHeight;
 }
 
+// A sweep's leaderboard (docs/sweeps.md): its trials best first, and the best one's checkpoint.
+function renderSweep(sweep) {
+  $("sweep-part").hidden = !sweep;
+  if (!sweep) return;
+  const metric = (sweep.objective || {}).metric || "";
+  fillRows($("trial-rows"), (sweep.trials || []).map((t) => {
+    let job = "-";
+    if (typeof t.job_id === "number") {
+      job = el("a", t.job_id);
+      job.href = "#/jobs/" + t.job_id;
+    }
+    const params = Object.entries(t.params || {})
+        .map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(" ");
+    return row([t.trial, job, stateBadge(t.state), t.epochs,
+                typeof t.best === "number" ? t.best.toFixed(4) : "-", params]);
+  }));
+  const b = sweep.best;
+  $("sweep-best").textContent = !b ? "" :
+      `Best: trial ${b.trial} (job ${b.job_id}), ${metric} ${Number(b.best).toFixed(4)}` +
+      (typeof b.checkpoint_step === "number"
+           ? `, checkpoint step ${b.checkpoint_step}: kiln deploy ${b.job_id} --best --name NAME`
+           : "");
+}
+
 async function renderJob(id) {
   const [job, history] = await Promise.all([api("GET", "/jobs/" + id),
                                             api("GET", `/jobs/${id}/metrics`)]);
@@ -299,6 +323,7 @@ async function renderJob(id) {
   $("hold-btn").hidden = !(may && job.state === "PENDING" && !job.held);
   $("release-btn").hidden = !(may && job.state === "PENDING" && job.held);
   renderJobFacts(job);
+  renderSweep(job.sweep);
   fillRows($("attempt-rows"), job.attempts.map((a) => row([
     a.attempt, (a.nodes || []).map((n) => (typeof n === "string" ? n : n.node || JSON.stringify(n))).join(", "),
     time(a.started_at), time(a.ended_at), a.outcome || "running",

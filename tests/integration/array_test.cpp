@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <fstream>
+#include <sys/stat.h>
 #include <map>
 #include <set>
 
@@ -136,6 +137,7 @@ TEST_CASE(
       },
       240);
   cluster.KillScheduler();
+  cluster.SetSchedulerArgs({"--http", "127.0.0.1:0"});  // for the dashboard, below
   cluster.StartScheduler();
   json done = cluster.WaitForJob(
       id, [](const json& j) { return j.value("state", "") != "PENDING"; }, 600);
@@ -183,6 +185,27 @@ TEST_CASE(
   INFO(predicted.err);
   REQUIRE(predicted.exit_code == 0);
   CHECK(json::parse(predicted.out)["label"].get<int>() >= 0);
+
+  // The dashboard's job page of the sweep draws the same leaderboard, in a real browser (its
+  // screenshot is kept in test-artifacts/).
+  ::mkdir("test-artifacts", 0755);
+  auto page = kiln::testing::RunCommand(
+      {"/usr/bin/python3", std::string(KILN_SOURCE_DIR) + "/tests/integration/dashboard_browser.py",
+       "--sweep", cluster.HttpUrl(), cluster.admin_token(), std::to_string(id),
+       "test-artifacts/dashboard-sweep.png"},
+      120);
+  INFO(page.out << page.err);
+  REQUIRE(page.exit_code == 0);
+  json drawn = json::parse(page.out);
+  CHECK_FALSE(drawn.contains("error"));
+  CHECK(drawn["hidden"] == false);
+  REQUIRE(drawn["rows"].is_array());
+  CHECK(drawn["rows"].size() == 9);
+  CHECK_THAT(drawn["rows"][0].get<std::string>(),
+             Catch::StartsWith(board["best"]["trial"].dump() + " | " + best + " | COMPLETED"));
+  CHECK_THAT(drawn["best"].get<std::string>(),
+             Catch::StartsWith("Best: trial " + board["best"]["trial"].dump() + " (job " + best +
+                               ")"));
 
   // A sweep whose objective is never reported is refused, naming the field.
   sweep["objective"]["metric"] = "val_accuracy";

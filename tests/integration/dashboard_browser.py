@@ -130,7 +130,34 @@ def services(url, token, name, screenshot):
     print(json.dumps(out))
 
 
+def sweep(url, token, job, screenshot):
+    """A logged-in user opens a sweep's job page: prints its trial rows (as text, best first) and
+    the best-trial line once the leaderboard is drawn."""
+    browser = Browser()
+    out = {}
+    try:
+        browser.call("Page.enable")
+        browser.call("Page.navigate", url=f"{url}/#/jobs/{job}")
+        log_in(browser, token)
+        out["rows"] = browser.wait(
+            "(() => { const rows = [...document.querySelectorAll('#trial-rows tr')]"
+            ".map((tr) => [...tr.children].map((td) => td.textContent).join(' | '));"
+            " return rows.length ? rows : ''; })()", 60, "the sweep's trial rows")
+        out["best"] = browser.eval("document.getElementById('sweep-best').textContent")
+        out["hidden"] = browser.eval("document.getElementById('sweep-part').hidden")
+        shot = browser.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
+        with open(screenshot, "wb") as f:
+            f.write(base64.b64decode(shot["data"]))
+    except Exception as e:
+        out["error"] = str(e)
+    finally:
+        browser.close()
+    print(json.dumps(out))
+
+
 def main():
+    if sys.argv[1] == "--sweep":
+        return sweep(*sys.argv[2:6])
     if sys.argv[1] == "--load-time":
         return load_time(*sys.argv[2:5])
     if sys.argv[1] == "--services":
