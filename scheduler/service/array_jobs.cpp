@@ -19,28 +19,6 @@ constexpr size_t kMaxSweepBytes = 64 << 10;       // a sweep without its base
 constexpr size_t kMaxSweepCheckBytes = 32 << 20;  // trials x base, parsed at submit
 }  // namespace
 
-SpecParseResult SchedulerService::ParseArraySpecOf(const JobRecord& row) {
-  if (!row.array.is_object()) return ParseJobSpec(row.spec);
-  const ArrayState array = ArrayState::FromJson(row.array);
-  auto indices = IndexSet::Parse(array.indices);
-  const int64_t first = indices.ok() && !indices->empty() ? *indices->First() : 0;
-  return ParseJobSpec(array.TrialSpec(row.spec, first));
-}
-
-std::vector<std::string> SchedulerService::TaskSpecErrors(const ArrayState& array, int64_t index,
-                                                          const std::vector<SpecError>& errors) {
-  std::vector<std::string> out;
-  for (const auto& e : SpecErrorStrings(errors)) {
-    bool in_space = false;  // a sweep's parameter that the spec refuses is the space's
-    if (array.sweep) {
-      for (const auto& p : array.sweep->space) in_space = in_space || e.rfind(p.path, 0) == 0;
-    }
-    out.push_back(in_space ? "space." + e
-                           : (array.sweep ? "trial " : "task ") + std::to_string(index) + ": " + e);
-  }
-  return out;
-}
-
 bool SchedulerService::PrepareArray(Request& req, const ArrayState& array, JobRecord& job) {
   // An array's tasks differ only in the index's digits: the first and the last stand for them
   // all. A sweep's trials differ in their parameters: each is checked (at most 1000).
@@ -54,7 +32,7 @@ bool SchedulerService::PrepareArray(Request& req, const ArrayState& array, JobRe
   std::vector<std::string> errors;
   for (int64_t index : checked) {
     SpecParseResult parsed = ParseJobSpec(array.TrialSpec(job.spec, index));
-    for (auto& e : TaskSpecErrors(array, index, parsed.errors)) errors.push_back(std::move(e));
+    for (auto& e : array.TaskSpecErrors(index, parsed.errors)) errors.push_back(std::move(e));
     if (errors.size() >= 20) break;
   }
   if (!errors.empty()) {

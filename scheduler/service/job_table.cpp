@@ -69,6 +69,28 @@ ArrayState ArrayState::FromJson(const nlohmann::json& j) {
   return a;
 }
 
+SpecParseResult ParseTaskSpecOf(const JobRecord& row) {
+  if (!row.array.is_object()) return ParseJobSpec(row.spec);
+  const ArrayState array = ArrayState::FromJson(row.array);
+  auto indices = IndexSet::Parse(array.indices);
+  const int64_t first = indices.ok() && !indices->empty() ? *indices->First() : 0;
+  return ParseJobSpec(array.TrialSpec(row.spec, first));
+}
+
+std::vector<std::string> ArrayState::TaskSpecErrors(int64_t index,
+                                                    const std::vector<SpecError>& errors) const {
+  std::vector<std::string> out;
+  for (const auto& e : SpecErrorStrings(errors)) {
+    bool in_space = false;  // a sweep's parameter that the spec refuses is the space's
+    if (sweep) {
+      for (const auto& p : sweep->space) in_space = in_space || e.rfind(p.path, 0) == 0;
+    }
+    out.push_back(in_space ? "space." + e
+                           : (sweep ? "trial " : "task ") + std::to_string(index) + ": " + e);
+  }
+  return out;
+}
+
 int64_t JobTable::PendingWeight(const ActiveJob& a) {
   return a.array ? a.array->pending.Count() : 1;
 }

@@ -40,9 +40,17 @@ struct ArrayState {
   std::optional<core::SweepSpec> sweep;
   core::SweepState sweep_state;
   nlohmann::json TrialSpec(const nlohmann::json& base, int64_t index) const;
+  // Task `index`'s spec errors as a submit reports them: "task 3: ...", or for a sweep's
+  // parameter "space.PATH: ...".
+  std::vector<std::string> TaskSpecErrors(int64_t index,
+                                          const std::vector<SpecError>& errors) const;
   nlohmann::json ToJson() const;
   static ArrayState FromJson(const nlohmann::json& j);
 };
+
+// A job row's spec as parsed for scheduling; an array's with its first index in (every task
+// has the array's resources).
+SpecParseResult ParseTaskSpecOf(const JobRecord& row);
 
 // An unfinished job as scheduling needs it; specs, logs and events stay in the database.
 struct ActiveJob {

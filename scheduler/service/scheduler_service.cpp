@@ -142,7 +142,7 @@ Status SchedulerService::RebuildFromStore() {
   if (!jobs.ok()) return jobs.status();
   int running = 0;
   for (const auto& j : *jobs) {
-    SpecParseResult parsed = ParseArraySpecOf(j);
+    SpecParseResult parsed = ParseTaskSpecOf(j);
     if (!parsed.ok()) {
       spdlog::error("job {}: stored spec no longer parses ({}); it is not scheduled", j.id,
                     SpecErrorStrings(parsed.errors).front());

@@ -41,42 +41,13 @@
 #include "scheduler/service/job_views.h"
 #include "scheduler/service/placements.h"
 #include "scheduler/service/request.h"
+#include "scheduler/service/scheduler_options.h"
 #include "scheduler/service/service_table.h"
 #include "scheduler/service/service_transport.h"
 #include "scheduler/service/store.h"
 #include "scheduler/service/upload_registry.h"
 
 namespace kiln::service {
-
-struct SchedulerOptions {
-  std::string listen = "tcp://127.0.0.1:7070";
-  std::string state_dir;
-  Millis worker_timeout_ms = 5000;
-  // A DOWN worker's attempts keep their places until its lease ends (its agent stops them itself
-  // by then); only then are they failed and placed elsewhere.
-  Millis worker_lease_ms = 30000;
-  // Scheduling policy (see docs/operations.md).
-  bool backfill = true;
-  double fair_share_half_life_s = 7 * 86400.0;
-  core::UsageUnit usage_unit = core::UsageUnit::kRankSeconds;
-  std::map<std::string, double> user_weights;  // default 1
-  // Gangs may span several workers (launched through kiln-rsh); off, every gang is placed on
-  // one node and jobs that ask for several wait as Infeasible.
-  bool multi_node = true;
-  // `kiln queue` lists only the caller's own jobs to non-admins (like Slurm's PrivateData=jobs).
-  bool private_jobs = false;
-  // How long logs, events, audit rows and abandoned uploads are kept (docs/operations.md).
-  core::RecordRetention retention;
-};
-
-// Files of the state dir that hold keys (see docs/security.md).
-constexpr const char* kServerKeyFile = "server.key";             // the scheduler's keypair, 0600
-constexpr const char* kServerPublicKeyFile = "server.pub";       // its public key, for clients
-constexpr const char* kWorkerClusterKeyFile = "worker-cluster.key";  // a keypair any worker may use
-
-// Creates the scheduler's keypair and the worker cluster keypair in state_dir if absent (and
-// server.pub beside them); returns the scheduler's keypair.
-Result<transport::CurveKeyPair> EnsureSchedulerKeys(const std::string& state_dir);
 
 class SchedulerService {
  public:
@@ -336,49 +307,35 @@ class SchedulerService {
   // the first leads); empty when there is no such attempt.
   nlohmann::json RecordedNodes(int64_t job_id, int64_t attempt);
 
-  // Job arrays (array_jobs.cpp). The array row's spec with its first index substituted: what
-  // is validated and placed (every task has the array's resources).
-  static SpecParseResult ParseArraySpecOf(const JobRecord& row);
-  // A submit's --array or sweep document as the array it makes. False after replying with the
-  // error.
+  // Job arrays and sweeps (array_jobs.cpp, sweep_jobs.cpp; docs/architecture.md). Handlers
+  // that fail reply with the error and return false (or nullopt).
   bool ArrayOfSubmit(Request& req, const protocol::SubmitRequest& request,
-                     std::optional<ArrayState>* array);
-  // Checks the tasks' specs (an array's first and last, every trial of a sweep) and stores the
-  // array's state in the row. False after replying with the error.
+                     std::optional<ArrayState>* array);  // --array or a sweep, parsed
+  // Checks the tasks' specs (an array's first and last, every trial) and stores the state.
   bool PrepareArray(Request& req, const ArrayState& array, JobRecord& job);
-  // A task's spec errors as the submit reports them: "task 3: ...", or for a sweep's parameter
-  // "space.PATH: ...".
-  static std::vector<std::string> TaskSpecErrors(const ArrayState& array, int64_t index,
-                                                 const std::vector<SpecError>& errors);
-  // A trial of a sweep reported an epoch's metrics: its record, and ASHA's decision.
-  void NoteTrialReport(ActiveJob& task, const nlohmann::json& report);
-  // A trial ended: its checkpoints fill in epochs and values whose reports were lost (sent while
-  // the scheduler was down).
-  void NoteTrialEnded(const JobRecord& task);
-  // A sweep's leaderboard: {"objective", "trials": [...], "best"} (docs/sweeps.md).
-  nlohmann::json SweepView(const JobRecord& row, const ArrayState& array);
-  // Gives task `index` (the lowest pending one when absent) of `array` its own PENDING row and
-  // tracks it; the array's row is written. Returns the task's id, or nullopt when the index is
-  // not pending (or its spec does not parse: the task is recorded FAILED).
+  // Task `index` (the lowest pending one when absent) gets its PENDING row; the array's row is
+  // written. nullopt when the index is not pending, or its spec fails (the task is FAILED).
   std::optional<int64_t> StartArrayTask(ActiveJob& array, std::optional<int64_t> index);
-  // After a task ended: the array's row takes its final state once no task is left.
-  void FinishArrayIfDone(int64_t array_id);
-  // The array can never run (a dependency failed): its pending tasks are dropped, those with
-  // rows fail, and the array is FAILED with `reason`.
+  void SaveArrayState(int64_t array_id, const ArrayState& array);  // into the array's row
+  void FinishArrayIfDone(int64_t array_id);  // its final state once no task is left
+  // A dependency failed: pending tasks dropped, those with rows fail, the array FAILED.
   void FailArray(int64_t array_id, const std::string& reason);
-  // The row a request for "ID_INDEX" is about: the task's, or for a pending index the row it
-  // would have (*prospective), which a request checks before MakeArrayTask gives it (so that a
-  // refused request writes nothing). False after replying with the error.
+  // The row an "ID_INDEX" request is about; for a pending index the row it would have
+  // (*prospective), checked before MakeArrayTask makes it, so a refusal writes nothing.
   bool ArrayTaskOf(Request& req, const JobRecord& array, int64_t index, JobRecord* task,
                    bool* prospective);
   bool MakeArrayTask(Request& req, JobRecord* task);
-  // Cancel, hold, release or priority for a whole array: the array and each unfinished task.
+  // Cancel, hold, release or priority of the array and each unfinished task.
   void CancelArray(Request& req, JobRecord& array);
   void AdminArray(Request& req, JobRecord& array, const protocol::JobAdminRequest& request);
-  // Why an array's next task waits for one of its running tasks to end (%MAX).
-  std::string ArrayLimitReason(int64_t array_id);
-  // {"tasks", "max_running", "pending", "pending_count", "states": {STATE: n}} of an array row.
+  std::string ArrayLimitReason(int64_t array_id);  // why the next task waits (%MAX)
+  // {"tasks", "max_running", "pending", "pending_count", "states": {STATE: n}}.
   nlohmann::json ArrayView(const JobRecord& row);
+  // A trial's epoch report: its record and ASHA's decision; at its end, its checkpoints fill in
+  // reports lost while the scheduler was down; the leaderboard (docs/sweeps.md).
+  void NoteTrialReport(ActiveJob& task, const nlohmann::json& report);
+  void NoteTrialEnded(const JobRecord& task);
+  nlohmann::json SweepView(const JobRecord& row, const ArrayState& array);
 
   // Start-time estimates (start_estimates.cpp): after a pass, each waiting job's; a running
   // job's progress (for its expected end); the estimate in a job's view.

@@ -35,26 +35,15 @@ void SchedulerService::EstimateStartTimes(const core::SchedulingPlan& plan, Mill
   const std::vector<core::NodeState> nodes = NodeStates(&names);  // the pass's starts included
   std::unordered_map<std::string, int32_t> index;
   for (size_t i = 0; i < names.size(); ++i) index[names[i]] = static_cast<int32_t>(i);
+  // The policy's view of what runs (the pass's starts included), with ends from progress too.
   std::vector<core::EstimateRunning> running;
-  for (int64_t id : jobs_.running()) {
-    const ActiveJob& a = jobs_.At(id);
-    core::EstimateRunning r;
-    r.id = id;
-    r.request = a.queued.request;
-    const Millis by_limit =
-        a.queued.time_limit_ms > 0 && a.started_at > 0 ? a.started_at + a.queued.time_limit_ms : 0;
+  for (core::RunningJob& r : RunningJobs(index)) {
+    const ActiveJob& a = jobs_.At(r.id);
     const Millis by_progress = core::ExpectedEndFromProgress(a.first_step, a.first_step_at, a.step,
                                                              a.step_at, a.total_steps);
-    r.ends_at = by_limit > 0 && by_progress > 0 ? std::min(by_limit, by_progress)
-                                                : std::max(by_limit, by_progress);
-    for (const auto& [node, share] : a.allocation) {
-      auto it = index.find(node);
-      if (it == index.end()) continue;
-      core::NodeShare s = share;
-      s.node = it->second;
-      r.shares.push_back(std::move(s));
-    }
-    running.push_back(std::move(r));
+    const Millis ends_at = r.end_by > 0 && by_progress > 0 ? std::min(r.end_by, by_progress)
+                                                           : std::max(r.end_by, by_progress);
+    running.push_back({r.id, std::move(r.request), std::move(r.shares), ends_at});
   }
   std::vector<core::EstimateWaiting> waiting;
   for (const auto& w : plan.waits) {

@@ -12,6 +12,16 @@ namespace kiln::service {
 
 using nlohmann::json;
 
+void SchedulerService::SaveArrayState(int64_t array_id, const ArrayState& array) {
+  auto row = store_->GetJob(array_id);
+  if (!row.ok()) DieOnStoreError(row.status());
+  if (!row->has_value()) return;
+  JobRecord parent = **row;
+  parent.array = array.ToJson();
+  Status saved = store_->UpdateJob(parent);
+  if (!saved.ok()) DieOnStoreError(saved);
+}
+
 void SchedulerService::NoteTrialReport(ActiveJob& task, const json& report) {
   ActiveJob* array_job = jobs_.Find(task.array_job);
   if (array_job == nullptr || !array_job->array || !array_job->array->sweep) return;
@@ -28,13 +38,7 @@ void SchedulerService::NoteTrialReport(ActiveJob& task, const json& report) {
       core::ReportTrialEpoch(spec, array.sweep_state, trial, epoch->get<int64_t>(),
                              task.train_epochs, value->get<double>());
   if (!decision.recorded) return;  // a repeated or out-of-range report: nothing to write
-  auto row = store_->GetJob(array_id);
-  if (!row.ok()) DieOnStoreError(row.status());
-  if (!row->has_value()) return;
-  JobRecord parent = **row;
-  parent.array = array.ToJson();
-  Status saved = store_->UpdateJob(parent);
-  if (!saved.ok()) DieOnStoreError(saved);
+  SaveArrayState(array_id, array);
   if (!decision.stop) return;
   auto found = store_->GetJob(task_id);
   if (!found.ok()) DieOnStoreError(found.status());
@@ -65,13 +69,7 @@ void SchedulerService::NoteTrialEnded(const JobRecord& task) {
                                     ? std::optional<double>(m->get<double>())
                                     : std::nullopt);
   }
-  auto row = store_->GetJob(task.array_job);
-  if (!row.ok()) DieOnStoreError(row.status());
-  if (!row->has_value()) return;
-  JobRecord parent = **row;
-  parent.array = array.ToJson();
-  Status saved = store_->UpdateJob(parent);
-  if (!saved.ok()) DieOnStoreError(saved);
+  SaveArrayState(task.array_job, array);
 }
 
 json SchedulerService::SweepView(const JobRecord& row, const ArrayState& array) {
